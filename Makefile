@@ -1,0 +1,31 @@
+# Two commands for a fresh Debian/Ubuntu machine:
+#   make run    install missing packages, build, start sohub-server
+#   make test   install missing packages, build, run every test
+BUILD ?= build
+MESON_ARGS ?=
+DATA_DIR ?= ./data
+RUN_ARGS ?=
+
+.PHONY: deps build run test bench clean
+
+deps:
+	@sh scripts/install-deps.sh
+
+$(BUILD)/build.ninja:
+	meson setup $(BUILD) $(MESON_ARGS)
+
+build: deps $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+run: build
+	mkdir -p $(DATA_DIR)
+	./$(BUILD)/app/sohub-server --data-dir $(DATA_DIR) $(RUN_ARGS)
+
+test: build
+	meson test -C $(BUILD) --print-errorlogs --num-processes 2
+
+bench: build
+	sh bench/run.sh $(BUILD)
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,180 @@
+/* amf.h - AMF0 and AMF3 values, decoder and encoder (sans-I/O).
+ *
+ * One value model (amf_value) represents everything both formats can carry,
+ * losslessly: a value decoded from AMF0 or AMF3 and encoded again in the
+ * same format gives the same meaning (and, for input our encoder would have
+ * produced, the same bytes).
+ *
+ * Ownership: values are reference counted and single-threaded.  A function
+ * that returns amf_value * returns an owned reference unless its comment
+ * says "borrowed".  Functions that take a value to store it "take" the
+ * caller's reference.  amf_unref(NULL) is fine.  A value that is shared
+ * (refcount > 1) must not be modified.  AMF0 object references and AMF3
+ * object references decode to the SAME amf_value (one more reference), so
+ * the graph of the input is kept; cycles (an object that contains a
+ * reference to itself) are refused by the decoder with SH_EUNSUPPORTED,
+ * because reference counting could never free them.
+ *
+ * Decoding never allocates from a count or length the input claims before
+ * checking it against the limits and against the bytes actually present.
+ */
+#ifndef AMF_H
+#define AMF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sh_buf.h"
+#include "sh_err.h"
+
+/* AMF0 markers (amf0-file-format-specification, section 2.1). */
+enum {
+    AMF0_NUMBER = 0x00, AMF0_BOOLEAN = 0x01, AMF0_STRING = 0x02,
+    AMF0_OBJECT = 0x03, AMF0_MOVIECLIP = 0x04, AMF0_NULL = 0x05,
+    AMF0_UNDEFINED = 0x06, AMF0_REFERENCE = 0x07, AMF0_ECMA_ARRAY = 0x08,
+    AMF0_OBJECT_END = 0x09, AMF0_STRICT_ARRAY = 0x0A, AMF0_DATE = 0x0B,
+    AMF0_LONG_STRING = 0x0C, AMF0_UNSUPPORTED = 0x0D, AMF0_RECORDSET = 0x0E,
+    AMF0_XML_DOCUMENT = 0x0F, AMF0_TYPED_OBJECT = 0x10, AMF0_AVMPLUS = 0x11,
+};
+
+/* AMF3 markers (amf-file-format-spec, section 3.1). */
+enum {
+    AMF3_UNDEFINED = 0x00, AMF3_NULL = 0x01, AMF3_FALSE = 0x02,
+    AMF3_TRUE = 0x03, AMF3_INTEGER = 0x04, AMF3_DOUBLE = 0x05,
+    AMF3_STRING = 0x06, AMF3_XML_DOC = 0x07, AMF3_DATE = 0x08,
+    AMF3_ARRAY = 0x09, AMF3_OBJECT = 0x0A, AMF3_XML = 0x0B,
+    AMF3_BYTE_ARRAY = 0x0C, AMF3_VECTOR_INT = 0x0D, AMF3_VECTOR_UINT = 0x0E,
+    AMF3_VECTOR_DOUBLE = 0x0F, AMF3_VECTOR_OBJECT = 0x10,
+    AMF3_DICTIONARY = 0x11,
+};
+
+typedef enum amf_encoding {
+    AMF_ENC_AMF0 = 0,
+    AMF_ENC_AMF3 = 3,
+} amf_encoding;
+
+typedef enum amf_type {
+    AMF_UNDEFINED,
+    AMF_NULL,
+    AMF_BOOLEAN,
+    AMF_NUMBER,        /* double */
+    AMF_INTEGER,       /* AMF3 29-bit signed integer */
+    AMF_STRING,        /* UTF-8 bytes (AMF0 string and long string, AMF3 string) */
+    AMF_XML_DOCUMENT,  /* AMF0 XML document, AMF3 XMLDocument (legacy) */
+    AMF_XML,           /* AMF3 XML (E4X) */
+    AMF_DATE,          /* milliseconds since the epoch (+ AMF0 time zone) */
+    AMF_OBJECT,        /* anonymous, typed, dynamic, sealed or externalizable */
+    AMF_ECMA_ARRAY,    /* AMF0 associative array; AMF3 array with assoc part */
+    AMF_STRICT_ARRAY,  /* AMF0 strict array; AMF3 array, dense part only */
+    AMF_BYTE_ARRAY,    /* AMF3 ByteArray */
+    AMF_VECTOR_INT,
+    AMF_VECTOR_UINT,
+    AMF_VECTOR_DOUBLE,
+    AMF_VECTOR_OBJECT,
+    AMF_DICTIONARY,    /* AMF3 Dictionary: value keys -> values */
+    AMF_UNSUPPORTED,   /* AMF0 unsupported marker */
+} amf_type;
+
+typedef struct amf_value amf_value;
+
+/* ---- construction (each returns an owned reference, NULL on ENOMEM) ---- */
+amf_value *amf_undefined(void);
+amf_value *amf_null(void);
+amf_value *amf_bool(bool b);
+amf_value *amf_number(double d);
+amf_value *amf_integer(int32_t i);            /* clamps nothing; caller keeps 29-bit range */
+amf_value *amf_string(const char *s, size_t n); /* copies */
+amf_value *amf_string_cstr(const char *s);      /* copies */
+amf_value *amf_date(double ms, int16_t tz_minutes);
+amf_value *amf_object_new(const char *class_name); /* NULL or "" = anonymous */
+amf_value *amf_ecma_array_new(void);
+amf_value *amf_strict_array_new(void);
+
+/* Object / ECMA array members, in insertion order.  Setting an existing key
+ * replaces its value.  Takes the reference to v (also on failure). */
+int amf_object_set(amf_value *obj, const char *key, size_t key_len, amf_value *v);
+int amf_object_set_cstr(amf_value *obj, const char *key, amf_value *v);
+/* Borrowed; NULL when absent or obj is not an object / ECMA array. */
+amf_value *amf_object_get(const amf_value *obj, const char *key);
+size_t amf_object_count(const amf_value *obj);
+/* Borrowed key and value of member i (insertion order). */
+amf_value *amf_object_at(const amf_value *obj, size_t i, const char **key, size_t *key_len);
+const char *amf_object_class(const amf_value *obj); /* "" when anonymous */
+
+/* Dense array elements (strict array, dense part of an AMF3 array, vectors
+ * of objects).  Takes the reference to v. */
+int amf_array_push(amf_value *arr, amf_value *v);
+size_t amf_array_len(const amf_value *arr);
+amf_value *amf_array_at(const amf_value *arr, size_t i); /* borrowed */
+
+/* ---- inspection ---- */
+amf_type amf_type_of(const amf_value *v);
+const char *amf_type_name(amf_type t);
+/* Number for AMF_NUMBER, AMF_INTEGER and AMF_DATE; NaN otherwise. */
+double amf_as_number(const amf_value *v);
+bool amf_as_bool(const amf_value *v);          /* false unless AMF_BOOLEAN true */
+/* Bytes of a string, XML or byte array (borrowed); NULL otherwise. */
+const char *amf_as_string(const amf_value *v, size_t *len);
+/* True when v is a string equal to the NUL-terminated s. */
+bool amf_is_string(const amf_value *v, const char *s);
+
+amf_value *amf_ref(amf_value *v);
+void amf_unref(amf_value *v);
+/* Deep structural equality (same type, same contents; NaN equals NaN). */
+bool amf_equal(const amf_value *a, const amf_value *b);
+
+/* ---- limits ---- */
+typedef struct amf_limits {
+    uint32_t max_depth;       /* nesting of containers */
+    uint32_t max_string;      /* bytes in one string / XML / byte array */
+    uint32_t max_elements;    /* members or elements in one container */
+    uint32_t max_refs;        /* entries in one reference table */
+    size_t max_total;         /* bytes consumed by one top-level value */
+} amf_limits;
+
+#define AMF_DEFAULT_MAX_DEPTH 64
+#define AMF_DEFAULT_MAX_STRING (1u << 20)
+#define AMF_DEFAULT_MAX_ELEMENTS 65536
+#define AMF_DEFAULT_MAX_REFS 65536
+#define AMF_DEFAULT_MAX_TOTAL ((size_t)16 << 20)
+
+extern const amf_limits amf_default_limits;
+
+/* ---- decoding ----
+ * A decoder holds the reference tables.  For AMF0 the object reference
+ * table and for AMF3 the string / object / trait tables live as long as
+ * the decoder or until amf_dec_reset(): one RTMP message body is one
+ * context (reset between messages).  An AMF0 0x11 marker switches one
+ * value to AMF3 with the AMF3 tables of the same decoder. */
+typedef struct amf_dec amf_dec;
+
+amf_dec *amf_dec_new(const amf_limits *limits); /* NULL limits = defaults */
+void amf_dec_free(amf_dec *d);
+void amf_dec_reset(amf_dec *d);
+
+/* Decodes one value of encoding enc from buf[0..len).
+ * Returns 0 and sets *out (owned) and *consumed; SH_EMORE when buf ends
+ * before the value does (nothing consumed, tables unchanged); another
+ * negative SH_E* code on bad input, with the details in *err (may be NULL).
+ * err->offset is relative to buf. */
+int amf_decode(amf_dec *d, amf_encoding enc, const uint8_t *buf, size_t len,
+               size_t *consumed, amf_value **out, sh_error *err);
+
+/* ---- encoding ----
+ * An encoder holds the reference tables it emits references from (repeated
+ * AMF0 objects, AMF3 strings, objects and traits).  Reset per message. */
+typedef struct amf_enc amf_enc;
+
+amf_enc *amf_enc_new(void);
+void amf_enc_free(amf_enc *e);
+void amf_enc_reset(amf_enc *e);
+/* Appends the encoding of v to out.  In AMF0 a value that only AMF3 can
+ * carry (integer beyond double-exact range is not an issue; byte arrays,
+ * vectors, dictionaries, XML) is written as 0x11 + AMF3. */
+int amf_encode(amf_enc *e, amf_encoding enc, const amf_value *v, sh_buf *out);
+
+/* Convenience: encode / decode with a fresh context. */
+int amf_encode1(amf_encoding enc, const amf_value *v, sh_buf *out);
+
+#endif

@@ -1,0 +1,59 @@
+/* sh_rcbuf.h - reference-counted immutable byte buffers and an output queue.
+ *
+ * One outgoing message (for example a shared-object change already cut into
+ * RTMP chunks) is encoded once into an sh_rcbuf and the same buffer is
+ * queued to every recipient.  The buffer is freed when its last reference
+ * is dropped, i.e. when the last connection has written it or was closed.
+ *
+ * sh_outq is a connection's queue of pending output: a FIFO of (buffer,
+ * offset) slices.  The I/O layer gathers up to N slices into one writev
+ * (sh_outq_iov) and tells the queue how many bytes went out
+ * (sh_outq_consume).  Single-threaded: refcounts are not atomic.
+ */
+#ifndef SH_RCBUF_H
+#define SH_RCBUF_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+typedef struct sh_rcbuf {
+    uint32_t refs;   /* private */
+    size_t len;      /* read-only after the buffer was shared */
+    size_t cap;      /* read-only */
+    uint8_t data[];  /* len valid bytes */
+} sh_rcbuf;
+
+/* Returns a new buffer with room for cap bytes, len 0, one reference owned
+ * by the caller; NULL when out of memory. */
+sh_rcbuf *sh_rcbuf_new(size_t cap);
+/* New buffer holding a copy of p[0..n). */
+sh_rcbuf *sh_rcbuf_copy(const void *p, size_t n);
+sh_rcbuf *sh_rcbuf_ref(sh_rcbuf *b);
+void sh_rcbuf_unref(sh_rcbuf *b);   /* accepts NULL */
+
+typedef struct sh_outq_item {
+    sh_rcbuf *buf;
+    size_t off;
+} sh_outq_item;
+
+typedef struct sh_outq {
+    sh_outq_item *items; /* private ring */
+    size_t head;         /* private */
+    size_t count;        /* read-only: slices queued */
+    size_t cap;          /* private */
+    size_t bytes;        /* read-only: bytes not yet written */
+} sh_outq;
+
+void sh_outq_init(sh_outq *q);
+void sh_outq_cleanup(sh_outq *q); /* drops every queued reference */
+/* Queues b (the queue takes a new reference of its own). */
+int sh_outq_push(sh_outq *q, sh_rcbuf *b);
+/* Queues a copy of p[0..n). */
+int sh_outq_push_copy(sh_outq *q, const void *p, size_t n);
+/* Fills up to max iovecs with the oldest pending bytes; returns how many. */
+size_t sh_outq_iov(const sh_outq *q, struct iovec *iov, size_t max);
+/* Drops n written bytes from the front. */
+void sh_outq_consume(sh_outq *q, size_t n);
+
+#endif
