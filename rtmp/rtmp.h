@@ -109,6 +109,9 @@ int rtmp_hs_feed(rtmp_hs *h, const uint8_t *in, size_t len, size_t *consumed,
                  sh_buf *out, sh_error *err);
 /* Which handshake the peer used: 0 simple, 1 digest scheme 0, 2 digest scheme 1. */
 int rtmp_hs_kind(const rtmp_hs *h);
+/* Where the 32-byte digest sits in a 1536-byte C1/S1 under digest scheme
+ * 0 or 1 (computed from the packet's own offset bytes). */
+size_t rtmp_hs_digest_pos(const uint8_t *p, int scheme);
 
 /* ---- chunk layer ---- */
 typedef struct rtmp_chunk_dec rtmp_chunk_dec; /* opaque */

@@ -1,0 +1,311 @@
+/* rtmp_chunk_enc.c - chunk stream encoder (spec 5.3).
+ *
+ * The stateful encoder remembers, per chunk stream id, the last header it
+ * wrote and picks the smallest header that lets the peer rebuild the new
+ * one: type 0 when the message stream changes or time goes backwards,
+ * type 1 when length or type change, type 2 when only the delta changes,
+ * type 3 when everything repeats.  After a type 0 header the remembered
+ * delta is its timestamp field (the FFmpeg / librtmp convention the
+ * decoder follows too).
+ *
+ * Extended timestamps (spec 5.3.1.3): a field value >= 0xFFFFFF is written
+ * as 0xFFFFFF plus 4 bytes, and those 4 bytes are repeated on every type 3
+ * chunk that follows while that header is in effect (2012 spec, FFmpeg).
+ *
+ * The stateless form (rtmp_chunk_write_full / rtmp_chunk_shared) always
+ * starts with a type 0 header, so one encoding can be queued to any number
+ * of connections that use the same out chunk size.
+ */
+#include "rtmp_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct enc_cs {
+    uint32_t csid;
+    uint8_t type;
+    bool ext;
+    uint32_t sid, len, ts, delta;
+    uint32_t ext_val;
+} enc_cs;
+
+struct rtmp_chunk_enc {
+    uint32_t chunk_size;
+    enc_cs *cs;      /* owned */
+    size_t n, cap;
+};
+
+rtmp_chunk_enc *rtmp_chunk_enc_new(void)
+{
+    rtmp_chunk_enc *e = calloc(1, sizeof(*e));
+    if (e)
+        e->chunk_size = RTMP_DEFAULT_CHUNK_SIZE;
+    return e;
+}
+
+void rtmp_chunk_enc_free(rtmp_chunk_enc *e)
+{
+    if (!e)
+        return;
+    free(e->cs);
+    free(e);
+}
+
+void rtmp_chunk_enc_set_chunk_size(rtmp_chunk_enc *e, uint32_t size)
+{
+    if (size > 0)
+        e->chunk_size = size;
+}
+
+uint32_t rtmp_chunk_enc_chunk_size(const rtmp_chunk_enc *e)
+{
+    return e->chunk_size;
+}
+
+static size_t basic_size(uint32_t csid)
+{
+    return csid < 64 ? 1 : csid < 320 ? 2 : 3;
+}
+
+static uint8_t *put_basic(uint8_t *p, unsigned fmt, uint32_t csid)
+{
+    if (csid < 64) {
+        *p++ = (uint8_t)(fmt << 6 | csid);
+    } else if (csid < 320) {
+        *p++ = (uint8_t)(fmt << 6);
+        *p++ = (uint8_t)(csid - 64);
+    } else {
+        *p++ = (uint8_t)(fmt << 6 | 1);
+        *p++ = (uint8_t)((csid - 64) & 0xFF);
+        *p++ = (uint8_t)((csid - 64) >> 8);
+    }
+    return p;
+}
+
+static const uint8_t msg_hdr_size[4] = {11, 7, 3, 0};
+
+/* One message's chunks, first header of type fmt.  `field` is the
+ * timestamp (type 0) or delta (types 1, 2) of the header, or for type 3
+ * the extended value in effect (only used when ext). */
+typedef struct chunk_plan {
+    unsigned fmt;
+    bool ext;
+    uint32_t field;
+} chunk_plan;
+
+static size_t plan_size(const rtmp_msg *m, const chunk_plan *pl, uint32_t chunk_size)
+{
+    size_t bh = basic_size(m->csid), x = pl->ext ? 4 : 0;
+    size_t nchunks = m->len == 0 ? 1 : (m->len + chunk_size - 1) / chunk_size;
+    return bh + msg_hdr_size[pl->fmt] + x + m->len + (nchunks - 1) * (bh + x);
+}
+
+static void plan_write(uint8_t *p, const rtmp_msg *m, const chunk_plan *pl, uint32_t chunk_size)
+{
+    p = put_basic(p, pl->fmt, m->csid);
+    if (pl->fmt <= 2) {
+        sh_put_u24be(p, pl->ext ? 0xFFFFFF : pl->field);
+        p += 3;
+    }
+    if (pl->fmt <= 1) {
+        sh_put_u24be(p, (uint32_t)m->len);
+        p[3] = m->type;
+        p += 4;
+    }
+    if (pl->fmt == 0) {
+        p[0] = (uint8_t)m->stream_id;
+        p[1] = (uint8_t)(m->stream_id >> 8);
+        p[2] = (uint8_t)(m->stream_id >> 16);
+        p[3] = (uint8_t)(m->stream_id >> 24);
+        p += 4;
+    }
+    if (pl->ext) {
+        sh_put_u32be(p, pl->field);
+        p += 4;
+    }
+    size_t off = 0;
+    for (;;) {
+        size_t k = m->len - off < chunk_size ? m->len - off : chunk_size;
+        if (k)
+            memcpy(p, m->data + off, k);
+        p += k;
+        off += k;
+        if (off >= m->len)
+            break;
+        p = put_basic(p, 3, m->csid);
+        if (pl->ext) {
+            sh_put_u32be(p, pl->field);
+            p += 4;
+        }
+    }
+}
+
+static int msg_check(const rtmp_msg *m, uint32_t chunk_size)
+{
+    if (!m || m->csid < 2 || m->csid > 65599 || m->len > 0xFFFFFF || chunk_size == 0 ||
+        (m->len && !m->data))
+        return SH_EINVAL;
+    return 0;
+}
+
+static int plan_append(const rtmp_msg *m, const chunk_plan *pl, uint32_t chunk_size, sh_buf *out)
+{
+    size_t n = plan_size(m, pl, chunk_size);
+    int rc = sh_buf_reserve(out, n);
+    if (rc)
+        return rc;
+    plan_write(out->data + out->len, m, pl, chunk_size);
+    out->len += n;
+    return 0;
+}
+
+static chunk_plan full_plan(const rtmp_msg *m)
+{
+    chunk_plan pl = {0, m->timestamp >= 0xFFFFFF, m->timestamp};
+    return pl;
+}
+
+size_t rtmp_chunk_full_size(const rtmp_msg *m, uint32_t chunk_size)
+{
+    chunk_plan pl = full_plan(m);
+    return plan_size(m, &pl, chunk_size);
+}
+
+int rtmp_chunk_write_full(const rtmp_msg *m, uint32_t chunk_size, sh_buf *out)
+{
+    int rc = msg_check(m, chunk_size);
+    if (rc)
+        return rc;
+    chunk_plan pl = full_plan(m);
+    return plan_append(m, &pl, chunk_size, out);
+}
+
+sh_rcbuf *rtmp_chunk_shared(const rtmp_msg *m, uint32_t chunk_size)
+{
+    if (msg_check(m, chunk_size))
+        return NULL;
+    chunk_plan pl = full_plan(m);
+    size_t n = plan_size(m, &pl, chunk_size);
+    sh_rcbuf *b = sh_rcbuf_new(n);
+    if (!b)
+        return NULL;
+    plan_write(b->data, m, &pl, chunk_size);
+    b->len = n;
+    return b;
+}
+
+static enc_cs *enc_find(rtmp_chunk_enc *e, uint32_t csid, bool *fresh)
+{
+    *fresh = false;
+    for (size_t i = 0; i < e->n; i++)
+        if (e->cs[i].csid == csid)
+            return &e->cs[i];
+    if (e->n == e->cap) {
+        size_t ncap = e->cap ? e->cap * 2 : 8;
+        enc_cs *nc = realloc(e->cs, ncap * sizeof(*nc));
+        if (!nc)
+            return NULL;
+        e->cs = nc;
+        e->cap = ncap;
+    }
+    enc_cs *c = &e->cs[e->n++];
+    memset(c, 0, sizeof(*c));
+    c->csid = csid;
+    *fresh = true;
+    return c;
+}
+
+static void enc_remember_full(enc_cs *c, const rtmp_msg *m)
+{
+    c->sid = m->stream_id;
+    c->len = (uint32_t)m->len;
+    c->type = m->type;
+    c->ts = m->timestamp;
+    c->delta = m->timestamp;
+    c->ext = m->timestamp >= 0xFFFFFF;
+    c->ext_val = m->timestamp;
+}
+
+int rtmp_chunk_enc_write(rtmp_chunk_enc *e, const rtmp_msg *m, sh_buf *out)
+{
+    int rc = msg_check(m, e->chunk_size);
+    if (rc)
+        return rc;
+    bool fresh;
+    enc_cs *c = enc_find(e, m->csid, &fresh);
+    if (!c)
+        return SH_ENOMEM;
+    chunk_plan pl;
+    if (fresh || c->sid != m->stream_id || m->timestamp < c->ts) {
+        pl = full_plan(m);
+        rc = plan_append(m, &pl, e->chunk_size, out);
+        if (rc == 0)
+            enc_remember_full(c, m);
+        else if (fresh)
+            e->n--;
+        return rc;
+    }
+    uint32_t delta = m->timestamp - c->ts;
+    if (c->len != m->len || c->type != m->type)
+        pl = (chunk_plan){1, delta >= 0xFFFFFF, delta};
+    else if (c->delta != delta)
+        pl = (chunk_plan){2, delta >= 0xFFFFFF, delta};
+    else
+        pl = (chunk_plan){3, c->ext, c->ext_val};
+    rc = plan_append(m, &pl, e->chunk_size, out);
+    if (rc)
+        return rc;
+    c->len = (uint32_t)m->len;
+    c->type = m->type;
+    c->ts = m->timestamp;
+    if (pl.fmt != 3) {
+        c->delta = delta;
+        c->ext = pl.ext;
+        c->ext_val = delta;
+    }
+    return 0;
+}
+
+int rtmp_chunk_enc_note_full(rtmp_chunk_enc *e, const uint8_t *p, size_t n, uint32_t *msg_len)
+{
+    if (n < 1 || (p[0] >> 6) != 0)
+        return SH_EINVAL;
+    uint32_t csid = p[0] & 0x3F;
+    size_t bh = 1;
+    if (csid == 0) {
+        if (n < 2)
+            return SH_EINVAL;
+        csid = 64 + (uint32_t)p[1];
+        bh = 2;
+    } else if (csid == 1) {
+        if (n < 3)
+            return SH_EINVAL;
+        csid = 64 + (uint32_t)p[1] + ((uint32_t)p[2] << 8);
+        bh = 3;
+    }
+    if (n < bh + 11)
+        return SH_EINVAL;
+    const uint8_t *h = p + bh;
+    rtmp_msg m = {0};
+    m.csid = csid;
+    m.timestamp = sh_get_u24be(h);
+    m.len = sh_get_u24be(h + 3);
+    m.type = h[6];
+    m.stream_id = (uint32_t)h[7] | (uint32_t)h[8] << 8 | (uint32_t)h[9] << 16 |
+                  (uint32_t)h[10] << 24;
+    size_t hl = bh + 11;
+    if (m.timestamp == 0xFFFFFF) {
+        if (n < hl + 4)
+            return SH_EINVAL;
+        m.timestamp = sh_get_u32be(p + hl);
+        hl += 4;
+    }
+    bool fresh;
+    enc_cs *c = enc_find(e, csid, &fresh);
+    if (!c)
+        return SH_ENOMEM;
+    enc_remember_full(c, &m);
+    if (msg_len)
+        *msg_len = (uint32_t)m.len;
+    return (int)hl;
+}
