@@ -186,6 +186,14 @@ int rtmp_conn_send_connect_preamble(rtmp_conn *c);
 /* Queues a user control event (Stream Begin, Ping Request with a timestamp ...). */
 int rtmp_conn_send_user_control(rtmp_conn *c, uint16_t event, uint32_t v1);
 uint64_t rtmp_conn_bytes_in(const rtmp_conn *c);
+/* Added: which handshake the peer used (as rtmp_hs_kind), -1 if unknown. */
+int rtmp_conn_handshake_kind(const rtmp_conn *c);
+/* Added: the last sequence number the peer acknowledged, and how many
+ * Acknowledgement messages arrived. */
+uint32_t rtmp_conn_peer_ack(const rtmp_conn *c);
+uint64_t rtmp_conn_acks_received(const rtmp_conn *c);
+/* Added: the window the peer announced (Window Ack Size), 0 when none. */
+uint32_t rtmp_conn_peer_window(const rtmp_conn *c);
 
 /* ---- commands (spec 7.1.1 / 7.2) ----
  * A command message body: name, transaction id, command object (or null),
@@ -205,8 +213,10 @@ typedef struct rtmp_cmd {
 int rtmp_cmd_decode(const rtmp_msg *m, const amf_limits *limits, rtmp_cmd *out, sh_error *err);
 void rtmp_cmd_cleanup(rtmp_cmd *c);
 /* Encodes a command body: name, txid, cmd_obj (NULL = null), args.  With
- * amf3 true the body is written for a type 17 message (leading 0 byte, AMF0
- * values, objects switched to AMF3 where the client's encoding is 3). */
+ * amf3 true the body is written for a type 17 message: leading 0 byte,
+ * then AMF0 values (the AMF0 encoder itself switches to AMF3 with 0x11 for
+ * values only AMF3 can carry), a form FFmpeg, librtmp, Red5 and Flash all
+ * read.  Borrows everything; appends to out. */
 int rtmp_cmd_encode(sh_buf *out, bool amf3, const char *name, double txid,
                     const amf_value *cmd_obj, amf_value *const *args, size_t nargs);
 /* Encodes and sends a command on RTMP_CSID_COMMAND of message stream sid. */

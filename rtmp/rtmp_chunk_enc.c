@@ -165,12 +165,6 @@ static chunk_plan full_plan(const rtmp_msg *m)
     return pl;
 }
 
-size_t rtmp_chunk_full_size(const rtmp_msg *m, uint32_t chunk_size)
-{
-    chunk_plan pl = full_plan(m);
-    return plan_size(m, &pl, chunk_size);
-}
-
 int rtmp_chunk_write_full(const rtmp_msg *m, uint32_t chunk_size, sh_buf *out)
 {
     int rc = msg_check(m, chunk_size);
@@ -266,7 +260,9 @@ int rtmp_chunk_enc_write(rtmp_chunk_enc *e, const rtmp_msg *m, sh_buf *out)
     return 0;
 }
 
-int rtmp_chunk_enc_note_full(rtmp_chunk_enc *e, const uint8_t *p, size_t n, uint32_t *msg_len)
+/* Parses the type 0 header that starts p: fills m (no data), returns the
+ * header length (with extended timestamp), or SH_EINVAL. */
+static int parse_full(const uint8_t *p, size_t n, rtmp_msg *m, size_t *bh_out)
 {
     if (n < 1 || (p[0] >> 6) != 0)
         return SH_EINVAL;
@@ -286,26 +282,49 @@ int rtmp_chunk_enc_note_full(rtmp_chunk_enc *e, const uint8_t *p, size_t n, uint
     if (n < bh + 11)
         return SH_EINVAL;
     const uint8_t *h = p + bh;
-    rtmp_msg m = {0};
-    m.csid = csid;
-    m.timestamp = sh_get_u24be(h);
-    m.len = sh_get_u24be(h + 3);
-    m.type = h[6];
-    m.stream_id = (uint32_t)h[7] | (uint32_t)h[8] << 8 | (uint32_t)h[9] << 16 |
-                  (uint32_t)h[10] << 24;
+    memset(m, 0, sizeof(*m));
+    m->csid = csid;
+    m->timestamp = sh_get_u24be(h);
+    m->len = sh_get_u24be(h + 3);
+    m->type = h[6];
+    m->stream_id = (uint32_t)h[7] | (uint32_t)h[8] << 8 | (uint32_t)h[9] << 16 |
+                   (uint32_t)h[10] << 24;
     size_t hl = bh + 11;
-    if (m.timestamp == 0xFFFFFF) {
+    if (m->timestamp == 0xFFFFFF) {
         if (n < hl + 4)
             return SH_EINVAL;
-        m.timestamp = sh_get_u32be(p + hl);
+        m->timestamp = sh_get_u32be(p + hl);
         hl += 4;
     }
+    *bh_out = bh;
+    return (int)hl;
+}
+
+int rtmp_chunk_full_check(const uint8_t *p, size_t n, uint32_t chunk_size)
+{
+    rtmp_msg m;
+    size_t bh;
+    int hl = parse_full(p, n, &m, &bh);
+    if (hl < 0 || chunk_size == 0)
+        return SH_EINVAL;
+    /* Same layout as plan_size() for a type 0 first header. */
+    size_t x = (size_t)hl > bh + 11 ? 4 : 0;
+    size_t nchunks = m.len == 0 ? 1 : (m.len + chunk_size - 1) / chunk_size;
+    size_t want = (size_t)hl + m.len + (nchunks - 1) * (bh + x);
+    return want == n ? 0 : SH_EINVAL;
+}
+
+int rtmp_chunk_enc_note_full(rtmp_chunk_enc *e, const uint8_t *p, size_t n)
+{
+    rtmp_msg m;
+    size_t bh;
+    int hl = parse_full(p, n, &m, &bh);
+    if (hl < 0)
+        return hl;
     bool fresh;
-    enc_cs *c = enc_find(e, csid, &fresh);
+    enc_cs *c = enc_find(e, m.csid, &fresh);
     if (!c)
         return SH_ENOMEM;
     enc_remember_full(c, &m);
-    if (msg_len)
-        *msg_len = (uint32_t)m.len;
-    return (int)hl;
+    return 0;
 }
