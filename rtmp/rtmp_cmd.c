@@ -173,3 +173,21 @@ int rtmp_cmd_encode(sh_buf *out, bool amf3, const char *name, double txid,
         rc = SH_ENOMEM;
     return rc;
 }
+
+/* ---- commands ---- */
+
+int rtmp_conn_send_cmd(rtmp_conn *c, uint32_t sid, bool amf3, const char *name,
+                       double txid, const amf_value *cmd_obj,
+                       amf_value *const *args, size_t nargs)
+{
+    sh_buf body;
+    sh_buf_init(&body, (size_t)0xFFFFFF);
+    int rc = rtmp_cmd_encode(&body, amf3, name, txid, cmd_obj, args, nargs);
+    if (rc == 0) {
+        rtmp_msg m = {amf3 ? RTMP_MSG_COMMAND_AMF3 : RTMP_MSG_COMMAND_AMF0, sid, 0,
+                      RTMP_CSID_COMMAND, body.data, body.len};
+        rc = rtmp_conn_send(c, &m);
+    }
+    sh_buf_cleanup(&body);
+    return rc;
+}
