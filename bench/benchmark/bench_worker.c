@@ -1,0 +1,1029 @@
+/* bench_worker.c - one sohub-benchmark worker process: a libuv loop that
+ * opens its share of the connections with our own RTMP client
+ * (rtmp_conn, client role) and plays the scenario on them.
+ *
+ * Output: every connection has an sh_outq; a connection with pending bytes
+ * is put on the loop's dirty list, and once per loop turn (uv_prepare and
+ * uv_check) each dirty connection is flushed with one uv_try_write /
+ * uv_write of up to BENCH_IOV slices.
+ *
+ * Setup is paced: at most `concurrency` connections are between TCP connect
+ * and the end of their setup (connect _result, plus UseSuccess where the
+ * scenario uses a shared object), so the server's listen backlog is never
+ * overrun by this tool.
+ */
+#include "bench.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "amf.h"
+#include "bench_so.h"
+#include "rtmp.h"
+#include "sh_buf.h"
+#include "sh_err.h"
+#include "sh_rcbuf.h"
+#include "so_wire.h"
+
+#define BENCH_IOV 64
+#define BENCH_READ_BUF 65536
+
+uint64_t bench_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+enum conn_state {
+    ST_TCP,        /* TCP connect in progress */
+    ST_HANDSHAKE,  /* RTMP handshake in progress */
+    ST_CONNECTING, /* connect sent, waiting for _result */
+    ST_USING,      /* Use sent, waiting for UseSuccess */
+    ST_READY,      /* set up */
+};
+
+enum conn_role { ROLE_PLAIN, ROLE_SUB, ROLE_WRITER };
+
+typedef struct worker worker;
+
+typedef struct wconn {
+    uv_tcp_t tcp;
+    uv_connect_t creq;
+    uv_write_t wreq;
+    worker *w;
+    uint32_t local;       /* index in w->conns */
+    uint32_t gidx;        /* global connection index */
+    enum conn_state state;
+    enum conn_role role;
+    rtmp_conn *rc;
+    sh_outq outq;
+    uint64_t t_start;
+    bool closing, writing, dirty, in_pend, setup_done, connect_sent;
+    size_t wbytes;
+    struct wconn *dirty_next;
+    struct wconn *pend_prev, *pend_next;
+    /* scenario state */
+    char so_name[96];
+    char key[24];
+    bool persistent;
+    uint32_t so_version;
+    uint32_t outstanding;
+    uint64_t sent_total;
+    double txid;
+    uint64_t *send_times; /* ring of window entries: ack latency */
+    uint32_t st_head, st_count;
+    bool stopped;         /* chat: the server refused our call */
+    uint32_t wslot;       /* index in w->writers when role == ROLE_WRITER */
+} wconn;
+
+struct worker {
+    const bench_opts *o;
+    uint32_t id;
+    uv_loop_t loop;
+    uv_prepare_t prepare;
+    uv_check_t check;
+    uv_timer_t house;     /* timeouts, rate-mode sends */
+    uv_timer_t progress;
+    uv_poll_t ctl;
+    int ctl_fd, rep_fd;
+    struct sockaddr_in dst;
+    uint8_t random[RTMP_HANDSHAKE_SIZE];
+    uint8_t *rbuf;
+    bool rbuf_busy;
+    uint32_t total, next, inflight, done, conc;
+    uint32_t open_conns;
+    wconn **conns;
+    wconn *dirty_head;
+    wconn *pend_head, *pend_tail;
+    wconn **writers;
+    uint32_t nwriters;
+    bool running, stopped, ready_sent, final_sent, pumping;
+    uint64_t t_go;
+    sh_buf scratch;
+    bench_report rep;
+};
+
+/* ---- reporting ---- */
+
+static void report_error(worker *w, const char *fmt, const char *detail)
+{
+    if (w->rep.first_error[0])
+        return;
+    snprintf(w->rep.first_error, sizeof w->rep.first_error, fmt, detail ? detail : "");
+}
+
+static void send_report(worker *w, uint32_t kind)
+{
+    w->rep.magic = BENCH_REPORT_MAGIC;
+    w->rep.kind = kind;
+    w->rep.worker = w->id;
+    w->rep.t_go = w->t_go;
+    const uint8_t *p = (const uint8_t *)&w->rep;
+    size_t left = sizeof w->rep;
+    while (left > 0) {
+        ssize_t n = write(w->rep_fd, p, left);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return; /* coordinator gone: nothing more to tell */
+        }
+        p += n;
+        left -= (size_t)n;
+    }
+}
+
+/* ---- output ---- */
+
+static void conn_close(wconn *c);
+static void conn_fail(wconn *c, const char *why, const char *detail);
+static void worker_pump(worker *w);
+
+static void mark_dirty(wconn *c)
+{
+    if (c->dirty || c->closing)
+        return;
+    c->dirty = true;
+    c->dirty_next = c->w->dirty_head;
+    c->w->dirty_head = c;
+}
+
+static size_t outq_bufs(wconn *c, uv_buf_t *bufs)
+{
+    struct iovec iov[BENCH_IOV];
+    size_t n = sh_outq_iov(&c->outq, iov, BENCH_IOV);
+    for (size_t i = 0; i < n; i++)
+        bufs[i] = uv_buf_init(iov[i].iov_base, (unsigned)iov[i].iov_len);
+    return n;
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+    wconn *c = req->data;
+    c->writing = false;
+    if (c->closing)
+        return;
+    if (status < 0) {
+        conn_fail(c, "write failed: %s", uv_strerror(status));
+        return;
+    }
+    sh_outq_consume(&c->outq, c->wbytes);
+    c->w->rep.c.bytes_out += c->wbytes;
+    if (c->outq.bytes > 0)
+        mark_dirty(c);
+}
+
+static void conn_flush(wconn *c)
+{
+    if (c->closing || c->writing || c->outq.bytes == 0)
+        return;
+    uv_buf_t bufs[BENCH_IOV];
+    size_t n = outq_bufs(c, bufs);
+    int r = uv_try_write((uv_stream_t *)&c->tcp, bufs, (unsigned)n);
+    if (r > 0) {
+        sh_outq_consume(&c->outq, (size_t)r);
+        c->w->rep.c.bytes_out += (uint64_t)r;
+    } else if (r < 0 && r != UV_EAGAIN) {
+        conn_fail(c, "write failed: %s", uv_strerror(r));
+        return;
+    }
+    if (c->outq.bytes == 0)
+        return;
+    n = outq_bufs(c, bufs);
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += bufs[i].len;
+    c->wbytes = total;
+    c->writing = true;
+    c->wreq.data = c;
+    r = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, bufs, (unsigned)n, on_write);
+    if (r < 0) {
+        c->writing = false;
+        conn_fail(c, "write failed: %s", uv_strerror(r));
+    }
+}
+
+static void flush_all(worker *w)
+{
+    while (w->dirty_head) {
+        wconn *c = w->dirty_head;
+        w->dirty_head = c->dirty_next;
+        c->dirty = false;
+        conn_flush(c);
+    }
+}
+
+static void on_prepare(uv_prepare_t *h) { flush_all(h->data); }
+static void on_check(uv_check_t *h) { flush_all(h->data); }
+
+/* ---- the pending-setup list (for timeouts) ---- */
+
+static void pend_remove(wconn *c)
+{
+    worker *w = c->w;
+    if (!c->in_pend)
+        return;
+    if (c->pend_prev) c->pend_prev->pend_next = c->pend_next;
+    else w->pend_head = c->pend_next;
+    if (c->pend_next) c->pend_next->pend_prev = c->pend_prev;
+    else w->pend_tail = c->pend_prev;
+    c->pend_prev = c->pend_next = NULL;
+    c->in_pend = false;
+}
+
+static void pend_append(wconn *c)
+{
+    worker *w = c->w;
+    c->pend_prev = w->pend_tail;
+    c->pend_next = NULL;
+    if (w->pend_tail) w->pend_tail->pend_next = c;
+    else w->pend_head = c;
+    w->pend_tail = c;
+    c->in_pend = true;
+}
+
+/* ---- connection lifetime ---- */
+
+static void on_close(uv_handle_t *h)
+{
+    wconn *c = h->data;
+    worker *w = c->w;
+    rtmp_conn_free(c->rc);
+    sh_outq_cleanup(&c->outq);
+    free(c->send_times);
+    w->conns[c->local] = NULL;
+    if (c->role == ROLE_WRITER)
+        w->writers[c->wslot] = NULL;
+    w->open_conns--;
+    free(c);
+    if (w->stopped && w->open_conns == 0) {
+        if (!uv_is_closing((uv_handle_t *)&w->house)) {
+            uv_close((uv_handle_t *)&w->house, NULL);
+            uv_close((uv_handle_t *)&w->progress, NULL);
+            uv_close((uv_handle_t *)&w->prepare, NULL);
+            uv_close((uv_handle_t *)&w->check, NULL);
+            uv_close((uv_handle_t *)&w->ctl, NULL);
+        }
+    }
+}
+
+/* Ends the setup of c (ok or not); paces the next connections. */
+static void setup_finish(wconn *c, bool ok)
+{
+    worker *w = c->w;
+    if (c->setup_done)
+        return;
+    c->setup_done = true;
+    pend_remove(c);
+    w->inflight--;
+    w->done++;
+    w->rep.t_last = bench_now_us();
+    if (ok && w->o->scenario == BENCH_CONNECT && !w->o->keep)
+        conn_close(c);
+    worker_pump(w);
+}
+
+static void conn_close(wconn *c)
+{
+    if (c->closing)
+        return;
+    c->closing = true;
+    if (!c->setup_done) {
+        /* closed before setup completed: count once as a failure */
+        c->setup_done = true;
+        pend_remove(c);
+        c->w->inflight--;
+        c->w->done++;
+        c->w->rep.c.failed++;
+    }
+    uv_close((uv_handle_t *)&c->tcp, on_close);
+}
+
+static void conn_fail(wconn *c, const char *why, const char *detail)
+{
+    worker *w = c->w;
+    if (c->closing)
+        return;
+    report_error(w, why, detail);
+    if (c->setup_done)
+        w->rep.c.closed_by_peer++;
+    conn_close(c);
+    worker_pump(w);
+}
+
+/* ---- sending ---- */
+
+static int send_msg(wconn *c, uint8_t type, const uint8_t *data, size_t len)
+{
+    rtmp_msg m;
+    memset(&m, 0, sizeof m);
+    m.type = type;
+    m.stream_id = 0;
+    m.timestamp = 0;
+    m.csid = RTMP_CSID_COMMAND;
+    m.data = data;
+    m.len = len;
+    int rc = rtmp_conn_send(c->rc, &m);
+    mark_dirty(c);
+    return rc;
+}
+
+static void send_connect(wconn *c)
+{
+    const bench_opts *o = c->w->o;
+    char tc[1024];
+    snprintf(tc, sizeof tc, "rtmp://%s:%d/%s", o->host, o->port, o->app);
+    amf_value *obj = amf_object_new(NULL);
+    amf_object_set_cstr(obj, "app", amf_string_cstr(o->app));
+    amf_object_set_cstr(obj, "flashVer", amf_string_cstr("LNX 9,0,124,2"));
+    amf_object_set_cstr(obj, "tcUrl", amf_string_cstr(tc));
+    amf_object_set_cstr(obj, "fpad", amf_bool(false));
+    amf_object_set_cstr(obj, "capabilities", amf_number(15));
+    amf_object_set_cstr(obj, "audioCodecs", amf_number(3191));
+    amf_object_set_cstr(obj, "videoCodecs", amf_number(252));
+    amf_object_set_cstr(obj, "videoFunction", amf_number(1));
+    amf_object_set_cstr(obj, "objectEncoding", amf_number(0));
+    amf_value *args[1];
+    size_t nargs = 0;
+    if (o->scenario == BENCH_CHAT) {
+        char user[32];
+        snprintf(user, sizeof user, "bench_user%u", c->gidx);
+        args[nargs++] = amf_string_cstr(user);
+    }
+    int rc = rtmp_conn_send_cmd(c->rc, 0, false, "connect", 1, obj, args, nargs);
+    amf_unref(obj);
+    for (size_t i = 0; i < nargs; i++)
+        amf_unref(args[i]);
+    c->connect_sent = true;
+    c->state = ST_CONNECTING;
+    mark_dirty(c);
+    if (rc < 0)
+        conn_fail(c, "cannot encode connect: %s", sh_strerror(rc));
+}
+
+static void send_use(wconn *c)
+{
+    sh_buf *b = &c->w->scratch;
+    sh_buf_reset(b);
+    if (so_wire_client_use(b, SO_MSG_AMF0, c->so_name, c->so_version, c->persistent) < 0 ||
+        send_msg(c, RTMP_MSG_SO_AMF0, b->data, b->len) < 0) {
+        conn_fail(c, "cannot send Use%s", NULL);
+        return;
+    }
+    c->state = ST_USING;
+}
+
+static void note_send_time(wconn *c, uint64_t t)
+{
+    uint32_t cap = c->w->o->window;
+    if (!c->send_times || c->st_count == cap)
+        return;
+    c->send_times[(c->st_head + c->st_count) % cap] = t;
+    c->st_count++;
+}
+
+static void note_ack(wconn *c)
+{
+    worker *w = c->w;
+    uint32_t cap = w->o->window;
+    if (c->outstanding > 0)
+        c->outstanding--;
+    if (c->st_count > 0) {
+        uint64_t t = c->send_times[c->st_head];
+        c->st_head = (c->st_head + 1) % cap;
+        c->st_count--;
+        if (w->running && w->o->scenario != BENCH_FANOUT && w->o->scenario != BENCH_CHAT)
+            bench_hist_add(&w->rep.lat, bench_now_us() - t);
+    }
+}
+
+static void send_one(wconn *c)
+{
+    worker *w = c->w;
+    uint64_t now = bench_now_us();
+    int rc;
+    if (w->o->scenario == BENCH_CHAT) {
+        char to[32], text[48];
+        uint32_t users = w->o->users;
+        snprintf(to, sizeof to, "bench_user%u", (c->gidx + 1) % users);
+        snprintf(text, sizeof text, "ts:%llu", (unsigned long long)now);
+        amf_value *args[2] = { amf_string_cstr(to), amf_string_cstr(text) };
+        c->txid += 1;
+        rc = rtmp_conn_send_cmd(c->rc, 0, false, "chat.sendPrivate", c->txid, NULL, args, 2);
+        amf_unref(args[0]);
+        amf_unref(args[1]);
+        mark_dirty(c);
+    } else {
+        sh_buf *b = &w->scratch;
+        sh_buf_reset(b);
+        const char *keys[1] = { c->key };
+        amf_value *vals[1] = { amf_number((double)now) };
+        rc = vals[0] ? so_wire_client_request_change(b, SO_MSG_AMF0, c->so_name,
+                                                     c->so_version, c->persistent,
+                                                     1, keys, vals)
+                     : SH_ENOMEM;
+        amf_unref(vals[0]);
+        if (rc == 0)
+            rc = send_msg(c, RTMP_MSG_SO_AMF0, b->data, b->len);
+    }
+    if (rc < 0) {
+        conn_fail(c, "cannot send: %s", sh_strerror(rc));
+        return;
+    }
+    c->outstanding++;
+    c->sent_total++;
+    note_send_time(c, now);
+    if (w->running)
+        w->rep.c.sent++;
+}
+
+/* Flat out: keep `window` changes outstanding. */
+static void writer_fill(wconn *c)
+{
+    worker *w = c->w;
+    if (!w->running || c->closing || c->stopped || w->o->rate > 0)
+        return;
+    while (c->outstanding < w->o->window && !c->closing)
+        send_one(c);
+}
+
+/* Rate mode: catch up to rate * elapsed, never beyond the window. */
+static void writer_tick(wconn *c, uint64_t now)
+{
+    worker *w = c->w;
+    if (!w->running || c->closing || c->stopped)
+        return;
+    uint64_t due = (uint64_t)(w->o->rate * (double)(now - w->t_go) / 1e6) + 1;
+    while (c->sent_total < due && c->outstanding < w->o->window && !c->closing)
+        send_one(c);
+}
+
+/* ---- receiving ---- */
+
+static bool key_is(const bench_so_event *ev, const char *key)
+{
+    size_t n = strlen(key);
+    return ev->key_len == n && memcmp(ev->key, key, n) == 0;
+}
+
+static void on_so_event(void *ud, uint32_t version, const bench_so_event *ev)
+{
+    wconn *c = ud;
+    worker *w = c->w;
+    c->so_version = version;
+    switch (ev->type) {
+    case BENCH_SO_USE_SUCCESS:
+        if (c->state == ST_USING) {
+            c->state = ST_READY;
+            w->rep.c.subscribed++;
+            setup_finish(c, true);
+        }
+        break;
+    case BENCH_SO_CHANGE:
+        if (c->role == ROLE_WRITER && key_is(ev, c->key)) {
+            /* our own key coming back: the server overrode our change */
+            if (c->outstanding > 0) {
+                if (w->running)
+                    w->rep.c.rejected++;
+                note_ack(c);
+                writer_fill(c);
+            }
+        } else if (ev->has_number && w->running) {
+            w->rep.c.delivered++;
+            uint64_t now = bench_now_us();
+            uint64_t sent = (uint64_t)ev->number;
+            bench_hist_add(&w->rep.lat, now > sent ? now - sent : 0);
+        }
+        break;
+    case BENCH_SO_SUCCESS:
+        if (c->role == ROLE_WRITER && c->outstanding > 0) {
+            if (w->running)
+                w->rep.c.acked++;
+            note_ack(c);
+            writer_fill(c);
+        }
+        break;
+    case BENCH_SO_STATUS: {
+        char code[64];
+        size_t n = ev->key_len < sizeof code - 1 ? ev->key_len : sizeof code - 1;
+        memcpy(code, ev->key ? ev->key : "", n);
+        code[n] = 0;
+        for (size_t i = 0; i < n; i++)
+            if (code[i] < 0x20 || code[i] > 0x7e)
+                code[i] = '?';
+        report_error(w, "shared object Status: %s", code);
+        if (c->state == ST_USING)
+            conn_fail(c, "Use refused: %s", code);
+        break;
+    }
+    default:
+        break;
+    }
+}
+
+/* Best-effort text of an _error's info object, for the report. */
+static const char *error_text(const rtmp_cmd *cmd, char *out, size_t outsz)
+{
+    snprintf(out, outsz, "(no description)");
+    for (size_t i = 0; i < cmd->nargs; i++) {
+        const amf_value *v = cmd->args[i];
+        const char *s = NULL;
+        size_t n = 0;
+        const amf_value *code = amf_object_get(v, "code");
+        const amf_value *desc = amf_object_get(v, "description");
+        if (desc)
+            s = amf_as_string(desc, &n);
+        if (!s && code)
+            s = amf_as_string(code, &n);
+        if (!s)
+            s = amf_as_string(v, &n);
+        if (s) {
+            size_t k = n < outsz - 1 ? n : outsz - 1;
+            memcpy(out, s, k);
+            out[k] = 0;
+            for (size_t j = 0; j < k; j++)
+                if (out[j] < 0x20 || out[j] > 0x7e)
+                    out[j] = '?';
+            break;
+        }
+    }
+    return out;
+}
+
+static void on_connected(wconn *c)
+{
+    worker *w = c->w;
+    w->rep.c.connected++;
+    bench_hist_add(&w->rep.connect_lat, bench_now_us() - c->t_start);
+    c->state = ST_READY;
+    if (w->o->scenario == BENCH_FANOUT || w->o->scenario == BENCH_PERSIST)
+        send_use(c);
+    else
+        setup_finish(c, true);
+}
+
+static void on_command(wconn *c, const rtmp_msg *m)
+{
+    worker *w = c->w;
+    rtmp_cmd cmd;
+    sh_error err;
+    memset(&cmd, 0, sizeof cmd);
+    memset(&err, 0, sizeof err);
+    int rc = rtmp_cmd_decode(m, &amf_default_limits, &cmd, &err);
+    if (rc < 0) {
+        conn_fail(c, "bad command from server: %s", err.what ? err.what : sh_strerror(rc));
+        return;
+    }
+    char text[128];
+    if (strcmp(cmd.name, "_result") == 0 || strcmp(cmd.name, "_error") == 0) {
+        bool ok = cmd.name[1] == 'r';
+        if (cmd.txid == 1 && c->state == ST_CONNECTING) {
+            if (ok) {
+                on_connected(c);
+            } else {
+                w->rep.c.server_errors++;
+                conn_fail(c, "connect refused: %s", error_text(&cmd, text, sizeof text));
+            }
+        } else if (w->o->scenario == BENCH_CHAT && cmd.txid > 1) {
+            if (ok) {
+                if (w->running)
+                    w->rep.c.acked++;
+                note_ack(c);
+                writer_fill(c);
+            } else {
+                w->rep.c.server_errors++;
+                c->stopped = true;
+                report_error(w, "server answered _error to chat.sendPrivate: %s",
+                             error_text(&cmd, text, sizeof text));
+                note_ack(c);
+            }
+        }
+    } else if (strcmp(cmd.name, "chat.onPrivate") == 0) {
+        for (size_t i = 0; i < cmd.nargs; i++) {
+            size_t n;
+            const char *s = amf_as_string(cmd.args[i], &n);
+            if (s && n > 3 && n < 40 && memcmp(s, "ts:", 3) == 0) {
+                char num[40];
+                memcpy(num, s + 3, n - 3);
+                num[n - 3] = 0;
+                uint64_t sent = strtoull(num, NULL, 10);
+                uint64_t now = bench_now_us();
+                if (w->running) {
+                    w->rep.c.delivered++;
+                    bench_hist_add(&w->rep.lat, now > sent ? now - sent : 0);
+                }
+                break;
+            }
+        }
+    }
+    rtmp_cmd_cleanup(&cmd);
+}
+
+static void on_message(wconn *c, const rtmp_msg *m)
+{
+    switch (m->type) {
+    case RTMP_MSG_COMMAND_AMF0:
+    case RTMP_MSG_COMMAND_AMF3:
+        on_command(c, m);
+        break;
+    case RTMP_MSG_SO_AMF0:
+    case RTMP_MSG_SO_AMF3: {
+        const char *name;
+        size_t name_len;
+        int rc = bench_so_decode(m->data, m->len, m->type == RTMP_MSG_SO_AMF3,
+                                 &name, &name_len, on_so_event, c);
+        if (rc < 0)
+            conn_fail(c, "bad shared object message: %s", sh_strerror(rc));
+        break;
+    }
+    default:
+        break; /* pings are answered inside rtmp_conn; media is ignored */
+    }
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)suggested;
+    wconn *c = h->data;
+    worker *w = c->w;
+    /* one read buffer for the whole loop: rtmp_conn_feed consumes every
+     * byte it is given, so the buffer is free again after each read */
+    if (w->rbuf_busy) {
+        buf->base = NULL;
+        buf->len = 0;
+        return;
+    }
+    w->rbuf_busy = true;
+    buf->base = (char *)w->rbuf;
+    buf->len = BENCH_READ_BUF;
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    wconn *c = s->data;
+    worker *w = c->w;
+    if (buf->base == (char *)w->rbuf)
+        w->rbuf_busy = false;
+    if (nread == 0)
+        return;
+    if (nread < 0) {
+        if (nread == UV_ENOBUFS)
+            return;
+        conn_fail(c, c->setup_done ? "server closed the connection: %s"
+                                   : "server closed the connection during setup: %s",
+                  uv_strerror((int)nread));
+        return;
+    }
+    w->rep.c.bytes_in += (uint64_t)nread;
+    const uint8_t *p = (const uint8_t *)buf->base;
+    size_t left = (size_t)nread;
+    while (!c->closing) {
+        size_t used = 0;
+        rtmp_msg m;
+        sh_error err;
+        memset(&err, 0, sizeof err);
+        int rc = rtmp_conn_feed(c->rc, p, left, &used, &m, &err);
+        if (used > left)
+            used = left;
+        p += used;
+        left -= used;
+        if (rc < 0) {
+            conn_fail(c, "protocol error: %s", err.what ? err.what : sh_strerror(rc));
+            return;
+        }
+        if (!c->connect_sent && rtmp_conn_handshake_done(c->rc))
+            send_connect(c);
+        if (rc == 1)
+            on_message(c, &m);
+        else
+            break;
+    }
+    if (!c->closing && c->outq.bytes > 0)
+        mark_dirty(c);
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+    wconn *c = req->data;
+    worker *w = c->w;
+    if (c->closing)
+        return;
+    if (status < 0) {
+        conn_fail(c, "TCP connect failed: %s", uv_strerror(status));
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    rtmp_conn_config cfg;
+    rtmp_conn_config_default(&cfg, RTMP_ROLE_CLIENT);
+    cfg.client_digest = w->o->digest;
+    c->rc = rtmp_conn_new(&cfg, &c->outq, w->random, (uint32_t)(bench_now_us() / 1000));
+    if (!c->rc) {
+        conn_fail(c, "out of memory%s", NULL);
+        return;
+    }
+    c->state = ST_HANDSHAKE;
+    mark_dirty(c);
+    int r = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    if (r < 0)
+        conn_fail(c, "read start failed: %s", uv_strerror(r));
+}
+
+static void conn_plan(wconn *c)
+{
+    const bench_opts *o = c->w->o;
+    c->role = ROLE_PLAIN;
+    switch (o->scenario) {
+    case BENCH_FANOUT: {
+        uint32_t per = o->subs + o->writers;
+        uint32_t room = c->gidx / per, slot = c->gidx % per;
+        snprintf(c->so_name, sizeof c->so_name, "%s_room%u", o->so_prefix, room);
+        if (slot < o->writers) {
+            c->role = ROLE_WRITER;
+            snprintf(c->key, sizeof c->key, "w%u", slot);
+        } else {
+            c->role = ROLE_SUB;
+        }
+        break;
+    }
+    case BENCH_PERSIST:
+        snprintf(c->so_name, sizeof c->so_name, "%s_persist%u", o->so_prefix, c->gidx);
+        snprintf(c->key, sizeof c->key, "k");
+        c->persistent = true;
+        c->role = ROLE_WRITER;
+        break;
+    case BENCH_CHAT:
+        c->role = ROLE_WRITER;
+        break;
+    default:
+        break;
+    }
+}
+
+static int conn_start(worker *w)
+{
+    const bench_opts *o = w->o;
+    uint32_t local = w->next++;
+    wconn *c = calloc(1, sizeof *c);
+    if (!c)
+        return SH_ENOMEM;
+    c->w = w;
+    c->local = local;
+    c->gidx = local * o->procs + w->id;
+    c->t_start = bench_now_us();
+    c->txid = 1;
+    sh_outq_init(&c->outq);
+    conn_plan(c);
+    if (c->role == ROLE_WRITER) {
+        c->send_times = calloc(o->window, sizeof *c->send_times);
+        c->wslot = w->nwriters;
+        w->writers[w->nwriters++] = c;
+    }
+    w->conns[local] = c;
+    w->open_conns++;
+    w->inflight++;
+    w->rep.c.attempted++;
+    if (w->rep.t_first == 0)
+        w->rep.t_first = c->t_start;
+    pend_append(c);
+    uv_tcp_init(&w->loop, &c->tcp);
+    c->tcp.data = c;
+    int r = 0;
+    if (o->src_ips > 0) {
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            r = -errno;
+        } else {
+            int one = 1;
+#ifdef IP_BIND_ADDRESS_NO_PORT
+            setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+#endif
+            (void)one;
+            struct sockaddr_in src;
+            memset(&src, 0, sizeof src);
+            src.sin_family = AF_INET;
+            src.sin_addr.s_addr = htonl(0x7f000001u + c->gidx % o->src_ips);
+            if (bind(fd, (struct sockaddr *)&src, sizeof src) < 0 ||
+                (r = uv_tcp_open(&c->tcp, fd)) < 0) {
+                if (r == 0)
+                    r = -errno;
+                close(fd);
+            }
+        }
+    }
+    if (r == 0) {
+        c->creq.data = c;
+        r = uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)&w->dst, on_connect);
+    }
+    if (r < 0) {
+        conn_fail(c, "cannot start a connection: %s", uv_strerror(r));
+        return r;
+    }
+    return 0;
+}
+
+/* Starts connections while the plan and the pacing allow it; tells the
+ * coordinator when the setup phase is over. */
+static void worker_pump(worker *w)
+{
+    const bench_opts *o = w->o;
+    if (w->pumping) /* a connection failed inside conn_start: the outer call goes on */
+        return;
+    w->pumping = true;
+    bool may_start = !w->stopped && (o->scenario != BENCH_CONNECT || w->running);
+    while (may_start && w->next < w->total && w->inflight < w->conc)
+        conn_start(w);
+    w->pumping = false;
+    if (w->done == w->total && !w->stopped) {
+        if (o->scenario == BENCH_CONNECT) {
+            if (w->running && !w->final_sent) {
+                w->final_sent = true;
+                send_report(w, BENCH_REP_FINAL);
+            }
+        } else if (!w->ready_sent) {
+            w->ready_sent = true;
+            send_report(w, BENCH_REP_READY);
+        }
+    }
+}
+
+/* ---- control ---- */
+
+static void worker_stop(worker *w)
+{
+    if (w->stopped)
+        return;
+    w->running = false;
+    w->stopped = true;
+    w->rep.t_stop = bench_now_us();
+    if (!w->final_sent) {
+        w->final_sent = true;
+        send_report(w, BENCH_REP_FINAL);
+    }
+    for (uint32_t i = 0; i < w->next; i++)
+        if (w->conns[i])
+            conn_close(w->conns[i]);
+    if (w->open_conns == 0) {
+        uv_close((uv_handle_t *)&w->house, NULL);
+        uv_close((uv_handle_t *)&w->progress, NULL);
+        uv_close((uv_handle_t *)&w->prepare, NULL);
+        uv_close((uv_handle_t *)&w->check, NULL);
+        uv_close((uv_handle_t *)&w->ctl, NULL);
+    }
+}
+
+static void worker_go(worker *w)
+{
+    if (w->running || w->stopped)
+        return;
+    w->running = true;
+    w->t_go = bench_now_us();
+    if (w->o->scenario == BENCH_CONNECT) {
+        worker_pump(w);
+        return;
+    }
+    for (uint32_t i = 0; i < w->nwriters; i++) {
+        wconn *c = w->writers[i];
+        if (c && !c->closing && c->state == ST_READY)
+            writer_fill(c);
+    }
+}
+
+static void on_ctl(uv_poll_t *h, int status, int events)
+{
+    worker *w = h->data;
+    (void)events;
+    char cmd[16];
+    ssize_t n = status < 0 ? 0 : read(w->ctl_fd, cmd, sizeof cmd);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN))
+        return;
+    if (n <= 0) { /* coordinator gone */
+        worker_stop(w);
+        return;
+    }
+    for (ssize_t i = 0; i < n; i++) {
+        if (cmd[i] == 'G')
+            worker_go(w);
+        else if (cmd[i] == 'S')
+            worker_stop(w);
+    }
+}
+
+static void on_house(uv_timer_t *t)
+{
+    worker *w = t->data;
+    uint64_t now = bench_now_us();
+    uint64_t limit = (uint64_t)(w->o->timeout * 1e6);
+    while (w->pend_head && now - w->pend_head->t_start > limit)
+        conn_fail(w->pend_head, "setup timed out%s", "");
+    if (w->running && w->o->rate > 0) {
+        for (uint32_t i = 0; i < w->nwriters; i++) {
+            wconn *c = w->writers[i];
+            if (c && c->state == ST_READY)
+                writer_tick(c, now);
+        }
+    }
+}
+
+static void on_progress(uv_timer_t *t)
+{
+    worker *w = t->data;
+    if (!w->stopped)
+        send_report(w, BENCH_REP_PROGRESS);
+}
+
+int bench_worker_main(const bench_opts *o, uint32_t id, int ctl_fd, int rep_fd)
+{
+    worker *w = calloc(1, sizeof *w);
+    if (!w)
+        return 1;
+    w->o = o;
+    w->id = id;
+    w->ctl_fd = ctl_fd;
+    w->rep_fd = rep_fd;
+    bench_hist_init(&w->rep.connect_lat);
+    bench_hist_init(&w->rep.lat);
+    sh_buf_init(&w->scratch, 1 << 20);
+    w->rbuf = malloc(BENCH_READ_BUF);
+
+    uint32_t n = 0;
+    switch (o->scenario) {
+    case BENCH_CONNECT:
+    case BENCH_IDLE: n = o->connections; break;
+    case BENCH_FANOUT: n = o->rooms * (o->subs + o->writers); break;
+    case BENCH_PERSIST: n = o->writers; break;
+    case BENCH_CHAT: n = o->users; break;
+    }
+    w->total = n > id ? (n - id + o->procs - 1) / o->procs : 0;
+    w->conc = (o->concurrency + o->procs - 1) / o->procs;
+    if (w->conc == 0)
+        w->conc = 1;
+    w->conns = calloc(w->total ? w->total : 1, sizeof *w->conns);
+    w->writers = calloc(w->total ? w->total : 1, sizeof *w->writers);
+    if (!w->rbuf || !w->conns || !w->writers)
+        return 1;
+
+    FILE *rnd = fopen("/dev/urandom", "rb");
+    if (!rnd || fread(w->random, 1, sizeof w->random, rnd) != sizeof w->random) {
+        for (size_t i = 0; i < sizeof w->random; i++)
+            w->random[i] = (uint8_t)(i * 131 + id * 7 + o->seed);
+    }
+    if (rnd)
+        fclose(rnd);
+
+    w->dst.sin_family = AF_INET;
+    w->dst.sin_port = htons((uint16_t)o->port);
+    struct addrinfo hints, *ai = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_INET;
+    hints.ai_socktype = SOCK_STREAM;
+    if (getaddrinfo(o->host, NULL, &hints, &ai) != 0 || !ai) {
+        fprintf(stderr, "sohub-benchmark: cannot resolve %s\n", o->host);
+        return 1;
+    }
+    w->dst.sin_addr = ((struct sockaddr_in *)ai->ai_addr)->sin_addr;
+    freeaddrinfo(ai);
+
+    uv_loop_init(&w->loop);
+    uv_prepare_init(&w->loop, &w->prepare);
+    w->prepare.data = w;
+    uv_prepare_start(&w->prepare, on_prepare);
+    uv_check_init(&w->loop, &w->check);
+    w->check.data = w;
+    uv_check_start(&w->check, on_check);
+    uv_timer_init(&w->loop, &w->house);
+    w->house.data = w;
+    uv_timer_start(&w->house, on_house, 1, o->rate > 0 ? 1 : 50);
+    uv_timer_init(&w->loop, &w->progress);
+    w->progress.data = w;
+    uv_timer_start(&w->progress, on_progress, 1000, 1000);
+    uv_poll_init(&w->loop, &w->ctl, ctl_fd);
+    w->ctl.data = w;
+    uv_poll_start(&w->ctl, UV_READABLE, on_ctl);
+
+    if (o->scenario == BENCH_CONNECT) {
+        w->ready_sent = true;
+        send_report(w, BENCH_REP_READY);
+        if (w->total == 0) {
+            w->final_sent = true;
+            send_report(w, BENCH_REP_FINAL);
+        }
+    } else {
+        worker_pump(w);
+    }
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&w->loop);
+    sh_buf_cleanup(&w->scratch);
+    free(w->rbuf);
+    free(w->conns);
+    free(w->writers);
+    free(w);
+    return 0;
+}
