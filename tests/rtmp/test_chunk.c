@@ -666,3 +666,43 @@ Test(chunk, garbage_never_crashes)
     }
     cr_assert_gt(errors, 0);
 }
+
+Test(chunk, mutated_streams_never_crash)
+{
+    /* Valid encoder output with a few bytes flipped: reaches deeper states
+     * than pure noise. */
+    uint64_t seed = 0xC0FFEE;
+    for (int iter = 0; iter < 400; iter++) {
+        enum { N = 20 };
+        rtmp_msg ms[N];
+        uint8_t *bufs[N];
+        random_msgs(seed + (uint64_t)iter, N, ms, bufs);
+        rtmp_chunk_enc *e = rtmp_chunk_enc_new();
+        uint32_t cs = 1 + trand(&seed) % 300;
+        rtmp_chunk_enc_set_chunk_size(e, cs);
+        sh_buf out;
+        sh_buf_init(&out, 0);
+        for (size_t i = 0; i < N; i++)
+            cr_assert_eq(rtmp_chunk_enc_write(e, &ms[i], &out), 0);
+        size_t flips = 1 + trand(&seed) % 8;
+        for (size_t f = 0; f < flips && out.len; f++)
+            out.data[trand(&seed) % out.len] ^= (uint8_t)(1 + trand(&seed) % 255);
+        rtmp_limits lim = rtmp_default_limits;
+        lim.max_buffered = 1 + trand(&seed) % 20000;
+        lim.max_chunk_streams = 1 + trand(&seed) % 10;
+        rtmp_chunk_dec *d = rtmp_chunk_dec_new(&lim);
+        rtmp_chunk_dec_set_chunk_size(d, cs);
+        tmsgs l = {0};
+        sh_error err = {0};
+        int rc = feed_split(d, out.data, out.len, 0, iter % 2 ? 0 : 1 + trand(&seed) % 9, &l, &err);
+        cr_assert(rc == 0 || (rc < 0 && err.what));
+        for (size_t i = 0; i < l.n; i++)
+            cr_assert_leq(l.v[i].m.len, RTMP_DEFAULT_MAX_MESSAGE_SIZE);
+        tmsgs_free(&l);
+        rtmp_chunk_dec_free(d);
+        sh_buf_cleanup(&out);
+        rtmp_chunk_enc_free(e);
+        for (size_t i = 0; i < N; i++)
+            free(bufs[i]);
+    }
+}
