@@ -1,0 +1,1659 @@
+/* so.c - the shared-object engine; the contract and the rules are in so.h
+ * and docs/so-engine.md. */
+#include "so.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "so_map.h"
+
+typedef struct so_room so_room;
+typedef struct so_sub so_sub;
+
+/* A slot; v == NULL marks a tombstone kept for rule 3 until the history
+ * forgets the version that removed it. */
+typedef struct so_slot {
+    char *key;
+    size_t klen;
+    amf_value *v;
+    size_t vbytes;
+    uint32_t version;   /* version that last wrote or removed it */
+    uint64_t writer;    /* client id of that write, 0 = server */
+    uint32_t in_upd;    /* version of the update that already lists it */
+} so_slot;
+
+typedef struct hist_ent {
+    uint32_t version;
+    size_t nkeys;
+    char **keys;
+    size_t *klens;
+} hist_ent;
+
+typedef struct srv_change {
+    char *key;
+    size_t klen;
+    amf_value *v;       /* NULL = remove */
+    size_t vbytes;
+} srv_change;
+
+struct so_object {
+    so_room *room;
+    char *name;
+    size_t name_len;
+    bool persistent;
+    bool server_only;
+    uint32_t version;
+    so_map slots;
+    size_t nlive;
+    size_t bytes;
+    hist_ent *ring;     /* history_depth entries, allocated on first use */
+    uint32_t ring_head; /* index of the oldest entry */
+    uint32_t ring_count;
+    uint32_t hist_base; /* every version > hist_base is in the ring */
+    so_sub **subs;
+    size_t nsubs, capsubs;
+    uint32_t server_refs;
+    uint32_t lock;
+    srv_change *pend;
+    size_t npend, cappend;
+    uint64_t pending_seq;  /* last batch holding writes of this object */
+    uint64_t rewrite_seq;  /* batch that already holds a full rewrite */
+};
+
+struct so_room {
+    char *name;
+    so_map objects;
+    size_t nclients;
+    so_conflict conflict;
+    bool conflict_set;
+    bool loaded;
+};
+
+struct so_sub {
+    so_client *c;
+    so_object *o;
+    uint32_t known;     /* version the client has while behind */
+    bool behind;        /* congested: no per-update effects */
+};
+
+typedef struct pathlist {
+    char **v;
+    size_t n;
+} pathlist;
+
+struct so_client {
+    void *user;
+    uint64_t id;
+    amf_encoding enc;
+    so_room *room;
+    pathlist rd, wr;
+    so_sub **subs;
+    size_t nsubs, capsubs;
+    bool congested;
+    uint64_t rate_window;
+    uint32_t rate_count;
+};
+
+typedef struct held {
+    so_effect eff;
+    sh_rcbuf *fail_body;  /* replaces eff.body when the batch failed */
+    uint64_t seq;
+} held;
+
+struct so_engine {
+    so_config cfg;
+    so_store *store;
+    so_hooks hooks;
+    so_map rooms;
+    uint64_t next_client_id;
+    size_t nclients;
+    size_t nobjects;
+    so_store_batch *batch;
+    uint64_t next_seq;  /* seq of the batch being built */
+    uint64_t done_seq;  /* every batch <= done_seq came back */
+    held *held;
+    size_t nheld, capheld;
+    amf_enc *enc;
+    sh_buf scratch;
+    so_engine_stats st;
+};
+
+/* ================================================================ config, effects */
+
+void so_config_default(so_config *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->max_objects_per_room = SO_DEFAULT_MAX_OBJECTS_PER_ROOM;
+    c->max_slots_per_object = SO_DEFAULT_MAX_SLOTS_PER_OBJECT;
+    c->max_value_bytes = SO_DEFAULT_MAX_VALUE_BYTES;
+    c->max_object_bytes = SO_DEFAULT_MAX_OBJECT_BYTES;
+    c->max_subscribers = SO_DEFAULT_MAX_SUBSCRIBERS;
+    c->max_objects_per_client = SO_DEFAULT_MAX_OBJECTS_PER_CLIENT;
+    c->max_updates_per_sec = SO_DEFAULT_MAX_UPDATES_PER_SEC;
+    c->max_name_len = SO_DEFAULT_MAX_NAME_LEN;
+    c->max_key_len = SO_DEFAULT_MAX_KEY_LEN;
+    c->history_depth = SO_DEFAULT_HISTORY_DEPTH;
+    c->max_body_bytes = SO_DEFAULT_MAX_BODY_BYTES;
+    c->conflict = SO_CONFLICT_REJECT;
+    c->wire = so_wire_default_limits;
+}
+
+void so_effects_init(so_effects *l)
+{
+    memset(l, 0, sizeof(*l));
+}
+
+static void effect_cleanup(so_effect *f)
+{
+    free(f->to);
+    sh_rcbuf_unref(f->body);
+}
+
+void so_effects_clear(so_effects *l)
+{
+    for (size_t i = 0; i < l->len; i++)
+        effect_cleanup(&l->items[i]);
+    l->len = 0;
+}
+
+void so_effects_cleanup(so_effects *l)
+{
+    so_effects_clear(l);
+    free(l->items);
+    so_effects_init(l);
+}
+
+/* Takes f (also on failure). */
+static int effects_push(so_effects *l, so_effect f)
+{
+    if (l->len == l->cap) {
+        size_t ncap = l->cap ? l->cap * 2 : 8;
+        so_effect *n = realloc(l->items, ncap * sizeof(*n));
+        if (!n) {
+            effect_cleanup(&f);
+            return SH_ENOMEM;
+        }
+        l->items = n;
+        l->cap = ncap;
+    }
+    l->items[l->len++] = f;
+    return 0;
+}
+
+/* ================================================================ small helpers */
+
+static char *memdup0(const void *p, size_t n)
+{
+    char *d = malloc(n + 1);
+    if (d) {
+        if (n)
+            memcpy(d, p, n);
+        d[n] = '\0';
+    }
+    return d;
+}
+
+/* Grows an array of pointers by one slot. */
+static int ptrs_push(void ***arr, size_t *n, size_t *cap, void *p)
+{
+    if (*n == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 4;
+        void **a = realloc(*arr, ncap * sizeof(*a));
+        if (!a)
+            return SH_ENOMEM;
+        *arr = a;
+        *cap = ncap;
+    }
+    (*arr)[(*n)++] = p;
+    return 0;
+}
+
+static void ptrs_remove(void **arr, size_t *n, void *p)
+{
+    for (size_t i = 0; i < *n; i++)
+        if (arr[i] == p) {
+            arr[i] = arr[--*n];
+            return;
+        }
+}
+
+static void pathlist_free(pathlist *pl)
+{
+    for (size_t i = 0; i < pl->n; i++)
+        free(pl->v[i]);
+    free(pl->v);
+    pl->v = NULL;
+    pl->n = 0;
+}
+
+/* Parses "a;/b/;c": leading and trailing '/' dropped, "" or "/" = all. */
+static int pathlist_parse(pathlist *pl, const char *s)
+{
+    pathlist n = {0};
+    size_t count = 1;
+    for (const char *p = s; *p; p++)
+        count += *p == ';';
+    n.v = calloc(count, sizeof(*n.v));
+    if (!n.v)
+        return SH_ENOMEM;
+    const char *p = s;
+    for (;;) {
+        const char *end = strchr(p, ';');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        const char *a = p;
+        while (len && (*a == ' ' || *a == '/')) {
+            a++;
+            len--;
+        }
+        while (len && (a[len - 1] == ' ' || a[len - 1] == '/'))
+            len--;
+        bool empty_entry = len == 0 && (size_t)((end ? end : p + strlen(p)) - p) == 0;
+        if (!empty_entry || count == 1) {
+            n.v[n.n] = memdup0(a, len);
+            if (!n.v[n.n]) {
+                pathlist_free(&n);
+                return SH_ENOMEM;
+            }
+            n.n++;
+        }
+        if (!end)
+            break;
+        p = end + 1;
+    }
+    pathlist_free(pl);
+    *pl = n;
+    return 0;
+}
+
+static bool pathlist_allows(const pathlist *pl, const char *name, size_t nlen)
+{
+    for (size_t i = 0; i < pl->n; i++) {
+        size_t plen = strlen(pl->v[i]);
+        if (plen == 0)
+            return true;
+        if (nlen >= plen && !memcmp(name, pl->v[i], plen) &&
+            (nlen == plen || name[plen] == '/'))
+            return true;
+    }
+    return false;
+}
+
+/* ================================================================ bodies, emission */
+
+static size_t header_len(uint8_t mt, size_t nlen)
+{
+    return (mt == SO_MSG_AMF3 ? 1u : 0u) + 2 + nlen + 12;
+}
+
+static sh_rcbuf *make_body(uint8_t mt, const so_object *o, const char *name, size_t nlen,
+                           uint32_t version, bool persistent, const sh_buf *ev)
+{
+    (void)o;
+    sh_rcbuf *b = sh_rcbuf_new(header_len(mt, nlen) + ev->len);
+    if (!b)
+        return NULL;
+    uint8_t *p = b->data;
+    if (mt == SO_MSG_AMF3)
+        *p++ = 0;
+    sh_put_u16be(p, (uint16_t)nlen);
+    p += 2;
+    memcpy(p, name, nlen);
+    p += nlen;
+    sh_put_u32be(p, version);
+    sh_put_u32be(p + 4, persistent ? SO_FLAG_PERSISTENT : 0);
+    sh_put_u32be(p + 8, 0);
+    p += 12;
+    if (ev->len)
+        memcpy(p, ev->data, ev->len);
+    b->len = header_len(mt, nlen) + ev->len;
+    return b;
+}
+
+static uint64_t hold_seq(const so_engine *e, const so_object *o)
+{
+    return o && o->persistent && o->pending_seq > e->done_seq ? o->pending_seq : 0;
+}
+
+static int held_push(so_engine *e, held h)
+{
+    if (e->nheld == e->capheld) {
+        size_t ncap = e->capheld ? e->capheld * 2 : 16;
+        held *n = realloc(e->held, ncap * sizeof(*n));
+        if (!n) {
+            effect_cleanup(&h.eff);
+            sh_rcbuf_unref(h.fail_body);
+            return SH_ENOMEM;
+        }
+        e->held = n;
+        e->capheld = ncap;
+    }
+    e->held[e->nheld++] = h;
+    return 0;
+}
+
+typedef struct hdr {
+    const so_object *o;  /* for holding; NULL = never held */
+    const char *name;
+    size_t nlen;
+    uint32_t version;
+    bool persistent;
+} hdr;
+
+static hdr obj_hdr(const so_object *o)
+{
+    return (hdr){o, o->name, o->name_len, o->version, o->persistent};
+}
+
+/* One message (events ev) to the clients to[0..nto): one body per
+ * encoding, shared by every recipient of that encoding.  fail (may be
+ * NULL) is the alternative events used if the awaited batch fails. */
+static int emit(so_engine *e, const hdr *h, const sh_buf *ev, const sh_buf *fail,
+                so_client *const *to, size_t nto, so_effects *out)
+{
+    if (ev->failed || (fail && fail->failed))
+        return SH_ENOMEM;
+    if (nto == 0 || ev->len == 0)
+        return 0;
+    uint64_t hseq = hold_seq(e, h->o);
+    static const amf_encoding encs[2] = {AMF_ENC_AMF0, AMF_ENC_AMF3};
+    for (int k = 0; k < 2; k++) {
+        size_t n = 0;
+        for (size_t i = 0; i < nto; i++)
+            n += to[i]->enc == encs[k];
+        if (!n)
+            continue;
+        uint8_t mt = encs[k] == AMF_ENC_AMF3 ? SO_MSG_AMF3 : SO_MSG_AMF0;
+        so_effect f = {.msg_type = mt};
+        f.to = malloc(n * sizeof(*f.to));
+        f.body = make_body(mt, h->o, h->name, h->nlen, h->version, h->persistent, ev);
+        if (!f.to || !f.body) {
+            effect_cleanup(&f);
+            return SH_ENOMEM;
+        }
+        for (size_t i = 0; i < nto; i++)
+            if (to[i]->enc == encs[k])
+                f.to[f.nto++] = to[i]->user;
+        int rc;
+        if (hseq) {
+            held hh = {.eff = f, .seq = hseq};
+            if (fail) {
+                hh.fail_body = make_body(mt, h->o, h->name, h->nlen, h->version,
+                                         h->persistent, fail);
+                if (!hh.fail_body) {
+                    effect_cleanup(&f);
+                    return SH_ENOMEM;
+                }
+            }
+            rc = held_push(e, hh);
+        } else {
+            rc = effects_push(out, f);
+        }
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int reply_status(so_engine *e, so_client *c, const hdr *h, const char *code,
+                        so_effects *out)
+{
+    sh_buf ev;
+    sh_buf_init(&ev, SH_BUF_MAX_DEFAULT);
+    so_wire_put_status(&ev, code, SO_STATUS_LEVEL_ERROR);
+    hdr nh = *h;
+    nh.o = NULL; /* a refusal shows no uncommitted data: never held */
+    int rc = emit(e, &nh, &ev, NULL, &c, 1, out);
+    sh_buf_cleanup(&ev);
+    return rc;
+}
+
+/* ================================================================ slots, history */
+
+static so_slot *slot_get(const so_object *o, const char *key, size_t klen)
+{
+    return so_map_get(&o->slots, key, klen);
+}
+
+static void slot_free(so_slot *s)
+{
+    amf_unref(s->v);
+    free(s->key);
+    free(s);
+}
+
+static void slot_drop(so_object *o, so_slot *s)
+{
+    so_map_del(&o->slots, s->key, s->klen);
+    if (s->v) {
+        o->nlive--;
+        o->bytes -= s->klen + s->vbytes;
+    }
+    slot_free(s);
+}
+
+/* Writes (v != NULL, borrowed: a reference is taken) or removes a slot.
+ * Returns the slot (NULL when removing an absent key or out of memory). */
+static so_slot *slot_write(so_object *o, const char *key, size_t klen, amf_value *v,
+                           size_t vbytes, uint32_t version, uint64_t writer, int *rc)
+{
+    *rc = 0;
+    so_slot *s = slot_get(o, key, klen);
+    if (!s) {
+        if (!v)
+            return NULL;
+        s = calloc(1, sizeof(*s));
+        if (!s || !(s->key = memdup0(key, klen))) {
+            free(s);
+            *rc = SH_ENOMEM;
+            return NULL;
+        }
+        s->klen = klen;
+        if (so_map_put(&o->slots, s->key, klen, s) < 0) {
+            slot_free(s);
+            *rc = SH_ENOMEM;
+            return NULL;
+        }
+    }
+    if (s->v) {
+        o->nlive--;
+        o->bytes -= klen + s->vbytes;
+        amf_unref(s->v);
+        s->v = NULL;
+        s->vbytes = 0;
+    }
+    if (v) {
+        s->v = amf_ref(v);
+        s->vbytes = vbytes;
+        o->nlive++;
+        o->bytes += klen + vbytes;
+    }
+    s->version = version;
+    s->writer = writer;
+    return s;
+}
+
+static void hist_ent_free(hist_ent *h)
+{
+    for (size_t i = 0; i < h->nkeys; i++)
+        free(h->keys[i]);
+    free(h->keys);
+    free(h->klens);
+    memset(h, 0, sizeof(*h));
+}
+
+/* Forgets the oldest history entry; tombstones it covered go too. */
+static void hist_drop_oldest(so_object *o, uint32_t depth)
+{
+    hist_ent *h = &o->ring[o->ring_head];
+    for (size_t i = 0; i < h->nkeys; i++) {
+        so_slot *s = slot_get(o, h->keys[i], h->klens[i]);
+        if (s && !s->v && s->version <= h->version)
+            slot_drop(o, s);
+    }
+    o->hist_base = h->version;
+    hist_ent_free(h);
+    o->ring_head = (o->ring_head + 1) % depth;
+    o->ring_count--;
+}
+
+static int hist_push(so_engine *e, so_object *o, so_slot *const *changed, size_t n)
+{
+    uint32_t depth = e->cfg.history_depth;
+    if (depth == 0) {
+        /* no history: tombstones are dropped by commit() once it is done */
+        o->hist_base = o->version;
+        return 0;
+    }
+    if (!o->ring) {
+        o->ring = calloc(depth, sizeof(*o->ring));
+        if (!o->ring)
+            return SH_ENOMEM;
+    }
+    if (o->ring_count == depth)
+        hist_drop_oldest(o, depth);
+    hist_ent h = {.version = o->version, .nkeys = n};
+    h.keys = calloc(n ? n : 1, sizeof(*h.keys));
+    h.klens = calloc(n ? n : 1, sizeof(*h.klens));
+    int rc = h.keys && h.klens ? 0 : SH_ENOMEM;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        h.keys[i] = memdup0(changed[i]->key, changed[i]->klen);
+        h.klens[i] = changed[i]->klen;
+        if (!h.keys[i])
+            rc = SH_ENOMEM;
+    }
+    if (rc < 0) {
+        /* cannot remember this version: forget everything before it */
+        hist_ent_free(&h);
+        while (o->ring_count)
+            hist_drop_oldest(o, depth);
+        o->hist_base = o->version;
+        return rc;
+    }
+    o->ring[(o->ring_head + o->ring_count) % depth] = h;
+    o->ring_count++;
+    return 0;
+}
+
+static bool hist_covers(const so_object *o, uint32_t v)
+{
+    return v > 0 && v >= o->hist_base && v <= o->version;
+}
+
+/* ================================================================ objects, rooms */
+
+static so_conflict room_conflict(const so_engine *e, const so_room *r)
+{
+    return r->conflict_set ? r->conflict : e->cfg.conflict;
+}
+
+static void object_free(so_engine *e, so_object *o)
+{
+    size_t it = 0;
+    so_slot *s;
+    while ((s = so_map_next(&o->slots, &it)) != NULL)
+        slot_free(s);
+    so_map_cleanup(&o->slots);
+    if (o->ring) {
+        for (uint32_t i = 0; i < o->ring_count; i++)
+            hist_ent_free(&o->ring[(o->ring_head + i) % e->cfg.history_depth]);
+        free(o->ring);
+    }
+    for (size_t i = 0; i < o->npend; i++) {
+        free(o->pend[i].key);
+        amf_unref(o->pend[i].v);
+    }
+    free(o->pend);
+    free(o->subs);
+    free(o->name);
+    free(o);
+}
+
+static so_object *object_new(so_engine *e, so_room *r, const char *name, size_t nlen,
+                             bool persistent, uint32_t version)
+{
+    so_object *o = calloc(1, sizeof(*o));
+    if (!o || !(o->name = memdup0(name, nlen))) {
+        free(o);
+        return NULL;
+    }
+    o->room = r;
+    o->name_len = nlen;
+    o->persistent = persistent;
+    o->version = version;
+    o->hist_base = version;
+    so_map_init(&o->slots);
+    if (so_map_put(&r->objects, o->name, nlen, o) < 0) {
+        free(o->name);
+        free(o);
+        return NULL;
+    }
+    e->nobjects++;
+    return o;
+}
+
+static void room_free(so_engine *e, so_room *r)
+{
+    size_t it = 0;
+    so_object *o;
+    while ((o = so_map_next(&r->objects, &it)) != NULL) {
+        object_free(e, o);
+        e->nobjects--;
+    }
+    so_map_cleanup(&r->objects);
+    free(r->name);
+    free(r);
+}
+
+static void room_maybe_drop(so_engine *e, so_room *r)
+{
+    if (r->nclients == 0 && r->objects.count == 0 && !r->conflict_set) {
+        so_map_del(&e->rooms, r->name, strlen(r->name));
+        room_free(e, r);
+    }
+}
+
+static void object_maybe_drop(so_engine *e, so_object *o)
+{
+    if (o->persistent || o->nsubs || o->server_refs)
+        return;
+    so_room *r = o->room;
+    so_map_del(&r->objects, o->name, o->name_len);
+    object_free(e, o);
+    e->nobjects--;
+    room_maybe_drop(e, r);
+}
+
+typedef struct load_ctx {
+    so_engine *e;
+    so_room *r;
+    so_object *last;
+    amf_dec *dec;
+} load_ctx;
+
+static int load_object(void *ud, const char *name, uint32_t version)
+{
+    load_ctx *l = ud;
+    size_t nlen = strlen(name);
+    if (so_map_get(&l->r->objects, name, nlen))
+        return 0;
+    l->last = object_new(l->e, l->r, name, nlen, true, version ? version : 1);
+    return l->last ? 0 : SH_ENOMEM;
+}
+
+static int load_slot(void *ud, const char *name, const char *key, size_t klen,
+                     uint32_t version, const uint8_t *value, size_t vlen)
+{
+    load_ctx *l = ud;
+    so_object *o = l->last && !strcmp(l->last->name, name)
+                       ? l->last : so_map_get(&l->r->objects, name, strlen(name));
+    if (!o)
+        return 0; /* a slot without its object row: ignore */
+    l->last = o;
+    amf_value *v = NULL;
+    size_t used = 0;
+    amf_dec_reset(l->dec);
+    int rc = amf_decode(l->dec, AMF_ENC_AMF3, value, vlen, &used, &v, NULL);
+    if (rc < 0)
+        return SH_EIO; /* stored bytes we cannot read: corruption */
+    slot_write(o, key, klen, v, vlen, version, 0, &rc);
+    amf_unref(v);
+    return rc;
+}
+
+static int room_load(so_engine *e, so_room *r)
+{
+    if (r->loaded || !e->store)
+        return (r->loaded = true), 0;
+    load_ctx l = {.e = e, .r = r};
+    l.dec = amf_dec_new(NULL);
+    if (!l.dec)
+        return SH_ENOMEM;
+    so_store_visitor v = {.object = load_object, .slot = load_slot, .ud = &l};
+    int rc = so_store_load_room(e->store, r->name, &v);
+    amf_dec_free(l.dec);
+    if (rc == 0)
+        r->loaded = true;
+    return rc;
+}
+
+static so_room *room_get(so_engine *e, const char *name, bool load, int *rc)
+{
+    *rc = 0;
+    so_room *r = so_map_get(&e->rooms, name, strlen(name));
+    if (!r) {
+        r = calloc(1, sizeof(*r));
+        if (!r || !(r->name = memdup0(name, strlen(name)))) {
+            free(r);
+            *rc = SH_ENOMEM;
+            return NULL;
+        }
+        so_map_init(&r->objects);
+        if (so_map_put(&e->rooms, r->name, strlen(r->name), r) < 0) {
+            free(r->name);
+            free(r);
+            *rc = SH_ENOMEM;
+            return NULL;
+        }
+    }
+    if (load && !r->loaded && (*rc = room_load(e, r)) < 0) {
+        room_maybe_drop(e, r);
+        return NULL;
+    }
+    return r;
+}
+
+/* ================================================================ persistence */
+
+static so_store_batch *batch_get(so_engine *e)
+{
+    if (!e->batch)
+        e->batch = so_store_batch_new(e->next_seq);
+    return e->batch;
+}
+
+static int persist_slot(so_engine *e, so_object *o, const so_slot *s)
+{
+    so_store_batch *b = batch_get(e);
+    if (!b)
+        return SH_ENOMEM;
+    o->pending_seq = e->next_seq;
+    if (!s->v)
+        return so_store_batch_add(b, SO_STORE_DELETE, o->room->name, o->name, s->key,
+                                  s->klen, s->version, NULL, 0);
+    sh_buf_reset(&e->scratch);
+    amf_enc_reset(e->enc);
+    int rc = amf_encode(e->enc, AMF_ENC_AMF3, s->v, &e->scratch);
+    if (rc < 0)
+        return rc;
+    if (e->scratch.failed)
+        return SH_ENOMEM;
+    return so_store_batch_add(b, SO_STORE_SET, o->room->name, o->name, s->key, s->klen,
+                              s->version, e->scratch.data, e->scratch.len);
+}
+
+static int persist_version(so_engine *e, so_object *o)
+{
+    so_store_batch *b = batch_get(e);
+    if (!b)
+        return SH_ENOMEM;
+    o->pending_seq = e->next_seq;
+    return so_store_batch_add(b, SO_STORE_OBJECT, o->room->name, o->name, NULL, 0,
+                              o->version, NULL, 0);
+}
+
+/* Whole object again (after a failed batch). */
+static int persist_full(so_engine *e, so_object *o)
+{
+    if (o->rewrite_seq == e->next_seq)
+        return 0;
+    so_store_batch *b = batch_get(e);
+    if (!b)
+        return SH_ENOMEM;
+    o->rewrite_seq = e->next_seq;
+    int rc = so_store_batch_add(b, SO_STORE_CLEAR, o->room->name, o->name, NULL, 0, 0, NULL, 0);
+    size_t it = 0;
+    so_slot *s;
+    while (rc == 0 && (s = so_map_next(&o->slots, &it)) != NULL)
+        if (s->v)
+            rc = persist_slot(e, o, s);
+    if (rc == 0)
+        rc = persist_version(e, o);
+    return rc;
+}
+
+static bool persisting(const so_engine *e, const so_object *o)
+{
+    return e->store && o->persistent;
+}
+
+/* ================================================================ updates */
+
+/* Event helpers appending to an events buffer. */
+static int put_change(so_engine *e, sh_buf *ev, const so_slot *s)
+{
+    size_t mark;
+    so_wire_event_begin(ev, SO_EV_CHANGE, &mark);
+    so_wire_event_key(ev, s->key, s->klen);
+    int rc = so_wire_event_value(ev, e->enc, s->v);
+    if (rc < 0)
+        return rc;
+    return so_wire_event_end(ev, mark);
+}
+
+/* Change(K, current) or Remove(K). */
+static int put_current(so_engine *e, sh_buf *ev, const so_object *o, const char *key,
+                       size_t klen)
+{
+    const so_slot *s = slot_get(o, key, klen);
+    if (s && s->v)
+        return put_change(e, ev, s);
+    return so_wire_put_key(ev, SO_EV_REMOVE, key, klen);
+}
+
+typedef struct upd {
+    so_object *o;
+    uint32_t newv;
+    so_slot **changed;
+    size_t n, cap;
+} upd;
+
+static int upd_add(upd *u, so_slot *s)
+{
+    if (s->in_upd == u->newv)
+        return 0;
+    s->in_upd = u->newv;
+    return ptrs_push((void ***)&u->changed, &u->n, &u->cap, s);
+}
+
+/* Makes the update a version: history, store ops, and the one message to
+ * every other subscriber.  requester (may be NULL) gets req / req_fail. */
+static int commit(so_engine *e, upd *u, so_client *requester, const sh_buf *req,
+                  const sh_buf *req_fail, so_effects *out)
+{
+    so_object *o = u->o;
+    int rc = 0;
+    if (u->n > 0) {
+        o->version = u->newv;
+        e->st.updates++;
+        rc = hist_push(e, o, u->changed, u->n);
+        if (rc == 0 && persisting(e, o)) {
+            for (size_t i = 0; rc == 0 && i < u->n; i++)
+                rc = persist_slot(e, o, u->changed[i]);
+            if (rc == 0)
+                rc = persist_version(e, o);
+        }
+    }
+    hdr h = obj_hdr(o);
+    if (rc == 0 && requester && req && req->len)
+        rc = emit(e, &h, req, req_fail, &requester, 1, out);
+    if (rc == 0 && u->n > 0) {
+        sh_buf ev;
+        sh_buf_init(&ev, SH_BUF_MAX_DEFAULT);
+        for (size_t i = 0; rc == 0 && i < u->n; i++) {
+            so_slot *s = u->changed[i];
+            rc = s->v ? put_change(e, &ev, s) : so_wire_put_key(&ev, SO_EV_REMOVE, s->key, s->klen);
+        }
+        so_client **to = malloc((o->nsubs ? o->nsubs : 1) * sizeof(*to));
+        size_t nto = 0;
+        if (!to)
+            rc = SH_ENOMEM;
+        for (size_t i = 0; rc == 0 && i < o->nsubs; i++)
+            if (o->subs[i]->c != requester && !o->subs[i]->behind)
+                to[nto++] = o->subs[i]->c;
+        if (rc == 0)
+            rc = emit(e, &h, &ev, NULL, to, nto, out);
+        free(to);
+        sh_buf_cleanup(&ev);
+    }
+    for (size_t i = 0; i < u->n; i++) {
+        u->changed[i]->in_upd = 0;
+        if (e->cfg.history_depth == 0 && !u->changed[i]->v)
+            slot_drop(o, u->changed[i]);
+    }
+    free(u->changed);
+    u->changed = NULL;
+    u->n = u->cap = 0;
+    return rc;
+}
+
+/* ================================================================ Use / state replies */
+
+static int flush_to(so_engine *e, so_client *c, so_object *o, sh_buf *ev, so_effects *out)
+{
+    hdr h = obj_hdr(o);
+    int rc = emit(e, &h, ev, NULL, &c, 1, out);
+    sh_buf_reset(ev);
+    return rc;
+}
+
+/* Rule 1 / rule 7: the state of o for a client that has version `since`. */
+static int send_state(so_engine *e, so_client *c, so_object *o, uint32_t since,
+                      bool use_success, so_effects *out)
+{
+    sh_buf ev;
+    sh_buf_init(&ev, SH_BUF_MAX_DEFAULT);
+    int rc = 0;
+    size_t maxb = e->cfg.max_body_bytes;
+    if (use_success)
+        so_wire_put_empty(&ev, SO_EV_USE_SUCCESS);
+    if (since == o->version) {
+        /* nothing more */
+    } else if (hist_covers(o, since)) {
+        so_map seen;
+        so_map_init(&seen);
+        uint32_t depth = e->cfg.history_depth;
+        for (uint32_t i = 0; rc == 0 && i < o->ring_count; i++) {
+            hist_ent *h = &o->ring[(o->ring_head + i) % depth];
+            if (h->version <= since)
+                continue;
+            for (size_t k = 0; rc == 0 && k < h->nkeys; k++) {
+                if (so_map_get(&seen, h->keys[k], h->klens[k]))
+                    continue;
+                rc = so_map_put(&seen, h->keys[k], h->klens[k], h);
+                if (rc == 0)
+                    rc = put_current(e, &ev, o, h->keys[k], h->klens[k]);
+                if (rc == 0 && ev.len >= maxb)
+                    rc = flush_to(e, c, o, &ev, out);
+            }
+        }
+        so_map_cleanup(&seen);
+    } else {
+        so_wire_put_empty(&ev, SO_EV_CLEAR);
+        size_t it = 0;
+        so_slot *s;
+        while (rc == 0 && (s = so_map_next(&o->slots, &it)) != NULL) {
+            if (!s->v)
+                continue;
+            rc = put_change(e, &ev, s);
+            if (rc == 0 && ev.len >= maxb)
+                rc = flush_to(e, c, o, &ev, out);
+        }
+    }
+    if (rc == 0 && ev.len)
+        rc = flush_to(e, c, o, &ev, out);
+    if (rc == 0 && ev.failed)
+        rc = SH_ENOMEM;
+    sh_buf_cleanup(&ev);
+    return rc;
+}
+
+static so_sub *sub_find(const so_client *c, const so_object *o)
+{
+    for (size_t i = 0; i < c->nsubs; i++)
+        if (c->subs[i]->o == o)
+            return c->subs[i];
+    return NULL;
+}
+
+static void sub_remove(so_engine *e, so_sub *s)
+{
+    so_client *c = s->c;
+    so_object *o = s->o;
+    ptrs_remove((void **)c->subs, &c->nsubs, s);
+    ptrs_remove((void **)o->subs, &o->nsubs, s);
+    free(s);
+    object_maybe_drop(e, o);
+}
+
+static bool name_ok(const so_engine *e, const char *name, size_t nlen)
+{
+    return nlen > 0 && nlen <= e->cfg.max_name_len && !memchr(name, 0, nlen);
+}
+
+static int on_use(so_engine *e, so_client *c, const so_msg *m, so_effects *out)
+{
+    hdr h = {NULL, m->name, m->name_len, 0, m->persistent};
+    if (!name_ok(e, m->name, m->name_len))
+        return reply_status(e, c, &h, SO_STATUS_BAD_NAME, out);
+    if (!pathlist_allows(&c->rd, m->name, m->name_len))
+        return reply_status(e, c, &h, SO_STATUS_NO_READ, out);
+    so_room *r = c->room;
+    so_object *o = so_map_get(&r->objects, m->name, m->name_len);
+    if (o && o->persistent != m->persistent) {
+        h.version = o->version;
+        h.persistent = o->persistent;
+        return reply_status(e, c, &h, SO_STATUS_BAD_PERSISTENCE, out);
+    }
+    so_sub *sub = o ? sub_find(c, o) : NULL;
+    if (!sub) {
+        if (c->nsubs >= e->cfg.max_objects_per_client)
+            return reply_status(e, c, &h, SO_STATUS_LIMIT_CLIENT_OBJECTS, out);
+        if (o && o->nsubs >= e->cfg.max_subscribers)
+            return reply_status(e, c, &h, SO_STATUS_LIMIT_SUBSCRIBERS, out);
+        if (!o) {
+            if (r->objects.count >= e->cfg.max_objects_per_room)
+                return reply_status(e, c, &h, SO_STATUS_LIMIT_OBJECTS, out);
+            o = object_new(e, r, m->name, m->name_len, m->persistent, 1);
+            if (!o)
+                return SH_ENOMEM;
+            if (persisting(e, o) && persist_version(e, o) < 0) {
+                object_maybe_drop(e, o);
+                return SH_ENOMEM;
+            }
+        }
+        sub = calloc(1, sizeof(*sub));
+        if (!sub) {
+            object_maybe_drop(e, o);
+            return SH_ENOMEM;
+        }
+        sub->c = c;
+        sub->o = o;
+        if (ptrs_push((void ***)&c->subs, &c->nsubs, &c->capsubs, sub) < 0) {
+            free(sub);
+            object_maybe_drop(e, o);
+            return SH_ENOMEM;
+        }
+        if (ptrs_push((void ***)&o->subs, &o->nsubs, &o->capsubs, sub) < 0) {
+            c->nsubs--;
+            free(sub);
+            object_maybe_drop(e, o);
+            return SH_ENOMEM;
+        }
+    }
+    sub->behind = c->congested;
+    sub->known = o->version;
+    return send_state(e, c, o, m->version, true, out);
+}
+
+/* ================================================================ writes */
+
+typedef struct wctx {
+    so_engine *e;
+    so_client *c;
+    so_object *o;
+    sh_buf req, fail;
+    bool with_fail;
+    int rc;
+} wctx;
+
+static int w_refuse(wctx *w, const char *code, const char *key, size_t klen)
+{
+    if (code) {
+        so_wire_put_status(&w->req, code, SO_STATUS_LEVEL_ERROR);
+        if (w->with_fail)
+            so_wire_put_status(&w->fail, code, SO_STATUS_LEVEL_ERROR);
+    }
+    int rc = put_current(w->e, &w->req, w->o, key, klen);
+    if (rc == 0 && w->with_fail)
+        rc = put_current(w->e, &w->fail, w->o, key, klen);
+    if (rc < 0 && !w->rc)
+        w->rc = rc;
+    return 0;
+}
+
+static int w_success(wctx *w, const char *key, size_t klen)
+{
+    so_wire_put_key(&w->req, SO_EV_SUCCESS, key, klen);
+    if (w->with_fail)
+        so_wire_put_status(&w->fail, SO_STATUS_STORE_FAILED, SO_STATUS_LEVEL_ERROR);
+    return 0;
+}
+
+/* One RequestChange pair (v != NULL) or RequestRemove (v == NULL). */
+static int w_one(wctx *w, upd *u, uint32_t hv, const char *key, size_t klen,
+                  amf_value *v, size_t vbytes)
+{
+    so_engine *e = w->e;
+    so_object *o = w->o;
+    if (klen > e->cfg.max_key_len)
+        return w_refuse(w, SO_STATUS_LIMIT_KEY, key, klen);
+    if (o->server_only || !pathlist_allows(&w->c->wr, o->name, o->name_len) ||
+        (e->hooks.allow_write &&
+         !e->hooks.allow_write(e->hooks.ud, w->c->user, o, key, klen, v)))
+        return w_refuse(w, SO_STATUS_NO_WRITE, key, klen);
+    so_slot *s = slot_get(o, key, klen);
+    if (room_conflict(e, o->room) == SO_CONFLICT_REJECT && s &&
+        s->writer != w->c->id && hv < s->version)
+        return w_refuse(w, NULL, key, klen); /* rule 3: stale */
+    if (v) {
+        bool fresh = !s || !s->v;
+        size_t old = s && s->v ? klen + s->vbytes : 0;
+        if (vbytes > e->cfg.max_value_bytes)
+            return w_refuse(w, SO_STATUS_LIMIT_VALUE, key, klen);
+        if (fresh && o->nlive >= e->cfg.max_slots_per_object)
+            return w_refuse(w, SO_STATUS_LIMIT_SLOTS, key, klen);
+        if (o->bytes - old + klen + vbytes > e->cfg.max_object_bytes)
+            return w_refuse(w, SO_STATUS_LIMIT_OBJECT_BYTES, key, klen);
+    } else if (!s || !s->v) {
+        return w_success(w, key, klen); /* nothing to remove */
+    }
+    int rc;
+    s = slot_write(o, key, klen, v, vbytes, u->newv, w->c->id, &rc);
+    if (rc == 0 && s)
+        rc = upd_add(u, s);
+    if (rc < 0) {
+        if (!w->rc)
+            w->rc = rc;
+        return 0;
+    }
+    return w_success(w, key, klen);
+}
+
+static bool is_write(uint8_t t)
+{
+    return t == SO_EV_REQUEST_CHANGE || t == SO_EV_REQUEST_REMOVE;
+}
+
+static int on_writes(so_engine *e, so_client *c, const so_msg *m, uint64_t now_ms,
+                     so_effects *out)
+{
+    size_t nw = 0;
+    for (size_t i = 0; i < m->nevents; i++)
+        nw += is_write(m->events[i].type);
+    if (!nw)
+        return 0;
+    so_object *o = so_map_get(&c->room->objects, m->name, m->name_len);
+    so_sub *sub = o ? sub_find(c, o) : NULL;
+    wctx w = {.e = e, .c = c, .o = o};
+    sh_buf_init(&w.req, SH_BUF_MAX_DEFAULT);
+    sh_buf_init(&w.fail, SH_BUF_MAX_DEFAULT);
+    if (!sub) {
+        for (size_t i = 0; i < m->nevents; i++)
+            if (is_write(m->events[i].type))
+                for (size_t k = 0; k < m->events[i].nkv; k++)
+                    so_wire_put_status(&w.req, SO_STATUS_NO_OBJECT, SO_STATUS_LEVEL_ERROR);
+        hdr h = {NULL, m->name, m->name_len, o ? o->version : 0, m->persistent};
+        int rc = emit(e, &h, &w.req, NULL, &c, 1, out);
+        sh_buf_cleanup(&w.req);
+        sh_buf_cleanup(&w.fail);
+        return rc;
+    }
+    w.with_fail = persisting(e, o);
+    const char *rate_code = NULL;
+    if (e->cfg.max_updates_per_sec) {
+        uint64_t win = now_ms / 1000;
+        if (win != c->rate_window) {
+            c->rate_window = win;
+            c->rate_count = 0;
+        }
+        if (++c->rate_count > e->cfg.max_updates_per_sec)
+            rate_code = SO_STATUS_LIMIT_RATE;
+    }
+    upd u = {.o = o, .newv = o->version + 1};
+    for (size_t i = 0; i < m->nevents; i++) {
+        const so_event *ev = &m->events[i];
+        if (!is_write(ev->type))
+            continue;
+        for (size_t k = 0; k < ev->nkv; k++) {
+            const so_kv *kv = &ev->kv[k];
+            if (rate_code) {
+                w_refuse(&w, rate_code, kv->key, kv->key_len);
+                continue;
+            }
+            amf_value *v = ev->type == SO_EV_REQUEST_CHANGE ? kv->value : NULL;
+            size_t vb = kv->value_len;
+            if (v && vb == 0) {
+                /* built locally, not decoded: measure the wire size */
+                sh_buf_reset(&e->scratch);
+                amf_enc_reset(e->enc);
+                if (amf_encode(e->enc, AMF_ENC_AMF0, v, &e->scratch) < 0 || e->scratch.failed)
+                    w.rc = w.rc ? w.rc : SH_ENOMEM;
+                vb = e->scratch.len;
+            }
+            w_one(&w, &u, m->version, kv->key, kv->key_len, v, vb);
+        }
+    }
+    int rc = w.rc;
+    int rc2 = commit(e, &u, c, &w.req, w.with_fail ? &w.fail : NULL, out);
+    if (rc == 0)
+        rc = rc2;
+    if (rc == 0 && (w.req.failed || w.fail.failed))
+        rc = SH_ENOMEM;
+    sh_buf_cleanup(&w.req);
+    sh_buf_cleanup(&w.fail);
+    return rc;
+}
+
+/* ================================================================ send, release */
+
+static int send_to_subs(so_engine *e, so_object *o, const char *handler, size_t hlen,
+                        size_t nargs, amf_value *const *args, so_effects *out)
+{
+    sh_buf ev;
+    sh_buf_init(&ev, SH_BUF_MAX_DEFAULT);
+    int rc = so_wire_put_send(&ev, e->enc, handler, hlen, nargs, args);
+    so_client **to = malloc((o->nsubs ? o->nsubs : 1) * sizeof(*to));
+    size_t nto = 0;
+    if (!to && rc == 0)
+        rc = SH_ENOMEM;
+    for (size_t i = 0; rc == 0 && i < o->nsubs; i++)
+        if (!o->subs[i]->behind)
+            to[nto++] = o->subs[i]->c;
+    hdr h = obj_hdr(o);
+    if (rc == 0)
+        rc = emit(e, &h, &ev, NULL, to, nto, out);
+    free(to);
+    sh_buf_cleanup(&ev);
+    return rc;
+}
+
+static int on_send(so_engine *e, so_client *c, const so_msg *m, const so_event *ev,
+                   so_effects *out)
+{
+    so_object *o = so_map_get(&c->room->objects, m->name, m->name_len);
+    hdr h = {NULL, m->name, m->name_len, o ? o->version : 0, m->persistent};
+    if (!o || !sub_find(c, o))
+        return reply_status(e, c, &h, SO_STATUS_NO_OBJECT, out);
+    if (!pathlist_allows(&c->wr, o->name, o->name_len))
+        return reply_status(e, c, &h, SO_STATUS_NO_WRITE, out);
+    return send_to_subs(e, o, ev->handler, ev->handler_len, ev->nargs, ev->args, out);
+}
+
+static void on_release(so_engine *e, so_client *c, const so_msg *m)
+{
+    so_object *o = so_map_get(&c->room->objects, m->name, m->name_len);
+    so_sub *s = o ? sub_find(c, o) : NULL;
+    if (s)
+        sub_remove(e, s);
+}
+
+int so_engine_handle_msg(so_engine *e, so_client *c, const so_msg *m,
+                         uint64_t now_ms, so_effects *out)
+{
+    int rc = 0;
+    bool release = false;
+    for (size_t i = 0; rc == 0 && i < m->nevents; i++) {
+        switch (m->events[i].type) {
+        case SO_EV_USE:
+            rc = on_use(e, c, m, out);
+            break;
+        case SO_EV_RELEASE:
+            release = true;
+            break;
+        case SO_EV_REQUEST_CHANGE:
+        case SO_EV_REQUEST_REMOVE:
+        case SO_EV_SEND_MESSAGE:
+            break;
+        default:
+            e->st.ignored_events++;
+            break;
+        }
+    }
+    if (rc == 0)
+        rc = on_writes(e, c, m, now_ms, out);
+    for (size_t i = 0; rc == 0 && i < m->nevents; i++)
+        if (m->events[i].type == SO_EV_SEND_MESSAGE)
+            rc = on_send(e, c, m, &m->events[i], out);
+    if (rc == 0 && release)
+        on_release(e, c, m);
+    return rc;
+}
+
+int so_engine_handle(so_engine *e, so_client *c, uint8_t msg_type,
+                     const uint8_t *body, size_t len, uint64_t now_ms,
+                     so_effects *out, sh_error *err)
+{
+    so_msg m;
+    so_msg_init(&m);
+    int rc = so_wire_decode(msg_type, body, len, &e->cfg.wire, &m, err);
+    if (rc < 0)
+        return rc == SH_EMORE ? SH_EPROTO : rc;
+    rc = so_engine_handle_msg(e, c, &m, now_ms, out);
+    so_msg_cleanup(&m);
+    return rc;
+}
+
+/* ================================================================ engine, clients */
+
+so_engine *so_engine_new(const so_config *config, so_store *store)
+{
+    so_engine *e = calloc(1, sizeof(*e));
+    if (!e)
+        return NULL;
+    if (config)
+        e->cfg = *config;
+    else
+        so_config_default(&e->cfg);
+    e->store = store;
+    so_map_init(&e->rooms);
+    e->next_seq = 1;
+    sh_buf_init(&e->scratch, SH_BUF_MAX_DEFAULT);
+    e->enc = amf_enc_new();
+    if (!e->enc) {
+        free(e);
+        return NULL;
+    }
+    return e;
+}
+
+void so_engine_free(so_engine *e)
+{
+    if (!e)
+        return;
+    size_t it = 0;
+    so_room *r;
+    while ((r = so_map_next(&e->rooms, &it)) != NULL) {
+        /* clients must be unregistered first; free their subs if not */
+        size_t it2 = 0;
+        so_object *o;
+        while ((o = so_map_next(&r->objects, &it2)) != NULL)
+            for (size_t i = 0; i < o->nsubs; i++) {
+                so_client *c = o->subs[i]->c;
+                ptrs_remove((void **)c->subs, &c->nsubs, o->subs[i]);
+                free(o->subs[i]);
+            }
+        room_free(e, r);
+    }
+    so_map_cleanup(&e->rooms);
+    for (size_t i = 0; i < e->nheld; i++) {
+        effect_cleanup(&e->held[i].eff);
+        sh_rcbuf_unref(e->held[i].fail_body);
+    }
+    free(e->held);
+    so_store_batch_free(e->batch);
+    amf_enc_free(e->enc);
+    sh_buf_cleanup(&e->scratch);
+    free(e);
+}
+
+void so_engine_set_hooks(so_engine *e, const so_hooks *h)
+{
+    if (h)
+        e->hooks = *h;
+    else
+        memset(&e->hooks, 0, sizeof(e->hooks));
+}
+
+int so_engine_room_set_conflict(so_engine *e, const char *room, so_conflict mode)
+{
+    int rc;
+    so_room *r = room_get(e, room, false, &rc);
+    if (!r)
+        return rc;
+    r->conflict = mode;
+    r->conflict_set = true;
+    return 0;
+}
+
+so_client *so_client_register(so_engine *e, void *user, amf_encoding enc,
+                              const char *room, int *err)
+{
+    int rc;
+    so_client *c = calloc(1, sizeof(*c));
+    if (!c) {
+        rc = SH_ENOMEM;
+        goto fail;
+    }
+    c->user = user;
+    c->enc = enc;
+    if ((rc = pathlist_parse(&c->rd, "/")) < 0 || (rc = pathlist_parse(&c->wr, "/")) < 0)
+        goto fail;
+    c->room = room_get(e, room ? room : "", true, &rc);
+    if (!c->room)
+        goto fail;
+    c->room->nclients++;
+    c->id = ++e->next_client_id;
+    e->nclients++;
+    return c;
+fail:
+    if (c) {
+        pathlist_free(&c->rd);
+        pathlist_free(&c->wr);
+        free(c);
+    }
+    if (err)
+        *err = rc;
+    return NULL;
+}
+
+static void held_forget_user(so_engine *e, void *user)
+{
+    for (size_t i = 0; i < e->nheld; i++) {
+        so_effect *f = &e->held[i].eff;
+        for (size_t k = 0; k < f->nto;)
+            if (f->to[k] == user)
+                f->to[k] = f->to[--f->nto];
+            else
+                k++;
+    }
+}
+
+void so_client_unregister(so_engine *e, so_client *c)
+{
+    if (!c)
+        return;
+    while (c->nsubs)
+        sub_remove(e, c->subs[c->nsubs - 1]);
+    free(c->subs);
+    held_forget_user(e, c->user);
+    so_room *r = c->room;
+    r->nclients--;
+    e->nclients--;
+    pathlist_free(&c->rd);
+    pathlist_free(&c->wr);
+    free(c);
+    room_maybe_drop(e, r);
+}
+
+int so_client_set_access(so_engine *e, so_client *c, const char *read, const char *write)
+{
+    (void)e;
+    int rc = 0;
+    if (read)
+        rc = pathlist_parse(&c->rd, read);
+    if (rc == 0 && write)
+        rc = pathlist_parse(&c->wr, write);
+    return rc;
+}
+
+int so_client_set_congested(so_engine *e, so_client *c, bool congested, so_effects *out)
+{
+    if (congested == c->congested)
+        return 0;
+    c->congested = congested;
+    int rc = 0;
+    for (size_t i = 0; i < c->nsubs; i++) {
+        so_sub *s = c->subs[i];
+        if (congested) {
+            s->behind = true;
+            s->known = s->o->version;
+        } else if (s->behind) {
+            s->behind = false;
+            if (s->known != s->o->version && rc == 0)
+                rc = send_state(e, c, s->o, s->known, false, out);
+        }
+    }
+    return rc;
+}
+
+void *so_client_user(const so_client *c) { return c->user; }
+uint64_t so_client_id(const so_client *c) { return c->id; }
+
+/* ================================================================ batches */
+
+so_store_batch *so_engine_take_batch(so_engine *e)
+{
+    so_store_batch *b = e->batch;
+    if (!b || b->nops == 0)
+        return NULL;
+    e->batch = NULL;
+    e->next_seq++;
+    return b;
+}
+
+static void schedule_rewrites(so_engine *e, const so_store_batch *b)
+{
+    for (size_t i = 0; i < b->nops; i++) {
+        const so_store_op *op = &b->ops[i];
+        so_room *r = so_map_get(&e->rooms, op->room, strlen(op->room));
+        so_object *o = r ? so_map_get(&r->objects, op->name, strlen(op->name)) : NULL;
+        if (o && o->persistent)
+            (void)persist_full(e, o); /* ENOMEM: retried on the next failure */
+    }
+}
+
+int so_engine_batch_done(so_engine *e, so_store_batch *b, int status, so_effects *out)
+{
+    if (!b || b->seq != e->done_seq + 1)
+        return SH_EINVAL;
+    if (status < 0) {
+        e->st.store_failures++;
+        schedule_rewrites(e, b);
+    }
+    e->done_seq = b->seq;
+    so_store_batch_free(b);
+    int rc = 0;
+    size_t keep = 0;
+    for (size_t i = 0; i < e->nheld; i++) {
+        held *h = &e->held[i];
+        if (h->seq > e->done_seq) {
+            e->held[keep++] = *h;
+            continue;
+        }
+        if (status < 0 && h->fail_body) {
+            sh_rcbuf_unref(h->eff.body);
+            h->eff.body = h->fail_body;
+        } else {
+            sh_rcbuf_unref(h->fail_body);
+        }
+        if (h->eff.nto == 0) {
+            effect_cleanup(&h->eff);
+            continue;
+        }
+        int r = effects_push(out, h->eff);
+        if (r < 0 && rc == 0)
+            rc = r;
+    }
+    e->nheld = keep;
+    return rc;
+}
+
+size_t so_engine_held_count(const so_engine *e)
+{
+    return e->nheld;
+}
+
+/* ================================================================ server API */
+
+so_object *so_engine_object_open(so_engine *e, const char *room, const char *name,
+                                 bool persistent, int *err)
+{
+    int rc = 0;
+    so_object *o = NULL;
+    size_t nlen = strlen(name);
+    if (!name_ok(e, name, nlen)) {
+        rc = SH_EINVAL;
+        goto out;
+    }
+    so_room *r = room_get(e, room, true, &rc);
+    if (!r)
+        goto out;
+    o = so_map_get(&r->objects, name, nlen);
+    if (o && o->persistent != persistent) {
+        o = NULL;
+        rc = SH_EEXIST;
+    } else if (!o) {
+        if (r->objects.count >= e->cfg.max_objects_per_room)
+            rc = SH_ELIMIT;
+        else if (!(o = object_new(e, r, name, nlen, persistent, 1)))
+            rc = SH_ENOMEM;
+        else if (persisting(e, o))
+            rc = persist_version(e, o);
+    }
+    if (o)
+        o->server_refs++;
+    if (rc < 0 && !o)
+        room_maybe_drop(e, r);
+out:
+    if (err)
+        *err = rc;
+    return o;
+}
+
+void so_engine_object_close(so_engine *e, so_object *o)
+{
+    if (!o)
+        return;
+    assert(o->server_refs > 0);
+    o->server_refs--;
+    object_maybe_drop(e, o);
+}
+
+so_object *so_engine_object_find(so_engine *e, const char *room, const char *name)
+{
+    so_room *r = so_map_get(&e->rooms, room, strlen(room));
+    return r ? so_map_get(&r->objects, name, strlen(name)) : NULL;
+}
+
+/* Applies queued server changes as one version. */
+static int apply_server(so_engine *e, so_object *o, srv_change *ch, size_t n, so_effects *out)
+{
+    upd u = {.o = o, .newv = o->version + 1};
+    int rc = 0, lim = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        so_slot *s = slot_get(o, ch[i].key, ch[i].klen);
+        if (ch[i].v) {
+            bool fresh = !s || !s->v;
+            size_t old = s && s->v ? ch[i].klen + s->vbytes : 0;
+            if ((fresh && o->nlive >= e->cfg.max_slots_per_object) ||
+                o->bytes - old + ch[i].klen + ch[i].vbytes > e->cfg.max_object_bytes) {
+                lim = SH_ELIMIT;
+                continue;
+            }
+        } else if (!s || !s->v) {
+            continue;
+        }
+        s = slot_write(o, ch[i].key, ch[i].klen, ch[i].v, ch[i].vbytes, u.newv, 0, &rc);
+        if (rc == 0 && s)
+            rc = upd_add(&u, s);
+    }
+    int rc2 = commit(e, &u, NULL, NULL, NULL, out);
+    return rc ? rc : rc2 ? rc2 : lim;
+}
+
+static int server_change(so_engine *e, so_object *o, const char *key, size_t klen,
+                         amf_value *v, so_effects *out)
+{
+    srv_change ch = {.key = (char *)key, .klen = klen, .v = v};
+    if (klen > UINT16_MAX)
+        return SH_EINVAL;
+    if (v) {
+        sh_buf_reset(&e->scratch);
+        amf_enc_reset(e->enc);
+        if (amf_encode(e->enc, AMF_ENC_AMF0, v, &e->scratch) < 0 || e->scratch.failed)
+            return SH_ENOMEM;
+        ch.vbytes = e->scratch.len;
+        if (ch.vbytes > e->cfg.max_value_bytes)
+            return SH_ELIMIT;
+    }
+    if (!o->lock)
+        return apply_server(e, o, &ch, 1, out);
+    if (o->npend == o->cappend) {
+        size_t ncap = o->cappend ? o->cappend * 2 : 8;
+        srv_change *p = realloc(o->pend, ncap * sizeof(*p));
+        if (!p)
+            return SH_ENOMEM;
+        o->pend = p;
+        o->cappend = ncap;
+    }
+    ch.key = memdup0(key, klen);
+    if (!ch.key)
+        return SH_ENOMEM;
+    ch.v = v ? amf_ref(v) : NULL;
+    o->pend[o->npend++] = ch;
+    return 0;
+}
+
+int so_object_set(so_engine *e, so_object *o, const char *key, size_t key_len,
+                  amf_value *v, so_effects *out)
+{
+    if (!v)
+        return SH_EINVAL;
+    return server_change(e, o, key, key_len, v, out);
+}
+
+int so_object_remove(so_engine *e, so_object *o, const char *key, size_t key_len,
+                     so_effects *out)
+{
+    return server_change(e, o, key, key_len, NULL, out);
+}
+
+void so_object_lock(so_engine *e, so_object *o)
+{
+    (void)e;
+    o->lock++;
+}
+
+int so_object_unlock(so_engine *e, so_object *o, so_effects *out)
+{
+    if (!o->lock)
+        return SH_ESTATE;
+    if (--o->lock)
+        return 0;
+    int rc = apply_server(e, o, o->pend, o->npend, out);
+    for (size_t i = 0; i < o->npend; i++) {
+        free(o->pend[i].key);
+        amf_unref(o->pend[i].v);
+    }
+    o->npend = 0;
+    return rc;
+}
+
+int so_object_send(so_engine *e, so_object *o, const char *handler,
+                   size_t nargs, amf_value *const *args, so_effects *out)
+{
+    return send_to_subs(e, o, handler, strlen(handler), nargs, args, out);
+}
+
+void so_object_set_server_only(so_object *o, bool on) { o->server_only = on; }
+
+amf_value *so_object_get(const so_object *o, const char *key, size_t key_len)
+{
+    so_slot *s = slot_get(o, key, key_len);
+    return s ? s->v : NULL;
+}
+
+uint32_t so_object_version(const so_object *o) { return o->version; }
+bool so_object_persistent(const so_object *o) { return o->persistent; }
+const char *so_object_name(const so_object *o) { return o->name; }
+size_t so_object_slot_count(const so_object *o) { return o->nlive; }
+size_t so_object_subscriber_count(const so_object *o) { return o->nsubs; }
+size_t so_object_history_len(const so_object *o) { return o->ring_count; }
+
+bool so_object_slot_next(const so_object *o, size_t *iter, const char **key,
+                         size_t *key_len, amf_value **value)
+{
+    so_slot *s;
+    while ((s = so_map_next(&o->slots, iter)) != NULL) {
+        if (!s->v)
+            continue;
+        if (key)
+            *key = s->key;
+        if (key_len)
+            *key_len = s->klen;
+        if (value)
+            *value = s->v;
+        return true;
+    }
+    return false;
+}
+
+void so_engine_get_stats(const so_engine *e, so_engine_stats *s)
+{
+    *s = e->st;
+    s->rooms = e->rooms.count;
+    s->objects = e->nobjects;
+    s->clients = e->nclients;
+    s->held = e->nheld;
+}

@@ -1,0 +1,283 @@
+/* so.h - the shared-object engine (sans-I/O).
+ *
+ * A state machine for Flash-Media-Server-style remote shared objects.  It
+ * has no globals, reads no clock (time comes in as now_ms), opens no
+ * socket and starts no thread.  Input: a client's shared-object message
+ * (RTMP type 19 or 16).  Output: effects appended to a caller's list, each
+ * one encoded message body (a refcounted sh_rcbuf) plus the user pointers
+ * of the clients that must receive it.  A body is encoded once per
+ * encoding per update and the same buffer is shared by every recipient.
+ *
+ * Namespaces: every client belongs to one room ("app/instance"); objects
+ * live in a room and are named by the SO name of the message (which may
+ * contain '/').
+ *
+ * The seven sohub rules (PROTOCOL.md, "sohub") are implemented here; see
+ * docs/so-engine.md for the long form.  Short form:
+ *  1 Use(v): UseSuccess; nothing more if v == version; only the slots
+ *    changed / removed since v if the history covers v (v > 0); else Clear
+ *    plus every slot.  Every reply header carries the current version.
+ *  2 One message = one atomic update: its RequestChange / RequestRemove
+ *    events apply together and bump the version once; Success per applied
+ *    key to the requester; ONE message with the Change / Remove events to
+ *    every other subscriber.
+ *  3 Conflict reject (default): a write to K whose header version is older
+ *    than the version at which ANOTHER writer (client or server) last
+ *    wrote or removed K is not applied; the requester gets K's current
+ *    value (Change, or Remove if K is gone).  SO_CONFLICT_LWW disables it.
+ *  4 No write access: Status(SO_STATUS_NO_WRITE, "error") + current value.
+ *  5 Use with the other persistence flag: Status(SO_STATUS_BAD_PERSISTENCE).
+ *  6 Temporary objects vanish with their last subscriber (and last server
+ *    handle); persistent objects go to the store, and the answers to a
+ *    change are held until the change is durable (see "Persistence").
+ *  7 Congested clients get no per-update messages; on drain one diff per
+ *    object (or Clear + all when the history no longer covers them).
+ *
+ * Answers (every RequestChange / RequestRemove gets one, else Flash stalls):
+ *   applied                     Success(K)
+ *   stale (rule 3)              Change(K, current) or Remove(K)
+ *   no write access (rule 4)    Status(SO_STATUS_NO_WRITE) + Change/Remove(K)
+ *   a cap passed                Status(SO_STATUS_LIMIT_*) + Change/Remove(K)
+ *   not subscribed to object    Status(SO_STATUS_NO_OBJECT) per key
+ *   store failed (persistent)   Status(SO_STATUS_STORE_FAILED) per key
+ *                               instead of Success (see Persistence)
+ *   RequestRemove of a key that does not exist: Success(K), no new version.
+ * Every Status level is "error".  Limit codes name the limit in the code
+ * itself ("SharedObject.LimitExceeded.<Limit>"), because the wire Status
+ * event carries only a code and a level.
+ *
+ * Order inside one incoming message: all Use events, then the writes (one
+ * update), then SendMessage events, then Release.  Events a server sends
+ * (Change, Success, Status, Clear, Remove, UseSuccess) and unknown event
+ * types coming from a client are ignored (counted in so_engine_stats).
+ * A body the codec cannot decode makes so_engine_handle return the negative
+ * SH_E* code: the app should close that client only.
+ *
+ * SendMessage goes to every subscriber including the sender (not to
+ * congested ones: messages are not state and are dropped for them).  It
+ * needs a subscription and write access (path lists); server-only objects
+ * still accept client SendMessage.
+ *
+ * Persistence: changes to persistent objects are appended to a pending
+ * store batch inside the engine.  Every effect that concerns a persistent
+ * object with a write not yet durable is HELD by the engine (this keeps
+ * per-object order), and released by so_engine_batch_done().  Per loop
+ * turn the app calls so_engine_take_batch(); if it returns a batch, the
+ * app runs so_store_write_batch() on a worker thread, then calls
+ * so_engine_batch_done() on the loop thread, in the order the batches were
+ * taken.  On a store failure the held effects are released anyway (the
+ * in-memory state stays authoritative, so every subscriber converges), the
+ * writers get Status(SO_STATUS_STORE_FAILED) per key instead of Success,
+ * and the whole object is written again in the next batch.
+ *
+ * Congestion: the app calls so_client_set_congested(e, c, true) when a
+ * client's unsent output passes its limit and (.., false, out) when it
+ * drained.  Replies to the client's own messages are still produced.
+ *
+ * Server-side writes (so_object_set / _remove / _unlock) count as writer
+ * id 0: a client whose header version predates a server write gets rule 3.
+ */
+#ifndef SO_H
+#define SO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "amf.h"
+#include "sh_err.h"
+#include "sh_rcbuf.h"
+#include "so_store.h"
+#include "so_wire.h"
+
+/* Status codes (level is always "error"). */
+#define SO_STATUS_NO_WRITE "SharedObject.NoWriteAccess"
+#define SO_STATUS_NO_READ "SharedObject.NoReadAccess"
+#define SO_STATUS_BAD_PERSISTENCE "SharedObject.BadPersistence"
+#define SO_STATUS_NO_OBJECT "SharedObject.NoObjectFound"
+#define SO_STATUS_BAD_NAME "SharedObject.BadName"
+#define SO_STATUS_STORE_FAILED "SharedObject.StoreFailed"
+#define SO_STATUS_LIMIT_OBJECTS "SharedObject.LimitExceeded.ObjectsPerRoom"
+#define SO_STATUS_LIMIT_SLOTS "SharedObject.LimitExceeded.SlotsPerObject"
+#define SO_STATUS_LIMIT_VALUE "SharedObject.LimitExceeded.ValueBytes"
+#define SO_STATUS_LIMIT_OBJECT_BYTES "SharedObject.LimitExceeded.ObjectBytes"
+#define SO_STATUS_LIMIT_SUBSCRIBERS "SharedObject.LimitExceeded.Subscribers"
+#define SO_STATUS_LIMIT_CLIENT_OBJECTS "SharedObject.LimitExceeded.ObjectsPerClient"
+#define SO_STATUS_LIMIT_RATE "SharedObject.LimitExceeded.UpdateRate"
+#define SO_STATUS_LIMIT_KEY "SharedObject.LimitExceeded.KeyLength"
+#define SO_STATUS_LEVEL_ERROR "error"
+
+typedef enum so_conflict {
+    SO_CONFLICT_REJECT = 0,   /* rule 3 (default) */
+    SO_CONFLICT_LWW = 1,      /* last writer wins (Red5, crtmpserver) */
+} so_conflict;
+
+typedef struct so_config {
+    uint32_t max_objects_per_room;    /* objects (any kind) in one room */
+    uint32_t max_slots_per_object;
+    uint32_t max_value_bytes;         /* wire bytes of one slot value */
+    size_t max_object_bytes;          /* sum of key + value bytes of an object */
+    uint32_t max_subscribers;         /* per object */
+    uint32_t max_objects_per_client;  /* subscriptions of one client */
+    uint32_t max_updates_per_sec;     /* write messages per client per second, 0 = no cap */
+    uint32_t max_name_len;            /* object name bytes */
+    uint32_t max_key_len;             /* slot key bytes */
+    uint32_t history_depth;           /* updates remembered per object for diffs */
+    size_t max_body_bytes;            /* a reply longer than this is split (soft) */
+    so_conflict conflict;             /* default mode; per room: so_engine_room_set_conflict */
+    so_wire_limits wire;              /* hard decode caps (violations close the client) */
+} so_config;
+
+#define SO_DEFAULT_MAX_OBJECTS_PER_ROOM 4096
+#define SO_DEFAULT_MAX_SLOTS_PER_OBJECT 4096
+#define SO_DEFAULT_MAX_VALUE_BYTES (64u << 10)
+#define SO_DEFAULT_MAX_OBJECT_BYTES ((size_t)4 << 20)
+#define SO_DEFAULT_MAX_SUBSCRIBERS 10000
+#define SO_DEFAULT_MAX_OBJECTS_PER_CLIENT 256
+#define SO_DEFAULT_MAX_UPDATES_PER_SEC 200
+#define SO_DEFAULT_MAX_NAME_LEN 256
+#define SO_DEFAULT_MAX_KEY_LEN 256
+#define SO_DEFAULT_HISTORY_DEPTH 1024
+#define SO_DEFAULT_MAX_BODY_BYTES ((size_t)4 << 20)
+
+void so_config_default(so_config *c);
+
+/* ---- effects ---- */
+typedef struct so_effect {
+    void **to;          /* recipients' user pointers (owned by the list) */
+    size_t nto;
+    uint8_t msg_type;   /* SO_MSG_AMF0 (19) or SO_MSG_AMF3 (16) */
+    sh_rcbuf *body;     /* one reference owned by the list; take another with sh_rcbuf_ref */
+} so_effect;
+
+typedef struct so_effects {
+    so_effect *items;   /* read-only */
+    size_t len;         /* read-only */
+    size_t cap;         /* private */
+} so_effects;
+
+void so_effects_init(so_effects *l);
+void so_effects_clear(so_effects *l);    /* drops every effect; keeps memory */
+void so_effects_cleanup(so_effects *l);
+
+/* ---- engine ---- */
+typedef struct so_engine so_engine;
+typedef struct so_client so_client;
+typedef struct so_object so_object;
+
+/* Optional application hook: return false to refuse a client's write
+ * (answered like rule 4).  value is NULL for a remove.  Borrowed args. */
+typedef struct so_hooks {
+    bool (*allow_write)(void *ud, void *client_user, const so_object *o,
+                        const char *key, size_t key_len, const amf_value *value);
+    void *ud;
+} so_hooks;
+
+/* config NULL = defaults (copied).  store may be NULL (persistent objects
+ * then live in memory only); it is borrowed and must outlive the engine.
+ * Returns NULL when out of memory. */
+so_engine *so_engine_new(const so_config *config, so_store *store);
+/* Frees everything, including held effects and the batch being built.
+ * Batches already taken stay owned by the caller (so_store_batch_free).
+ * Accepts NULL. */
+void so_engine_free(so_engine *e);
+void so_engine_set_hooks(so_engine *e, const so_hooks *h);
+/* Conflict mode of one room (creates the room entry if needed). */
+int so_engine_room_set_conflict(so_engine *e, const char *room, so_conflict mode);
+
+/* ---- clients ----
+ * Registers a client in room (copied; "app/instance").  user is an opaque
+ * pointer handed back in effects.  enc AMF0 -> messages of type 19, AMF3
+ * -> type 16.  Read and write access default to "/" (everything).  Loads
+ * the room's persistent objects from the store on first touch.  Returns
+ * NULL and sets *err (may be NULL) on failure. */
+so_client *so_client_register(so_engine *e, void *user, amf_encoding enc,
+                              const char *room, int *err);
+/* Drops the client's subscriptions (temporary objects may vanish) and
+ * removes it from held effects.  c is freed.  Accepts NULL. */
+void so_client_unregister(so_engine *e, so_client *c);
+/* Access lists like FMS Client.readAccess / writeAccess: ';'-separated
+ * path prefixes matched against the object name by whole segments ("/" or
+ * "" = all, "chat" matches "chat" and "chat/x" but not "chatter").  NULL
+ * keeps the current list. */
+int so_client_set_access(so_engine *e, so_client *c, const char *read, const char *write);
+/* Rule 7.  Going from congested to drained appends the catch-up diffs. */
+int so_client_set_congested(so_engine *e, so_client *c, bool congested, so_effects *out);
+void *so_client_user(const so_client *c);
+uint64_t so_client_id(const so_client *c);
+
+/* ---- input ----
+ * Handles one message body the client sent (RTMP type msg_type, 16 or 19).
+ * Appends effects to out.  Returns 0, or a negative SH_E* when the body is
+ * malformed or passes a hard wire cap (details in *err, may be NULL): the
+ * app should close that client.  now_ms: any monotonic milliseconds. */
+int so_engine_handle(so_engine *e, so_client *c, uint8_t msg_type,
+                     const uint8_t *body, size_t len, uint64_t now_ms,
+                     so_effects *out, sh_error *err);
+/* Same with an already decoded message (borrowed). */
+int so_engine_handle_msg(so_engine *e, so_client *c, const so_msg *m,
+                         uint64_t now_ms, so_effects *out);
+
+/* ---- persistence (see the header comment) ----
+ * Returns the batch built since the last call (owned by the caller until
+ * it is handed back to so_engine_batch_done), or NULL when nothing is
+ * pending. */
+so_store_batch *so_engine_take_batch(so_engine *e);
+/* status: 0 or the negative result of so_store_write_batch.  Takes b
+ * (frees it).  Batches must come back in the order they were taken
+ * (SH_EINVAL otherwise, and b is not taken).  Appends released effects. */
+int so_engine_batch_done(so_engine *e, so_store_batch *b, int status, so_effects *out);
+/* Number of effects held waiting for durability. */
+size_t so_engine_held_count(const so_engine *e);
+
+/* ---- server-side API ----
+ * Gets or creates an object in room (loading the room first).  The handle
+ * keeps a temporary object alive until so_engine_object_close.  Errors:
+ * SH_EEXIST (exists with the other persistence), SH_ELIMIT (objects per
+ * room), SH_EINVAL (bad name), SH_ENOMEM. */
+so_object *so_engine_object_open(so_engine *e, const char *room, const char *name,
+                                 bool persistent, int *err);
+void so_engine_object_close(so_engine *e, so_object *o);
+/* Borrowed lookup without creating or loading; NULL when absent. */
+so_object *so_engine_object_find(so_engine *e, const char *room, const char *name);
+
+/* Sets / removes a slot as the server.  v is borrowed (a reference is
+ * kept).  Outside a lock each call is one update (one version); inside
+ * lock/unlock the changes are queued and applied together at unlock as
+ * one version (reads during the lock show the committed state).
+ * SH_ELIMIT when a cap refuses the change (value bytes at set time; slots
+ * and object bytes when applied). */
+int so_object_set(so_engine *e, so_object *o, const char *key, size_t key_len,
+                  amf_value *v, so_effects *out);
+int so_object_remove(so_engine *e, so_object *o, const char *key, size_t key_len,
+                     so_effects *out);
+void so_object_lock(so_engine *e, so_object *o);
+int so_object_unlock(so_engine *e, so_object *o, so_effects *out);
+/* SendMessage from the server to every subscriber.  args borrowed. */
+int so_object_send(so_engine *e, so_object *o, const char *handler,
+                   size_t nargs, amf_value *const *args, so_effects *out);
+/* Clients may not change slots of a server-only object (rule 4 answers). */
+void so_object_set_server_only(so_object *o, bool on);
+
+/* Reads (borrowed results, valid until the next engine call). */
+amf_value *so_object_get(const so_object *o, const char *key, size_t key_len);
+uint32_t so_object_version(const so_object *o);
+bool so_object_persistent(const so_object *o);
+const char *so_object_name(const so_object *o);
+size_t so_object_slot_count(const so_object *o);
+size_t so_object_subscriber_count(const so_object *o);
+size_t so_object_history_len(const so_object *o);
+/* Iterates live slots: start with *iter = 0; returns false at the end. */
+bool so_object_slot_next(const so_object *o, size_t *iter, const char **key,
+                         size_t *key_len, amf_value **value);
+
+typedef struct so_engine_stats {
+    uint64_t rooms, objects, clients;
+    uint64_t updates;          /* versions created */
+    uint64_t ignored_events;   /* server-only or unknown events from clients */
+    uint64_t held;             /* effects waiting for durability */
+    uint64_t store_failures;
+} so_engine_stats;
+void so_engine_get_stats(const so_engine *e, so_engine_stats *s);
+
+#endif

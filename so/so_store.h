@@ -1,0 +1,118 @@
+/* so_store.h - durable storage of persistent shared objects.
+ *
+ * An so_store is an ops table plus the backend's state.  Two backends are
+ * here: memory (tests, temporary use) and SQLite (so_store_sqlite.c); a
+ * Redis backend can implement the same ops.
+ *
+ * Threads: load_room runs on the loop thread (synchronously, when a room
+ * is first touched).  write_batch runs on ONE worker thread at a time,
+ * possibly while the loop thread calls load_room: backends must allow that
+ * (the SQLite backend uses two connections, the memory backend a mutex).
+ * A batch owns plain copies of everything it writes (strings and values
+ * already serialised to AMF3 bytes), so writing it never touches engine
+ * state or reference-counted amf values.
+ *
+ * Values are stored as the AMF3 encoding of the slot's amf_value
+ * (amf_encode1(AMF_ENC_AMF3, ...)), which keeps byte arrays, vectors,
+ * dictionaries and typed objects.
+ */
+#ifndef SO_STORE_H
+#define SO_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sh_err.h"
+
+typedef enum so_store_op_kind {
+    SO_STORE_OBJECT = 1,  /* upsert objects(room, name) with `version` */
+    SO_STORE_SET,         /* upsert slots(room, name, key) = value at `version` */
+    SO_STORE_DELETE,      /* delete slots(room, name, key) */
+    SO_STORE_CLEAR,       /* delete every slot of (room, name) */
+    SO_STORE_DROP,        /* delete the object and its slots */
+} so_store_op_kind;
+
+typedef struct so_store_op {
+    so_store_op_kind kind;
+    char *room;          /* owned */
+    char *name;          /* owned */
+    char *key;           /* owned; NULL unless SET / DELETE */
+    size_t key_len;
+    uint32_t version;    /* object version (OBJECT) or slot version (SET) */
+    uint8_t *value;      /* owned AMF3 bytes (SET only) */
+    size_t value_len;
+} so_store_op;
+
+/* A group of operations applied atomically (one transaction), in order. */
+typedef struct so_store_batch {
+    uint64_t seq;        /* read-only: given by the engine, increasing */
+    so_store_op *ops;    /* read-only */
+    size_t nops;
+    size_t cap;          /* private */
+    size_t bytes;        /* read-only: approximate payload bytes */
+} so_store_batch;
+
+so_store_batch *so_store_batch_new(uint64_t seq);
+void so_store_batch_free(so_store_batch *b);   /* accepts NULL */
+/* Appends one op; copies every string / byte array given. */
+int so_store_batch_add(so_store_batch *b, so_store_op_kind kind, const char *room,
+                       const char *name, const char *key, size_t key_len,
+                       uint32_t version, const uint8_t *value, size_t value_len);
+
+/* Visitor used by load_room: every object of the room first comes through
+ * `object`, then its slots through `slot` (bytes borrowed for the call). */
+typedef struct so_store_visitor {
+    int (*object)(void *ud, const char *name, uint32_t version);
+    int (*slot)(void *ud, const char *name, const char *key, size_t key_len,
+                uint32_t version, const uint8_t *value, size_t value_len);
+    void *ud;
+} so_store_visitor;
+
+typedef struct so_store so_store;
+
+typedef struct so_store_options {
+    bool sync_full;      /* SQLite: synchronous=FULL instead of NORMAL */
+    int busy_timeout_ms; /* SQLite: busy timeout (0 = 5000) */
+} so_store_options;
+
+typedef struct so_store_ops {
+    const char *name;
+    /* spec: backend specific (SQLite: file path; memory: ignored). */
+    int (*open)(const char *spec, const so_store_options *opts, so_store **out);
+    int (*load_room)(so_store *s, const char *room, const so_store_visitor *v);
+    int (*write_batch)(so_store *s, const so_store_batch *b);
+    void (*close)(so_store *s);
+} so_store_ops;
+
+/* Every backend's struct starts with this header. */
+struct so_store {
+    const so_store_ops *ops;
+};
+
+extern const so_store_ops so_store_memory_ops;
+extern const so_store_ops so_store_sqlite_ops;
+
+/* Dispatch helpers.  so_store_close accepts NULL. */
+int so_store_open(const so_store_ops *ops, const char *spec,
+                  const so_store_options *opts, so_store **out);
+int so_store_load_room(so_store *s, const char *room, const so_store_visitor *v);
+int so_store_write_batch(so_store *s, const so_store_batch *b);
+void so_store_close(so_store *s);
+
+/* Memory backend extras (tests): the next `n` write_batch calls fail with
+ * SH_EIO without writing anything. */
+void so_store_memory_fail_next(so_store *s, int n);
+/* Number of stored objects / slots over all rooms. */
+size_t so_store_memory_count(so_store *s, size_t *slots);
+
+/* SQLite backend extras.  The store keeps two connections to the same
+ * file (WAL): `writer` is used by write_batch (worker thread), `reader` by
+ * load_room (loop thread).  Later features may add their own tables on the
+ * same file through these handles (same thread rules) or open their own
+ * connection to so_store_sqlite_path(). */
+struct sqlite3;
+struct sqlite3 *so_store_sqlite_db(so_store *s, bool writer);
+const char *so_store_sqlite_path(so_store *s);
+
+#endif
