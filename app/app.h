@@ -1,0 +1,218 @@
+/* app.h - the sohub server as seen by applications and by the
+ * shared-object engine.
+ *
+ * Roles:
+ *   app_server  one libuv loop, a listener and its connections (server.c).
+ *   app_conn    one RTMP client connection.  Owned by the server; the
+ *               pointer stays valid until the on_disconnect callbacks of
+ *               that connection have returned, never after.
+ *   app_app     an application: a name ("chat", "samples.counter", or "*"
+ *               for any name) with callbacks and methods.  A client picks
+ *               one with the `app` part of its connect URL
+ *               rtmp://host[:port]/APP[/INSTANCE][?query].
+ *
+ * How applications plug in (samples, chat, token auth):
+ *   app_app_ops ops = { .on_connect = my_connect, .on_disconnect = my_bye };
+ *   app_app *a = app_server_add_app(srv, "chat", &ops, my_state);
+ *   app_method_register(srv, a, "sendMessage", my_send, my_state);
+ * Registration happens before app_server_run().  With no config file and
+ * no registered applications every name is served by the built-in open
+ * application ("*").  A config file's [app NAME] sections declare which
+ * names are served; app_conn_app_config() gives the section of a client.
+ *
+ * How the shared-object engine plugs in: app_server_set_so_hooks().  Every
+ * message of type 19 (SO AMF0) or 16 (SO AMF3) from a connected client goes
+ * to hooks.on_message; while no hooks are set such messages are logged at
+ * debug level and ignored.  The engine sends with app_conn_send_shared()
+ * (one sh_rcbuf made by rtmp_chunk_shared(), queued to many connections),
+ * watches app_conn_out_bytes() and gets hooks.on_drain when a connection's
+ * queue empties (slow-subscriber handling), and hooks.on_shutdown to flush
+ * its stores before the process exits.
+ *
+ * Threading: everything runs on the server's loop thread.  No function here
+ * may be called from another thread.
+ */
+#ifndef APP_H
+#define APP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "amf.h"
+#include "config.h"
+#include "rtmp.h"
+#include "sh_rcbuf.h"
+
+typedef struct app_server app_server;
+typedef struct app_conn app_conn;
+typedef struct app_app app_app;
+
+/* ---- server ---- */
+
+/* Creates a server for cfg (borrowed: must outlive the server and stay
+ * unchanged) on loop (borrowed; NULL = uv_default_loop()).  Does not listen
+ * yet.  Returns NULL on failure. */
+app_server *app_server_new(const app_config *cfg, uv_loop_t *loop);
+/* Binds and listens on cfg->listen, writes cfg->port_file, starts timers and
+ * signal handlers (SIGINT, SIGTERM).  Returns 0 or a negative libuv code. */
+int app_server_start(app_server *s);
+/* Runs the loop until app_server_stop() (or a signal) and every handle is
+ * closed.  Returns 0 on a clean shutdown. */
+int app_server_run(app_server *s);
+/* Starts a clean shutdown: stop accepting, close every connection (reason
+ * given), run shutdown hooks.  Safe to call more than once and from any
+ * callback on the loop. */
+void app_server_stop(app_server *s, const char *reason);
+/* Frees the server after app_server_run() returned.  Accepts NULL. */
+void app_server_free(app_server *s);
+
+uv_loop_t *app_server_loop(const app_server *s);
+const app_config *app_server_config(const app_server *s);
+/* The bound port (after app_server_start). */
+int app_server_port(const app_server *s);
+size_t app_server_conn_count(const app_server *s);
+
+/* Functions run at shutdown after every connection was closed, in reverse
+ * order of registration (stores flush here).  Returns 0 or SH_ENOMEM. */
+typedef void (*app_shutdown_fn)(app_server *s, void *ud);
+int app_server_on_shutdown(app_server *s, app_shutdown_fn fn, void *ud);
+
+/* ---- connect information given to applications ---- */
+typedef struct app_connect_info {
+    const char *app;         /* application name (validated: [A-Za-z0-9_.-]) */
+    const char *instance;    /* instance name, "_definst_" by default */
+    const char *tc_url;      /* sanitised copy of tcUrl ("" when absent) */
+    const char *query;       /* text after '?' in app or tcUrl, "" when none */
+    const char *user;        /* value of user= in the query, or the first
+                                string connect argument; "" when none */
+    const char *token;       /* value of token= in the query, or the second
+                                string connect argument; "" when none */
+    int object_encoding;     /* 0 or 3 */
+    const amf_value *cmd_obj;      /* borrowed connect command object */
+    amf_value *const *args;        /* borrowed extra connect arguments */
+    size_t nargs;
+} app_connect_info;
+
+/* ---- applications ---- */
+
+/* What on_connect decides. */
+typedef struct app_verdict {
+    bool reject;
+    char description[256];   /* sent in NetConnection.Connect.Rejected */
+} app_verdict;
+
+typedef struct app_app_ops {
+    /* Called for connect; leave v->reject false to accept.  The client gets
+     * _result (accepted) or _error + close (rejected) afterwards. */
+    void (*on_connect)(app_app *a, app_conn *c, const app_connect_info *info,
+                       app_verdict *v, void *ud);
+    /* Called once for every accepted connection when it goes away. */
+    void (*on_disconnect)(app_app *a, app_conn *c, const char *reason, void *ud);
+    /* Called when the server is freed. */
+    void (*on_free)(app_app *a, void *ud);
+} app_app_ops;
+
+/* Registers an application under name ("*" = any name not registered
+ * otherwise).  ops is copied; ud is borrowed (freed by on_free if needed).
+ * Registering a name twice replaces nothing: returns NULL. */
+app_app *app_server_add_app(app_server *s, const char *name, const app_app_ops *ops, void *ud);
+app_app *app_server_find_app(app_server *s, const char *name);
+const char *app_app_name(const app_app *a);
+
+/* ---- authentication ----
+ * One server-wide authenticator runs before the application's on_connect
+ * for clients of applications configured with auth != none (cfg is their
+ * [app] section).  It sets v->reject to refuse.  While none is set, such
+ * applications refuse every client (fail closed). */
+typedef void (*app_auth_fn)(app_server *s, app_conn *c, const app_app_config *cfg,
+                            const app_connect_info *info, app_verdict *v, void *ud);
+void app_server_set_authenticator(app_server *s, app_auth_fn fn, void *ud);
+
+/* ---- methods (NetConnection.call from a client) ----
+ * A method is looked up first in the client's application, then in the
+ * server-wide table (app == NULL).  The function answers with
+ * app_conn_reply_result() / app_conn_reply_error() now or later (keep txid);
+ * a txid of 0 means the client wants no answer and both are no-ops then.
+ * Returning a negative code instead makes the server answer _error
+ * NetConnection.Call.Failed.  cmd is borrowed for the call only. */
+typedef int (*app_method_fn)(app_conn *c, const rtmp_cmd *cmd, void *ud);
+
+int app_method_register(app_server *s, app_app *app, const char *name,
+                        app_method_fn fn, void *ud);
+
+/* ---- connections ---- */
+uint64_t app_conn_id(const app_conn *c);
+app_server *app_conn_server(const app_conn *c);
+const char *app_conn_peer(const app_conn *c);      /* "ip:port" */
+const char *app_conn_app_name(const app_conn *c);  /* "" before connect */
+const char *app_conn_instance(const app_conn *c);
+const char *app_conn_user(const app_conn *c);
+app_app *app_conn_app(const app_conn *c);          /* NULL before connect */
+/* The [app] config section of the client (NULL = defaults apply). */
+const app_app_config *app_conn_app_config(const app_conn *c);
+int app_conn_object_encoding(const app_conn *c);
+bool app_conn_connected(const app_conn *c);        /* NetConnection accepted */
+/* Last measured ping round trip in ms, -1 when none yet. */
+int64_t app_conn_rtt_ms(const app_conn *c);
+/* Bytes queued for this client and not yet written. */
+size_t app_conn_out_bytes(const app_conn *c);
+rtmp_conn *app_conn_rtmp(app_conn *c);
+
+/* Per-connection data slots so modules need no lookup table. */
+typedef enum app_slot {
+    APP_SLOT_APP = 0,   /* the application's own state */
+    APP_SLOT_SO = 1,    /* shared-object engine */
+    APP_SLOT_AUTH = 2,
+    APP_SLOT_COUNT
+} app_slot;
+void *app_conn_get_data(const app_conn *c, app_slot slot);
+void app_conn_set_data(app_conn *c, app_slot slot, void *p);
+
+/* Sending.  Each queues output and schedules one write for this loop turn;
+ * returns 0 or a negative code (the connection is closed on SH_ELIMIT:
+ * its queue passed max_output_bytes). */
+int app_conn_send_msg(app_conn *c, const rtmp_msg *m);
+int app_conn_send_shared(app_conn *c, sh_rcbuf *chunks);  /* takes its own ref */
+/* Command on stream 0 in the client's connect encoding. */
+int app_conn_send_cmd(app_conn *c, const char *name, double txid,
+                      amf_value *const *args, size_t nargs);
+/* Answers a client's call txid: _result with null command object and the
+ * given value (borrowed; NULL = null), or _error with an info object
+ * {level "error", code, description}.  No-ops when txid is 0. */
+int app_conn_reply_result(app_conn *c, double txid, const amf_value *value);
+int app_conn_reply_error(app_conn *c, double txid, const char *code, const char *description);
+
+/* Calls a method on the client.  cb (may be NULL) runs once: with
+ * ok = true and the client's _result arguments, ok = false and its _error
+ * arguments, or ok = false, nargs = 0 when the connection closed first.
+ * Returns 0, SH_ELIMIT (too many calls pending) or another negative code. */
+typedef void (*app_call_cb)(app_conn *c, bool ok, amf_value *const *args, size_t nargs, void *ud);
+int app_conn_call(app_conn *c, const char *method, amf_value *const *args, size_t nargs,
+                  app_call_cb cb, void *ud);
+
+/* Closes the connection after queued output was written (bounded by a
+ * short grace time); reason is logged. */
+void app_conn_close(app_conn *c, const char *reason);
+
+/* ---- shared-object engine hooks ---- */
+typedef struct app_so_hooks {
+    /* A type 19 / 16 message from a connected client (m borrowed for the
+     * call).  A negative return closes the connection, with the error's
+     * description in the log. */
+    int (*on_message)(void *ud, app_conn *c, const rtmp_msg *m);
+    /* The connection is going away (before the application's on_disconnect). */
+    void (*on_disconnect)(void *ud, app_conn *c);
+    /* The connection's output queue became empty after having data. */
+    void (*on_drain)(void *ud, app_conn *c);
+    /* Shutdown: every connection closed; flush stores. */
+    void (*on_shutdown)(void *ud);
+    void *ud;
+} app_so_hooks;
+
+/* Copies hooks into the server (NULL clears them). */
+void app_server_set_so_hooks(app_server *s, const app_so_hooks *hooks);
+
+#endif

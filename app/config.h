@@ -1,0 +1,126 @@
+/* config.h - sohub-server configuration: one struct, defaults in one table.
+ *
+ * Order of precedence: the defaults table (config.c), then the INI file
+ * (--config, parsed with inih), then the command line.  app_config_validate()
+ * runs once at start; after that the struct is passed down as const and
+ * never changes while the server runs.
+ *
+ * INI layout (docs/configuration.md lists every key with its default):
+ *   [server]            listen, log_level, data_dir and every limit
+ *   [app NAME]          one section per application (also [app:NAME]);
+ *                       NAME "*" configures the fallback for any name.
+ * Unknown sections and keys are errors that name the file and line.
+ */
+#ifndef APP_CONFIG_H
+#define APP_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define APP_NAME_MAX 128       /* application / instance name bytes */
+#define APP_CONFIG_MAX_APPS 256
+#define APP_CONFIG_ERR_MAX 512
+
+typedef enum app_auth_mode {
+    APP_AUTH_NONE = 0,
+    APP_AUTH_TOKEN = 1,
+} app_auth_mode;
+
+typedef enum app_conflict_mode {
+    APP_CONFLICT_REJECT = 0, /* stale writes are refused (PROTOCOL.md rule 3) */
+    APP_CONFLICT_LWW = 1,    /* last writer wins (Red5 / crtmpserver) */
+} app_conflict_mode;
+
+typedef enum app_store_kind {
+    APP_STORE_SQLITE = 0,
+    APP_STORE_MEMORY = 1,
+} app_store_kind;
+
+/* One [app NAME] section. */
+typedef struct app_app_config {
+    char name[APP_NAME_MAX + 1];
+    app_auth_mode auth;
+    char *secret;              /* owned; "" when unset */
+    char *read_access;         /* owned; "/" = every shared object */
+    char *write_access;        /* owned; "/" = every shared object */
+    app_conflict_mode conflict;
+    app_store_kind store;
+    uint32_t commit_interval_ms; /* grouped commits of persistent objects */
+    uint32_t history_depth;      /* versions kept for delta resync */
+    uint32_t max_so_per_conn;    /* shared objects one connection may use */
+    uint32_t max_so_slots;       /* slots in one shared object */
+} app_app_config;
+
+typedef struct app_config {
+    /* [server] */
+    char *listen;              /* owned; "HOST:PORT", "[V6]:PORT" */
+    char *log_level;           /* owned; error|warn|info|debug */
+    char *data_dir;            /* owned */
+    char *port_file;           /* owned; command line only; NULL = none */
+    char *config_path;         /* owned; NULL = no file */
+
+    uint32_t handshake_timeout_ms; /* accept -> NetConnection.connect */
+    uint32_t idle_timeout_ms;      /* no bytes from the peer for this long */
+    uint32_t ping_interval_ms;     /* ping a peer quiet for this long */
+    uint32_t max_message_size;
+    uint32_t max_chunk_size;
+    uint32_t max_chunk_streams;
+    uint64_t max_buffered_bytes;   /* partial messages, per connection */
+    uint32_t max_connections;
+    uint32_t max_connections_per_ip;
+    uint64_t max_output_bytes;     /* queued output per connection */
+    uint32_t max_streams;          /* createStream ids per connection */
+    uint32_t max_pending_calls;    /* server->client calls awaiting an answer */
+    uint32_t messages_per_read;    /* fairness budget per read callback */
+    uint32_t out_chunk_size;
+    uint32_t window_ack_size;
+    uint32_t max_amf_depth;
+    uint32_t max_amf_string;
+    uint32_t max_amf_elements;
+
+    /* [app NAME] sections in file order */
+    app_app_config *apps;      /* owned */
+    size_t napps;
+
+    /* derived by app_config_validate() */
+    int log_level_num;
+    char listen_host[64];
+    int listen_port;
+} app_config;
+
+/* Fills c with the defaults table.  c owns its strings: app_config_cleanup. */
+void app_config_init(app_config *c);
+void app_config_cleanup(app_config *c);
+
+/* Parses an INI file over c.  Returns 0 or a negative SH_E* code with a
+ * message "FILE:LINE: ..." in err. */
+int app_config_load_file(app_config *c, const char *path, char *err, size_t errsz);
+/* Same for INI text in memory (tests); `origin` names it in messages. */
+int app_config_load_string(app_config *c, const char *text, const char *origin,
+                           char *err, size_t errsz);
+
+/* Sets one [server] key from text (used by the INI parser and the command
+ * line).  Returns 0 or SH_ENOTFOUND (unknown key) / SH_EINVAL (bad value),
+ * with a message in err. */
+int app_config_set_server(app_config *c, const char *key, const char *value,
+                          char *err, size_t errsz);
+
+/* Parses argv over c (getopt_long).  Returns 0, 1 when the program should
+ * exit 0 at once (--help / --version printed), or a negative code with err. */
+int app_config_parse_args(app_config *c, int argc, char **argv, char *err, size_t errsz);
+
+/* Checks ranges and cross-field rules, derives listen_host/port and
+ * log_level_num.  Returns 0 or SH_EINVAL with a message. */
+int app_config_validate(app_config *c, char *err, size_t errsz);
+
+/* The section configuring application `name`: its own [app NAME] section,
+ * else [app *], else NULL.  Borrowed. */
+const app_app_config *app_config_find_app(const app_config *c, const char *name);
+/* Defaults of an [app] section (no name). */
+void app_app_config_defaults(app_app_config *a);
+
+void app_config_usage(FILE *f, const char *argv0);
+
+#endif

@@ -1,0 +1,62 @@
+/* main.c - sohub-server: configuration, then one libuv loop. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <errno.h>
+#include <string.h>
+
+#include "app.h"
+#include "sh_log.h"
+
+int main(int argc, char **argv)
+{
+    app_config cfg;
+    char err[APP_CONFIG_ERR_MAX];
+    app_config_init(&cfg);
+    int rc = app_config_parse_args(&cfg, argc, argv, err, sizeof(err));
+    if (rc == 1) {
+        app_config_cleanup(&cfg);
+        return 0;
+    }
+    if (rc == 0)
+        rc = app_config_validate(&cfg, err, sizeof(err));
+    if (rc < 0) {
+        fprintf(stderr, "sohub-server: %s\n", err);
+        app_config_usage(stderr, argv[0]);
+        app_config_cleanup(&cfg);
+        return 2;
+    }
+    sh_log_set_level((sh_log_level)cfg.log_level_num);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (mkdir(cfg.data_dir, 0700) != 0 && errno != EEXIST)
+        SH_LOG(SH_LOG_WARN, "data_dir %s: %s", cfg.data_dir, strerror(errno));
+    if (!cfg.config_path)
+        SH_LOG(SH_LOG_INFO, "no config file: every application name is served with open access");
+    else if (cfg.napps == 0)
+        SH_LOG(SH_LOG_INFO, "config %s declares no [app] section: every application name is "
+               "served with open access", cfg.config_path);
+    else
+        SH_LOG(SH_LOG_INFO, "config %s: %zu application section(s)", cfg.config_path, cfg.napps);
+
+    app_server *srv = app_server_new(&cfg, NULL);
+    if (!srv) {
+        SH_LOG(SH_LOG_ERROR, "cannot create the server");
+        app_config_cleanup(&cfg);
+        return 1;
+    }
+    /* Built-in applications (samples, chat) and the shared-object engine
+     * register here once they exist. */
+    rc = app_server_start(srv);
+    if (rc == 0)
+        rc = app_server_run(srv);
+    else {
+        app_server_stop(srv, "start failed");
+        app_server_run(srv);
+    }
+    app_server_free(srv);
+    uv_loop_close(uv_default_loop());
+    app_config_cleanup(&cfg);
+    return rc == 0 ? 0 : 1;
+}
