@@ -173,12 +173,21 @@ bool rtmp_conn_handshake_done(const rtmp_conn *c);
 int rtmp_conn_feed(rtmp_conn *c, const uint8_t *in, size_t len,
                    size_t *consumed, rtmp_msg *msg, sh_error *err);
 
-/* Encodes m into chunks and queues them. */
+/* Encodes m into chunks and queues them (m is borrowed).  Sends made
+ * before the handshake is complete (a client's connect right after
+ * rtmp_conn_new) are held, in order, and queued right after the handshake
+ * bytes. */
 int rtmp_conn_send(rtmp_conn *c, const rtmp_msg *m);
-/* Queues bytes made by rtmp_chunk_shared (with this conn's out chunk size). */
+/* Queues bytes made by rtmp_chunk_shared (with this conn's out chunk size;
+ * SH_EINVAL when they were cut with another size).  Takes its own
+ * reference.  The encoder's header state for that chunk stream is updated,
+ * so later compressed headers stay right. */
 int rtmp_conn_send_shared(rtmp_conn *c, sh_rcbuf *chunks);
 uint32_t rtmp_conn_out_chunk_size(const rtmp_conn *c);
-/* Changes the out chunk size: queues Set Chunk Size first. */
+/* Changes the out chunk size: queues Set Chunk Size first.  A client conn
+ * does this by itself after the handshake when cfg.out_chunk_size is not
+ * 128; a server conn does it in rtmp_conn_send_connect_preamble (until
+ * then its out chunk size is 128). */
 int rtmp_conn_set_out_chunk_size(rtmp_conn *c, uint32_t size);
 /* Server role: queues Window Ack Size, Set Peer Bandwidth (dynamic) and
  * Set Chunk Size, as FMS does before answering connect. */

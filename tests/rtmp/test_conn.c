@@ -369,3 +369,34 @@ Test(conn, garbage_after_handshake)
         side_cleanup(&sv);
     }
 }
+
+Test(conn, handshake_tail_and_first_chunk_in_one_buffer)
+{
+    side cl, sv;
+    pair_init(&cl, &sv, true);
+    uint8_t p[300];
+    memset(p, 'c', sizeof(p));
+    rtmp_msg m = {RTMP_MSG_COMMAND_AMF0, 0, 0, 3, p, sizeof(p)};
+    cr_assert_eq(rtmp_conn_send(cl.c, &m), 0);
+    move(&cl, &sv, 0);          /* C0 C1 */
+    move(&sv, &cl, 0);          /* S0 S1 S2 -> client queues C2, Set Chunk Size, message */
+    cr_assert(rtmp_conn_handshake_done(cl.c));
+    sh_buf all;
+    sh_buf_init(&all, 0);
+    struct iovec iov[16];
+    size_t n = sh_outq_iov(&cl.q, iov, 16);
+    for (size_t i = 0; i < n; i++)
+        sh_buf_append(&all, iov[i].iov_base, iov[i].iov_len);
+    sh_outq_consume(&cl.q, cl.q.bytes);
+    cr_assert_gt(all.len, RTMP_HANDSHAKE_SIZE);
+    size_t used = 0;
+    rtmp_msg got;
+    sh_error err = {0};
+    cr_assert_eq(rtmp_conn_feed(sv.c, all.data, all.len, &used, &got, &err), 1);
+    cr_assert_eq(used, all.len);
+    cr_assert(msg_eq(&got, &m));
+    cr_assert(rtmp_conn_handshake_done(sv.c));
+    sh_buf_cleanup(&all);
+    side_cleanup(&cl);
+    side_cleanup(&sv);
+}
