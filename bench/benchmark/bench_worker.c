@@ -921,8 +921,12 @@ static void on_house(uv_timer_t *t)
     worker *w = t->data;
     uint64_t now = bench_now_us();
     uint64_t limit = (uint64_t)(w->o->timeout * 1e6);
+    static const char *const waiting[] = {
+        [ST_TCP] = "TCP connect", [ST_HANDSHAKE] = "the RTMP handshake",
+        [ST_CONNECTING] = "connect _result", [ST_USING] = "UseSuccess", [ST_READY] = "?",
+    };
     while (w->pend_head && now - w->pend_head->t_start > limit)
-        conn_fail(w->pend_head, "setup timed out%s", "");
+        conn_fail(w->pend_head, "setup timed out waiting for %s", waiting[w->pend_head->state]);
     if (w->running && w->o->rate > 0) {
         for (uint32_t i = 0; i < w->nwriters; i++) {
             wconn *c = w->writers[i];
