@@ -220,43 +220,86 @@ static void enc_remember_full(enc_cs *c, const rtmp_msg *m)
     c->ext_val = m->timestamp;
 }
 
-int rtmp_chunk_enc_write(rtmp_chunk_enc *e, const rtmp_msg *m, sh_buf *out)
+/* Picks the header for m against the state of its chunk stream. */
+static int enc_plan(rtmp_chunk_enc *e, const rtmp_msg *m, enc_cs **cp, bool *fresh,
+                    chunk_plan *pl)
 {
     int rc = msg_check(m, e->chunk_size);
     if (rc)
         return rc;
-    bool fresh;
-    enc_cs *c = enc_find(e, m->csid, &fresh);
+    enc_cs *c = enc_find(e, m->csid, fresh);
     if (!c)
         return SH_ENOMEM;
-    chunk_plan pl;
-    if (fresh || c->sid != m->stream_id || m->timestamp < c->ts) {
-        pl = full_plan(m);
-        rc = plan_append(m, &pl, e->chunk_size, out);
-        if (rc == 0)
-            enc_remember_full(c, m);
-        else if (fresh)
-            e->n--;
-        return rc;
+    *cp = c;
+    if (*fresh || c->sid != m->stream_id || m->timestamp < c->ts) {
+        *pl = full_plan(m);
+        return 0;
     }
     uint32_t delta = m->timestamp - c->ts;
     if (c->len != m->len || c->type != m->type)
-        pl = (chunk_plan){1, delta >= 0xFFFFFF, delta};
+        *pl = (chunk_plan){1, delta >= 0xFFFFFF, delta};
     else if (c->delta != delta)
-        pl = (chunk_plan){2, delta >= 0xFFFFFF, delta};
+        *pl = (chunk_plan){2, delta >= 0xFFFFFF, delta};
     else
-        pl = (chunk_plan){3, c->ext, c->ext_val};
-    rc = plan_append(m, &pl, e->chunk_size, out);
-    if (rc)
-        return rc;
+        *pl = (chunk_plan){3, c->ext, c->ext_val};
+    return 0;
+}
+
+/* The header was written: remember it. */
+static void enc_commit(enc_cs *c, const rtmp_msg *m, const chunk_plan *pl)
+{
+    if (pl->fmt == 0) {
+        enc_remember_full(c, m);
+        return;
+    }
     c->len = (uint32_t)m->len;
     c->type = m->type;
-    c->ts = m->timestamp;
-    if (pl.fmt != 3) {
-        c->delta = delta;
-        c->ext = pl.ext;
-        c->ext_val = delta;
+    if (pl->fmt != 3) {
+        c->delta = pl->field;
+        c->ext = pl->ext;
+        c->ext_val = pl->field;
     }
+    c->ts = m->timestamp;
+}
+
+int rtmp_chunk_enc_write(rtmp_chunk_enc *e, const rtmp_msg *m, sh_buf *out)
+{
+    enc_cs *c;
+    bool fresh;
+    chunk_plan pl;
+    int rc = enc_plan(e, m, &c, &fresh, &pl);
+    if (rc)
+        return rc;
+    rc = plan_append(m, &pl, e->chunk_size, out);
+    if (rc) {
+        if (fresh)
+            e->n--;
+        return rc;
+    }
+    enc_commit(c, m, &pl);
+    return 0;
+}
+
+int rtmp_chunk_enc_write_rc(rtmp_chunk_enc *e, const rtmp_msg *m, sh_rcbuf **out)
+{
+    enc_cs *c;
+    bool fresh;
+    chunk_plan pl;
+    *out = NULL;
+    int rc = enc_plan(e, m, &c, &fresh, &pl);
+    if (rc)
+        return rc;
+    size_t n = plan_size(m, &pl, e->chunk_size);
+    sh_rcbuf *b = sh_rcbuf_new(n);
+    if (!b) {
+        if (fresh)
+            e->n--;
+        return SH_ENOMEM;
+    }
+    plan_write(b->data, m, &pl, e->chunk_size);
+    b->len = n;
+    enc_commit(c, m, &pl);
+    *out = b;
     return 0;
 }
 

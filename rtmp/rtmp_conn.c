@@ -42,21 +42,19 @@ struct rtmp_conn {
     uint64_t acks_received;
     pend_op *pend;           /* owned */
     size_t npend, pend_cap;
-    sh_buf scratch;
+    int hs_kind;             /* kept once the handshake state is freed */
 };
 
 /* ---- output ---- */
 
 static int conn_write_msg(rtmp_conn *c, const rtmp_msg *m)
 {
-    sh_buf_reset(&c->scratch);
-    int rc = rtmp_chunk_enc_write(c->enc, m, &c->scratch);
-    if (rc == 0)
-        rc = sh_outq_push_copy(c->out, c->scratch.data, c->scratch.len);
-    if (c->scratch.cap > ((size_t)256 << 10)) {
-        sh_buf_cleanup(&c->scratch);
-        sh_buf_init(&c->scratch, 0);
-    }
+    sh_rcbuf *b;
+    int rc = rtmp_chunk_enc_write_rc(c->enc, m, &b);
+    if (rc)
+        return rc;
+    rc = sh_outq_push(c->out, b);
+    sh_rcbuf_unref(b);
     return rc;
 }
 
@@ -233,7 +231,6 @@ rtmp_conn *rtmp_conn_new(const rtmp_conn_config *cfg, sh_outq *out,
     c->out = out;
     c->last_limit_type = -1;
     c->out_chunk_size = RTMP_DEFAULT_CHUNK_SIZE;
-    sh_buf_init(&c->scratch, 0);
     c->hs = rtmp_hs_new(cfg->role, random, epoch_ms,
                         cfg->role == RTMP_ROLE_CLIENT && cfg->client_digest);
     c->dec = rtmp_chunk_dec_new(&cfg->limits);
@@ -270,7 +267,6 @@ void rtmp_conn_free(rtmp_conn *c)
     rtmp_hs_free(c->hs);
     rtmp_chunk_dec_free(c->dec);
     rtmp_chunk_enc_free(c->enc);
-    sh_buf_cleanup(&c->scratch);
     free(c);
 }
 
@@ -286,7 +282,7 @@ uint64_t rtmp_conn_bytes_in(const rtmp_conn *c)
 
 int rtmp_conn_handshake_kind(const rtmp_conn *c)
 {
-    return c->hs ? rtmp_hs_kind(c->hs) : -1;
+    return c->hs_done ? c->hs_kind : -1;
 }
 
 uint32_t rtmp_conn_peer_ack(const rtmp_conn *c)
@@ -394,20 +390,25 @@ int rtmp_conn_feed(rtmp_conn *c, const uint8_t *in, size_t len,
     size_t used = 0;
     *consumed = 0;
     if (!c->hs_done) {
-        sh_buf_reset(&c->scratch);
-        int rc = rtmp_hs_feed(c->hs, in, len, &used, &c->scratch, err);
+        sh_buf hs_out;
+        sh_buf_init(&hs_out, 0);
+        int rc = rtmp_hs_feed(c->hs, in, len, &used, &hs_out, err);
         c->bytes_in += used;
         *consumed = used;
-        if (rc != SH_EMORE && rc < 0)
-            return rc;
-        if (c->scratch.len) {
-            int prc = sh_outq_push_copy(c->out, c->scratch.data, c->scratch.len);
+        if (rc == 0 || rc == SH_EMORE) {
+            int prc = sh_outq_push_copy(c->out, hs_out.data, hs_out.len);
             if (prc)
-                return SH_FAIL(err, prc, "conn: output queue", 0);
+                rc = SH_FAIL(err, prc, "conn: output queue", 0);
         }
+        sh_buf_cleanup(&hs_out);
         if (rc == SH_EMORE)
             return 0;
+        if (rc < 0)
+            return rc;
         c->hs_done = true;
+        c->hs_kind = rtmp_hs_kind(c->hs);
+        rtmp_hs_free(c->hs); /* ~6 KB we no longer need */
+        c->hs = NULL;
         rc = pend_flush(c);
         if (rc)
             return SH_FAIL(err, rc, "conn: output queue", 0);

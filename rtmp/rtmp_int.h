@@ -14,4 +14,8 @@ int rtmp_chunk_enc_note_full(rtmp_chunk_enc *e, const uint8_t *p, size_t n);
  * with this chunk size, SH_EINVAL otherwise. */
 int rtmp_chunk_full_check(const uint8_t *p, size_t n, uint32_t chunk_size);
 
+/* As rtmp_chunk_enc_write, into a new buffer of the exact size (one
+ * reference returned to the caller). */
+int rtmp_chunk_enc_write_rc(rtmp_chunk_enc *e, const rtmp_msg *m, sh_rcbuf **out);
+
 #endif
