@@ -187,7 +187,8 @@ int app_conn_reply_error(app_conn *c, double txid, const char *code, const char 
 
 /* Calls a method on the client.  cb (may be NULL) runs once: with
  * ok = true and the client's _result arguments, ok = false and its _error
- * arguments, or ok = false, nargs = 0 when the connection closed first.
+ * arguments (the values after the command object; args[0] is usually the
+ * one result or info object; borrowed for the callback), or ok = false, nargs = 0 when the connection closed first.
  * Returns 0, SH_ELIMIT (too many calls pending) or another negative code. */
 typedef void (*app_call_cb)(app_conn *c, bool ok, amf_value *const *args, size_t nargs, void *ud);
 int app_conn_call(app_conn *c, const char *method, amf_value *const *args, size_t nargs,
@@ -199,11 +200,16 @@ void app_conn_close(app_conn *c, const char *reason);
 
 /* ---- shared-object engine hooks ---- */
 typedef struct app_so_hooks {
+    /* A client's NetConnection was accepted (app, instance, encoding and
+     * application config are known now).  A negative return closes it. */
+    int (*on_connect)(void *ud, app_conn *c);
     /* A type 19 / 16 message from a connected client (m borrowed for the
      * call).  A negative return closes the connection, with the error's
      * description in the log. */
     int (*on_message)(void *ud, app_conn *c, const rtmp_msg *m);
-    /* The connection is going away (before the application's on_disconnect). */
+    /* The connection is going away (before the application's on_disconnect).
+     * Called for every connection that reached on_connect, also when
+     * on_connect failed. */
     void (*on_disconnect)(void *ud, app_conn *c);
     /* The connection's output queue became empty after having data. */
     void (*on_drain)(void *ud, app_conn *c);

@@ -380,8 +380,15 @@ static void handle_connect(app_conn *c, const rtmp_msg *m, const rtmp_cmd *cmd)
     SH_LOG(SH_LOG_INFO, "conn=%llu connect peer=%s app=%s instance=%s encoding=%d%s%s",
            (unsigned long long)c->id, c->peer, c->app_name, c->instance, enc,
            c->user[0] ? " user=" : "", c->user);
-    if (rc < 0)
+    if (rc < 0) {
         app_conn_abort(c, "cannot send connect reply");
+        return;
+    }
+    if (s->have_so && s->so.on_connect) {
+        rc = s->so.on_connect(s->so.ud, c);
+        if (rc < 0)
+            app_conn_abort(c, "shared-object engine refused the client");
+    }
 }
 
 /* ---- streams ---- */

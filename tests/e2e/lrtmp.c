@@ -6,8 +6,15 @@
 #include <string.h>
 
 #include <librtmp/log.h>
+#include <librtmp/rtmp.h>
 
 #include "harness.h"
+
+/* librtmp keeps pointers into the URL, so it lives with the session. */
+struct e2e_lr {
+    RTMP *r;
+    char url[512];
+};
 
 e2e_lr *e2e_lr_connect(int port, const char *path)
 {
@@ -55,7 +62,19 @@ static void aval_copy(char *out, size_t outsz, const AVal *v)
     out[n] = '\0';
 }
 
-static int handle_invoke(RTMPPacket *p, double txid, e2e_lr_answer *ans)
+/* Looks at one command packet.  Mode "answer": is it the _result/_error of
+ * txid (fills ans)?  Mode "invoke": is it a call named method (fills txid
+ * and arg)?  Returns 1 when it matched, 0 when not, -1 on decode failure. */
+typedef struct invoke_match {
+    double txid;
+    e2e_lr_answer *ans;     /* answer mode */
+    const char *method;     /* invoke mode */
+    double *got_txid;
+    char *arg;
+    size_t argsz;
+} invoke_match;
+
+static int handle_invoke(RTMPPacket *p, invoke_match *m)
 {
     AMFObject obj;
     const char *body = p->m_body;
@@ -69,12 +88,25 @@ static int handle_invoke(RTMPPacket *p, double txid, e2e_lr_answer *ans)
     AVal name;
     AMFProp_GetString(AMF_GetProp(&obj, NULL, 0), &name);
     double t = AMFProp_GetNumber(AMF_GetProp(&obj, NULL, 1));
+    AMFObjectProperty *arg = AMF_GetProp(&obj, NULL, 3);
     int found = 0;
-    if (t == txid && (AVMATCH(&name, &(AVal)AVC("_result")) ||
-                      AVMATCH(&name, &(AVal)AVC("_error")))) {
+    if (m->method) {
+        AVal want = {(char *)m->method, (int)strlen(m->method)};
+        if (AVMATCH(&name, &want)) {
+            found = 1;
+            *m->got_txid = t;
+            m->arg[0] = '\0';
+            if (arg && arg->p_type == AMF_STRING) {
+                AVal v;
+                AMFProp_GetString(arg, &v);
+                aval_copy(m->arg, m->argsz, &v);
+            }
+        }
+    } else if (t == m->txid && (AVMATCH(&name, &(AVal)AVC("_result")) ||
+                                AVMATCH(&name, &(AVal)AVC("_error")))) {
+        e2e_lr_answer *ans = m->ans;
         found = 1;
         aval_copy(ans->name, sizeof(ans->name), &name);
-        AMFObjectProperty *arg = AMF_GetProp(&obj, NULL, 3);
         if (arg && arg->p_type == AMF_STRING) {
             AVal v;
             AMFProp_GetString(arg, &v);
@@ -93,11 +125,8 @@ static int handle_invoke(RTMPPacket *p, double txid, e2e_lr_answer *ans)
     return found;
 }
 
-int e2e_lr_call(e2e_lr *s, const char *method, double txid, const char *strarg,
-                e2e_lr_answer *ans, int timeout_ms)
+int e2e_lr_send(e2e_lr *s, const char *name, double txid, const char *strarg)
 {
-    RTMP *r = s->r;
-    memset(ans, 0, sizeof(*ans));
     static char pbuf[RTMP_MAX_HEADER_SIZE + 8192];
     RTMPPacket pkt = {0};
     pkt.m_nChannel = 0x03;
@@ -105,7 +134,7 @@ int e2e_lr_call(e2e_lr *s, const char *method, double txid, const char *strarg,
     pkt.m_packetType = 0x14;
     pkt.m_body = pbuf + RTMP_MAX_HEADER_SIZE;
     char *enc = pkt.m_body, *end = pbuf + sizeof(pbuf);
-    AVal m = {(char *)method, (int)strlen(method)};
+    AVal m = {(char *)name, (int)strlen(name)};
     enc = AMF_EncodeString(enc, end, &m);
     enc = AMF_EncodeNumber(enc, end, txid);
     *enc++ = AMF_NULL;
@@ -116,8 +145,12 @@ int e2e_lr_call(e2e_lr *s, const char *method, double txid, const char *strarg,
     if (!enc)
         return -1;
     pkt.m_nBodySize = (uint32_t)(enc - pkt.m_body);
-    if (!RTMP_SendPacket(r, &pkt, FALSE))
-        return -1;
+    return RTMP_SendPacket(s->r, &pkt, FALSE) ? 0 : -1;
+}
+
+static int read_until(e2e_lr *s, invoke_match *m, int timeout_ms)
+{
+    RTMP *r = s->r;
     int64_t deadline = e2e_now_ms() + timeout_ms;
     for (int i = 0; i < 200 && e2e_now_ms() < deadline; i++) {
         RTMPPacket p = {0};
@@ -129,7 +162,7 @@ int e2e_lr_call(e2e_lr *s, const char *method, double txid, const char *strarg,
         }
         int found = 0;
         if (p.m_packetType == 0x14 || p.m_packetType == 0x11)
-            found = handle_invoke(&p, txid, ans);
+            found = handle_invoke(&p, m);
         else if (p.m_packetType <= 6)
             RTMP_ClientPacket(r, &p); /* set chunk size, window, ping */
         RTMPPacket_Free(&p);
@@ -139,4 +172,27 @@ int e2e_lr_call(e2e_lr *s, const char *method, double txid, const char *strarg,
             return -1;
     }
     return -1;
+}
+
+int e2e_lr_wait(e2e_lr *s, double txid, e2e_lr_answer *ans, int timeout_ms)
+{
+    memset(ans, 0, sizeof(*ans));
+    invoke_match m = {.txid = txid, .ans = ans};
+    return read_until(s, &m, timeout_ms);
+}
+
+int e2e_lr_wait_invoke(e2e_lr *s, const char *method, double *txid, char *arg, size_t argsz,
+                       int timeout_ms)
+{
+    invoke_match m = {.method = method, .got_txid = txid, .arg = arg, .argsz = argsz};
+    return read_until(s, &m, timeout_ms);
+}
+
+int e2e_lr_call(e2e_lr *s, const char *method, double txid, const char *strarg,
+                e2e_lr_answer *ans, int timeout_ms)
+{
+    memset(ans, 0, sizeof(*ans));
+    if (e2e_lr_send(s, method, txid, strarg) != 0)
+        return -1;
+    return e2e_lr_wait(s, txid, ans, timeout_ms);
 }
