@@ -74,7 +74,14 @@ typedef struct rtmp_msg {
     size_t len;
 } rtmp_msg;
 
-/* ---- limits (every one a config option in app/) ---- */
+/* ---- limits (every one a config option in app/) ----
+ * Each broken limit makes the decoder / conn return SH_ELIMIT with a
+ * description in sh_error.  The message length is checked on the chunk
+ * header, before any payload is awaited; message buffers grow as chunks
+ * arrive, never from the claimed length alone.  A chunk stream id counts
+ * as "in use" from its first header on (its header state must be kept for
+ * compressed headers), so max_chunk_streams bounds the distinct ids a peer
+ * may use on one connection. */
 typedef struct rtmp_limits {
     uint32_t max_chunk_size;     /* largest Set Chunk Size accepted */
     uint32_t max_message_size;   /* largest message length accepted */
