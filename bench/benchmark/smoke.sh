@@ -1,0 +1,49 @@
+#!/bin/sh
+# smoke.sh - functional smoke test of sohub-benchmark (suite 'bench').
+# usage: smoke.sh BENCHMARK SOHUB_SERVER RAW_FANOUT
+# 1. starts the real sohub-server on 127.0.0.1 port 0 and checks that
+#    `sohub-benchmark connect` with 20 connections reports 20 successes;
+# 2. starts sohub-raw-fanout and checks that a 1-second fanout run delivers
+#    changes that the client parses (the SO path of the tool and the
+#    baseline).  No speed is asserted anywhere.
+set -u
+BENCH=$1 SERVER=$2 RAW=$3
+TMP=$(mktemp -d /tmp/sohub-bench-smoke.XXXXXX)
+PIDS=""
+cleanup() {
+    for p in $PIDS; do kill "$p" 2>/dev/null; done
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+wait_file() {
+    i=0
+    while [ ! -s "$1" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
+    [ -s "$1" ]
+}
+fail() { echo "not ok - $*"; cat "$TMP"/*.log "$TMP"/*.json 2>/dev/null; exit 1; }
+
+echo "1..2"
+mkdir -p "$TMP/data"
+"$SERVER" --listen 127.0.0.1:0 --port-file "$TMP/sohub.port" --data-dir "$TMP/data" \
+    --log-level warn > "$TMP/sohub.log" 2>&1 &
+PIDS="$PIDS $!"
+wait_file "$TMP/sohub.port" || fail "sohub-server did not write its port file"
+timeout 30 "$BENCH" -u "rtmp://127.0.0.1:$(cat "$TMP/sohub.port")/bench" connect \
+    -n 20 -c 5 -d 10 --timeout 5 --json -q > "$TMP/connect.json" 2> "$TMP/connect.log"
+rc=$?
+grep -q '"connected":[[:space:]]*20,' "$TMP/connect.json" || fail "connect: 20 connections expected (rc $rc)"
+grep -q '"failed":[[:space:]]*0,' "$TMP/connect.json" || fail "connect: failures reported"
+[ $rc -eq 0 ] || fail "connect: exit code $rc"
+echo "ok 1 - connect x 20 against sohub-server"
+
+"$RAW" --listen 127.0.0.1:0 --port-file "$TMP/raw.port" > "$TMP/raw.log" 2>&1 &
+PIDS="$PIDS $!"
+wait_file "$TMP/raw.port" || fail "sohub-raw-fanout did not write its port file"
+timeout 30 "$BENCH" -u "rtmp://127.0.0.1:$(cat "$TMP/raw.port")/bench" fanout \
+    -r 1 -s 5 -w 1 -d 1 --timeout 5 --json -q > "$TMP/fanout.json" 2> "$TMP/fanout.log"
+rc=$?
+grep -q '"subscribed":[[:space:]]*6,' "$TMP/fanout.json" || fail "fanout: 6 subscriptions expected"
+grep -q '"ok":[[:space:]]*true' "$TMP/fanout.json" || fail "fanout: run not ok"
+[ $rc -eq 0 ] || fail "fanout: exit code $rc"
+echo "ok 2 - fanout 1 x 5 x 1 against sohub-raw-fanout"
