@@ -384,6 +384,8 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         c->backlog_len = rest;
         c->backlog_off = 0;
         uv_read_stop(st);
+        SH_LOG(SH_LOG_DEBUG, "conn=%llu read budget spent, %zu bytes deferred",
+               (unsigned long long)c->id, rest);
         c->in_backlog = true;
         c->backlog_next = s->backlog_head;
         s->backlog_head = c;

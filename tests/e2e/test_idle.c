@@ -65,9 +65,13 @@ int main(void)
     E2E_CHECK(ms >= 0, "silent client was closed");
     E2E_CHECK(e2e_log_wait(&srv, "idle_timeout_ms passed", 2000), "log names idle_timeout_ms");
 
-    e2e_lr_close(good);
+    /* Stop the server while the client is still connected. */
+    int64_t t0 = e2e_now_ms();
     int st = e2e_server_stop(&srv, e2e_failures > 0);
-    E2E_CHECK(st == 0, "server exits 0 on SIGTERM (status %d)", st);
+    int took = (int)(e2e_now_ms() - t0);
+    E2E_CHECK(st == 0, "server exits 0 on SIGTERM with a client connected (status %d)", st);
+    E2E_CHECK(took < 3000, "shutdown took %d ms", took);
+    e2e_lr_close(good);
     if (e2e_failures)
         e2e_log_dump(&srv);
     printf("1..%d\n", e2e_checks);

@@ -19,7 +19,8 @@ static const char config[] =
     "handshake_timeout_ms = 500\n"
     "max_message_size = 65536\n"
     "max_chunk_streams = 4\n"
-    "max_output_bytes = 65536\n";
+    "max_output_bytes = 65536\n"
+    "messages_per_read = 2\n";
 
 static double txid = 10;
 
@@ -55,8 +56,33 @@ int main(void)
     E2E_CHECK(good != NULL, "well-behaved librtmp client connects");
     good_client_works(good, "start");
 
-    /* 1. garbage instead of a handshake */
+    /* 0. a burst of 40 calls in one write: handled 2 per turn (fairness
+     * budget), all of them, in order */
     int fd = e2e_tcp_connect(srv.port);
+    E2E_CHECK(e2e_raw_handshake(fd) == 0, "burst: handshake done");
+    send_connect(fd);
+    static e2e_amf burst, one;
+    burst.len = 0;
+    for (int i = 0; i < 40; i++) {
+        one.len = 0;
+        e2e_amf_str(&one, "echo");
+        e2e_amf_num(&one, 100 + i);
+        e2e_amf_null(&one);
+        e2e_amf_str(&one, "burst");
+        /* header type 0 on csid 3, body < 128 bytes: one chunk each */
+        uint8_t h[12] = {3, 0, 0, 0, 0, 0, (uint8_t)one.len, 20, 0, 0, 0, 0};
+        memcpy(burst.buf + burst.len, h, 12);
+        memcpy(burst.buf + burst.len + 12, one.buf, one.len);
+        burst.len += 12 + one.len;
+    }
+    e2e_send_all(fd, burst.buf, burst.len);
+    E2E_CHECK(e2e_log_wait(&srv, "command echo txid=139", 5000), "burst: all 40 calls handled");
+    E2E_CHECK(e2e_log_contains(&srv, "bytes deferred"), "burst: the read budget deferred input");
+    close(fd);
+    good_client_works(good, "burst");
+
+    /* 1. garbage instead of a handshake */
+    fd = e2e_tcp_connect(srv.port);
     /* An HTTP request padded past the size of C0+C1. */
     char junk[2000];
     memset(junk, 'z', sizeof(junk));
