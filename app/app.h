@@ -198,6 +198,20 @@ int app_conn_call(app_conn *c, const char *method, amf_value *const *args, size_
  * short grace time); reason is logged. */
 void app_conn_close(app_conn *c, const char *reason);
 
+/* ---- connection observers ----
+ * Server-wide features that follow every accepted connection whatever its
+ * application (one-to-one chat, presence).  on_connect runs once the client
+ * was accepted and its connect _result queued (info borrowed for the call);
+ * on_disconnect runs once for each such connection when it goes away,
+ * after the SO hooks and the application's on_disconnect.  Either may be
+ * NULL.  Observers run in registration order; register before
+ * app_server_run().  ops is copied, ud borrowed.  Returns 0 or SH_ENOMEM. */
+typedef struct app_observer {
+    void (*on_connect)(app_conn *c, const app_connect_info *info, void *ud);
+    void (*on_disconnect)(app_conn *c, void *ud);
+} app_observer;
+int app_server_add_observer(app_server *s, const app_observer *ops, void *ud);
+
 /* ---- shared-object engine hooks ---- */
 typedef struct app_so_hooks {
     /* A client's NetConnection was accepted (app, instance, encoding and

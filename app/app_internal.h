@@ -86,6 +86,12 @@ struct app_app {
     void *ud;
 };
 
+typedef struct app_observer_entry {
+    struct app_observer_entry *next;
+    app_observer ops;
+    void *ud;
+} app_observer_entry;
+
 typedef struct app_shutdown_entry {
     struct app_shutdown_entry *next;
     app_shutdown_fn fn;
@@ -127,6 +133,7 @@ struct app_server {
     bool have_so;
     app_auth_fn auth;
     void *auth_ud;
+    app_observer_entry *observers; /* in registration order */
 };
 
 /* netconn.c */

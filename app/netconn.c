@@ -389,6 +389,9 @@ static void handle_connect(app_conn *c, const rtmp_msg *m, const rtmp_cmd *cmd)
         if (rc < 0)
             app_conn_abort(c, "shared-object engine refused the client");
     }
+    for (app_observer_entry *o = s->observers; o && !c->closing; o = o->next)
+        if (o->ops.on_connect)
+            o->ops.on_connect(c, &info, o->ud);
 }
 
 /* ---- streams ---- */

@@ -145,6 +145,9 @@ static void conn_teardown(app_conn *c)
             s->so.on_disconnect(s->so.ud, c);
         if (c->app && c->app->ops.on_disconnect)
             c->app->ops.on_disconnect(c->app, c, c->reason, c->app->ud);
+        for (app_observer_entry *o = s->observers; o; o = o->next)
+            if (o->ops.on_disconnect)
+                o->ops.on_disconnect(c, o->ud);
     }
     app_netconn_fail_calls(c);
     SH_LOG(SH_LOG_INFO, "conn=%llu disconnect peer=%s app=%s instance=%s reason=\"%s\" "
@@ -764,6 +767,11 @@ void app_server_free(app_server *s)
         free(e);
         e = n;
     }
+    for (app_observer_entry *o = s->observers; o;) {
+        app_observer_entry *n = o->next;
+        free(o);
+        o = n;
+    }
     free(s->slab);
     free(s);
 }
@@ -779,6 +787,20 @@ int app_server_on_shutdown(app_server *s, app_shutdown_fn fn, void *ud)
     e->ud = ud;
     e->next = s->shutdown; /* reverse order of registration */
     s->shutdown = e;
+    return 0;
+}
+
+int app_server_add_observer(app_server *s, const app_observer *ops, void *ud)
+{
+    app_observer_entry *e = calloc(1, sizeof(*e));
+    if (!e)
+        return SH_ENOMEM;
+    e->ops = *ops;
+    e->ud = ud;
+    app_observer_entry **tail = &s->observers;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = e;
     return 0;
 }
 
