@@ -96,6 +96,11 @@ void app_app_config_defaults(app_app_config *a)
     a->history_depth = 1000;
     a->max_so_per_conn = 64;
     a->max_so_slots = 10000;
+    a->users = xstrdup("");
+    a->presence = false;
+    a->chat_max_text = 4096;
+    a->chat_rate = 20;
+    a->chat_queue = 1000;
 }
 
 static void app_app_config_cleanup(app_app_config *a)
@@ -103,6 +108,7 @@ static void app_app_config_cleanup(app_app_config *a)
     free(a->secret);
     free(a->read_access);
     free(a->write_access);
+    free(a->users);
 }
 
 void app_config_init(app_config *c)
@@ -223,6 +229,23 @@ static int app_config_set_app(app_app_config *a, const char *key, const char *va
         return set_app_u32(&a->max_so_per_conn, key, value, 1, 65536, err, errsz);
     if (strcmp(key, "max_so_slots") == 0)
         return set_app_u32(&a->max_so_slots, key, value, 1, 10000000, err, errsz);
+    if (strcmp(key, "users") == 0) { set_str(&a->users, value); return 0; }
+    if (strcmp(key, "presence") == 0) {
+        if (strcmp(value, "true") == 0 || strcmp(value, "yes") == 0 || strcmp(value, "1") == 0)
+            a->presence = true;
+        else if (strcmp(value, "false") == 0 || strcmp(value, "no") == 0 ||
+                 strcmp(value, "0") == 0)
+            a->presence = false;
+        else
+            return errf(err, errsz, SH_EINVAL, "presence: '%s' is not true|false", value);
+        return 0;
+    }
+    if (strcmp(key, "chat_max_text") == 0)
+        return set_app_u32(&a->chat_max_text, key, value, 1, 1u << 20, err, errsz);
+    if (strcmp(key, "chat_rate") == 0)
+        return set_app_u32(&a->chat_rate, key, value, 0, 1000000, err, errsz);
+    if (strcmp(key, "chat_queue") == 0)
+        return set_app_u32(&a->chat_queue, key, value, 1, 10000000, err, errsz);
     return errf(err, errsz, SH_ENOTFOUND, "unknown key '%s' in [app %s]", key, a->name);
 }
 
