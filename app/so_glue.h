@@ -1,0 +1,113 @@
+/* so_glue.h - the loop-side driver of the shared-object engine.
+ *
+ * so/ is sans-I/O: it takes a client's message and returns effects
+ * (encoded bodies plus recipients).  This module is the part that touches
+ * libuv: it owns the server's one so_engine and its store, registers a
+ * so_client for every connection that sends its first shared-object
+ * message, hands messages to the engine, and delivers the effects.
+ *
+ * Delivery: every effect body is cut into RTMP chunks ONCE
+ * (rtmp_chunk_shared, chunk stream 3, message stream 0, timestamp 0, the
+ * server's out_chunk_size) and the same sh_rcbuf is queued to every
+ * recipient with app_conn_send_shared().  A recipient whose unsent output
+ * passes so_congestion_bytes is marked congested in the engine (rule 7:
+ * no more per-update messages for it); when its queue drains the engine
+ * produces one catch-up diff.  The message that crossed the threshold is
+ * still queued: the engine records the version the client "has" when it
+ * is marked, so dropping a message for a version at or below that one
+ * would lose it.  Memory per client stays bounded by the threshold plus
+ * one message per object (plus replies to its own requests).
+ *
+ * Durability: once per loop turn (uv_check), if no batch is being written,
+ * the pending store batch is taken and written on libuv's thread pool
+ * (uv_queue_work); the after-work callback hands it back to the engine on
+ * the loop thread and delivers the effects it released (Success of
+ * persistent changes).  One batch in flight at a time, so batches are
+ * written in order, and the engine keeps grouping changes meanwhile.  A
+ * batch starts at most once per commit_interval_ms (the smallest value of
+ * the configured applications); a lone change after a quiet period is
+ * committed at once.
+ *
+ * Stores: one SQLite file DATA_DIR/sohub.db (WAL; synchronous NORMAL, or
+ * FULL with [server] store_sync = full) for applications with
+ * store = sqlite (the default), a memory store for store = memory.  The
+ * engine sees one store that routes each operation by the application part
+ * of its room ("app/instance").
+ *
+ * Threading: loop thread only, except the store write that runs on a
+ * worker thread and touches nothing but the batch and the store.
+ *
+ * For other server modules (chat presence, samples) that use the engine's
+ * server-side API (so_engine_object_open, so_object_set, ...):
+ *
+ *     app_so_glue *g = app_so_glue_of(srv);      // NULL when not enabled
+ *     so_engine *e = app_so_engine(g);
+ *     so_effects fx;
+ *     so_effects_init(&fx);
+ *     so_object *o = so_engine_object_open(e, "chat/_definst_", "presence",
+ *                                          false, &err);
+ *     so_object_set(e, o, "alice", 5, v, &fx);
+ *     app_so_deliver(g, &fx);                    // sends and clears fx
+ *     so_effects_cleanup(&fx);
+ *
+ * Rooms are "APP/INSTANCE" exactly as app_conn_app_name() and
+ * app_conn_instance() give them (app_so_room_of() builds it).  The user
+ * pointer of every so_client the glue registers is the app_conn *, so a
+ * module that receives effects with recipients from the engine can pass
+ * them to app_so_deliver unchanged.  Persistent server-side writes are
+ * committed by the glue like client writes.
+ */
+#ifndef APP_SO_GLUE_H
+#define APP_SO_GLUE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "app.h"
+#include "so.h"
+
+typedef struct app_so_glue app_so_glue;
+
+/* Creates the engine and its stores for srv (borrowed; the glue must be
+ * freed after app_server_run() returned and before app_server_free()),
+ * and installs the server's shared-object hooks.  Opens the SQLite store
+ * under the config's data_dir when any application may use it.  Returns
+ * NULL with a message in err on failure. */
+app_so_glue *app_so_glue_new(app_server *srv, char *err, size_t errsz);
+/* Frees the engine (the store was closed by the shutdown hook; closes it
+ * here otherwise).  Accepts NULL. */
+void app_so_glue_free(app_so_glue *g);
+
+/* The glue installed on srv, or NULL.  Loop thread. */
+app_so_glue *app_so_glue_of(const app_server *srv);
+/* The engine (borrowed; lives as long as the glue). */
+so_engine *app_so_engine(app_so_glue *g);
+
+/* Delivers effects made by the engine's server-side API: each body is
+ * chunked once and queued to every recipient (app_conn * user pointers).
+ * fx is cleared (its memory kept).  Returns 0 or the first negative code
+ * of a failed chunking (sends to closing connections are not errors). */
+int app_so_deliver(app_so_glue *g, so_effects *fx);
+
+/* The so_client of connection c, registering it now when it has none
+ * (room from its app and instance, access from its [app] section).
+ * Returns NULL with *err set when registration fails or c is not
+ * connected. */
+so_client *app_so_client_of(app_so_glue *g, app_conn *c, int *err);
+
+/* Writes "APP/INSTANCE" of c into buf.  Returns buf. */
+char *app_so_room_of(const app_conn *c, char *buf, size_t bufsz);
+
+/* Counters (for logs and tests). */
+typedef struct app_so_glue_stats {
+    uint64_t messages;        /* SO messages handled */
+    uint64_t effects;         /* effects delivered */
+    uint64_t sends;           /* (effect, recipient) pairs queued */
+    uint64_t congested;       /* times a client was marked congested */
+    uint64_t batches;         /* store batches written */
+    uint64_t batch_failures;
+} app_so_glue_stats;
+void app_so_glue_get_stats(const app_so_glue *g, app_so_glue_stats *st);
+
+#endif
