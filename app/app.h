@@ -106,7 +106,11 @@ typedef struct app_verdict {
 
 typedef struct app_app_ops {
     /* Called for connect; leave v->reject false to accept.  The client gets
-     * _result (accepted) or _error + close (rejected) afterwards. */
+     * _result (accepted) or _error + close (rejected) afterwards, so do not
+     * send to c from here (app_conn_call refuses); send from an observer's
+     * on_connect (app_server_add_observer), which runs after the _result.
+     * Store per-connection state with app_conn_set_data(c, APP_SLOT_APP, p)
+     * and free it in on_disconnect. */
     void (*on_connect)(app_app *a, app_conn *c, const app_connect_info *info,
                        app_verdict *v, void *ud);
     /* Called once for every accepted connection when it goes away. */
