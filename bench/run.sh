@@ -75,11 +75,12 @@ bench connect "$S" connect -n "$CONN_N" -c 100 -P 2 --src-ips 4 -d 60
 sleep 1
 bench idle "$S" idle -n "$IDLE_N" -c 100 -P 2 --src-ips 4 --pid "$sohub_pid" --settle 2
 FAN="-r $ROOMS -s $SUBS -w 1 --window 4 -P 2 -d $DUR"
-bench fanout-raw "$R" fanout $FAN --so-prefix raw
-bench fanout "$S" fanout $FAN --so-prefix fan
-bench fanout-paced "$S" fanout -r "$ROOMS" -s "$SUBS" -w 1 --rate 100 -P 2 -d "$DUR" --so-prefix paced
-bench persist "$S" persist -w 8 --window 8 -d "$DUR" --so-prefix persist
-bench chat "$S" chat -U 100 -d 3
+bench fanout-raw "$R" fanout $FAN --so-prefix raw --pid "$raw_pid"
+bench fanout "$S" fanout $FAN --so-prefix fan --pid "$sohub_pid"
+bench fanout-paced "$S" fanout -r "$ROOMS" -s "$SUBS" -w 1 --rate 100 -P 2 -d "$DUR" \
+    --so-prefix paced --pid "$sohub_pid"
+bench persist "$S" persist -w 8 --window 8 -d "$DUR" --so-prefix persist --pid "$sohub_pid"
+bench chat "$S" chat -U 100 -d 3 --pid "$sohub_pid"
 
 python3 - "$OUT" <<'PY'
 import json, os, sys
@@ -109,12 +110,23 @@ if i:
     per = i["rss_bytes_per_connection"]
     rows.append(("idle", "%.1f KiB RSS per connection (%d held)" % (per / 1024.0, i["connected"]) if per >= 0 else "not measured",
                  "", status(i)))
+def per_cpu(d):
+    cpu = d.get("server_cpu_seconds", -1)
+    if cpu is None or cpu <= 0:
+        return None
+    return d["delivered"] / cpu
 fr, fs = load("fanout-raw"), load("fanout")
 for name, d in (("fanout raw ceiling", fr), ("fanout sohub", fs)):
     if d:
-        rows.append((name, "%.0f deliveries/s" % d["deliveries_per_second"], lat(d, "delivery_latency_us"), status(d)))
+        pc = per_cpu(d)
+        extra = (", %.0fk per server CPU-s" % (pc / 1e3)) if pc else ""
+        rows.append((name, "%.0f deliveries/s%s" % (d["deliveries_per_second"], extra),
+                     lat(d, "delivery_latency_us"), status(d)))
 if fr and fs and fr["deliveries_per_second"] > 0:
-    rows.append(("fanout ratio", "sohub / raw = %.2f" % (fs["deliveries_per_second"] / fr["deliveries_per_second"]), "", ""))
+    txt = "sohub / raw = %.2f (deliveries/s)" % (fs["deliveries_per_second"] / fr["deliveries_per_second"])
+    if per_cpu(fr) and per_cpu(fs):
+        txt += ", %.2f (per server CPU-s)" % (per_cpu(fs) / per_cpu(fr))
+    rows.append(("fanout ratio", txt, "", ""))
 p = load("fanout-paced")
 if p:
     rows.append(("fanout paced 100/s", "%.0f deliveries/s" % p["deliveries_per_second"], lat(p, "delivery_latency_us"), status(p)))
@@ -126,5 +138,5 @@ if d:
     rows.append(("chat", "%.0f messages/s" % d["deliveries_per_second"], lat(d, "delivery_latency_us"), status(d)))
 print()
 for r in rows:
-    print("%-20s %-40s %-36s %s" % r)
+    print("%-20s %-52s %-36s %s" % r)
 PY

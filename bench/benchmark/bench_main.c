@@ -43,7 +43,7 @@ static void usage(FILE *f)
         "  -d, --duration S      run time bound in seconds (default 10)\n"
         "      --timeout S       one connection's setup deadline (default 10)\n"
         "      --settle S        idle: wait before reading the server's RSS (default 2)\n"
-        "      --pid PID         idle: the server process to read VmRSS of\n"
+        "      --pid PID         the server process: idle reads its VmRSS, all report its CPU time\n"
         "  -r, --rooms R         fanout rooms (default 1)\n"
         "  -s, --subs S          fanout subscribers per room (default 100)\n"
         "  -w, --writers W       writers per room (fanout, default 1) or in total (persist, default 4)\n"
@@ -274,6 +274,28 @@ static long read_rss_kb(int pid)
     return kb;
 }
 
+/* utime + stime of a process, in seconds; -1 when unreadable. */
+static double read_cpu_s(int pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    const char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+    if (!p)
+        return -1;
+    unsigned long long ut = 0, st = 0;
+    /* after ") ": state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime */
+    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+        return -1;
+    long hz = sysconf(_SC_CLK_TCK);
+    return (double)(ut + st) / (double)(hz > 0 ? hz : 100);
+}
+
 static void send_all(wproc *w, uint32_t n, char cmd)
 {
     for (uint32_t i = 0; i < n; i++)
@@ -477,6 +499,7 @@ int main(int argc, char **argv)
     uint64_t setup_deadline = bench_now_us() + (uint64_t)((o->timeout + 120) * 1e6);
     WAIT_UNTIL(all_ready(w, n), setup_deadline, "setup");
     uint64_t t_go = bench_now_us();
+    double cpu_go = o->pid > 0 ? read_cpu_s(o->pid) : -1;
     uint64_t run_deadline = t_go + (uint64_t)(o->duration * 1e6);
     if (o->scenario == BENCH_IDLE) {
         WAIT_UNTIL(false, t_go + (uint64_t)(o->settle * 1e6), "settle");
@@ -490,6 +513,7 @@ int main(int argc, char **argv)
         WAIT_UNTIL(false, run_deadline, "run");
     }
     uint64_t t_stop = bench_now_us();
+    double cpu_stop = o->pid > 0 ? read_cpu_s(o->pid) : -1;
     send_all(w, n, 'S');
     WAIT_UNTIL(all_final(w, n), bench_now_us() + 15000000, "stop");
     for (uint32_t i = 0; i < n; i++) {
@@ -546,6 +570,8 @@ int main(int argc, char **argv)
     case BENCH_PERSIST: expected = o->writers; break;
     case BENCH_CHAT: expected = o->users; break;
     }
+    /* server CPU over the measured window (connect: the whole run) */
+    double server_cpu = cpu_go >= 0 && cpu_stop >= cpu_go ? cpu_stop - cpu_go : -1;
     double rss_per_conn = (rss_before >= 0 && rss_after >= 0 && c.connected > 0)
         ? (double)(rss_after - rss_before) * 1024.0 / (double)c.connected : -1;
 
@@ -586,6 +612,10 @@ int main(int argc, char **argv)
             cJSON_AddNumberToObject(root, "acked_per_second", ack_rate);
             cJSON_AddNumberToObject(root, "deliveries_per_second", deliver_rate);
             lat_json(root, o->scenario == BENCH_PERSIST ? "ack_latency_us" : "delivery_latency_us", &lat);
+        }
+        if (server_cpu >= 0) {
+            cJSON_AddNumberToObject(root, "server_cpu_seconds", server_cpu);
+            cJSON_AddNumberToObject(root, "window_seconds", (double)(t_stop - t_go) / 1e6);
         }
         cJSON_AddNumberToObject(root, "server_errors", (double)c.server_errors);
         cJSON_AddNumberToObject(root, "closed_by_peer", (double)c.closed_by_peer);
@@ -635,6 +665,10 @@ int main(int argc, char **argv)
                    (unsigned long long)c.delivered, deliver_rate);
             lat_line("delivery latency", &lat);
         }
+        if (server_cpu >= 0 && o->scenario != BENCH_IDLE)
+            printf("%-18s %.2f s of CPU in %.2f s (%.0f %% of one core)\n", "server CPU",
+                   server_cpu, (double)(t_stop - t_go) / 1e6,
+                   100.0 * server_cpu / ((double)(t_stop - t_go) / 1e6));
         if (c.server_errors || c.closed_by_peer)
             printf("%-18s %llu server errors, %llu connections closed by the server\n",
                    "errors", (unsigned long long)c.server_errors,
