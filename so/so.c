@@ -17,7 +17,8 @@ typedef struct so_slot {
     char *key;
     size_t klen;
     amf_value *v;
-    size_t vbytes;
+    uint8_t *wire;      /* v's exact wire encoding (so_wire_event_value), cached */
+    size_t vbytes;      /* bytes of wire */
     uint32_t version;   /* version that last wrote or removed it */
     uint64_t writer;    /* client id of that write, 0 = server */
     uint32_t in_upd;    /* version of the update that already lists it */
@@ -34,6 +35,7 @@ typedef struct srv_change {
     char *key;
     size_t klen;
     amf_value *v;       /* NULL = remove */
+    uint8_t *wire;      /* owned while queued under a lock */
     size_t vbytes;
 } srv_change;
 
@@ -418,6 +420,7 @@ static so_slot *slot_get(const so_object *o, const char *key, size_t klen)
 static void slot_free(so_slot *s)
 {
     amf_unref(s->v);
+    free(s->wire);
     free(s->key);
     free(s);
 }
@@ -435,9 +438,17 @@ static void slot_drop(so_object *o, so_slot *s)
 /* Writes (v != NULL, borrowed: a reference is taken) or removes a slot.
  * Returns the slot (NULL when removing an absent key or out of memory). */
 static so_slot *slot_write(so_object *o, const char *key, size_t klen, amf_value *v,
-                           size_t vbytes, uint32_t version, uint64_t writer, int *rc)
+                           const uint8_t *wire, size_t vbytes, uint32_t version,
+                           uint64_t writer, int *rc)
 {
     *rc = 0;
+    uint8_t *wcopy = NULL;
+    if (v && !(wcopy = malloc(vbytes ? vbytes : 1))) {
+        *rc = SH_ENOMEM;
+        return NULL;
+    }
+    if (v && vbytes)
+        memcpy(wcopy, wire, vbytes);
     so_slot *s = slot_get(o, key, klen);
     if (!s) {
         if (!v)
@@ -445,12 +456,14 @@ static so_slot *slot_write(so_object *o, const char *key, size_t klen, amf_value
         s = calloc(1, sizeof(*s));
         if (!s || !(s->key = memdup0(key, klen))) {
             free(s);
+            free(wcopy);
             *rc = SH_ENOMEM;
             return NULL;
         }
         s->klen = klen;
         if (so_map_put(&o->slots, s->key, klen, s) < 0) {
             slot_free(s);
+            free(wcopy);
             *rc = SH_ENOMEM;
             return NULL;
         }
@@ -459,11 +472,14 @@ static so_slot *slot_write(so_object *o, const char *key, size_t klen, amf_value
         o->nlive--;
         o->bytes -= klen + s->vbytes;
         amf_unref(s->v);
+        free(s->wire);
         s->v = NULL;
+        s->wire = NULL;
         s->vbytes = 0;
     }
     if (v) {
         s->v = amf_ref(v);
+        s->wire = wcopy;
         s->vbytes = vbytes;
         o->nlive++;
         o->bytes += klen + vbytes;
@@ -561,6 +577,7 @@ static void object_free(so_engine *e, so_object *o)
     }
     for (size_t i = 0; i < o->npend; i++) {
         free(o->pend[i].key);
+        free(o->pend[i].wire);
         amf_unref(o->pend[i].v);
     }
     free(o->pend);
@@ -653,10 +670,12 @@ static int load_slot(void *ud, const char *name, const char *key, size_t klen,
     amf_value *v = NULL;
     size_t used = 0;
     amf_dec_reset(l->dec);
-    int rc = amf_decode(l->dec, AMF_ENC_AMF3, value, vlen, &used, &v, NULL);
-    if (rc < 0)
+    int rc = amf_decode(l->dec, AMF_ENC_AMF0, value, vlen, &used, &v, NULL);
+    if (rc < 0 || used != vlen) {
+        amf_unref(v);
         return SH_EIO; /* stored bytes we cannot read: corruption */
-    slot_write(o, key, klen, v, vlen, version, 0, &rc);
+    }
+    slot_write(o, key, klen, v, value, vlen, version, 0, &rc);
     amf_unref(v);
     return rc;
 }
@@ -721,15 +740,8 @@ static int persist_slot(so_engine *e, so_object *o, const so_slot *s)
     if (!s->v)
         return so_store_batch_add(b, SO_STORE_DELETE, o->room->name, o->name, s->key,
                                   s->klen, s->version, NULL, 0);
-    sh_buf_reset(&e->scratch);
-    amf_enc_reset(e->enc);
-    int rc = amf_encode(e->enc, AMF_ENC_AMF3, s->v, &e->scratch);
-    if (rc < 0)
-        return rc;
-    if (e->scratch.failed)
-        return SH_ENOMEM;
     return so_store_batch_add(b, SO_STORE_SET, o->room->name, o->name, s->key, s->klen,
-                              s->version, e->scratch.data, e->scratch.len);
+                              s->version, s->wire, s->vbytes);
 }
 
 static int persist_version(so_engine *e, so_object *o)
@@ -772,12 +784,11 @@ static bool persisting(const so_engine *e, const so_object *o)
 /* Event helpers appending to an events buffer. */
 static int put_change(so_engine *e, sh_buf *ev, const so_slot *s)
 {
+    (void)e;
     size_t mark;
     so_wire_event_begin(ev, SO_EV_CHANGE, &mark);
     so_wire_event_key(ev, s->key, s->klen);
-    int rc = so_wire_event_value(ev, e->enc, s->v);
-    if (rc < 0)
-        return rc;
+    sh_buf_append(ev, s->wire, s->vbytes);
     return so_wire_event_end(ev, mark);
 }
 
@@ -1032,7 +1043,7 @@ static int w_success(wctx *w, const char *key, size_t klen)
 
 /* One RequestChange pair (v != NULL) or RequestRemove (v == NULL). */
 static int w_one(wctx *w, upd *u, uint32_t hv, const char *key, size_t klen,
-                  amf_value *v, size_t vbytes)
+                  amf_value *v, const uint8_t *wire, size_t vbytes)
 {
     so_engine *e = w->e;
     so_object *o = w->o;
@@ -1059,7 +1070,7 @@ static int w_one(wctx *w, upd *u, uint32_t hv, const char *key, size_t klen,
         return w_success(w, key, klen); /* nothing to remove */
     }
     int rc;
-    s = slot_write(o, key, klen, v, vbytes, u->newv, w->c->id, &rc);
+    s = slot_write(o, key, klen, v, wire, vbytes, u->newv, w->c->id, &rc);
     if (rc == 0 && s)
         rc = upd_add(u, s);
     if (rc < 0) {
@@ -1122,16 +1133,13 @@ static int on_writes(so_engine *e, so_client *c, const so_msg *m, uint64_t now_m
                 continue;
             }
             amf_value *v = ev->type == SO_EV_REQUEST_CHANGE ? kv->value : NULL;
-            size_t vb = kv->value_len;
-            if (v && vb == 0) {
-                /* built locally, not decoded: measure the wire size */
-                sh_buf_reset(&e->scratch);
-                amf_enc_reset(e->enc);
-                if (amf_encode(e->enc, AMF_ENC_AMF0, v, &e->scratch) < 0 || e->scratch.failed)
-                    w.rc = w.rc ? w.rc : SH_ENOMEM;
-                vb = e->scratch.len;
+            sh_buf_reset(&e->scratch);
+            if (v && so_wire_event_value(&e->scratch, e->enc, v) < 0) {
+                w.rc = w.rc ? w.rc : SH_ENOMEM;
+                continue;
             }
-            w_one(&w, &u, m->version, kv->key, kv->key_len, v, vb);
+            w_one(&w, &u, m->version, kv->key, kv->key_len, v, e->scratch.data,
+                  e->scratch.len);
         }
     }
     int rc = w.rc;
@@ -1534,7 +1542,8 @@ static int apply_server(so_engine *e, so_object *o, srv_change *ch, size_t n, so
         } else if (!s || !s->v) {
             continue;
         }
-        s = slot_write(o, ch[i].key, ch[i].klen, ch[i].v, ch[i].vbytes, u.newv, 0, &rc);
+        s = slot_write(o, ch[i].key, ch[i].klen, ch[i].v, ch[i].wire, ch[i].vbytes,
+                       u.newv, 0, &rc);
         if (rc == 0 && s)
             rc = upd_add(&u, s);
     }
@@ -1550,9 +1559,9 @@ static int server_change(so_engine *e, so_object *o, const char *key, size_t kle
         return SH_EINVAL;
     if (v) {
         sh_buf_reset(&e->scratch);
-        amf_enc_reset(e->enc);
-        if (amf_encode(e->enc, AMF_ENC_AMF0, v, &e->scratch) < 0 || e->scratch.failed)
+        if (so_wire_event_value(&e->scratch, e->enc, v) < 0)
             return SH_ENOMEM;
+        ch.wire = e->scratch.data;
         ch.vbytes = e->scratch.len;
         if (ch.vbytes > e->cfg.max_value_bytes)
             return SH_ELIMIT;
@@ -1568,8 +1577,12 @@ static int server_change(so_engine *e, so_object *o, const char *key, size_t kle
         o->cappend = ncap;
     }
     ch.key = memdup0(key, klen);
-    if (!ch.key)
+    ch.wire = v ? (uint8_t *)memdup0(ch.wire, ch.vbytes) : NULL;
+    if (!ch.key || (v && !ch.wire)) {
+        free(ch.key);
+        free(ch.wire);
         return SH_ENOMEM;
+    }
     ch.v = v ? amf_ref(v) : NULL;
     o->pend[o->npend++] = ch;
     return 0;
@@ -1604,6 +1617,7 @@ int so_object_unlock(so_engine *e, so_object *o, so_effects *out)
     int rc = apply_server(e, o, o->pend, o->npend, out);
     for (size_t i = 0; i < o->npend; i++) {
         free(o->pend[i].key);
+        free(o->pend[i].wire);
         amf_unref(o->pend[i].v);
     }
     o->npend = 0;

@@ -367,18 +367,57 @@ int so_wire_event_key(sh_buf *out, const char *key, size_t key_len)
     return buf_rc(out);
 }
 
+/* Values AMF0 always carries exactly: no need to check the round trip. */
+static bool amf0_exact_scalar(amf_type t)
+{
+    return t == AMF_NUMBER || t == AMF_BOOLEAN || t == AMF_STRING || t == AMF_NULL ||
+           t == AMF_UNDEFINED || t == AMF_DATE;
+}
+
+static int enc_value(amf_enc *enc, amf_encoding how, const amf_value *v, sh_buf *out)
+{
+    if (!enc)
+        return amf_encode1(how, v, out);
+    amf_enc_reset(enc);
+    return amf_encode(enc, how, v, out);
+}
+
+/* True when bytes decode (AMF0) to a value equal to v. */
+static bool amf0_round_trips(const uint8_t *p, size_t n, const amf_value *v)
+{
+    amf_dec *d = amf_dec_new(NULL);
+    if (!d)
+        return false;
+    amf_value *back = NULL;
+    size_t used = 0;
+    bool ok = amf_decode(d, AMF_ENC_AMF0, p, n, &used, &back, NULL) == 0 && used == n &&
+              amf_equal(back, v);
+    amf_unref(back);
+    amf_dec_free(d);
+    return ok;
+}
+
 int so_wire_event_value(sh_buf *out, amf_enc *enc, const amf_value *v)
 {
-    int rc;
-    if (enc) {
-        amf_enc_reset(enc);
-        rc = amf_encode(enc, AMF_ENC_AMF0, v, out);
-    } else {
-        rc = amf_encode1(AMF_ENC_AMF0, v, out);
+    if (amf0_exact_scalar(amf_type_of(v))) {
+        int rc = enc_value(enc, AMF_ENC_AMF0, v, out);
+        return rc < 0 ? rc : buf_rc(out);
     }
-    if (rc < 0)
-        return rc;
-    return buf_rc(out);
+    /* AMF0 when it carries v exactly (it keeps what AMF3 would lose: date
+     * time zones, ECMA counts, the unsupported marker); otherwise the whole
+     * value as 0x11 + AMF3 (integers, sealed/dynamic traits, byte arrays,
+     * vectors, dictionaries, XML ...). */
+    sh_buf tmp;
+    sh_buf_init(&tmp, SH_BUF_MAX_DEFAULT);
+    int rc = enc_value(enc, AMF_ENC_AMF0, v, &tmp);
+    if (rc == 0 && !tmp.failed && amf0_round_trips(tmp.data, tmp.len, v)) {
+        rc = sh_buf_append(out, tmp.data, tmp.len);
+    } else {
+        sh_buf_put_u8(out, AMF0_AVMPLUS);
+        rc = enc_value(enc, AMF_ENC_AMF3, v, out);
+    }
+    sh_buf_cleanup(&tmp);
+    return rc < 0 ? rc : buf_rc(out);
 }
 
 int so_wire_put_empty(sh_buf *out, uint8_t type)

@@ -12,8 +12,11 @@
  *   u32 flags (bit 0x02 = persistent, other bits ignored), u32 reserved
  *   events until the body ends: u8 type, u32 length, body[length]
  *
- * Values are AMF0; a value only AMF3 can carry is written as AMF0 0x11
- * followed by AMF3 (amf_encode does that).  Each value is an independent
+ * Values are written AMF0 when AMF0 carries them exactly (checked by a
+ * round trip for anything beyond plain scalars); otherwise the whole value
+ * is written as AMF0 0x11 followed by AMF3.  So every value, whatever
+ * format it came in, is delivered and stored losslessly.  On input both
+ * forms are accepted (type 16 values too: AMF0, or AMF3 behind 0x11).  Each value is an independent
  * AMF context: the decoder resets its reference tables before every
  * top-level value and the encoder does the same, so no reference crosses
  * from one value to the next.
@@ -157,6 +160,8 @@ int so_wire_put_send(sh_buf *out, amf_enc *enc, const char *handler,
  * keys / values, end patches the length. */
 int so_wire_event_begin(sh_buf *out, uint8_t type, size_t *mark);
 int so_wire_event_key(sh_buf *out, const char *key, size_t key_len);
+/* Appends one value in the exact form described at the top (AMF0, or
+ * 0x11 + AMF3).  enc may be NULL; it is reset before use. */
 int so_wire_event_value(sh_buf *out, amf_enc *enc, const amf_value *v);
 int so_wire_event_end(sh_buf *out, size_t mark);
 

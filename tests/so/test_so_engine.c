@@ -1,0 +1,1007 @@
+/* Unit tests of the shared-object engine: every event and the seven rules. */
+#include "so_test_util.h"
+
+#define ROOM "app/inst"
+
+static so_engine *eng_new(so_config *cfg, so_store *store)
+{
+    so_engine *e = so_engine_new(cfg, store);
+    cr_assert_not_null(e);
+    return e;
+}
+
+static so_config cfg_default(void)
+{
+    so_config c;
+    so_config_default(&c);
+    return c;
+}
+
+Test(so_engine, first_use_creates_and_replies)
+{
+    so_engine *e = eng_new(NULL, NULL);
+    tclient a;
+    t_register(e, &a, AMF_ENC_AMF0, ROOM);
+    so_effects fx;
+    so_effects_init(&fx);
+    cr_assert_eq(t_use(e, &a, "chat/room1", 0, false, &fx), 0);
+    cr_assert_eq(fx.len, 1);
+    so_msg m;
+    cr_assert(first_msg(&a, &fx, 0, &m));
+    cr_assert_str_eq(m.name, "chat/room1");
+    cr_assert_eq(m.version, 1);
+    cr_assert_eq(m.nevents, 2);
+    cr_assert_eq(m.events[0].type, SO_EV_USE_SUCCESS);
+    cr_assert_eq(m.events[1].type, SO_EV_CLEAR);
+    so_msg_cleanup(&m);
+    so_object *o = so_engine_object_find(e, ROOM, "chat/room1");
+    cr_assert_not_null(o);
+    cr_assert_eq(so_object_subscriber_count(o), 1);
+    cr_assert_not(so_object_persistent(o));
+    so_effects_cleanup(&fx);
+    t_unregister(e, &a);
+    cr_assert_null(so_engine_object_find(e, ROOM, "chat/room1"), "temporary object vanished");
+    so_engine_free(e);
+}
+
+Test(so_engine, use_with_current_version_sends_only_use_success)
+{
+    so_engine *e = eng_new(NULL, NULL);
+    tclient a, b;
+    t_register(e, &a, AMF_ENC_AMF0, ROOM);
+    t_register(e, &b, AMF_ENC_AMF0, ROOM);
+    so_effects fx;
+    so_effects_init(&fx);
+    t_use(e, &a, "o", 0, false, &fx);
+    t_set1(e, &a, "o", 1, "x", 1, &fx);
+    so_effects_clear(&fx);
+    t_use(e, &b, "o", 2, false, &fx);
+    so_msg m;
+    cr_assert(first_msg(&b, &fx, 0, &m));
+    cr_assert_eq(m.version, 2);
+    cr_assert_eq(m.nevents, 1);
+    cr_assert_eq(m.events[0].type, SO_EV_USE_SUCCESS);
+    so_msg_cleanup(&m);
+    so_effects_cleanup(&fx);
+    t_unregister(e, &a);
+    t_unregister(e, &b);
+    so_engine_free(e);
+}
+
+Test(so_engine, use_with_covered_version_gets_only_the_diff)
+{
+    so_engine *e = eng_new(NULL, NULL);
+    tclient a, b;
+    t_register(e, &a, AMF_ENC_AMF0, ROOM);
+    t_register(e, &b, AMF_ENC_AMF0, ROOM);
+    so_effects fx;
+    so_effects_init(&fx);
+    t_use(e, &a, "o", 0, false, &fx);
+    const char *k3[] = {"a", "b", "c"};
+    double v3[] = {1, 2, 3};
+    t_set_num(e, &a, "o", 1, 3, k3, v3, 0, &fx);   /* v2 */
+    t_use(e, &b, "o", 0, false, &fx);
+    deliver(&b, &fx);
+    cr_assert_eq(b.version, 2);
+    t_release(e, &b, "o", &fx);
+    t_set1(e, &a, "o", 2, "a", 10, &fx);           /* v3 */
+    t_remove(e, &a, "o", 3, "b", &fx);             /* v4 */
+    t_set1(e, &a, "o", 4, "d", 4, &fx);            /* v5 */
+    so_effects_clear(&fx);
+    t_use(e, &b, "o", 2, false, &fx);
+    so_msg m;
+    cr_assert(first_msg(&b, &fx, 0, &m));
+    cr_assert_eq(m.version, 5);
+    cr_assert_eq(m.events[0].type, SO_EV_USE_SUCCESS);
+    cr_assert_eq(m.nevents, 4, "UseSuccess + a, b, d; got %zu", m.nevents);
+    for (size_t i = 1; i < m.nevents; i++) {
+        cr_assert_neq(m.events[i].type, SO_EV_CLEAR);
+        cr_assert_str_neq(m.events[i].kv[0].key, "c", "unchanged slot c is not sent");
+    }
+    so_msg_cleanup(&m);
+    deliver(&b, &fx);
+    assert_model_eq(&b, so_engine_object_find(e, ROOM, "o"));
+    cr_assert_eq(b.clears, 1, "only the first Use cleared");
+    so_effects_cleanup(&fx);
+    t_unregister(e, &a);
+    t_unregister(e, &b);
+    so_engine_free(e);
+}
+
+Test(so_engine, use_older_than_history_gets_clear_and_all)
+{
+    so_config cfg = cfg_default();
+    cfg.history_depth = 4;
+    so_engine *e = eng_new(&cfg, NULL);
+    tclient a, b;
+    t_register(e, &a, AMF_ENC_AMF0, ROOM);
+    t_register(e, &b, AMF_ENC_AMF0, ROOM);
+    so_effects fx;
+    so_effects_init(&fx);
+    t_use(e, &a, "o", 0, false, &fx);
+    for (int i = 0; i < 10; i++)
+        t_set1(e, &a, "o", (uint32_t)(1 + i), i % 2 ? "p" : "q", i, &fx);
+    so_object *o = so_engine_object_find(e, ROOM, "o");
+    cr_assert_eq(so_object_version(o), 11);
+    cr_assert_eq(so_object_history_len(o), 4, "history bounded by depth");
+    so_effects_clear(&fx);
+    t_use(e, &b, "o", 3, false, &fx);
+    so_msg m;
+    cr_assert(first_msg(&b, &fx, 0, &m));
+    cr_assert_eq(m.events[0].type, SO_EV_USE_SUCCESS);
+    cr_assert_eq(m.events[1].type, SO_EV_CLEAR);
+    cr_assert_eq(m.nevents, 4);
+    so_msg_cleanup(&m);
+    deliver(&b, &fx);
+    assert_model_eq(&b, o);
+    /* a version from the future (recreated object) also gets everything */
+    so_effects_clear(&fx);
+    t_use(e, &b, "o", 999, false, &fx);
+    cr_assert(first_msg(&b, &fx, 0, &m));
+    cr_assert_eq(m.events[1].type, SO_EV_CLEAR);
+    so_msg_cleanup(&m);
+    so_effects_cleanup(&fx);
+    t_unregister(e, &a);
+    t_unregister(e, &b);
+    so_engine_free(e);
+}
+
+Test(so_engine, multi_key_update_is_one_version_one_message)
+{
+    so_engine *e = eng_new(NULL, NULL);
+    tclient a, b, c;
+    t_register(e, &a, AMF_ENC_AMF0, ROOM);
+    t_register(e, &b, AMF_ENC_AMF0, ROOM);
+    t_register(e, &c, AMF_ENC_AMF3, ROOM);
+    so_effects fx;
+    so_effects_init(&fx);
+    t_use(e, &a, "o", 0, false, &fx);
+    t_use(e, &b, "o", 0, false, &fx);
+    t_use(e, &c, "o", 0, false, &fx);
+    deliver(&b, &fx);
+    deliver(&c, &fx);
+    so_effects_clear(&fx);
+    const char *k[] = {"x", "y", "z"};
+    double v[] = {1, 2, 3};
+    cr_assert_eq(t_set_num(e, &a, "o", 1, 3, k, v, 0, &fx), 0);
+    so_object *o = so_engine_object_find(e, ROOM, "o");
+    cr_assert_eq(so_object_version(o), 2);
+    /* requester: one message, three Success */
+    cr_assert_eq(count_for(&a, &fx), 1);
+    so_msg m;
+    cr_assert(first_msg(&a, &fx, 0, &m));
+    cr_assert_eq(m.nevents, 3);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(m.events[i].type, SO_EV_SUCCESS);
+    cr_assert_eq(m.version, 2);
+    so_msg_cleanup(&m);
+    /* others: one message each with the three changes */
+    cr_assert_eq(count_for(&b, &fx), 1);
+    cr_assert_eq(count_for(&c, &fx), 1);
+    deliver(&b, &fx);
+    deliver(&c, &fx);
+    assert_model_eq(&b, o);
+    assert_model_eq(&c, o);
+    /* encoded once per encoding: b and c are in different effects, and a
+     * fourth AMF0 subscriber would share b's buffer */
+    size_t bodies = 0;
+    for (size_t i = 0; i < fx.len; i++)
+        bodies++;
+    cr_assert_eq(bodies, 3, "requester reply + one AMF0 + one AMF3 body");
+    so_effects_cleanup(&fx);
+    t_unregister(e, &a);
+    t_unregister(e, &b);
+    t_unregister(e, &c);
+    so_engine_free(e);
+}
+
+Test(so_engine, one_body_shared_by_all_subscribers)
+{
+    so_engine *e = eng_new(NULL, NULL);
+    tclient t[6];
+    so_effects fx;
+    so_effects_init(&fx);
+    for (int i = 0; i < 6; i++) {
+        t_register(e, &t[i], AMF_ENC_AMF0, ROOM);
+        t_use(e, &t[i], "o", 0, false, &fx);
+    }
+    so_effects_clear(&fx);
+    t_set1(e, &t[0], "o", 1, "k", 5, &fx);
+    cr_assert_eq(fx.len, 2);
+    size_t others = 0;
+    for (size_t i = 0; i < fx.len; i++)
+        if (fx.items[i].nto == 5)
+            others++;
+    cr_assert_eq(others, 1, "one effect with 5 recipients");
+    so_effects_cleanup(&fx);
+    for (int i = 0; i < 6; i++)
+        t_unregister(e, &t[i]);
+    so_engine_free(e);
+}
+
+Test(so_engine, conflict_reject)
+{
+    so_engine *e = eng_new(NULL, NULL);
+    tclient a, b;
+    t_register(e, &a, AMF_ENC_AMF0, ROOM);
+    t_register(e, &b, AMF_ENC_AMF0, ROOM);
+    so_effects fx;
+    so_effects_init(&fx);
+    t_use(e, &a, "o", 0, false, &fx);
+    t_use(e, &b, "o", 0, false, &fx);
+    t_set1(e, &a, "o", 1, "k", 1, &fx);      /* v2, k written by a */
+    so_effects_clear(&fx);
+    /* b still at v1: stale for k */
+    t_set1(e, &b, "o", 1, "k", 99, &fx);
+    so_object *o = so_engine_object_find(e, ROOM, "o");
+    cr_assert_eq(so_object_version(o), 2, "not applied");
+    cr_assert_eq(amf_as_number(so_object_get(o, "k", 1)), 1);
+    cr_assert_eq(count_for(&a, &fx), 0, "others see nothing");
+    so_msg m;
+    cr_assert(first_msg(&b, &fx, 0, &m));
+    cr_assert_eq(m.nevents, 1);
+    cr_assert_eq(m.events[0].type, SO_EV_CHANGE);
+    cr_assert_eq(amf_as_number(m.events[0].kv[0].value), 1);
+    so_msg_cleanup(&m);
+    /* a stale remove gets a Change back too */
+    so_effects_clear(&fx);
+    t_remove(e, &b, "o", 1, "k", &fx);
+    cr_assert(first_msg(&b, &fx, 0, &m));
+    cr_assert_eq(m.events[0].type, SO_EV_CHANGE);
+    so_msg_cleanup(&m);
+    /* a removed by a at v3; b at v2 writing k is stale -> Remove */
+    t_remove(e, &a, "o", 2, "k", &fx);
+    so_effects_clear(&fx);
+    t_set1(e, &b, "o", 2, "k", 7, &fx);
+    cr_assert(first_msg(&b, &fx, 0, &m));
+    cr_assert_eq(m.events[0].type, SO_EV_REMOVE);
+    so_msg_cleanup(&m);
+    cr_assert_null(so_object_get(o, "k", 1));
+    /* with the current version b's write applies */
+    so_effects_clear(&fx);
+    t_set1(e, &b, "o", 3, "k", 7, &fx);
+    cr_assert(first_msg(&b, &fx, 0, &m));
+    cr_assert_eq(m.events[0].type, SO_EV_SUCCESS);
+    so_msg_cleanup(&m);
+    /* own writes are never stale */
+    so_effects_clear(&fx);
+    t_set1(e, &b, "o", 1, "k", 8, &fx);
+    cr_assert(first_msg(&b, &fx, 0, &m));
+    cr_assert_eq(m.events[0].type, SO_EV_SUCCESS);
+    so_msg_cleanup(&m);
+    so_effects_cleanup(&fx);
+    t_unregister(e, &a);
+    t_unregister(e, &b);
+    so_engine_free(e);
+}
+
+Test(so_engine, last_writer_wins_mode)
+{
+    so_engine *e = eng_new(NULL, NULL);
+    cr_assert_eq(so_engine_room_set_conflict(e, ROOM, SO_CONFLICT_LWW), 0);
+    tclient a, b;
+    t_register(e, &a, AMF_ENC_AMF0, ROOM);
+    t_register(e, &b, AMF_ENC_AMF0, ROOM);
+    so_effects fx;
+    so_effects_init(&fx);
+    t_use(e, &a, "o", 0, false, &fx);
+    t_use(e, &b, "o", 0, false, &fx);
+    t_set1(e, &a, "o", 1, "k", 1, &fx);
+    so_effects_clear(&fx);
+    t_set1(e, &b, "o", 1, "k", 99, &fx);
+    so_object *o = so_engine_object_find(e, ROOM, "o");
+    cr_assert_eq(amf_as_number(so_object_get(o, "k", 1)), 99);
+    cr_assert_eq(so_object_version(o), 3);
+    so_msg m;
+    cr_assert(first_msg(&b, &fx, 0, &m));
+    cr_assert_eq(m.events[0].type, SO_EV_SUCCESS);
+    so_msg_cleanup(&m);
+    cr_assert_eq(count_for(&a, &fx), 1);
+    so_effects_cleanup(&fx);
+    t_unregister(e, &a);
+    t_unregister(e, &b);
+    so_engine_free(e);
+}
+
+Test(so_engine, remove_and_remove_absent)
+{
+    so_engine *e = eng_new(NULL, NULL);
+    tclient a, b;
+    t_register(e, &a, AMF_ENC_AMF0, ROOM);
+    t_register(e, &b, AMF_ENC_AMF0, ROOM);
+    so_effects fx;
+    so_effects_init(&fx);
+    t_use(e, &a, "o", 0, false, &fx);
+    t_use(e, &b, "o", 0, false, &fx);
+    t_set1(e, &a, "o", 1, "k", 1, &fx);
+    deliver(&b, &fx);
+    cr_assert_not_null(model_find(&b, "k"));
+    so_effects_clear(&fx);
+    t_remove(e, &a, "o", 2, "k", &fx);
+    so_object *o = so_engine_object_find(e, ROOM, "o");
+    cr_assert_eq(so_object_version(o), 3);
+    cr_assert_eq(so_object_slot_count(o), 0);
+    so_msg m;
+    cr_assert(first_msg(&a, &fx, 0, &m));
+    cr_assert_eq(m.events[0].type, SO_EV_SUCCESS);
+    so_msg_cleanup(&m);
+    cr_assert(first_msg(&b, &fx, 0, &m));
+    cr_assert_eq(m.events[0].type, SO_EV_REMOVE);
+    so_msg_cleanup(&m);
+    deliver(&b, &fx);
+    cr_assert_null(model_find(&b, "k"));
+    /* removing what does not exist: Success, no new version, nothing to others */
+    so_effects_clear(&fx);
+    t_remove(e, &a, "o", 3, "nope", &fx);
+    cr_assert_eq(so_object_version(o), 3);
+    cr_assert_eq(count_for(&a, &fx), 1);
+    cr_assert_eq(count_for(&b, &fx), 0);
+    so_effects_cleanup(&fx);
+    t_unregister(e, &a);
+    t_unregister(e, &b);
+    so_engine_free(e);
+}
+
+Test(so_engine, send_message_reaches_everyone_including_sender)
+{
+    so_engine *e = eng_new(NULL, NULL);
+    tclient a, b, x;
+    t_register(e, &a, AMF_ENC_AMF0, ROOM);
+    t_register(e, &b, AMF_ENC_AMF3, ROOM);
+    t_register(e, &x, AMF_ENC_AMF0, ROOM); /* not subscribed */
+    so_effects fx;
+    so_effects_init(&fx);
+    t_use(e, &a, "o", 0, false, &fx);
+    t_use(e, &b, "o", 0, false, &fx);
+    so_effects_clear(&fx);
+    amf_value *arg = amf_string_cstr("hello");
+    sh_buf buf;
+    sh_buf_init(&buf, 1 << 20);
+    so_wire_client_send(&buf, SO_MSG_AMF0, "o", 1, false, "onChat", 1, &arg);
+    cr_assert_eq(t_send_body(e, &a, &buf, 0, &fx), 0);
+    deliver(&a, &fx);
+    deliver(&b, &fx);
+    cr_assert_eq(a.sends, 1);
+    cr_assert_eq(b.sends, 1);
+    cr_assert_str_eq(b.last_handler, "onChat");
+    cr_assert_eq(count_for(&x, &fx), 0);
+    cr_assert_eq(so_object_version(so_engine_object_find(e, ROOM, "o")), 1, "no version");
+    /* a client that did not Use the object gets NoObjectFound */
+    so_effects_clear(&fx);
+    sh_buf_init(&buf, 1 << 20);
+    so_wire_client_send(&buf, SO_MSG_AMF0, "o", 1, false, "onChat", 1, &arg);
+    t_send_body(e, &x, &buf, 0, &fx);
+    deliver(&x, &fx);
+    cr_assert_str_eq(x.last_status, SO_STATUS_NO_OBJECT);
+    cr_assert_eq(count_for(&a, &fx), 0);
+    amf_unref(arg);
+    so_effects_cleanup(&fx);
+    t_unregister(e, &a);
+    t_unregister(e, &b);
+    t_unregister(e, &x);
+    so_engine_free(e);
+}
+
+Test(so_engine, release_and_last_subscriber_leaving)
+{
+    so_engine *e = eng_new(NULL, NULL);
+    tclient a, b;
+    t_register(e, &a, AMF_ENC_AMF0, ROOM);
+    t_register(e, &b, AMF_ENC_AMF0, ROOM);
+    so_effects fx;
+    so_effects_init(&fx);
+    t_use(e, &a, "o", 0, false, &fx);
+    t_use(e, &b, "o", 0, false, &fx);
+    t_set1(e, &a, "o", 1, "k", 1, &fx);
+    t_release(e, &a, "o", &fx);
+    so_object *o = so_engine_object_find(e, ROOM, "o");
+    cr_assert_not_null(o);
+    cr_assert_eq(so_object_subscriber_count(o), 1);
+    so_effects_clear(&fx);
+    t_set1(e, &b, "o", 2, "k", 2, &fx);
+    cr_assert_eq(count_for(&a, &fx), 0, "released client gets nothing");
+    t_release(e, &b, "o", &fx);
+    cr_assert_null(so_engine_object_find(e, ROOM, "o"), "temporary object vanished");
+    /* a new Use starts from scratch */
+    so_effects_clear(&fx);
+    t_use(e, &a, "o", 3, false, &fx);
+    o = so_engine_object_find(e, ROOM, "o");
+    cr_assert_eq(so_object_version(o), 1);
+    cr_assert_eq(so_object_slot_count(o), 0);
+    so_effects_cleanup(&fx);
+    t_unregister(e, &a);
+    t_unregister(e, &b);
+    so_engine_stats st;
+    so_engine_get_stats(e, &st);
+    cr_assert_eq(st.objects, 0);
+    cr_assert_eq(st.rooms, 0);
+    so_engine_free(e);
+}
+
+Test(so_engine, bad_persistence)
+{
+    so_engine *e = eng_new(NULL, NULL);
+    tclient a, b;
+    t_register(e, &a, AMF_ENC_AMF0, ROOM);
+    t_register(e, &b, AMF_ENC_AMF0, ROOM);
+    so_effects fx;
+    so_effects_init(&fx);
+    t_use(e, &a, "o", 0, true, &fx);
+    so_effects_clear(&fx);
+    t_use(e, &b, "o", 0, false, &fx);
+    deliver(&b, &fx);
+    cr_assert_str_eq(b.last_status, SO_STATUS_BAD_PERSISTENCE);
+    cr_assert_eq(b.use_success, 0);
+    cr_assert_eq(so_object_subscriber_count(so_engine_object_find(e, ROOM, "o")), 1);
+    so_effects_cleanup(&fx);
+    t_unregister(e, &a);
+    t_unregister(e, &b);
+    so_engine_free(e);
+}
+
+Test(so_engine, no_write_access)
+{
+    so_engine *e = eng_new(NULL, NULL);
+    tclient a, b;
+    t_register(e, &a, AMF_ENC_AMF0, ROOM);
+    t_register(e, &b, AMF_ENC_AMF0, ROOM);
+    so_effects fx;
+    so_effects_init(&fx);
+    t_use(e, &a, "pub/o", 0, false, &fx);
+    t_use(e, &b, "pub/o", 0, false, &fx);
+    t_set1(e, &a, "pub/o", 1, "k", 1, &fx);
+    so_client_set_access(e, b.c, NULL, "priv;other/");
+    so_effects_clear(&fx);
+    t_set1(e, &b, "pub/o", 2, "k", 5, &fx);
+    so_msg m;
+    cr_assert(first_msg(&b, &fx, 0, &m));
+    cr_assert_eq(m.nevents, 2);
+    cr_assert_eq(m.events[0].type, SO_EV_STATUS);
+    cr_assert_str_eq(m.events[0].code, SO_STATUS_NO_WRITE);
+    cr_assert_str_eq(m.events[0].level, "error");
+    cr_assert_eq(m.events[1].type, SO_EV_CHANGE);
+    cr_assert_eq(amf_as_number(m.events[1].kv[0].value), 1);
+    so_msg_cleanup(&m);
+    /* remove of an absent key: Status + Remove */
+    so_effects_clear(&fx);
+    t_remove(e, &b, "pub/o", 2, "zz", &fx);
+    cr_assert(first_msg(&b, &fx, 0, &m));
+    cr_assert_eq(m.events[1].type, SO_EV_REMOVE);
+    so_msg_cleanup(&m);
+    cr_assert_eq(amf_as_number(so_object_get(so_engine_object_find(e, ROOM, "pub/o"), "k", 1)), 1);
+    /* whole segments: "pub" allows "pub/o" but "pu" does not */
+    so_client_set_access(e, b.c, NULL, "/pu");
+    so_effects_clear(&fx);
+    t_set1(e, &b, "pub/o", 2, "k", 5, &fx);
+    cr_assert(first_msg(&b, &fx, 0, &m));
+    cr_assert_eq(m.events[0].type, SO_EV_STATUS);
+    so_msg_cleanup(&m);
+    so_client_set_access(e, b.c, NULL, "/pub");
+    so_effects_clear(&fx);
+    t_set1(e, &b, "pub/o", 2, "k", 5, &fx);
+    cr_assert(first_msg(&b, &fx, 0, &m));
+    cr_assert_eq(m.events[0].type, SO_EV_SUCCESS);
+    so_msg_cleanup(&m);
+    /* server-only objects */
+    so_object_set_server_only(so_engine_object_find(e, ROOM, "pub/o"), true);
+    so_effects_clear(&fx);
+    t_set1(e, &b, "pub/o", 3, "k", 6, &fx);
+    cr_assert(first_msg(&b, &fx, 0, &m));
+    cr_assert_str_eq(m.events[0].code, SO_STATUS_NO_WRITE);
+    so_msg_cleanup(&m);
+    so_effects_cleanup(&fx);
+    t_unregister(e, &a);
+    t_unregister(e, &b);
+    so_engine_free(e);
+}
+
+Test(so_engine, no_read_access)
+{
+    so_engine *e = eng_new(NULL, NULL);
+    tclient a;
+    t_register(e, &a, AMF_ENC_AMF0, ROOM);
+    so_client_set_access(e, a.c, "public", NULL);
+    so_effects fx;
+    so_effects_init(&fx);
+    t_use(e, &a, "secret/o", 0, false, &fx);
+    deliver(&a, &fx);
+    cr_assert_str_eq(a.last_status, SO_STATUS_NO_READ);
+    cr_assert_eq(a.use_success, 0);
+    cr_assert_null(so_engine_object_find(e, ROOM, "secret/o"));
+    so_effects_clear(&fx);
+    t_use(e, &a, "public/o", 0, false, &fx);
+    deliver(&a, &fx);
+    cr_assert_eq(a.use_success, 1);
+    so_effects_cleanup(&fx);
+    t_unregister(e, &a);
+    so_engine_free(e);
+}
+
+static bool hook_deny_price(void *ud, void *user, const so_object *o, const char *key,
+                            size_t klen, const amf_value *v)
+{
+    (void)ud; (void)user; (void)o; (void)v;
+    return !(klen == 5 && !memcmp(key, "price", 5));
+}
+
+Test(so_engine, write_hook_refuses)
+{
+    so_engine *e = eng_new(NULL, NULL);
+    so_hooks h = {.allow_write = hook_deny_price};
+    so_engine_set_hooks(e, &h);
+    tclient a;
+    t_register(e, &a, AMF_ENC_AMF0, ROOM);
+    so_effects fx;
+    so_effects_init(&fx);
+    t_use(e, &a, "o", 0, false, &fx);
+    const char *k[] = {"price", "bid"};
+    double v[] = {1, 2};
+    so_effects_clear(&fx);
+    t_set_num(e, &a, "o", 1, 2, k, v, 0, &fx);
+    deliver(&a, &fx);
+    cr_assert_eq(a.success, 1);
+    cr_assert_str_eq(a.last_status, SO_STATUS_NO_WRITE);
+    so_effects_cleanup(&fx);
+    t_unregister(e, &a);
+    so_engine_free(e);
+}
+
+/* Each cap: one below passes, passing it gets its Status, and the
+ * request is still answered with the current value. */
+static void expect_limit(so_engine *e, tclient *t, const so_effects *fx, const char *code)
+{
+    (void)e;
+    so_msg m;
+    cr_assert(first_msg(t, fx, 0, &m), "no answer for %s", code);
+    cr_assert_eq(m.events[0].type, SO_EV_STATUS);
+    cr_assert_str_eq(m.events[0].code, code);
+    so_msg_cleanup(&m);
+}
+
+Test(so_engine, caps)
+{
+    so_config cfg = cfg_default();
+    cfg.max_objects_per_room = 2;
+    cfg.max_slots_per_object = 2;
+    cfg.max_value_bytes = 20;
+    cfg.max_object_bytes = 38;
+    cfg.max_subscribers = 2;
+    cfg.max_objects_per_client = 2;
+    cfg.max_updates_per_sec = 5;
+    cfg.max_name_len = 8;
+    cfg.max_key_len = 4;
+    so_engine *e = eng_new(&cfg, NULL);
+    tclient a, b, c;
+    t_register(e, &a, AMF_ENC_AMF0, ROOM);
+    t_register(e, &b, AMF_ENC_AMF0, ROOM);
+    t_register(e, &c, AMF_ENC_AMF0, ROOM);
+    so_effects fx;
+    so_effects_init(&fx);
+    /* name length */
+    t_use(e, &a, "123456789", 0, false, &fx);
+    expect_limit(e, &a, &fx, SO_STATUS_BAD_NAME);
+    so_effects_clear(&fx);
+    /* objects per client */
+    t_use(e, &a, "o1", 0, false, &fx);
+    t_use(e, &a, "o2", 0, false, &fx);
+    so_effects_clear(&fx);
+    t_use(e, &a, "o3", 0, false, &fx);
+    expect_limit(e, &a, &fx, SO_STATUS_LIMIT_CLIENT_OBJECTS);
+    so_effects_clear(&fx);
+    /* objects per room */
+    t_use(e, &b, "o4", 0, false, &fx);
+    expect_limit(e, &b, &fx, SO_STATUS_LIMIT_OBJECTS);
+    so_effects_clear(&fx);
+    /* subscribers */
+    t_use(e, &b, "o1", 0, false, &fx);
+    so_effects_clear(&fx);
+    t_use(e, &c, "o1", 0, false, &fx);
+    expect_limit(e, &c, &fx, SO_STATUS_LIMIT_SUBSCRIBERS);
+    so_effects_clear(&fx);
+    /* key length */
+    t_set1(e, &a, "o1", 1, "abcde", 1, &fx);
+    expect_limit(e, &a, &fx, SO_STATUS_LIMIT_KEY);
+    so_effects_clear(&fx);
+    /* value bytes: a 25-byte string passes 20 */
+    amf_value *big = amf_string_cstr("0123456789012345678901");
+    t_setv(e, &a, "o1", 1, "s", big, &fx);
+    expect_limit(e, &a, &fx, SO_STATUS_LIMIT_VALUE);
+    so_effects_clear(&fx);
+    amf_unref(big);
+    /* slots per object */
+    t_set1(e, &a, "o1", 1, "a", 1, &fx);
+    t_set1(e, &a, "o1", 2, "b", 1, &fx);
+    so_effects_clear(&fx);
+    t_set1(e, &a, "o1", 3, "c", 1, &fx);
+    expect_limit(e, &a, &fx, SO_STATUS_LIMIT_SLOTS);
+    so_msg m;
+    cr_assert(first_msg(&a, &fx, 0, &m));
+    cr_assert_eq(m.events[1].type, SO_EV_REMOVE, "answered with the (absent) current value");
+    so_msg_cleanup(&m);
+    so_effects_clear(&fx);
+    /* object bytes (cap 38): a, b hold 2*(1+9) = 20; a 17-byte value on "a" -> 18 + 10 = 28 ok,
+     * then a 20-byte value on "b" -> 18 + 21 = 39 passes the cap */
+    amf_value *s14 = amf_string_cstr("01234567890123");  /* 17 bytes */
+    t_setv(e, &a, "o1", 3, "a", s14, &fx);
+    so_effects_clear(&fx);
+    amf_value *s17 = amf_string_cstr("01234567890123456"); /* 20 bytes */
+    t_setv(e, &a, "o1", 4, "b", s17, &fx);
+    expect_limit(e, &a, &fx, SO_STATUS_LIMIT_OBJECT_BYTES);
+    so_effects_clear(&fx);
+    amf_unref(s14);
+    amf_unref(s17);
+    /* update rate: 5 write messages per second */
+    int refused = 0;
+    for (int i = 0; i < 8; i++) {
+        t_set_num(e, &b, "o1", so_object_version(so_engine_object_find(e, ROOM, "o1")), 1,
+                  (const char *[]){"a"}, (double[]){i}, 1000000000000ull, &fx);
+        so_msg mm;
+        cr_assert(first_msg(&b, &fx, 0, &mm));
+        if (mm.events[0].type == SO_EV_STATUS) {
+            cr_assert_str_eq(mm.events[0].code, SO_STATUS_LIMIT_RATE);
+            refused++;
+        }
+        so_msg_cleanup(&mm);
+        so_effects_clear(&fx);
+    }
+    cr_assert_eq(refused, 3);
+    /* next second: allowed again */
+    t_set_num(e, &b, "o1", so_object_version(so_engine_object_find(e, ROOM, "o1")), 1,
+              (const char *[]){"a"}, (double[]){1}, 1000000001000ull, &fx);
+    cr_assert(first_msg(&b, &fx, 0, &m));
+    cr_assert_eq(m.events[0].type, SO_EV_SUCCESS);
+    so_msg_cleanup(&m);
+    so_effects_cleanup(&fx);
+    t_unregister(e, &a);
+    t_unregister(e, &b);
+    t_unregister(e, &c);
+    so_engine_free(e);
+}
+
+Test(so_engine, write_without_use_is_answered)
+{
+    so_engine *e = eng_new(NULL, NULL);
+    tclient a;
+    t_register(e, &a, AMF_ENC_AMF0, ROOM);
+    so_effects fx;
+    so_effects_init(&fx);
+    const char *k[] = {"x", "y"};
+    double v[] = {1, 2};
+    t_set_num(e, &a, "nobody", 0, 2, k, v, 0, &fx);
+    deliver(&a, &fx);
+    cr_assert_eq(a.status, 2, "one answer per key");
+    cr_assert_str_eq(a.last_status, SO_STATUS_NO_OBJECT);
+    so_effects_cleanup(&fx);
+    t_unregister(e, &a);
+    so_engine_free(e);
+}
+
+Test(so_engine, malformed_message_is_an_error_and_ignored_events)
+{
+    so_engine *e = eng_new(NULL, NULL);
+    tclient a;
+    t_register(e, &a, AMF_ENC_AMF0, ROOM);
+    so_effects fx;
+    so_effects_init(&fx);
+    uint8_t bad[] = {0, 5, 'a'};
+    sh_error err = {0};
+    cr_assert_lt(so_engine_handle(e, a.c, SO_MSG_AMF0, bad, sizeof(bad), 0, &fx, &err), 0);
+    cr_assert_not_null(err.what);
+    cr_assert_eq(fx.len, 0);
+    /* a client sending server events (Clear, Success) and an unknown type */
+    uint8_t odd[] = {0, 1, 'o', 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0,
+                     0x08, 0, 0, 0, 0, 0x05, 0, 0, 0, 3, 0, 1, 'k', 0x77, 0, 0, 0, 0};
+    cr_assert_eq(so_engine_handle(e, a.c, SO_MSG_AMF0, odd, sizeof(odd), 0, &fx, NULL), 0);
+    cr_assert_eq(fx.len, 0);
+    so_engine_stats st;
+    so_engine_get_stats(e, &st);
+    cr_assert_eq(st.ignored_events, 3);
+    so_effects_cleanup(&fx);
+    t_unregister(e, &a);
+    so_engine_free(e);
+}
+
+Test(so_engine, type16_and_type19_clients_interoperate)
+{
+    so_engine *e = eng_new(NULL, NULL);
+    tclient a, b;
+    t_register(e, &a, AMF_ENC_AMF3, ROOM);
+    t_register(e, &b, AMF_ENC_AMF0, ROOM);
+    so_effects fx;
+    so_effects_init(&fx);
+    t_use(e, &a, "o", 0, false, &fx);
+    t_use(e, &b, "o", 0, false, &fx);
+    amf_value *vals[] = {tv_bytes(), tv_typed(), tv_vec()};
+    const char *keys[] = {"ba", "obj", "vec"};
+    for (int i = 0; i < 3; i++)
+        t_setv(e, &a, "o", (uint32_t)(1 + i), keys[i], vals[i], &fx);
+    deliver(&b, &fx);
+    deliver(&a, &fx);
+    so_object *o = so_engine_object_find(e, ROOM, "o");
+    cr_assert_eq(so_object_version(o), 4);
+    assert_model_eq(&b, o);
+    for (int i = 0; i < 3; i++) {
+        cr_assert(amf_equal(so_object_get(o, keys[i], strlen(keys[i])), vals[i]));
+        amf_unref(vals[i]);
+    }
+    /* raw type-16 body with leading byte 3 is accepted */
+    sh_buf buf;
+    sh_buf_init(&buf, 1 << 20);
+    so_wire_client_use(&buf, SO_MSG_AMF3, "o2", 0, false);
+    buf.data[0] = 3;
+    so_effects_clear(&fx);
+    cr_assert_eq(so_engine_handle(e, a.c, SO_MSG_AMF3, buf.data, buf.len, 0, &fx, NULL), 0);
+    cr_assert_eq(fx.items[0].msg_type, SO_MSG_AMF3);
+    cr_assert_eq(fx.items[0].body->data[0], 0);
+    sh_buf_cleanup(&buf);
+    so_effects_cleanup(&fx);
+    t_unregister(e, &a);
+    t_unregister(e, &b);
+    so_engine_free(e);
+}
+
+Test(so_engine, slow_subscriber_catch_up)
+{
+    so_config cfg = cfg_default();
+    cfg.history_depth = 64;
+    cfg.max_updates_per_sec = 0;
+    so_engine *e = eng_new(&cfg, NULL);
+    tclient a, s;
+    t_register(e, &a, AMF_ENC_AMF0, ROOM);
+    t_register(e, &s, AMF_ENC_AMF0, ROOM);
+    so_effects fx;
+    so_effects_init(&fx);
+    t_use(e, &a, "o", 0, false, &fx);
+    t_use(e, &a, "p", 0, false, &fx);
+    t_use(e, &s, "o", 0, false, &fx);
+    t_use(e, &s, "p", 0, false, &fx);
+    deliver(&s, &fx);
+    so_effects_clear(&fx);
+    so_object *o = so_engine_object_find(e, ROOM, "o");
+    so_object *p = so_engine_object_find(e, ROOM, "p");
+    cr_assert_eq(so_client_set_congested(e, s.c, true, &fx), 0);
+    /* 30 updates on o (covered by the history), 200 on p (not covered) */
+    char key[16];
+    for (int i = 0; i < 200; i++) {
+        snprintf(key, sizeof(key), "k%d", i % 20);
+        if (i < 30)
+            t_set1(e, &a, "o", so_object_version(o), key, i, &fx);
+        t_set1(e, &a, "p", so_object_version(p), key, i, &fx);
+        if (i % 7 == 0)
+            t_remove(e, &a, "p", so_object_version(p), "k3", &fx);
+        cr_assert_eq(count_for(&s, &fx), 0, "nothing per update while congested");
+        so_effects_clear(&fx);
+    }
+    cr_assert_leq(so_object_history_len(p), 64, "memory bounded");
+    /* drain: one message per object, o by diff, p by Clear + all */
+    cr_assert_eq(so_client_set_congested(e, s.c, false, &fx), 0);
+    cr_assert_eq(count_for(&s, &fx), 2);
+    size_t clears_before = s.clears;
+    deliver(&s, &fx);
+    cr_assert_eq(s.clears, clears_before + 1, "only p needed a Clear");
+    /* s's model holds o and p together: check the union */
+    size_t total = so_object_slot_count(o) + so_object_slot_count(p);
+    (void)total;
+    so_effects_clear(&fx);
+    /* p's model: rebuild a client that only Uses p to compare */
+    tclient chk;
+    t_register(e, &chk, AMF_ENC_AMF0, ROOM);
+    t_use(e, &chk, "p", 0, false, &fx);
+    deliver(&chk, &fx);
+    for (size_t i = 0; i < chk.n; i++) {
+        tkv *kv = model_find(&s, chk.kv[i].key);
+        cr_assert_not_null(kv);
+    }
+    cr_assert_eq(s.version, so_object_version(p));
+    /* since o and p use the same keys, check values by asking each */
+    size_t it = 0;
+    const char *k;
+    size_t kl;
+    amf_value *v;
+    while (so_object_slot_next(p, &it, &k, &kl, &v)) {
+        tkv *kv = model_find(&s, k);
+        cr_assert_not_null(kv);
+        cr_assert(amf_equal(kv->v, v), "p.%s converged", k);
+    }
+    /* afterwards updates flow again */
+    so_effects_clear(&fx);
+    t_set1(e, &a, "o", so_object_version(o), "new", 1, &fx);
+    cr_assert_eq(count_for(&s, &fx), 1);
+    so_effects_cleanup(&fx);
+    t_unregister(e, &chk);
+    t_unregister(e, &a);
+    t_unregister(e, &s);
+    so_engine_free(e);
+}
+
+Test(so_engine, slow_subscriber_state_equal_single_object)
+{
+    so_config cfg = cfg_default();
+    cfg.history_depth = 16;
+    cfg.max_updates_per_sec = 0;
+    so_engine *e = eng_new(&cfg, NULL);
+    tclient a, s;
+    t_register(e, &a, AMF_ENC_AMF0, ROOM);
+    t_register(e, &s, AMF_ENC_AMF3, ROOM);
+    so_effects fx;
+    so_effects_init(&fx);
+    t_use(e, &a, "o", 0, false, &fx);
+    t_use(e, &s, "o", 0, false, &fx);
+    so_object *o = so_engine_object_find(e, ROOM, "o");
+    for (int round = 0; round < 3; round++) {
+        deliver(&s, &fx);
+        so_effects_clear(&fx);
+        so_client_set_congested(e, s.c, true, &fx);
+        int n = round == 1 ? 100 : 10; /* round 1 outruns the history */
+        char key[16];
+        for (int i = 0; i < n; i++) {
+            snprintf(key, sizeof(key), "k%d", (i * 7 + round) % 13);
+            if (i % 5 == 4)
+                t_remove(e, &a, "o", so_object_version(o), key, &fx);
+            else
+                t_set1(e, &a, "o", so_object_version(o), key, i + round * 1000, &fx);
+        }
+        so_effects_clear(&fx);
+        so_client_set_congested(e, s.c, false, &fx);
+        deliver(&s, &fx);
+        assert_model_eq(&s, o);
+        cr_assert_eq(s.version, so_object_version(o));
+        so_effects_clear(&fx);
+    }
+    so_effects_cleanup(&fx);
+    t_unregister(e, &a);
+    t_unregister(e, &s);
+    so_engine_free(e);
+}
+
+Test(so_engine, server_api_set_remove_lock_send)
+{
+    so_engine *e = eng_new(NULL, NULL);
+    tclient a;
+    t_register(e, &a, AMF_ENC_AMF0, ROOM);
+    int err = 0;
+    so_object *o = so_engine_object_open(e, ROOM, "auction/item1", false, &err);
+    cr_assert_not_null(o);
+    so_object_set_server_only(o, true);
+    so_effects fx;
+    so_effects_init(&fx);
+    amf_value *v = amf_number(100);
+    cr_assert_eq(so_object_set(e, o, "price", 5, v, &fx), 0);
+    cr_assert_eq(so_object_version(o), 2);
+    t_use(e, &a, "auction/item1", 0, false, &fx);
+    deliver(&a, &fx);
+    assert_model_eq(&a, o);
+    /* lock: two changes, one version, one message */
+    so_effects_clear(&fx);
+    so_object_lock(e, o);
+    amf_value *w = amf_string_cstr("bob");
+    so_object_set(e, o, "winner", 6, w, &fx);
+    so_object_remove(e, o, "price", 5, &fx);
+    cr_assert_eq(fx.len, 0, "nothing before unlock");
+    cr_assert_eq(so_object_version(o), 2);
+    cr_assert_not_null(so_object_get(o, "price", 5), "reads show the committed state");
+    cr_assert_eq(so_object_unlock(e, o, &fx), 0);
+    cr_assert_eq(so_object_version(o), 3);
+    cr_assert_eq(count_for(&a, &fx), 1);
+    deliver(&a, &fx);
+    assert_model_eq(&a, o);
+    /* server writes are conflicts for stale clients (writer 0) and
+     * server-only refuses client writes */
+    so_effects_clear(&fx);
+    amf_value *args[] = {amf_number(1)};
+    cr_assert_eq(so_object_send(e, o, "tick", 1, args, &fx), 0);
+    deliver(&a, &fx);
+    cr_assert_str_eq(a.last_handler, "tick");
+    /* temporary object kept by the server handle after the client leaves */
+    t_release(e, &a, "auction/item1", &fx);
+    cr_assert_not_null(so_engine_object_find(e, ROOM, "auction/item1"));
+    int err2 = 0;
+    cr_assert_null(so_engine_object_open(e, ROOM, "auction/item1", true, &err2));
+    cr_assert_eq(err2, SH_EEXIST);
+    so_engine_object_close(e, o);
+    cr_assert_null(so_engine_object_find(e, ROOM, "auction/item1"));
+    amf_unref(v);
+    amf_unref(w);
+    amf_unref(args[0]);
+    so_effects_cleanup(&fx);
+    t_unregister(e, &a);
+    so_engine_free(e);
+}
+
+Test(so_engine, large_state_is_split_into_bounded_messages)
+{
+    so_config cfg = cfg_default();
+    cfg.max_body_bytes = 200;
+    so_engine *e = eng_new(&cfg, NULL);
+    tclient a, b;
+    t_register(e, &a, AMF_ENC_AMF0, ROOM);
+    t_register(e, &b, AMF_ENC_AMF0, ROOM);
+    so_effects fx;
+    so_effects_init(&fx);
+    t_use(e, &a, "o", 0, false, &fx);
+    char key[16];
+    for (int i = 0; i < 50; i++) {
+        snprintf(key, sizeof(key), "key%d", i);
+        t_set1(e, &a, "o", (uint32_t)(1 + i), key, i, &fx);
+    }
+    so_effects_clear(&fx);
+    t_use(e, &b, "o", 0, false, &fx);
+    size_t n = count_for(&b, &fx);
+    cr_assert_gt(n, 1);
+    for (size_t i = 0; i < fx.len; i++)
+        cr_assert_lt(fx.items[i].body->len, 200 + 64);
+    deliver(&b, &fx);
+    assert_model_eq(&b, so_engine_object_find(e, ROOM, "o"));
+    so_effects_cleanup(&fx);
+    t_unregister(e, &a);
+    t_unregister(e, &b);
+    so_engine_free(e);
+}
+
+Test(so_engine, rooms_are_separate_namespaces)
+{
+    so_engine *e = eng_new(NULL, NULL);
+    tclient a, b;
+    t_register(e, &a, AMF_ENC_AMF0, "app/one");
+    t_register(e, &b, AMF_ENC_AMF0, "app/two");
+    so_effects fx;
+    so_effects_init(&fx);
+    t_use(e, &a, "o", 0, false, &fx);
+    t_use(e, &b, "o", 0, false, &fx);
+    so_effects_clear(&fx);
+    t_set1(e, &a, "o", 1, "k", 1, &fx);
+    cr_assert_eq(count_for(&b, &fx), 0);
+    cr_assert_eq(so_object_version(so_engine_object_find(e, "app/two", "o")), 1);
+    so_effects_cleanup(&fx);
+    t_unregister(e, &a);
+    t_unregister(e, &b);
+    so_engine_free(e);
+}
+
+/* Random client messages against the engine never crash, and every
+ * effect body decodes. */
+Test(so_engine, random_messages_never_crash)
+{
+    so_config cfg = cfg_default();
+    cfg.max_updates_per_sec = 0;
+    cfg.history_depth = 8;
+    so_engine *e = eng_new(&cfg, NULL);
+    tclient t[4];
+    for (int i = 0; i < 4; i++)
+        t_register(e, &t[i], i % 2 ? AMF_ENC_AMF3 : AMF_ENC_AMF0, ROOM);
+    so_effects fx;
+    so_effects_init(&fx);
+    uint32_t seed = 7;
+    const char *names[] = {"a", "b", "c/d"};
+    const char *keys[] = {"x", "y", "z", "w"};
+    for (int iter = 0; iter < 3000; iter++) {
+        seed = seed * 1103515245u + 12345u;
+        tclient *c = &t[(seed >> 8) % 4];
+        const char *name = names[(seed >> 12) % 3];
+        const char *key = keys[(seed >> 16) % 4];
+        uint32_t hv = (seed >> 20) % 12;
+        switch ((seed >> 24) % 7) {
+        case 0: t_use(e, c, name, hv, false, &fx); break;
+        case 1: t_release(e, c, name, &fx); break;
+        case 2: case 3: t_set1(e, c, name, hv, key, iter, &fx); break;
+        case 4: t_remove(e, c, name, hv, key, &fx); break;
+        case 5: so_client_set_congested(e, c->c, (seed >> 4) & 1, &fx); break;
+        default: {
+            uint8_t junk[32];
+            for (size_t i = 0; i < sizeof(junk); i++)
+                junk[i] = (uint8_t)(seed >> (i % 24));
+            so_engine_handle(e, c->c, mt_of(c), junk, (seed >> 3) % 32, 0, &fx, NULL);
+        }
+        }
+        for (int i = 0; i < 4; i++)
+            deliver(&t[i], &fx);
+        so_effects_clear(&fx);
+    }
+    so_effects_cleanup(&fx);
+    for (int i = 0; i < 4; i++)
+        t_unregister(e, &t[i]);
+    so_engine_stats st;
+    so_engine_get_stats(e, &st);
+    cr_assert_eq(st.objects, 0);
+    so_engine_free(e);
+}

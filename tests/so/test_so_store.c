@@ -1,0 +1,389 @@
+/* Persistence: held effects, batches, memory and SQLite stores, reopen. */
+#include <unistd.h>
+
+#include "so_test_util.h"
+
+#define ROOM "app/inst"
+
+static so_store *open_mem(void)
+{
+    so_store *s = NULL;
+    cr_assert_eq(so_store_open(&so_store_memory_ops, NULL, NULL, &s), 0);
+    return s;
+}
+
+static char *tmp_db(void)
+{
+    char *path = strdup("/tmp/sohub-so-test-XXXXXX");
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    unlink(path);
+    return path;
+}
+
+static void rm_db(const char *path)
+{
+    char buf[512];
+    unlink(path);
+    snprintf(buf, sizeof(buf), "%s-wal", path);
+    unlink(buf);
+    snprintf(buf, sizeof(buf), "%s-shm", path);
+    unlink(buf);
+}
+
+/* Takes the pending batch, writes it to the store (inline: the tests run
+ * the "worker" step on the same thread) and hands it back. */
+static int flush(so_engine *e, so_store *s, so_effects *fx)
+{
+    so_store_batch *b = so_engine_take_batch(e);
+    if (!b)
+        return 1;
+    int st = so_store_write_batch(s, b);
+    cr_assert_eq(so_engine_batch_done(e, b, st, fx), 0);
+    return st;
+}
+
+Test(so_store, held_effects_released_only_after_batch_done)
+{
+    so_store *s = open_mem();
+    so_engine *e = so_engine_new(NULL, s);
+    tclient a, b;
+    t_register(e, &a, AMF_ENC_AMF0, ROOM);
+    t_register(e, &b, AMF_ENC_AMF0, ROOM);
+    so_effects fx;
+    so_effects_init(&fx);
+    t_use(e, &a, "p", 0, true, &fx);
+    cr_assert_eq(fx.len, 0, "the new persistent object is not stored yet");
+    cr_assert_eq(flush(e, s, &fx), 0);
+    cr_assert_eq(count_for(&a, &fx), 1);
+    so_effects_clear(&fx);
+    t_use(e, &b, "p", 0, true, &fx);
+    cr_assert_eq(count_for(&b, &fx), 1, "nothing pending: immediate");
+    so_effects_clear(&fx);
+
+    t_set1(e, &a, "p", 1, "k", 5, &fx);
+    cr_assert_eq(fx.len, 0, "Success and Change wait for the store");
+    cr_assert_eq(so_engine_held_count(e), 2);
+    /* a SendMessage after the change keeps the object's order */
+    amf_value *arg = amf_number(1);
+    sh_buf buf;
+    sh_buf_init(&buf, 1 << 20);
+    so_wire_client_send(&buf, SO_MSG_AMF0, "p", 2, true, "h", 1, &arg);
+    t_send_body(e, &a, &buf, 0, &fx);
+    amf_unref(arg);
+    cr_assert_eq(fx.len, 0);
+    so_store_batch *bt = so_engine_take_batch(e);
+    cr_assert_not_null(bt);
+    cr_assert_null(so_engine_take_batch(e), "one batch at a time");
+    size_t nslots = 0;
+    cr_assert_eq(so_store_memory_count(s, &nslots), 1);
+    cr_assert_eq(nslots, 0, "not written before the worker runs");
+    cr_assert_eq(so_store_write_batch(s, bt), 0);
+    cr_assert_eq(so_engine_batch_done(e, bt, 0, &fx), 0);
+    so_store_memory_count(s, &nslots);
+    cr_assert_eq(nslots, 1);
+    /* order for a: Success then the SendMessage */
+    so_msg m;
+    cr_assert(first_msg(&a, &fx, 0, &m));
+    cr_assert_eq(m.events[0].type, SO_EV_SUCCESS);
+    so_msg_cleanup(&m);
+    cr_assert(first_msg(&a, &fx, 1, &m));
+    cr_assert_eq(m.events[0].type, SO_EV_SEND_MESSAGE);
+    so_msg_cleanup(&m);
+    cr_assert(first_msg(&b, &fx, 0, &m));
+    cr_assert_eq(m.events[0].type, SO_EV_CHANGE);
+    so_msg_cleanup(&m);
+    cr_assert_eq(so_engine_held_count(e), 0);
+    so_effects_cleanup(&fx);
+    t_unregister(e, &a);
+    t_unregister(e, &b);
+    so_engine_free(e);
+    so_store_close(s);
+}
+
+Test(so_store, store_failure_answers_store_failed_and_retries)
+{
+    so_store *s = open_mem();
+    so_engine *e = so_engine_new(NULL, s);
+    tclient a, b;
+    t_register(e, &a, AMF_ENC_AMF0, ROOM);
+    t_register(e, &b, AMF_ENC_AMF0, ROOM);
+    so_effects fx;
+    so_effects_init(&fx);
+    t_use(e, &a, "p", 0, true, &fx);
+    t_use(e, &b, "p", 0, true, &fx);
+    flush(e, s, &fx);
+    so_effects_clear(&fx);
+    t_set1(e, &a, "p", 1, "k", 5, &fx);
+    so_store_memory_fail_next(s, 1);
+    cr_assert_eq(flush(e, s, &fx), SH_EIO);
+    so_msg m;
+    cr_assert(first_msg(&a, &fx, 0, &m));
+    cr_assert_eq(m.events[0].type, SO_EV_STATUS);
+    cr_assert_str_eq(m.events[0].code, SO_STATUS_STORE_FAILED);
+    so_msg_cleanup(&m);
+    cr_assert(first_msg(&b, &fx, 0, &m));
+    cr_assert_eq(m.events[0].type, SO_EV_CHANGE, "others converge on the live state");
+    so_msg_cleanup(&m);
+    /* the object is written again with the next batch */
+    so_effects_clear(&fx);
+    cr_assert_eq(flush(e, s, &fx), 0);
+    size_t nslots = 0;
+    so_store_memory_count(s, &nslots);
+    cr_assert_eq(nslots, 1);
+    so_engine_stats st;
+    so_engine_get_stats(e, &st);
+    cr_assert_eq(st.store_failures, 1);
+    so_effects_cleanup(&fx);
+    t_unregister(e, &a);
+    t_unregister(e, &b);
+    so_engine_free(e);
+    so_store_close(s);
+}
+
+Test(so_store, client_leaving_while_held)
+{
+    so_store *s = open_mem();
+    so_engine *e = so_engine_new(NULL, s);
+    tclient a, b;
+    t_register(e, &a, AMF_ENC_AMF0, ROOM);
+    t_register(e, &b, AMF_ENC_AMF0, ROOM);
+    so_effects fx;
+    so_effects_init(&fx);
+    t_use(e, &a, "p", 0, true, &fx);
+    t_use(e, &b, "p", 0, true, &fx);
+    flush(e, s, &fx);
+    so_effects_clear(&fx);
+    t_set1(e, &a, "p", 1, "k", 5, &fx);
+    t_unregister(e, &b);
+    flush(e, s, &fx);
+    for (size_t i = 0; i < fx.len; i++)
+        for (size_t k = 0; k < fx.items[i].nto; k++)
+            cr_assert_neq(fx.items[i].to[k], (void *)&b, "no effect for a gone client");
+    cr_assert_eq(count_for(&a, &fx), 1);
+    so_effects_cleanup(&fx);
+    t_unregister(e, &a);
+    so_engine_free(e);
+    so_store_close(s);
+}
+
+Test(so_store, batch_done_out_of_order_refused)
+{
+    so_store *s = open_mem();
+    so_engine *e = so_engine_new(NULL, s);
+    int err;
+    so_object *o1 = so_engine_object_open(e, ROOM, "a", true, &err);
+    so_store_batch *b1 = so_engine_take_batch(e);
+    so_object *o2 = so_engine_object_open(e, ROOM, "b", true, &err);
+    so_store_batch *b2 = so_engine_take_batch(e);
+    cr_assert_not_null(b1);
+    cr_assert_not_null(b2);
+    so_effects fx;
+    so_effects_init(&fx);
+    cr_assert_eq(so_engine_batch_done(e, b2, 0, &fx), SH_EINVAL);
+    cr_assert_eq(so_engine_batch_done(e, b1, 0, &fx), 0);
+    cr_assert_eq(so_engine_batch_done(e, b2, 0, &fx), 0);
+    so_engine_object_close(e, o1);
+    so_engine_object_close(e, o2);
+    so_effects_cleanup(&fx);
+    so_engine_free(e);
+    so_store_close(s);
+}
+
+/* Writes typed values through one engine, reopens a fresh engine on the
+ * same store, and checks slots, values and version are the same. */
+static void reopen_case(const so_store_ops *ops, const char *spec)
+{
+    so_store *s = NULL;
+    cr_assert_eq(so_store_open(ops, spec, NULL, &s), 0);
+    so_engine *e = so_engine_new(NULL, s);
+    tclient a;
+    t_register(e, &a, AMF_ENC_AMF3, ROOM);
+    so_effects fx;
+    so_effects_init(&fx);
+    t_use(e, &a, "scores/p", 0, true, &fx);
+    amf_value *vals[] = {tv_bytes(), tv_typed(), tv_vec(), amf_string("x\0y", 3),
+                         amf_number(-0.5), amf_bool(false), amf_null()};
+    const char *keys[] = {"bytes", "typed", "vec", "str", "num", "bool", "null"};
+    size_t n = sizeof(vals) / sizeof(vals[0]);
+    uint32_t ver = 1;
+    for (size_t i = 0; i < n; i++) {
+        t_setv(e, &a, "scores/p", ver, keys[i], vals[i], &fx);
+        ver++;
+        cr_assert_eq(flush(e, s, &fx), 0);
+    }
+    t_remove(e, &a, "scores/p", ver, "null", &fx);
+    ver++;
+    /* a key with odd bytes */
+    amf_value *seven = amf_number(7);
+    t_setv(e, &a, "scores/p", ver, "k\xff\x01", seven, &fx);
+    ver++;
+    amf_unref(seven);
+    cr_assert_eq(flush(e, s, &fx), 0);
+    so_object *o = so_engine_object_find(e, ROOM, "scores/p");
+    uint32_t version = so_object_version(o);
+    cr_assert_eq(version, ver);
+    size_t count = so_object_slot_count(o);
+    /* a temporary object is never stored */
+    t_use(e, &a, "temp", 0, false, &fx);
+    t_set1(e, &a, "temp", 1, "t", 1, &fx);
+    cr_assert_eq(flush(e, s, &fx), 1, "nothing to write");
+    so_effects_clear(&fx);
+    t_unregister(e, &a);
+    cr_assert_not_null(so_engine_object_find(e, ROOM, "scores/p"), "persistent objects stay");
+    so_engine_free(e);
+    so_store_close(s);
+
+    /* reopen */
+    cr_assert_eq(so_store_open(ops, spec, NULL, &s), 0);
+    e = so_engine_new(NULL, s);
+    t_register(e, &a, AMF_ENC_AMF0, ROOM);
+    o = so_engine_object_find(e, ROOM, "scores/p");
+    cr_assert_not_null(o, "loaded when the room was first touched");
+    cr_assert_eq(so_object_version(o), version);
+    cr_assert_eq(so_object_slot_count(o), count);
+    cr_assert_null(so_engine_object_find(e, ROOM, "temp"));
+    for (size_t i = 0; i + 1 < n; i++) {
+        amf_value *v = so_object_get(o, keys[i], strlen(keys[i]));
+        cr_assert_not_null(v, "%s", keys[i]);
+        cr_assert(amf_equal(v, vals[i]), "%s round trips", keys[i]);
+    }
+    cr_assert_null(so_object_get(o, "null", 4));
+    cr_assert_not_null(so_object_get(o, "k\xff\x01", 3));
+    /* Use -> the same slots and version */
+    t_use(e, &a, "scores/p", 0, true, &fx);
+    deliver(&a, &fx);
+    cr_assert_eq(a.version, version);
+    assert_model_eq(&a, o);
+    /* Use with the stored version: nothing more (history starts there) */
+    so_effects_clear(&fx);
+    tclient b;
+    t_register(e, &b, AMF_ENC_AMF0, ROOM);
+    t_use(e, &b, "scores/p", version, true, &fx);
+    so_msg m;
+    cr_assert(first_msg(&b, &fx, 0, &m));
+    cr_assert_eq(m.nevents, 1);
+    so_msg_cleanup(&m);
+    /* an old version after a restart: Clear + all */
+    so_effects_clear(&fx);
+    t_use(e, &b, "scores/p", 2, true, &fx);
+    cr_assert(first_msg(&b, &fx, 0, &m));
+    cr_assert_eq(m.events[1].type, SO_EV_CLEAR);
+    so_msg_cleanup(&m);
+    for (size_t i = 0; i < n; i++)
+        amf_unref(vals[i]);
+    so_effects_cleanup(&fx);
+    t_unregister(e, &a);
+    t_unregister(e, &b);
+    so_engine_free(e);
+    so_store_close(s);
+}
+
+Test(so_store, memory_store_reopen_is_empty_but_engine_reload_works)
+{
+    /* the memory store lives as long as its handle: reload through a
+     * second engine on the same handle */
+    so_store *s = open_mem();
+    so_engine *e = so_engine_new(NULL, s);
+    int err;
+    so_object *o = so_engine_object_open(e, ROOM, "srv", true, &err);
+    so_effects fx;
+    so_effects_init(&fx);
+    amf_value *v = tv_typed();
+    so_object_set(e, o, "t", 1, v, &fx);
+    cr_assert_eq(flush(e, s, &fx), 0);
+    uint32_t ver = so_object_version(o);
+    so_engine_object_close(e, o);
+    so_engine_free(e);
+    e = so_engine_new(NULL, s);
+    o = so_engine_object_open(e, ROOM, "srv", true, &err);
+    cr_assert_not_null(o);
+    cr_assert_eq(so_object_version(o), ver);
+    cr_assert(amf_equal(so_object_get(o, "t", 1), v));
+    so_engine_object_close(e, o);
+    amf_unref(v);
+    so_effects_cleanup(&fx);
+    so_engine_free(e);
+    so_store_close(s);
+}
+
+Test(so_store, sqlite_reopen_same_slots_and_version)
+{
+    char *path = tmp_db();
+    reopen_case(&so_store_sqlite_ops, path);
+    rm_db(path);
+    free(path);
+}
+
+Test(so_store, sqlite_raw_batch_handles_and_reload)
+{
+    char *path = tmp_db();
+    so_store *s = NULL;
+    cr_assert_eq(so_store_open(&so_store_sqlite_ops, path, NULL, &s), 0);
+    so_store_batch *b = so_store_batch_new(1);
+    so_store_batch_add(b, SO_STORE_OBJECT, ROOM, "o", NULL, 0, 3, NULL, 0);
+    so_store_batch_add(b, SO_STORE_SET, ROOM, "o", "k", 1, 3, (const uint8_t *)"\x00\x3f\xf0\0\0\0\0\0\0", 9);
+    cr_assert_eq(so_store_write_batch(s, b), 0);
+    so_store_batch_free(b);
+    struct sqlite3 *db = so_store_sqlite_db(s, true);
+    cr_assert_not_null(db);
+    cr_assert_str_eq(so_store_sqlite_path(s), path);
+    so_store_close(s);
+    cr_assert_eq(so_store_open(&so_store_sqlite_ops, path, NULL, &s), 0);
+    so_engine *e = so_engine_new(NULL, s);
+    int err;
+    so_object *o = so_engine_object_open(e, ROOM, "o", true, &err);
+    cr_assert_not_null(o, "load failed: %d", err);
+    cr_assert_eq(so_object_version(o), 3);
+    cr_assert_eq(amf_as_number(so_object_get(o, "k", 1)), 1);
+    so_engine_object_close(e, o);
+    so_engine_free(e);
+    so_store_close(s);
+    rm_db(path);
+    free(path);
+}
+
+Test(so_store, sqlite_full_sync_reopen)
+{
+    /* the schema is created with synchronous FULL, then the generic case */
+    char *path = tmp_db();
+    so_store *s = NULL;
+    so_store_options opt = {.sync_full = true};
+    cr_assert_eq(so_store_open(&so_store_sqlite_ops, path, &opt, &s), 0);
+    so_store_close(s);
+    reopen_case(&so_store_sqlite_ops, path);
+    rm_db(path);
+    free(path);
+}
+
+Test(so_store, sqlite_batch_from_worker_thread_shape)
+{
+    /* many updates grouped into one batch = one transaction */
+    char *path = tmp_db();
+    so_store *s = NULL;
+    cr_assert_eq(so_store_open(&so_store_sqlite_ops, path, NULL, &s), 0);
+    so_config cfg;
+    so_config_default(&cfg);
+    cfg.max_updates_per_sec = 0;
+    so_engine *e = so_engine_new(&cfg, s);
+    tclient a;
+    t_register(e, &a, AMF_ENC_AMF0, ROOM);
+    so_effects fx;
+    so_effects_init(&fx);
+    t_use(e, &a, "p", 0, true, &fx);
+    char key[16];
+    for (int i = 0; i < 100; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        t_set1(e, &a, "p", (uint32_t)(1 + i), key, i, &fx);
+    }
+    cr_assert_eq(count_for(&a, &fx), 0);
+    cr_assert_eq(flush(e, s, &fx), 0);
+    cr_assert_eq(count_for(&a, &fx), 101, "Use reply + 100 Success released together");
+    so_effects_cleanup(&fx);
+    t_unregister(e, &a);
+    so_engine_free(e);
+    so_store_close(s);
+    rm_db(path);
+    free(path);
+}
