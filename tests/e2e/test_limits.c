@@ -20,7 +20,8 @@ static const char config[] =
     "max_message_size = 65536\n"
     "max_chunk_streams = 4\n"
     "max_output_bytes = 65536\n"
-    "messages_per_read = 2\n";
+    "messages_per_read = 2\n"
+    "max_buffered_bytes = 40000\n";
 
 static double txid = 10;
 
@@ -133,6 +134,23 @@ int main(void)
     close(fd);
     E2E_CHECK(ms >= 0, "chunk streams: connection closed (%d ms)", ms);
     good_client_works(good, "too many chunk streams");
+
+    /* 4b. more bytes in a partial message than max_buffered_bytes */
+    fd = e2e_tcp_connect(srv.port);
+    E2E_CHECK(e2e_raw_handshake(fd) == 0, "partial bytes: handshake done");
+    {
+        uint8_t scs[4] = {0, 1, 0, 0}; /* Set Chunk Size 65536 */
+        e2e_raw_send_msg(fd, 2, 1, 0, scs, 4, 128);
+        uint8_t h[12] = {3, 0, 0, 0, 0, 0xea, 0x60, 20, 0, 0, 0, 0}; /* 60000-byte message */
+        static uint8_t part[50000];
+        memset(part, 0x05, sizeof(part));
+        e2e_send_all(fd, h, sizeof(h));
+        e2e_send_all(fd, part, sizeof(part));
+    }
+    ms = e2e_wait_closed(fd, 3000);
+    close(fd);
+    E2E_CHECK(ms >= 0, "partial bytes: connection closed (%d ms)", ms);
+    good_client_works(good, "too many buffered bytes");
 
     /* 5. a client that calls but never reads: closed at max_output_bytes */
     fd = e2e_tcp_connect(srv.port);
