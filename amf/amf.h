@@ -177,4 +177,107 @@ int amf_encode(amf_enc *e, amf_encoding enc, const amf_value *v, sh_buf *out);
 /* Convenience: encode / decode with a fresh context. */
 int amf_encode1(amf_encoding enc, const amf_value *v, sh_buf *out);
 
+/* ======================================================================
+ * Additions (after the first contract): the rest of the value model.
+ * ====================================================================== */
+
+/* ---- more construction (owned reference, NULL on ENOMEM) ---- */
+amf_value *amf_unsupported(void);                   /* AMF0 0x0D */
+amf_value *amf_xml_document(const char *s, size_t n); /* copies */
+amf_value *amf_xml(const char *s, size_t n);          /* copies; AMF3 E4X XML */
+amf_value *amf_byte_array(const void *p, size_t n);   /* copies */
+
+/* Appends a member WITHOUT looking for an existing key (the decoder keeps
+ * members exactly as on the wire, duplicates included, in O(1)).  Takes
+ * the reference to v (also on failure). */
+int amf_object_add(amf_value *obj, const char *key, size_t key_len, amf_value *v);
+
+/* ---- object traits ----
+ * An object is anonymous (class "") or typed.  Its first
+ * amf_object_sealed_count() members are the sealed members of its traits;
+ * the rest are dynamic members (only when amf_object_dynamic()).  New
+ * anonymous objects are dynamic, new typed objects are not.  A member added
+ * to a non-dynamic object becomes sealed; to a dynamic one, dynamic.  So a
+ * typed object with sealed and dynamic members is built by adding the
+ * sealed members, then amf_object_set_dynamic(o, true), then the rest.
+ * AMF0 decodes anonymous objects as dynamic and typed objects as sealed. */
+bool amf_object_dynamic(const amf_value *obj);
+size_t amf_object_sealed_count(const amf_value *obj);
+/* Switching to non-dynamic makes every current member sealed. */
+int amf_object_set_dynamic(amf_value *obj, bool dynamic);
+
+/* Externalizable objects (AMF3 traits flag 0x4).  The codec only knows
+ * classes that wrap one plain value: flex.messaging.io.ArrayCollection,
+ * flex.messaging.io.ObjectProxy and mx.collections.ArrayList; any other
+ * externalizable class is refused (SH_EUNSUPPORTED) by the decoder.
+ * amf_object_new_external takes the reference to inner (also on failure)
+ * and returns NULL when class_name is not one of those. */
+bool amf_external_class_known(const char *class_name, size_t len);
+amf_value *amf_object_new_external(const char *class_name, amf_value *inner);
+bool amf_object_externalizable(const amf_value *obj);
+amf_value *amf_object_external_value(const amf_value *obj); /* borrowed */
+size_t amf_object_class_len(const amf_value *obj);
+
+/* ---- ECMA arrays ----
+ * AMF0 writes an associative count before the members; peers fill it in
+ * loosely (0, the number of members, the highest index + 1 ...), so it is
+ * never trusted for allocation.  The decoder keeps the value it read and
+ * the AMF0 encoder writes it back; a new array has no count field and the
+ * encoder then writes the number of entries.  amf_array_push on an ECMA
+ * array adds to its dense part (AMF3 arrays with both parts). */
+bool amf_ecma_array_has_count(const amf_value *arr);
+uint32_t amf_ecma_array_count(const amf_value *arr); /* field, or entries when unset */
+void amf_ecma_array_set_count(amf_value *arr, uint32_t count);
+
+/* ---- dates ---- */
+double amf_date_ms(const amf_value *v);       /* NaN when not a date */
+int16_t amf_date_tz(const amf_value *v);      /* AMF0 time-zone field (AMF3: 0) */
+
+/* ---- vectors (AMF3 Vector.<int>, <uint>, <Number>, <Object>) ----
+ * type is AMF_VECTOR_INT, _UINT, _DOUBLE or _OBJECT; type_name is the
+ * element class of an object vector (NULL or "" for "*"), ignored
+ * otherwise.  Numeric elements are stored as doubles; push refuses values
+ * outside the element type (non-integral or out of range: SH_EINVAL).
+ * Object vectors use amf_array_push / amf_array_len / amf_array_at. */
+amf_value *amf_vector_new(amf_type type, bool fixed, const char *type_name);
+bool amf_vector_fixed(const amf_value *vec);
+const char *amf_vector_type_name(const amf_value *vec); /* "" for numeric */
+size_t amf_vector_len(const amf_value *vec);            /* any vector type */
+int amf_vector_push_number(amf_value *vec, double x);
+double amf_vector_number_at(const amf_value *vec, size_t i); /* NaN when out of range */
+
+/* ---- dictionaries (AMF3 Dictionary) ----
+ * Entries keep wire order; keys are any values and are not deduplicated
+ * (ActionScript compares keys by identity). */
+amf_value *amf_dict_new(bool weak_keys);
+bool amf_dict_weak_keys(const amf_value *dict);
+/* Takes the references to key and v (also on failure). */
+int amf_dict_add(amf_value *dict, amf_value *key, amf_value *v);
+size_t amf_dict_count(const amf_value *dict);
+/* Borrowed value of entry i, and its borrowed key in *key. */
+amf_value *amf_dict_at(const amf_value *dict, size_t i, amf_value **key);
+
+/* ---- encoding notes ----
+ * AMF3: AMF_INTEGER is written as an integer when it fits 29 bits
+ * (-2^28 .. 2^28-1), otherwise as a double; AMF_NUMBER always as a double.
+ * Dates lose their time-zone field (AMF3 has none); AMF_UNSUPPORTED is
+ * written as undefined; an ECMA array without members and without dense
+ * entries is written like an empty strict array (so it decodes as one).
+ * AMF0: AMF_INTEGER is written as a number; strings longer than 65535
+ * bytes as long strings; XML, byte arrays, vectors, dictionaries,
+ * externalizable objects, and the values AMF0 cannot express exactly
+ * (typed objects with dynamic members, anonymous objects with sealed
+ * members, ECMA arrays with a dense part) as 0x11 + AMF3, so they decode
+ * back to the same value.  Member names and class names
+ * longer than 65535 bytes cannot be written in AMF0 (SH_EINVAL).
+ * A value nested deeper than AMF_ENC_MAX_DEPTH (e.g. a cycle built by
+ * hand) is refused with SH_ELIMIT.  On failure out is cut back to its
+ * length before the call and the encoder's tables are as they were. */
+#define AMF_ENC_MAX_DEPTH 256
+
+/* Decodes one value with a fresh decoder (default limits when NULL). */
+int amf_decode1(amf_encoding enc, const uint8_t *buf, size_t len,
+                const amf_limits *limits, size_t *consumed, amf_value **out,
+                sh_error *err);
+
 #endif

@@ -1,0 +1,826 @@
+/* amf_dec.c - AMF0 (amf0-file-format-specification) and AMF3
+ * (amf-file-format-spec) decoder.
+ *
+ * Contract (see amf.h): one call decodes one whole value from a buffer;
+ * SH_EMORE when the buffer ends first, with the reference tables rolled
+ * back to how they were.  Every count and length read from the input is
+ * checked against the limits, then against the bytes that remain, before
+ * anything is allocated for it.  The cursor d->p may move past a point of
+ * failure; nothing outside this call sees it.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "amf_int.h"
+
+#define NOSTR UINT32_MAX
+/* Preallocation cap for a container whose count came from the input. */
+#define HINT_CAP 16u
+
+typedef struct str_ent {
+    size_t off;
+    uint32_t len;
+} str_ent;
+
+typedef struct traits_ent {
+    uint32_t cls;     /* string table index, NOSTR for "" */
+    uint32_t nsealed;
+    uint32_t names;   /* first index in tn */
+    uint8_t flags;    /* AMF_F_DYNAMIC | AMF_F_EXTERNAL */
+} traits_ent;
+
+struct amf_dec {
+    amf_limits lim;
+    /* AMF0 object references (amf0 spec 2.9) */
+    amf_value **r0;
+    uint32_t n0, cap0;
+    /* AMF3 string table: bytes copied into sb (the input does not outlive the call) */
+    str_ent *st;
+    uint32_t nst, capst;
+    char *sb;
+    size_t sblen, sbcap;
+    /* AMF3 object and traits tables */
+    amf_value **ot;
+    uint32_t not, capot;
+    traits_ent *tt;
+    uint32_t ntt, captt;
+    uint32_t *tn;
+    uint32_t ntn, captn;
+    /* per call */
+    const uint8_t *start, *p, *end;
+    sh_error *err;
+    uint32_t depth;
+};
+
+#define LEFT(d) ((size_t)((d)->end - (d)->p))
+#define OFF(d) ((size_t)((d)->p - (d)->start))
+#define DFAIL(d, code, what) SH_FAIL((d)->err, (code), (what), OFF(d))
+#define NEED(d, n)                                                  \
+    do {                                                            \
+        if (LEFT(d) < (size_t)(n))                                  \
+            return DFAIL((d), SH_EMORE, "input ends inside a value"); \
+    } while (0)
+#define TRY(x)              \
+    do {                    \
+        int rc_ = (x);      \
+        if (rc_ < 0)        \
+            return rc_;     \
+    } while (0)
+
+static int grow_arr(void **p, uint32_t *cap, uint32_t need, size_t elem)
+{
+    if (need <= *cap)
+        return 0;
+    uint64_t n = *cap ? (uint64_t)*cap * 2 : 16;
+    if (n < need)
+        n = need;
+    if (n > UINT32_MAX || n > SIZE_MAX / elem)
+        return SH_ENOMEM;
+    void *q = realloc(*p, (size_t)n * elem);
+    if (!q)
+        return SH_ENOMEM;
+    *p = q;
+    *cap = (uint32_t)n;
+    return 0;
+}
+
+amf_dec *amf_dec_new(const amf_limits *limits)
+{
+    amf_dec *d = calloc(1, sizeof *d);
+    if (!d)
+        return NULL;
+    d->lim = limits ? *limits : amf_default_limits;
+    return d;
+}
+
+static void rollback(amf_dec *d, uint32_t n0, uint32_t nst, size_t sblen, uint32_t not,
+                     uint32_t ntt, uint32_t ntn)
+{
+    while (d->n0 > n0)
+        amf_unref(d->r0[--d->n0]);
+    while (d->not > not)
+        amf_unref(d->ot[--d->not]);
+    d->nst = nst;
+    d->sblen = sblen;
+    d->ntt = ntt;
+    d->ntn = ntn;
+}
+
+void amf_dec_reset(amf_dec *d)
+{
+    if (d)
+        rollback(d, 0, 0, 0, 0, 0, 0);
+}
+
+void amf_dec_free(amf_dec *d)
+{
+    if (!d)
+        return;
+    amf_dec_reset(d);
+    free(d->r0);
+    free(d->st);
+    free(d->sb);
+    free(d->ot);
+    free(d->tt);
+    free(d->tn);
+    free(d);
+}
+
+/* ---- raw reads (callers checked NEED) ---- */
+
+static double rd_f64(amf_dec *d)
+{
+    uint64_t u = 0;
+    for (int i = 0; i < 8; i++)
+        u = u << 8 | d->p[i];
+    d->p += 8;
+    double x;
+    memcpy(&x, &u, 8);
+    return x;
+}
+
+static uint32_t rd_u32(amf_dec *d)
+{
+    uint32_t v = sh_get_u32be(d->p);
+    d->p += 4;
+    return v;
+}
+
+static uint16_t rd_u16(amf_dec *d)
+{
+    uint16_t v = sh_get_u16be(d->p);
+    d->p += 2;
+    return v;
+}
+
+static int depth_enter(amf_dec *d)
+{
+    if (++d->depth > d->lim.max_depth)
+        return DFAIL(d, SH_ELIMIT, "values nested deeper than max_depth");
+    return 0;
+}
+
+static int check_count(amf_dec *d, uint64_t n, size_t min_bytes_each)
+{
+    if (n > d->lim.max_elements)
+        return DFAIL(d, SH_ELIMIT, "element count above max_elements");
+    if (n * min_bytes_each > LEFT(d))
+        return DFAIL(d, SH_EMORE, "input ends before the claimed elements");
+    return 0;
+}
+
+static int check_len(amf_dec *d, uint64_t n)
+{
+    if (n > d->lim.max_string)
+        return DFAIL(d, SH_ELIMIT, "string or byte length above max_string");
+    NEED(d, n);
+    return 0;
+}
+
+/* Adds a member, enforcing max_elements; takes v. */
+static int add_member(amf_dec *d, amf_cont *c, const char *k, size_t kn, amf_value *v)
+{
+    if ((uint64_t)c->nm + c->ne >= d->lim.max_elements) {
+        amf_unref(v);
+        return DFAIL(d, SH_ELIMIT, "member count above max_elements");
+    }
+    return amf_cont_add_member(c, k, kn, v, 4) ? DFAIL(d, SH_ENOMEM, "out of memory") : 0;
+}
+
+static int push_elem(amf_dec *d, amf_cont *c, amf_value *v, uint32_t hint)
+{
+    return amf_cont_push(c, v, hint) ? DFAIL(d, SH_ENOMEM, "out of memory") : 0;
+}
+
+static uint32_t hint_of(uint32_t n) { return n < HINT_CAP ? n : HINT_CAP; }
+
+/* ====================================================================
+ * AMF3
+ * ==================================================================== */
+
+static int dec3(amf_dec *d, amf_value **out);
+
+static int u29(amf_dec *d, uint32_t *v)
+{
+    uint32_t r = 0;
+    for (int i = 0; i < 3; i++) {
+        NEED(d, 1);
+        uint8_t b = *d->p++;
+        if (!(b & 0x80)) {
+            *v = r << 7 | b;
+            return 0;
+        }
+        r = r << 7 | (b & 0x7f);
+    }
+    NEED(d, 1);
+    *v = r << 8 | *d->p++;
+    return 0;
+}
+
+/* Reads a U29S string (amf3 spec 1.3.2 / 3.8): a reference or inline bytes
+ * (added to the table when non-empty).  *s stays valid until the next
+ * string read; *idx is its table index (NOSTR for ""). */
+static int str3(amf_dec *d, const char **s, uint32_t *n, uint32_t *idx)
+{
+    uint32_t u;
+    TRY(u29(d, &u));
+    if (!(u & 1)) {
+        uint32_t i = u >> 1;
+        if (i >= d->nst)
+            return DFAIL(d, SH_EPROTO, "AMF3 string reference out of range");
+        *s = d->sb + d->st[i].off;
+        *n = d->st[i].len;
+        if (idx)
+            *idx = i;
+        return 0;
+    }
+    uint32_t len = u >> 1;
+    TRY(check_len(d, len));
+    *s = (const char *)d->p;
+    *n = len;
+    if (idx)
+        *idx = NOSTR;
+    if (len == 0)
+        return 0;
+    if (d->nst >= d->lim.max_refs)
+        return DFAIL(d, SH_ELIMIT, "AMF3 string table above max_refs");
+    if (grow_arr((void **)&d->st, &d->capst, d->nst + 1, sizeof *d->st))
+        return DFAIL(d, SH_ENOMEM, "out of memory");
+    if (d->sbcap - d->sblen < len) {
+        size_t cap = d->sbcap ? d->sbcap : 1024;
+        while (cap - d->sblen < len)
+            cap *= 2;
+        char *q = realloc(d->sb, cap);
+        if (!q)
+            return DFAIL(d, SH_ENOMEM, "out of memory");
+        d->sb = q;
+        d->sbcap = cap;
+    }
+    memcpy(d->sb + d->sblen, d->p, len);
+    d->st[d->nst].off = d->sblen;
+    d->st[d->nst].len = len;
+    d->sblen += len;
+    if (idx)
+        *idx = d->nst;
+    d->nst++;
+    d->p += len;
+    return 0;
+}
+
+static int ot_add(amf_dec *d, amf_value *v)
+{
+    if (d->not >= d->lim.max_refs)
+        return DFAIL(d, SH_ELIMIT, "AMF3 object table above max_refs");
+    if (grow_arr((void **)&d->ot, &d->capot, d->not + 1, sizeof *d->ot))
+        return DFAIL(d, SH_ENOMEM, "out of memory");
+    d->ot[d->not++] = amf_ref(v);
+    return 0;
+}
+
+/* Resolves an object reference U29 (low bit 0). */
+static int ot_get(amf_dec *d, uint32_t u, amf_value **out)
+{
+    uint32_t i = u >> 1;
+    if (i >= d->not)
+        return DFAIL(d, SH_EPROTO, "AMF3 object reference out of range");
+    if (d->ot[i]->flags & AMF_F_BUSY)
+        return DFAIL(d, SH_EUNSUPPORTED, "AMF3 reference to an enclosing value (cycle)");
+    *out = amf_ref(d->ot[i]);
+    return 0;
+}
+
+static int dec3_bytes(amf_dec *d, amf_type t, amf_value **out)
+{
+    uint32_t u;
+    TRY(u29(d, &u));
+    if (!(u & 1))
+        return ot_get(d, u, out);
+    uint32_t n = u >> 1;
+    TRY(check_len(d, n));
+    amf_value *v = amf_bytes_new(t, d->p, n);
+    if (!v)
+        return DFAIL(d, SH_ENOMEM, "out of memory");
+    d->p += n;
+    int rc = ot_add(d, v);
+    if (rc) {
+        amf_unref(v);
+        return rc;
+    }
+    *out = v;
+    return 0;
+}
+
+static int dec3_date(amf_dec *d, amf_value **out)
+{
+    uint32_t u;
+    TRY(u29(d, &u));
+    if (!(u & 1))
+        return ot_get(d, u, out);
+    NEED(d, 8);
+    amf_value *v = amf_date(rd_f64(d), 0);
+    if (!v)
+        return DFAIL(d, SH_ENOMEM, "out of memory");
+    int rc = ot_add(d, v);
+    if (rc) {
+        amf_unref(v);
+        return rc;
+    }
+    *out = v;
+    return 0;
+}
+
+/* Creates a container, enters it in the object table and marks it busy. */
+static int cont3_begin(amf_dec *d, amf_type t, amf_value **out)
+{
+    TRY(depth_enter(d));
+    amf_value *v = amf_cont_new(t);
+    if (!v)
+        return DFAIL(d, SH_ENOMEM, "out of memory");
+    int rc = ot_add(d, v);
+    if (rc) {
+        amf_unref(v);
+        return rc;
+    }
+    v->flags |= AMF_F_BUSY;
+    *out = v;
+    return 0;
+}
+
+static int cont_end(amf_dec *d, amf_value *v, int rc, amf_value **out)
+{
+    v->flags &= (uint8_t)~AMF_F_BUSY;
+    if (rc) {
+        amf_unref(v);
+        return rc;
+    }
+    d->depth--;
+    *out = v;
+    return 0;
+}
+
+/* Reads name/value pairs until the empty name (dynamic members, assoc part). */
+static int dec3_pairs(amf_dec *d, amf_cont *c)
+{
+    for (;;) {
+        const char *k;
+        uint32_t kn;
+        TRY(str3(d, &k, &kn, NULL));
+        if (kn == 0)
+            return 0;
+        /* A key from the string table is copied: decoding the value may
+         * move the table.  An inline key points into the input. */
+        char small[64];
+        char *kc = NULL;
+        if ((const uint8_t *)k < d->start || (const uint8_t *)k >= d->end) {
+            kc = kn <= sizeof small ? small : malloc(kn);
+            if (!kc)
+                return DFAIL(d, SH_ENOMEM, "out of memory");
+            memcpy(kc, k, kn);
+            k = kc;
+        }
+        amf_value *v = NULL;
+        int rc = dec3(d, &v);
+        if (!rc)
+            rc = add_member(d, c, k, kn, v);
+        if (kc && kc != small)
+            free(kc);
+        TRY(rc);
+    }
+}
+
+static int dec3_array_body(amf_dec *d, amf_value *v, uint32_t n)
+{
+    amf_cont *c = amf_cont_of(v);
+    TRY(dec3_pairs(d, c));
+    TRY(check_count(d, (uint64_t)n + c->nm, 0));
+    TRY(check_count(d, n, 1));
+    for (uint32_t i = 0; i < n; i++) {
+        amf_value *e = NULL;
+        TRY(dec3(d, &e));
+        TRY(push_elem(d, c, e, hint_of(n)));
+    }
+    if (c->nm)
+        v->type = AMF_ECMA_ARRAY;
+    return 0;
+}
+
+static int dec3_array(amf_dec *d, amf_value **out)
+{
+    uint32_t u;
+    TRY(u29(d, &u));
+    if (!(u & 1))
+        return ot_get(d, u, out);
+    TRY(check_count(d, u >> 1, 1));
+    amf_value *v;
+    TRY(cont3_begin(d, AMF_STRICT_ARRAY, &v));
+    return cont_end(d, v, dec3_array_body(d, v, u >> 1), out);
+}
+
+static int dec3_object_body(amf_dec *d, amf_value *v, uint32_t u)
+{
+    amf_cont *c = amf_cont_of(v);
+    traits_ent t;
+    if (!(u & 2)) {
+        uint32_t i = u >> 2;
+        if (i >= d->ntt)
+            return DFAIL(d, SH_EPROTO, "AMF3 traits reference out of range");
+        t = d->tt[i];
+    } else {
+        t.flags = (uint8_t)(((u & 4) ? AMF_F_EXTERNAL : 0) | ((u & 8) ? AMF_F_DYNAMIC : 0));
+        t.nsealed = u >> 4;
+        const char *s;
+        uint32_t n;
+        TRY(str3(d, &s, &n, &t.cls));
+        TRY(check_count(d, t.nsealed, 1));
+        if (d->ntt >= d->lim.max_refs)
+            return DFAIL(d, SH_ELIMIT, "AMF3 traits table above max_refs");
+        if (grow_arr((void **)&d->tt, &d->captt, d->ntt + 1, sizeof *d->tt) ||
+            grow_arr((void **)&d->tn, &d->captn, d->ntn + t.nsealed, sizeof *d->tn))
+            return DFAIL(d, SH_ENOMEM, "out of memory");
+        t.names = d->ntn;
+        for (uint32_t i = 0; i < t.nsealed; i++) {
+            uint32_t idx;
+            TRY(str3(d, &s, &n, &idx));
+            d->tn[d->ntn++] = idx;
+        }
+        d->tt[d->ntt++] = t;
+    }
+    const char *cls = t.cls == NOSTR ? "" : d->sb + d->st[t.cls].off;
+    uint32_t cls_len = t.cls == NOSTR ? 0 : d->st[t.cls].len;
+    if (cls_len && amf_cont_set_class(c, cls, cls_len))
+        return DFAIL(d, SH_ENOMEM, "out of memory");
+    if (t.flags & AMF_F_EXTERNAL) {
+        if (!amf_external_class_known(cls, cls_len))
+            return DFAIL(d, SH_EUNSUPPORTED, "AMF3 externalizable class not known to the codec");
+        v->flags |= AMF_F_EXTERNAL;
+        amf_value *inner = NULL;
+        TRY(dec3(d, &inner));
+        return push_elem(d, c, inner, 1);
+    }
+    TRY(check_count(d, t.nsealed, 1));
+    for (uint32_t i = 0; i < t.nsealed; i++) {
+        amf_value *e = NULL;
+        TRY(dec3(d, &e));
+        uint32_t ki = d->tn[t.names + i];
+        const char *k = ki == NOSTR ? "" : d->sb + d->st[ki].off;
+        uint32_t kn = ki == NOSTR ? 0 : d->st[ki].len;
+        TRY(add_member(d, c, k, kn, e));
+    }
+    if (t.flags & AMF_F_DYNAMIC) {
+        v->flags |= AMF_F_DYNAMIC;
+        TRY(dec3_pairs(d, c));
+    }
+    return 0;
+}
+
+static int dec3_object(amf_dec *d, amf_value **out)
+{
+    uint32_t u;
+    TRY(u29(d, &u));
+    if (!(u & 1))
+        return ot_get(d, u, out);
+    amf_value *v;
+    TRY(cont3_begin(d, AMF_OBJECT, &v));
+    return cont_end(d, v, dec3_object_body(d, v, u), out);
+}
+
+static int dec3_vector_body(amf_dec *d, amf_value *v, uint32_t n)
+{
+    amf_cont *c = amf_cont_of(v);
+    if (v->type == AMF_VECTOR_OBJECT) {
+        const char *s;
+        uint32_t sn;
+        TRY(str3(d, &s, &sn, NULL));
+        if (sn && amf_cont_set_class(c, s, sn))
+            return DFAIL(d, SH_ENOMEM, "out of memory");
+        TRY(check_count(d, n, 1));
+        for (uint32_t i = 0; i < n; i++) {
+            amf_value *e = NULL;
+            TRY(dec3(d, &e));
+            TRY(push_elem(d, c, e, hint_of(n)));
+        }
+        return 0;
+    }
+    /* numeric: the bytes are present (checked by the caller), so n is real */
+    if (n && !(c->nums = malloc((size_t)n * sizeof *c->nums)))
+        return DFAIL(d, SH_ENOMEM, "out of memory");
+    c->ncap = n;
+    for (uint32_t i = 0; i < n; i++) {
+        double x;
+        if (v->type == AMF_VECTOR_DOUBLE) {
+            x = rd_f64(d);
+        } else {
+            uint32_t w = rd_u32(d);
+            x = v->type == AMF_VECTOR_UINT ? (double)w
+                                           : (double)(w >= 0x80000000u ? (int64_t)w - 0x100000000
+                                                                       : (int64_t)w);
+        }
+        c->nums[c->nn++] = x;
+    }
+    return 0;
+}
+
+static int dec3_vector(amf_dec *d, amf_type t, amf_value **out)
+{
+    uint32_t u;
+    TRY(u29(d, &u));
+    if (!(u & 1))
+        return ot_get(d, u, out);
+    uint32_t n = u >> 1;
+    size_t each = t == AMF_VECTOR_DOUBLE ? 8 : t == AMF_VECTOR_OBJECT ? 1 : 4;
+    TRY(check_count(d, n, 0));
+    NEED(d, 1);
+    bool fixed = *d->p++ != 0;
+    if (t != AMF_VECTOR_OBJECT)
+        TRY(check_count(d, n, each));
+    amf_value *v;
+    TRY(cont3_begin(d, t, &v));
+    if (fixed)
+        v->flags |= AMF_F_FIXED;
+    return cont_end(d, v, dec3_vector_body(d, v, n), out);
+}
+
+static int dec3_dict_body(amf_dec *d, amf_value *v, uint32_t n)
+{
+    amf_cont *c = amf_cont_of(v);
+    for (uint32_t i = 0; i < n; i++) {
+        amf_value *k = NULL, *e = NULL;
+        TRY(dec3(d, &k));
+        int rc = dec3(d, &e);
+        if (rc) {
+            amf_unref(k);
+            return rc;
+        }
+        TRY(push_elem(d, c, k, hint_of(2 * n)));
+        TRY(push_elem(d, c, e, hint_of(2 * n)));
+    }
+    return 0;
+}
+
+static int dec3_dict(amf_dec *d, amf_value **out)
+{
+    uint32_t u;
+    TRY(u29(d, &u));
+    if (!(u & 1))
+        return ot_get(d, u, out);
+    uint32_t n = u >> 1;
+    TRY(check_count(d, n, 0));
+    NEED(d, 1);
+    bool weak = *d->p++ != 0;
+    TRY(check_count(d, n, 2));
+    amf_value *v;
+    TRY(cont3_begin(d, AMF_DICTIONARY, &v));
+    if (weak)
+        v->flags |= AMF_F_WEAK;
+    return cont_end(d, v, dec3_dict_body(d, v, n), out);
+}
+
+static int scalar(amf_dec *d, amf_value *v, amf_value **out)
+{
+    if (!v)
+        return DFAIL(d, SH_ENOMEM, "out of memory");
+    *out = v;
+    return 0;
+}
+
+static int dec3(amf_dec *d, amf_value **out)
+{
+    NEED(d, 1);
+    uint8_t m = *d->p++;
+    switch (m) {
+    case AMF3_UNDEFINED: return scalar(d, amf_undefined(), out);
+    case AMF3_NULL: return scalar(d, amf_null(), out);
+    case AMF3_FALSE: return scalar(d, amf_bool(false), out);
+    case AMF3_TRUE: return scalar(d, amf_bool(true), out);
+    case AMF3_INTEGER: {
+        uint32_t u;
+        TRY(u29(d, &u));
+        int32_t i = (int32_t)u - ((u & 0x10000000u) ? 0x20000000 : 0);
+        return scalar(d, amf_integer(i), out);
+    }
+    case AMF3_DOUBLE:
+        NEED(d, 8);
+        return scalar(d, amf_number(rd_f64(d)), out);
+    case AMF3_STRING: {
+        const char *s;
+        uint32_t n;
+        TRY(str3(d, &s, &n, NULL));
+        return scalar(d, amf_string(s, n), out);
+    }
+    case AMF3_XML_DOC: return dec3_bytes(d, AMF_XML_DOCUMENT, out);
+    case AMF3_XML: return dec3_bytes(d, AMF_XML, out);
+    case AMF3_BYTE_ARRAY: return dec3_bytes(d, AMF_BYTE_ARRAY, out);
+    case AMF3_DATE: return dec3_date(d, out);
+    case AMF3_ARRAY: return dec3_array(d, out);
+    case AMF3_OBJECT: return dec3_object(d, out);
+    case AMF3_VECTOR_INT: return dec3_vector(d, AMF_VECTOR_INT, out);
+    case AMF3_VECTOR_UINT: return dec3_vector(d, AMF_VECTOR_UINT, out);
+    case AMF3_VECTOR_DOUBLE: return dec3_vector(d, AMF_VECTOR_DOUBLE, out);
+    case AMF3_VECTOR_OBJECT: return dec3_vector(d, AMF_VECTOR_OBJECT, out);
+    case AMF3_DICTIONARY: return dec3_dict(d, out);
+    default:
+        d->p--;
+        return DFAIL(d, SH_EPROTO, "unknown AMF3 marker");
+    }
+}
+
+/* ====================================================================
+ * AMF0
+ * ==================================================================== */
+
+static int dec0(amf_dec *d, amf_value **out);
+
+static int dec0_str(amf_dec *d, size_t lenbytes, amf_type t, amf_value **out)
+{
+    NEED(d, lenbytes);
+    uint32_t n = lenbytes == 2 ? rd_u16(d) : rd_u32(d);
+    TRY(check_len(d, n));
+    amf_value *v = amf_bytes_new(t, d->p, n);
+    if (!v)
+        return DFAIL(d, SH_ENOMEM, "out of memory");
+    d->p += n;
+    *out = v;
+    return 0;
+}
+
+/* Enters a new AMF0 complex value in the reference table (amf0 spec 2.9). */
+static int cont0_begin(amf_dec *d, amf_type t, amf_value **out)
+{
+    TRY(depth_enter(d));
+    if (d->n0 >= d->lim.max_refs)
+        return DFAIL(d, SH_ELIMIT, "AMF0 reference table above max_refs");
+    if (grow_arr((void **)&d->r0, &d->cap0, d->n0 + 1, sizeof *d->r0))
+        return DFAIL(d, SH_ENOMEM, "out of memory");
+    amf_value *v = amf_cont_new(t);
+    if (!v)
+        return DFAIL(d, SH_ENOMEM, "out of memory");
+    d->r0[d->n0++] = amf_ref(v);
+    v->flags |= AMF_F_BUSY;
+    *out = v;
+    return 0;
+}
+
+/* object-property* followed by UTF-8-empty object-end-marker (amf0 spec 2.5). */
+static int dec0_props(amf_dec *d, amf_cont *c)
+{
+    for (;;) {
+        NEED(d, 2);
+        uint16_t kn = sh_get_u16be(d->p);
+        if (kn == 0) {
+            NEED(d, 3);
+            if (d->p[2] == AMF0_OBJECT_END) {
+                d->p += 3;
+                return 0;
+            }
+        }
+        d->p += 2;
+        TRY(check_len(d, kn));
+        const char *k = (const char *)d->p;
+        d->p += kn;
+        amf_value *v = NULL;
+        TRY(dec0(d, &v));
+        TRY(add_member(d, c, k, kn, v));
+    }
+}
+
+static int dec0_object(amf_dec *d, bool typed, amf_value **out)
+{
+    const uint8_t *cls = NULL;
+    uint16_t cn = 0;
+    if (typed) {
+        NEED(d, 2);
+        cn = rd_u16(d);
+        TRY(check_len(d, cn));
+        cls = d->p;
+        d->p += cn;
+    }
+    amf_value *v;
+    TRY(cont0_begin(d, AMF_OBJECT, &v));
+    amf_cont *c = amf_cont_of(v);
+    int rc = 0;
+    if (cn && amf_cont_set_class(c, (const char *)cls, cn))
+        rc = DFAIL(d, SH_ENOMEM, "out of memory");
+    if (!cn)
+        v->flags |= AMF_F_DYNAMIC;
+    if (!rc)
+        rc = dec0_props(d, c);
+    return cont_end(d, v, rc, out);
+}
+
+static int dec0_ecma(amf_dec *d, amf_value **out)
+{
+    NEED(d, 4);
+    uint32_t count = rd_u32(d); /* advisory only: never used to allocate */
+    amf_value *v;
+    TRY(cont0_begin(d, AMF_ECMA_ARRAY, &v));
+    amf_ecma_array_set_count(v, count);
+    return cont_end(d, v, dec0_props(d, amf_cont_of(v)), out);
+}
+
+static int dec0_strict_body(amf_dec *d, amf_cont *c, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        amf_value *e = NULL;
+        TRY(dec0(d, &e));
+        TRY(push_elem(d, c, e, hint_of(n)));
+    }
+    return 0;
+}
+
+static int dec0_strict(amf_dec *d, amf_value **out)
+{
+    NEED(d, 4);
+    uint32_t n = rd_u32(d);
+    TRY(check_count(d, n, 1));
+    amf_value *v;
+    TRY(cont0_begin(d, AMF_STRICT_ARRAY, &v));
+    return cont_end(d, v, dec0_strict_body(d, amf_cont_of(v), n), out);
+}
+
+static int dec0(amf_dec *d, amf_value **out)
+{
+    NEED(d, 1);
+    uint8_t m = *d->p++;
+    switch (m) {
+    case AMF0_NUMBER:
+        NEED(d, 8);
+        return scalar(d, amf_number(rd_f64(d)), out);
+    case AMF0_BOOLEAN:
+        NEED(d, 1);
+        return scalar(d, amf_bool(*d->p++ != 0), out);
+    case AMF0_STRING: return dec0_str(d, 2, AMF_STRING, out);
+    case AMF0_LONG_STRING: return dec0_str(d, 4, AMF_STRING, out);
+    case AMF0_XML_DOCUMENT: return dec0_str(d, 4, AMF_XML_DOCUMENT, out);
+    case AMF0_OBJECT: return dec0_object(d, false, out);
+    case AMF0_TYPED_OBJECT: return dec0_object(d, true, out);
+    case AMF0_NULL: return scalar(d, amf_null(), out);
+    case AMF0_UNDEFINED: return scalar(d, amf_undefined(), out);
+    case AMF0_UNSUPPORTED: return scalar(d, amf_unsupported(), out);
+    case AMF0_REFERENCE: {
+        NEED(d, 2);
+        uint16_t i = rd_u16(d);
+        if (i >= d->n0)
+            return DFAIL(d, SH_EPROTO, "AMF0 reference out of range");
+        if (d->r0[i]->flags & AMF_F_BUSY)
+            return DFAIL(d, SH_EUNSUPPORTED, "AMF0 reference to an enclosing value (cycle)");
+        *out = amf_ref(d->r0[i]);
+        return 0;
+    }
+    case AMF0_ECMA_ARRAY: return dec0_ecma(d, out);
+    case AMF0_STRICT_ARRAY: return dec0_strict(d, out);
+    case AMF0_DATE: {
+        NEED(d, 10);
+        double ms = rd_f64(d);
+        int16_t tz = (int16_t)rd_u16(d);
+        return scalar(d, amf_date(ms, tz), out);
+    }
+    case AMF0_AVMPLUS: return dec3(d, out);
+    case AMF0_MOVIECLIP:
+    case AMF0_RECORDSET:
+        d->p--;
+        return DFAIL(d, SH_EUNSUPPORTED, "reserved AMF0 marker (movieclip or recordset)");
+    case AMF0_OBJECT_END:
+        d->p--;
+        return DFAIL(d, SH_EPROTO, "AMF0 object-end marker outside an object");
+    default:
+        d->p--;
+        return DFAIL(d, SH_EPROTO, "unknown AMF0 marker");
+    }
+}
+
+int amf_decode(amf_dec *d, amf_encoding enc, const uint8_t *buf, size_t len,
+               size_t *consumed, amf_value **out, sh_error *err)
+{
+    if (!d || (!buf && len) || !out || (enc != AMF_ENC_AMF0 && enc != AMF_ENC_AMF3))
+        return SH_FAIL(err, SH_EINVAL, "bad argument", 0);
+    uint32_t n0 = d->n0, nst = d->nst, not = d->not, ntt = d->ntt, ntn = d->ntn;
+    size_t sblen = d->sblen;
+    bool clipped = len > d->lim.max_total;
+    d->start = d->p = buf ? buf : (const uint8_t *)"";
+    d->end = d->p + (clipped ? d->lim.max_total : len);
+    d->err = err;
+    d->depth = 0;
+    amf_value *v = NULL;
+    int rc = enc == AMF_ENC_AMF3 ? dec3(d, &v) : dec0(d, &v);
+    if (rc) {
+        rollback(d, n0, nst, sblen, not, ntt, ntn);
+        if (rc == SH_EMORE && clipped)
+            rc = DFAIL(d, SH_ELIMIT, "value longer than max_total");
+        return rc;
+    }
+    if (consumed)
+        *consumed = OFF(d);
+    *out = v;
+    return 0;
+}
+
+int amf_decode1(amf_encoding enc, const uint8_t *buf, size_t len, const amf_limits *limits,
+                size_t *consumed, amf_value **out, sh_error *err)
+{
+    amf_dec *d = amf_dec_new(limits);
+    if (!d)
+        return SH_FAIL(err, SH_ENOMEM, "out of memory", 0);
+    int rc = amf_decode(d, enc, buf, len, consumed, out, err);
+    amf_dec_free(d);
+    return rc;
+}

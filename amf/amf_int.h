@@ -1,0 +1,84 @@
+/* amf_int.h - private layout of amf_value, shared by the value model, the
+ * decoder and the encoder.  Nothing outside amf/ includes this.
+ *
+ * Scalars are one small block; strings carry their bytes in the same block
+ * (one malloc per string).  Containers (objects, arrays, vectors,
+ * dictionaries) are an amf_cont whose first member is the amf_value header,
+ * so a container pointer and its header pointer are the same address.
+ */
+#ifndef AMF_INT_H
+#define AMF_INT_H
+
+#include "amf.h"
+
+enum {
+    AMF_F_DYNAMIC = 1u << 0,  /* object: has dynamic members */
+    AMF_F_EXTERNAL = 1u << 1, /* object: externalizable, e[0] is the wrapped value */
+    AMF_F_FIXED = 1u << 2,    /* vector: fixed length */
+    AMF_F_WEAK = 1u << 3,     /* dictionary: weak keys */
+    AMF_F_COUNT = 1u << 4,    /* ECMA array: count field present */
+    AMF_F_BUSY = 1u << 5,     /* being decoded / encoded (cycle detection) */
+};
+
+struct amf_value {
+    uint32_t refs;
+    uint8_t type;  /* amf_type */
+    uint8_t flags;
+    int16_t tz;    /* date: AMF0 time-zone minutes */
+    union {
+        bool b;
+        int32_t i;
+        double d;  /* number, date milliseconds */
+        struct {
+            char *p;    /* NUL-terminated, points into the same block */
+            uint32_t n;
+        } s;
+    } u;
+};
+
+typedef struct amf_member {
+    uint32_t koff, klen; /* key bytes in the container's kbuf (NUL-terminated) */
+    amf_value *v;
+} amf_member;
+
+typedef struct amf_cont {
+    amf_value h;
+    char *cls;         /* class / vector element type, NUL-terminated, NULL = "" */
+    uint32_t cls_len;
+    uint32_t sealed;   /* object: leading members that are sealed */
+    uint32_t count;    /* ECMA array: count field (AMF_F_COUNT) */
+    amf_member *m;     /* members: objects, ECMA arrays (assoc part) */
+    uint32_t nm, mcap;
+    char *kbuf;        /* member keys */
+    uint32_t klen, kcap;
+    amf_value **e;     /* dense part, object vector, dictionary (k,v pairs), external value */
+    uint32_t ne, ecap;
+    double *nums;      /* numeric vectors */
+    uint32_t nn, ncap;
+} amf_cont;
+
+static inline amf_cont *amf_cont_of(const amf_value *v) { return (amf_cont *)(uintptr_t)v; }
+
+static inline bool amf_type_is_cont(amf_type t)
+{
+    return t == AMF_OBJECT || t == AMF_ECMA_ARRAY || t == AMF_STRICT_ARRAY ||
+           t == AMF_VECTOR_INT || t == AMF_VECTOR_UINT || t == AMF_VECTOR_DOUBLE ||
+           t == AMF_VECTOR_OBJECT || t == AMF_DICTIONARY;
+}
+
+static inline bool amf_type_is_bytes(amf_type t)
+{
+    return t == AMF_STRING || t == AMF_XML || t == AMF_XML_DOCUMENT || t == AMF_BYTE_ARRAY;
+}
+
+/* Internal constructors used by the decoder. */
+amf_value *amf_bytes_new(amf_type t, const void *p, size_t n);
+amf_value *amf_cont_new(amf_type t);
+int amf_cont_set_class(amf_cont *c, const char *s, size_t n);
+/* Appends, growing the array by doubling; the first growth reserves `hint`
+ * (the caller passes min(claimed count, a small cap)). */
+int amf_cont_push(amf_cont *c, amf_value *v, uint32_t hint);
+int amf_cont_push_num(amf_cont *c, double x, uint32_t hint);
+int amf_cont_add_member(amf_cont *c, const char *k, size_t kn, amf_value *v, uint32_t hint);
+
+#endif

@@ -1,0 +1,35 @@
+/* amf_json.h - lossless JSON form of AMF values (docs/amf-json.md).
+ *
+ * Plain JSON (null, booleans, finite numbers, strings, arrays, objects)
+ * maps to the obvious AMF values (numbers are AMF_NUMBER doubles, arrays
+ * strict arrays, objects anonymous dynamic objects).  Everything else is a
+ * tagged object {"$amf": "<tag>", ...}; amf_json_from_value only emits a
+ * tagged form when the plain one would lose something, and
+ * amf_json_to_value accepts both, so value -> JSON -> value is the
+ * identity (amf_equal), except that shared sub-values become copies.
+ *
+ * Used by sohub-cli's amf command and later by its shared-object commands.
+ */
+#ifndef AMF_JSON_H
+#define AMF_JSON_H
+
+#include <cjson/cJSON.h>
+
+#include "amf.h"
+
+/* Returns an owned cJSON tree (cJSON_Delete), NULL on ENOMEM or when v
+ * nests deeper than AMF_ENC_MAX_DEPTH. */
+cJSON *amf_json_from_value(const amf_value *v);
+
+/* Converts a JSON tree; returns 0 and an owned value in *out, or SH_EINVAL
+ * with a static reason in *why (may be NULL) and *at set to the offending
+ * JSON node (may be NULL), or SH_ENOMEM. */
+int amf_json_to_value(const cJSON *j, amf_value **out, const char **why, const cJSON **at);
+
+/* Convenience: compact JSON text of v (malloc'd, free()), NULL on ENOMEM. */
+char *amf_json_print(const amf_value *v);
+
+/* Parses JSON text into a value; 0, or SH_EINVAL with *why. */
+int amf_json_parse(const char *text, amf_value **out, const char **why);
+
+#endif
