@@ -66,7 +66,8 @@ bench() {
 
 mkdir -p "$TMP/data"
 start sohub "$SERVER" --listen 127.0.0.1:0 --data-dir "$TMP/data" --log-level error \
-    --set max_connections=19000 --set max_connections_per_ip=19000
+    --set max_connections=19000 --set max_connections_per_ip=19000 \
+    --set so_max_updates_per_sec=0
 start raw "$RAW" --listen 127.0.0.1:0
 S="rtmp://127.0.0.1:$sohub_port/$SOHUB_APP"
 R="rtmp://127.0.0.1:$raw_port/$SOHUB_APP"

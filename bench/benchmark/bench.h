@@ -71,6 +71,7 @@ typedef struct bench_counts {
     uint64_t rejected;    /* Change for the writer's own key, or Status */
     uint64_t delivered;   /* Change events / onPrivate received in the window */
     uint64_t server_errors; /* _error answers to calls */
+    uint64_t so_status;   /* shared-object Status events (errors, limits) */
     uint64_t closed_by_peer;
     uint64_t bytes_in, bytes_out;
 } bench_counts;

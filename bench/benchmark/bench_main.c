@@ -373,6 +373,7 @@ static void sum_counts(const wproc *w, uint32_t n, bench_counts *out)
         out->rejected += c->rejected;
         out->delivered += c->delivered;
         out->server_errors += c->server_errors;
+        out->so_status += c->so_status;
         out->closed_by_peer += c->closed_by_peer;
         out->bytes_in += c->bytes_in;
         out->bytes_out += c->bytes_out;
@@ -576,6 +577,7 @@ int main(int argc, char **argv)
         ? (double)(rss_after - rss_before) * 1024.0 / (double)c.connected : -1;
 
     bool ok = c.connected == expected && c.failed == 0 && c.server_errors == 0 &&
+              c.so_status == 0 &&
               worker_failures == 0;
     if (o->scenario == BENCH_FANOUT || o->scenario == BENCH_PERSIST)
         ok = ok && c.subscribed == expected && c.acked + c.rejected > 0;
@@ -618,6 +620,7 @@ int main(int argc, char **argv)
             cJSON_AddNumberToObject(root, "window_seconds", (double)(t_stop - t_go) / 1e6);
         }
         cJSON_AddNumberToObject(root, "server_errors", (double)c.server_errors);
+        cJSON_AddNumberToObject(root, "so_status", (double)c.so_status);
         cJSON_AddNumberToObject(root, "closed_by_peer", (double)c.closed_by_peer);
         cJSON_AddStringToObject(root, "first_error", first_error);
         cJSON_AddBoolToObject(root, "ok", ok);
@@ -669,10 +672,11 @@ int main(int argc, char **argv)
             printf("%-18s %.2f s of CPU in %.2f s (%.0f %% of one core)\n", "server CPU",
                    server_cpu, (double)(t_stop - t_go) / 1e6,
                    100.0 * server_cpu / ((double)(t_stop - t_go) / 1e6));
-        if (c.server_errors || c.closed_by_peer)
-            printf("%-18s %llu server errors, %llu connections closed by the server\n",
+        if (c.server_errors || c.closed_by_peer || c.so_status)
+            printf("%-18s %llu _error answers, %llu shared-object Status events, "
+                   "%llu connections closed by the server\n",
                    "errors", (unsigned long long)c.server_errors,
-                   (unsigned long long)c.closed_by_peer);
+                   (unsigned long long)c.so_status, (unsigned long long)c.closed_by_peer);
         if (first_error[0])
             printf("%-18s %s\n", "first error", first_error);
         if (worker_failures)

@@ -34,6 +34,8 @@
 #include "so_wire.h"
 
 #define BENCH_IOV 64
+/* chat.ack calls use transaction ids from here up, sendPrivate below */
+#define CHAT_ACK_TXID 1e12
 #define BENCH_READ_BUF 65536
 
 uint64_t bench_now_us(void)
@@ -82,6 +84,9 @@ typedef struct wconn {
     uint64_t *send_times; /* ring of window entries: ack latency */
     uint32_t st_head, st_count;
     bool stopped;         /* chat: the server refused our call */
+    double chat_seen;     /* chat: highest message id received */
+    double chat_acked;    /* chat: highest id acknowledged with chat.ack */
+    double ack_txid;
     uint32_t wslot;       /* index in w->writers when role == ROLE_WRITER */
 } wconn;
 
@@ -108,6 +113,7 @@ struct worker {
     uint32_t nwriters;
     bool running, stopped, ready_sent, final_sent, pumping;
     uint64_t t_go;
+    uint64_t last_ack;
     sh_buf scratch;
     bench_report rep;
 };
@@ -519,6 +525,7 @@ static void on_so_event(void *ud, uint32_t version, const bench_so_event *ev)
         for (size_t i = 0; i < n; i++)
             if (code[i] < 0x20 || code[i] > 0x7e)
                 code[i] = '?';
+        w->rep.c.so_status++;
         report_error(w, "shared object Status: %s", code);
         if (c->state == ST_USING)
             conn_fail(c, "Use refused: %s", code);
@@ -592,6 +599,10 @@ static void on_command(wconn *c, const rtmp_msg *m)
                 w->rep.c.server_errors++;
                 conn_fail(c, "connect refused: %s", error_text(&cmd, text, sizeof text));
             }
+        } else if (w->o->scenario == BENCH_CHAT && cmd.txid >= CHAT_ACK_TXID) {
+            if (!ok)
+                report_error(w, "server answered _error to chat.ack: %s",
+                             error_text(&cmd, text, sizeof text));
         } else if (w->o->scenario == BENCH_CHAT && cmd.txid > 1) {
             if (ok) {
                 if (w->running)
@@ -607,9 +618,16 @@ static void on_command(wconn *c, const rtmp_msg *m)
             }
         }
     } else if (strcmp(cmd.name, "chat.onPrivate") == 0) {
+        /* chat.onPrivate({id, from, to, text, ts}); a bare text argument
+         * is accepted too */
         for (size_t i = 0; i < cmd.nargs; i++) {
+            const amf_value *a = cmd.args[i];
+            const amf_value *t = amf_object_get(a, "text");
+            const amf_value *id = amf_object_get(a, "id");
+            if (id && amf_as_number(id) > c->chat_seen)
+                c->chat_seen = amf_as_number(id);
             size_t n;
-            const char *s = amf_as_string(cmd.args[i], &n);
+            const char *s = amf_as_string(t ? t : a, &n);
             if (s && n > 3 && n < 40 && memcmp(s, "ts:", 3) == 0) {
                 char num[40];
                 memcpy(num, s + 3, n - 3);
@@ -916,6 +934,25 @@ static void on_ctl(uv_poll_t *h, int status, int events)
     }
 }
 
+/* chat: acknowledge what was received, at most once per timer tick, so
+ * the server can drop delivered messages from its store */
+static void chat_ack(wconn *c)
+{
+    if (c->closing || c->state != ST_READY || c->chat_seen <= c->chat_acked)
+        return;
+    amf_value *arg = amf_number(c->chat_seen);
+    c->ack_txid = c->ack_txid < CHAT_ACK_TXID ? CHAT_ACK_TXID : c->ack_txid + 1;
+    int rc = arg ? rtmp_conn_send_cmd(c->rc, 0, false, "chat.ack", c->ack_txid, NULL, &arg, 1)
+                 : SH_ENOMEM;
+    amf_unref(arg);
+    if (rc < 0) {
+        conn_fail(c, "cannot send chat.ack: %s", sh_strerror(rc));
+        return;
+    }
+    c->chat_acked = c->chat_seen;
+    mark_dirty(c);
+}
+
 static void on_house(uv_timer_t *t)
 {
     worker *w = t->data;
@@ -927,6 +964,12 @@ static void on_house(uv_timer_t *t)
     };
     while (w->pend_head && now - w->pend_head->t_start > limit)
         conn_fail(w->pend_head, "setup timed out waiting for %s", waiting[w->pend_head->state]);
+    if (w->o->scenario == BENCH_CHAT && now - w->last_ack > 100000) {
+        w->last_ack = now;
+        for (uint32_t i = 0; i < w->nwriters; i++)
+            if (w->writers[i])
+                chat_ack(w->writers[i]);
+    }
     if (w->running && w->o->rate > 0) {
         for (uint32_t i = 0; i < w->nwriters; i++) {
             wconn *c = w->writers[i];
