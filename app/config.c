@@ -45,6 +45,8 @@ static const num_opt num_opts[] = {
     U32(max_amf_depth, 32, 1, 1024),
     U32(max_amf_string, 1u << 20, 64, 1u << 30),
     U32(max_amf_elements, 65536, 16, 1u << 24),
+    U64(so_congestion_bytes, (uint64_t)256 << 10, 1024, (uint64_t)1 << 34),
+    U32(so_max_updates_per_sec, 200, 0, 10000000),
 };
 
 #define NUM_OPTS (sizeof(num_opts) / sizeof(num_opts[0]))
@@ -167,6 +169,12 @@ int app_config_set_server(app_config *c, const char *key, const char *value,
     if (strcmp(key, "listen") == 0) { set_str(&c->listen, value); return 0; }
     if (strcmp(key, "log_level") == 0) { set_str(&c->log_level, value); return 0; }
     if (strcmp(key, "data_dir") == 0) { set_str(&c->data_dir, value); return 0; }
+    if (strcmp(key, "store_sync") == 0) {
+        if (strcmp(value, "normal") == 0) c->store_sync_full = false;
+        else if (strcmp(value, "full") == 0) c->store_sync_full = true;
+        else return errf(err, errsz, SH_EINVAL, "store_sync: '%s' is not normal|full", value);
+        return 0;
+    }
     for (size_t i = 0; i < NUM_OPTS; i++) {
         const num_opt *o = &num_opts[i];
         if (strcmp(key, o->key) != 0)
@@ -573,6 +581,8 @@ int app_config_validate(app_config *c, char *err, size_t errsz)
                     c->out_chunk_size, c->max_message_size);
     if (c->max_connections_per_ip > c->max_connections)
         c->max_connections_per_ip = c->max_connections;
+    if (c->so_congestion_bytes >= c->max_output_bytes)
+        c->so_congestion_bytes = c->max_output_bytes / 2;
     if (c->ping_interval_ms >= c->idle_timeout_ms)
         return errf(err, errsz, SH_EINVAL,
                     "ping_interval_ms (%u) must be below idle_timeout_ms (%u)",

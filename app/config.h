@@ -85,6 +85,10 @@ typedef struct app_config {
     uint32_t max_amf_depth;
     uint32_t max_amf_string;
     uint32_t max_amf_elements;
+    /* shared-object engine (app/so_glue.c) */
+    uint64_t so_congestion_bytes;    /* unsent output that marks a subscriber congested */
+    uint32_t so_max_updates_per_sec; /* SO writes per client per second, 0 = no cap */
+    bool store_sync_full;            /* store_sync = full: SQLite synchronous=FULL */
 
     /* [app NAME] sections in file order */
     app_app_config *apps;      /* owned */

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "app.h"
+#include "so_glue.h"
 #include "sh_log.h"
 
 int main(int argc, char **argv)
@@ -46,8 +47,16 @@ int main(int argc, char **argv)
         app_config_cleanup(&cfg);
         return 1;
     }
-    /* Built-in applications (samples, chat) and the shared-object engine
-     * register here once they exist. */
+    /* The shared-object engine: hooks on the server, store under data_dir. */
+    char so_err[512];
+    app_so_glue *so = app_so_glue_new(srv, so_err, sizeof(so_err));
+    if (!so) {
+        SH_LOG(SH_LOG_ERROR, "shared objects: %s", so_err);
+        app_server_free(srv);
+        app_config_cleanup(&cfg);
+        return 1;
+    }
+    /* Built-in applications (samples, chat) register here once they exist. */
     rc = app_server_start(srv);
     if (rc == 0)
         rc = app_server_run(srv);
@@ -55,6 +64,7 @@ int main(int argc, char **argv)
         app_server_stop(srv, "start failed");
         app_server_run(srv);
     }
+    app_so_glue_free(so);
     app_server_free(srv);
     uv_loop_close(uv_default_loop());
     app_config_cleanup(&cfg);

@@ -1,0 +1,599 @@
+/* so_glue.c - see so_glue.h: the shared-object engine on the server's loop. */
+#include "so_glue.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sh_err.h"
+#include "sh_log.h"
+
+/* ---- the routing store: one so_store for the engine, SQLite or memory
+ * per application ---- */
+
+typedef struct glue_store {
+    so_store base;          /* ops = &glue_store_ops */
+    const app_config *cfg;  /* borrowed, immutable: safe on the worker thread */
+    so_store *sql;          /* NULL when no application uses SQLite */
+    so_store *mem;
+} glue_store;
+
+static const so_store_ops glue_store_ops;
+
+static bool app_uses_memory(const app_config *cfg, const char *app, size_t len)
+{
+    char name[APP_NAME_MAX + 1];
+    if (len > APP_NAME_MAX)
+        len = APP_NAME_MAX;
+    memcpy(name, app, len);
+    name[len] = '\0';
+    const app_app_config *a = app_config_find_app(cfg, name);
+    return a && a->store == APP_STORE_MEMORY;
+}
+
+/* The backend of room "app/instance". */
+static so_store *glue_route(glue_store *s, const char *room)
+{
+    const char *slash = strchr(room, '/');
+    size_t len = slash ? (size_t)(slash - room) : strlen(room);
+    if (!s->sql || app_uses_memory(s->cfg, room, len))
+        return s->mem;
+    return s->sql;
+}
+
+static int glue_store_open(const char *spec, const so_store_options *opts, so_store **out)
+{
+    (void)spec;
+    (void)opts;
+    (void)out;
+    return SH_EUNSUPPORTED; /* built by glue_store_new only */
+}
+
+static int glue_store_load_room(so_store *st, const char *room, const so_store_visitor *v)
+{
+    glue_store *s = (glue_store *)st;
+    return so_store_load_room(glue_route(s, room), room, v);
+}
+
+/* Writes the ops of b that belong to `target`, as one batch (borrowing the
+ * op contents: the sub-batch only holds shallow copies). */
+static int write_part(glue_store *s, const so_store_batch *b, so_store *target)
+{
+    so_store_op *ops = malloc(b->nops * sizeof(*ops));
+    if (!ops)
+        return SH_ENOMEM;
+    so_store_batch part = {.seq = b->seq, .ops = ops};
+    for (size_t i = 0; i < b->nops; i++)
+        if (glue_route(s, b->ops[i].room) == target)
+            ops[part.nops++] = b->ops[i];
+    int rc = part.nops ? so_store_write_batch(target, &part) : 0;
+    free(ops);
+    return rc;
+}
+
+static int glue_store_write_batch(so_store *st, const so_store_batch *b)
+{
+    glue_store *s = (glue_store *)st;
+    if (b->nops == 0)
+        return 0;
+    so_store *first = glue_route(s, b->ops[0].room);
+    bool mixed = false;
+    for (size_t i = 1; i < b->nops && !mixed; i++)
+        mixed = glue_route(s, b->ops[i].room) != first;
+    if (!mixed)
+        return so_store_write_batch(first, b);
+    /* Memory ops cannot fail for I/O reasons; the SQLite part is the one
+     * transaction that matters. */
+    int rc = s->sql ? write_part(s, b, s->sql) : 0;
+    int rc2 = write_part(s, b, s->mem);
+    return rc < 0 ? rc : rc2;
+}
+
+static void glue_store_close(so_store *st)
+{
+    glue_store *s = (glue_store *)st;
+    so_store_close(s->sql);
+    so_store_close(s->mem);
+    free(s);
+}
+
+static const so_store_ops glue_store_ops = {
+    .name = "sohub-router",
+    .open = glue_store_open,
+    .load_room = glue_store_load_room,
+    .write_batch = glue_store_write_batch,
+    .close = glue_store_close,
+};
+
+/* SQLite is needed unless every name a client can reach uses memory. */
+static bool need_sqlite(const app_config *cfg)
+{
+    bool star_memory = false;
+    for (size_t i = 0; i < cfg->napps; i++) {
+        const app_app_config *a = &cfg->apps[i];
+        if (a->store != APP_STORE_MEMORY)
+            return true;
+        if (strcmp(a->name, "*") == 0)
+            star_memory = true;
+    }
+    /* Without an [app *] section built-in applications (chat, samples)
+     * are served with the defaults, which use SQLite. */
+    return !star_memory;
+}
+
+static glue_store *glue_store_new(const app_config *cfg, char *path, size_t pathsz,
+                                  char *err, size_t errsz)
+{
+    glue_store *s = calloc(1, sizeof(*s));
+    if (!s) {
+        snprintf(err, errsz, "out of memory");
+        return NULL;
+    }
+    s->base.ops = &glue_store_ops;
+    s->cfg = cfg;
+    so_store_options opts = {.sync_full = cfg->store_sync_full, .busy_timeout_ms = 0};
+    int rc = so_store_open(&so_store_memory_ops, "", &opts, &s->mem);
+    if (rc < 0) {
+        snprintf(err, errsz, "memory store: %s", sh_strerror(rc));
+        free(s);
+        return NULL;
+    }
+    path[0] = '\0';
+    if (need_sqlite(cfg)) {
+        snprintf(path, pathsz, "%s/sohub.db", cfg->data_dir);
+        rc = so_store_open(&so_store_sqlite_ops, path, &opts, &s->sql);
+        if (rc < 0) {
+            snprintf(err, errsz, "cannot open the shared-object store %s: %s", path,
+                     sh_strerror(rc));
+            so_store_close(s->mem);
+            free(s);
+            return NULL;
+        }
+    }
+    return s;
+}
+
+/* ---- the glue ---- */
+
+struct app_so_glue {
+    app_server *srv;            /* borrowed */
+    const app_config *cfg;      /* borrowed */
+    uv_loop_t *loop;
+    so_engine *eng;
+    glue_store *store;          /* owned until closed at shutdown */
+    so_effects fx;              /* scratch list, empty between calls */
+    uint32_t chunk_size;
+    size_t congestion_bytes;
+
+    /* grouped commits */
+    uv_check_t check;
+    uv_timer_t timer;
+    uv_work_t work;
+    so_store_batch *inflight;   /* batch being written by the worker */
+    int inflight_status;
+    bool busy;
+    bool started_once;
+    uint64_t last_start;
+    uint32_t commit_interval_ms;
+    bool shutting_down;
+    bool handles_closed;
+
+    app_so_glue_stats st;
+};
+
+/* ---- registry: find the glue of a server without touching app_server ---- */
+
+typedef struct glue_reg {
+    const app_server *srv;
+    app_so_glue *g;
+} glue_reg;
+
+static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static glue_reg reg[16];
+
+static void reg_set(const app_server *srv, app_so_glue *g)
+{
+    pthread_mutex_lock(&reg_lock);
+    for (size_t i = 0; i < sizeof(reg) / sizeof(reg[0]); i++) {
+        if (g && !reg[i].srv) {
+            reg[i] = (glue_reg){srv, g};
+            break;
+        }
+        if (!g && reg[i].srv == srv) {
+            reg[i] = (glue_reg){NULL, NULL};
+            break;
+        }
+    }
+    pthread_mutex_unlock(&reg_lock);
+}
+
+app_so_glue *app_so_glue_of(const app_server *srv)
+{
+    app_so_glue *g = NULL;
+    pthread_mutex_lock(&reg_lock);
+    for (size_t i = 0; i < sizeof(reg) / sizeof(reg[0]) && !g; i++)
+        if (reg[i].srv == srv)
+            g = reg[i].g;
+    pthread_mutex_unlock(&reg_lock);
+    return g;
+}
+
+so_engine *app_so_engine(app_so_glue *g) { return g ? g->eng : NULL; }
+
+void app_so_glue_get_stats(const app_so_glue *g, app_so_glue_stats *st) { *st = g->st; }
+
+char *app_so_room_of(const app_conn *c, char *buf, size_t bufsz)
+{
+    snprintf(buf, bufsz, "%s/%s", app_conn_app_name(c), app_conn_instance(c));
+    return buf;
+}
+
+/* ---- delivery ---- */
+
+static void mark_congested(app_so_glue *g, app_conn *c)
+{
+    so_client *sc = app_conn_get_data(c, APP_SLOT_SO);
+    if (!sc)
+        return;
+    so_effects none;
+    so_effects_init(&none);
+    (void)so_client_set_congested(g->eng, sc, true, &none); /* makes no effects */
+    so_effects_cleanup(&none);
+    g->st.congested++;
+    SH_LOG(SH_LOG_DEBUG, "conn=%llu so: congested (out_bytes=%zu), per-change messages paused",
+           (unsigned long long)app_conn_id(c), app_conn_out_bytes(c));
+}
+
+int app_so_deliver(app_so_glue *g, so_effects *fx)
+{
+    int first_err = 0;
+    for (size_t i = 0; i < fx->len; i++) {
+        const so_effect *f = &fx->items[i];
+        if (f->nto == 0)
+            continue;
+        rtmp_msg m = {
+            .type = f->msg_type,
+            .stream_id = 0,
+            .timestamp = 0,
+            .csid = RTMP_CSID_COMMAND,
+            .data = f->body->data,
+            .len = f->body->len,
+        };
+        sh_rcbuf *chunks = rtmp_chunk_shared(&m, g->chunk_size);
+        if (!chunks) {
+            if (!first_err)
+                first_err = SH_ENOMEM;
+            continue;
+        }
+        g->st.effects++;
+        for (size_t k = 0; k < f->nto; k++) {
+            app_conn *c = f->to[k];
+            if (!app_conn_connected(c))
+                continue;
+            /* Queued even past the threshold: see the header comment. */
+            if (app_conn_send_shared(c, chunks) < 0)
+                continue; /* closing, or closed for max_output_bytes */
+            g->st.sends++;
+            if (app_conn_out_bytes(c) > g->congestion_bytes)
+                mark_congested(g, c);
+        }
+        sh_rcbuf_unref(chunks);
+    }
+    so_effects_clear(fx);
+    return first_err;
+}
+
+/* ---- clients ---- */
+
+so_client *app_so_client_of(app_so_glue *g, app_conn *c, int *err)
+{
+    so_client *sc = app_conn_get_data(c, APP_SLOT_SO);
+    if (sc)
+        return sc;
+    if (!app_conn_connected(c)) {
+        *err = SH_ESTATE;
+        return NULL;
+    }
+    char room[2 * APP_NAME_MAX + 2];
+    app_so_room_of(c, room, sizeof(room));
+    const app_app_config *ac = app_conn_app_config(c);
+    if (ac) {
+        int rc = so_engine_room_set_conflict(
+            g->eng, room, ac->conflict == APP_CONFLICT_LWW ? SO_CONFLICT_LWW : SO_CONFLICT_REJECT);
+        if (rc < 0) {
+            *err = rc;
+            return NULL;
+        }
+    }
+    amf_encoding enc = app_conn_object_encoding(c) == 3 ? AMF_ENC_AMF3 : AMF_ENC_AMF0;
+    int rc = 0;
+    sc = so_client_register(g->eng, c, enc, room, &rc);
+    if (!sc) {
+        *err = rc < 0 ? rc : SH_ENOMEM;
+        SH_LOG(SH_LOG_WARN, "conn=%llu so: cannot register in room %s: %s",
+               (unsigned long long)app_conn_id(c), room, sh_strerror(*err));
+        return NULL;
+    }
+    if (ac) {
+        /* The config documents an empty list as "nothing"; the engine reads
+         * "" as everything and ";" as nothing. */
+        const char *rd = *ac->read_access ? ac->read_access : ";";
+        const char *wr = *ac->write_access ? ac->write_access : ";";
+        rc = so_client_set_access(g->eng, sc, rd, wr);
+        if (rc < 0) {
+            so_client_unregister(g->eng, sc);
+            *err = rc;
+            return NULL;
+        }
+    }
+    app_conn_set_data(c, APP_SLOT_SO, sc);
+    SH_LOG(SH_LOG_DEBUG, "conn=%llu so: client %llu registered in room %s encoding=%d",
+           (unsigned long long)app_conn_id(c), (unsigned long long)so_client_id(sc), room,
+           enc == AMF_ENC_AMF3 ? 3 : 0);
+    return sc;
+}
+
+/* ---- grouped commits ---- */
+
+static void commit_kick(app_so_glue *g);
+
+static void on_work(uv_work_t *req)
+{
+    app_so_glue *g = req->data;
+    g->inflight_status = so_store_write_batch(&g->store->base, g->inflight);
+}
+
+static void final_flush(app_so_glue *g);
+
+static void on_after_work(uv_work_t *req, int status)
+{
+    app_so_glue *g = req->data;
+    so_store_batch *b = g->inflight;
+    int st = status < 0 ? SH_EIO : g->inflight_status;
+    g->inflight = NULL;
+    g->busy = false;
+    g->st.batches++;
+    if (st < 0) {
+        g->st.batch_failures++;
+        SH_LOG(SH_LOG_WARN, "so: store batch %llu (%zu ops) failed: %s; retried with the "
+               "next batch", (unsigned long long)b->seq, b->nops, sh_strerror(st));
+    }
+    int rc = so_engine_batch_done(g->eng, b, st, &g->fx);
+    if (rc < 0)
+        SH_LOG(SH_LOG_ERROR, "so: batch_done: %s", sh_strerror(rc));
+    app_so_deliver(g, &g->fx);
+    if (g->shutting_down)
+        final_flush(g);
+    else
+        commit_kick(g);
+}
+
+static void on_timer(uv_timer_t *t) { commit_kick(t->data); }
+
+static void commit_kick(app_so_glue *g)
+{
+    if (g->busy || !g->store || g->shutting_down)
+        return;
+    uint64_t now = uv_now(g->loop);
+    if (g->commit_interval_ms && g->started_once && now - g->last_start < g->commit_interval_ms) {
+        if (!uv_is_active((uv_handle_t *)&g->timer))
+            uv_timer_start(&g->timer, on_timer, g->commit_interval_ms - (now - g->last_start), 0);
+        return;
+    }
+    so_store_batch *b = so_engine_take_batch(g->eng);
+    if (!b)
+        return;
+    g->inflight = b;
+    g->busy = true;
+    g->started_once = true;
+    g->last_start = now;
+    g->work.data = g;
+    int rc = uv_queue_work(g->loop, &g->work, on_work, on_after_work);
+    if (rc < 0) {
+        /* No thread pool: write here rather than lose the batch. */
+        SH_LOG(SH_LOG_WARN, "so: uv_queue_work: %s; writing on the loop", uv_strerror(rc));
+        on_work(&g->work);
+        on_after_work(&g->work, 0);
+    }
+}
+
+static void on_check(uv_check_t *h) { commit_kick(h->data); }
+
+static void close_handles(app_so_glue *g)
+{
+    if (g->handles_closed)
+        return;
+    g->handles_closed = true;
+    uv_close((uv_handle_t *)&g->check, NULL);
+    uv_close((uv_handle_t *)&g->timer, NULL);
+}
+
+/* Shutdown, nothing in flight: write what is pending synchronously, close
+ * the store.  No client is left to answer. */
+static void final_flush(app_so_glue *g)
+{
+    if (!g->store)
+        return;
+    size_t n = 0;
+    so_store_batch *b;
+    while ((b = so_engine_take_batch(g->eng)) != NULL) {
+        int st = so_store_write_batch(&g->store->base, b);
+        if (st < 0)
+            SH_LOG(SH_LOG_ERROR, "so: final store batch failed: %s", sh_strerror(st));
+        n++;
+        (void)so_engine_batch_done(g->eng, b, st, &g->fx);
+        so_effects_clear(&g->fx);
+        if (st < 0 || n > 4)
+            break; /* a failed batch schedules a rewrite: try a few times only */
+    }
+    so_store_close(&g->store->base);
+    g->store = NULL;
+    SH_LOG(SH_LOG_INFO, "so: store closed (%llu messages, %llu batches, %llu congestion events)",
+           (unsigned long long)g->st.messages, (unsigned long long)g->st.batches,
+           (unsigned long long)g->st.congested);
+}
+
+/* ---- server hooks ---- */
+
+static int hook_message(void *ud, app_conn *c, const rtmp_msg *m)
+{
+    app_so_glue *g = ud;
+    int rc = 0;
+    so_client *sc = app_so_client_of(g, c, &rc);
+    if (!sc)
+        return rc < 0 ? rc : SH_ESTATE;
+    sh_error e = {0};
+    g->st.messages++;
+    rc = so_engine_handle(g->eng, sc, m->type, m->data, m->len, uv_now(g->loop), &g->fx, &e);
+    app_so_deliver(g, &g->fx);
+    if (rc < 0)
+        SH_LOG(SH_LOG_DEBUG, "conn=%llu so: message refused: %s (%s)",
+               (unsigned long long)app_conn_id(c), e.what ? e.what : sh_strerror(rc),
+               e.where ? e.where : "?");
+    return rc;
+}
+
+static void hook_disconnect(void *ud, app_conn *c)
+{
+    app_so_glue *g = ud;
+    so_client *sc = app_conn_get_data(c, APP_SLOT_SO);
+    if (!sc)
+        return;
+    app_conn_set_data(c, APP_SLOT_SO, NULL);
+    so_client_unregister(g->eng, sc);
+}
+
+static void hook_drain(void *ud, app_conn *c)
+{
+    app_so_glue *g = ud;
+    so_client *sc = app_conn_get_data(c, APP_SLOT_SO);
+    if (!sc)
+        return;
+    int rc = so_client_set_congested(g->eng, sc, false, &g->fx);
+    if (g->fx.len)
+        SH_LOG(SH_LOG_DEBUG, "conn=%llu so: drained, catching up (%zu messages)",
+               (unsigned long long)app_conn_id(c), g->fx.len);
+    app_so_deliver(g, &g->fx);
+    if (rc < 0)
+        SH_LOG(SH_LOG_WARN, "conn=%llu so: catch-up failed: %s",
+               (unsigned long long)app_conn_id(c), sh_strerror(rc));
+}
+
+static void hook_shutdown(void *ud)
+{
+    app_so_glue *g = ud;
+    g->shutting_down = true;
+    close_handles(g);
+    if (!g->busy)
+        final_flush(g);
+    /* else on_after_work finishes the job */
+}
+
+/* ---- creation ---- */
+
+static void engine_config(const app_config *cfg, so_config *sc, uint32_t *interval)
+{
+    so_config_default(sc);
+    app_app_config d;
+    app_app_config_defaults(&d);
+    bool use_defaults = true; /* names without a section get the defaults */
+    for (size_t i = 0; i < cfg->napps; i++)
+        if (strcmp(cfg->apps[i].name, "*") == 0)
+            use_defaults = false;
+    uint32_t hist = 0, per_conn = 0, slots = 0, iv = UINT32_MAX;
+    if (use_defaults) {
+        hist = d.history_depth;
+        per_conn = d.max_so_per_conn;
+        slots = d.max_so_slots;
+        iv = d.commit_interval_ms;
+    }
+    /* One engine serves every application: its limits are the largest any
+     * application allows (the smallest commit interval). */
+    for (size_t i = 0; i < cfg->napps; i++) {
+        const app_app_config *a = &cfg->apps[i];
+        if (a->history_depth > hist) hist = a->history_depth;
+        if (a->max_so_per_conn > per_conn) per_conn = a->max_so_per_conn;
+        if (a->max_so_slots > slots) slots = a->max_so_slots;
+        if (a->commit_interval_ms < iv) iv = a->commit_interval_ms;
+    }
+    free(d.secret);
+    free(d.read_access);
+    free(d.write_access);
+    sc->history_depth = hist;
+    sc->max_objects_per_client = per_conn;
+    sc->max_slots_per_object = slots;
+    sc->max_updates_per_sec = cfg->so_max_updates_per_sec;
+    sc->wire.amf.max_depth = cfg->max_amf_depth;
+    sc->wire.amf.max_string = cfg->max_amf_string;
+    sc->wire.amf.max_elements = cfg->max_amf_elements;
+    *interval = iv == UINT32_MAX ? 0 : iv;
+}
+
+app_so_glue *app_so_glue_new(app_server *srv, char *err, size_t errsz)
+{
+    const app_config *cfg = app_server_config(srv);
+    app_so_glue *g = calloc(1, sizeof(*g));
+    if (!g) {
+        snprintf(err, errsz, "out of memory");
+        return NULL;
+    }
+    g->srv = srv;
+    g->cfg = cfg;
+    g->loop = app_server_loop(srv);
+    g->chunk_size = cfg->out_chunk_size;
+    g->congestion_bytes = (size_t)cfg->so_congestion_bytes;
+    so_effects_init(&g->fx);
+    char path[4096];
+    g->store = glue_store_new(cfg, path, sizeof(path), err, errsz);
+    if (!g->store) {
+        free(g);
+        return NULL;
+    }
+    so_config sc;
+    engine_config(cfg, &sc, &g->commit_interval_ms);
+    g->eng = so_engine_new(&sc, &g->store->base);
+    if (!g->eng) {
+        snprintf(err, errsz, "out of memory (engine)");
+        so_store_close(&g->store->base);
+        free(g);
+        return NULL;
+    }
+    uv_check_init(g->loop, &g->check);
+    g->check.data = g;
+    uv_check_start(&g->check, on_check);
+    uv_timer_init(g->loop, &g->timer);
+    g->timer.data = g;
+    app_so_hooks h = {
+        .on_message = hook_message,
+        .on_disconnect = hook_disconnect,
+        .on_drain = hook_drain,
+        .on_shutdown = hook_shutdown,
+        .ud = g,
+    };
+    app_server_set_so_hooks(srv, &h);
+    reg_set(srv, g);
+    SH_LOG(SH_LOG_INFO, "so: engine ready (store %s%s, commit_interval_ms=%u, "
+           "congestion_bytes=%zu, history_depth=%u)",
+           path[0] ? path : "memory", path[0] ? (cfg->store_sync_full ? " sync=full" : " sync=normal") : "",
+           g->commit_interval_ms, g->congestion_bytes, sc.history_depth);
+    return g;
+}
+
+void app_so_glue_free(app_so_glue *g)
+{
+    if (!g)
+        return;
+    reg_set(g->srv, NULL);
+    if (!g->handles_closed) {
+        /* The loop never ran the shutdown hook (error path): let it close
+         * our handles before their memory goes. */
+        close_handles(g);
+        uv_run(g->loop, UV_RUN_NOWAIT);
+    }
+    so_engine_free(g->eng);
+    if (g->store)
+        so_store_close(&g->store->base);
+    so_effects_cleanup(&g->fx);
+    free(g);
+}
