@@ -579,6 +579,8 @@ int main(int argc, char **argv)
     bool ok = c.connected == expected && c.failed == 0 && c.server_errors == 0 &&
               c.so_status == 0 &&
               worker_failures == 0;
+    if (o->scenario != BENCH_CONNECT)
+        ok = ok && c.closed_by_peer == 0;
     if (o->scenario == BENCH_FANOUT || o->scenario == BENCH_PERSIST)
         ok = ok && c.subscribed == expected && c.acked + c.rejected > 0;
     if (o->scenario == BENCH_FANOUT && o->subs + o->writers > 1)
