@@ -85,6 +85,7 @@ typedef struct pathlist {
 } pathlist;
 
 struct so_client {
+    so_client *prev, *next; /* engine's list of registered clients */
     void *user;
     uint64_t id;
     amf_encoding enc;
@@ -109,6 +110,7 @@ struct so_engine {
     so_hooks hooks;
     so_map rooms;
     uint64_t next_client_id;
+    so_client *clients;
     size_t nclients;
     size_t nobjects;
     so_store_batch *batch;
@@ -1269,20 +1271,13 @@ void so_engine_free(so_engine *e)
 {
     if (!e)
         return;
+    /* clients still registered are unregistered (their pointers die) */
+    while (e->clients)
+        so_client_unregister(e, e->clients);
     size_t it = 0;
     so_room *r;
-    while ((r = so_map_next(&e->rooms, &it)) != NULL) {
-        /* clients must be unregistered first; free their subs if not */
-        size_t it2 = 0;
-        so_object *o;
-        while ((o = so_map_next(&r->objects, &it2)) != NULL)
-            for (size_t i = 0; i < o->nsubs; i++) {
-                so_client *c = o->subs[i]->c;
-                ptrs_remove((void **)c->subs, &c->nsubs, o->subs[i]);
-                free(o->subs[i]);
-            }
+    while ((r = so_map_next(&e->rooms, &it)) != NULL)
         room_free(e, r);
-    }
     so_map_cleanup(&e->rooms);
     for (size_t i = 0; i < e->nheld; i++) {
         effect_cleanup(&e->held[i].eff);
@@ -1333,6 +1328,10 @@ so_client *so_client_register(so_engine *e, void *user, amf_encoding enc,
     c->room->nclients++;
     c->id = ++e->next_client_id;
     e->nclients++;
+    c->next = e->clients;
+    if (e->clients)
+        e->clients->prev = c;
+    e->clients = c;
     return c;
 fail:
     if (c) {
@@ -1368,6 +1367,12 @@ void so_client_unregister(so_engine *e, so_client *c)
     so_room *r = c->room;
     r->nclients--;
     e->nclients--;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        e->clients = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
     pathlist_free(&c->rd);
     pathlist_free(&c->wr);
     free(c);

@@ -177,7 +177,8 @@ typedef struct so_hooks {
  * then live in memory only); it is borrowed and must outlive the engine.
  * Returns NULL when out of memory. */
 so_engine *so_engine_new(const so_config *config, so_store *store);
-/* Frees everything, including held effects and the batch being built.
+/* Frees everything, including clients still registered (their so_client
+ * pointers become invalid), held effects and the batch being built.
  * Batches already taken stay owned by the caller (so_store_batch_free).
  * Accepts NULL. */
 void so_engine_free(so_engine *e);

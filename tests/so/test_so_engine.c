@@ -1005,3 +1005,75 @@ Test(so_engine, random_messages_never_crash)
     cr_assert_eq(st.objects, 0);
     so_engine_free(e);
 }
+
+Test(so_engine, free_with_clients_still_registered)
+{
+    so_engine *e = eng_new(NULL, NULL);
+    tclient a, b;
+    t_register(e, &a, AMF_ENC_AMF0, ROOM);
+    t_register(e, &b, AMF_ENC_AMF3, "other/room");
+    so_effects fx;
+    so_effects_init(&fx);
+    t_use(e, &a, "o", 0, false, &fx);
+    t_use(e, &b, "o", 0, false, &fx);
+    t_set1(e, &a, "o", 1, "k", 1, &fx);
+    so_effects_cleanup(&fx);
+    so_engine_free(e); /* ASan checks nothing leaks */
+    model_clear(&a);
+    model_clear(&b);
+}
+
+Test(so_engine, server_write_is_a_conflict_for_stale_clients)
+{
+    so_engine *e = eng_new(NULL, NULL);
+    tclient a;
+    t_register(e, &a, AMF_ENC_AMF0, ROOM);
+    so_effects fx;
+    so_effects_init(&fx);
+    t_use(e, &a, "o", 0, false, &fx);
+    so_object *o = so_engine_object_find(e, ROOM, "o");
+    amf_value *v = amf_number(42);
+    so_object_set(e, o, "k", 1, v, &fx);
+    so_effects_clear(&fx);
+    t_set1(e, &a, "o", 1, "k", 7, &fx);
+    so_msg m;
+    cr_assert(first_msg(&a, &fx, 0, &m));
+    cr_assert_eq(m.events[0].type, SO_EV_CHANGE);
+    cr_assert_eq(amf_as_number(m.events[0].kv[0].value), 42);
+    so_msg_cleanup(&m);
+    amf_unref(v);
+    so_effects_cleanup(&fx);
+    t_unregister(e, &a);
+    so_engine_free(e);
+}
+
+Test(so_engine, no_history_depth_zero)
+{
+    so_config cfg = cfg_default();
+    cfg.history_depth = 0;
+    so_engine *e = eng_new(&cfg, NULL);
+    tclient a, b;
+    t_register(e, &a, AMF_ENC_AMF0, ROOM);
+    t_register(e, &b, AMF_ENC_AMF0, ROOM);
+    so_effects fx;
+    so_effects_init(&fx);
+    t_use(e, &a, "o", 0, false, &fx);
+    t_set1(e, &a, "o", 1, "k", 1, &fx);
+    t_set1(e, &a, "o", 2, "j", 1, &fx);
+    t_remove(e, &a, "o", 3, "k", &fx);
+    so_object *o = so_engine_object_find(e, ROOM, "o");
+    cr_assert_eq(so_object_version(o), 4);
+    cr_assert_eq(so_object_history_len(o), 0);
+    so_effects_clear(&fx);
+    t_use(e, &b, "o", 3, false, &fx);
+    so_msg m;
+    cr_assert(first_msg(&b, &fx, 0, &m));
+    cr_assert_eq(m.events[1].type, SO_EV_CLEAR, "nothing is covered without history");
+    so_msg_cleanup(&m);
+    deliver(&b, &fx);
+    assert_model_eq(&b, o);
+    so_effects_cleanup(&fx);
+    t_unregister(e, &a);
+    t_unregister(e, &b);
+    so_engine_free(e);
+}
