@@ -143,6 +143,9 @@ void app_server_set_authenticator(app_server *s, app_auth_fn fn, void *ud);
  * Returning a negative code instead makes the server answer _error
  * NetConnection.Call.Failed.  cmd is borrowed for the call only. */
 typedef int (*app_method_fn)(app_conn *c, const rtmp_cmd *cmd, void *ud);
+/* Built in, server-wide: "echo" answers _result with its first argument
+ * (round-trip checks, tests, benchmarks).  Unknown names are answered with
+ * _error NetConnection.Call.Failed "Method not found (NAME)." */
 
 int app_method_register(app_server *s, app_app *app, const char *name,
                         app_method_fn fn, void *ud);
