@@ -262,6 +262,13 @@ static void on_close(uv_handle_t *h)
 {
     wconn *c = h->data;
     worker *w = c->w;
+    if (c->dirty) { /* not expected (flushes run before close callbacks), but never dangle */
+        for (wconn **pp = &w->dirty_head; *pp; pp = &(*pp)->dirty_next)
+            if (*pp == c) {
+                *pp = c->dirty_next;
+                break;
+            }
+    }
     rtmp_conn_free(c->rc);
     sh_outq_cleanup(&c->outq);
     free(c->send_times);
