@@ -77,6 +77,7 @@ struct so_sub {
     so_object *o;
     uint32_t known;     /* version the client has while behind */
     bool behind;        /* congested: no per-update effects */
+    size_t oidx;        /* position in o->subs (O(1) removal) */
 };
 
 typedef struct pathlist {
@@ -96,10 +97,17 @@ struct so_client {
     bool congested;
     uint64_t rate_window;
     uint32_t rate_count;
+    uint32_t held_refs; /* held effects naming this client */
+    bool gone;          /* unregistered; freed when held_refs drops to 0 */
 };
 
+/* An effect waiting for batch `seq`.  Recipients are kept as clients (not
+ * user pointers) so unregistering stays O(1): a client that is gone by
+ * release time is skipped then. */
 typedef struct held {
-    so_effect eff;
+    so_effect eff;        /* eff.to unused until release */
+    so_client **rc;
+    size_t nrc;
     sh_rcbuf *fail_body;  /* replaces eff.body when the batch failed */
     uint64_t seq;
 } held;
@@ -319,14 +327,46 @@ static uint64_t hold_seq(const so_engine *e, const so_object *o)
     return o && o->persistent && o->pending_seq > e->done_seq ? o->pending_seq : 0;
 }
 
+static void client_drop_held_ref(so_client *c)
+{
+    if (--c->held_refs == 0 && c->gone)
+        free(c);
+}
+
+/* Turns a held effect into a deliverable one (deliver) or drops it.
+ * Consumes h. */
+static int held_finish(held *h, bool failed, so_effects *out, bool deliver)
+{
+    if (failed && h->fail_body) {
+        sh_rcbuf_unref(h->eff.body);
+        h->eff.body = h->fail_body;
+    } else {
+        sh_rcbuf_unref(h->fail_body);
+    }
+    h->fail_body = NULL;
+    int rc = 0;
+    if (deliver && (h->eff.to = malloc((h->nrc ? h->nrc : 1) * sizeof(void *))) == NULL)
+        rc = SH_ENOMEM;
+    for (size_t i = 0; i < h->nrc; i++) {
+        if (rc == 0 && deliver && !h->rc[i]->gone)
+            h->eff.to[h->eff.nto++] = h->rc[i]->user;
+        client_drop_held_ref(h->rc[i]);
+    }
+    free(h->rc);
+    h->rc = NULL;
+    if (rc == 0 && deliver && h->eff.nto > 0)
+        return effects_push(out, h->eff);
+    effect_cleanup(&h->eff);
+    return rc;
+}
+
 static int held_push(so_engine *e, held h)
 {
     if (e->nheld == e->capheld) {
         size_t ncap = e->capheld ? e->capheld * 2 : 16;
         held *n = realloc(e->held, ncap * sizeof(*n));
         if (!n) {
-            effect_cleanup(&h.eff);
-            sh_rcbuf_unref(h.fail_body);
+            held_finish(&h, false, NULL, false);
             return SH_ENOMEM;
         }
         e->held = n;
@@ -369,28 +409,37 @@ static int emit(so_engine *e, const hdr *h, const sh_buf *ev, const sh_buf *fail
             continue;
         uint8_t mt = encs[k] == AMF_ENC_AMF3 ? SO_MSG_AMF3 : SO_MSG_AMF0;
         so_effect f = {.msg_type = mt};
-        f.to = malloc(n * sizeof(*f.to));
         f.body = make_body(mt, h->o, h->name, h->nlen, h->version, h->persistent, ev);
-        if (!f.to || !f.body) {
-            effect_cleanup(&f);
+        if (!f.body)
             return SH_ENOMEM;
-        }
-        for (size_t i = 0; i < nto; i++)
-            if (to[i]->enc == encs[k])
-                f.to[f.nto++] = to[i]->user;
         int rc;
         if (hseq) {
             held hh = {.eff = f, .seq = hseq};
-            if (fail) {
+            hh.rc = malloc(n * sizeof(*hh.rc));
+            if (fail)
                 hh.fail_body = make_body(mt, h->o, h->name, h->nlen, h->version,
                                          h->persistent, fail);
-                if (!hh.fail_body) {
-                    effect_cleanup(&f);
-                    return SH_ENOMEM;
-                }
+            if (!hh.rc || (fail && !hh.fail_body)) {
+                free(hh.rc);
+                sh_rcbuf_unref(hh.fail_body);
+                effect_cleanup(&f);
+                return SH_ENOMEM;
             }
+            for (size_t i = 0; i < nto; i++)
+                if (to[i]->enc == encs[k]) {
+                    to[i]->held_refs++;
+                    hh.rc[hh.nrc++] = to[i];
+                }
             rc = held_push(e, hh);
         } else {
+            f.to = malloc(n * sizeof(*f.to));
+            if (!f.to) {
+                effect_cleanup(&f);
+                return SH_ENOMEM;
+            }
+            for (size_t i = 0; i < nto; i++)
+                if (to[i]->enc == encs[k])
+                    f.to[f.nto++] = to[i]->user;
             rc = effects_push(out, f);
         }
         if (rc < 0)
@@ -944,7 +993,9 @@ static void sub_remove(so_engine *e, so_sub *s)
     so_client *c = s->c;
     so_object *o = s->o;
     ptrs_remove((void **)c->subs, &c->nsubs, s);
-    ptrs_remove((void **)o->subs, &o->nsubs, s);
+    assert(o->subs[s->oidx] == s);
+    o->subs[s->oidx] = o->subs[--o->nsubs];
+    o->subs[s->oidx]->oidx = s->oidx;
     free(s);
     object_maybe_drop(e, o);
 }
@@ -1003,6 +1054,7 @@ static int on_use(so_engine *e, so_client *c, const so_msg *m, so_effects *out)
             object_maybe_drop(e, o);
             return SH_ENOMEM;
         }
+        sub->oidx = o->nsubs - 1;
     }
     sub->behind = c->congested;
     sub->known = o->version;
@@ -1279,10 +1331,8 @@ void so_engine_free(so_engine *e)
     while ((r = so_map_next(&e->rooms, &it)) != NULL)
         room_free(e, r);
     so_map_cleanup(&e->rooms);
-    for (size_t i = 0; i < e->nheld; i++) {
-        effect_cleanup(&e->held[i].eff);
-        sh_rcbuf_unref(e->held[i].fail_body);
-    }
+    for (size_t i = 0; i < e->nheld; i++)
+        held_finish(&e->held[i], false, NULL, false);
     free(e->held);
     so_store_batch_free(e->batch);
     amf_enc_free(e->enc);
@@ -1344,18 +1394,6 @@ fail:
     return NULL;
 }
 
-static void held_forget_user(so_engine *e, void *user)
-{
-    for (size_t i = 0; i < e->nheld; i++) {
-        so_effect *f = &e->held[i].eff;
-        for (size_t k = 0; k < f->nto;)
-            if (f->to[k] == user)
-                f->to[k] = f->to[--f->nto];
-            else
-                k++;
-    }
-}
-
 void so_client_unregister(so_engine *e, so_client *c)
 {
     if (!c)
@@ -1363,7 +1401,7 @@ void so_client_unregister(so_engine *e, so_client *c)
     while (c->nsubs)
         sub_remove(e, c->subs[c->nsubs - 1]);
     free(c->subs);
-    held_forget_user(e, c->user);
+    c->subs = NULL;
     so_room *r = c->room;
     r->nclients--;
     e->nclients--;
@@ -1375,7 +1413,11 @@ void so_client_unregister(so_engine *e, so_client *c)
         c->next->prev = c->prev;
     pathlist_free(&c->rd);
     pathlist_free(&c->wr);
-    free(c);
+    c->room = NULL;
+    if (c->held_refs)
+        c->gone = true; /* held effects still name it; freed by the last */
+    else
+        free(c);
     room_maybe_drop(e, r);
 }
 
@@ -1454,17 +1496,7 @@ int so_engine_batch_done(so_engine *e, so_store_batch *b, int status, so_effects
             e->held[keep++] = *h;
             continue;
         }
-        if (status < 0 && h->fail_body) {
-            sh_rcbuf_unref(h->eff.body);
-            h->eff.body = h->fail_body;
-        } else {
-            sh_rcbuf_unref(h->fail_body);
-        }
-        if (h->eff.nto == 0) {
-            effect_cleanup(&h->eff);
-            continue;
-        }
-        int r = effects_push(out, h->eff);
+        int r = held_finish(h, status < 0, out, true);
         if (r < 0 && rc == 0)
             rc = r;
     }

@@ -1,4 +1,5 @@
 /* Persistence: held effects, batches, memory and SQLite stores, reopen. */
+#include <pthread.h>
 #include <unistd.h>
 
 #include "so_test_util.h"
@@ -382,6 +383,75 @@ Test(so_store, sqlite_batch_from_worker_thread_shape)
     cr_assert_eq(count_for(&a, &fx), 101, "Use reply + 100 Success released together");
     so_effects_cleanup(&fx);
     t_unregister(e, &a);
+    so_engine_free(e);
+    so_store_close(s);
+    rm_db(path);
+    free(path);
+}
+
+typedef struct worker_arg {
+    so_store *s;
+    so_store_batch *b;
+    int status;
+} worker_arg;
+
+static void *worker(void *p)
+{
+    worker_arg *w = p;
+    w->status = so_store_write_batch(w->s, w->b);
+    return NULL;
+}
+
+/* The batch is written on another thread while the loop thread keeps
+ * using the engine (and loads another room through the reader). */
+Test(so_store, sqlite_write_on_worker_thread_while_loop_runs)
+{
+    char *path = tmp_db();
+    so_store *s = NULL;
+    cr_assert_eq(so_store_open(&so_store_sqlite_ops, path, NULL, &s), 0);
+    so_config cfg;
+    so_config_default(&cfg);
+    cfg.max_updates_per_sec = 0;
+    so_engine *e = so_engine_new(&cfg, s);
+    tclient a, other;
+    t_register(e, &a, AMF_ENC_AMF0, ROOM);
+    so_effects fx;
+    so_effects_init(&fx);
+    t_use(e, &a, "p", 0, true, &fx);
+    char key[16];
+    uint32_t ver = 1;
+    for (int round = 0; round < 5; round++) {
+        for (int i = 0; i < 50; i++) {
+            snprintf(key, sizeof(key), "r%dk%d", round, i);
+            t_set1(e, &a, "p", ver++, key, i, &fx);
+        }
+        worker_arg w = {.s = s, .b = so_engine_take_batch(e)};
+        cr_assert_not_null(w.b);
+        pthread_t th;
+        cr_assert_eq(pthread_create(&th, NULL, worker, &w), 0);
+        /* loop thread meanwhile: more changes (next batch) and a room load */
+        snprintf(key, sizeof(key), "extra%d", round);
+        t_set1(e, &a, "p", ver++, key, round, &fx);
+        t_register(e, &other, AMF_ENC_AMF0, "app/elsewhere");
+        t_unregister(e, &other);
+        pthread_join(th, NULL);
+        cr_assert_eq(w.status, 0);
+        cr_assert_eq(so_engine_batch_done(e, w.b, w.status, &fx), 0);
+    }
+    cr_assert_eq(flush(e, s, &fx), 0);
+    cr_assert_eq(so_engine_held_count(e), 0);
+    uint32_t version = so_object_version(so_engine_object_find(e, ROOM, "p"));
+    so_effects_cleanup(&fx);
+    t_unregister(e, &a);
+    so_engine_free(e);
+    so_store_close(s);
+    cr_assert_eq(so_store_open(&so_store_sqlite_ops, path, NULL, &s), 0);
+    e = so_engine_new(NULL, s);
+    int err;
+    so_object *o = so_engine_object_open(e, ROOM, "p", true, &err);
+    cr_assert_eq(so_object_version(o), version);
+    cr_assert_eq(so_object_slot_count(o), 5 * 50 + 5);
+    so_engine_object_close(e, o);
     so_engine_free(e);
     so_store_close(s);
     rm_db(path);
