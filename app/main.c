@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "app.h"
+#include "chat.h"
 #include "so_glue.h"
 #include "sh_log.h"
 
@@ -57,6 +58,8 @@ int main(int argc, char **argv)
         return 1;
     }
     /* Built-in applications (samples, chat) register here once they exist. */
+    if (chat_register(srv) != 0) /* also installs the token authenticator */
+        SH_LOG(SH_LOG_ERROR, "chat: not available, private messages are refused");
     rc = app_server_start(srv);
     if (rc == 0)
         rc = app_server_run(srv);

@@ -1,0 +1,957 @@
+/* chat.c - one-to-one chat (see chat.h and docs/chat.md).
+ *
+ * State, all on the loop thread:
+ *   chat_user   one per (application, user name) that is online, has
+ *               messages waiting for a commit, or sent recently (its
+ *               clientId window): counters (last id given, acknowledged
+ *               up to), live connections, rate bucket, clientId window,
+ *               and the messages not yet known to be committed.
+ *   chat_pmsg   a message between its acceptance and its commit.
+ *   chat_batch  the store operations of one transaction: `pending` is
+ *               being filled, `inflight` is on a worker thread.
+ * A user record is loaded from the store when first needed and dropped by
+ * the sweep timer once nothing refers to it; the store is the truth for
+ * everything committed.
+ *
+ * Ordering: ids grow per recipient; batches commit in the order they were
+ * filled (one in flight), so the store never has a gap before a message
+ * that is committed, except after a failed batch (logged).
+ */
+#include "chat.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "auth.h"
+#include "chat_internal.h"
+#include "chat_store.h"
+#include "sh_err.h"
+#include "sh_log.h"
+
+/* Defaults when a client's application has no [app] section; they mirror
+ * app_app_config_defaults() in config.c. */
+#define CHAT_DEFAULT_MAX_TEXT 4096
+#define CHAT_DEFAULT_RATE 20
+#define CHAT_DEFAULT_QUEUE 1000
+#define CHAT_SWEEP_MS 1000
+#define CHAT_WAITERS_MAX 8
+#define CHAT_DB_NAME "sohub.db"
+
+typedef struct chat chat;
+typedef struct chat_user chat_user;
+typedef struct chat_pmsg chat_pmsg;
+
+typedef struct chat_conn {
+    struct chat_conn *next;
+    app_conn *c;
+} chat_conn;
+
+typedef struct chat_dedup {
+    bool used;
+    bool queued;
+    char cid[CHAT_CLIENT_ID_MAX + 1];
+    uint64_t id;
+    uint64_t t_ms;
+    chat_pmsg *pm;         /* set while a queued answer waits for the commit */
+} chat_dedup;
+
+typedef struct chat_waiter {
+    uint64_t conn_id;
+    double txid;
+} chat_waiter;
+
+struct chat_pmsg {
+    chat_pmsg *next;       /* recipient's list of uncommitted messages */
+    chat_user *to;         /* counted in to->refs */
+    chat_user *sender;     /* counted in sender->refs */
+    uint64_t id;
+    int64_t ts;
+    char *text;            /* owned */
+    size_t text_len;
+    bool queued;
+    chat_waiter waiters[CHAT_WAITERS_MAX];
+    size_t nwaiters;
+};
+
+struct chat_user {
+    chat_user *hnext;
+    uint32_t hash;
+    char *app;             /* owned */
+    char *name;            /* owned */
+    uint64_t last_id;
+    uint64_t acked;
+    chat_conn *conns;
+    size_t nconns;
+    chat_pmsg *unconf_head, *unconf_tail;
+    size_t refs;           /* pmsgs and batches pointing here */
+    bool dirty;            /* counters go into the pending batch */
+    double tokens;
+    uint64_t bucket_ms;
+    bool bucket_set;
+    chat_dedup dedup[CHAT_DEDUP_MAX];
+    size_t dedup_next;
+    uint64_t dedup_ms;     /* last time an entry was added */
+};
+
+typedef struct chat_batch {
+    uv_work_t work;
+    chat *ch;
+    chat_pmsg **msgs;
+    size_t nmsgs, capm;
+    chat_user **users;
+    size_t nusers, capu;
+    chat_store_op *ops;
+    size_t nops;
+    int status;
+} chat_batch;
+
+struct chat {
+    app_server *srv;
+    uv_loop_t *loop;
+    chat_store *store;
+    chat_presence *presence;
+    chat_user **buckets;
+    size_t nbuckets, nusers;
+    chat_batch *pending;
+    chat_batch *inflight;
+    uv_check_t check;
+    uv_timer_t sweep;
+    int open_handles;
+    bool stopping;
+    uint64_t batches, batch_failures, messages;
+};
+
+/* ---- small helpers ---- */
+
+typedef struct chat_limits {
+    uint32_t max_text, rate, queue;
+    bool presence;
+    const char *users; /* "" = any */
+} chat_limits;
+
+static void limits_of(const app_conn *c, chat_limits *l)
+{
+    const app_app_config *a = app_conn_app_config(c);
+    if (a) {
+        *l = (chat_limits){a->chat_max_text, a->chat_rate, a->chat_queue, a->presence,
+                           a->users ? a->users : ""};
+    } else {
+        *l = (chat_limits){CHAT_DEFAULT_MAX_TEXT, CHAT_DEFAULT_RATE, CHAT_DEFAULT_QUEUE, false,
+                           ""};
+    }
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* True when name is in the comma-separated list (spaces around names
+ * ignored); an empty list admits every name. */
+static bool user_listed(const char *list, const char *name, size_t n)
+{
+    if (!*list)
+        return true;
+    const char *p = list;
+    while (*p) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        const char *s = p;
+        while (*p && *p != ',')
+            p++;
+        const char *e = p;
+        while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
+            e--;
+        if ((size_t)(e - s) == n && memcmp(s, name, n) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* A recipient name can only match a connected user when it looks like one:
+ * connect names are sanitised to printable ASCII and cut at APP_NAME_MAX. */
+static bool user_name_ok(const char *s, size_t n)
+{
+    if (n == 0 || n > APP_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] > 0x7e)
+            return false;
+    return true;
+}
+
+static char *dup_n(const char *s, size_t n)
+{
+    char *d = malloc(n + 1);
+    if (d) {
+        memcpy(d, s, n);
+        d[n] = '\0';
+    }
+    return d;
+}
+
+static const char *arg_string(const rtmp_cmd *cmd, size_t i, size_t *len)
+{
+    if (cmd->nargs <= i || amf_type_of(cmd->args[i]) != AMF_STRING)
+        return NULL;
+    return amf_as_string(cmd->args[i], len);
+}
+
+/* ---- users ---- */
+
+static uint32_t user_hash(const char *app, const char *name, size_t nlen)
+{
+    uint32_t h = 2166136261u;
+    for (const char *p = app; *p; p++)
+        h = (h ^ (uint8_t)*p) * 16777619u;
+    h = (h ^ '\n') * 16777619u;
+    for (size_t i = 0; i < nlen; i++)
+        h = (h ^ (uint8_t)name[i]) * 16777619u;
+    return h;
+}
+
+static chat_user *user_find(chat *ch, const char *app, const char *name, size_t nlen,
+                            uint32_t h)
+{
+    for (chat_user *u = ch->buckets[h & (ch->nbuckets - 1)]; u; u = u->hnext)
+        if (u->hash == h && strcmp(u->app, app) == 0 && strlen(u->name) == nlen &&
+            memcmp(u->name, name, nlen) == 0)
+            return u;
+    return NULL;
+}
+
+static void users_grow(chat *ch)
+{
+    size_t nb = ch->nbuckets * 2;
+    chat_user **b = calloc(nb, sizeof(*b));
+    if (!b)
+        return; /* keep the old table: longer chains, still correct */
+    for (size_t i = 0; i < ch->nbuckets; i++) {
+        for (chat_user *u = ch->buckets[i], *n; u; u = n) {
+            n = u->hnext;
+            u->hnext = b[u->hash & (nb - 1)];
+            b[u->hash & (nb - 1)] = u;
+        }
+    }
+    free(ch->buckets);
+    ch->buckets = b;
+    ch->nbuckets = nb;
+}
+
+/* The record of (app, name), loaded from the store when not in memory.
+ * NULL on allocation or store failure (*rc says which). */
+static chat_user *user_get(chat *ch, const char *app, const char *name, size_t nlen, int *rc)
+{
+    uint32_t h = user_hash(app, name, nlen);
+    chat_user *u = user_find(ch, app, name, nlen, h);
+    *rc = 0;
+    if (u)
+        return u;
+    u = calloc(1, sizeof(*u));
+    if (!u || !(u->app = strdup(app)) || !(u->name = dup_n(name, nlen))) {
+        if (u)
+            free(u->app);
+        free(u);
+        *rc = SH_ENOMEM;
+        return NULL;
+    }
+    u->hash = h;
+    *rc = chat_store_load_user(ch->store, u->app, u->name, &u->last_id, &u->acked);
+    if (*rc) {
+        SH_LOG(SH_LOG_ERROR, "chat: cannot load user %s of %s from the store", u->name, app);
+        free(u->app);
+        free(u->name);
+        free(u);
+        return NULL;
+    }
+    if (ch->nusers >= ch->nbuckets)
+        users_grow(ch);
+    u->hnext = ch->buckets[h & (ch->nbuckets - 1)];
+    ch->buckets[h & (ch->nbuckets - 1)] = u;
+    ch->nusers++;
+    return u;
+}
+
+static void user_free(chat_user *u)
+{
+    while (u->conns) {
+        chat_conn *n = u->conns->next;
+        free(u->conns);
+        u->conns = n;
+    }
+    free(u->app);
+    free(u->name);
+    free(u);
+}
+
+static bool user_idle(const chat_user *u, uint64_t now)
+{
+    return u->nconns == 0 && u->refs == 0 && !u->dirty && !u->unconf_head &&
+           (u->dedup_ms == 0 || now - u->dedup_ms > CHAT_DEDUP_WINDOW_MS);
+}
+
+/* Drops idle records (the store has everything they held). */
+static void users_sweep(chat *ch, bool all)
+{
+    uint64_t now = uv_now(ch->loop);
+    for (size_t i = 0; i < ch->nbuckets; i++) {
+        chat_user **pp = &ch->buckets[i];
+        while (*pp) {
+            chat_user *u = *pp;
+            if (all || user_idle(u, now)) {
+                *pp = u->hnext;
+                ch->nusers--;
+                user_free(u);
+            } else {
+                pp = &u->hnext;
+            }
+        }
+    }
+}
+
+static app_conn *user_conn_by_id(chat_user *u, uint64_t id)
+{
+    for (chat_conn *cc = u->conns; cc; cc = cc->next)
+        if (app_conn_id(cc->c) == id)
+            return cc->c;
+    return NULL;
+}
+
+/* ---- batches ---- */
+
+static chat_batch *batch_pending(chat *ch)
+{
+    if (!ch->pending) {
+        ch->pending = calloc(1, sizeof(*ch->pending));
+        if (ch->pending)
+            ch->pending->ch = ch;
+    }
+    return ch->pending;
+}
+
+static int push_ptr(void ***arr, size_t *n, size_t *cap, void *p)
+{
+    if (*n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 16;
+        void **a = realloc(*arr, nc * sizeof(*a));
+        if (!a)
+            return SH_ENOMEM;
+        *arr = a;
+        *cap = nc;
+    }
+    (*arr)[(*n)++] = p;
+    return 0;
+}
+
+/* Counters of u go into the pending batch. */
+static int user_mark_dirty(chat *ch, chat_user *u)
+{
+    if (u->dirty)
+        return 0;
+    chat_batch *b = batch_pending(ch);
+    if (!b || push_ptr((void ***)&b->users, &b->nusers, &b->capu, u) != 0)
+        return SH_ENOMEM;
+    u->dirty = true;
+    u->refs++;
+    return 0;
+}
+
+static void batch_build_ops(chat_batch *b)
+{
+    b->ops = calloc(b->nmsgs + b->nusers + 1, sizeof(*b->ops));
+    if (!b->ops)
+        return;
+    size_t n = 0;
+    for (size_t i = 0; i < b->nmsgs; i++) {
+        chat_pmsg *pm = b->msgs[i];
+        b->ops[n++] = (chat_store_op){
+            .is_msg = true, .app = pm->to->app, .user = pm->to->name, .id = pm->id,
+            .sender = pm->sender->name, .ts = pm->ts, .text = pm->text,
+            .text_len = pm->text_len};
+    }
+    for (size_t i = 0; i < b->nusers; i++) {
+        chat_user *u = b->users[i];
+        u->dirty = false;
+        b->ops[n++] = (chat_store_op){.is_msg = false, .app = u->app, .user = u->name,
+                                      .last_id = u->last_id, .acked = u->acked};
+    }
+    b->nops = n;
+}
+
+static void send_result(app_conn *c, double txid, uint64_t id, const char *status)
+{
+    amf_value *o = amf_object_new(NULL);
+    if (o) {
+        amf_object_set_cstr(o, "id", amf_number((double)id));
+        amf_object_set_cstr(o, "status", amf_string_cstr(status));
+    }
+    app_conn_reply_result(c, txid, o);
+    amf_unref(o);
+}
+
+static void pmsg_finish(chat *ch, chat_pmsg *pm, int status)
+{
+    chat_user *to = pm->to, *s = pm->sender;
+    /* Unlink from the recipient's uncommitted list (normally the head). */
+    chat_pmsg **pp = &to->unconf_head;
+    chat_pmsg *prev = NULL;
+    while (*pp && *pp != pm) {
+        prev = *pp;
+        pp = &(*pp)->next;
+    }
+    if (*pp) {
+        *pp = pm->next;
+        if (to->unconf_tail == pm)
+            to->unconf_tail = prev;
+    }
+    for (size_t i = 0; i < CHAT_DEDUP_MAX; i++) {
+        if (s->dedup[i].pm != pm)
+            continue;
+        s->dedup[i].pm = NULL;
+        if (status)
+            s->dedup[i].used = false; /* a retry may try again */
+    }
+    for (size_t i = 0; i < pm->nwaiters; i++) {
+        app_conn *c = user_conn_by_id(s, pm->waiters[i].conn_id);
+        if (!c)
+            continue;
+        if (status == 0)
+            send_result(c, pm->waiters[i].txid, pm->id, "queued");
+        else
+            app_conn_reply_error(c, pm->waiters[i].txid, CHAT_E_STORE_FAILED,
+                                 "The message could not be stored");
+    }
+    if (status)
+        SH_LOG(SH_LOG_ERROR, "chat: message %llu for %s of %s was not stored",
+               (unsigned long long)pm->id, to->name, to->app);
+    to->refs--;
+    s->refs--;
+    (void)ch;
+    free(pm->text);
+    free(pm);
+}
+
+static void batch_finish(chat *ch, chat_batch *b)
+{
+    ch->batches++;
+    if (b->status) {
+        ch->batch_failures++;
+        SH_LOG(SH_LOG_ERROR, "chat: store batch of %zu operations failed: %s", b->nops,
+               sh_strerror(b->status));
+    }
+    for (size_t i = 0; i < b->nmsgs; i++)
+        pmsg_finish(ch, b->msgs[i], b->status);
+    for (size_t i = 0; i < b->nusers; i++) {
+        chat_user *u = b->users[i];
+        u->refs--;
+        if (b->status && !ch->stopping)
+            user_mark_dirty(ch, u); /* write the counters again next time */
+    }
+    free(b->msgs);
+    free(b->users);
+    free(b->ops);
+    free(b);
+}
+
+static void work_cb(uv_work_t *req)
+{
+    chat_batch *b = req->data;
+    b->status = b->ops ? chat_store_write(b->ch->store, b->ops, b->nops) : SH_ENOMEM;
+}
+
+static void chat_finish_shutdown(chat *ch);
+
+static void after_work_cb(uv_work_t *req, int status)
+{
+    chat_batch *b = req->data;
+    chat *ch = b->ch;
+    if (status < 0 && b->status == 0)
+        b->status = SH_EIO;
+    ch->inflight = NULL;
+    batch_finish(ch, b);
+    if (ch->stopping)
+        chat_finish_shutdown(ch);
+}
+
+/* Starts writing the pending batch if none is in flight. */
+static void batch_submit(chat *ch)
+{
+    chat_batch *b = ch->pending;
+    if (ch->inflight || !b || (b->nmsgs == 0 && b->nusers == 0))
+        return;
+    ch->pending = NULL;
+    batch_build_ops(b);
+    b->work.data = b;
+    ch->inflight = b;
+    int rc = uv_queue_work(ch->loop, &b->work, work_cb, after_work_cb);
+    if (rc < 0) {
+        ch->inflight = NULL;
+        b->status = SH_EIO;
+        batch_finish(ch, b);
+    }
+}
+
+static void on_check(uv_check_t *h)
+{
+    batch_submit(h->data);
+}
+
+static void on_sweep(uv_timer_t *t)
+{
+    users_sweep(t->data, false);
+}
+
+/* ---- delivery ---- */
+
+static amf_value *message_value(uint64_t id, const char *from, const char *to, const char *text,
+                                size_t text_len, int64_t ts)
+{
+    amf_value *o = amf_object_new(NULL);
+    if (!o)
+        return NULL;
+    amf_object_set_cstr(o, "id", amf_number((double)id));
+    amf_object_set_cstr(o, "from", amf_string_cstr(from));
+    amf_object_set_cstr(o, "to", amf_string_cstr(to));
+    amf_object_set_cstr(o, "text", amf_string(text, text_len));
+    amf_object_set_cstr(o, "ts", amf_number((double)ts));
+    return o;
+}
+
+static bool send_private(app_conn *c, amf_value *msg)
+{
+    if (!app_conn_connected(c) || !msg)
+        return false;
+    return app_conn_send_cmd(c, "chat.onPrivate", 0, &msg, 1) == 0;
+}
+
+typedef struct redeliver_ctx {
+    app_conn *c;
+    chat_user *u;
+    uint64_t max_sent;
+    size_t sent;
+} redeliver_ctx;
+
+static int redeliver_row(void *ud, uint64_t id, const char *sender, int64_t ts,
+                         const char *text, size_t text_len)
+{
+    redeliver_ctx *x = ud;
+    amf_value *m = message_value(id, sender, x->u->name, text, text_len, ts);
+    bool ok = send_private(x->c, m);
+    amf_unref(m);
+    x->max_sent = id;
+    x->sent++;
+    return ok ? 0 : 1;
+}
+
+/* Sends every unacknowledged message of u to its new connection c. */
+static void redeliver(chat *ch, chat_user *u, app_conn *c)
+{
+    if (u->last_id <= u->acked)
+        return;
+    redeliver_ctx x = {.c = c, .u = u, .max_sent = u->acked};
+    int rc = chat_store_load_messages(ch->store, u->app, u->name, u->acked,
+                                      (size_t)(u->last_id - u->acked), redeliver_row, &x);
+    if (rc)
+        SH_LOG(SH_LOG_ERROR, "conn=%llu chat: cannot read stored messages",
+               (unsigned long long)app_conn_id(c));
+    for (chat_pmsg *pm = u->unconf_head; pm; pm = pm->next) {
+        if (pm->id <= x.max_sent || pm->id <= u->acked)
+            continue;
+        amf_value *m = message_value(pm->id, pm->sender->name, u->name, pm->text, pm->text_len,
+                                     pm->ts);
+        send_private(c, m);
+        amf_unref(m);
+        x.sent++;
+    }
+    if (x.sent)
+        SH_LOG(SH_LOG_DEBUG, "conn=%llu chat: %zu unacknowledged message(s) sent again",
+               (unsigned long long)app_conn_id(c), x.sent);
+}
+
+/* ---- connection observer ---- */
+
+static size_t instance_count(const chat_user *u, const app_conn *c)
+{
+    size_t n = 0;
+    for (const chat_conn *cc = u->conns; cc; cc = cc->next)
+        if (strcmp(app_conn_instance(cc->c), app_conn_instance(c)) == 0)
+            n++;
+    return n;
+}
+
+static void on_connect(app_conn *c, const app_connect_info *info, void *ud)
+{
+    chat *ch = ud;
+    (void)info;
+    const char *name = app_conn_user(c);
+    if (!*name || ch->stopping)
+        return;
+    int rc;
+    chat_user *u = user_get(ch, app_conn_app_name(c), name, strlen(name), &rc);
+    chat_conn *cc = u ? calloc(1, sizeof(*cc)) : NULL;
+    if (!cc) {
+        SH_LOG(SH_LOG_ERROR, "conn=%llu chat: cannot track user %s: %s",
+               (unsigned long long)app_conn_id(c), name, sh_strerror(rc ? rc : SH_ENOMEM));
+        return;
+    }
+    cc->c = c;
+    cc->next = u->conns;
+    u->conns = cc;
+    u->nconns++;
+    chat_limits l;
+    limits_of(c, &l);
+    if (l.presence)
+        chat_presence_update(ch->presence, c, u->name, instance_count(u, c), wall_ms());
+    redeliver(ch, u, c);
+}
+
+static void on_disconnect(app_conn *c, void *ud)
+{
+    chat *ch = ud;
+    const char *name = app_conn_user(c);
+    if (!*name)
+        return;
+    const char *app = app_conn_app_name(c);
+    chat_user *u = user_find(ch, app, name, strlen(name), user_hash(app, name, strlen(name)));
+    if (!u)
+        return;
+    for (chat_conn **pp = &u->conns; *pp; pp = &(*pp)->next) {
+        if ((*pp)->c != c)
+            continue;
+        chat_conn *cc = *pp;
+        *pp = cc->next;
+        free(cc);
+        u->nconns--;
+        chat_limits l;
+        limits_of(c, &l);
+        if (l.presence)
+            chat_presence_update(ch->presence, c, u->name, instance_count(u, c), wall_ms());
+        return;
+    }
+}
+
+/* ---- methods ---- */
+
+static int reply_error(app_conn *c, double txid, const char *code, const char *desc)
+{
+    app_conn_reply_error(c, txid, code, desc);
+    return 0;
+}
+
+static chat_dedup *dedup_find(chat_user *s, const char *cid, uint64_t now)
+{
+    for (size_t i = 0; i < CHAT_DEDUP_MAX; i++) {
+        chat_dedup *d = &s->dedup[i];
+        if (d->used && now - d->t_ms <= CHAT_DEDUP_WINDOW_MS && strcmp(d->cid, cid) == 0)
+            return d;
+    }
+    return NULL;
+}
+
+static chat_dedup *dedup_add(chat_user *s, const char *cid, uint64_t now)
+{
+    chat_dedup *d = NULL;
+    /* Reuse the oldest slot that no pending answer points at. */
+    for (size_t k = 0; k < CHAT_DEDUP_MAX && !d; k++) {
+        chat_dedup *x = &s->dedup[(s->dedup_next + k) % CHAT_DEDUP_MAX];
+        if (!x->pm) {
+            d = x;
+            s->dedup_next = (s->dedup_next + k + 1) % CHAT_DEDUP_MAX;
+        }
+    }
+    if (!d)
+        return NULL;
+    memset(d, 0, sizeof(*d));
+    d->used = true;
+    snprintf(d->cid, sizeof(d->cid), "%s", cid);
+    d->t_ms = now;
+    s->dedup_ms = now;
+    return d;
+}
+
+static bool rate_take(chat_user *s, uint32_t rate, uint64_t now)
+{
+    if (rate == 0)
+        return true;
+    if (!s->bucket_set) {
+        s->tokens = rate;
+        s->bucket_set = true;
+    } else {
+        s->tokens += (double)(now - s->bucket_ms) * rate / 1000.0;
+        if (s->tokens > rate)
+            s->tokens = rate;
+    }
+    s->bucket_ms = now;
+    if (s->tokens < 1.0)
+        return false;
+    s->tokens -= 1.0;
+    return true;
+}
+
+/* The clientId argument as text ("" when absent); false when unusable. */
+static bool client_id_of(const rtmp_cmd *cmd, char *out, size_t outsz)
+{
+    out[0] = '\0';
+    if (cmd->nargs < 3)
+        return true;
+    const amf_value *v = cmd->args[2];
+    switch (amf_type_of(v)) {
+    case AMF_NULL:
+    case AMF_UNDEFINED:
+        return true;
+    case AMF_STRING: {
+        size_t n;
+        const char *s = amf_as_string(v, &n);
+        if (n == 0 || n >= outsz || memchr(s, '\0', n))
+            return false;
+        memcpy(out, s, n);
+        out[n] = '\0';
+        return true;
+    }
+    case AMF_NUMBER:
+    case AMF_INTEGER: {
+        double d = amf_as_number(v);
+        if (!isfinite(d))
+            return false;
+        snprintf(out, outsz, "#%.17g", d); /* '#' keeps 7 and "7" apart */
+        return true;
+    }
+    default:
+        return false;
+    }
+}
+
+static int method_send_private(app_conn *c, const rtmp_cmd *cmd, void *ud)
+{
+    chat *ch = ud;
+    double txid = cmd->txid;
+    const char *me = app_conn_user(c);
+    const char *app = app_conn_app_name(c);
+    chat_limits l;
+    limits_of(c, &l);
+    if (!*me)
+        return reply_error(c, txid, CHAT_E_DENIED, "Connect with a user name to send");
+    if (!user_listed(l.users, me, strlen(me)))
+        return reply_error(c, txid, CHAT_E_DENIED, "Sender is not a user of this application");
+    size_t tolen = 0, textlen = 0;
+    const char *to = arg_string(cmd, 0, &tolen);
+    const char *text = arg_string(cmd, 1, &textlen);
+    char cid[CHAT_CLIENT_ID_MAX + 1];
+    if (!to || !text || !client_id_of(cmd, cid, sizeof(cid)))
+        return reply_error(c, txid, CHAT_E_BAD_REQUEST,
+                           "Expected chat.sendPrivate(to: string, text: string [, clientId])");
+    if (textlen > l.max_text)
+        return reply_error(c, txid, CHAT_E_TOO_LONG, "Text longer than chat_max_text");
+    if (!user_name_ok(to, tolen) || !user_listed(l.users, to, tolen))
+        return reply_error(c, txid, CHAT_E_UNKNOWN_USER, "No such user");
+    if (tolen == strlen(me) && memcmp(to, me, tolen) == 0)
+        return reply_error(c, txid, CHAT_E_DENIED, "Cannot send a private message to yourself");
+    if (ch->stopping)
+        return reply_error(c, txid, CHAT_E_STORE_FAILED, "Server is shutting down");
+
+    int rc;
+    chat_user *s = user_get(ch, app, me, strlen(me), &rc);
+    if (!s)
+        return reply_error(c, txid, CHAT_E_STORE_FAILED, "Cannot load the sender");
+    uint64_t now = uv_now(ch->loop);
+    if (cid[0]) {
+        chat_dedup *d = dedup_find(s, cid, now);
+        if (d && d->pm) {
+            if (d->pm->nwaiters >= CHAT_WAITERS_MAX)
+                return reply_error(c, txid, CHAT_E_RATE_LIMITED, "Too many retries");
+            d->pm->waiters[d->pm->nwaiters++] = (chat_waiter){app_conn_id(c), txid};
+            return 0;
+        }
+        if (d) {
+            send_result(c, txid, d->id, d->queued ? "queued" : "delivered");
+            return 0;
+        }
+    }
+    if (!rate_take(s, l.rate, now))
+        return reply_error(c, txid, CHAT_E_RATE_LIMITED, "Too many messages (chat_rate)");
+    s->refs++; /* keep s while the recipient is loaded */
+    chat_user *r = user_get(ch, app, to, tolen, &rc);
+    s->refs--;
+    if (!r)
+        return reply_error(c, txid, CHAT_E_STORE_FAILED, "Cannot load the recipient");
+    if (r->last_id - r->acked >= l.queue)
+        return reply_error(c, txid, CHAT_E_QUEUE_FULL,
+                           "The recipient has too many unacknowledged messages");
+
+    chat_pmsg *pm = calloc(1, sizeof(*pm));
+    chat_batch *b = batch_pending(ch);
+    if (!pm || !b || !(pm->text = dup_n(text, textlen)) ||
+        push_ptr((void ***)&b->msgs, &b->nmsgs, &b->capm, pm) != 0) {
+        if (pm)
+            free(pm->text);
+        free(pm);
+        return SH_ENOMEM;
+    }
+    pm->id = ++r->last_id;
+    pm->ts = wall_ms();
+    pm->text_len = textlen;
+    pm->to = r;
+    pm->sender = s;
+    r->refs++;
+    s->refs++;
+    if (r->unconf_tail)
+        r->unconf_tail->next = pm;
+    else
+        r->unconf_head = pm;
+    r->unconf_tail = pm;
+    user_mark_dirty(ch, r);
+    ch->messages++;
+
+    size_t delivered = 0;
+    amf_value *m = message_value(pm->id, s->name, r->name, pm->text, pm->text_len, pm->ts);
+    for (chat_conn *cc = r->conns; cc; cc = cc->next)
+        delivered += send_private(cc->c, m);
+    amf_unref(m);
+    pm->queued = delivered == 0;
+
+    chat_dedup *d = cid[0] ? dedup_add(s, cid, now) : NULL;
+    if (d) {
+        d->id = pm->id;
+        d->queued = pm->queued;
+    }
+    if (pm->queued) {
+        /* Answer once the message is committed (pmsg_finish). */
+        pm->waiters[pm->nwaiters++] = (chat_waiter){app_conn_id(c), txid};
+        if (d)
+            d->pm = pm;
+    } else {
+        send_result(c, txid, pm->id, "delivered");
+    }
+    return 0;
+}
+
+static int method_ack(app_conn *c, const rtmp_cmd *cmd, void *ud)
+{
+    chat *ch = ud;
+    const char *me = app_conn_user(c);
+    if (!*me)
+        return reply_error(c, cmd->txid, CHAT_E_DENIED, "Connect with a user name to ack");
+    if (cmd->nargs < 1 || (amf_type_of(cmd->args[0]) != AMF_NUMBER &&
+                           amf_type_of(cmd->args[0]) != AMF_INTEGER))
+        return reply_error(c, cmd->txid, CHAT_E_BAD_REQUEST, "Expected chat.ack(id: number)");
+    double d = amf_as_number(cmd->args[0]);
+    if (!isfinite(d) || d < 0)
+        return reply_error(c, cmd->txid, CHAT_E_BAD_REQUEST, "Bad message id");
+    int rc;
+    chat_user *u = user_get(ch, app_conn_app_name(c), me, strlen(me), &rc);
+    if (!u)
+        return reply_error(c, cmd->txid, CHAT_E_STORE_FAILED, "Cannot load the user");
+    uint64_t id = d >= (double)u->last_id ? u->last_id : (uint64_t)d;
+    if (id > u->acked && !ch->stopping) {
+        u->acked = id;
+        if (user_mark_dirty(ch, u) != 0)
+            return SH_ENOMEM;
+    }
+    amf_value *o = amf_object_new(NULL);
+    if (o)
+        amf_object_set_cstr(o, "acked", amf_number((double)u->acked));
+    app_conn_reply_result(c, cmd->txid, o);
+    amf_unref(o);
+    return 0;
+}
+
+/* ---- life cycle ---- */
+
+static void chat_free(chat *ch)
+{
+    users_sweep(ch, true);
+    free(ch->buckets);
+    chat_presence_free(ch->presence);
+    chat_store_close(ch->store);
+    SH_LOG(SH_LOG_INFO, "chat: stopped (%llu messages, %llu batches, %llu failed)",
+           (unsigned long long)ch->messages, (unsigned long long)ch->batches,
+           (unsigned long long)ch->batch_failures);
+    free(ch);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    chat *ch = h->data;
+    if (--ch->open_handles == 0 && !ch->inflight)
+        chat_free(ch);
+}
+
+/* Called at shutdown (every connection is gone) and after the last
+ * in-flight batch: writes what is pending on this thread, then closes. */
+static void chat_finish_shutdown(chat *ch)
+{
+    if (ch->inflight)
+        return;
+    chat_batch *b = ch->pending;
+    ch->pending = NULL;
+    if (b && (b->nmsgs || b->nusers)) {
+        batch_build_ops(b);
+        b->status = b->ops ? chat_store_write(ch->store, b->ops, b->nops) : SH_ENOMEM;
+        batch_finish(ch, b);
+    } else if (b) {
+        batch_finish(ch, b);
+    }
+    if (ch->open_handles == 0)
+        chat_free(ch);
+}
+
+static void on_shutdown(app_server *s, void *ud)
+{
+    chat *ch = ud;
+    (void)s;
+    ch->stopping = true;
+    uv_check_stop(&ch->check);
+    uv_timer_stop(&ch->sweep);
+    /* Handles first: chat_free runs when both are closed and nothing is
+     * in flight, whichever happens last. */
+    ch->open_handles = 2;
+    uv_close((uv_handle_t *)&ch->check, on_handle_closed);
+    uv_close((uv_handle_t *)&ch->sweep, on_handle_closed);
+    chat_finish_shutdown(ch);
+}
+
+int chat_register(app_server *srv)
+{
+    auth_install(srv);
+    const app_config *cfg = app_server_config(srv);
+    chat *ch = calloc(1, sizeof(*ch));
+    if (!ch)
+        return SH_ENOMEM;
+    ch->srv = srv;
+    ch->loop = app_server_loop(srv);
+    ch->nbuckets = 1024;
+    ch->buckets = calloc(ch->nbuckets, sizeof(*ch->buckets));
+    char path[4096], err[512];
+    snprintf(path, sizeof(path), "%s/%s", cfg->data_dir, CHAT_DB_NAME);
+    int rc = ch->buckets ? chat_store_open(path, &ch->store, err, sizeof(err)) : SH_ENOMEM;
+    if (rc) {
+        SH_LOG(SH_LOG_ERROR, "chat: cannot open the store: %s", ch->buckets ? err : "no memory");
+        free(ch->buckets);
+        free(ch);
+        return rc;
+    }
+    ch->presence = chat_presence_new(srv);
+    app_observer obs = {.on_connect = on_connect, .on_disconnect = on_disconnect};
+    uv_check_init(ch->loop, &ch->check);
+    uv_timer_init(ch->loop, &ch->sweep);
+    ch->check.data = ch;
+    ch->sweep.data = ch;
+    if ((rc = app_server_add_observer(srv, &obs, ch)) != 0 ||
+        (rc = app_method_register(srv, NULL, "chat.sendPrivate", method_send_private, ch)) ||
+        (rc = app_method_register(srv, NULL, "chat.ack", method_ack, ch)) ||
+        (rc = app_server_on_shutdown(srv, on_shutdown, ch)) != 0) {
+        /* Observers and methods cannot be removed: keep ch alive with the
+         * server (it is small) but never start its handles. */
+        SH_LOG(SH_LOG_ERROR, "chat: cannot register: %s", sh_strerror(rc));
+        return rc;
+    }
+    uv_check_start(&ch->check, on_check);
+    uv_timer_start(&ch->sweep, on_sweep, CHAT_SWEEP_MS, CHAT_SWEEP_MS);
+    SH_LOG(SH_LOG_INFO, "chat: ready (store %s)", path);
+    return 0;
+}

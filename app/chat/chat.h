@@ -1,0 +1,69 @@
+/* chat.h - one-to-one chat: identity, private messages, offline delivery,
+ * presence (docs/chat.md is the long form).
+ *
+ * Group chat rides on shared objects; one-to-one chat does not: the
+ * server routes a private message from one user to every live connection
+ * of one other user of the same application, and to nobody else.
+ *
+ * Identity is the user name the connection gave at connect (first string
+ * argument of connect, or user= in the tcUrl query), checked by the token
+ * authenticator (app/auth.h) for applications with auth = token.  It is
+ * the only name the server ever writes into `from`.
+ *
+ * Methods (any application; every instance of an application shares its
+ * users):
+ *   chat.sendPrivate(to, text [, clientId])
+ *       -> _result {id, status: "delivered" | "queued"}
+ *       -> _error Chat.Denied | Chat.UnknownUser | Chat.TooLong |
+ *                 Chat.RateLimited | Chat.QueueFull | Chat.BadRequest |
+ *                 Chat.StoreFailed
+ *   chat.ack(id) -> _result {acked}: acknowledges every message up to id.
+ * Server -> each connection of the recipient:
+ *   chat.onPrivate({id, from, to, text, ts}) (no answer expected)
+ *
+ * Every message stays stored (SQLite, DATA_DIR/sohub.db, chat_store.h)
+ * until its recipient acknowledges it, and is sent again, in id order, on
+ * each new connection of the recipient.  A "queued" answer is sent only
+ * once the message is committed; "delivered" answers go out at once (the
+ * message was queued to a live connection) and the message is committed
+ * with the next batch.  One transaction per batch, one batch in flight,
+ * on libuv's thread pool.
+ *
+ * Presence ([app] presence = true): each instance keeps a temporary
+ * shared object `presence`, written by the server only, with one slot per
+ * online user: key = user name, value {since (Unix ms), connections}.
+ * Needs the shared-object glue (app/so_glue.h); without it presence is
+ * off.
+ *
+ * Threading: loop thread only, except the store write (worker thread).
+ */
+#ifndef APP_CHAT_H
+#define APP_CHAT_H
+
+#include "app.h"
+
+/* Error codes of chat.sendPrivate / chat.ack. */
+#define CHAT_E_DENIED "Chat.Denied"
+#define CHAT_E_UNKNOWN_USER "Chat.UnknownUser"
+#define CHAT_E_TOO_LONG "Chat.TooLong"
+#define CHAT_E_RATE_LIMITED "Chat.RateLimited"
+#define CHAT_E_QUEUE_FULL "Chat.QueueFull"
+#define CHAT_E_BAD_REQUEST "Chat.BadRequest"
+#define CHAT_E_STORE_FAILED "Chat.StoreFailed"
+
+/* Window in which a (sender, clientId) pair is remembered, and how many
+ * pairs are kept per sender. */
+#define CHAT_DEDUP_WINDOW_MS 60000
+#define CHAT_DEDUP_MAX 64
+/* Longest clientId accepted (bytes of a string; numbers are printed). */
+#define CHAT_CLIENT_ID_MAX 64
+
+/* Installs chat on srv: the token authenticator (auth_install), the chat
+ * methods (server-wide), a connection observer, a check handle and a
+ * timer on the server's loop, and a shutdown hook that writes what is
+ * pending and frees everything.  Opens the store in cfg->data_dir.
+ * Call once, before app_server_run().  Returns 0 or a negative code
+ * (logged); the server then runs without chat (auth is still installed). */
+int chat_register(app_server *srv);
+
+#endif
