@@ -316,6 +316,13 @@ int rtmp_hs_feed(rtmp_hs *h, const uint8_t *in, size_t len, size_t *consumed,
     *consumed = 0;
     switch (h->state) {
     case HS_S_WAIT_C0C1:
+        /* Refuse a wrong C0 at its first byte, so garbage is closed at
+         * once instead of waiting for 1537 bytes or the time-out. */
+        if (h->in_len == 0 && len > 0 && in[0] != 3) {
+            h->state = HS_FAILED;
+            rc = SH_FAIL(err, SH_EUNSUPPORTED, "handshake: C0 version is not 3", 0);
+            break;
+        }
         if (!hs_collect(h, 1 + HS, in, len, &used))
             break;
         rc = hs_server_reply(h, out, err);

@@ -212,6 +212,26 @@ Test(hs, server_rejects_bad_version)
     sh_buf_cleanup(&out);
 }
 
+/* A wrong C0 is refused at its first byte, not after 1537 bytes. */
+Test(hs, server_rejects_bad_version_at_first_byte)
+{
+    uint8_t rnd[HSZ];
+    fill(rnd, HSZ, 7);
+    rtmp_hs *h = rtmp_hs_new(RTMP_ROLE_SERVER, rnd, 1, false);
+    cr_assert(h);
+    sh_buf out;
+    sh_buf_init(&out, 0);
+    size_t used = 0;
+    sh_error err = {0};
+    const uint8_t junk = 'G'; /* e.g. the start of "GET / HTTP/1.1" */
+    int rc = rtmp_hs_feed(h, &junk, 1, &used, &out, &err);
+    cr_assert_eq(rc, SH_EUNSUPPORTED);
+    cr_assert_eq(out.len, 0);
+    cr_assert_str_eq(err.what, "handshake: C0 version is not 3");
+    rtmp_hs_free(h);
+    sh_buf_cleanup(&out);
+}
+
 Test(hs, server_every_truncation_wants_more)
 {
     uint8_t in[1 + HSZ];
