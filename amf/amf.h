@@ -121,7 +121,9 @@ bool amf_is_string(const amf_value *v, const char *s);
 
 amf_value *amf_ref(amf_value *v);
 void amf_unref(amf_value *v);
-/* Deep structural equality (same type, same contents; NaN equals NaN). */
+/* Deep structural equality (same type, same contents; NaN equals NaN,
+ * 0 differs from -0).  Polynomial on graphs with shared sub-values: pairs
+ * of shared containers already found equal are not compared again. */
 bool amf_equal(const amf_value *a, const amf_value *b);
 
 /* ---- limits ---- */

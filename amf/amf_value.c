@@ -587,7 +587,75 @@ void amf_unref(amf_value *v)
         free(v);
 }
 
-/* ---- equality ---- */
+/* ---- equality ----
+ * Decoded values can share sub-values (references), so a small input can
+ * be a graph whose expanded tree is exponential ("billion laughs").  To
+ * stay polynomial, pairs of shared containers already found equal are
+ * remembered and not walked again; values reachable twice are shared
+ * (refs > 1) or hang below a shared one.  Shared values are immutable, so
+ * the memo stays true during the call. */
+
+typedef struct eq_memo {
+    const void **pairs; /* 2 pointers per slot, NULL = empty */
+    size_t cap, n;
+    bool off;           /* allocation failed: compare without memo */
+} eq_memo;
+
+static size_t memo_hash(const void *a, const void *b, size_t cap)
+{
+    uint64_t x = (uint64_t)(uintptr_t)a * 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)b;
+    x ^= x >> 31;
+    x *= 0xbf58476d1ce4e5b9ull;
+    x ^= x >> 29;
+    return (size_t)x & (cap - 1);
+}
+
+static bool memo_has(const eq_memo *m, const void *a, const void *b)
+{
+    if (!m->n)
+        return false;
+    for (size_t i = memo_hash(a, b, m->cap);; i = (i + 1) & (m->cap - 1)) {
+        if (!m->pairs[2 * i])
+            return false;
+        if (m->pairs[2 * i] == a && m->pairs[2 * i + 1] == b)
+            return true;
+    }
+}
+
+static void memo_put_raw(eq_memo *m, const void *a, const void *b)
+{
+    size_t i = memo_hash(a, b, m->cap);
+    while (m->pairs[2 * i])
+        i = (i + 1) & (m->cap - 1);
+    m->pairs[2 * i] = a;
+    m->pairs[2 * i + 1] = b;
+    m->n++;
+}
+
+static void memo_put(eq_memo *m, const void *a, const void *b)
+{
+    if (m->off)
+        return;
+    if ((m->n + 1) * 2 > m->cap) {
+        size_t cap = m->cap ? m->cap * 2 : 64;
+        const void **np = cap > SIZE_MAX / (2 * sizeof *np) ? NULL : calloc(2 * cap, sizeof *np);
+        if (!np) {
+            m->off = true;
+            return;
+        }
+        eq_memo old = *m;
+        m->pairs = np;
+        m->cap = cap;
+        m->n = 0;
+        for (size_t i = 0; i < old.cap; i++)
+            if (old.pairs[2 * i])
+                memo_put_raw(m, old.pairs[2 * i], old.pairs[2 * i + 1]);
+        free(old.pairs);
+    }
+    memo_put_raw(m, a, b);
+}
+
+static bool eq(const amf_value *a, const amf_value *b, eq_memo *m);
 
 static bool num_eq(double a, double b)
 {
@@ -596,28 +664,33 @@ static bool num_eq(double a, double b)
     return a == b && signbit(a) == signbit(b);
 }
 
-static bool cont_eq(const amf_cont *a, const amf_cont *b)
+static bool cont_eq(const amf_cont *a, const amf_cont *b, eq_memo *m)
 {
     if (a->cls_len != b->cls_len || (a->cls_len && memcmp(a->cls, b->cls, a->cls_len) != 0))
         return false;
     if (a->nm != b->nm || a->ne != b->ne || a->nn != b->nn)
         return false;
+    bool shared = a->h.refs > 1 || b->h.refs > 1;
+    if (shared && memo_has(m, a, b))
+        return true;
     for (uint32_t i = 0; i < a->nm; i++) {
         const amf_member *x = &a->m[i], *y = &b->m[i];
         if (x->klen != y->klen || memcmp(a->kbuf + x->koff, b->kbuf + y->koff, x->klen) != 0 ||
-            !amf_equal(x->v, y->v))
+            !eq(x->v, y->v, m))
             return false;
     }
     for (uint32_t i = 0; i < a->ne; i++)
-        if (!amf_equal(a->e[i], b->e[i]))
+        if (!eq(a->e[i], b->e[i], m))
             return false;
     for (uint32_t i = 0; i < a->nn; i++)
         if (!num_eq(a->nums[i], b->nums[i]))
             return false;
+    if (shared)
+        memo_put(m, a, b);
     return true;
 }
 
-bool amf_equal(const amf_value *a, const amf_value *b)
+static bool eq(const amf_value *a, const amf_value *b, eq_memo *m)
 {
     if (a == b)
         return true;
@@ -640,7 +713,7 @@ bool amf_equal(const amf_value *a, const amf_value *b)
     case AMF_ECMA_ARRAY:
         if (amf_ecma_array_count(a) != amf_ecma_array_count(b))
             return false;
-        return cont_eq(amf_cont_of(a), amf_cont_of(b));
+        return cont_eq(amf_cont_of(a), amf_cont_of(b), m);
     case AMF_OBJECT:
         if (amf_cont_of(a)->sealed != amf_cont_of(b)->sealed)
             return false;
@@ -648,6 +721,14 @@ bool amf_equal(const amf_value *a, const amf_value *b)
     default:
         if ((a->flags & cmpflags) != (b->flags & cmpflags))
             return false;
-        return cont_eq(amf_cont_of(a), amf_cont_of(b));
+        return cont_eq(amf_cont_of(a), amf_cont_of(b), m);
     }
+}
+
+bool amf_equal(const amf_value *a, const amf_value *b)
+{
+    eq_memo m = {NULL, 0, 0, false};
+    bool r = eq(a, b, &m);
+    free(m.pairs);
+    return r;
 }

@@ -150,9 +150,9 @@ static bool add_text(cJSON *o, const char *p, size_t n)
 
 /* ---- value -> JSON ---- */
 
-static cJSON *to_json(const amf_value *v, int depth);
+static cJSON *to_json(const amf_value *v, int depth, size_t *budget);
 
-static cJSON *members_json(const amf_value *v, int depth)
+static cJSON *members_json(const amf_value *v, int depth, size_t *budget)
 {
     cJSON *m = cJSON_CreateObject();
     if (!m)
@@ -162,7 +162,7 @@ static cJSON *members_json(const amf_value *v, int depth)
         size_t kn;
         amf_value *e = amf_object_at(v, i, &k, &kn);
         /* keys with a NUL cannot be JSON object keys here: cut at the NUL */
-        if (!add(m, k, to_json(e, depth + 1))) {
+        if (!add(m, k, to_json(e, depth + 1, budget))) {
             cJSON_Delete(m);
             return NULL;
         }
@@ -170,13 +170,13 @@ static cJSON *members_json(const amf_value *v, int depth)
     return m;
 }
 
-static cJSON *items_json(const amf_value *v, int depth)
+static cJSON *items_json(const amf_value *v, int depth, size_t *budget)
 {
     cJSON *a = cJSON_CreateArray();
     if (!a)
         return NULL;
     for (size_t i = 0; i < amf_array_len(v); i++) {
-        cJSON *e = to_json(amf_array_at(v, i), depth + 1);
+        cJSON *e = to_json(amf_array_at(v, i), depth + 1, budget);
         if (!e || !cJSON_AddItemToArray(a, e)) {
             cJSON_Delete(e);
             cJSON_Delete(a);
@@ -186,7 +186,7 @@ static cJSON *items_json(const amf_value *v, int depth)
     return a;
 }
 
-static cJSON *object_json(const amf_value *v, int depth)
+static cJSON *object_json(const amf_value *v, int depth, size_t *budget)
 {
     const char *cls = amf_object_class(v);
     bool dyn = amf_object_dynamic(v);
@@ -194,7 +194,7 @@ static cJSON *object_json(const amf_value *v, int depth)
     bool plain = !*cls && dyn && sealed == 0 && !amf_object_externalizable(v) &&
                  !amf_object_get(v, TAG);
     if (plain)
-        return members_json(v, depth);
+        return members_json(v, depth, budget);
     cJSON *o = tagged("object");
     if (!o)
         return NULL;
@@ -202,14 +202,14 @@ static cJSON *object_json(const amf_value *v, int depth)
     if (*cls)
         ok = add(o, "class", cJSON_CreateString(cls));
     if (ok && amf_object_externalizable(v))
-        ok = add(o, "external", to_json(amf_object_external_value(v), depth + 1));
+        ok = add(o, "external", to_json(amf_object_external_value(v), depth + 1, budget));
     else if (ok) {
         if (dyn != !*cls)
             ok = add(o, "dynamic", cJSON_CreateBool(dyn));
         if (ok && sealed != (dyn ? 0 : n))
             ok = add(o, "sealed", cJSON_CreateNumber((double)sealed));
         if (ok)
-            ok = add(o, "members", members_json(v, depth));
+            ok = add(o, "members", members_json(v, depth, budget));
     }
     if (!ok) {
         cJSON_Delete(o);
@@ -218,7 +218,7 @@ static cJSON *object_json(const amf_value *v, int depth)
     return o;
 }
 
-static cJSON *vector_json(const amf_value *v, int depth)
+static cJSON *vector_json(const amf_value *v, int depth, size_t *budget)
 {
     amf_type t = amf_type_of(v);
     cJSON *o = tagged(t == AMF_VECTOR_INT      ? "vector-int"
@@ -233,8 +233,11 @@ static cJSON *vector_json(const amf_value *v, int depth)
     ok = ok && add(o, "fixed", cJSON_CreateBool(amf_vector_fixed(v)));
     cJSON *items = NULL;
     if (ok && t == AMF_VECTOR_OBJECT) {
-        items = items_json(v, depth);
+        items = items_json(v, depth, budget);
+    } else if (ok && *budget < amf_vector_len(v)) {
+        items = NULL;
     } else if (ok && (items = cJSON_CreateArray())) {
+        *budget -= amf_vector_len(v);
         for (size_t i = 0; i < amf_vector_len(v); i++) {
             cJSON *e = num_json(amf_vector_number_at(v, i));
             if (!e || !cJSON_AddItemToArray(items, e)) {
@@ -252,16 +255,16 @@ static cJSON *vector_json(const amf_value *v, int depth)
     return o;
 }
 
-static cJSON *pair_json(const amf_value *k, const amf_value *e, int depth)
+static cJSON *pair_json(const amf_value *k, const amf_value *e, int depth, size_t *budget)
 {
     cJSON *pair = cJSON_CreateArray();
-    cJSON *jk = to_json(k, depth + 1);
+    cJSON *jk = to_json(k, depth + 1, budget);
     if (!pair || !jk || !cJSON_AddItemToArray(pair, jk)) {
         cJSON_Delete(jk);
         cJSON_Delete(pair);
         return NULL;
     }
-    cJSON *je = to_json(e, depth + 1);
+    cJSON *je = to_json(e, depth + 1, budget);
     if (!je || !cJSON_AddItemToArray(pair, je)) {
         cJSON_Delete(je);
         cJSON_Delete(pair);
@@ -270,13 +273,13 @@ static cJSON *pair_json(const amf_value *k, const amf_value *e, int depth)
     return pair;
 }
 
-static cJSON *dict_json(const amf_value *v, int depth)
+static cJSON *dict_json(const amf_value *v, int depth, size_t *budget)
 {
     cJSON *entries = cJSON_CreateArray();
     for (size_t i = 0; entries && i < amf_dict_count(v); i++) {
         amf_value *k;
         amf_value *e = amf_dict_at(v, i, &k);
-        cJSON *pair = pair_json(k, e, depth);
+        cJSON *pair = pair_json(k, e, depth, budget);
         if (!pair || !cJSON_AddItemToArray(entries, pair)) {
             cJSON_Delete(pair);
             cJSON_Delete(entries);
@@ -300,10 +303,17 @@ static cJSON *dict_json(const amf_value *v, int depth)
     return o;
 }
 
-static cJSON *to_json(const amf_value *v, int depth)
+static cJSON *to_json(const amf_value *v, int depth, size_t *budget)
 {
-    if (!v || depth > AMF_ENC_MAX_DEPTH)
+    if (!v || depth > AMF_ENC_MAX_DEPTH || *budget == 0)
         return NULL;
+    /* a value costs 1, plus 1 per 64 bytes of text or bytes */
+    size_t cost = 1, tn = 0;
+    if (amf_as_string(v, &tn))
+        cost += tn / 64;
+    if (*budget < cost)
+        return NULL;
+    *budget -= cost;
     size_t n;
     const char *s;
     cJSON *o;
@@ -351,14 +361,14 @@ static cJSON *to_json(const amf_value *v, int depth)
             return NULL;
         }
         return o;
-    case AMF_OBJECT: return object_json(v, depth);
-    case AMF_STRICT_ARRAY: return items_json(v, depth);
+    case AMF_OBJECT: return object_json(v, depth, budget);
+    case AMF_STRICT_ARRAY: return items_json(v, depth, budget);
     case AMF_ECMA_ARRAY:
         o = tagged("ecma");
         if (o && ((amf_ecma_array_has_count(v) &&
                    !add(o, "count", cJSON_CreateNumber(amf_ecma_array_count(v)))) ||
-                  !add(o, "members", members_json(v, depth)) ||
-                  (amf_array_len(v) && !add(o, "dense", items_json(v, depth))))) {
+                  !add(o, "members", members_json(v, depth, budget)) ||
+                  (amf_array_len(v) && !add(o, "dense", items_json(v, depth, budget))))) {
             cJSON_Delete(o);
             return NULL;
         }
@@ -366,8 +376,8 @@ static cJSON *to_json(const amf_value *v, int depth)
     case AMF_VECTOR_INT:
     case AMF_VECTOR_UINT:
     case AMF_VECTOR_DOUBLE:
-    case AMF_VECTOR_OBJECT: return vector_json(v, depth);
-    case AMF_DICTIONARY: return dict_json(v, depth);
+    case AMF_VECTOR_OBJECT: return vector_json(v, depth, budget);
+    case AMF_DICTIONARY: return dict_json(v, depth, budget);
     default: return NULL;
     }
     /* string (not plain), xmldoc, xml */
@@ -379,7 +389,103 @@ static cJSON *to_json(const amf_value *v, int depth)
     return o;
 }
 
-cJSON *amf_json_from_value(const amf_value *v) { return to_json(v, 0); }
+/* ---- expanded size, before building anything ----
+ * Sizes of shared values are remembered (pointer -> size), so a graph with
+ * references is measured in time linear in its own size. */
+
+typedef struct size_memo {
+    const amf_value **keys;
+    size_t *vals;
+    size_t cap, n;
+} size_memo;
+
+static size_t memo_slot(const size_memo *m, const amf_value *v)
+{
+    size_t i = (size_t)(((uint64_t)(uintptr_t)v * 0x9e3779b97f4a7c15ull) >> 20) & (m->cap - 1);
+    while (m->keys[i] && m->keys[i] != v)
+        i = (i + 1) & (m->cap - 1);
+    return i;
+}
+
+static bool memo_store(size_memo *m, const amf_value *v, size_t size)
+{
+    if ((m->n + 1) * 2 > m->cap) {
+        size_memo g = {NULL, NULL, m->cap ? m->cap * 2 : 64, 0};
+        g.keys = calloc(g.cap, sizeof *g.keys);
+        g.vals = calloc(g.cap, sizeof *g.vals);
+        if (!g.keys || !g.vals) {
+            free(g.keys);
+            free(g.vals);
+            return false;
+        }
+        for (size_t i = 0; i < m->cap; i++)
+            if (m->keys[i]) {
+                size_t j = memo_slot(&g, m->keys[i]);
+                g.keys[j] = m->keys[i];
+                g.vals[j] = m->vals[i];
+                g.n++;
+            }
+        free(m->keys);
+        free(m->vals);
+        *m = g;
+    }
+    size_t i = memo_slot(m, v);
+    m->keys[i] = v;
+    m->vals[i] = size;
+    m->n++;
+    return true;
+}
+
+/* Expanded cost as to_json counts it, saturating at limit + 1. */
+static size_t expanded(const amf_value *v, size_memo *m, size_t limit, int depth)
+{
+    size_t n = 0;
+    if (depth > AMF_ENC_MAX_DEPTH)
+        return limit + 1; /* to_json refuses it anyway */
+    if (amf_as_string(v, &n))
+        return 1 + n / 64;
+    amf_type t = amf_type_of(v);
+    if (t != AMF_OBJECT && t != AMF_ECMA_ARRAY && t != AMF_STRICT_ARRAY &&
+        t != AMF_VECTOR_INT && t != AMF_VECTOR_UINT && t != AMF_VECTOR_DOUBLE &&
+        t != AMF_VECTOR_OBJECT && t != AMF_DICTIONARY)
+        return 1;
+    if (m->n) {
+        size_t i = memo_slot(m, v);
+        if (m->keys[i])
+            return m->vals[i];
+    }
+    size_t total = 1;
+#define ADD(x) (total = total + (x) > limit ? limit + 1 : total + (x))
+    if (t == AMF_VECTOR_INT || t == AMF_VECTOR_UINT || t == AMF_VECTOR_DOUBLE)
+        ADD(amf_vector_len(v));
+    if (amf_object_externalizable(v))
+        ADD(expanded(amf_object_external_value(v), m, limit, depth + 1));
+    for (size_t i = 0; total <= limit && i < amf_object_count(v); i++)
+        ADD(expanded(amf_object_at(v, i, NULL, NULL), m, limit, depth + 1));
+    for (size_t i = 0; total <= limit && i < amf_array_len(v); i++)
+        ADD(expanded(amf_array_at(v, i), m, limit, depth + 1));
+    for (size_t i = 0; total <= limit && i < amf_dict_count(v); i++) {
+        amf_value *k;
+        amf_value *e = amf_dict_at(v, i, &k);
+        ADD(expanded(k, m, limit, depth + 1));
+        ADD(expanded(e, m, limit, depth + 1));
+    }
+#undef ADD
+    memo_store(m, v, total); /* a failed store only costs time */
+    return total;
+}
+
+cJSON *amf_json_from_value(const amf_value *v)
+{
+    size_memo m = {NULL, NULL, 0, 0};
+    size_t need = expanded(v, &m, AMF_JSON_MAX_NODES, 0);
+    free(m.keys);
+    free(m.vals);
+    if (need > AMF_JSON_MAX_NODES)
+        return NULL;
+    size_t budget = AMF_JSON_MAX_NODES;
+    return to_json(v, 0, &budget);
+}
 
 char *amf_json_print(const amf_value *v)
 {

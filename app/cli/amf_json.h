@@ -17,8 +17,14 @@
 
 #include "amf.h"
 
-/* Returns an owned cJSON tree (cJSON_Delete), NULL on ENOMEM or when v
- * nests deeper than AMF_ENC_MAX_DEPTH. */
+/* JSON has no references: a shared sub-value is written out each time it
+ * is reached, so a small decoded graph can expand enormously.  The
+ * conversion stops past this many JSON values (a string or byte array
+ * counts one more per 64 bytes). */
+#define AMF_JSON_MAX_NODES ((size_t)1 << 22)
+
+/* Returns an owned cJSON tree (cJSON_Delete), NULL on ENOMEM, when v
+ * nests deeper than AMF_ENC_MAX_DEPTH or expands past AMF_JSON_MAX_NODES. */
 cJSON *amf_json_from_value(const amf_value *v);
 
 /* Converts a JSON tree; returns 0 and an owned value in *out, or SH_EINVAL

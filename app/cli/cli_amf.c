@@ -110,7 +110,10 @@ static int amf_decode_cmd(const amf_opts *o)
         char *js = amf_json_print(v);
         amf_unref(v);
         if (!js) {
-            fprintf(stderr, "sohub-cli amf decode: offset %zu: out of memory\n", off);
+            fprintf(stderr,
+                    "sohub-cli amf decode: offset %zu: value cannot be printed (out of memory, "
+                    "or more than %zu JSON values once shared parts are expanded)\n",
+                    off, AMF_JSON_MAX_NODES);
             status = 1;
             break;
         }

@@ -102,3 +102,52 @@ Test(json, bad_input)
         cr_assert_null(v);
     }
 }
+
+/* A small input whose expanded tree is huge ("billion laughs"): level i
+ * (object index i) is the AMF3 array [level i+1, level i+1]; the innermost
+ * level is ["x", "x"].  The first element is written inline, the second
+ * as a reference. */
+static uint8_t *laughs(size_t *n)
+{
+    enum { LEVELS = 60 };
+    uint8_t *b = malloc(1024);
+    size_t k = 0;
+    for (int i = 0; i < LEVELS; i++) {
+        b[k++] = AMF3_ARRAY;
+        b[k++] = 0x05; /* 2 dense elements */
+        b[k++] = 0x01; /* no associative part */
+    }
+    const uint8_t xx[] = {AMF3_STRING, 0x03, 'x', AMF3_STRING, 0x00};
+    memcpy(b + k, xx, sizeof xx);
+    k += sizeof xx;
+    for (int i = LEVELS - 2; i >= 0; i--) {
+        b[k++] = AMF3_ARRAY;
+        b[k++] = (uint8_t)((i + 1) << 1); /* reference to object i+1 */
+    }
+    *n = k;
+    return b;
+}
+
+Test(json, shared_graph_is_bounded)
+{
+    size_t n;
+    uint8_t *b = laughs(&n);
+    amf_value *v = NULL, *w = NULL;
+    size_t used;
+    cr_assert_eq(amf_decode1(AMF_ENC_AMF3, b, n, NULL, &used, &v, NULL), 0);
+    cr_assert_eq(used, n);
+    /* equality of two decodes is quick despite the 2^60 expanded size */
+    cr_assert_eq(amf_decode1(AMF_ENC_AMF3, b, n, NULL, &used, &w, NULL), 0);
+    cr_assert(amf_equal(v, w));
+    /* re-encoding keeps the references */
+    size_t en;
+    uint8_t *e = tu_encode(AMF_ENC_AMF3, v, &en);
+    cr_assert_eq(en, n);
+    cr_assert_arr_eq(e, b, n);
+    free(e);
+    /* and JSON, which has no references, refuses instead of expanding */
+    cr_assert_null(amf_json_from_value(v));
+    amf_unref(v);
+    amf_unref(w);
+    free(b);
+}
