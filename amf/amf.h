@@ -264,7 +264,9 @@ amf_value *amf_dict_at(const amf_value *dict, size_t i, amf_value **key);
  * (-2^28 .. 2^28-1), otherwise as a double; AMF_NUMBER always as a double.
  * Dates lose their time-zone field (AMF3 has none); AMF_UNSUPPORTED is
  * written as undefined; an ECMA array without members and without dense
- * entries is written like an empty strict array (so it decodes as one).
+ * entries is written like an empty strict array (so it decodes as one); a
+ * dynamic member or associative key "" cannot be written (it ends the
+ * list in AMF3): SH_EINVAL.
  * AMF0: AMF_INTEGER is written as a number; strings longer than 65535
  * bytes as long strings; XML, byte arrays, vectors, dictionaries,
  * externalizable objects, and the values AMF0 cannot express exactly
