@@ -9,12 +9,15 @@
  * possibly while the loop thread calls load_room: backends must allow that
  * (the SQLite backend uses two connections, the memory backend a mutex).
  * A batch owns plain copies of everything it writes (strings and values
- * already serialised to AMF3 bytes), so writing it never touches engine
+ * already serialised to bytes), so writing it never touches engine
  * state or reference-counted amf values.
  *
- * Values are stored as the AMF3 encoding of the slot's amf_value
- * (amf_encode1(AMF_ENC_AMF3, ...)), which keeps byte arrays, vectors,
- * dictionaries and typed objects.
+ * Values are stored as their exact wire form (so_wire_event_value): AMF0
+ * when AMF0 carries the value exactly, else AMF0 0x11 + AMF3.  Plain AMF3
+ * would lose AMF0-only details (date time zones, ECMA array counts) and
+ * plain AMF0 would lose AMF3-only types (integers, sealed traits, byte
+ * arrays, vectors, dictionaries); this form keeps both, and the engine can
+ * copy the stored bytes straight into Change events.
  */
 #ifndef SO_STORE_H
 #define SO_STORE_H
@@ -40,7 +43,7 @@ typedef struct so_store_op {
     char *key;           /* owned; NULL unless SET / DELETE */
     size_t key_len;
     uint32_t version;    /* object version (OBJECT) or slot version (SET) */
-    uint8_t *value;      /* owned AMF3 bytes (SET only) */
+    uint8_t *value;      /* owned value bytes, exact wire form (SET only) */
     size_t value_len;
 } so_store_op;
 

@@ -10,7 +10,8 @@
  *   objects(room TEXT, name TEXT, version INTEGER, PRIMARY KEY(room, name))
  *   slots(room TEXT, name TEXT, key BLOB, version INTEGER, value BLOB,
  *         PRIMARY KEY(room, name, key))
- * Keys are BLOBs because SO keys are arbitrary bytes; values are AMF3.
+ * Keys are BLOBs because SO keys are arbitrary bytes; values hold the exact
+ * wire form described in so_store.h (AMF0, or 0x11 + AMF3).
  */
 #include "so_store.h"
 

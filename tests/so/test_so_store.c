@@ -457,3 +457,33 @@ Test(so_store, sqlite_write_on_worker_thread_while_loop_runs)
     rm_db(path);
     free(path);
 }
+
+Test(so_store, use_reply_showing_uncommitted_data_is_held)
+{
+    so_store *s = open_mem();
+    so_engine *e = so_engine_new(NULL, s);
+    tclient a, b;
+    t_register(e, &a, AMF_ENC_AMF0, ROOM);
+    t_register(e, &b, AMF_ENC_AMF3, ROOM);
+    so_effects fx;
+    so_effects_init(&fx);
+    t_use(e, &a, "p", 0, true, &fx);
+    flush(e, s, &fx);
+    so_effects_clear(&fx);
+    t_set1(e, &a, "p", 1, "k", 5, &fx);
+    t_use(e, &b, "p", 0, true, &fx);
+    cr_assert_eq(count_for(&b, &fx), 0, "b would see k before it is durable");
+    /* a temporary object in the same room is not held */
+    t_use(e, &b, "t", 0, false, &fx);
+    cr_assert_eq(count_for(&b, &fx), 1);
+    so_effects_clear(&fx);
+    cr_assert_eq(flush(e, s, &fx), 0);
+    deliver(&b, &fx);
+    cr_assert_eq(b.use_success, 1);
+    cr_assert_not_null(model_find(&b, "k"));
+    so_effects_cleanup(&fx);
+    t_unregister(e, &a);
+    t_unregister(e, &b);
+    so_engine_free(e);
+    so_store_close(s);
+}
