@@ -178,6 +178,10 @@ struct app_so_glue {
     uint32_t commit_interval_ms;
     bool shutting_down;
     bool handles_closed;
+    uint64_t taken;             /* batches taken so far */
+    uint64_t done;              /* batches handed back so far */
+    struct glue_waiter *waiters; /* app_so_when_durable, oldest first */
+    struct glue_waiter **waiters_tail;
 
     app_so_glue_stats st;
 };
@@ -336,6 +340,49 @@ so_client *app_so_client_of(app_so_glue *g, app_conn *c, int *err)
 
 /* ---- grouped commits ---- */
 
+/* app_so_when_durable: fires once batch number `target` is back (the batch
+ * that holds the writes made before the call), or as soon as a commit
+ * attempt finds nothing pending and nothing in flight. */
+typedef struct glue_waiter {
+    struct glue_waiter *next;
+    uint64_t target;
+    app_so_durable_fn fn;
+    void *ud;
+} glue_waiter;
+
+int app_so_when_durable(app_so_glue *g, app_so_durable_fn fn, void *ud)
+{
+    glue_waiter *w = calloc(1, sizeof(*w));
+    if (!w)
+        return SH_ENOMEM;
+    w->target = g->taken + 1;
+    w->fn = fn;
+    w->ud = ud;
+    if (!g->waiters_tail)
+        g->waiters_tail = &g->waiters;
+    *g->waiters_tail = w;
+    g->waiters_tail = &w->next;
+    return 0;
+}
+
+/* Runs the waiters whose batch is back (all of them when all is true). */
+static void waiters_fire(app_so_glue *g, bool all, int status)
+{
+    glue_waiter **pp = &g->waiters;
+    while (*pp) {
+        glue_waiter *w = *pp;
+        if (!all && w->target > g->done) {
+            pp = &w->next;
+            continue;
+        }
+        *pp = w->next;
+        if (!*pp)
+            g->waiters_tail = pp;
+        w->fn(w->ud, status);
+        free(w);
+    }
+}
+
 static void commit_kick(app_so_glue *g);
 
 static void on_work(uv_work_t *req)
@@ -363,6 +410,8 @@ static void on_after_work(uv_work_t *req, int status)
     if (rc < 0)
         SH_LOG(SH_LOG_ERROR, "so: batch_done: %s", sh_strerror(rc));
     app_so_deliver(g, &g->fx);
+    g->done++;
+    waiters_fire(g, false, st);
     if (g->shutting_down)
         final_flush(g);
     else
@@ -382,8 +431,12 @@ static void commit_kick(app_so_glue *g)
         return;
     }
     so_store_batch *b = so_engine_take_batch(g->eng);
-    if (!b)
+    if (!b) {
+        if (g->waiters)
+            waiters_fire(g, true, 0); /* nothing pending, nothing in flight */
         return;
+    }
+    g->taken++;
     g->inflight = b;
     g->busy = true;
     g->started_once = true;
@@ -416,9 +469,11 @@ static void final_flush(app_so_glue *g)
     if (!g->store)
         return;
     size_t n = 0;
+    int last = 0;
     so_store_batch *b;
     while ((b = so_engine_take_batch(g->eng)) != NULL) {
         int st = so_store_write_batch(&g->store->base, b);
+        last = st;
         if (st < 0)
             SH_LOG(SH_LOG_ERROR, "so: final store batch failed: %s", sh_strerror(st));
         n++;
@@ -429,6 +484,7 @@ static void final_flush(app_so_glue *g)
     }
     so_store_close(&g->store->base);
     g->store = NULL;
+    waiters_fire(g, true, last);
     SH_LOG(SH_LOG_INFO, "so: store closed (%llu messages, %llu batches, %llu congestion events)",
            (unsigned long long)g->st.messages, (unsigned long long)g->st.batches,
            (unsigned long long)g->st.congested);
@@ -591,6 +647,7 @@ void app_so_glue_free(app_so_glue *g)
         close_handles(g);
         uv_run(g->loop, UV_RUN_NOWAIT);
     }
+    waiters_fire(g, true, SH_ESTATE);
     so_engine_free(g->eng);
     if (g->store)
         so_store_close(&g->store->base);

@@ -110,4 +110,16 @@ typedef struct app_so_glue_stats {
 } app_so_glue_stats;
 void app_so_glue_get_stats(const app_so_glue *g, app_so_glue_stats *st);
 
+/* ---- durability of server-side writes (added for the samples) ----
+ * fn(ud, status) runs once, on the loop thread, when every persistent
+ * change made through the engine before this call is stored: status 0, or
+ * the negative code of the failed store batch (the in-memory state stays
+ * authoritative and the object is written again with the next batch).  It
+ * runs from a later loop turn, never from inside this call; at shutdown,
+ * after the final flush, with that flush's status (SH_ESTATE when the
+ * store was already closed).  An owner that goes away first must ignore
+ * the call (keep ud alive or mark it cancelled).  Returns 0 or SH_ENOMEM. */
+typedef void (*app_so_durable_fn)(void *ud, int status);
+int app_so_when_durable(app_so_glue *g, app_so_durable_fn fn, void *ud);
+
 #endif
