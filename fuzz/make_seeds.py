@@ -1,0 +1,286 @@
+#!/usr/bin/env python3
+"""Writes the small generated seeds of fuzz/corpus/<target>/.
+
+The AMF targets take their seeds from tests/data/amf (the codec's test
+vectors) with a mode byte in front; every other target gets hand-built
+inputs from here: valid handshakes, chunk streams carrying the messages a
+real client sends, command bodies, shared-object bodies, engine scripts
+and configuration files.  Run from anywhere: python3 fuzz/make_seeds.py
+(the seeds are committed; rerun only when the formats change).
+"""
+import os
+import struct
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CORPUS = os.path.join(ROOT, "fuzz", "corpus")
+AMF_VECTORS = os.path.join(ROOT, "tests", "data", "amf")
+HS = 1536
+
+
+def put(target, name, data):
+    d = os.path.join(CORPUS, target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+# ---- AMF0 writers (enough for seeds) ----
+def a0_num(x):
+    return b"\x00" + struct.pack(">d", x)
+
+
+def a0_bool(b):
+    return b"\x01" + (b"\x01" if b else b"\x00")
+
+
+def a0_str(s):
+    s = s.encode()
+    return b"\x02" + struct.pack(">H", len(s)) + s
+
+
+def a0_null():
+    return b"\x05"
+
+
+def a0_obj(pairs):
+    out = b"\x03"
+    for k, v in pairs:
+        k = k.encode()
+        out += struct.pack(">H", len(k)) + k + v
+    return out + b"\x00\x00\x09"
+
+
+def a0_ecma(pairs):
+    out = b"\x08" + struct.pack(">I", len(pairs))
+    for k, v in pairs:
+        k = k.encode()
+        out += struct.pack(">H", len(k)) + k + v
+    return out + b"\x00\x00\x09"
+
+
+def a0_amf3_int(i):
+    # 0x11 switch, AMF3 integer (small positive)
+    return b"\x11\x04" + bytes([i & 0x7F])
+
+
+def command(name, txid, obj, *args):
+    body = a0_str(name) + a0_num(txid) + (obj if obj is not None else a0_null())
+    for a in args:
+        body += a
+    return body
+
+
+CONNECT = command("connect", 1, a0_obj([
+    ("app", a0_str("chat")), ("flashVer", a0_str("LNX 9,0,124,2")),
+    ("tcUrl", a0_str("rtmp://127.0.0.1/chat")), ("objectEncoding", a0_num(0))]))
+
+
+# ---- shared-object bodies ----
+def so_header(name, version, persistent, amf3=False):
+    n = name.encode()
+    out = b"\x00" if amf3 else b""
+    return out + struct.pack(">H", len(n)) + n + struct.pack(">III", version,
+                                                            2 if persistent else 0, 0)
+
+
+def so_event(etype, body):
+    return struct.pack(">BI", etype, len(body)) + body
+
+
+def so_key(k):
+    k = k.encode()
+    return struct.pack(">H", len(k)) + k
+
+
+def so_use(name, version=0, persistent=False, amf3=False):
+    return so_header(name, version, persistent, amf3) + so_event(1, b"")
+
+
+def so_change(name, version, pairs, persistent=False, amf3=False):
+    body = b"".join(so_key(k) + v for k, v in pairs)
+    return so_header(name, version, persistent, amf3) + so_event(3, body)
+
+
+def so_remove(name, version, keys, persistent=False):
+    return so_header(name, version, persistent) + b"".join(so_event(10, so_key(k)) for k in keys)
+
+
+def so_send(name, version, handler, *args):
+    return so_header(name, version, False) + so_event(6, a0_str(handler) + b"".join(args))
+
+
+def so_release(name, version=0):
+    return so_header(name, version, False) + so_event(2, b"")
+
+
+# ---- chunk writer: type 0 first chunk, type 3 continuations ----
+def basic_header(fmt, csid):
+    if csid < 64:
+        return bytes([(fmt << 6) | csid])
+    if csid < 320:
+        return bytes([fmt << 6, csid - 64])
+    c = csid - 64
+    return bytes([(fmt << 6) | 1, c & 0xFF, c >> 8])
+
+
+def chunks(msgs, chunk_size=128):
+    out = b""
+    for (csid, mtype, sid, ts, body) in msgs:
+        ext = ts >= 0xFFFFFF
+        t = 0xFFFFFF if ext else ts
+        out += basic_header(0, csid) + struct.pack(">I", t)[1:] + struct.pack(">I", len(body))[1:]
+        out += bytes([mtype]) + struct.pack("<I", sid)
+        if ext:
+            out += struct.pack(">I", ts)
+        first = True
+        for i in range(0, max(len(body), 1), chunk_size):
+            if not first:
+                out += basic_header(3, csid)
+                if ext:
+                    out += struct.pack(">I", ts)
+            out += body[i:i + chunk_size]
+            first = False
+    return out
+
+
+def handshake_c012():
+    c1 = struct.pack(">II", 0, 0) + bytes((i * 7) & 0xFF for i in range(HS - 8))
+    c2 = bytes(HS)
+    return b"\x03" + c1 + c2
+
+
+def main():
+    # AMF: test vectors with a mode byte (0 = default limits, 1 = tight)
+    for enc in ("amf0", "amf3"):
+        target = "fuzz_" + enc
+        if os.path.isdir(AMF_VECTORS):
+            for f in sorted(os.listdir(AMF_VECTORS)):
+                if not f.endswith("." + enc + ".bin"):
+                    continue
+                data = open(os.path.join(AMF_VECTORS, f), "rb").read()
+                if len(data) > 4096:
+                    continue
+                put(target, f.split(".")[0], b"\x00" + data)
+    put("fuzz_amf0", "command_connect", b"\x00" + CONNECT)
+    put("fuzz_amf0", "tight_connect", b"\x01" + CONNECT)
+
+    # handshake: mode byte, seed byte, then peer bytes or xor mutations
+    hs = handshake_c012()
+    put("fuzz_handshake", "server_simple", b"\x00\x00" + hs)
+    put("fuzz_handshake", "server_simple_split", b"\x38\x00" + hs)
+    put("fuzz_handshake", "server_genuine", b"\x02\x01")
+    put("fuzz_handshake", "server_genuine_digest", b"\x06\x02")
+    put("fuzz_handshake", "server_genuine_digest_mut", b"\x06\x03" + b"\x00\x08\x01")
+    put("fuzz_handshake", "client_genuine", b"\x03\x04")
+    put("fuzz_handshake", "client_genuine_digest", b"\x07\x05")
+    put("fuzz_handshake", "client_raw", b"\x01\x06" + b"\x03" + bytes(2 * HS))
+
+    # chunk streams (mode byte: 0 = default limits)
+    stream = chunks([
+        (3, 20, 0, 0, CONNECT),
+        (2, 5, 0, 0, struct.pack(">I", 2500000)),
+        (3, 20, 0, 10, command("createStream", 2, None)),
+        (3, 19, 0, 20, so_use("room/list", 0, True)),
+        (3, 19, 0, 30, so_change("room/list", 1, [("a", a0_num(1)), ("b", a0_str("x"))])),
+        (4, 8, 1, 40, bytes(300)),
+        (2, 3, 0, 50, struct.pack(">I", 4000)),
+        (2, 4, 0, 60, struct.pack(">HI", 6, 12345)),
+    ])
+    put("fuzz_chunk", "client_session", b"\x00" + stream)
+    put("fuzz_chunk", "client_session_tight", b"\x01" + stream)
+    put("fuzz_chunk", "set_chunk_size", b"\x00" + chunks([
+        (2, 1, 0, 0, struct.pack(">I", 4096)),
+    ]) + chunks([(3, 20, 0, 0, CONNECT + bytes(5000))], 4096))
+    put("fuzz_chunk", "ext_timestamp", b"\x00" + chunks([
+        (5, 18, 1, 0x1000000, a0_str("@setDataFrame") + bytes(400)),
+        (300, 9, 1, 0x1000010, bytes(200)),
+        (65599, 8, 1, 0x12, bytes(10)),
+    ]))
+    put("fuzz_chunk", "abort", b"\x00" + chunks([(6, 9, 1, 0, bytes(300))])[:150] +
+        chunks([(2, 2, 0, 0, struct.pack(">I", 6))]) + chunks([(6, 9, 1, 0, bytes(20))]))
+
+    # conn: mode byte, then bytes after the handshake the harness sends
+    put("fuzz_conn", "session", b"\x00" + stream)
+    put("fuzz_conn", "session_split", b"\x3e" + stream)
+    put("fuzz_conn", "chunk_size_ack", b"\x00" + chunks([
+        (2, 1, 0, 0, struct.pack(">I", 4096)),
+        (2, 5, 0, 0, struct.pack(">I", 1000)),
+        (2, 6, 0, 0, struct.pack(">IB", 1000, 2)),
+        (3, 17, 0, 0, b"\x00" + CONNECT),
+        (2, 4, 0, 0, struct.pack(">HI", 7, 1)),
+        (2, 4, 0, 0, struct.pack(">HI", 3, 1) + struct.pack(">I", 100)),
+    ]))
+
+    # command bodies: mode byte (bit 0: type 17; bit 1: tight limits)
+    put("fuzz_cmd", "connect", b"\x00" + CONNECT)
+    put("fuzz_cmd", "connect_amf3", b"\x01\x00" + CONNECT)
+    put("fuzz_cmd", "call_args", b"\x00" + command("sendMessage", 5, None, a0_str("hi"),
+                                                   a0_ecma([("k", a0_bool(True))]),
+                                                   a0_amf3_int(7)))
+    put("fuzz_cmd", "name_only", b"\x00" + a0_str("ping"))
+    put("fuzz_cmd", "tight", b"\x02" + CONNECT)
+
+    # SO bodies: mode byte (bit 0: type 16 body; bit 1: tight limits)
+    put("fuzz_so_wire", "use", b"\x00" + so_use("room/x", 0, True))
+    put("fuzz_so_wire", "use_amf3", b"\x01" + so_use("room/x", 3, False, True))
+    put("fuzz_so_wire", "change", b"\x00" + so_change("o", 4, [("a", a0_num(1)),
+                                                              ("b", a0_obj([("c", a0_str("d"))]))]))
+    put("fuzz_so_wire", "remove", b"\x00" + so_remove("o", 4, ["a", "b"]))
+    put("fuzz_so_wire", "send", b"\x00" + so_send("o", 1, "onMsg", a0_str("hi"), a0_num(2)))
+    put("fuzz_so_wire", "server_events", b"\x00" + so_header("o", 9, True) +
+        so_event(11, b"") + so_event(8, b"") + so_event(4, so_key("a") + a0_num(5)) +
+        so_event(5, so_key("a")) + so_event(9, so_key("b")) +
+        so_event(7, so_key("SharedObject.NoWriteAccess") + so_key("error")) +
+        so_event(99, b"xyz"))
+    put("fuzz_so_wire", "tight", b"\x02" + so_change("o", 1, [("k%d" % i, a0_num(i)) for i in range(10)]))
+
+    # SO engine script: records of [op, client, len16, body] (see fuzz_so_engine.c)
+    def rec(op, client, body=b""):
+        return bytes([op, client]) + struct.pack(">H", len(body)) + body
+    script = (rec(0, 0, so_use("chat/users", 0, False)) +
+              rec(0, 1, so_use("chat/users", 0, False)) +
+              rec(0, 0, so_change("chat/users", 0, [("alice", a0_str("hi"))])) +
+              rec(0, 1, so_change("chat/users", 0, [("alice", a0_str("me too"))])) +
+              rec(0, 1, so_send("chat/users", 1, "msg", a0_str("x"))) +
+              rec(0, 2, so_use("scores", 0, True)) +
+              rec(0, 2, so_change("scores", 0, [("s", a0_num(10))], persistent=True)) +
+              rec(1, 2) +
+              rec(0, 0, so_remove("chat/users", 1, ["alice"])) +
+              rec(0, 0, so_release("chat/users", 2)))
+    put("fuzz_so_engine", "chat", b"\x00" + script)
+    put("fuzz_so_engine", "lww_tight", b"\x03" + script)
+    put("fuzz_so_engine", "congest", b"\x00" + rec(0, 0, so_use("a", 0, False)) +
+        rec(0, 1, so_use("a", 0, False)) + rec(2, 1) +
+        rec(0, 0, so_change("a", 0, [("k", a0_num(1))])) +
+        rec(0, 0, so_change("a", 1, [("k", a0_num(2))])) + rec(3, 1) + rec(4, 1) +
+        rec(0, 1, so_use("a", 0, False)))
+
+    # config files
+    put("fuzz_config", "server", b"""[server]
+listen = 127.0.0.1:1935
+log_level = info
+max_connections = 100
+max_connections_per_ip = 10
+max_message_size = 65536
+idle_timeout_ms = 30000
+
+[app chat]
+auth = token
+secret = s3cret
+read_access = /
+write_access = chat;users
+conflict = lww
+store = memory
+
+[app:*]
+store = sqlite
+commit_interval_ms = 20
+""")
+    put("fuzz_config", "empty", b"")
+    put("fuzz_config", "bad", b"[server]\nlisten = [::1]:99999\nnope = 1\n[app]\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
