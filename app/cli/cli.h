@@ -16,6 +16,7 @@ typedef struct cli_cmd {
 } cli_cmd;
 
 int cli_amf_main(int argc, char **argv);
+int cli_token_main(int argc, char **argv);
 
 /* Shared helpers (cli_util.c). */
 /* Reads a whole file ("-" or NULL = stdin); malloc'd bytes with a NUL

@@ -7,6 +7,7 @@
 
 static const cli_cmd commands[] = {
     {"amf", cli_amf_main, "decode AMF0/AMF3 bytes to JSON, encode JSON to AMF"},
+    {"token", cli_token_main, "mint a connect token for auth = token applications"},
 };
 
 static void usage(FILE *f)

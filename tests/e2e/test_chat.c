@@ -291,6 +291,24 @@ static void test_tokens(const e2e_server *srv)
               "neither tokens nor the secret appear in the log");
     free(log);
 
+    /* sohub-cli token mints from the same config file (next to the server
+     * binary in the build tree). */
+    const char *bin = getenv("SOHUB_SERVER");
+    char cli[600], out[700];
+    snprintf(cli, sizeof cli, "%.*s/cli/sohub-cli", (int)(strrchr(bin, '/') - bin), bin);
+    snprintf(out, sizeof out, "%s/token.txt", srv->dir);
+    const char *argv[] = {cli, "token", "--app", "tok", "--user", "carol", "--ttl", "600",
+                          "--config", srv->config_path, NULL};
+    int st = e2e_run(argv, out, 10000, NULL);
+    char *minted = e2e_read_file(out, NULL);
+    if (minted && strchr(minted, '\n'))
+        *strchr(minted, '\n') = '\0';
+    c = minted && st == 0 ? cc_connect(port, "tok", "carol", minted, NULL, code, desc, sizeof code)
+                          : NULL;
+    E2E_CHECK(c != NULL, "a token from `sohub-cli token --config` is accepted (%d %s)", st, desc);
+    cc_close(c);
+    free(minted);
+
     /* An authenticated user chats like any other. */
     char bobtok[AUTH_TOKEN_MAX + 1];
     auth_token_mint(secret, "tok", "bob", now + 3600, bobtok, sizeof bobtok);
