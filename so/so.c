@@ -1069,9 +1069,13 @@ typedef struct wctx {
     so_object *o;
     sh_buf req, fail;
     bool with_fail;
+    so_map answered;    /* keys whose current value is already in req */
     int rc;
 } wctx;
 
+/* Refusal: Status (when code) + the key's current value.  The value is
+ * sent once per key per message, so a message repeating one key cannot
+ * make the reply larger than the object. */
 static int w_refuse(wctx *w, const char *code, const char *key, size_t klen)
 {
     if (code) {
@@ -1079,7 +1083,11 @@ static int w_refuse(wctx *w, const char *code, const char *key, size_t klen)
         if (w->with_fail)
             so_wire_put_status(&w->fail, code, SO_STATUS_LEVEL_ERROR);
     }
-    int rc = put_current(w->e, &w->req, w->o, key, klen);
+    if (so_map_get(&w->answered, key, klen))
+        return 0;
+    int rc = so_map_put(&w->answered, key, klen, w);
+    if (rc == 0)
+        rc = put_current(w->e, &w->req, w->o, key, klen);
     if (rc == 0 && w->with_fail)
         rc = put_current(w->e, &w->fail, w->o, key, klen);
     if (rc < 0 && !w->rc)
@@ -1165,6 +1173,7 @@ static int on_writes(so_engine *e, so_client *c, const so_msg *m, uint64_t now_m
         return rc;
     }
     w.with_fail = persisting(e, o);
+    so_map_init(&w.answered);
     const char *rate_code = NULL;
     if (e->cfg.max_updates_per_sec) {
         uint64_t win = now_ms / 1000;
@@ -1202,6 +1211,7 @@ static int on_writes(so_engine *e, so_client *c, const so_msg *m, uint64_t now_m
         rc = rc2;
     if (rc == 0 && (w.req.failed || w.fail.failed))
         rc = SH_ENOMEM;
+    so_map_cleanup(&w.answered);
     sh_buf_cleanup(&w.req);
     sh_buf_cleanup(&w.fail);
     return rc;

@@ -42,6 +42,8 @@
  *   store failed (persistent)   Status(SO_STATUS_STORE_FAILED) per key
  *                               instead of Success (see Persistence)
  *   RequestRemove of a key that does not exist: Success(K), no new version.
+ * A key refused several times in one message carries its current value
+ * only once (the Status events still come per request).
  * Every Status level is "error".  Limit codes name the limit in the code
  * itself ("SharedObject.LimitExceeded.<Limit>"), because the wire Status
  * event carries only a code and a level.
@@ -112,6 +114,8 @@ typedef enum so_conflict {
     SO_CONFLICT_LWW = 1,      /* last writer wins (Red5, crtmpserver) */
 } so_conflict;
 
+/* Start from so_config_default() and change what you need: a zeroed
+ * struct would refuse everything (wire caps of 0). */
 typedef struct so_config {
     uint32_t max_objects_per_room;    /* objects (any kind) in one room */
     uint32_t max_slots_per_object;

@@ -1077,3 +1077,39 @@ Test(so_engine, no_history_depth_zero)
     t_unregister(e, &b);
     so_engine_free(e);
 }
+
+/* A message repeating one refused key gets the key's value once, so the
+ * reply stays smaller than the object. */
+Test(so_engine, repeated_refused_key_answered_once)
+{
+    so_engine *e = eng_new(NULL, NULL);
+    tclient a, b;
+    t_register(e, &a, AMF_ENC_AMF0, ROOM);
+    t_register(e, &b, AMF_ENC_AMF0, ROOM);
+    so_effects fx;
+    so_effects_init(&fx);
+    t_use(e, &a, "o", 0, false, &fx);
+    t_use(e, &b, "o", 0, false, &fx);
+    char big[4000];
+    memset(big, 'x', sizeof(big));
+    amf_value *v = amf_string(big, sizeof(big));
+    t_setv(e, &a, "o", 1, "k", v, &fx);
+    amf_unref(v);
+    so_client_set_access(e, b.c, NULL, "nothing");
+    const char *keys[64];
+    double nums[64];
+    for (int i = 0; i < 64; i++) {
+        keys[i] = "k";
+        nums[i] = i;
+    }
+    so_effects_clear(&fx);
+    t_set_num(e, &b, "o", 2, 64, keys, nums, 0, &fx);
+    cr_assert_eq(fx.len, 1);
+    cr_assert_lt(fx.items[0].body->len, 4000 + 64 * 40 + 100);
+    deliver(&b, &fx);
+    cr_assert_eq(b.status, 64, "every request still answered");
+    so_effects_cleanup(&fx);
+    t_unregister(e, &a);
+    t_unregister(e, &b);
+    so_engine_free(e);
+}
