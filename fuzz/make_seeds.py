@@ -256,6 +256,21 @@ def main():
         rec(0, 0, so_change("a", 1, [("k", a0_num(2))])) + rec(3, 1) + rec(4, 1) +
         rec(0, 1, so_use("a", 0, False)))
 
+    # auth: user NUL token NUL app [now u64]; secret as in fuzz_auth.c
+    import base64
+    import hashlib
+    import hmac
+
+    def token(app, user, expiry, secret=b"fuzz-secret-0123456789"):
+        msg = app + b"\n" + user + b"\n" + str(expiry).encode()
+        mac = hmac.new(secret, msg, hashlib.sha256).digest()
+        return str(expiry).encode() + b"." + base64.urlsafe_b64encode(mac).rstrip(b"=")
+    now = struct.pack(">Q", 1700000000 << 1)
+    put("fuzz_auth", "valid", b"alice\0" + token(b"chat", b"alice", 1800000000) + b"\0chat\0" + now)
+    put("fuzz_auth", "expired", b"bob\0" + token(b"chat", b"bob", 1600000000) + b"\0chat\0" + now)
+    put("fuzz_auth", "other_user", b"eve\0" + token(b"chat", b"alice", 1800000000) + b"\0chat\0" + now)
+    put("fuzz_auth", "malformed", b"alice\0" + b"01.abc" + b"\0chat\0")
+
     # config files
     put("fuzz_config", "server", b"""[server]
 listen = 127.0.0.1:1935

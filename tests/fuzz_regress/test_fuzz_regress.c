@@ -26,6 +26,7 @@ DECL(fuzz_cmd)
 DECL(fuzz_so_wire)
 DECL(fuzz_so_engine)
 DECL(fuzz_config)
+DECL(fuzz_auth)
 
 typedef int (*harness_fn)(const uint8_t *data, size_t size);
 
@@ -118,3 +119,4 @@ TARGET(fuzz_cmd)
 TARGET(fuzz_so_wire)
 TARGET(fuzz_so_engine)
 TARGET(fuzz_config)
+TARGET(fuzz_auth)
