@@ -98,7 +98,7 @@ void app_app_config_defaults(app_app_config *a)
     a->history_depth = 1000;
     a->max_so_per_conn = 64;
     a->max_so_slots = 10000;
-    a->users = xstrdup("");
+    a->users = NULL; /* no allocation: callers free only the strings they know */
     a->presence = false;
     a->chat_max_text = 4096;
     a->chat_rate = 20;

@@ -52,7 +52,7 @@ typedef struct app_app_config {
     uint32_t max_so_per_conn;    /* shared objects one connection may use */
     uint32_t max_so_slots;       /* slots in one shared object */
     /* one-to-one chat and presence (app/chat, docs/chat.md) */
-    char *users;                 /* owned; "a,b,c" known user names, "" = any name */
+    char *users;                 /* owned; "a,b,c" known user names; NULL or "" = any */
     bool presence;               /* keep the `presence` shared object per instance */
     uint32_t chat_max_text;      /* bytes of one private message text */
     uint32_t chat_rate;          /* private messages per second per user, 0 = no cap */
