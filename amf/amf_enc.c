@@ -724,19 +724,16 @@ int amf_encode(amf_enc *e, amf_encoding enc, const amf_value *v, sh_buf *out)
 {
     if (!e || !v || !out || (enc != AMF_ENC_AMF0 && enc != AMF_ENC_AMF3))
         return SH_EINVAL;
-    size_t len = out->len;
-    bool failed = out->failed;
+    sh_buf_pos start = sh_buf_mark(out);
     uint32_t n0 = e->o0.n, n3 = e->o3.n, nst = e->nst, ntt = e->ntt;
     size_t sblen = e->sblen;
     e->depth = 0;
     int rc = enc == AMF_ENC_AMF3 ? enc3(e, v, out) : enc0(e, v, out);
-    if (!rc && out->failed && !failed)
+    if (!rc && out->failed && !start.failed)
         rc = SH_ELIMIT;
     if (rc) {
         truncate_all(e, n0, n3, nst, sblen, ntt);
-        if (out->len > len)
-            out->len = len; /* drop the partial value */
-        out->failed = failed;
+        sh_buf_rollback(out, start); /* drop the partial value */
     }
     return rc;
 }

@@ -1,5 +1,6 @@
 #include "sh_buf.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -104,6 +105,19 @@ int sh_buf_put_f64be(sh_buf *b, double v)
     for (int i = 0; i < 8; i++)
         t[i] = (uint8_t)(u >> (56 - 8 * i));
     return sh_buf_append(b, t, 8);
+}
+
+void sh_buf_rollback(sh_buf *b, sh_buf_pos pos)
+{
+    if (b->len > pos.len)
+        b->len = pos.len;
+    b->failed = pos.failed;
+}
+
+void sh_buf_advance(sh_buf *b, size_t n)
+{
+    assert(n <= b->cap - b->len);
+    b->len += n;
 }
 
 uint8_t *sh_buf_steal(sh_buf *b, size_t *len)

@@ -35,6 +35,18 @@ int sh_buf_put_u24be(sh_buf *b, uint32_t v);
 int sh_buf_put_u32be(sh_buf *b, uint32_t v);
 int sh_buf_put_u32le(sh_buf *b, uint32_t v);
 int sh_buf_put_f64be(sh_buf *b, double v);
+/* A saved position: sh_buf_rollback() drops everything appended since
+ * sh_buf_mark() and restores the failed flag, so an encoder can undo a
+ * value it could not finish. */
+typedef struct sh_buf_pos {
+    size_t len;
+    bool failed;
+} sh_buf_pos;
+static inline sh_buf_pos sh_buf_mark(const sh_buf *b) { return (sh_buf_pos){b->len, b->failed}; }
+void sh_buf_rollback(sh_buf *b, sh_buf_pos pos);
+/* After sh_buf_reserve(b, n) succeeded and the caller wrote n bytes at
+ * b->data + b->len, counts them in. */
+void sh_buf_advance(sh_buf *b, size_t n);
 /* Takes the bytes out of b (caller owns them, free()); b is left empty. */
 uint8_t *sh_buf_steal(sh_buf *b, size_t *len);
 

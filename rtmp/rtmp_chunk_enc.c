@@ -155,7 +155,7 @@ static int plan_append(const rtmp_msg *m, const chunk_plan *pl, uint32_t chunk_s
     if (rc)
         return rc;
     plan_write(out->data + out->len, m, pl, chunk_size);
-    out->len += n;
+    sh_buf_advance(out, n);
     return 0;
 }
 
