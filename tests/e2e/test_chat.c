@@ -224,14 +224,23 @@ static void test_rate_and_apps(void)
     E2E_CHECK(alice && bob && bob_chat && bob_other, "connected to slow, chat, other");
     if (!alice || !bob || !bob_chat || !bob_other)
         return;
+    /* Ten calls pipelined (not one round trip each), so the bucket has no
+     * time to refill even on a loaded machine. */
     int ok = 0, limited = 0;
+    double txids[10];
+    amf_value *args[2] = {amf_string_cstr("bob"), amf_string_cstr("fast")};
+    for (int i = 0; i < 10; i++)
+        txids[i] = cc_call_async(alice, "chat.sendPrivate", args, 2);
+    amf_unref(args[0]);
+    amf_unref(args[1]);
     for (int i = 0; i < 10; i++) {
         cc_answer a;
-        cc_send(alice, "bob", "fast", NULL, &a);
+        if (cc_wait(alice, txids[i], &a, 5000) != 0)
+            continue;
         ok += a.ok;
         limited += !a.ok && !strcmp(a.code, "Chat.RateLimited");
     }
-    E2E_CHECK(ok >= 3 && ok <= 5 && limited == 10 - ok,
+    E2E_CHECK(ok >= 3 && ok <= 4 && limited == 10 - ok,
               "chat_rate = 3: %d accepted, %d Chat.RateLimited", ok, limited);
     E2E_CHECK(cc_wait_privates(bob, (size_t)ok, 3000), "bob in slow got the accepted ones");
     cc_pump(bob_chat, 300);
