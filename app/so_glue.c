@@ -233,17 +233,24 @@ char *app_so_room_of(const app_conn *c, char *buf, size_t bufsz)
     return buf;
 }
 
+/* What APP_SLOT_SO of a connection holds (owned by the glue). */
+typedef struct glue_client {
+    so_client *sc;
+    bool congested;     /* mirrors what the engine was told */
+} glue_client;
+
 /* ---- delivery ---- */
 
 static void mark_congested(app_so_glue *g, app_conn *c)
 {
-    so_client *sc = app_conn_get_data(c, APP_SLOT_SO);
-    if (!sc)
+    glue_client *gc = app_conn_get_data(c, APP_SLOT_SO);
+    if (!gc || gc->congested)
         return;
     so_effects none;
     so_effects_init(&none);
-    (void)so_client_set_congested(g->eng, sc, true, &none); /* makes no effects */
+    (void)so_client_set_congested(g->eng, gc->sc, true, &none); /* makes no effects */
     so_effects_cleanup(&none);
+    gc->congested = true;
     g->st.congested++;
     SH_LOG(SH_LOG_DEBUG, "conn=%llu so: congested (out_bytes=%zu), per-change messages paused",
            (unsigned long long)app_conn_id(c), app_conn_out_bytes(c));
@@ -292,9 +299,9 @@ int app_so_deliver(app_so_glue *g, so_effects *fx)
 
 so_client *app_so_client_of(app_so_glue *g, app_conn *c, int *err)
 {
-    so_client *sc = app_conn_get_data(c, APP_SLOT_SO);
-    if (sc)
-        return sc;
+    glue_client *gc = app_conn_get_data(c, APP_SLOT_SO);
+    if (gc)
+        return gc->sc;
     if (!app_conn_connected(c)) {
         *err = SH_ESTATE;
         return NULL;
@@ -311,9 +318,15 @@ so_client *app_so_client_of(app_so_glue *g, app_conn *c, int *err)
         }
     }
     amf_encoding enc = app_conn_object_encoding(c) == 3 ? AMF_ENC_AMF3 : AMF_ENC_AMF0;
+    gc = calloc(1, sizeof(*gc));
+    if (!gc) {
+        *err = SH_ENOMEM;
+        return NULL;
+    }
     int rc = 0;
-    sc = so_client_register(g->eng, c, enc, room, &rc);
+    so_client *sc = so_client_register(g->eng, c, enc, room, &rc);
     if (!sc) {
+        free(gc);
         *err = rc < 0 ? rc : SH_ENOMEM;
         SH_LOG(SH_LOG_WARN, "conn=%llu so: cannot register in room %s: %s",
                (unsigned long long)app_conn_id(c), room, sh_strerror(*err));
@@ -327,11 +340,13 @@ so_client *app_so_client_of(app_so_glue *g, app_conn *c, int *err)
         rc = so_client_set_access(g->eng, sc, rd, wr);
         if (rc < 0) {
             so_client_unregister(g->eng, sc);
+            free(gc);
             *err = rc;
             return NULL;
         }
     }
-    app_conn_set_data(c, APP_SLOT_SO, sc);
+    gc->sc = sc;
+    app_conn_set_data(c, APP_SLOT_SO, gc);
     SH_LOG(SH_LOG_DEBUG, "conn=%llu so: client %llu registered in room %s encoding=%d",
            (unsigned long long)app_conn_id(c), (unsigned long long)so_client_id(sc), room,
            enc == AMF_ENC_AMF3 ? 3 : 0);
@@ -513,20 +528,22 @@ static int hook_message(void *ud, app_conn *c, const rtmp_msg *m)
 static void hook_disconnect(void *ud, app_conn *c)
 {
     app_so_glue *g = ud;
-    so_client *sc = app_conn_get_data(c, APP_SLOT_SO);
-    if (!sc)
+    glue_client *gc = app_conn_get_data(c, APP_SLOT_SO);
+    if (!gc)
         return;
     app_conn_set_data(c, APP_SLOT_SO, NULL);
-    so_client_unregister(g->eng, sc);
+    so_client_unregister(g->eng, gc->sc);
+    free(gc);
 }
 
 static void hook_drain(void *ud, app_conn *c)
 {
     app_so_glue *g = ud;
-    so_client *sc = app_conn_get_data(c, APP_SLOT_SO);
-    if (!sc)
+    glue_client *gc = app_conn_get_data(c, APP_SLOT_SO);
+    if (!gc || !gc->congested)
         return;
-    int rc = so_client_set_congested(g->eng, sc, false, &g->fx);
+    gc->congested = false;
+    int rc = so_client_set_congested(g->eng, gc->sc, false, &g->fx);
     if (g->fx.len)
         SH_LOG(SH_LOG_DEBUG, "conn=%llu so: drained, catching up (%zu messages)",
                (unsigned long long)app_conn_id(c), g->fx.len);
