@@ -8,6 +8,7 @@
 
 #include "app.h"
 #include "chat.h"
+#include "samples.h"
 #include "so_glue.h"
 #include "sh_log.h"
 
@@ -60,6 +61,7 @@ int main(int argc, char **argv)
     /* Built-in applications (samples, chat) register here once they exist. */
     if (chat_register(srv) != 0) /* also installs the token authenticator */
         SH_LOG(SH_LOG_ERROR, "chat: not available, private messages are refused");
+    samples_register(srv); /* chat, auction, slideshow (samples/); logs its own errors */
     rc = app_server_start(srv);
     if (rc == 0)
         rc = app_server_run(srv);

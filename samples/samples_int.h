@@ -1,0 +1,47 @@
+/* samples_int.h - what the sample applications share (not for other
+ * modules). */
+#ifndef SAMPLES_INT_H
+#define SAMPLES_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "app.h"
+#include "so_glue.h"
+
+#define SAMPLES_NAME_MAX 128
+
+typedef struct samples_settings {
+    /* [chat] */
+    uint32_t chat_room_size;        /* messages kept in `room` */
+    uint32_t chat_max_text;         /* bytes of one room message */
+    /* [auction] */
+    char auction_admin[SAMPLES_NAME_MAX];   /* the user who may create items */
+    double auction_min_increment;           /* default increment of new items */
+    uint32_t auction_snipe_window_ms;       /* a bid this close to the end ... */
+    uint32_t auction_snipe_extend_ms;       /* ... moves the end to now + this */
+    uint32_t auction_max_items;             /* items per instance */
+    /* [slideshow] */
+    char slideshow_presenter[SAMPLES_NAME_MAX]; /* "" = first user to connect */
+} samples_settings;
+
+/* Defaults, then the SOHUB_SAMPLES_CONFIG file.  0 or a negative code
+ * with a message in err. */
+int samples_settings_load(samples_settings *s, char *err, size_t errsz);
+
+int sample_chat_register(app_server *srv, const samples_settings *s);
+int sample_auction_register(app_server *srv, const samples_settings *s);
+int sample_slideshow_register(app_server *srv, const samples_settings *s);
+
+/* Unix time in ms. */
+int64_t samples_wall_ms(void);
+/* Opens (creating if needed) object `name` in `room`, server-only when
+ * asked.  NULL with a log line on failure. */
+so_object *samples_open(app_server *srv, const char *room, const char *name, bool persistent,
+                        bool server_only);
+/* Delivers fx through the glue of srv. */
+void samples_deliver(app_server *srv, so_effects *fx);
+/* An AMF string of s (owned). */
+amf_value *samples_str(const char *s);
+
+#endif

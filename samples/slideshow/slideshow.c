@@ -1,0 +1,246 @@
+/* slideshow.c - the `slideshow` sample: one presenter, many viewers.
+ *
+ * Objects (room "slideshow/INSTANCE", persistent):
+ *   show   {slide, step, pointer}: written by the presenter with ordinary
+ *          shared-object changes; viewers may read it but not write it:
+ *          their changes get Status SharedObject.NoWriteAccess and the
+ *          current value back (PROTOCOL.md rule 4), so their copy is
+ *          restored at once.
+ *   stage  {presenter}: who presents; written by the server only.
+ * A viewer who joins late gets the current slide with its Use (rule 1).
+ *
+ * Who presents: the [slideshow] presenter setting names the user; when it
+ * is empty, the first user to connect to an instance with no presenter
+ * becomes it.  The presenter hands over with the method
+ * slideshow.handoff(user) -> _result {presenter} or _error
+ * Slideshow.Denied (caller is not the presenter) / Slideshow.BadRequest.
+ *
+ * How writes are limited: each connection's shared-object write access
+ * (so_client_set_access): the presenter's connections may write "show",
+ * every other connection nothing.  A hand-off updates the access of every
+ * connection of the instance at once.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "samples_int.h"
+#include "sh_log.h"
+
+#define SS_APP "slideshow"
+#define SS_SHOW "show"
+#define SS_STAGE "stage"
+#define SS_PRESENTER_WRITE "show"   /* access list: the show object only */
+#define SS_VIEWER_WRITE ";"         /* access list: nothing */
+
+typedef struct ss_conn {
+    struct ss_conn *next;
+    app_conn *c;
+} ss_conn;
+
+typedef struct ss_inst {
+    struct ss_inst *next;
+    char room[2 * APP_NAME_MAX + 2];
+    so_object *show, *stage;
+    ss_conn *conns;
+} ss_inst;
+
+typedef struct slideshow {
+    app_server *srv;
+    const samples_settings *s;
+    app_app *app;
+    ss_inst *insts;
+    so_effects fx;
+} slideshow;
+
+static so_engine *engine(slideshow *ss) { return app_so_engine(app_so_glue_of(ss->srv)); }
+
+static const char *presenter_of(ss_inst *in)
+{
+    const amf_value *v = so_object_get(in->stage, "presenter", 9);
+    size_t n;
+    const char *s = v && amf_type_of(v) == AMF_STRING ? amf_as_string(v, &n) : NULL;
+    return s ? s : "";
+}
+
+static void set_presenter(slideshow *ss, ss_inst *in, const char *user)
+{
+    amf_value *v = samples_str(user);
+    if (v && so_object_set(engine(ss), in->stage, "presenter", 9, v, &ss->fx) < 0)
+        SH_LOG(SH_LOG_WARN, "slideshow: cannot set the presenter of %s", in->room);
+    amf_unref(v);
+    samples_deliver(ss->srv, &ss->fx);
+}
+
+static ss_inst *inst_get(slideshow *ss, const char *app, const char *instance)
+{
+    char room[2 * APP_NAME_MAX + 2];
+    snprintf(room, sizeof(room), "%s/%s", app, instance);
+    for (ss_inst *in = ss->insts; in; in = in->next)
+        if (!strcmp(in->room, room))
+            return in;
+    so_object *show = samples_open(ss->srv, room, SS_SHOW, true, false);
+    so_object *stage = show ? samples_open(ss->srv, room, SS_STAGE, true, true) : NULL;
+    ss_inst *in = stage ? calloc(1, sizeof(*in)) : NULL;
+    if (!in) {
+        if (show)
+            so_engine_object_close(engine(ss), show);
+        if (stage)
+            so_engine_object_close(engine(ss), stage);
+        return NULL;
+    }
+    snprintf(in->room, sizeof(in->room), "%s", room);
+    in->show = show;
+    in->stage = stage;
+    in->next = ss->insts;
+    ss->insts = in;
+    if (ss->s->slideshow_presenter[0] && strcmp(presenter_of(in), ss->s->slideshow_presenter))
+        set_presenter(ss, in, ss->s->slideshow_presenter);
+    return in;
+}
+
+/* Write access of one connection from the current presenter. */
+static void apply_access(slideshow *ss, ss_inst *in, app_conn *c)
+{
+    app_so_glue *g = app_so_glue_of(ss->srv);
+    int err = 0;
+    so_client *sc = app_so_client_of(g, c, &err);
+    if (!sc) {
+        SH_LOG(SH_LOG_WARN, "conn=%llu slideshow: no shared-object client: %s",
+               (unsigned long long)app_conn_id(c), sh_strerror(err));
+        return;
+    }
+    const char *u = app_conn_user(c);
+    bool presenter = *u && !strcmp(u, presenter_of(in));
+    so_client_set_access(engine(ss), sc, NULL, presenter ? SS_PRESENTER_WRITE : SS_VIEWER_WRITE);
+}
+
+static ss_inst *inst_of(slideshow *ss, const app_conn *c)
+{
+    return inst_get(ss, app_conn_app_name(c), app_conn_instance(c));
+}
+
+/* ---- slideshow.handoff ---- */
+
+static int method_handoff(app_conn *c, const rtmp_cmd *cmd, void *ud)
+{
+    slideshow *ss = ud;
+    ss_inst *in = inst_of(ss, c);
+    if (!in)
+        return app_conn_reply_error(c, cmd->txid, "Slideshow.Failed", "Unavailable.");
+    const char *u = app_conn_user(c);
+    if (!*u || strcmp(u, presenter_of(in)) != 0)
+        return app_conn_reply_error(c, cmd->txid, "Slideshow.Denied",
+                                    "Only the presenter hands over.");
+    size_t n = 0;
+    const char *to = cmd->nargs >= 1 && amf_type_of(cmd->args[0]) == AMF_STRING
+                         ? amf_as_string(cmd->args[0], &n)
+                         : NULL;
+    if (!to || n == 0 || n >= SAMPLES_NAME_MAX || memchr(to, 0, n))
+        return app_conn_reply_error(c, cmd->txid, "Slideshow.BadRequest",
+                                    "slideshow.handoff(user)");
+    char who[SAMPLES_NAME_MAX];
+    snprintf(who, sizeof(who), "%.*s", (int)n, to);
+    set_presenter(ss, in, who);
+    for (ss_conn *x = in->conns; x; x = x->next)
+        apply_access(ss, in, x->c);
+    SH_LOG(SH_LOG_INFO, "slideshow: %s hands %s over to %s", u, in->room, who);
+    amf_value *res = amf_object_new(NULL);
+    if (!res)
+        return SH_ENOMEM;
+    amf_object_set_cstr(res, "presenter", samples_str(who));
+    int rc = app_conn_reply_result(c, cmd->txid, res);
+    amf_unref(res);
+    return rc;
+}
+
+/* ---- connections ---- */
+
+static void on_connect(app_app *a, app_conn *c, const app_connect_info *info, app_verdict *v,
+                       void *ud)
+{
+    (void)a;
+    (void)c;
+    /* `stage` must be server-only before any client uses it. */
+    if (!inst_get(ud, info->app, info->instance)) {
+        v->reject = true;
+        snprintf(v->description, sizeof(v->description), "The slideshow is not available.");
+    }
+}
+
+/* After the connect _result: the connection's write access. */
+static void obs_connect(app_conn *c, const app_connect_info *info, void *ud)
+{
+    (void)info;
+    slideshow *ss = ud;
+    if (app_conn_app(c) != ss->app)
+        return;
+    ss_inst *in = inst_of(ss, c);
+    ss_conn *x = in ? calloc(1, sizeof(*x)) : NULL;
+    if (!x)
+        return;
+    x->c = c;
+    x->next = in->conns;
+    in->conns = x;
+    const char *u = app_conn_user(c);
+    if (!presenter_of(in)[0] && *u) {
+        set_presenter(ss, in, u);
+        SH_LOG(SH_LOG_INFO, "slideshow: %s presents %s (first to connect)", u, in->room);
+    }
+    apply_access(ss, in, c);
+}
+
+static void obs_disconnect(app_conn *c, void *ud)
+{
+    slideshow *ss = ud;
+    if (app_conn_app(c) != ss->app)
+        return;
+    ss_inst *in = inst_of(ss, c);
+    for (ss_conn **pp = in ? &in->conns : NULL; pp && *pp; pp = &(*pp)->next)
+        if ((*pp)->c == c) {
+            ss_conn *x = *pp;
+            *pp = x->next;
+            free(x);
+            break;
+        }
+}
+
+static void on_free(app_app *a, void *ud)
+{
+    (void)a;
+    slideshow *ss = ud;
+    while (ss->insts) {
+        ss_inst *in = ss->insts;
+        ss->insts = in->next;
+        while (in->conns) {
+            ss_conn *x = in->conns;
+            in->conns = x->next;
+            free(x);
+        }
+        free(in);
+    }
+    so_effects_cleanup(&ss->fx);
+    free(ss);
+}
+
+int sample_slideshow_register(app_server *srv, const samples_settings *s)
+{
+    slideshow *ss = calloc(1, sizeof(*ss));
+    if (!ss)
+        return SH_ENOMEM;
+    ss->srv = srv;
+    ss->s = s;
+    so_effects_init(&ss->fx);
+    app_app_ops ops = {.on_connect = on_connect, .on_free = on_free};
+    ss->app = app_server_add_app(srv, SS_APP, &ops, ss);
+    if (!ss->app) {
+        so_effects_cleanup(&ss->fx);
+        free(ss);
+        return SH_EEXIST;
+    }
+    app_observer obs = {.on_connect = obs_connect, .on_disconnect = obs_disconnect};
+    int rc = app_method_register(srv, ss->app, "slideshow.handoff", method_handoff, ss);
+    if (!rc)
+        rc = app_server_add_observer(srv, &obs, ss);
+    return rc;
+}
