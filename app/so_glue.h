@@ -34,6 +34,11 @@
  * engine sees one store that routes each operation by the application part
  * of its room ("app/instance").
  *
+ * Shutdown: the server's on_shutdown hook (after every connection closed)
+ * waits for the batch in flight, writes what is pending synchronously and
+ * closes the store.  Functions registered with app_server_on_shutdown run
+ * AFTER that: persistent writes made there are not stored.
+ *
  * Threading: loop thread only, except the store write that runs on a
  * worker thread and touches nothing but the batch and the store.
  *
