@@ -91,7 +91,7 @@ struct chat_user {
     double tokens;
     uint64_t bucket_ms;
     bool bucket_set;
-    chat_dedup dedup[CHAT_DEDUP_MAX];
+    chat_dedup *dedup;     /* owned, CHAT_DEDUP_MAX entries, made on first clientId */
     size_t dedup_next;
     uint64_t dedup_ms;     /* last time an entry was added */
 };
@@ -284,6 +284,7 @@ static void user_free(chat_user *u)
         free(u->conns);
         u->conns = n;
     }
+    free(u->dedup);
     free(u->app);
     free(u->name);
     free(u);
@@ -409,7 +410,7 @@ static void pmsg_finish(chat *ch, chat_pmsg *pm, int status)
         if (to->unconf_tail == pm)
             to->unconf_tail = prev;
     }
-    for (size_t i = 0; i < CHAT_DEDUP_MAX; i++) {
+    for (size_t i = 0; s->dedup && i < CHAT_DEDUP_MAX; i++) {
         if (s->dedup[i].pm != pm)
             continue;
         s->dedup[i].pm = NULL;
@@ -645,7 +646,7 @@ static int reply_error(app_conn *c, double txid, const char *code, const char *d
 
 static chat_dedup *dedup_find(chat_user *s, const char *cid, uint64_t now)
 {
-    for (size_t i = 0; i < CHAT_DEDUP_MAX; i++) {
+    for (size_t i = 0; s->dedup && i < CHAT_DEDUP_MAX; i++) {
         chat_dedup *d = &s->dedup[i];
         if (d->used && now - d->t_ms <= CHAT_DEDUP_WINDOW_MS && strcmp(d->cid, cid) == 0)
             return d;
@@ -656,6 +657,8 @@ static chat_dedup *dedup_find(chat_user *s, const char *cid, uint64_t now)
 static chat_dedup *dedup_add(chat_user *s, const char *cid, uint64_t now)
 {
     chat_dedup *d = NULL;
+    if (!s->dedup && !(s->dedup = calloc(CHAT_DEDUP_MAX, sizeof(*s->dedup))))
+        return NULL; /* the message goes out; only its retries are not recognised */
     /* Reuse the oldest slot that no pending answer points at. */
     for (size_t k = 0; k < CHAT_DEDUP_MAX && !d; k++) {
         chat_dedup *x = &s->dedup[(s->dedup_next + k) % CHAT_DEDUP_MAX];
