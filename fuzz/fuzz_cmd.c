@@ -28,7 +28,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint8_t mode = data[0];
     bool amf3 = mode & 1;
     const amf_limits *lim = (mode & 2) ? &tight : NULL;
-    uint8_t *body = fz_dup(data + 1, size - 1);
+    /* an empty body arrives as (NULL, 0) from the chunk decoder */
+    uint8_t *body = size > 1 ? fz_dup(data + 1, size - 1) : NULL;
     rtmp_msg m = {amf3 ? RTMP_MSG_COMMAND_AMF3 : RTMP_MSG_COMMAND_AMF0, 0, 0,
                   RTMP_CSID_COMMAND, body, size - 1};
     rtmp_cmd a;

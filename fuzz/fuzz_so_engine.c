@@ -3,7 +3,9 @@
  *
  * Input: mode byte, then records [op u8][who u8][len u16 BE][body].
  * Mode: bit 0 last-writer-wins (else reject), bit 1 tight caps, bit 2
- * half the clients speak AMF3 (type 16), bit 3 no store.
+ * half the clients speak AMF3 (type 16), bit 3 no store, bit 4 room
+ * "app/a" switched to last-writer-wins by so_engine_room_set_conflict.
+ * An allow_write hook refuses keys that start with '!'.
  * Clients 0..2 live in room "app/a", client 3 in "app/b"; who % 4 picks
  * the client, who >> 2 advances the clock by that many x 37 ms.
  * Ops (op % 8):
@@ -16,23 +18,53 @@
  *   6 the server sets slot "srv" of object `body` (persistent when who
  *     bit 7 is set), under a lock when body is even in length
  *   7 new access lists: body = read NUL write
+ *   (op 5 with who bit 7 set: the client leaves and comes back only at
+ *   its next record, so a room can empty and be loaded from the store)
+ * Client 2 is an observer: it has no write access and its messages are
+ * normalised (its Use carries the version it really holds, Release is
+ * dropped), and a model of its copy of every object it subscribed to is
+ * kept from the messages it receives, as a Flash client would.
  * Properties, for every effect produced: it has recipients, each one a
  *   client connected now, whose encoding matches the message type; the
  *   body decodes with so_wire_decode.  At the end, once every batch was
- *   handed back, nothing is held.
+ *   handed back and nobody is congested: nothing is held, and the
+ *   observer's copy of every object it uses equals the server's (slots,
+ *   values in meaning, version): shared state converges.
  */
 #include <string.h>
 
+#include "fuzz_amf_util.h"
 #include "fuzz_common.h"
 #include "so.h"
 
 #define NCLIENTS 4
 #define MAX_BATCHES 8
 
+#define OBSERVER 2
+#define MODEL_OBJS 8
+#define MODEL_KEYS 64
+
+typedef struct model_kv {
+    char *key;
+    size_t klen;
+    amf_value *v;
+} model_kv;
+
+/* The observer's copy of one object. */
+typedef struct model_obj {
+    char *name;
+    bool subscribed;    /* UseSuccess seen */
+    uint32_t version;   /* header version of the last message about it */
+    model_kv kv[MODEL_KEYS];
+    size_t nkv;
+} model_obj;
+
 typedef struct fz_client {
     so_client *c;
     amf_encoding enc;
     const char *room;
+    bool away;          /* left; comes back at its next record */
+    bool congested;
 } fz_client;
 
 typedef struct fz_state {
@@ -42,7 +74,175 @@ typedef struct fz_state {
     so_store_batch *batches[MAX_BATCHES];
     size_t nbatches;
     so_effects fx;
+    model_obj model[MODEL_OBJS];
+    size_t nmodel;
+    bool untracked;     /* the model overflowed: skip the convergence check */
 } fz_state;
+
+static void model_obj_clear(model_obj *o)
+{
+    for (size_t i = 0; i < o->nkv; i++) {
+        free(o->kv[i].key);
+        amf_unref(o->kv[i].v);
+    }
+    o->nkv = 0;
+}
+
+static void model_reset(fz_state *s)
+{
+    for (size_t i = 0; i < s->nmodel; i++) {
+        model_obj_clear(&s->model[i]);
+        free(s->model[i].name);
+    }
+    s->nmodel = 0;
+}
+
+static model_obj *model_find(fz_state *s, const char *name, bool create)
+{
+    for (size_t i = 0; i < s->nmodel; i++)
+        if (strcmp(s->model[i].name, name) == 0)
+            return &s->model[i];
+    if (!create)
+        return NULL;
+    if (s->nmodel == MODEL_OBJS) {
+        s->untracked = true;
+        return NULL;
+    }
+    model_obj *o = &s->model[s->nmodel++];
+    memset(o, 0, sizeof(*o));
+    o->name = strdup(name);
+    FZ_CHECK(o->name != NULL);
+    return o;
+}
+
+static model_kv *model_key(model_obj *o, const char *key, size_t klen)
+{
+    for (size_t i = 0; i < o->nkv; i++)
+        if (o->kv[i].klen == klen && memcmp(o->kv[i].key, key, klen) == 0)
+            return &o->kv[i];
+    return NULL;
+}
+
+/* Applies one message the server sent to the observer. */
+static void model_apply(fz_state *s, const so_msg *m)
+{
+    if (memchr(m->name, 0, m->name_len)) {
+        s->untracked = true;
+        return;
+    }
+    bool use_success = false;
+    for (size_t i = 0; i < m->nevents; i++)
+        use_success |= m->events[i].type == SO_EV_USE_SUCCESS;
+    model_obj *o = model_find(s, m->name, use_success);
+    if (!o)
+        return;
+    if (use_success)
+        o->subscribed = true;
+    if (!o->subscribed)
+        return;
+    o->version = m->version;
+    for (size_t i = 0; i < m->nevents; i++) {
+        const so_event *ev = &m->events[i];
+        if (ev->type == SO_EV_CLEAR) {
+            model_obj_clear(o);
+        } else if (ev->type == SO_EV_CHANGE) {
+            for (size_t k = 0; k < ev->nkv; k++) {
+                model_kv *kv = model_key(o, ev->kv[k].key, ev->kv[k].key_len);
+                if (!kv) {
+                    if (o->nkv == MODEL_KEYS) {
+                        s->untracked = true;
+                        continue;
+                    }
+                    kv = &o->kv[o->nkv++];
+                    kv->key = malloc(ev->kv[k].key_len + 1);
+                    FZ_CHECK(kv->key != NULL);
+                    memcpy(kv->key, ev->kv[k].key, ev->kv[k].key_len);
+                    kv->klen = ev->kv[k].key_len;
+                    kv->v = NULL;
+                }
+                amf_unref(kv->v);
+                kv->v = amf_ref(ev->kv[k].value);
+            }
+        } else if (ev->type == SO_EV_REMOVE && ev->nkv == 1) {
+            model_kv *kv = model_key(o, ev->kv[0].key, ev->kv[0].key_len);
+            if (kv) {
+                free(kv->key);
+                amf_unref(kv->v);
+                *kv = o->kv[--o->nkv];
+            }
+        }
+    }
+}
+
+/* The observer's copy of each object it uses must equal the server's. */
+static void model_check(fz_state *s)
+{
+    if (s->untracked || !s->cl[OBSERVER].c)
+        return;
+    for (size_t i = 0; i < s->nmodel; i++) {
+        model_obj *mo = &s->model[i];
+        if (!mo->subscribed)
+            continue;
+        so_object *o = so_engine_object_find(s->e, s->cl[OBSERVER].room, mo->name);
+        if (!o)
+            fprintf(stderr, "observer uses '%s', the server has no such object\n", mo->name);
+        FZ_CHECK(o != NULL);
+        if (so_object_version(o) != mo->version || so_object_slot_count(o) != mo->nkv)
+            fprintf(stderr, "object '%s': server version %u, %zu slots; observer %u, %zu\n",
+                    mo->name, so_object_version(o), so_object_slot_count(o), mo->version,
+                    mo->nkv);
+        FZ_CHECK(so_object_version(o) == mo->version);
+        size_t iter = 0, n = 0;
+        const char *key;
+        size_t klen;
+        amf_value *v;
+        while (so_object_slot_next(o, &iter, &key, &klen, &v)) {
+            n++;
+            model_kv *kv = model_key(mo, key, klen);
+            if (!kv)
+                fprintf(stderr, "object '%s': observer lacks key '%.*s'\n", mo->name,
+                        (int)klen, key);
+            FZ_CHECK(kv != NULL);
+            if (fz_amf_tree_size(v, 20000, 0) < 20000 && !fz_amf_same(AMF_ENC_AMF0, v, kv->v, 0)) {
+                fprintf(stderr, "object '%s' key '%.*s': server ", mo->name, (int)klen, key);
+                fz_amf_dump(v, 0);
+                fprintf(stderr, ", observer ");
+                fz_amf_dump(kv->v, 0);
+                fprintf(stderr, "\n");
+                FZ_CHECK(!"observer converges");
+            }
+        }
+        FZ_CHECK(n == mo->nkv);
+    }
+}
+
+/* The observer's message as it will be sent: its Use events carry the
+ * version it holds (0 when it has no copy), Release events are dropped
+ * (a release racing held answers is a separate matter).  Returns false
+ * when the body does not decode (then it is sent as is). */
+static bool observer_body(fz_state *s, const uint8_t *p, size_t n, uint8_t type, sh_buf *out)
+{
+    so_msg m;
+    so_msg_init(&m);
+    if (so_wire_decode(type, p, n, NULL, &m, NULL) != 0)
+        return false;
+    bool has_use = false;
+    size_t w = 0;
+    for (size_t i = 0; i < m.nevents; i++) {
+        if (m.events[i].type == SO_EV_RELEASE)
+            continue; /* an empty event: nothing to free */
+        has_use |= m.events[i].type == SO_EV_USE;
+        m.events[w++] = m.events[i];
+    }
+    m.nevents = w;
+    if (has_use) {
+        model_obj *o = memchr(m.name, 0, m.name_len) ? NULL : model_find(s, m.name, false);
+        m.version = o && o->subscribed ? o->version : 0;
+    }
+    int rc = so_wire_encode(&m, type, out);
+    so_msg_cleanup(&m);
+    return rc == 0;
+}
 
 static void check_effects(fz_state *s)
 {
@@ -63,6 +263,9 @@ static void check_effects(fz_state *s)
             fprintf(stderr, "engine wrote a body so_wire_decode refuses: %d %s at %s\n", rc,
                     err.what ? err.what : "", err.where ? err.where : "");
         FZ_CHECK(rc == 0);
+        for (size_t k = 0; k < ef->nto; k++)
+            if (ef->to[k] == &s->cl[OBSERVER])
+                model_apply(s, &m);
         so_msg_cleanup(&m);
     }
     so_effects_clear(&s->fx);
@@ -76,6 +279,32 @@ static void connect_client(fz_state *s, size_t i, bool amf3_half)
     int err = 0;
     f->c = so_client_register(s->e, f, f->enc, f->room, &err);
     FZ_CHECK(f->c != NULL);
+    f->away = false;
+    f->congested = false;
+    if (i == OBSERVER) {
+        model_reset(s);
+        FZ_CHECK(so_client_set_access(s->e, f->c, "/", ";") == 0); /* ";" = nothing */
+    }
+}
+
+static void disconnect_client(fz_state *s, fz_client *f)
+{
+    check_effects(s);
+    so_client_unregister(s->e, f->c);
+    f->c = NULL;
+    if (f == &s->cl[OBSERVER])
+        model_reset(s);
+}
+
+/* An app hook: keys starting with '!' are never writable by clients. */
+static bool allow_write(void *ud, void *client_user, const so_object *o, const char *key,
+                        size_t key_len, const amf_value *value)
+{
+    (void)ud;
+    (void)o;
+    (void)value;
+    FZ_CHECK(client_user != NULL);
+    return !(key_len > 0 && key[0] == '!');
 }
 
 static void finish_batch(fz_state *s, int status)
@@ -153,6 +382,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FZ_CHECK(so_store_open(&so_store_memory_ops, "", NULL, &s.store) == 0);
     s.e = so_engine_new(&cfg, s.store);
     FZ_CHECK(s.e != NULL);
+    so_hooks hooks = {.allow_write = allow_write, .ud = NULL};
+    so_engine_set_hooks(s.e, &hooks);
+    if (mode & 16)
+        FZ_CHECK(so_engine_room_set_conflict(s.e, "app/a", SO_CONFLICT_LWW) == 0);
     for (size_t i = 0; i < NCLIENTS; i++)
         connect_client(&s, i, mode & 4);
 
@@ -164,21 +397,32 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         size_t n;
         const uint8_t *p = fz_take(&in, fz_u16(&in), &n);
         fz_client *f = &s.cl[who % NCLIENTS];
+        size_t fi = (size_t)(f - s.cl);
         now += (uint64_t)((who >> 2) & 0x1F) * 37;
+        if (f->away)
+            connect_client(&s, fi, mode & 4);
         switch (op) {
         case 0: {
-            uint8_t *body = fz_dup(p, n);
             uint8_t type = f->enc == AMF_ENC_AMF3 ? SO_MSG_AMF3 : SO_MSG_AMF0;
+            sh_buf norm;
+            sh_buf_init(&norm, 0);
+            uint8_t *body;
+            if (fi == OBSERVER && observer_body(&s, p, n, type, &norm)) {
+                body = fz_dup(norm.data, norm.len);
+                n = norm.len;
+            } else {
+                /* an empty body arrives as (NULL, 0) from the chunk decoder */
+                body = n ? fz_dup(p, n) : NULL;
+            }
+            sh_buf_cleanup(&norm);
             sh_error err = {0};
             int rc = so_engine_handle(s.e, f->c, type, body, n, now, &s.fx, &err);
             free(body);
             FZ_CHECK(rc <= 0);
             if (rc < 0) {
                 /* the app closes a client that sent a bad body */
-                check_effects(&s);
-                so_client_unregister(s.e, f->c);
-                f->c = NULL;
-                connect_client(&s, (size_t)(f - s.cl), mode & 4);
+                disconnect_client(&s, f);
+                connect_client(&s, fi, mode & 4);
             }
             break;
         }
@@ -195,17 +439,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case 3:
         case 4:
             FZ_CHECK(so_client_set_congested(s.e, f->c, op == 3, &s.fx) == 0);
+            f->congested = op == 3;
             break;
         case 5:
-            check_effects(&s);
-            so_client_unregister(s.e, f->c);
-            f->c = NULL;
-            connect_client(&s, (size_t)(f - s.cl), mode & 4);
+            disconnect_client(&s, f);
+            if (who & 0x80)
+                f->away = true;
+            else
+                connect_client(&s, fi, mode & 4);
             break;
         case 6:
             server_set(&s, p, n, who & 0x80, now);
             break;
         case 7: {
+            if (fi == OBSERVER)
+                break; /* the observer never gets write access */
             char acc[2][64];
             size_t split = 0;
             while (split < n && p[split])
@@ -228,7 +476,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_effects(&s);
     }
 
-    /* The app's end of turn: every batch written and handed back. */
+    /* The app's end of turn: everyone drains, every batch is written and
+     * handed back. */
+    for (size_t i = 0; i < NCLIENTS; i++) {
+        if (s.cl[i].away)
+            connect_client(&s, i, mode & 4);
+        if (s.cl[i].congested) {
+            FZ_CHECK(so_client_set_congested(s.e, s.cl[i].c, false, &s.fx) == 0);
+            s.cl[i].congested = false;
+        }
+        check_effects(&s);
+    }
     for (int guard = 0; guard < 64; guard++) {
         if (s.nbatches < MAX_BATCHES) {
             so_store_batch *b = so_engine_take_batch(s.e);
@@ -242,6 +500,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     FZ_CHECK(s.nbatches == 0);
     FZ_CHECK(so_engine_held_count(s.e) == 0);
+    model_check(&s);
+    model_reset(&s);
 
     for (size_t i = 0; i < NCLIENTS; i++)
         so_client_unregister(s.e, s.cl[i].c);
