@@ -321,8 +321,10 @@ static void handle_connect(app_conn *c, const rtmp_msg *m, const rtmp_cmd *cmd)
     const amf_value *oe = cmd->cmd_obj ? amf_object_get(cmd->cmd_obj, "objectEncoding") : NULL;
     int enc = (oe && amf_as_number(oe) == 3) ? 3 : 0;
     if (p.error) {
-        SH_LOG(SH_LOG_INFO, "conn=%llu connect refused peer=%s: %s tcUrl=%s",
-               (unsigned long long)c->id, c->peer, p.error, p.tc_url);
+        /* The query may carry a token: never log it. */
+        SH_LOG(SH_LOG_INFO, "conn=%llu connect refused peer=%s: %s tcUrl=%.*s",
+               (unsigned long long)c->id, c->peer, p.error,
+               (int)strcspn(p.tc_url, "?"), p.tc_url);
         connect_reject(c, amf3, cmd->txid, p.error);
         return;
     }
