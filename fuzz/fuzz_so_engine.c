@@ -213,6 +213,9 @@ static void model_check(fz_state *s)
             }
         }
         FZ_CHECK(n == mo->nkv);
+        if (getenv("FUZZ_VERBOSE"))
+            fprintf(stderr, "observer copy of '%s' matches: version %u, %zu slots\n", mo->name,
+                    mo->version, mo->nkv);
     }
 }
 
@@ -416,7 +419,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             }
             sh_buf_cleanup(&norm);
             sh_error err = {0};
-            int rc = so_engine_handle(s.e, f->c, type, body, n, now, &s.fx, &err);
+            int rc = so_engine_handle(s.e, f->c, type, body ? body : fz_empty_body(), n, now,
+                                      &s.fx, &err);
             free(body);
             FZ_CHECK(rc <= 0);
             if (rc < 0) {

@@ -249,6 +249,24 @@ def main():
               rec(0, 0, so_remove("chat/users", 1, ["alice"])) +
               rec(0, 0, so_release("chat/users", 2)))
     put("fuzz_so_engine", "chat", b"\x00" + script)
+    # client 2 is the observer (read-only, modelled): it should end up with
+    # the same copy as the server
+    observed = (rec(0, 2, so_use("room", 0, False)) +
+                rec(0, 0, so_use("room", 0, False)) +
+                rec(0, 1, so_use("room", 0, False)) +
+                rec(0, 0, so_change("room", 0, [("a", a0_num(1)), ("b", a0_str("x"))])) +
+                rec(3, 2) +
+                rec(0, 1, so_change("room", 1, [("a", a0_num(2))])) +
+                rec(0, 1, so_remove("room", 2, ["b"])) +
+                rec(0, 2, so_change("room", 3, [("c", a0_num(3))])) +
+                rec(4, 2) +
+                rec(0, 0, so_use("saved", 0, True)) +
+                rec(0, 2, so_use("saved", 0, True)) +
+                rec(0, 0, so_change("saved", 0, [("k", a0_obj([("x", a0_num(1))]))], persistent=True)) +
+                rec(1, 0) + rec(2, 0) +
+                rec(0, 2, so_use("saved", 1, True)))
+    put("fuzz_so_engine", "observer", b"\x00" + observed)
+    put("fuzz_so_engine", "observer_persist", b"\x08" + observed)
     put("fuzz_so_engine", "lww_tight", b"\x03" + script)
     put("fuzz_so_engine", "congest", b"\x00" + rec(0, 0, so_use("a", 0, False)) +
         rec(0, 1, so_use("a", 0, False)) + rec(2, 1) +
