@@ -241,5 +241,7 @@ typedef struct app_so_hooks {
 
 /* Copies hooks into the server (NULL clears them). */
 void app_server_set_so_hooks(app_server *s, const app_so_hooks *hooks);
+/* The hooks set (borrowed), NULL when none. */
+const app_so_hooks *app_server_so_hooks(const app_server *s);
 
 #endif

@@ -815,6 +815,11 @@ void app_server_set_so_hooks(app_server *s, const app_so_hooks *hooks)
     }
 }
 
+const app_so_hooks *app_server_so_hooks(const app_server *s)
+{
+    return s->have_so ? &s->so : NULL;
+}
+
 void app_server_set_authenticator(app_server *s, app_auth_fn fn, void *ud)
 {
     s->auth = fn;

@@ -186,41 +186,14 @@ struct app_so_glue {
     app_so_glue_stats st;
 };
 
-/* ---- registry: find the glue of a server without touching app_server ---- */
+static int hook_message(void *ud, app_conn *c, const rtmp_msg *m);
 
-typedef struct glue_reg {
-    const app_server *srv;
-    app_so_glue *g;
-} glue_reg;
-
-static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
-static glue_reg reg[16];
-
-static void reg_set(const app_server *srv, app_so_glue *g)
-{
-    pthread_mutex_lock(&reg_lock);
-    for (size_t i = 0; i < sizeof(reg) / sizeof(reg[0]); i++) {
-        if (g && !reg[i].srv) {
-            reg[i] = (glue_reg){srv, g};
-            break;
-        }
-        if (!g && reg[i].srv == srv) {
-            reg[i] = (glue_reg){NULL, NULL};
-            break;
-        }
-    }
-    pthread_mutex_unlock(&reg_lock);
-}
-
+/* The glue is the ud of the server's SO hooks; the hook function tells
+ * that the hooks are ours. */
 app_so_glue *app_so_glue_of(const app_server *srv)
 {
-    app_so_glue *g = NULL;
-    pthread_mutex_lock(&reg_lock);
-    for (size_t i = 0; i < sizeof(reg) / sizeof(reg[0]) && !g; i++)
-        if (reg[i].srv == srv)
-            g = reg[i].g;
-    pthread_mutex_unlock(&reg_lock);
-    return g;
+    const app_so_hooks *h = app_server_so_hooks(srv);
+    return h && h->on_message == hook_message ? h->ud : NULL;
 }
 
 so_engine *app_so_engine(app_so_glue *g) { return g ? g->eng : NULL; }
@@ -645,7 +618,6 @@ app_so_glue *app_so_glue_new(app_server *srv, char *err, size_t errsz)
         .ud = g,
     };
     app_server_set_so_hooks(srv, &h);
-    reg_set(srv, g);
     SH_LOG(SH_LOG_INFO, "so: engine ready (store %s%s, commit_interval_ms=%u, "
            "congestion_bytes=%zu, history_depth=%u)",
            path[0] ? path : "memory", path[0] ? (cfg->store_sync_full ? " sync=full" : " sync=normal") : "",
@@ -657,7 +629,6 @@ void app_so_glue_free(app_so_glue *g)
 {
     if (!g)
         return;
-    reg_set(g->srv, NULL);
     if (!g->handles_closed) {
         /* The loop never ran the shutdown hook (error path): let it close
          * our handles before their memory goes. */
