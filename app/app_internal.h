@@ -118,6 +118,8 @@ struct app_server {
 
     app_conn *conns;            /* all connections */
     size_t nconns;              /* in the list */
+    struct app_ip_count **ip_counts; /* live connections per source address,
+                                        APP_IP_BUCKETS chains */
     size_t nclosing;            /* torn down, close callback pending */
     uint64_t next_id;
     app_conn *dirty_head;

@@ -132,12 +132,67 @@ static void on_conn_closed(uv_handle_t *h)
         finish_stop(s);
 }
 
+/* Live connections per source address, so the per-address cap costs
+ * O(1) per accept however many connections the server holds.  Chains of
+ * nodes, a node freed when its count drops to zero. */
+#define APP_IP_BUCKETS 4096
+
+typedef struct app_ip_count {
+    struct app_ip_count *next;
+    size_t n;
+    char ip[48];
+} app_ip_count;
+
+static app_ip_count **ip_slot(app_server *s, const char *ip)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (const char *p = ip; *p; p++)
+        h = (h ^ (uint8_t)*p) * 16777619u;
+    app_ip_count **pp = &s->ip_counts[h % APP_IP_BUCKETS];
+    while (*pp && strcmp((*pp)->ip, ip) != 0)
+        pp = &(*pp)->next;
+    return pp;
+}
+
+static size_t count_ip(app_server *s, const char *ip)
+{
+    app_ip_count *e = *ip_slot(s, ip);
+    return e ? e->n : 0;
+}
+
+static int ip_count_add(app_server *s, const char *ip)
+{
+    app_ip_count **pp = ip_slot(s, ip);
+    if (!*pp) {
+        app_ip_count *e = calloc(1, sizeof(*e));
+        if (!e)
+            return SH_ENOMEM;
+        snprintf(e->ip, sizeof(e->ip), "%s", ip);
+        *pp = e;
+    }
+    (*pp)->n++;
+    return 0;
+}
+
+static void ip_count_del(app_server *s, const char *ip)
+{
+    app_ip_count **pp = ip_slot(s, ip);
+    app_ip_count *e = *pp;
+    if (!e)
+        return;
+    if (--e->n == 0) {
+        *pp = e->next;
+        free(e);
+    }
+}
+
 static void conn_teardown(app_conn *c)
 {
     app_server *s = c->srv;
     if (c->torn)
         return;
     c->torn = true;
+    ip_count_del(s, c->ip);
     list_remove_dirty(s, c);
     list_remove_backlog(s, c);
     if (c->nc_connected) {
@@ -431,15 +486,6 @@ static void on_idle(uv_idle_t *h) { backlog_run(h->data); }
 
 /* ---- accept ---- */
 
-static size_t count_ip(app_server *s, const char *ip)
-{
-    size_t n = 0;
-    for (app_conn *c = s->conns; c; c = c->next)
-        if (!c->torn && strcmp(c->ip, ip) == 0)
-            n++;
-    return n;
-}
-
 static void peer_name(uv_tcp_t *t, char *ip, size_t ipsz, char *peer, size_t peersz)
 {
     struct sockaddr_storage ss;
@@ -503,7 +549,8 @@ static void on_connection(uv_stream_t *server, int status)
     if (uv_random(NULL, NULL, rnd, sizeof(rnd), 0, NULL) != 0)
         memset(rnd, 0x5a, sizeof(rnd));
     c->rtmp = rtmp_conn_new(&s->rtmp_cfg, &c->outq, rnd, (uint32_t)now_ms(s));
-    if (!c->rtmp) {
+    if (!c->rtmp || ip_count_add(s, c->ip) != 0) {
+        rtmp_conn_free(c->rtmp);
         SH_LOG(SH_LOG_ERROR, "conn=%llu out of memory", (unsigned long long)c->id);
         sh_outq_cleanup(&c->outq);
         uv_close((uv_handle_t *)&c->tcp, on_reject_closed);
@@ -633,7 +680,10 @@ app_server *app_server_new(const app_config *cfg, uv_loop_t *loop)
     s->cfg = cfg;
     s->loop = loop ? loop : uv_default_loop();
     s->slab = malloc(APP_READ_SLAB);
-    if (!s->slab) {
+    s->ip_counts = calloc(APP_IP_BUCKETS, sizeof(*s->ip_counts));
+    if (!s->slab || !s->ip_counts) {
+        free(s->slab);
+        free(s->ip_counts);
         free(s);
         return NULL;
     }
@@ -744,6 +794,14 @@ void app_server_free(app_server *s)
 {
     if (!s)
         return;
+    for (size_t i = 0; s->ip_counts && i < APP_IP_BUCKETS; i++) {
+        for (app_ip_count *e = s->ip_counts[i]; e;) {
+            app_ip_count *n = e->next;
+            free(e);
+            e = n;
+        }
+    }
+    free(s->ip_counts);
     for (app_app *a = s->apps; a;) {
         app_app *n = a->next;
         if (a->ops.on_free)
