@@ -41,7 +41,6 @@ int main(int argc, char **argv)
            strcmp(argv[first], "-h") != 0) {
         int n = argc - first;
         char **rest = argv + first;
-        int before = n;
         /* parse just this option (and its value) */
         int take = (!strcmp(rest[0], "--amf3") || !strcmp(rest[0], "--persistent") ||
                     strchr(rest[0], '=')) ? 1 : 2;
@@ -58,7 +57,6 @@ int main(int argc, char **argv)
             usage(stderr);
             return 2;
         }
-        (void)before;
         first += take;
     }
     argc -= first - 1;

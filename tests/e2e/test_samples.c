@@ -409,7 +409,9 @@ out:
 static void test_auction_restart(void)
 {
     e2e_server s1, s2;
-    if (e2e_server_start(&s1, NULL, NULL) != 0)
+    /* Grouped commits at most every 1.5 s: an answer sent only once the bid
+     * is stored must wait for the next batch. */
+    if (e2e_server_start(&s1, "[app *]\ncommit_interval_ms = 1500\n", NULL) != 0)
         return;
     int old = port;
     port = s1.port;
@@ -422,7 +424,11 @@ static void test_auction_restart(void)
         cc_call(admin, "auction.create", args, 4, &a);
         for (int i = 0; i < 4; i++)
             amf_unref(args[i]);
+        int64_t t0 = e2e_now_ms();
         ok = bid(bob, "clock", 75, &a) == 0 && a.ok;
+        int64_t dt = e2e_now_ms() - t0;
+        E2E_CHECK(ok && dt >= 700,
+                  "the bid's _result waited for the grouped commit (%lld ms)", (long long)dt);
     }
     E2E_CHECK(ok, "bob's bid of 75 was answered _result");
     cc_close(admin);
@@ -431,7 +437,7 @@ static void test_auction_restart(void)
     e2e_wait(s1.pid, 5000);
     s1.pid = 0;
     const char *extra[] = {"--data-dir", s1.data_dir, NULL};
-    if (e2e_server_start(&s2, NULL, extra) != 0) {
+    if (e2e_server_start(&s2, "[app *]\n", extra) != 0) {
         e2e_server_stop(&s1, false);
         port = old;
         return;
