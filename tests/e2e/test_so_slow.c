@@ -62,6 +62,10 @@ int main(void)
 
     /* S stops reading now. */
     char *value = malloc(VALUE_BYTES + 1);
+    if (!value) {
+        fprintf(stderr, "out of memory\n");
+        return 1;
+    }
     long sent = 0, acked = 0;
     int64_t end = e2e_now_ms() + 60000;
     while (acked < NCHANGES && e2e_now_ms() < end && !soc_closed(w)) {
