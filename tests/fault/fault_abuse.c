@@ -391,6 +391,8 @@ static int busy_main(int port, int rate)
 /* ---- real clients ---- */
 
 typedef struct real {
+    int64_t phase_start_us, worst_at_us;   /* when the slowest round of a phase began */
+    double worst_us;
     cc *call;
     soc *so;
     double txid;
@@ -416,7 +418,7 @@ static int real_round(real *r, long i)
 {
     int rc = 0;
     amf_value *arg = amf_number((double)i);
-    int64_t t0 = fault_now_us();
+    int64_t t0 = fault_now_us(), start = t0;
     cc_answer a;
     r->requests++;
     if (cc_call(r->call, "echo", &arg, 1, &a) == 0 && a.ok)
@@ -437,6 +439,11 @@ static int real_round(real *r, long i)
         rc = -1;
     }
     soc_msg_free(m);
+    double took = (double)(fault_now_us() - start);
+    if (took > r->worst_us) {
+        r->worst_us = took;
+        r->worst_at_us = start - r->phase_start_us;
+    }
     return rc;
 }
 
@@ -459,6 +466,8 @@ static void sample_server(pid_t pid, sample *s)
 static long real_phase(real *r, pid_t srv, int ms, sample *s, int pace_us)
 {
     long f0 = r->failures;
+    r->phase_start_us = fault_now_us();
+    r->worst_us = 0;
     int64_t end = e2e_now_ms() + ms, next_sample = 0;
     long i = 0;
     while (e2e_now_ms() < end && i < 1000000) {
@@ -602,6 +611,8 @@ int main(int argc, char **argv)
     long fa = real_phase(&r, srv.pid, abuse_ms, &abuse, pace_us);
     E2E_CHECK(fa == 0, "under abuse: every real request answered (%ld failed)", fa);
     double a_echo, a_change;
+    printf("# abuse: slowest real round %.0f us, %.1f s into the phase\n", r.worst_us,
+           (double)r.worst_at_us / 1e6);
     print_lat("abuse echo", &r.echo, &a_echo);
     print_lat("abuse SO change", &r.change, &a_change);
     E2E_CHECK(abuse.fds_max >= target_fds, "the abusers held their connections (server fds "
