@@ -138,6 +138,12 @@ void app_config_cleanup(app_config *c)
     for (size_t i = 0; i < c->napps; i++)
         app_app_config_cleanup(&c->apps[i]);
     free(c->apps);
+    for (size_t i = 0; i < c->nsample_settings; i++) {
+        free(c->sample_settings[i].section);
+        free(c->sample_settings[i].key);
+        free(c->sample_settings[i].value);
+    }
+    free(c->sample_settings);
     memset(c, 0, sizeof(*c));
 }
 
@@ -286,18 +292,47 @@ static bool valid_name(const char *s)
     return s[0] != '.';
 }
 
-/* "app NAME" or "app:NAME" -> NAME (pointer into section), else NULL. */
-static const char *app_section_name(const char *section)
+/* "KIND NAME" or "KIND:NAME" -> NAME (pointer into section), else NULL. */
+static const char *section_name(const char *section, const char *kind)
 {
-    if (strncmp(section, "app", 3) != 0)
+    size_t k = strlen(kind);
+    if (strncmp(section, kind, k) != 0)
         return NULL;
-    const char *p = section + 3;
+    const char *p = section + k;
     if (*p != ' ' && *p != ':' && *p != '\t')
         return NULL;
     p++;
     while (*p == ' ' || *p == '\t')
         p++;
     return p;
+}
+
+static const char *app_section_name(const char *section) { return section_name(section, "app"); }
+static const char *sample_section_name(const char *section) { return section_name(section, "sample"); }
+
+static int add_sample_setting(app_config *c, const char *sec, const char *key,
+                              const char *value, int line)
+{
+    if (c->nsample_settings >= APP_CONFIG_MAX_SAMPLE_SETTINGS)
+        return SH_ELIMIT;
+    app_config_setting *n = realloc(c->sample_settings,
+                                    (c->nsample_settings + 1) * sizeof(*n));
+    if (!n)
+        return SH_ENOMEM;
+    c->sample_settings = n;
+    app_config_setting *e = &n[c->nsample_settings];
+    e->section = strdup(sec);
+    e->key = strdup(key);
+    e->value = strdup(value);
+    e->line = line;
+    if (!e->section || !e->key || !e->value) {
+        free(e->section);
+        free(e->key);
+        free(e->value);
+        return SH_ENOMEM;
+    }
+    c->nsample_settings++;
+    return 0;
 }
 
 static app_app_config *find_or_add_app(ini_ctx *x, const char *name)
@@ -353,8 +388,14 @@ static void ini_note_section(ini_ctx *x, const char *line)
     const char *name = app_section_name(sec);
     if (strcmp(sec, "server") == 0)
         return;
+    const char *sample = sample_section_name(sec);
+    if (sample) {
+        if (!valid_name(sample) || strcmp(sample, "*") == 0)
+            ini_fail(x, "bad sample name '%s'", sample);
+        return;
+    }
     if (!name)
-        ini_fail(x, "unknown section [%s] (expected [server] or [app NAME])", sec);
+        ini_fail(x, "unknown section [%s] (expected [server], [app NAME] or [sample NAME])", sec);
     else if (!valid_name(name))
         ini_fail(x, "bad application name '%s' (letters, digits, _ - . or *)", name);
     else if (!find_or_add_app(x, name))
@@ -398,6 +439,13 @@ static int ini_handler_fn(void *user, const char *section, const char *name, con
     if (strcmp(section, "server") == 0) {
         if (app_config_set_server(x->c, name, value, err, sizeof(err)))
             return ini_fail(x, "%s", err);
+        return 1;
+    }
+    const char *sample = sample_section_name(section);
+    if (sample) {
+        int rc = add_sample_setting(x->c, sample, name, value, x->line);
+        if (rc)
+            return ini_fail(x, "[sample] setting: %s", sh_strerror(rc));
         return 1;
     }
     const char *app = app_section_name(section);

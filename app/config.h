@@ -9,6 +9,8 @@
  *   [server]            listen, log_level, data_dir and every limit
  *   [app NAME]          one section per application (also [app:NAME]);
  *                       NAME "*" configures the fallback for any name.
+ *   [sample NAME]       settings of a sample application (samples/README.md),
+ *                       stored as text here and checked by samples/ at start.
  * Unknown sections and keys are errors that name the file and line.
  */
 #ifndef APP_CONFIG_H
@@ -59,6 +61,16 @@ typedef struct app_app_config {
     uint32_t chat_queue;         /* unacknowledged messages kept per recipient */
 } app_app_config;
 
+/* One key of a [sample NAME] section. */
+typedef struct app_config_setting {
+    char *section;   /* NAME of [sample NAME] */
+    char *key;
+    char *value;
+    int line;        /* line in the config file */
+} app_config_setting;
+
+#define APP_CONFIG_MAX_SAMPLE_SETTINGS 1024
+
 typedef struct app_config {
     /* [server] */
     char *listen;              /* owned; "HOST:PORT", "[V6]:PORT" */
@@ -89,6 +101,11 @@ typedef struct app_config {
     uint64_t so_congestion_bytes;    /* unsent output that marks a subscriber congested */
     uint32_t so_max_updates_per_sec; /* SO writes per client per second, 0 = no cap */
     bool store_sync_full;            /* store_sync = full: SQLite synchronous=FULL */
+
+    /* [sample NAME] sections: settings of the sample applications,
+     * kept as text in file order and validated by samples/ at start. */
+    struct app_config_setting *sample_settings; /* owned */
+    size_t nsample_settings;
 
     /* [app NAME] sections in file order */
     app_app_config *apps;      /* owned */

@@ -61,17 +61,20 @@ int main(int argc, char **argv)
     /* Built-in applications (samples, chat) register here once they exist. */
     if (chat_register(srv) != 0) /* also installs the token authenticator */
         SH_LOG(SH_LOG_ERROR, "chat: not available, private messages are refused");
-    samples_register(srv); /* chat, auction, slideshow (samples/); logs its own errors */
-    rc = app_server_start(srv);
+    /* chat, auction, slideshow (samples/); logs its own errors.  Bad
+     * [sample] settings in the config file stop the start, like any other
+     * bad setting. */
+    bool bad_settings = samples_register(srv) == SH_EINVAL;
+    rc = bad_settings ? -1 : app_server_start(srv);
     if (rc == 0)
         rc = app_server_run(srv);
     else {
-        app_server_stop(srv, "start failed");
+        app_server_stop(srv, bad_settings ? "bad [sample] settings" : "start failed");
         app_server_run(srv);
     }
     app_so_glue_free(so);
     app_server_free(srv);
     uv_loop_close(uv_default_loop());
     app_config_cleanup(&cfg);
-    return rc == 0 ? 0 : 1;
+    return bad_settings ? 2 : rc == 0 ? 0 : 1;
 }

@@ -1,7 +1,6 @@
 /* samples.c - registration and settings of the sample applications. */
 #include "samples.h"
 
-#include <ini.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,13 +21,6 @@ static const samples_settings samples_defaults = {
     .auction_max_items = 256,
     .slideshow_presenter = "",
 };
-
-typedef struct load_ctx {
-    samples_settings *s;
-    char *err;
-    size_t errsz;
-    bool failed;
-} load_ctx;
 
 static int set_u32(uint32_t *dst, const char *v, uint64_t lo, uint64_t hi)
 {
@@ -79,37 +71,18 @@ static int load_key(samples_settings *s, const char *sec, const char *k, const c
     return -2;
 }
 
-static int on_ini(void *ud, const char *sec, const char *k, const char *v)
-{
-    load_ctx *x = ud;
-    if (!k || x->failed)
-        return 1;
-    int r = load_key(x->s, sec, k, v);
-    if (r == 0)
-        return 1;
-    snprintf(x->err, x->errsz, "[%s] %s = %s: %s", sec, k, v,
-             r == -2 ? "unknown key" : "bad value");
-    x->failed = true;
-    return 0;
-}
-
-int samples_settings_load(samples_settings *s, char *err, size_t errsz)
+int samples_settings_load(samples_settings *s, const app_config *cfg, char *err, size_t errsz)
 {
     *s = samples_defaults;
-    const char *path = getenv("SOHUB_SAMPLES_CONFIG");
-    if (!path || !*path)
-        return 0;
-    load_ctx x = {s, err, errsz, false};
-    int r = ini_parse(path, on_ini, &x);
-    if (r < 0) {
-        snprintf(err, errsz, "%s: cannot read", path);
-        return SH_EIO;
-    }
-    if (r > 0 || x.failed) {
-        char tmp[256];
-        snprintf(tmp, sizeof(tmp), "%s", x.failed ? err : "syntax error");
-        snprintf(err, errsz, "%s:%d: %s", path, r, tmp);
-        return SH_EINVAL;
+    for (size_t i = 0; i < cfg->nsample_settings; i++) {
+        const app_config_setting *e = &cfg->sample_settings[i];
+        int r = load_key(s, e->section, e->key, e->value);
+        if (r < 0) {
+            snprintf(err, errsz, "%s:%d: [sample %s] %s = %s: %s",
+                     cfg->config_path ? cfg->config_path : "config", e->line, e->section,
+                     e->key, e->value, r == -2 ? "unknown key" : "bad value");
+            return SH_EINVAL;
+        }
     }
     return 0;
 }
@@ -157,9 +130,9 @@ int samples_register(app_server *srv)
 {
     static samples_settings settings; /* lives as long as the process */
     char err[512] = "";
-    int rc = samples_settings_load(&settings, err, sizeof(err));
+    int rc = samples_settings_load(&settings, app_server_config(srv), err, sizeof(err));
     if (rc < 0) {
-        SH_LOG(SH_LOG_ERROR, "samples: SOHUB_SAMPLES_CONFIG %s; samples not served", err);
+        SH_LOG(SH_LOG_ERROR, "samples: %s; samples not served", err);
         return rc;
     }
     if (!app_so_glue_of(srv)) {

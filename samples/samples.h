@@ -10,8 +10,8 @@
  * [app NAME] section still applies its usual keys (auth, store, users,
  * presence ...).  Settings of the samples themselves (room size, auction
  * admin and timing, presenter) have defaults (samples.c) and can be set
- * in an INI file named by the environment variable SOHUB_SAMPLES_CONFIG
- * (sections [chat], [auction], [slideshow]; samples/README.md).
+ * in the server's config file, sections [sample chat], [sample auction]
+ * and [sample slideshow] (samples/README.md); unknown keys stop the start.
  *
  * Threading: the server's loop thread only.
  */

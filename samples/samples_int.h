@@ -25,9 +25,9 @@ typedef struct samples_settings {
     char slideshow_presenter[SAMPLES_NAME_MAX]; /* "" = first user to connect */
 } samples_settings;
 
-/* Defaults, then the SOHUB_SAMPLES_CONFIG file.  0 or a negative code
- * with a message in err. */
-int samples_settings_load(samples_settings *s, char *err, size_t errsz);
+/* Defaults, then the [sample chat|auction|slideshow] sections of the
+ * server's config file.  0 or SH_EINVAL with "FILE:LINE: ..." in err. */
+int samples_settings_load(samples_settings *s, const app_config *cfg, char *err, size_t errsz);
 
 int sample_chat_register(app_server *srv, const samples_settings *s);
 int sample_auction_register(app_server *srv, const samples_settings *s);

@@ -102,19 +102,6 @@ static bool file_wait(const char *path, const char *needle, int timeout_ms)
     }
 }
 
-static int settings_file(const char *text)
-{
-    char path[320];
-    snprintf(path, sizeof(path), "%s/samples.ini", tmpdir);
-    FILE *f = fopen(path, "w");
-    if (!f)
-        return -1;
-    fputs(text, f);
-    fclose(f);
-    setenv("SOHUB_SAMPLES_CONFIG", path, 1);
-    return 0;
-}
-
 static cc *caller(const char *app, const char *user)
 {
     char code[128], desc[256];
@@ -411,7 +398,8 @@ static void test_auction_restart(void)
     e2e_server s1, s2;
     /* Grouped commits at most every 1.5 s: an answer sent only once the bid
      * is stored must wait for the next batch. */
-    if (e2e_server_start(&s1, "[app *]\ncommit_interval_ms = 1500\n", NULL) != 0)
+    if (e2e_server_start(&s1, "[app *]\ncommit_interval_ms = 1500\n"
+                              "[sample auction]\nsnipe_window_ms = 0\n", NULL) != 0)
         return;
     int old = port;
     port = s1.port;
@@ -437,7 +425,7 @@ static void test_auction_restart(void)
     e2e_wait(s1.pid, 5000);
     s1.pid = 0;
     const char *extra[] = {"--data-dir", s1.data_dir, NULL};
-    if (e2e_server_start(&s2, "[app *]\n", extra) != 0) {
+    if (e2e_server_start(&s2, "[app *]\n[sample auction]\nsnipe_window_ms = 0\n", extra) != 0) {
         e2e_server_stop(&s1, false);
         port = old;
         return;
@@ -533,6 +521,19 @@ static void test_slideshow_configured(void)
     free(out);
 }
 
+/* A bad [sample] setting stops the start with the file and line, like any
+ * other bad setting. */
+static void test_bad_settings(void)
+{
+    e2e_server s;
+    int rc = e2e_server_start(&s, "[sample auction]\nadmin = root\nsnipe_window_ms = soon\n", NULL);
+    E2E_CHECK(rc != 0, "a server with a bad [sample] value does not start");
+    if (rc == 0) {
+        e2e_server_stop(&s, false);
+        return;
+    }
+}
+
 int main(void)
 {
     cli_path = getenv("SOHUB_CLI");
@@ -544,10 +545,6 @@ int main(void)
     if (!mkdtemp(tmpdir))
         return 1;
     signal(SIGPIPE, SIG_IGN);
-    settings_file("[chat]\nroom_size = 3\n[slideshow]\n");
-    /* room_size 3 for chat/small only matters there; the first server
-     * uses the defaults except for that. */
-    unsetenv("SOHUB_SAMPLES_CONFIG");
     e2e_server srv;
     if (e2e_server_start(&srv, NULL, NULL) != 0)
         return 1;
@@ -560,11 +557,12 @@ int main(void)
     if (e2e_failures)
         e2e_log_dump(&srv);
 
-    /* Settings file: room size, anti-sniping, presenter. */
-    settings_file("[chat]\nroom_size = 3\n"
-                  "[auction]\nsnipe_window_ms = 1500\nsnipe_extend_ms = 1500\n"
-                  "[slideshow]\npresenter = zoe\n");
-    if (e2e_server_start(&srv, NULL, NULL) != 0)
+    /* [sample] settings in the server's config file: room size,
+     * anti-sniping, presenter.  A config file with no [app] section still
+     * serves the samples. */
+    if (e2e_server_start(&srv, "[sample chat]\nroom_size = 3\n"
+                               "[sample auction]\nsnipe_window_ms = 1500\nsnipe_extend_ms = 1500\n"
+                               "[sample slideshow]\npresenter = zoe\n", NULL) != 0)
         return 1;
     port = srv.port;
     E2E_CHECK(e2e_log_wait(&srv, "room_size=3", 2000), "the settings file was read");
@@ -575,9 +573,8 @@ int main(void)
     E2E_CHECK(st == 0, "server exits 0 (status %d)", st);
     if (e2e_failures)
         e2e_log_dump(&srv);
-    settings_file("[auction]\nsnipe_window_ms = 0\n");
     test_auction_restart();
-    unsetenv("SOHUB_SAMPLES_CONFIG");
+    test_bad_settings();
 
     char cmd[300];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
