@@ -26,8 +26,8 @@
  * caps (not checked in sanitizer builds); its connections and fds return
  * to the baseline once the abusers are gone; it stops cleanly (exit 0).
  * Reported: real clients' p50 / p99 latency quiet vs under abuse; with
- * --strict the p50 under abuse must be within 2x the quiet p50 (timing
- * on a shared machine is noisy: CI only reports it).
+ * --strict the p50 under abuse must be within 2x the quiet p50 plus 50 us
+ * (timing on a shared machine is noisy: CI only reports it).
  *
  * Options: --slow N (1000), --garbage N (100), --openclose N (50),
  * --nonreaders N (50), --churn N (300 per second), --quiet-ms (2000),
@@ -671,8 +671,14 @@ int main(int argc, char **argv)
            fault_lat_q(&quiet_echo, 0.99), fault_lat_q(&r.echo, 0.99), hwm, base.rss_max_kb,
            abuse.fds_max);
     if (strict) {
-        E2E_CHECK(re <= 2.0, "echo p50 under abuse within 2x quiet (x%.2f)", re);
-        E2E_CHECK(rc <= 2.0, "SO change p50 under abuse within 2x quiet (x%.2f)", rc);
+        /* 2x the quiet median, plus 50 us: one scheduler wake-up on a 2-core
+         * machine where the abusers share the CPUs with the server and the
+         * real clients (quiet medians of 30-100 us make the bare ratio
+         * swing with CPU frequency alone). */
+        E2E_CHECK(a_echo <= 2.0 * q_echo + 50, "echo p50 under abuse within 2x quiet + 50 us "
+                  "(%.0f vs %.0f us, x%.2f)", a_echo, q_echo, re);
+        E2E_CHECK(a_change <= 2.0 * q_change + 50, "SO change p50 under abuse within 2x quiet "
+                  "+ 50 us (%.0f vs %.0f us, x%.2f)", a_change, q_change, rc);
     } else {
         printf("# latency ratios are reported, not asserted (use --strict)\n");
     }
