@@ -365,6 +365,11 @@ static void check_all(int port, const char *when, bool exact)
         if (chat.queued[i] && !chat.seen[i] && lostm++ < 10)
             printf("# LOSS (%s): message m%ld was answered queued, bob did not get it\n", when, i);
     E2E_CHECK(lostm == 0, "%s: every queued message reached bob (%ld of %ld)", when, got, want);
+    long refused_seen = 0;
+    for (long i = 0; i < chat.n; i++)
+        refused_seen += chat.seen[i] && !chat.queued[i];
+    printf("# %s: bob also got %ld messages whose sender was told Chat.StoreFailed\n", when,
+           refused_seen);
     if (max_id > 0) {
         cc_answer a;
         cc_ack(bob, max_id, &a);
