@@ -67,22 +67,6 @@ struct amf_dec {
             return rc_;     \
     } while (0)
 
-static int grow_arr(void **p, uint32_t *cap, uint32_t need, size_t elem)
-{
-    if (need <= *cap)
-        return 0;
-    uint64_t n = *cap ? (uint64_t)*cap * 2 : 16;
-    if (n < need)
-        n = need;
-    if (n > UINT32_MAX || n > SIZE_MAX / elem)
-        return SH_ENOMEM;
-    void *q = realloc(*p, (size_t)n * elem);
-    if (!q)
-        return SH_ENOMEM;
-    *p = q;
-    *cap = (uint32_t)n;
-    return 0;
-}
 
 amf_dec *amf_dec_new(const amf_limits *limits)
 {
@@ -244,7 +228,7 @@ static int str3(amf_dec *d, const char **s, uint32_t *n, uint32_t *idx)
         return 0;
     if (d->nst >= d->lim.max_refs)
         return DFAIL(d, SH_ELIMIT, "AMF3 string table above max_refs");
-    if (grow_arr((void **)&d->st, &d->capst, d->nst + 1, sizeof *d->st))
+    if (amf_grow((void **)&d->st, &d->capst, d->nst + 1, sizeof *d->st, 16))
         return DFAIL(d, SH_ENOMEM, "out of memory");
     if (d->sbcap - d->sblen < len) {
         size_t cap = d->sbcap ? d->sbcap : 1024;
@@ -271,7 +255,7 @@ static int ot_add(amf_dec *d, amf_value *v)
 {
     if (d->not >= d->lim.max_refs)
         return DFAIL(d, SH_ELIMIT, "AMF3 object table above max_refs");
-    if (grow_arr((void **)&d->ot, &d->capot, d->not + 1, sizeof *d->ot))
+    if (amf_grow((void **)&d->ot, &d->capot, d->not + 1, sizeof *d->ot, 16))
         return DFAIL(d, SH_ENOMEM, "out of memory");
     d->ot[d->not++] = amf_ref(v);
     return 0;
@@ -434,8 +418,8 @@ static int dec3_object_body(amf_dec *d, amf_value *v, uint32_t u)
         TRY(check_count(d, t.nsealed, 1));
         if (d->ntt >= d->lim.max_refs)
             return DFAIL(d, SH_ELIMIT, "AMF3 traits table above max_refs");
-        if (grow_arr((void **)&d->tt, &d->captt, d->ntt + 1, sizeof *d->tt) ||
-            grow_arr((void **)&d->tn, &d->captn, d->ntn + t.nsealed, sizeof *d->tn))
+        if (amf_grow((void **)&d->tt, &d->captt, d->ntt + 1, sizeof *d->tt, 16) ||
+            amf_grow((void **)&d->tn, &d->captn, d->ntn + t.nsealed, sizeof *d->tn, 16))
             return DFAIL(d, SH_ENOMEM, "out of memory");
         t.names = d->ntn;
         for (uint32_t i = 0; i < t.nsealed; i++) {
@@ -649,7 +633,7 @@ static int cont0_begin(amf_dec *d, amf_type t, amf_value **out)
     TRY(depth_enter(d));
     if (d->n0 >= d->lim.max_refs)
         return DFAIL(d, SH_ELIMIT, "AMF0 reference table above max_refs");
-    if (grow_arr((void **)&d->r0, &d->cap0, d->n0 + 1, sizeof *d->r0))
+    if (amf_grow((void **)&d->r0, &d->cap0, d->n0 + 1, sizeof *d->r0, 16))
         return DFAIL(d, SH_ENOMEM, "out of memory");
     amf_value *v = amf_cont_new(t);
     if (!v)

@@ -81,4 +81,8 @@ int amf_cont_push(amf_cont *c, amf_value *v, uint32_t hint);
 int amf_cont_push_num(amf_cont *c, double x, uint32_t hint);
 int amf_cont_add_member(amf_cont *c, const char *k, size_t kn, amf_value *v, uint32_t hint);
 
+/* Makes room for `need` elements of `elem` bytes in *p (capacity *cap):
+ * doubles, starting at max(hint, 4); overflow-checked.  0 or SH_ENOMEM. */
+int amf_grow(void **p, uint32_t *cap, uint32_t need, size_t elem, uint32_t hint);
+
 #endif

@@ -189,7 +189,7 @@ amf_value *amf_dict_new(bool weak_keys)
 
 /* ---- growth ---- */
 
-static int grow(void **p, uint32_t *cap, uint32_t need, size_t elem, uint32_t hint)
+int amf_grow(void **p, uint32_t *cap, uint32_t need, size_t elem, uint32_t hint)
 {
     if (need <= *cap)
         return 0;
@@ -208,7 +208,7 @@ static int grow(void **p, uint32_t *cap, uint32_t need, size_t elem, uint32_t hi
 
 int amf_cont_push(amf_cont *c, amf_value *v, uint32_t hint)
 {
-    if (c->ne == UINT32_MAX || grow((void **)&c->e, &c->ecap, c->ne + 1, sizeof *c->e, hint)) {
+    if (c->ne == UINT32_MAX || amf_grow((void **)&c->e, &c->ecap, c->ne + 1, sizeof *c->e, hint)) {
         amf_unref(v);
         return SH_ENOMEM;
     }
@@ -218,7 +218,7 @@ int amf_cont_push(amf_cont *c, amf_value *v, uint32_t hint)
 
 int amf_cont_push_num(amf_cont *c, double x, uint32_t hint)
 {
-    if (c->nn == UINT32_MAX || grow((void **)&c->nums, &c->ncap, c->nn + 1, sizeof *c->nums, hint))
+    if (c->nn == UINT32_MAX || amf_grow((void **)&c->nums, &c->ncap, c->nn + 1, sizeof *c->nums, hint))
         return SH_ENOMEM;
     c->nums[c->nn++] = x;
     return 0;
@@ -229,8 +229,8 @@ int amf_cont_add_member(amf_cont *c, const char *k, size_t kn, amf_value *v, uin
     if (kn >= UINT32_MAX - c->klen - 1 || c->nm == UINT32_MAX)
         goto fail;
     uint32_t khint = hint > 64 ? 64 * 16 : hint * 16;
-    if (grow((void **)&c->m, &c->mcap, c->nm + 1, sizeof *c->m, hint) ||
-        grow((void **)&c->kbuf, &c->kcap, c->klen + (uint32_t)kn + 1, 1, khint))
+    if (amf_grow((void **)&c->m, &c->mcap, c->nm + 1, sizeof *c->m, hint) ||
+        amf_grow((void **)&c->kbuf, &c->kcap, c->klen + (uint32_t)kn + 1, 1, khint))
         goto fail;
     amf_member *m = &c->m[c->nm++];
     m->koff = c->klen;

@@ -17,6 +17,7 @@
  * of connections that use the same out chunk size.
  */
 #include "rtmp_int.h"
+#include "sh_mem.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -194,14 +195,8 @@ static enc_cs *enc_find(rtmp_chunk_enc *e, uint32_t csid, bool *fresh)
     for (size_t i = 0; i < e->n; i++)
         if (e->cs[i].csid == csid)
             return &e->cs[i];
-    if (e->n == e->cap) {
-        size_t ncap = e->cap ? e->cap * 2 : 8;
-        enc_cs *nc = realloc(e->cs, ncap * sizeof(*nc));
-        if (!nc)
-            return NULL;
-        e->cs = nc;
-        e->cap = ncap;
-    }
+    if (sh_array_grow((void **)&e->cs, &e->cap, e->n + 1, sizeof(*e->cs), 8))
+        return NULL;
     enc_cs *c = &e->cs[e->n++];
     memset(c, 0, sizeof(*c));
     c->csid = csid;

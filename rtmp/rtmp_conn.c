@@ -12,6 +12,7 @@
  * each time another window's worth has arrived.
  */
 #include "rtmp_int.h"
+#include "sh_mem.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -79,14 +80,8 @@ static int conn_write_shared(rtmp_conn *c, sh_rcbuf *b)
 
 static int pend_push(rtmp_conn *c, pend_op op)
 {
-    if (c->npend == c->pend_cap) {
-        size_t ncap = c->pend_cap ? c->pend_cap * 2 : 4;
-        pend_op *n = realloc(c->pend, ncap * sizeof(*n));
-        if (!n)
-            return SH_ENOMEM;
-        c->pend = n;
-        c->pend_cap = ncap;
-    }
+    if (sh_array_grow((void **)&c->pend, &c->pend_cap, c->npend + 1, sizeof(*c->pend), 4))
+        return SH_ENOMEM;
     c->pend[c->npend++] = op;
     return 0;
 }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sh_mem.h"
 #include "so_map.h"
 
 typedef struct so_room so_room;
@@ -195,16 +196,6 @@ static int effects_push(so_effects *l, so_effect f)
 
 /* ================================================================ small helpers */
 
-static char *memdup0(const void *p, size_t n)
-{
-    char *d = malloc(n + 1);
-    if (d) {
-        if (n)
-            memcpy(d, p, n);
-        d[n] = '\0';
-    }
-    return d;
-}
 
 /* Grows an array of pointers by one slot. */
 static int ptrs_push(void ***arr, size_t *n, size_t *cap, void *p)
@@ -262,7 +253,7 @@ static int pathlist_parse(pathlist *pl, const char *s)
             len--;
         bool empty_entry = len == 0 && (size_t)((end ? end : p + strlen(p)) - p) == 0;
         if (!empty_entry || count == 1) {
-            n.v[n.n] = memdup0(a, len);
+            n.v[n.n] = sh_memdup0(a, len);
             if (!n.v[n.n]) {
                 pathlist_free(&n);
                 return SH_ENOMEM;
@@ -505,7 +496,7 @@ static so_slot *slot_write(so_object *o, const char *key, size_t klen, amf_value
         if (!v)
             return NULL;
         s = calloc(1, sizeof(*s));
-        if (!s || !(s->key = memdup0(key, klen))) {
+        if (!s || !(s->key = sh_memdup0(key, klen))) {
             free(s);
             free(wcopy);
             *rc = SH_ENOMEM;
@@ -584,7 +575,7 @@ static int hist_push(so_engine *e, so_object *o, so_slot *const *changed, size_t
     h.klens = calloc(n ? n : 1, sizeof(*h.klens));
     int rc = h.keys && h.klens ? 0 : SH_ENOMEM;
     for (size_t i = 0; rc == 0 && i < n; i++) {
-        h.keys[i] = memdup0(changed[i]->key, changed[i]->klen);
+        h.keys[i] = sh_memdup0(changed[i]->key, changed[i]->klen);
         h.klens[i] = changed[i]->klen;
         if (!h.keys[i])
             rc = SH_ENOMEM;
@@ -641,7 +632,7 @@ static so_object *object_new(so_engine *e, so_room *r, const char *name, size_t 
                              bool persistent, uint32_t version)
 {
     so_object *o = calloc(1, sizeof(*o));
-    if (!o || !(o->name = memdup0(name, nlen))) {
+    if (!o || !(o->name = sh_memdup0(name, nlen))) {
         free(o);
         return NULL;
     }
@@ -753,7 +744,7 @@ static so_room *room_get(so_engine *e, const char *name, bool load, int *rc)
     so_room *r = so_map_get(&e->rooms, name, strlen(name));
     if (!r) {
         r = calloc(1, sizeof(*r));
-        if (!r || !(r->name = memdup0(name, strlen(name)))) {
+        if (!r || !(r->name = sh_memdup0(name, strlen(name)))) {
             free(r);
             *rc = SH_ENOMEM;
             return NULL;
@@ -1615,16 +1606,10 @@ static int server_change(so_engine *e, so_object *o, const char *key, size_t kle
     }
     if (!o->lock)
         return apply_server(e, o, &ch, 1, out);
-    if (o->npend == o->cappend) {
-        size_t ncap = o->cappend ? o->cappend * 2 : 8;
-        srv_change *p = realloc(o->pend, ncap * sizeof(*p));
-        if (!p)
-            return SH_ENOMEM;
-        o->pend = p;
-        o->cappend = ncap;
-    }
-    ch.key = memdup0(key, klen);
-    ch.wire = v ? (uint8_t *)memdup0(ch.wire, ch.vbytes) : NULL;
+    if (sh_array_grow((void **)&o->pend, &o->cappend, o->npend + 1, sizeof(*o->pend), 8))
+        return SH_ENOMEM;
+    ch.key = sh_memdup0(key, klen);
+    ch.wire = v ? (uint8_t *)sh_memdup0(ch.wire, ch.vbytes) : NULL;
     if (!ch.key || (v && !ch.wire)) {
         free(ch.key);
         free(ch.wire);

@@ -5,6 +5,8 @@
  * guards it because write_batch runs on a worker thread. */
 #include "so_store.h"
 
+#include "sh_mem.h"
+
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,37 +39,21 @@ void so_store_batch_free(so_store_batch *b)
     free(b);
 }
 
-static void *memdup0(const void *p, size_t n)
-{
-    char *d = malloc(n + 1);
-    if (d) {
-        if (n)
-            memcpy(d, p, n);
-        d[n] = '\0';
-    }
-    return d;
-}
 
 int so_store_batch_add(so_store_batch *b, so_store_op_kind kind, const char *room,
                        const char *name, const char *key, size_t key_len,
                        uint32_t version, const uint8_t *value, size_t value_len)
 {
-    if (b->nops == b->cap) {
-        size_t ncap = b->cap ? b->cap * 2 : 16;
-        so_store_op *n = realloc(b->ops, ncap * sizeof(*n));
-        if (!n)
-            return SH_ENOMEM;
-        b->ops = n;
-        b->cap = ncap;
-    }
+    if (sh_array_grow((void **)&b->ops, &b->cap, b->nops + 1, sizeof(*b->ops), 16))
+        return SH_ENOMEM;
     so_store_op op = {.kind = kind, .version = version, .key_len = key_len,
                       .value_len = value_len};
-    op.room = memdup0(room, strlen(room));
-    op.name = memdup0(name, strlen(name));
+    op.room = sh_memdup0(room, strlen(room));
+    op.name = sh_memdup0(name, strlen(name));
     if (key)
-        op.key = memdup0(key, key_len);
+        op.key = sh_memdup0(key, key_len);
     if (value)
-        op.value = memdup0(value, value_len);
+        op.value = (uint8_t *)sh_memdup0(value, value_len);
     if (!op.room || !op.name || (key && !op.key) || (value && !op.value)) {
         op_cleanup(&op);
         return SH_ENOMEM;
@@ -155,8 +141,8 @@ static mem_obj *mem_find(mem_store *m, const char *room, const char *name, bool 
     }
     mem_obj *o = &m->objs[m->nobjs];
     memset(o, 0, sizeof(*o));
-    o->room = memdup0(room, strlen(room));
-    o->name = memdup0(name, strlen(name));
+    o->room = sh_memdup0(room, strlen(room));
+    o->name = sh_memdup0(name, strlen(name));
     if (!o->room || !o->name) {
         free(o->room);
         free(o->name);
@@ -184,7 +170,7 @@ static int mem_apply(mem_store *m, const so_store_op *op)
         o->version = op->version;
         return 0;
     case SO_STORE_SET: {
-        uint8_t *v = memdup0(op->value, op->value_len);
+        uint8_t *v = (uint8_t *)sh_memdup0(op->value, op->value_len);
         if (!v)
             return SH_ENOMEM;
         mem_slot *s = mem_slot_find(o, op->key, op->key_len);
@@ -200,7 +186,7 @@ static int mem_apply(mem_store *m, const so_store_op *op)
                 o->cap = ncap;
             }
             s = &o->slots[o->nslots];
-            s->key = memdup0(op->key, op->key_len);
+            s->key = sh_memdup0(op->key, op->key_len);
             if (!s->key) {
                 free(v);
                 return SH_ENOMEM;
