@@ -5,9 +5,10 @@
  * Output: anything that queues bytes for a client marks the connection
  * dirty.  Dirty connections are flushed once per loop turn (uv_check after
  * the I/O phase, uv_prepare before it for timer/write-callback output) with
- * ONE uv_write per connection carrying up to APP_WRITE_IOV_MAX slices of
- * its sh_outq.  The slices stay in the queue (holding their sh_rcbuf
- * references) until the write callback consumes them.
+ * ONE writev per connection carrying up to APP_WRITE_IOV_MAX slices of its
+ * sh_outq, made at once with uv_try_write.  Only bytes the socket does not
+ * take go out through a uv_write; its slices stay in the queue (holding
+ * their sh_rcbuf references) until the write callback consumes them.
  *
  * Closing: app_conn_close() (flush first, bounded by a grace time) and
  * app_conn_abort() (at once) only mark the connection; the teardown runs
@@ -226,6 +227,17 @@ static void conn_teardown(app_conn *c)
 
 static void conn_flush(app_conn *c);
 
+/* The queue is empty after a write: tell the SO layer once per burst. */
+static void conn_drained(app_conn *c)
+{
+    if (!c->had_output)
+        return;
+    c->had_output = false;
+    app_server *s = c->srv;
+    if (s->have_so && s->so.on_drain && c->nc_connected)
+        s->so.on_drain(s->so.ud, c);
+}
+
 static void on_write(uv_write_t *req, int status)
 {
     app_conn *c = req->data;
@@ -240,16 +252,35 @@ static void on_write(uv_write_t *req, int status)
     }
     sh_outq_consume(&c->outq, c->write_bytes);
     c->write_bytes = 0;
-    if (c->outq.bytes > 0 || c->closing) {
+    if (c->outq.bytes > 0 || c->closing)
         app_conn_mark_dirty(c);
-    } else if (c->had_output) {
-        c->had_output = false;
-        app_server *s = c->srv;
-        if (s->have_so && s->so.on_drain && c->nc_connected)
-            s->so.on_drain(s->so.ud, c);
-    }
+    else
+        conn_drained(c);
 }
 
+static size_t conn_bufs(app_conn *c, uv_buf_t *bufs, size_t *total)
+{
+    struct iovec iov[APP_WRITE_IOV_MAX];
+    size_t n = sh_outq_iov(&c->outq, iov, APP_WRITE_IOV_MAX);
+    *total = 0;
+    for (size_t i = 0; i < n; i++) {
+        bufs[i] = uv_buf_init(iov[i].iov_base, (unsigned)iov[i].iov_len);
+        *total += iov[i].iov_len;
+    }
+    return n;
+}
+
+static void conn_write_failed(app_conn *c, int rc)
+{
+    char why[96];
+    snprintf(why, sizeof(why), "write error: %s", uv_strerror(rc));
+    app_conn_abort(c, why);
+    conn_teardown(c);
+}
+
+/* One writev straight from the loop turn (uv_try_write): no write request,
+ * no callback pass, no poll registration while the socket takes it all.
+ * Only what the socket refuses goes through uv_write and its callback. */
 static void conn_flush(app_conn *c)
 {
     if (c->torn)
@@ -260,26 +291,33 @@ static void conn_flush(app_conn *c)
     }
     if (c->writing)
         return;
-    if (c->outq.bytes == 0) {
-        if (c->closing)
-            conn_teardown(c);
-        return;
-    }
-    struct iovec iov[APP_WRITE_IOV_MAX];
     uv_buf_t bufs[APP_WRITE_IOV_MAX];
-    size_t n = sh_outq_iov(&c->outq, iov, APP_WRITE_IOV_MAX);
     size_t total = 0;
-    for (size_t i = 0; i < n; i++) {
-        bufs[i] = uv_buf_init(iov[i].iov_base, (unsigned)iov[i].iov_len);
-        total += iov[i].iov_len;
+    for (;;) {
+        if (c->outq.bytes == 0) {
+            if (c->closing)
+                conn_teardown(c);
+            else
+                conn_drained(c);
+            return;
+        }
+        size_t n = conn_bufs(c, bufs, &total);
+        int rc = uv_try_write((uv_stream_t *)&c->tcp, bufs, (unsigned)n);
+        if (rc == UV_EAGAIN)
+            rc = 0;
+        if (rc < 0) {
+            conn_write_failed(c, rc);
+            return;
+        }
+        sh_outq_consume(&c->outq, (size_t)rc);
+        if ((size_t)rc < total)
+            break; /* the socket is full: the rest waits for writability */
     }
+    size_t n = conn_bufs(c, bufs, &total);
     c->wreq.data = c;
     int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, bufs, (unsigned)n, on_write);
     if (rc < 0) {
-        char why[96];
-        snprintf(why, sizeof(why), "write error: %s", uv_strerror(rc));
-        app_conn_abort(c, why);
-        conn_teardown(c);
+        conn_write_failed(c, rc);
         return;
     }
     c->writing = true;
