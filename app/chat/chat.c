@@ -395,6 +395,27 @@ static void send_result(app_conn *c, double txid, uint64_t id, const char *statu
     amf_unref(o);
 }
 
+static amf_value *message_value(uint64_t id, const char *from, const char *to, const char *text,
+                                size_t text_len, int64_t ts)
+{
+    amf_value *o = amf_object_new(NULL);
+    if (!o)
+        return NULL;
+    amf_object_set_cstr(o, "id", amf_number((double)id));
+    amf_object_set_cstr(o, "from", amf_string_cstr(from));
+    amf_object_set_cstr(o, "to", amf_string_cstr(to));
+    amf_object_set_cstr(o, "text", amf_string(text, text_len));
+    amf_object_set_cstr(o, "ts", amf_number((double)ts));
+    return o;
+}
+
+static bool send_private(app_conn *c, amf_value *msg)
+{
+    if (!app_conn_connected(c) || !msg)
+        return false;
+    return app_conn_send_cmd(c, "chat.onPrivate", 0, &msg, 1) == 0;
+}
+
 static void pmsg_finish(chat *ch, chat_pmsg *pm, int status)
 {
     chat_user *to = pm->to, *s = pm->sender;
@@ -410,10 +431,21 @@ static void pmsg_finish(chat *ch, chat_pmsg *pm, int status)
         if (to->unconf_tail == pm)
             to->unconf_tail = prev;
     }
+    /* Stored: now the recipient may see it.  Sending before the commit
+     * would let a crash hand the same id to another message. */
+    if (status == 0) {
+        size_t delivered = 0;
+        amf_value *m = message_value(pm->id, s->name, to->name, pm->text, pm->text_len, pm->ts);
+        for (chat_conn *cc = to->conns; cc; cc = cc->next)
+            delivered += send_private(cc->c, m);
+        amf_unref(m);
+        pm->queued = delivered == 0;
+    }
     for (size_t i = 0; s->dedup && i < CHAT_DEDUP_MAX; i++) {
         if (s->dedup[i].pm != pm)
             continue;
         s->dedup[i].pm = NULL;
+        s->dedup[i].queued = pm->queued;
         if (status)
             s->dedup[i].used = false; /* a retry may try again */
     }
@@ -422,7 +454,7 @@ static void pmsg_finish(chat *ch, chat_pmsg *pm, int status)
         if (!c)
             continue;
         if (status == 0)
-            send_result(c, pm->waiters[i].txid, pm->id, "queued");
+            send_result(c, pm->waiters[i].txid, pm->id, pm->queued ? "queued" : "delivered");
         else
             app_conn_reply_error(c, pm->waiters[i].txid, CHAT_E_STORE_FAILED,
                                  "The message could not be stored");
@@ -509,27 +541,6 @@ static void on_sweep(uv_timer_t *t)
 
 /* ---- delivery ---- */
 
-static amf_value *message_value(uint64_t id, const char *from, const char *to, const char *text,
-                                size_t text_len, int64_t ts)
-{
-    amf_value *o = amf_object_new(NULL);
-    if (!o)
-        return NULL;
-    amf_object_set_cstr(o, "id", amf_number((double)id));
-    amf_object_set_cstr(o, "from", amf_string_cstr(from));
-    amf_object_set_cstr(o, "to", amf_string_cstr(to));
-    amf_object_set_cstr(o, "text", amf_string(text, text_len));
-    amf_object_set_cstr(o, "ts", amf_number((double)ts));
-    return o;
-}
-
-static bool send_private(app_conn *c, amf_value *msg)
-{
-    if (!app_conn_connected(c) || !msg)
-        return false;
-    return app_conn_send_cmd(c, "chat.onPrivate", 0, &msg, 1) == 0;
-}
-
 typedef struct redeliver_ctx {
     app_conn *c;
     chat_user *u;
@@ -560,15 +571,8 @@ static void redeliver(chat *ch, chat_user *u, app_conn *c)
     if (rc)
         SH_LOG(SH_LOG_ERROR, "conn=%llu chat: cannot read stored messages",
                (unsigned long long)app_conn_id(c));
-    for (chat_pmsg *pm = u->unconf_head; pm; pm = pm->next) {
-        if (pm->id <= x.max_sent || pm->id <= u->acked)
-            continue;
-        amf_value *m = message_value(pm->id, pm->sender->name, u->name, pm->text, pm->text_len,
-                                     pm->ts);
-        send_private(c, m);
-        amf_unref(m);
-        x.sent++;
-    }
+    /* Messages not yet committed are not sent here: pmsg_finish sends them
+     * to every connection of u, this one included, once they are stored. */
     if (x.sent)
         SH_LOG(SH_LOG_DEBUG, "conn=%llu chat: %zu unacknowledged message(s) sent again",
                (unsigned long long)app_conn_id(c), x.sent);
@@ -810,26 +814,14 @@ static int method_send_private(app_conn *c, const rtmp_cmd *cmd, void *ud)
     user_mark_dirty(ch, r);
     ch->messages++;
 
-    size_t delivered = 0;
-    amf_value *m = message_value(pm->id, s->name, r->name, pm->text, pm->text_len, pm->ts);
-    for (chat_conn *cc = r->conns; cc; cc = cc->next)
-        delivered += send_private(cc->c, m);
-    amf_unref(m);
-    pm->queued = delivered == 0;
-
+    /* Delivered to the recipient's connections and answered ("delivered"
+     * or "queued") once the message is committed (pmsg_finish). */
     chat_dedup *d = cid[0] ? dedup_add(s, cid, now) : NULL;
     if (d) {
         d->id = pm->id;
-        d->queued = pm->queued;
+        d->pm = pm;
     }
-    if (pm->queued) {
-        /* Answer once the message is committed (pmsg_finish). */
-        pm->waiters[pm->nwaiters++] = (chat_waiter){app_conn_id(c), txid};
-        if (d)
-            d->pm = pm;
-    } else {
-        send_result(c, txid, pm->id, "delivered");
-    }
+    pm->waiters[pm->nwaiters++] = (chat_waiter){app_conn_id(c), txid};
     return 0;
 }
 
