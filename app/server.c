@@ -608,26 +608,29 @@ static void on_connection(uv_stream_t *server, int status)
 
 /* ---- timers: handshake, idle, ping, close grace ---- */
 
-static void conn_timers(app_conn *c, uint64_t now)
+/* Returns true when it closed c. */
+static bool conn_timers(app_conn *c, uint64_t now)
 {
     const app_config *cfg = c->srv->cfg;
     if (c->torn)
-        return;
+        return false;
     if (c->closing) {
-        if (!c->hard && now >= c->close_deadline)
+        if (!c->hard && now >= c->close_deadline) {
             app_conn_abort(c, NULL);
-        return;
+            return true;
+        }
+        return false;
     }
     if (!c->nc_connected && now - c->t_accept >= cfg->handshake_timeout_ms) {
         app_conn_abort(c, rtmp_conn_handshake_done(c->rtmp)
                               ? "handshake_timeout_ms passed before connect"
                               : "handshake_timeout_ms passed during handshake");
-        return;
+        return true;
     }
     uint64_t quiet = now - c->t_last_rx;
     if (quiet >= cfg->idle_timeout_ms) {
         app_conn_abort(c, "idle_timeout_ms passed");
-        return;
+        return true;
     }
     if (c->nc_connected && quiet >= cfg->ping_interval_ms &&
         (!c->ping_outstanding || now - c->t_ping_sent >= cfg->ping_interval_ms)) {
@@ -637,14 +640,27 @@ static void conn_timers(app_conn *c, uint64_t now)
         if (rtmp_conn_send_user_control(c->rtmp, RTMP_UC_PING_REQUEST, c->ping_ts) == 0)
             conn_queued(c);
     }
+    return false;
 }
+
+/* Connections one tick may close.  Thousands of handshakes timing out
+ * together would otherwise be closed (and logged) in one callback and
+ * stall every other client; past this, the tick comes back after 1 ms,
+ * letting I/O run in between. */
+#define APP_TICK_CLOSE_BUDGET 256
 
 static void on_tick(uv_timer_t *t)
 {
     app_server *s = t->data;
     uint64_t now = now_ms(s);
-    for (app_conn *c = s->conns; c; c = c->next)
-        conn_timers(c, now);
+    unsigned closed = 0;
+    for (app_conn *c = s->conns, *next; c; c = next) {
+        next = c->next;
+        if (conn_timers(c, now) && ++closed >= APP_TICK_CLOSE_BUDGET) {
+            uv_timer_start(t, on_tick, 1, uv_timer_get_repeat(t));
+            return;
+        }
+    }
 }
 
 static uint64_t tick_interval(const app_config *cfg)
