@@ -16,21 +16,26 @@ typedef struct app_pending_call {
 } app_pending_call;
 
 struct app_conn {
-    uv_tcp_t tcp;               /* tcp.data = this */
-    app_server *srv;
-    uint64_t id;
-    char ip[48];
-    char peer[64];
+    uv_tcp_t tcp;               /* first (a refused conn is freed as its handle); tcp.data = this */
 
+    /* What a fan-out touches per recipient, together in few cache lines. */
+    app_server *srv;
     sh_outq outq;
     rtmp_conn *rtmp;
-
-    /* lifecycle */
+    app_conn *dirty_next;
+    bool dirty;
+    bool nc_connected;
     bool closing;               /* no more input handled, no more output queued */
     bool hard;                  /* close without flushing */
     bool torn;                  /* teardown done, uv_close called */
     bool writing;               /* a uv_write is in flight */
     bool had_output;            /* for on_drain */
+
+    uint64_t id;
+    char ip[48];
+    char peer[64];
+
+    /* lifecycle */
     char reason[160];
     uint64_t close_deadline;
     uv_write_t wreq;
@@ -38,8 +43,6 @@ struct app_conn {
 
     /* intrusive lists */
     app_conn *prev, *next;      /* all connections */
-    app_conn *dirty_next;
-    bool dirty;
     app_conn *backlog_next;
     bool in_backlog;
     uint8_t *backlog;           /* unprocessed input after the budget ran out */
@@ -53,8 +56,7 @@ struct app_conn {
     bool ping_outstanding;
     int64_t rtt_ms;
 
-    /* NetConnection */
-    bool nc_connected;
+    /* NetConnection (nc_connected is with the hot fields above) */
     bool amf3_cmds;             /* connect came as type 17 */
     int object_encoding;
     char app_name[APP_NAME_MAX + 1];

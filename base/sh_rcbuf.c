@@ -50,11 +50,13 @@ void sh_outq_init(sh_outq *q)
 void sh_outq_cleanup(sh_outq *q)
 {
     for (size_t i = 0; i < q->count; i++)
-        sh_rcbuf_unref(q->items[(q->head + i) % q->cap].buf);
+        sh_rcbuf_unref(q->items[(q->head + i) & (q->cap - 1)].buf);
     free(q->items);
     memset(q, 0, sizeof(*q));
 }
 
+/* cap is a power of two (8, doubled), so ring positions are masked, not
+ * divided: the writev path computes one per queued slice. */
 static int outq_grow(sh_outq *q)
 {
     size_t ncap = q->cap ? q->cap * 2 : 8;
@@ -62,7 +64,7 @@ static int outq_grow(sh_outq *q)
     if (!n)
         return SH_ENOMEM;
     for (size_t i = 0; i < q->count; i++)
-        n[i] = q->items[(q->head + i) % q->cap];
+        n[i] = q->items[(q->head + i) & (q->cap - 1)];
     free(q->items);
     q->items = n;
     q->cap = ncap;
@@ -76,7 +78,7 @@ int sh_outq_push(sh_outq *q, sh_rcbuf *b)
         return 0;
     if (q->count == q->cap && outq_grow(q))
         return SH_ENOMEM;
-    q->items[(q->head + q->count) % q->cap] = (sh_outq_item){sh_rcbuf_ref(b), 0};
+    q->items[(q->head + q->count) & (q->cap - 1)] = (sh_outq_item){sh_rcbuf_ref(b), 0};
     q->count++;
     q->bytes += b->len;
     return 0;
@@ -98,7 +100,7 @@ size_t sh_outq_iov(const sh_outq *q, struct iovec *iov, size_t max)
 {
     size_t n = q->count < max ? q->count : max;
     for (size_t i = 0; i < n; i++) {
-        const sh_outq_item *it = &q->items[(q->head + i) % q->cap];
+        const sh_outq_item *it = &q->items[(q->head + i) & (q->cap - 1)];
         iov[i].iov_base = it->buf->data + it->off;
         iov[i].iov_len = it->buf->len - it->off;
     }
@@ -118,7 +120,7 @@ void sh_outq_consume(sh_outq *q, size_t n)
         }
         n -= left;
         sh_rcbuf_unref(it->buf);
-        q->head = (q->head + 1) % q->cap;
+        q->head = (q->head + 1) & (q->cap - 1);
         q->count--;
     }
 }

@@ -338,31 +338,31 @@ static int parse_full(const uint8_t *p, size_t n, rtmp_msg *m, size_t *bh_out)
     return (int)hl;
 }
 
-int rtmp_chunk_full_check(const uint8_t *p, size_t n, uint32_t chunk_size)
+int rtmp_chunk_full_parse(const uint8_t *p, size_t n, uint32_t chunk_size, rtmp_msg *hdr)
 {
-    rtmp_msg m;
     size_t bh;
-    int hl = parse_full(p, n, &m, &bh);
+    int hl = parse_full(p, n, hdr, &bh);
     if (hl < 0 || chunk_size == 0)
         return SH_EINVAL;
     /* Same layout as plan_size() for a type 0 first header. */
     size_t x = (size_t)hl > bh + 11 ? 4 : 0;
-    size_t nchunks = m.len == 0 ? 1 : (m.len + chunk_size - 1) / chunk_size;
-    size_t want = (size_t)hl + m.len + (nchunks - 1) * (bh + x);
+    size_t nchunks = hdr->len == 0 ? 1 : (hdr->len + chunk_size - 1) / chunk_size;
+    size_t want = (size_t)hl + hdr->len + (nchunks - 1) * (bh + x);
     return want == n ? 0 : SH_EINVAL;
 }
 
-int rtmp_chunk_enc_note_full(rtmp_chunk_enc *e, const uint8_t *p, size_t n)
+int rtmp_chunk_full_check(const uint8_t *p, size_t n, uint32_t chunk_size)
 {
     rtmp_msg m;
-    size_t bh;
-    int hl = parse_full(p, n, &m, &bh);
-    if (hl < 0)
-        return hl;
+    return rtmp_chunk_full_parse(p, n, chunk_size, &m);
+}
+
+int rtmp_chunk_enc_note_hdr(rtmp_chunk_enc *e, const rtmp_msg *hdr)
+{
     bool fresh;
-    enc_cs *c = enc_find(e, m.csid, &fresh);
+    enc_cs *c = enc_find(e, hdr->csid, &fresh);
     if (!c)
         return SH_ENOMEM;
-    enc_remember_full(c, &m);
+    enc_remember_full(c, hdr);
     return 0;
 }

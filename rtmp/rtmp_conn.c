@@ -44,14 +44,31 @@ struct rtmp_conn {
     pend_op *pend;           /* owned */
     size_t npend, pend_cap;
     int hs_kind;             /* kept once the handshake state is freed */
+    /* Header of the last shared message queued, not yet told to the
+     * encoder: a fan-out of many shared messages in a row touches only
+     * this, and the encoder learns the last one when it next encodes. */
+    bool note_pending;
+    rtmp_msg note;           /* data unused */
 };
 
 /* ---- output ---- */
 
+static int note_apply(rtmp_conn *c)
+{
+    if (!c->note_pending)
+        return 0;
+    int rc = rtmp_chunk_enc_note_hdr(c->enc, &c->note);
+    if (rc == 0)
+        c->note_pending = false;
+    return rc;
+}
+
 static int conn_write_msg(rtmp_conn *c, const rtmp_msg *m)
 {
     sh_rcbuf *b;
-    int rc = rtmp_chunk_enc_write_rc(c->enc, m, &b);
+    int rc = note_apply(c);
+    if (rc == 0)
+        rc = rtmp_chunk_enc_write_rc(c->enc, m, &b);
     if (rc)
         return rc;
     rc = sh_outq_push(c->out, b);
@@ -70,12 +87,20 @@ static int conn_write_chunk_size(rtmp_conn *c, uint32_t size)
     return rc;
 }
 
-static int conn_write_shared(rtmp_conn *c, sh_rcbuf *b)
+/* hdr: the parsed first header of b. */
+static int conn_write_shared(rtmp_conn *c, sh_rcbuf *b, const rtmp_msg *hdr)
 {
-    int rc = rtmp_chunk_enc_note_full(c->enc, b->data, b->len);
-    if (rc < 0)
-        return rc;
-    return sh_outq_push(c->out, b);
+    if (c->note_pending && c->note.csid != hdr->csid) {
+        int rc = note_apply(c);
+        if (rc < 0)
+            return rc;
+    }
+    int rc = sh_outq_push(c->out, b);
+    if (rc == 0) {
+        c->note = *hdr;
+        c->note_pending = true;
+    }
+    return rc;
 }
 
 static int pend_push(rtmp_conn *c, pend_op op)
@@ -102,8 +127,13 @@ static int pend_flush(rtmp_conn *c)
         if (rc == 0) {
             if (op->kind == PEND_MSG)
                 rc = conn_write_msg(c, &op->msg);
-            else if (op->kind == PEND_SHARED)
-                rc = conn_write_shared(c, op->shared);
+            else if (op->kind == PEND_SHARED) {
+                rtmp_msg hdr;
+                rc = rtmp_chunk_full_parse(op->shared->data, op->shared->len,
+                                           rtmp_chunk_enc_chunk_size(c->enc), &hdr);
+                if (rc == 0)
+                    rc = conn_write_shared(c, op->shared, &hdr);
+            }
             else
                 rc = conn_write_chunk_size(c, op->size);
         }
@@ -140,10 +170,11 @@ int rtmp_conn_send_shared(rtmp_conn *c, sh_rcbuf *chunks)
     if (!chunks)
         return SH_EINVAL;
     /* The bytes must have been cut with this connection's chunk size. */
-    if (rtmp_chunk_full_check(chunks->data, chunks->len, c->out_chunk_size))
+    rtmp_msg hdr;
+    if (rtmp_chunk_full_parse(chunks->data, chunks->len, c->out_chunk_size, &hdr))
         return SH_EINVAL;
     if (c->hs_done)
-        return conn_write_shared(c, chunks);
+        return conn_write_shared(c, chunks, &hdr);
     pend_op op = {.kind = PEND_SHARED, .shared = sh_rcbuf_ref(chunks)};
     int rc = pend_push(c, op);
     if (rc)
