@@ -379,6 +379,94 @@ static int dec_step(rtmp_chunk_dec *d, const uint8_t *src, size_t n, size_t *use
     return rc;
 }
 
+/* The common case taken in one step: between chunks, the input holds a
+ * whole chunk with a 1-byte basic header and no extended timestamp, and
+ * that chunk is a whole message (no partial message on its stream).
+ * Applies the header exactly as hdr_apply would and copies the payload as
+ * payload_add would.  Returns 1 with *msg and *used set, 0 when the bytes
+ * need the general path (nothing changed then). */
+static int fast_msg(rtmp_chunk_dec *d, const uint8_t *p, size_t n, size_t *used, rtmp_msg *msg)
+{
+    if (n < 1)
+        return 0;
+    unsigned fmt = p[0] >> 6;
+    uint32_t csid = p[0] & 0x3F;
+    size_t hl = 1 + msg_hdr_size[fmt];
+    if (csid < 2 || n < hl)
+        return 0;
+    dec_cs *c = cs_find(d, csid);
+    if (fmt == 0) {
+        if (!c && (d->ncs >= d->lim.max_chunk_streams || d->ncs == d->cs_cap))
+            return 0; /* cs_add's limit check and growth stay in one place */
+    } else if (!c || !c->has_hdr) {
+        return 0;
+    }
+    if (c && (c->partial || (fmt == 3 && c->ext)))
+        return 0;
+    const uint8_t *m = p + 1;
+    uint32_t field = 0, mlen = c ? c->len : 0;
+    if (fmt < 3) {
+        field = sh_get_u24be(m);
+        if (field == 0xFFFFFF)
+            return 0;
+    }
+    if (fmt <= 1) {
+        mlen = sh_get_u24be(m + 3);
+        if (mlen > d->lim.max_message_size)
+            return 0;
+    }
+    if (mlen == 0 || mlen > d->chunk_size || n - hl < mlen)
+        return 0;
+    if (mlen > d->lim.max_buffered || d->buffered > d->lim.max_buffered - mlen)
+        return 0;
+    if (!c) {
+        if (cs_add(d, csid, NULL) != 0)
+            return 0;
+        c = &d->cs[d->ncs - 1];
+    }
+    if (mlen > c->cap) {
+        size_t ncap = c->cap ? c->cap * 2 : 256;
+        if (ncap < mlen)
+            ncap = mlen;
+        uint8_t *nb = realloc(c->buf, ncap);
+        if (!nb)
+            return 0;
+        c->buf = nb;
+        c->cap = ncap;
+    }
+    if (fmt < 3) {
+        c->ext = false;
+        if (fmt <= 1) {
+            c->len = mlen;
+            c->type = m[6];
+        }
+        if (fmt == 0) {
+            c->sid = (uint32_t)m[7] | (uint32_t)m[8] << 8 | (uint32_t)m[9] << 16 |
+                     (uint32_t)m[10] << 24;
+            c->ts = field;
+        } else {
+            c->ts += field;
+        }
+        c->delta = field;
+        c->has_hdr = true;
+    } else {
+        c->ts += c->delta;
+    }
+    memcpy(c->buf, p + hl, mlen);
+    c->have = 0;
+    c->partial = false;
+    d->offset += hl + mlen;
+    *used = hl + mlen;
+    msg->type = c->type;
+    msg->stream_id = c->sid;
+    msg->timestamp = c->ts;
+    msg->csid = c->csid;
+    msg->data = c->buf;
+    msg->len = c->len;
+    d->returned = (size_t)(c - d->cs);
+    return 1;
+}
+
 int rtmp_chunk_dec_feed(rtmp_chunk_dec *d, const uint8_t *in, size_t len,
                         size_t *consumed, rtmp_msg *msg, sh_error *err)
 {
@@ -412,6 +500,11 @@ int rtmp_chunk_dec_feed(rtmp_chunk_dec *d, const uint8_t *in, size_t len,
         } else {
             if (*consumed == len)
                 return 0;
+            if (d->state == ST_HDR && d->hdr_len == 0 &&
+                fast_msg(d, in + *consumed, len - *consumed, &used, msg)) {
+                *consumed += used;
+                return 1;
+            }
             rc = dec_step(d, in + *consumed, len - *consumed, &used, msg, err);
             *consumed += used;
         }

@@ -113,6 +113,7 @@ struct worker {
     uint32_t nwriters;
     bool running, stopped, ready_sent, final_sent, pumping;
     uint64_t t_go;
+    uint64_t t_read;      /* time of the read being decoded: one clock read per read */
     uint64_t last_ack;
     sh_buf scratch;
     bench_report rep;
@@ -414,7 +415,7 @@ static void note_ack(wconn *c)
         c->st_head = (c->st_head + 1) % cap;
         c->st_count--;
         if (w->running && w->o->scenario != BENCH_FANOUT && w->o->scenario != BENCH_CHAT)
-            bench_hist_add(&w->rep.lat, bench_now_us() - t);
+            bench_hist_add(&w->rep.lat, w->t_read > t ? w->t_read - t : 0);
     }
 }
 
@@ -511,7 +512,7 @@ static void on_so_event(void *ud, uint32_t version, const bench_so_event *ev)
             }
         } else if (ev->has_number && w->running) {
             w->rep.c.delivered++;
-            uint64_t now = bench_now_us();
+            uint64_t now = w->t_read; /* every message of one read arrived together */
             uint64_t sent = (uint64_t)ev->number;
             bench_hist_add(&w->rep.lat, now > sent ? now - sent : 0);
         }
@@ -640,7 +641,7 @@ static void on_command(wconn *c, const rtmp_msg *m)
                 memcpy(num, s + 3, n - 3);
                 num[n - 3] = 0;
                 uint64_t sent = strtoull(num, NULL, 10);
-                uint64_t now = bench_now_us();
+                uint64_t now = w->t_read;
                 if (w->running) {
                     w->rep.c.delivered++;
                     bench_hist_add(&w->rep.lat, now > sent ? now - sent : 0);
@@ -708,6 +709,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     w->rep.c.bytes_in += (uint64_t)nread;
+    w->t_read = bench_now_us();
     const uint8_t *p = (const uint8_t *)buf->base;
     size_t left = (size_t)nread;
     while (!c->closing) {
