@@ -95,7 +95,7 @@ void app_app_config_defaults(app_app_config *a)
     a->conflict = APP_CONFLICT_REJECT;
     a->store = APP_STORE_SQLITE;
     a->commit_interval_ms = 0; /* one commit in flight already groups changes */
-    a->history_depth = 1000;
+    a->history_depth = 1024;
     a->max_so_per_conn = 64;
     a->max_so_slots = 10000;
     a->users = NULL; /* no allocation: callers free only the strings they know */
