@@ -38,8 +38,7 @@ struct app_conn {
     /* lifecycle */
     char reason[160];
     uint64_t close_deadline;
-    uv_write_t wreq;
-    size_t write_bytes;
+    size_t write_bytes;         /* of the uv_write in flight (its request is malloc'd) */
 
     /* intrusive lists */
     app_conn *prev, *next;      /* all connections */

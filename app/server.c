@@ -238,9 +238,14 @@ static void conn_drained(app_conn *c)
         s->so.on_drain(s->so.ud, c);
 }
 
+/* The write request exists only while a uv_write is in flight (the rare
+ * path: most flushes are taken whole by uv_try_write), so an idle
+ * connection does not carry one.  libuv runs this callback, with
+ * UV_ECANCELED if need be, before the handle's close callback. */
 static void on_write(uv_write_t *req, int status)
 {
     app_conn *c = req->data;
+    free(req);
     c->writing = false;
     if (c->torn)
         return; /* the queue is dropped in the close callback */
@@ -314,9 +319,15 @@ static void conn_flush(app_conn *c)
             break; /* the socket is full: the rest waits for writability */
     }
     size_t n = conn_bufs(c, bufs, &total);
-    c->wreq.data = c;
-    int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, bufs, (unsigned)n, on_write);
+    uv_write_t *req = malloc(sizeof(*req));
+    if (!req) {
+        conn_write_failed(c, UV_ENOMEM);
+        return;
+    }
+    req->data = c;
+    int rc = uv_write(req, (uv_stream_t *)&c->tcp, bufs, (unsigned)n, on_write);
     if (rc < 0) {
+        free(req);
         conn_write_failed(c, rc);
         return;
     }

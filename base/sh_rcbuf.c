@@ -123,4 +123,11 @@ void sh_outq_consume(sh_outq *q, size_t n)
         q->head = (q->head + 1) & (q->cap - 1);
         q->count--;
     }
+    if (q->count == 0) {
+        /* Empty: give the ring back, so idle connections hold none. */
+        free(q->items);
+        q->items = NULL;
+        q->cap = 0;
+        q->head = 0;
+    }
 }

@@ -29,7 +29,8 @@
 
 #define MAX_HDR (3 + 11 + 4)
 /* A message buffer bigger than this is released after its message was
- * handed out, so idle chunk streams do not pin large buffers. */
+ * handed out, so idle chunk streams do not pin large buffers (smaller ones
+ * go once the input is used up: release_idle). */
 #define KEEP_BUF_MAX ((size_t)64 << 10)
 
 typedef struct dec_cs {
@@ -128,7 +129,8 @@ static int cs_add(rtmp_chunk_dec *d, uint32_t csid, sh_error *err)
     if (d->ncs >= d->lim.max_chunk_streams)
         return SH_FAIL(err, SH_ELIMIT, "chunk: too many chunk streams", d->offset);
     if (d->ncs == d->cs_cap) {
-        size_t ncap = d->cs_cap ? d->cs_cap * 2 : 8;
+        /* Most connections use two chunk streams (control, commands). */
+        size_t ncap = d->cs_cap ? d->cs_cap * 2 : 2;
         dec_cs *n = realloc(d->cs, ncap * sizeof(*n));
         if (!n)
             return SH_FAIL(err, SH_ENOMEM, "chunk: out of memory", d->offset);
@@ -379,6 +381,21 @@ static int dec_step(rtmp_chunk_dec *d, const uint8_t *src, size_t n, size_t *use
     return rc;
 }
 
+/* All input is used and no message is out: the buffers of streams with
+ * no partial message are released, so an idle connection holds none (one
+ * allocation per read and stream is the price while it is busy). */
+static void release_idle(rtmp_chunk_dec *d)
+{
+    for (size_t i = 0; i < d->ncs; i++) {
+        dec_cs *c = &d->cs[i];
+        if (c->buf && !c->partial) {
+            free(c->buf);
+            c->buf = NULL;
+            c->cap = 0;
+        }
+    }
+}
+
 /* The common case taken in one step: between chunks, the input holds a
  * whole chunk with a 1-byte basic header and no extended timestamp, and
  * that chunk is a whole message (no partial message on its stream).
@@ -498,8 +515,10 @@ int rtmp_chunk_dec_feed(rtmp_chunk_dec *d, const uint8_t *in, size_t len,
                 d->replay_len += n - used;
             }
         } else {
-            if (*consumed == len)
+            if (*consumed == len) {
+                release_idle(d);
                 return 0;
+            }
             if (d->state == ST_HDR && d->hdr_len == 0 &&
                 fast_msg(d, in + *consumed, len - *consumed, &used, msg)) {
                 *consumed += used;

@@ -195,7 +195,8 @@ static enc_cs *enc_find(rtmp_chunk_enc *e, uint32_t csid, bool *fresh)
     for (size_t i = 0; i < e->n; i++)
         if (e->cs[i].csid == csid)
             return &e->cs[i];
-    if (sh_array_grow((void **)&e->cs, &e->cap, e->n + 1, sizeof(*e->cs), 8))
+    /* most connections use two chunk streams (control, commands) */
+    if (sh_array_grow((void **)&e->cs, &e->cap, e->n + 1, sizeof(*e->cs), 2))
         return NULL;
     enc_cs *c = &e->cs[e->n++];
     memset(c, 0, sizeof(*c));
