@@ -8,6 +8,7 @@
 #define APP_WRITE_IOV_MAX 64
 #define APP_READ_SLAB (64 * 1024)
 #define APP_CLOSE_GRACE_MS 1000
+#define APP_RANDOM_POOL (RTMP_HANDSHAKE_SIZE * 32)
 
 typedef struct app_pending_call {
     double txid;
@@ -127,6 +128,10 @@ struct app_server {
     app_conn *backlog_head;
     uint8_t *slab;
     bool slab_busy;
+    /* Handshake random bytes: one getrandom per APP_RANDOM_POOL bytes
+     * instead of one per accepted connection. */
+    uint8_t *rnd_pool;
+    size_t rnd_left;
 
     app_app *apps;
     app_app *default_app;       /* serves names no one registered */

@@ -554,6 +554,19 @@ static void peer_name(uv_tcp_t *t, char *ip, size_t ipsz, char *peer, size_t pee
     }
 }
 
+/* RTMP_HANDSHAKE_SIZE bytes for S1, taken from a pool refilled by one
+ * getrandom (the handshake's random bytes are filler, not key material). */
+static const uint8_t *handshake_random(app_server *s)
+{
+    if (s->rnd_left < RTMP_HANDSHAKE_SIZE) {
+        if (uv_random(NULL, NULL, s->rnd_pool, APP_RANDOM_POOL, 0, NULL) != 0)
+            memset(s->rnd_pool, 0x5a, APP_RANDOM_POOL);
+        s->rnd_left = APP_RANDOM_POOL;
+    }
+    s->rnd_left -= RTMP_HANDSHAKE_SIZE;
+    return s->rnd_pool + s->rnd_left;
+}
+
 static void on_reject_closed(uv_handle_t *h) { free(h); }
 
 static void on_connection(uv_stream_t *server, int status)
@@ -594,10 +607,7 @@ static void on_connection(uv_stream_t *server, int status)
     c->rtt_ms = -1;
     c->next_txid = 1;
     sh_outq_init(&c->outq);
-    uint8_t rnd[RTMP_HANDSHAKE_SIZE];
-    if (uv_random(NULL, NULL, rnd, sizeof(rnd), 0, NULL) != 0)
-        memset(rnd, 0x5a, sizeof(rnd));
-    c->rtmp = rtmp_conn_new(&s->rtmp_cfg, &c->outq, rnd, (uint32_t)now_ms(s));
+    c->rtmp = rtmp_conn_new(&s->rtmp_cfg, &c->outq, handshake_random(s), (uint32_t)now_ms(s));
     if (!c->rtmp || ip_count_add(s, c->ip) != 0) {
         rtmp_conn_free(c->rtmp);
         SH_LOG(SH_LOG_ERROR, "conn=%llu out of memory", (unsigned long long)c->id);
@@ -745,9 +755,11 @@ app_server *app_server_new(const app_config *cfg, uv_loop_t *loop)
     s->cfg = cfg;
     s->loop = loop ? loop : uv_default_loop();
     s->slab = malloc(APP_READ_SLAB);
+    s->rnd_pool = malloc(APP_RANDOM_POOL);
     s->ip_counts = calloc(APP_IP_BUCKETS, sizeof(*s->ip_counts));
-    if (!s->slab || !s->ip_counts) {
+    if (!s->slab || !s->rnd_pool || !s->ip_counts) {
         free(s->slab);
+        free(s->rnd_pool);
         free(s->ip_counts);
         free(s);
         return NULL;
@@ -896,6 +908,7 @@ void app_server_free(app_server *s)
         o = n;
     }
     free(s->slab);
+    free(s->rnd_pool);
     free(s);
 }
 
