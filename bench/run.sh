@@ -1,16 +1,23 @@
 #!/bin/sh
-# run.sh - `make bench`: sohub's figures on this machine in about a minute.
+# run.sh - `make bench`: sohub's figures on this machine in about two minutes.
 #
 # usage: sh bench/run.sh [BUILD_DIR]
 # env:   SOHUB_APP (default bench)  app path used against sohub-server
 #        QUICK=1                     smaller counts and shorter runs
 #        JSON_DIR                    keep every raw JSON result in this directory
+#        FAN_WINDOW (default 32)     changes outstanding per fan-out writer
 #
-# Starts sohub-server and sohub-raw-fanout on 127.0.0.1 (port 0), runs
-# connect, idle, fanout (against both, alternating, twice: sohub's fan-out
-# is reported as a ratio to the raw ceiling measured in the same run, best
-# run of each), persist and chat, and prints one table.  For the comparison with nginx-rtmp and
-# node-media-server run bench/peers.sh.  See docs/benchmarks.md.
+# Starts sohub-server and sohub-raw-fanout on 127.0.0.1 (port 0) and runs,
+# one after the other: connect, idle; fan-out of one object to 2,000
+# subscribers (one writer) and of 100 rooms x 20 subscribers (one writer
+# each), each against the raw ceiling and sohub alternately, twice (best run
+# of each kept: sohub's fan-out is also given as a ratio to the ceiling
+# measured in the same run); fan-out latency paced at half the best
+# deliveries/s of sohub and at a light 25 changes/s; persist; chat (window 1
+# for latency, window 16 for throughput).  Prints one table with the
+# project's targets beside the figures, and the load average before and
+# after.  For the comparison with nginx-rtmp and node-media-server run
+# bench/peers.sh.  See docs/benchmarks.md.
 set -u
 
 BUILD=${1:-build}
@@ -22,10 +29,13 @@ TMP=$(mktemp -d /tmp/sohub-bench.XXXXXX)
 OUT=${JSON_DIR:-$TMP}
 PIDS=""
 if [ "${QUICK:-0}" = 1 ]; then
-    CONN_N=2000 IDLE_N=2000 ROOMS=5 SUBS=50 DUR=3
+    CONN_N=2000 IDLE_N=2000 SUBS=500 ROOMS=20 DUR=3
 else
-    CONN_N=10000 IDLE_N=10000 ROOMS=10 SUBS=100 DUR=6
+    CONN_N=10000 IDLE_N=15000 SUBS=2000 ROOMS=100 DUR=6
 fi
+# Changes outstanding per fan-out writer: the writer sends the next change
+# when the server answers one (Success), so this is its pipelining depth.
+FAN_WINDOW=${FAN_WINDOW:-32}
 
 cleanup() {
     for p in $PIDS; do kill "$p" 2>/dev/null; done
@@ -93,78 +103,130 @@ start raw "$RAW" --listen 127.0.0.1:0 || { echo "run.sh: sohub-raw-fanout did no
 S="rtmp://127.0.0.1:$sohub_port/$SOHUB_APP"
 R="rtmp://127.0.0.1:$raw_port/$SOHUB_APP"
 
+uptime > "$OUT/load-before.txt"
 bench connect "$S" connect -n "$CONN_N" -c 100 -P 2 --src-ips 4 -d 60
 sleep 1
 bench idle "$S" idle -n "$IDLE_N" -c 100 -P 2 --src-ips 4 --pid "$sohub_pid" --settle 2
-FAN="-r $ROOMS -s $SUBS -w 1 --window 4 -P 2 -d $DUR"
-# ceiling and sohub alternate twice; the table keeps the better run of each
+# one object, 1 writer, SUBS subscribers; then ROOMS rooms x 20 subscribers,
+# 1 writer each.  Ceiling and sohub alternate twice; the best run of each
+# is kept.
+FAN1="-r 1 -s $SUBS -w 1 --window $FAN_WINDOW -P 2 -d $DUR"
+FANR="-r $ROOMS -s 20 -w 1 --window $FAN_WINDOW -P 2 -d $DUR"
 for round in 1 2; do
-    bench "fanout-raw-$round" "$R" fanout $FAN --so-prefix "raw$round" --pid "$raw_pid"
-    bench "fanout-$round" "$S" fanout $FAN --so-prefix "fan$round" --pid "$sohub_pid"
+    bench "fanout-raw-$round" "$R" fanout $FAN1 --so-prefix "raw$round" --pid "$raw_pid"
+    bench "fanout-$round" "$S" fanout $FAN1 --so-prefix "fan$round" --pid "$sohub_pid"
+    bench "rooms-raw-$round" "$R" fanout $FANR --so-prefix "rraw$round" --pid "$raw_pid"
+    bench "rooms-$round" "$S" fanout $FANR --so-prefix "rooms$round" --pid "$sohub_pid"
 done
-bench fanout-paced "$S" fanout -r "$ROOMS" -s "$SUBS" -w 1 --rate 100 -P 2 -d "$DUR" \
-    --so-prefix paced --pid "$sohub_pid"
-bench persist "$S" persist -w 8 --window 8 -d "$DUR" --so-prefix persist --pid "$sohub_pid"
-bench chat "$S" chat -U 100 -d 3 --pid "$sohub_pid"
-
-python3 - "$OUT" <<'PY'
+# Latency at half the load: half of sohub's best one-object deliveries/s,
+# as changes per second of the one writer.
+HALF=$(python3 - "$OUT" "$SUBS" <<'PY'
 import json, os, sys
-out = sys.argv[1]
+best = 0
+for n in ("fanout-1", "fanout-2"):
+    try:
+        with open(os.path.join(sys.argv[1], n + ".json")) as f:
+            best = max(best, json.load(f).get("deliveries_per_second", 0))
+    except Exception:
+        pass
+print(max(1, int(best / 2 / int(sys.argv[2]))))
+PY
+)
+echo "$HALF" > "$OUT/half-rate.txt"
+bench fanout-half "$S" fanout -r 1 -s "$SUBS" -w 1 --rate "$HALF" -P 2 -d "$DUR" \
+    --so-prefix half --pid "$sohub_pid"
+bench fanout-light "$S" fanout -r 1 -s "$SUBS" -w 1 --rate 25 -P 2 -d "$DUR" \
+    --so-prefix light --pid "$sohub_pid"
+bench persist "$S" persist -w 16 --window 16 -d "$DUR" --so-prefix persist --pid "$sohub_pid"
+bench chat "$S" chat -U 100 -d 3 --pid "$sohub_pid"
+bench chat-16 "$S" chat -U 100 --window 16 -d 3 --pid "$sohub_pid"
+uptime > "$OUT/load-after.txt"
+
+python3 - "$OUT" "$SUBS" "$ROOMS" "$FAN_WINDOW" <<'PY'
+import json, os, sys
+out, subs, rooms, win = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 def load(n):
     try:
         with open(os.path.join(out, n + ".json")) as f:
             return json.load(f)
     except Exception:
         return None
+def text(n):
+    try:
+        with open(os.path.join(out, n)) as f:
+            return f.read().strip()
+    except Exception:
+        return "?"
 def lat(d, k):
     l = d.get(k) or {}
     return "p50 %.2f / p99 %.2f / p99.9 %.2f ms" % (l.get("p50", 0) / 1e3, l.get("p99", 0) / 1e3, l.get("p999", 0) / 1e3)
+def p99(d, k):
+    return (d.get(k) or {}).get("p99", 0) / 1e3
 def status(d):
     if d is None:
         return "no result"
     if d.get("ok"):
         return ""
     return "FAILED: " + (d.get("first_error") or "see counts")
+def mark(ok):
+    return "met" if ok else "MISSED"
 rows = []
 c = load("connect")
 if c:
     rows.append(("connect", "%.0f connect/s (%d/%d)" % (c["connect_per_second"], c["connected"], c["expected"]),
-                 lat(c, "connect_latency_us"), status(c)))
+                 lat(c, "connect_latency_us"), ">= 2x nginx-rtmp: see peers.sh", status(c)))
 i = load("idle")
 if i:
     per = i["rss_bytes_per_connection"]
-    rows.append(("idle", "%.1f KiB RSS per connection (%d held)" % (per / 1024.0, i["connected"]) if per >= 0 else "not measured",
-                 "", status(i)))
+    rows.append(("idle", "%.2f KiB RSS per connection (%d held)" % (per / 1024.0, i["connected"]) if per >= 0 else "not measured",
+                 "", "<= 2 KiB: %s" % mark(0 <= per <= 2048), status(i)))
 def per_cpu(d):
     cpu = d.get("server_cpu_seconds", -1)
     if cpu is None or cpu <= 0:
         return None
     return d["delivered"] / cpu
-def best(a, b):
-    runs = [d for d in (load(a), load(b)) if d]
+def best(*names):
+    runs = [d for d in (load(n) for n in names) if d]
     return max(runs, key=lambda d: d.get("deliveries_per_second", 0)) if runs else None
-fr, fs = best("fanout-raw-1", "fanout-raw-2"), best("fanout-1", "fanout-2")
-for name, d in (("fanout raw ceiling", fr), ("fanout sohub", fs)):
-    if d:
-        pc = per_cpu(d)
-        extra = (", %.0fk per server CPU-s" % (pc / 1e3)) if pc else ""
-        rows.append((name, "%.0f deliveries/s%s" % (d["deliveries_per_second"], extra),
-                     lat(d, "delivery_latency_us"), status(d)))
-if fr and fs and fr["deliveries_per_second"] > 0:
-    txt = "sohub / raw = %.2f (deliveries/s)" % (fs["deliveries_per_second"] / fr["deliveries_per_second"])
-    if per_cpu(fr) and per_cpu(fs):
-        txt += ", %.2f (per server CPU-s)" % (per_cpu(fs) / per_cpu(fr))
-    rows.append(("fanout ratio", txt, "", ""))
-p = load("fanout-paced")
+def fan_rows(label, raw, soh, target):
+    fr, fs = best(raw + "-1", raw + "-2"), best(soh + "-1", soh + "-2")
+    for name, d in ((label + " ceiling", fr), (label + " sohub", fs)):
+        if d:
+            pc = per_cpu(d)
+            extra = (", %.0fk/server CPU-s" % (pc / 1e3)) if pc else ""
+            tgt = ""
+            if d is fs:
+                tgt = ">= 1,000,000/s: %s" % mark(d["deliveries_per_second"] >= 1e6)
+            rows.append((name, "%.0f deliveries/s%s" % (d["deliveries_per_second"], extra),
+                         lat(d, "delivery_latency_us"), tgt, status(d)))
+    if fr and fs and fr["deliveries_per_second"] > 0:
+        r = fs["deliveries_per_second"] / fr["deliveries_per_second"]
+        txt = "sohub / raw = %.2f (deliveries/s)" % r
+        if per_cpu(fr) and per_cpu(fs):
+            txt += ", %.2f (per server CPU-s)" % (per_cpu(fs) / per_cpu(fr))
+        rows.append((label + " ratio", txt, "", (">= 0.7: %s" % mark(r >= 0.7)) if target else "", ""))
+fan_rows("fanout 1x%s w%s" % (subs, win), "fanout-raw", "fanout", True)
+fan_rows("rooms %sx20 w%s" % (rooms, win), "rooms-raw", "rooms", False)
+p = load("fanout-half")
 if p:
-    rows.append(("fanout paced 100/s", "%.0f deliveries/s" % p["deliveries_per_second"], lat(p, "delivery_latency_us"), status(p)))
+    rows.append(("fanout half load", "%.0f deliveries/s (%s changes/s paced)" % (p["deliveries_per_second"], text("half-rate.txt")),
+                 lat(p, "delivery_latency_us"), "p99 <= 10 ms: %s" % mark(p99(p, "delivery_latency_us") <= 10), status(p)))
+p = load("fanout-light")
+if p:
+    rows.append(("fanout 25 changes/s", "%.0f deliveries/s" % p["deliveries_per_second"], lat(p, "delivery_latency_us"), "", status(p)))
 d = load("persist")
 if d:
-    rows.append(("persist", "%.0f durable changes/s" % d["acked_per_second"], lat(d, "ack_latency_us"), status(d)))
-d = load("chat")
-if d:
-    rows.append(("chat", "%.0f messages/s" % d["deliveries_per_second"], lat(d, "delivery_latency_us"), status(d)))
+    rows.append(("persist 16x16", "%.0f durable changes/s" % d["acked_per_second"], lat(d, "ack_latency_us"),
+                 ">= 100,000/s: %s" % mark(d["acked_per_second"] >= 1e5), status(d)))
+for n, label in (("chat", "chat window 1"), ("chat-16", "chat window 16")):
+    d = load(n)
+    if d:
+        ok = d["deliveries_per_second"] >= 2e5 and p99(d, "delivery_latency_us") <= 10
+        rows.append((label, "%.0f messages/s" % d["deliveries_per_second"], lat(d, "delivery_latency_us"),
+                     ">= 200,000/s, p99 <= 10 ms: %s" % mark(ok), status(d)))
 print()
+print("load before: " + text("load-before.txt"))
+print("load after:  " + text("load-after.txt"))
 for r in rows:
-    print("%-20s %-52s %-36s %s" % r)
+    print("%-26s %-56s %-38s %-32s %s" % r)
 PY
