@@ -129,6 +129,8 @@ struct so_engine {
     size_t nheld, capheld;
     amf_enc *enc;
     sh_buf scratch;
+    so_client **to_buf; /* commit's recipient list, reused from update to update */
+    size_t to_cap;
     so_engine_stats st;
 };
 
@@ -887,16 +889,16 @@ static int commit(so_engine *e, upd *u, so_client *requester, const sh_buf *req,
             so_slot *s = u->changed[i];
             rc = s->v ? put_change(e, &ev, s) : so_wire_put_key(&ev, SO_EV_REMOVE, s->key, s->klen);
         }
-        so_client **to = malloc((o->nsubs ? o->nsubs : 1) * sizeof(*to));
         size_t nto = 0;
-        if (!to)
+        if (o->nsubs > e->to_cap &&
+            sh_array_grow((void **)&e->to_buf, &e->to_cap, o->nsubs, sizeof(*e->to_buf), 64))
             rc = SH_ENOMEM;
+        so_client **to = e->to_buf;
         for (size_t i = 0; rc == 0 && i < o->nsubs; i++)
             if (o->subs[i]->c != requester && !o->subs[i]->behind)
                 to[nto++] = o->subs[i]->c;
         if (rc == 0)
             rc = emit(e, &h, &ev, NULL, to, nto, out);
-        free(to);
         sh_buf_cleanup(&ev);
     }
     for (size_t i = 0; i < u->n; i++) {
@@ -1338,6 +1340,7 @@ void so_engine_free(so_engine *e)
     so_store_batch_free(e->batch);
     amf_enc_free(e->enc);
     sh_buf_cleanup(&e->scratch);
+    free(e->to_buf);
     free(e);
 }
 
