@@ -585,8 +585,87 @@ static void on_connected(wconn *c)
         setup_finish(c, true);
 }
 
+static const uint8_t *find_bytes(const uint8_t *p, size_t n, const void *pat, size_t k)
+{
+    return n >= k ? memmem(p, n, pat, k) : NULL;
+}
+
+static double amf0_f64(const uint8_t *p)
+{
+    uint64_t u = (uint64_t)sh_get_u32be(p) << 32 | sh_get_u32be(p + 4);
+    double d;
+    memcpy(&d, &u, sizeof d);
+    return d;
+}
+
+static void chat_answered(wconn *c)
+{
+    worker *w = c->w;
+    if (w->running)
+        w->rep.c.acked++;
+    note_ack(c);
+    writer_fill(c);
+}
+
+static void chat_received(wconn *c, double id, uint64_t sent)
+{
+    worker *w = c->w;
+    if (id > c->chat_seen)
+        c->chat_seen = id;
+    if (w->running) {
+        w->rep.c.delivered++;
+        bench_hist_add(&w->rep.lat, w->t_read > sent ? w->t_read - sent : 0);
+    }
+}
+
+/* The chat scenario's two hot messages read in place, without building
+ * AMF values (the load generator shares the cores with the server): a
+ * _result to chat.sendPrivate (AMF0 name, then the txid), and
+ * chat.onPrivate, whose object carries id (number) and text ("ts:<us>").
+ * Returns false for anything else, which takes the full decoder. */
+static bool on_command_fast(wconn *c, const rtmp_msg *m)
+{
+    static const uint8_t result[] = {2, 0, 7, '_', 'r', 'e', 's', 'u', 'l', 't', 0};
+    static const uint8_t onpriv[] = {2, 0, 14, 'c', 'h', 'a', 't', '.', 'o', 'n',
+                                     'P', 'r', 'i', 'v', 'a', 't', 'e'};
+    static const uint8_t id_key[] = {0, 2, 'i', 'd', 0};
+    static const uint8_t text_key[] = {0, 4, 't', 'e', 'x', 't', 2};
+    if (c->w->o->scenario != BENCH_CHAT || m->type != RTMP_MSG_COMMAND_AMF0)
+        return false;
+    const uint8_t *p = m->data;
+    size_t n = m->len;
+    if (n >= sizeof result + 8 && memcmp(p, result, sizeof result) == 0) {
+        double txid = amf0_f64(p + sizeof result);
+        if (!(txid > 1 && txid < CHAT_ACK_TXID) || c->state != ST_READY)
+            return false;
+        chat_answered(c);
+        return true;
+    }
+    if (n < sizeof onpriv || memcmp(p, onpriv, sizeof onpriv) != 0)
+        return false;
+    const uint8_t *end = p + n;
+    const uint8_t *k = find_bytes(p, n, id_key, sizeof id_key);
+    const uint8_t *t = find_bytes(p, n, text_key, sizeof text_key);
+    if (!k || !t || (size_t)(end - k) < sizeof id_key + 8 || (size_t)(end - t) < sizeof text_key + 2)
+        return false;
+    const uint8_t *s = t + sizeof text_key + 2;
+    size_t sl = sh_get_u16be(t + sizeof text_key);
+    if ((size_t)(end - s) < sl || sl <= 3 || sl >= 40 || memcmp(s, "ts:", 3) != 0)
+        return false;
+    uint64_t sent = 0;
+    for (size_t i = 3; i < sl; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        sent = sent * 10 + (uint64_t)(s[i] - '0');
+    }
+    chat_received(c, amf0_f64(k + sizeof id_key), sent);
+    return true;
+}
+
 static void on_command(wconn *c, const rtmp_msg *m)
 {
+    if (on_command_fast(c, m))
+        return;
     worker *w = c->w;
     rtmp_cmd cmd;
     sh_error err;
@@ -613,10 +692,7 @@ static void on_command(wconn *c, const rtmp_msg *m)
                              error_text(&cmd, text, sizeof text));
         } else if (w->o->scenario == BENCH_CHAT && cmd.txid > 1) {
             if (ok) {
-                if (w->running)
-                    w->rep.c.acked++;
-                note_ack(c);
-                writer_fill(c);
+                chat_answered(c);
             } else {
                 w->rep.c.server_errors++;
                 c->stopped = true;
@@ -632,20 +708,16 @@ static void on_command(wconn *c, const rtmp_msg *m)
             const amf_value *a = cmd.args[i];
             const amf_value *t = amf_object_get(a, "text");
             const amf_value *id = amf_object_get(a, "id");
-            if (id && amf_as_number(id) > c->chat_seen)
-                c->chat_seen = amf_as_number(id);
+            double idv = id ? amf_as_number(id) : 0;
+            if (idv > c->chat_seen)
+                c->chat_seen = idv;
             size_t n;
             const char *s = amf_as_string(t ? t : a, &n);
             if (s && n > 3 && n < 40 && memcmp(s, "ts:", 3) == 0) {
                 char num[40];
                 memcpy(num, s + 3, n - 3);
                 num[n - 3] = 0;
-                uint64_t sent = strtoull(num, NULL, 10);
-                uint64_t now = w->t_read;
-                if (w->running) {
-                    w->rep.c.delivered++;
-                    bench_hist_add(&w->rep.lat, now > sent ? now - sent : 0);
-                }
+                chat_received(c, idv, strtoull(num, NULL, 10));
                 break;
             }
         }
