@@ -31,6 +31,7 @@ struct app_conn {
     bool torn;                  /* teardown done, uv_close called */
     bool writing;               /* a uv_write is in flight */
     bool had_output;            /* for on_drain */
+    void *slots[APP_SLOT_COUNT]; /* the SO glue reads its slot on every drain */
 
     uint64_t id;
     char ip[48];
@@ -69,8 +70,6 @@ struct app_conn {
     double next_txid;
     app_pending_call *calls;
     size_t ncalls;
-
-    void *slots[APP_SLOT_COUNT];
 };
 
 typedef struct app_method_entry {
