@@ -58,6 +58,9 @@ typedef struct sh_rd {
 
 static inline void sh_rd_init(sh_rd *r, const void *p, size_t n)
 {
+    static const uint8_t none[1];
+    if (!p) /* (NULL, 0): keep the cursor arithmetic defined */
+        p = none;
     r->start = r->p = (const uint8_t *)p;
     r->end = r->p + n;
 }

@@ -209,6 +209,10 @@ static uint32_t next_chunk(const rtmp_chunk_dec *d, const dec_cs *c)
     return left < d->chunk_size ? left : d->chunk_size;
 }
 
+/* An empty message still gets a valid data pointer, so consumers never do
+ * arithmetic on NULL (found by fuzz_conn). */
+static const uint8_t dec_no_bytes[1];
+
 static void msg_out(rtmp_chunk_dec *d, size_t idx, rtmp_msg *msg)
 {
     dec_cs *c = &d->cs[idx];
@@ -216,7 +220,7 @@ static void msg_out(rtmp_chunk_dec *d, size_t idx, rtmp_msg *msg)
     msg->stream_id = c->sid;
     msg->timestamp = c->ts;
     msg->csid = c->csid;
-    msg->data = c->buf;
+    msg->data = c->buf ? c->buf : dec_no_bytes;
     msg->len = c->len;
     d->buffered -= c->have;
     c->partial = false;
@@ -478,7 +482,7 @@ static int fast_msg(rtmp_chunk_dec *d, const uint8_t *p, size_t n, size_t *used,
     msg->stream_id = c->sid;
     msg->timestamp = c->ts;
     msg->csid = c->csid;
-    msg->data = c->buf;
+    msg->data = c->buf ? c->buf : dec_no_bytes;
     msg->len = c->len;
     d->returned = (size_t)(c - d->cs);
     return 1;

@@ -49,7 +49,8 @@ int rtmp_cmd_decode(const rtmp_msg *m, const amf_limits *limits, rtmp_cmd *out, 
     memset(out, 0, sizeof(*out));
     if (m->type != RTMP_MSG_COMMAND_AMF0 && m->type != RTMP_MSG_COMMAND_AMF3)
         return SH_FAIL(err, SH_EINVAL, "command: not a command message", 0);
-    const uint8_t *p = m->data;
+    static const uint8_t none[1];
+    const uint8_t *p = m->data ? m->data : none; /* no arithmetic on NULL */
     size_t n = m->len, off = 0;
     if (m->type == RTMP_MSG_COMMAND_AMF3 && n > 0 && (p[0] == 0 || p[0] == 3))
         off = 1;
