@@ -31,7 +31,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* an empty body arrives as (NULL, 0) from the chunk decoder */
     uint8_t *body = size > 1 ? fz_dup(data + 1, size - 1) : NULL;
     rtmp_msg m = {amf3 ? RTMP_MSG_COMMAND_AMF3 : RTMP_MSG_COMMAND_AMF0, 0, 0,
-                  RTMP_CSID_COMMAND, body ? body : fz_empty_body(), size - 1};
+                  RTMP_CSID_COMMAND, body, size - 1};
     rtmp_cmd a;
     sh_error err = {0};
     int rc = rtmp_cmd_decode(&m, lim, &a, &err);

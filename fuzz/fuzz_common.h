@@ -92,20 +92,4 @@ static inline uint8_t *fz_dup(const uint8_t *p, size_t n)
     return q;
 }
 
-/* The chunk decoder hands out an empty message as (NULL, 0), so the
- * targets pass empty bodies that way too.  With FUZZ_EMPTY_NONNULL=1 in
- * the environment they pass a pointer to a zero byte instead: a way to
- * keep fuzzing past the open NULL + 0 finding (tests/data/fuzz-regress/
- * README) until it is fixed.  Returns what to pass for an empty body. */
-static inline const uint8_t *fz_empty_body(void)
-{
-    static const uint8_t zero[1] = {0};
-    static int lenient = -1;
-    if (lenient < 0) {
-        const char *v = getenv("FUZZ_EMPTY_NONNULL");
-        lenient = v && v[0] == '1';
-    }
-    return lenient ? zero : NULL;
-}
-
 #endif

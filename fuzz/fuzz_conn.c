@@ -26,10 +26,7 @@ static void on_command(rtmp_conn *c, const rtmp_msg *m, bool *changed_chunk)
 {
     rtmp_cmd cmd;
     sh_error err = {0};
-    rtmp_msg mm = *m;
-    if (mm.len == 0 && !mm.data)
-        mm.data = fz_empty_body();
-    if (rtmp_cmd_decode(&mm, NULL, &cmd, &err) != 0)
+    if (rtmp_cmd_decode(m, NULL, &cmd, &err) != 0)
         return;
     bool amf3 = m->type == RTMP_MSG_COMMAND_AMF3;
     if (strcmp(cmd.name, "connect") == 0) {

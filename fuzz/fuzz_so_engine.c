@@ -419,8 +419,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             }
             sh_buf_cleanup(&norm);
             sh_error err = {0};
-            int rc = so_engine_handle(s.e, f->c, type, body ? body : fz_empty_body(), n, now,
-                                      &s.fx, &err);
+            int rc = so_engine_handle(s.e, f->c, type, body, n, now, &s.fx, &err);
             free(body);
             FZ_CHECK(rc <= 0);
             if (rc < 0) {

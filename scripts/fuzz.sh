@@ -15,8 +15,7 @@
 # Environment: FUZZ_BUILD (build dir, default build-fuzz), FUZZ_OUT (where
 # runs go, default $FUZZ_BUILD/fuzz-runs), FUZZ_TIMEOUT (seconds one input
 # may take, default 10), FUZZ_RSS_MB (default 2048), FUZZ_ARGS (extra
-# libFuzzer flags), FUZZ_EMPTY_NONNULL=1 (see fuzz/fuzz_common.h: step over
-# the open empty-message finding).  CI calls `scripts/fuzz.sh 60`.
+# libFuzzer flags).  CI calls `scripts/fuzz.sh 60`.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
