@@ -76,6 +76,8 @@ run_peer() {
 
 note() { printf '%s\n' "$2" > "$TMP/$1.note"; }
 
+uptime > "$TMP/load-before.txt"
+
 # ---- sohub-server ----
 if [ -x "$SERVER" ]; then
     mkdir -p "$TMP/sohub-data"
@@ -166,6 +168,8 @@ else
     note node-media-server "node is not installed"
 fi
 
+uptime > "$TMP/load-after.txt"
+
 python3 - "$TMP" "$CONNECT_N" "$IDLE_N" "${JSON_OUT:-}" <<'PY'
 import json, os, sys
 tmp, cn, idn, out = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
@@ -205,6 +209,11 @@ for p in peers:
     rate, p99 = cell_connect()
     rows.append((p, rate, p99, cell_idle()))
 print()
+for f in ("load-before.txt", "load-after.txt"):
+    try:
+        print("%s %s" % (f[:-4].replace("-", " ") + ":", open(os.path.join(tmp, f)).read().strip()))
+    except OSError:
+        pass
 print("connect: %s connections; idle: %s connections held (loopback, this machine)" % (cn, idn))
 hdr = ("server", "connect/s", "p99 connect ms", "RSS KiB / idle conn")
 w = [22, 26, 16, 22]
@@ -214,6 +223,15 @@ for r in rows:
         print(r[0].ljust(w[0]) + r[1])
     else:
         print("".join(str(x).ljust(n) for x, n in zip(r, w)))
+sc, nc = (raw.get("sohub") or {}).get("connect"), (raw.get("nginx-rtmp") or {}).get("connect")
+if sc and nc and nc.get("connect_per_second", 0) > 0:
+    r = sc["connect_per_second"] / nc["connect_per_second"]
+    print("sohub / nginx-rtmp connect/s: %.2f (target >= 2: %s)" % (r, "met" if r >= 2 else "MISSED"))
+si, ni = (raw.get("sohub") or {}).get("idle"), (raw.get("nginx-rtmp") or {}).get("idle")
+if si and ni and si.get("rss_bytes_per_connection", -1) >= 0 and ni.get("rss_bytes_per_connection", -1) >= 0:
+    a, b = si["rss_bytes_per_connection"], ni["rss_bytes_per_connection"]
+    print("idle RSS per connection: sohub %.2f KiB, nginx-rtmp %.2f KiB (target <= 2 KiB and below nginx-rtmp: %s)"
+          % (a / 1024.0, b / 1024.0, "met" if a <= 2048 and a < b else "MISSED"))
 for p in peers:
     for k in ("connect", "idle"):
         d = raw.get(p, {}).get(k)
