@@ -336,7 +336,7 @@ static int dec_step(rtmp_chunk_dec *d, const uint8_t *src, size_t n, size_t *use
     int rc = 0;
     while (rc == 0 && u < n) {
         if (d->state == ST_HDR) {
-            size_t need;
+            size_t need = 0;
             rc = hdr_need(d, &need, err);
             if (rc)
                 break;
@@ -376,7 +376,7 @@ static int dec_step(rtmp_chunk_dec *d, const uint8_t *src, size_t n, size_t *use
     /* A header may be complete with no byte left to read (type 3 without
      * extended timestamp ends a chunk exactly at the input's end). */
     if (rc == 0 && u == n && d->state == ST_HDR && d->hdr_len > 0 && !d->replay_len) {
-        size_t need;
+        size_t need = 0;
         rc = hdr_need(d, &need, err);
         if (rc == 0 && d->hdr_len >= need)
             rc = hdr_apply(d, msg, err);
