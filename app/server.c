@@ -635,6 +635,8 @@ static bool conn_timers(app_conn *c, uint64_t now)
     const app_config *cfg = c->srv->cfg;
     if (c->torn)
         return false;
+    if (!c->writing)
+        sh_outq_trim(&c->outq); /* idle connections hold no output ring */
     if (c->closing) {
         if (!c->hard && now >= c->close_deadline) {
             app_conn_abort(c, NULL);

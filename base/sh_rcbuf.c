@@ -123,11 +123,14 @@ void sh_outq_consume(sh_outq *q, size_t n)
         q->head = (q->head + 1) & (q->cap - 1);
         q->count--;
     }
-    if (q->count == 0) {
-        /* Empty: give the ring back, so idle connections hold none. */
-        free(q->items);
-        q->items = NULL;
-        q->cap = 0;
-        q->head = 0;
-    }
+}
+
+void sh_outq_trim(sh_outq *q)
+{
+    if (q->count != 0)
+        return;
+    free(q->items);
+    q->items = NULL;
+    q->cap = 0;
+    q->head = 0;
 }

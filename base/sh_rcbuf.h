@@ -55,5 +55,9 @@ int sh_outq_push_copy(sh_outq *q, const void *p, size_t n);
 size_t sh_outq_iov(const sh_outq *q, struct iovec *iov, size_t max);
 /* Drops n written bytes from the front. */
 void sh_outq_consume(sh_outq *q, size_t n);
+/* Frees the ring when nothing is queued (an idle connection then holds
+ * none); the next push allocates it again.  Not done by consume, which a
+ * busy connection calls every loop turn. */
+void sh_outq_trim(sh_outq *q);
 
 #endif
