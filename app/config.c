@@ -105,7 +105,7 @@ void app_app_config_defaults(app_app_config *a)
     a->chat_queue = 1000;
 }
 
-static void app_app_config_cleanup(app_app_config *a)
+void app_app_config_cleanup(app_app_config *a)
 {
     free(a->secret);
     free(a->read_access);

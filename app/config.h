@@ -145,8 +145,10 @@ int app_config_validate(app_config *c, char *err, size_t errsz);
 /* The section configuring application `name`: its own [app NAME] section,
  * else [app *], else NULL.  Borrowed. */
 const app_app_config *app_config_find_app(const app_config *c, const char *name);
-/* Defaults of an [app] section (no name). */
+/* Defaults of an [app] section (no name); app_app_config_cleanup frees
+ * the strings it owns. */
 void app_app_config_defaults(app_app_config *a);
+void app_app_config_cleanup(app_app_config *a);
 
 void app_config_usage(FILE *f, const char *argv0);
 

@@ -12,6 +12,32 @@
 #include "so_glue.h"
 #include "sh_log.h"
 
+/* True for 127.0.0.0/8, ::1 and localhost. */
+static bool listen_is_loopback(const char *host)
+{
+    return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 ||
+           strcmp(host, "[::1]") == 0 || strcmp(host, "localhost") == 0;
+}
+
+/* True when some application name is served without token auth: any
+ * [app] section with auth = none, or a built-in sample application whose
+ * section (its own or [app *]) does not ask for tokens. */
+static bool any_open_app(const app_config *cfg)
+{
+    static const char *const builtin[] = {"chat", "auction", "slideshow"};
+    if (cfg->napps == 0)
+        return true;
+    for (size_t i = 0; i < cfg->napps; i++)
+        if (cfg->apps[i].auth == APP_AUTH_NONE)
+            return true;
+    for (size_t i = 0; i < sizeof(builtin) / sizeof(builtin[0]); i++) {
+        const app_app_config *a = app_config_find_app(cfg, builtin[i]);
+        if (!a || a->auth == APP_AUTH_NONE)
+            return true;
+    }
+    return false;
+}
+
 int main(int argc, char **argv)
 {
     app_config cfg;
@@ -42,6 +68,10 @@ int main(int argc, char **argv)
                "served with open access", cfg.config_path);
     else
         SH_LOG(SH_LOG_INFO, "config %s: %zu application section(s)", cfg.config_path, cfg.napps);
+    if (!listen_is_loopback(cfg.listen_host) && any_open_app(&cfg))
+        SH_LOG(SH_LOG_WARN, "listening on %s, not loopback, with an application open to "
+               "anyone (auth = none): set auth = token in its [app] section to expose it safely",
+               cfg.listen_host);
 
     app_server *srv = app_server_new(&cfg, NULL);
     if (!srv) {

@@ -563,9 +563,7 @@ static void engine_config(const app_config *cfg, so_config *sc, uint32_t *interv
         if (a->max_so_slots > slots) slots = a->max_so_slots;
         if (a->commit_interval_ms < iv) iv = a->commit_interval_ms;
     }
-    free(d.secret);
-    free(d.read_access);
-    free(d.write_access);
+    app_app_config_cleanup(&d);
     sc->history_depth = hist;
     sc->max_objects_per_client = per_conn;
     sc->max_slots_per_object = slots;
