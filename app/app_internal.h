@@ -8,6 +8,7 @@
 #define APP_WRITE_IOV_MAX 64
 #define APP_READ_SLAB (64 * 1024)
 #define APP_CLOSE_GRACE_MS 1000
+#define APP_REASON_MAX 159          /* bytes of a close reason kept for the log */
 #define APP_RANDOM_POOL (RTMP_HANDSHAKE_SIZE * 32)
 
 typedef struct app_pending_call {
@@ -38,7 +39,7 @@ struct app_conn {
     char peer[64];
 
     /* lifecycle */
-    char reason[160];
+    char *reason;               /* owned, set once when closing starts (NULL before) */
     uint64_t close_deadline;
     size_t write_bytes;         /* of the uv_write in flight (its request is malloc'd) */
 

@@ -27,6 +27,7 @@
 
 #include "sh_err.h"
 #include "sh_log.h"
+#include "sh_mem.h"
 
 /* ---- small helpers ---- */
 
@@ -69,11 +70,18 @@ void app_conn_mark_dirty(app_conn *c)
     c->srv->dirty_head = c;
 }
 
+/* The reason is allocated only when a connection starts closing, so an
+ * open connection carries no room for it. */
 static void set_reason(app_conn *c, const char *reason)
 {
-    if (!c->reason[0])
-        snprintf(c->reason, sizeof(c->reason), "%s", reason ? reason : "closed");
+    if (c->reason)
+        return;
+    const char *r = reason ? reason : "closed";
+    size_t n = strlen(r);
+    c->reason = sh_memdup0(r, n < APP_REASON_MAX ? n : APP_REASON_MAX);
 }
+
+static const char *reason_of(const app_conn *c) { return c->reason ? c->reason : "closed"; }
 
 void app_conn_abort(app_conn *c, const char *reason)
 {
@@ -127,6 +135,7 @@ static void on_conn_closed(uv_handle_t *h)
     rtmp_conn_free(c->rtmp);
     app_netconn_free(c);
     free(c->backlog);
+    free(c->reason);
     free(c);
     s->nclosing--;
     if (s->stopping && s->nconns == 0 && s->nclosing == 0)
@@ -200,7 +209,7 @@ static void conn_teardown(app_conn *c)
         if (s->have_so && s->so.on_disconnect)
             s->so.on_disconnect(s->so.ud, c);
         if (c->app && c->app->ops.on_disconnect)
-            c->app->ops.on_disconnect(c->app, c, c->reason, c->app->ud);
+            c->app->ops.on_disconnect(c->app, c, reason_of(c), c->app->ud);
         for (app_observer_entry *o = s->observers; o; o = o->next)
             if (o->ops.on_disconnect)
                 o->ops.on_disconnect(c, o->ud);
@@ -209,7 +218,7 @@ static void conn_teardown(app_conn *c)
     SH_LOG(SH_LOG_INFO, "conn=%llu disconnect peer=%s app=%s instance=%s reason=\"%s\" "
            "duration_ms=%llu bytes_in=%llu",
            (unsigned long long)c->id, c->peer, c->app_name[0] ? c->app_name : "-",
-           c->instance[0] ? c->instance : "-", c->reason,
+           c->instance[0] ? c->instance : "-", reason_of(c),
            (unsigned long long)(now_ms(s) - c->t_accept),
            (unsigned long long)(c->rtmp ? rtmp_conn_bytes_in(c->rtmp) : 0));
     if (c->prev)
