@@ -209,6 +209,27 @@ static uint32_t next_chunk(const rtmp_chunk_dec *d, const dec_cs *c)
     return left < d->chunk_size ? left : d->chunk_size;
 }
 
+/* Applies a type 0, 1 or 2 message header m (spec 5.3.1.2) to c: length
+ * and type (0, 1), message stream id (0, little endian), and the absolute
+ * timestamp (0) or delta (1, 2) `field`. */
+static void cs_apply_header(dec_cs *c, unsigned fmt, const uint8_t *m, uint32_t len,
+                            uint32_t field)
+{
+    if (fmt <= 1) {
+        c->len = len;
+        c->type = m[6];
+    }
+    if (fmt == 0) {
+        c->sid = (uint32_t)m[7] | (uint32_t)m[8] << 8 | (uint32_t)m[9] << 16 |
+                 (uint32_t)m[10] << 24;
+        c->ts = field;
+    } else {
+        c->ts += field;
+    }
+    c->delta = field;
+    c->has_hdr = true;
+}
+
 /* An empty message still gets a valid data pointer, so consumers never do
  * arithmetic on NULL (found by fuzz_conn). */
 static const uint8_t dec_no_bytes[1];
@@ -258,19 +279,7 @@ static int hdr_apply(rtmp_chunk_dec *d, rtmp_msg *msg, sh_error *err)
         /* A new header in the middle of a message: the partial one is
          * dropped (tolerated, as SRS does). */
         cs_drop_partial(d, c);
-        if (fmt <= 1) {
-            c->len = sh_get_u24be(m + 3);
-            c->type = m[6];
-        }
-        if (fmt == 0) {
-            c->sid = (uint32_t)m[7] | (uint32_t)m[8] << 8 | (uint32_t)m[9] << 16 |
-                     (uint32_t)m[10] << 24;
-            c->ts = field;
-        } else {
-            c->ts += field;
-        }
-        c->delta = field;
-        c->has_hdr = true;
+        cs_apply_header(c, fmt, m, sh_get_u24be(m + 3), field);
     } else {
         if (c->ext) {
             uint32_t v = sh_get_u32be(d->hdr + bh);
@@ -457,19 +466,7 @@ static int fast_msg(rtmp_chunk_dec *d, const uint8_t *p, size_t n, size_t *used,
     }
     if (fmt < 3) {
         c->ext = false;
-        if (fmt <= 1) {
-            c->len = mlen;
-            c->type = m[6];
-        }
-        if (fmt == 0) {
-            c->sid = (uint32_t)m[7] | (uint32_t)m[8] << 8 | (uint32_t)m[9] << 16 |
-                     (uint32_t)m[10] << 24;
-            c->ts = field;
-        } else {
-            c->ts += field;
-        }
-        c->delta = field;
-        c->has_hdr = true;
+        cs_apply_header(c, fmt, m, mlen, field);
     } else {
         c->ts += c->delta;
     }
