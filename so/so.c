@@ -131,6 +131,8 @@ struct so_engine {
     sh_buf scratch;
     so_client **to_buf; /* commit's recipient list, reused from update to update */
     size_t to_cap;
+    so_slot **upd_buf;  /* an update's changed-slot list, lent to one upd at a time */
+    size_t upd_cap;
     so_engine_stats st;
 };
 
@@ -533,12 +535,10 @@ static so_slot *slot_write(so_object *o, const char *key, size_t klen, amf_value
     return s;
 }
 
+/* keys, klens and the key bytes are one allocation (hist_push). */
 static void hist_ent_free(hist_ent *h)
 {
-    for (size_t i = 0; i < h->nkeys; i++)
-        free(h->keys[i]);
     free(h->keys);
-    free(h->klens);
     memset(h, 0, sizeof(*h));
 }
 
@@ -572,15 +572,27 @@ static int hist_push(so_engine *e, so_object *o, so_slot *const *changed, size_t
     }
     if (o->ring_count == depth)
         hist_drop_oldest(o, depth);
+    /* One block per version: the key pointers, their lengths, then the
+     * NUL-terminated key bytes (an update is usually one key: one malloc
+     * instead of three). */
     hist_ent h = {.version = o->version, .nkeys = n};
-    h.keys = calloc(n ? n : 1, sizeof(*h.keys));
-    h.klens = calloc(n ? n : 1, sizeof(*h.klens));
-    int rc = h.keys && h.klens ? 0 : SH_ENOMEM;
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        h.keys[i] = sh_memdup0(changed[i]->key, changed[i]->klen);
-        h.klens[i] = changed[i]->klen;
-        if (!h.keys[i])
-            rc = SH_ENOMEM;
+    size_t bytes = 0;
+    for (size_t i = 0; i < n; i++)
+        bytes += changed[i]->klen + 1;
+    size_t head = (n ? n : 1) * (sizeof(*h.keys) + sizeof(*h.klens));
+    uint8_t *blk = malloc(head + bytes);
+    int rc = blk ? 0 : SH_ENOMEM;
+    if (blk) {
+        h.keys = (char **)(void *)blk;
+        h.klens = (size_t *)(void *)(blk + (n ? n : 1) * sizeof(*h.keys));
+        char *kb = (char *)blk + head;
+        for (size_t i = 0; i < n; i++) {
+            memcpy(kb, changed[i]->key, changed[i]->klen);
+            kb[changed[i]->klen] = '\0';
+            h.keys[i] = kb;
+            h.klens[i] = changed[i]->klen;
+            kb += changed[i]->klen + 1;
+        }
     }
     if (rc < 0) {
         /* cannot remember this version: forget everything before it */
@@ -906,10 +918,21 @@ static int commit(so_engine *e, upd *u, so_client *requester, const sh_buf *req,
         if (e->cfg.history_depth == 0 && !u->changed[i]->v)
             slot_drop(o, u->changed[i]);
     }
-    free(u->changed);
+    free(e->upd_buf); /* NULL unless two updates were open at once */
+    e->upd_buf = u->changed; /* lent back for the next update */
+    e->upd_cap = u->cap;
     u->changed = NULL;
     u->n = u->cap = 0;
     return rc;
+}
+
+/* An update on o whose changed-slot list reuses the engine's array. */
+static upd upd_begin(so_engine *e, so_object *o)
+{
+    upd u = {.o = o, .newv = o->version + 1, .changed = e->upd_buf, .cap = e->upd_cap};
+    e->upd_buf = NULL;
+    e->upd_cap = 0;
+    return u;
 }
 
 /* ================================================================ Use / state replies */
@@ -1177,7 +1200,7 @@ static int on_writes(so_engine *e, so_client *c, const so_msg *m, uint64_t now_m
         if (++c->rate_count > e->cfg.max_updates_per_sec)
             rate_code = SO_STATUS_LIMIT_RATE;
     }
-    upd u = {.o = o, .newv = o->version + 1};
+    upd u = upd_begin(e, o);
     for (size_t i = 0; i < m->nevents; i++) {
         const so_event *ev = &m->events[i];
         if (!is_write(ev->type))
@@ -1341,6 +1364,7 @@ void so_engine_free(so_engine *e)
     amf_enc_free(e->enc);
     sh_buf_cleanup(&e->scratch);
     free(e->to_buf);
+    free(e->upd_buf);
     free(e);
 }
 
@@ -1568,7 +1592,7 @@ so_object *so_engine_object_find(so_engine *e, const char *room, const char *nam
 /* Applies queued server changes as one version. */
 static int apply_server(so_engine *e, so_object *o, srv_change *ch, size_t n, so_effects *out)
 {
-    upd u = {.o = o, .newv = o->version + 1};
+    upd u = upd_begin(e, o);
     int rc = 0, lim = 0;
     for (size_t i = 0; rc == 0 && i < n; i++) {
         so_slot *s = slot_get(o, ch[i].key, ch[i].klen);
