@@ -11,8 +11,9 @@ CLI=${SOHUB_CLI:?}
 T=$(mktemp -d /tmp/sohub-cli-test.XXXXXX)
 n=0
 fails=0
-ok() { n=$((n + 1)); echo "ok $n - $*"; }
-notok() { n=$((n + 1)); fails=$((fails + 1)); echo "not ok $n - $*"; }
+# A TAP line is one line: newlines in a description (captured output) become " | ".
+ok() { local d="$*"; n=$((n + 1)); echo "ok $n - ${d//$'\n'/ | }"; }
+notok() { local d="$*"; n=$((n + 1)); fails=$((fails + 1)); echo "not ok $n - ${d//$'\n'/ | }"; }
 check() { # check "description" command...
     local d=$1
     shift
