@@ -206,7 +206,7 @@ static int u29(amf_dec *d, uint32_t *v)
  * string read; *idx is its table index (NOSTR for ""). */
 static int str3(amf_dec *d, const char **s, uint32_t *n, uint32_t *idx)
 {
-    uint32_t u;
+    uint32_t u = 0;
     TRY(u29(d, &u));
     if (!(u & 1)) {
         uint32_t i = u >> 1;
@@ -275,7 +275,7 @@ static int ot_get(amf_dec *d, uint32_t u, amf_value **out)
 
 static int dec3_bytes(amf_dec *d, amf_type t, amf_value **out)
 {
-    uint32_t u;
+    uint32_t u = 0;
     TRY(u29(d, &u));
     if (!(u & 1))
         return ot_get(d, u, out);
@@ -296,7 +296,7 @@ static int dec3_bytes(amf_dec *d, amf_type t, amf_value **out)
 
 static int dec3_date(amf_dec *d, amf_value **out)
 {
-    uint32_t u;
+    uint32_t u = 0;
     TRY(u29(d, &u));
     if (!(u & 1))
         return ot_get(d, u, out);
@@ -346,8 +346,8 @@ static int cont_end(amf_dec *d, amf_value *v, int rc, amf_value **out)
 static int dec3_pairs(amf_dec *d, amf_cont *c)
 {
     for (;;) {
-        const char *k;
-        uint32_t kn;
+        const char *k = NULL;
+        uint32_t kn = 0;
         TRY(str3(d, &k, &kn, NULL));
         if (kn == 0)
             return 0;
@@ -390,12 +390,12 @@ static int dec3_array_body(amf_dec *d, amf_value *v, uint32_t n)
 
 static int dec3_array(amf_dec *d, amf_value **out)
 {
-    uint32_t u;
+    uint32_t u = 0;
     TRY(u29(d, &u));
     if (!(u & 1))
         return ot_get(d, u, out);
     TRY(check_count(d, u >> 1, 1));
-    amf_value *v;
+    amf_value *v = NULL;
     TRY(cont3_begin(d, AMF_STRICT_ARRAY, &v));
     return cont_end(d, v, dec3_array_body(d, v, u >> 1), out);
 }
@@ -459,11 +459,11 @@ static int dec3_object_body(amf_dec *d, amf_value *v, uint32_t u)
 
 static int dec3_object(amf_dec *d, amf_value **out)
 {
-    uint32_t u;
+    uint32_t u = 0;
     TRY(u29(d, &u));
     if (!(u & 1))
         return ot_get(d, u, out);
-    amf_value *v;
+    amf_value *v = NULL;
     TRY(cont3_begin(d, AMF_OBJECT, &v));
     return cont_end(d, v, dec3_object_body(d, v, u), out);
 }
@@ -506,7 +506,7 @@ static int dec3_vector_body(amf_dec *d, amf_value *v, uint32_t n)
 
 static int dec3_vector(amf_dec *d, amf_type t, amf_value **out)
 {
-    uint32_t u;
+    uint32_t u = 0;
     TRY(u29(d, &u));
     if (!(u & 1))
         return ot_get(d, u, out);
@@ -517,7 +517,7 @@ static int dec3_vector(amf_dec *d, amf_type t, amf_value **out)
     bool fixed = *d->p++ != 0;
     if (t != AMF_VECTOR_OBJECT)
         TRY(check_count(d, n, each));
-    amf_value *v;
+    amf_value *v = NULL;
     TRY(cont3_begin(d, t, &v));
     if (fixed)
         v->flags |= AMF_F_FIXED;
@@ -543,7 +543,7 @@ static int dec3_dict_body(amf_dec *d, amf_value *v, uint32_t n)
 
 static int dec3_dict(amf_dec *d, amf_value **out)
 {
-    uint32_t u;
+    uint32_t u = 0;
     TRY(u29(d, &u));
     if (!(u & 1))
         return ot_get(d, u, out);
@@ -552,7 +552,7 @@ static int dec3_dict(amf_dec *d, amf_value **out)
     NEED(d, 1);
     bool weak = *d->p++ != 0;
     TRY(check_count(d, n, 2));
-    amf_value *v;
+    amf_value *v = NULL;
     TRY(cont3_begin(d, AMF_DICTIONARY, &v));
     if (weak)
         v->flags |= AMF_F_WEAK;
@@ -577,7 +577,7 @@ static int dec3(amf_dec *d, amf_value **out)
     case AMF3_FALSE: return scalar(d, amf_bool(false), out);
     case AMF3_TRUE: return scalar(d, amf_bool(true), out);
     case AMF3_INTEGER: {
-        uint32_t u;
+        uint32_t u = 0;
         TRY(u29(d, &u));
         int32_t i = (int32_t)u - ((u & 0x10000000u) ? 0x20000000 : 0);
         return scalar(d, amf_integer(i), out);
@@ -678,7 +678,7 @@ static int dec0_object(amf_dec *d, bool typed, amf_value **out)
         cls = d->p;
         d->p += cn;
     }
-    amf_value *v;
+    amf_value *v = NULL;
     TRY(cont0_begin(d, AMF_OBJECT, &v));
     amf_cont *c = amf_cont_of(v);
     int rc = 0;
@@ -695,7 +695,7 @@ static int dec0_ecma(amf_dec *d, amf_value **out)
 {
     NEED(d, 4);
     uint32_t count = rd_u32(d); /* advisory only: never used to allocate */
-    amf_value *v;
+    amf_value *v = NULL;
     TRY(cont0_begin(d, AMF_ECMA_ARRAY, &v));
     amf_ecma_array_set_count(v, count);
     return cont_end(d, v, dec0_props(d, amf_cont_of(v)), out);
@@ -716,7 +716,7 @@ static int dec0_strict(amf_dec *d, amf_value **out)
     NEED(d, 4);
     uint32_t n = rd_u32(d);
     TRY(check_count(d, n, 1));
-    amf_value *v;
+    amf_value *v = NULL;
     TRY(cont0_begin(d, AMF_STRICT_ARRAY, &v));
     return cont_end(d, v, dec0_strict_body(d, amf_cont_of(v), n), out);
 }

@@ -349,7 +349,7 @@ static app_app_config *find_or_add_app(ini_ctx *x, const char *name)
     c->apps = n;
     app_app_config *a = &c->apps[c->napps++];
     app_app_config_defaults(a);
-    snprintf(a->name, sizeof(a->name), "%s", name);
+    snprintf(a->name, sizeof(a->name), "%.*s", APP_NAME_MAX, name); /* valid_name() checked the length */
     return a;
 }
 
