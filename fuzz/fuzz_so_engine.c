@@ -30,6 +30,8 @@
  *   handed back and nobody is congested: nothing is held, and the
  *   observer's copy of every object it uses equals the server's (slots,
  *   values in meaning, version): shared state converges.
+ * FUZZ_TRACE=1 prints every record and every message the engine produces
+ * with its recipients; FUZZ_VERBOSE=1 the final comparison.
  */
 #include <string.h>
 
@@ -247,6 +249,26 @@ static bool observer_body(fz_state *s, const uint8_t *p, size_t n, uint8_t type,
     return rc == 0;
 }
 
+/* FUZZ_TRACE=1: every message of every effect, with its recipients. */
+static void trace_msg(fz_state *s, const so_effect *ef, const so_msg *m)
+{
+    fprintf(stderr, "  -> [");
+    for (size_t k = 0; k < ef->nto; k++)
+        fprintf(stderr, "%s%td", k ? "," : "", (fz_client *)ef->to[k] - s->cl);
+    fprintf(stderr, "] '%s' v%u%s:", m->name, m->version, m->persistent ? " P" : "");
+    for (size_t i = 0; i < m->nevents; i++) {
+        const so_event *ev = &m->events[i];
+        fprintf(stderr, " ev%u", ev->type);
+        for (size_t k = 0; k < ev->nkv; k++)
+            fprintf(stderr, "%s%.*s", k ? "," : "(", (int)ev->kv[k].key_len, ev->kv[k].key);
+        if (ev->nkv)
+            fprintf(stderr, ")");
+        if (ev->code)
+            fprintf(stderr, "{%s}", ev->code);
+    }
+    fprintf(stderr, "\n");
+}
+
 static void check_effects(fz_state *s)
 {
     for (size_t i = 0; i < s->fx.len; i++) {
@@ -266,6 +288,8 @@ static void check_effects(fz_state *s)
             fprintf(stderr, "engine wrote a body so_wire_decode refuses: %d %s at %s\n", rc,
                     err.what ? err.what : "", err.where ? err.where : "");
         FZ_CHECK(rc == 0);
+        if (getenv("FUZZ_TRACE"))
+            trace_msg(s, ef, &m);
         for (size_t k = 0; k < ef->nto; k++)
             if (ef->to[k] == &s->cl[OBSERVER])
                 model_apply(s, &m);
@@ -404,6 +428,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         now += (uint64_t)((who >> 2) & 0x1F) * 37;
         if (f->away)
             connect_client(&s, fi, mode & 4);
+        if (getenv("FUZZ_TRACE")) {
+            fprintf(stderr, "op %u client %zu t=%llu len %zu", op, fi, (unsigned long long)now,
+                    n);
+            if (op == 0) {
+                so_msg tm;
+                so_msg_init(&tm);
+                uint8_t type = f->enc == AMF_ENC_AMF3 ? SO_MSG_AMF3 : SO_MSG_AMF0;
+                if (so_wire_decode(type, p, n, NULL, &tm, NULL) == 0) {
+                    so_effect fake = {0};
+                    fprintf(stderr, " sends");
+                    trace_msg(&s, &fake, &tm);
+                } else {
+                    fprintf(stderr, " (undecodable)\n");
+                }
+                so_msg_cleanup(&tm);
+            } else {
+                fprintf(stderr, " who=0x%02x\n", who);
+            }
+        }
         switch (op) {
         case 0: {
             uint8_t type = f->enc == AMF_ENC_AMF3 ? SO_MSG_AMF3 : SO_MSG_AMF0;

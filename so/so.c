@@ -875,6 +875,8 @@ static int upd_add(upd *u, so_slot *s)
 
 /* Makes the update a version: history, store ops, and the one message to
  * every other subscriber.  requester (may be NULL) gets req / req_fail. */
+static uint32_t reply_version(const so_client *c, const so_object *o);
+
 static int commit(so_engine *e, upd *u, so_client *requester, const sh_buf *req,
                   const sh_buf *req_fail, so_effects *out)
 {
@@ -892,8 +894,11 @@ static int commit(so_engine *e, upd *u, so_client *requester, const sh_buf *req,
         }
     }
     hdr h = obj_hdr(o);
-    if (rc == 0 && requester && req && req->len)
-        rc = emit(e, &h, req, req_fail, &requester, 1, out);
+    if (rc == 0 && requester && req && req->len) {
+        hdr rh = h;
+        rh.version = reply_version(requester, o);
+        rc = emit(e, &rh, req, req_fail, &requester, 1, out);
+    }
     if (rc == 0 && u->n > 0) {
         sh_buf ev;
         sh_buf_init(&ev, SH_BUF_MAX_DEFAULT);
@@ -1004,6 +1009,16 @@ static so_sub *sub_find(const so_client *c, const so_object *o)
     return NULL;
 }
 
+/* The version to put in the header of a reply to c about o: a congested
+ * subscriber's copy is still at the version it was last sent, and a reply
+ * must not claim more (the client would come back with that version and
+ * miss what it never got). */
+static uint32_t reply_version(const so_client *c, const so_object *o)
+{
+    const so_sub *s = sub_find(c, o);
+    return s && s->behind ? s->known : o->version;
+}
+
 static void sub_remove(so_engine *e, so_sub *s)
 {
     so_client *c = s->c;
@@ -1031,7 +1046,7 @@ static int on_use(so_engine *e, so_client *c, const so_msg *m, so_effects *out)
     so_room *r = c->room;
     so_object *o = so_map_get(&r->objects, m->name, m->name_len);
     if (o && o->persistent != m->persistent) {
-        h.version = o->version;
+        h.version = reply_version(c, o);
         h.persistent = o->persistent;
         return reply_status(e, c, &h, SO_STATUS_BAD_PERSISTENCE, out);
     }
@@ -1260,7 +1275,7 @@ static int on_send(so_engine *e, so_client *c, const so_msg *m, const so_event *
                    so_effects *out)
 {
     so_object *o = so_map_get(&c->room->objects, m->name, m->name_len);
-    hdr h = {NULL, m->name, m->name_len, o ? o->version : 0, m->persistent};
+    hdr h = {NULL, m->name, m->name_len, o ? reply_version(c, o) : 0, m->persistent};
     if (!o || !sub_find(c, o))
         return reply_status(e, c, &h, SO_STATUS_NO_OBJECT, out);
     if (!pathlist_allows(&c->wr, o->name, o->name_len))

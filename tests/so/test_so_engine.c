@@ -854,6 +854,54 @@ Test(so_engine, slow_subscriber_state_equal_single_object)
     so_engine_free(e);
 }
 
+/* Found by fuzz_so_engine: a congested subscriber that writes gets its
+ * answer at once, but the answer's header must carry the version the
+ * client really holds.  Claiming the current version made the client come
+ * back (Use) with it and never learn of the changes it had missed. */
+Test(so_engine, congested_writer_answer_keeps_its_version)
+{
+    so_config cfg = cfg_default();
+    cfg.max_updates_per_sec = 0;
+    so_engine *e = eng_new(&cfg, NULL);
+    tclient a, s;
+    t_register(e, &a, AMF_ENC_AMF0, ROOM);
+    t_register(e, &s, AMF_ENC_AMF0, ROOM);
+    so_effects fx;
+    so_effects_init(&fx);
+    t_use(e, &a, "o", 0, false, &fx);
+    t_use(e, &s, "o", 0, false, &fx);
+    t_set1(e, &a, "o", 1, "x", 1, &fx);                 /* v2 */
+    deliver(&s, &fx);
+    so_effects_clear(&fx);
+    cr_assert_eq(s.version, 2);
+    cr_assert_eq(so_client_set_congested(e, s.c, true, &fx), 0);
+    t_remove(e, &a, "o", 2, "x", &fx);                  /* v3, s misses it */
+    cr_assert_eq(count_for(&s, &fx), 0);
+    so_effects_clear(&fx);
+    t_set1(e, &s, "o", 2, "y", 5, &fx);                 /* v4: s's own write */
+    so_msg m;
+    cr_assert(first_msg(&s, &fx, 0, &m));
+    cr_assert_eq(m.events[0].type, SO_EV_SUCCESS);
+    cr_assert_eq(m.version, 2, "answer claims v%u; s holds v2", m.version);
+    so_msg_cleanup(&m);
+    deliver(&s, &fx);
+    so_effects_clear(&fx);
+    /* s comes back with the version it holds, still congested */
+    t_use(e, &s, "o", s.version, false, &fx);
+    deliver(&s, &fx);
+    so_effects_clear(&fx);
+    so_object *o = so_engine_object_find(e, ROOM, "o");
+    cr_assert_eq(s.version, so_object_version(o));
+    assert_model_eq(&s, o);
+    cr_assert_null(model_find(&s, "x"), "the remove s missed reached it");
+    cr_assert_eq(so_client_set_congested(e, s.c, false, &fx), 0);
+    cr_assert_eq(count_for(&s, &fx), 0, "nothing left to catch up");
+    so_effects_cleanup(&fx);
+    t_unregister(e, &a);
+    t_unregister(e, &s);
+    so_engine_free(e);
+}
+
 Test(so_engine, server_api_set_remove_lock_send)
 {
     so_engine *e = eng_new(NULL, NULL);
