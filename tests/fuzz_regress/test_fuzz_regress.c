@@ -16,17 +16,11 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define DECL(t) int fr_##t(const uint8_t *data, size_t size);
-DECL(fuzz_amf0)
-DECL(fuzz_amf3)
-DECL(fuzz_handshake)
-DECL(fuzz_chunk)
-DECL(fuzz_conn)
-DECL(fuzz_cmd)
-DECL(fuzz_so_wire)
-DECL(fuzz_so_engine)
-DECL(fuzz_config)
-DECL(fuzz_auth)
+/* fr_targets.h is written by meson.build from fuzz_targets: one
+ * FR_TARGET(name) line per target. */
+#define FR_TARGET(t) int fr_##t(const uint8_t *data, size_t size);
+#include "fr_targets.h"
+#undef FR_TARGET
 
 typedef int (*harness_fn)(const uint8_t *data, size_t size);
 
@@ -107,16 +101,6 @@ static void replay(const char *target, harness_fn fn)
     cr_assert_eq(fn(one, 1), 0);
 }
 
-#define TARGET(t) \
+#define FR_TARGET(t) \
     Test(fuzz_regress, t, .timeout = 120) { replay(#t, fr_##t); }
-
-TARGET(fuzz_amf0)
-TARGET(fuzz_amf3)
-TARGET(fuzz_handshake)
-TARGET(fuzz_chunk)
-TARGET(fuzz_conn)
-TARGET(fuzz_cmd)
-TARGET(fuzz_so_wire)
-TARGET(fuzz_so_engine)
-TARGET(fuzz_config)
-TARGET(fuzz_auth)
+#include "fr_targets.h"
