@@ -487,8 +487,8 @@ static void call_method(app_conn *c, bool amf3, const rtmp_cmd *cmd)
 {
     app_method_entry *e = find_method(c->srv, c->app, cmd->name);
     char name[128], desc[200];
-    safe(name, sizeof(name), cmd->name);
     if (!e) {
+        safe(name, sizeof(name), cmd->name);
         SH_LOG(SH_LOG_DEBUG, "conn=%llu unknown method %s", (unsigned long long)c->id, name);
         snprintf(desc, sizeof(desc), "Method not found (%s).", name);
         reply_error_on(c, amf3, cmd->txid, "NetConnection.Call.Failed", desc);
@@ -498,6 +498,7 @@ static void call_method(app_conn *c, bool amf3, const rtmp_cmd *cmd)
      * mixing 20 and 17 that is what FMS does too. */
     int rc = e->fn(c, cmd, e->ud);
     if (rc < 0 && !c->closing) {
+        safe(name, sizeof(name), cmd->name);
         snprintf(desc, sizeof(desc), "Method %s failed: %s", name, sh_strerror(rc));
         reply_error_on(c, amf3, cmd->txid, "NetConnection.Call.Failed", desc);
     }
@@ -535,15 +536,20 @@ void app_netconn_command(app_conn *c, const rtmp_msg *m)
     bool amf3 = m->type == RTMP_MSG_COMMAND_AMF3;
     if (!isfinite(cmd.txid) || cmd.txid < 0)
         cmd.txid = 0;
+    /* The name is peer text: sanitised only when it is printed (this is
+     * every call's path). */
     char name[64];
-    safe(name, sizeof(name), cmd.name);
-    SH_LOG(SH_LOG_DEBUG, "conn=%llu command %s txid=%.0f sid=%u", (unsigned long long)c->id,
-           name, cmd.txid, m->stream_id);
+    if (SH_LOG_DEBUG <= sh_log_get_level()) {
+        safe(name, sizeof(name), cmd.name);
+        SH_LOG(SH_LOG_DEBUG, "conn=%llu command %s txid=%.0f sid=%u",
+               (unsigned long long)c->id, name, cmd.txid, m->stream_id);
+    }
 
     if (is(&cmd, "connect")) {
         handle_connect(c, m, &cmd);
     } else if (!c->nc_connected) {
         char why[96];
+        safe(name, sizeof(name), cmd.name);
         snprintf(why, sizeof(why), "command %s before connect", name);
         app_conn_abort(c, why);
     } else if (is(&cmd, "_result") || is(&cmd, "_error")) {
