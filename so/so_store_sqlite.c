@@ -68,9 +68,13 @@ static void sql_close(so_store *s)
     free(q);
 }
 
+/* Each connection is used by one thread at a time (the writer by the one
+ * batch in flight, or by the loop when none is; the reader by the loop),
+ * handed over through libuv's queue, so SQLite's per-connection mutex is
+ * not needed (NOMUTEX: "multi-thread" mode). */
 static int open_conn(const char *path, const so_store_options *opts, sqlite3 **db)
 {
-    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX;
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
     if (sqlite3_open_v2(path, db, flags, NULL) != SQLITE_OK)
         return SH_EIO;
     sqlite3_busy_timeout(*db, opts->busy_timeout_ms > 0 ? opts->busy_timeout_ms : 5000);

@@ -67,9 +67,13 @@ void chat_store_close(chat_store *s)
     free(s);
 }
 
+/* Each connection is used by one thread at a time (the writer by the one
+ * batch in flight, or by the loop when none is; the reader by the loop),
+ * handed over through libuv's queue, so SQLite's per-connection mutex is
+ * not needed (NOMUTEX: "multi-thread" mode). */
 static int open_conn(const char *path, const char *sync, sqlite3 **db)
 {
-    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX;
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
     if (sqlite3_open_v2(path, db, flags, NULL) != SQLITE_OK)
         return SH_EIO;
     sqlite3_busy_timeout(*db, 5000);
