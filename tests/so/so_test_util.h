@@ -299,4 +299,46 @@ static inline void t_unregister(so_engine *e, tclient *t)
     model_clear(t);
 }
 
+/* ---- set-up and checks shared by the engine and store tests ---- */
+
+static inline so_engine *t_engine_new(const so_config *cfg, so_store *store)
+{
+    so_engine *e = so_engine_new(cfg, store);
+    cr_assert_not_null(e);
+    return e;
+}
+
+/* A test's tear-down: unregisters a and b where they are still registered,
+ * then frees e (NULL is fine). */
+static inline void t_engine_free(so_engine *e, tclient *a, tclient *b)
+{
+    if (a->c)
+        t_unregister(e, a);
+    if (b->c)
+        t_unregister(e, b);
+    so_engine_free(e);
+}
+
+/* The nth message fx holds for t exists and its event i has this type. */
+static inline void expect_nth_event(void *t, const so_effects *fx, size_t nth, size_t i,
+                                    so_event_type type, const char *why)
+{
+    so_msg m;
+    cr_assert(first_msg(t, fx, nth, &m), "no message %zu for the client", nth);
+    cr_assert_gt(m.nevents, i, "message %zu has only %zu events", nth, m.nevents);
+    cr_assert_eq(m.events[i].type, type, "event %zu: type %u, want %u (%s)", i,
+                 (unsigned)m.events[i].type, (unsigned)type, why ? why : "");
+    so_msg_cleanup(&m);
+}
+
+/* The first message fx holds for t starts with Status `code`. */
+static inline void expect_status(void *t, const so_effects *fx, const char *code)
+{
+    so_msg m;
+    cr_assert(first_msg(t, fx, 0, &m), "no answer for %s", code);
+    cr_assert_eq(m.events[0].type, SO_EV_STATUS);
+    cr_assert_str_eq(m.events[0].code, code);
+    so_msg_cleanup(&m);
+}
+
 #endif

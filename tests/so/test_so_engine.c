@@ -3,12 +3,50 @@
 
 #define ROOM "app/inst"
 
-static so_engine *eng_new(so_config *cfg, so_store *store)
+/* What most tests start from: an engine e, AMF0 clients a and b in ROOM
+ * and one effect list fx.  A test picks its set-up with .init (or calls
+ * open_engine / open_ab itself when it needs a configuration); the suite's
+ * .fini tears down whatever is still open. */
+static so_engine *e;
+static tclient a, b;
+static so_effects fx;
+
+static void open_engine(const so_config *cfg)
 {
-    so_engine *e = so_engine_new(cfg, store);
-    cr_assert_not_null(e);
-    return e;
+    e = t_engine_new(cfg, NULL);
+    so_effects_init(&fx);
 }
+
+static void open_ab(const so_config *cfg)
+{
+    open_engine(cfg);
+    t_register(e, &a, AMF_ENC_AMF0, ROOM);
+    t_register(e, &b, AMF_ENC_AMF0, ROOM);
+}
+
+static void engine_only(void)
+{
+    open_engine(NULL);
+}
+
+static void engine_ab(void)
+{
+    open_ab(NULL);
+}
+
+static void engine_a(void)
+{
+    open_engine(NULL);
+    t_register(e, &a, AMF_ENC_AMF0, ROOM);
+}
+
+static void engine_close(void)
+{
+    so_effects_cleanup(&fx);
+    t_engine_free(e, &a, &b);
+}
+
+TestSuite(so_engine, .fini = engine_close);
 
 static so_config cfg_default(void)
 {
@@ -17,13 +55,33 @@ static so_config cfg_default(void)
     return c;
 }
 
-Test(so_engine, first_use_creates_and_replies)
+/* The congestion tests: writer a (AMF0) and subscriber s in ROOM, on an
+ * engine without the update-rate cap that remembers `depth` updates. */
+static void open_writer_and_subscriber(tclient *s, amf_encoding enc, uint32_t depth)
 {
-    so_engine *e = eng_new(NULL, NULL);
-    tclient a;
+    so_config cfg = cfg_default();
+    cfg.history_depth = depth;
+    cfg.max_updates_per_sec = 0;
+    open_engine(&cfg);
     t_register(e, &a, AMF_ENC_AMF0, ROOM);
-    so_effects fx;
-    so_effects_init(&fx);
+    t_register(e, s, enc, ROOM);
+}
+
+/* Both a and b Use `name` (temporary, from version 0). */
+static void use_ab(const char *name)
+{
+    t_use(e, &a, name, 0, false, &fx);
+    t_use(e, &b, name, 0, false, &fx);
+}
+
+/* The first message fx holds for t has event i of this type. */
+static void expect_event(tclient *t, size_t i, so_event_type type)
+{
+    expect_nth_event(t, &fx, 0, i, type, NULL);
+}
+
+Test(so_engine, first_use_creates_and_replies, .init = engine_a)
+{
     cr_assert_eq(t_use(e, &a, "chat/room1", 0, false, &fx), 0);
     cr_assert_eq(fx.len, 1);
     so_msg m;
@@ -38,20 +96,12 @@ Test(so_engine, first_use_creates_and_replies)
     cr_assert_not_null(o);
     cr_assert_eq(so_object_subscriber_count(o), 1);
     cr_assert_not(so_object_persistent(o));
-    so_effects_cleanup(&fx);
     t_unregister(e, &a);
     cr_assert_null(so_engine_object_find(e, ROOM, "chat/room1"), "temporary object vanished");
-    so_engine_free(e);
 }
 
-Test(so_engine, use_with_current_version_sends_only_use_success)
+Test(so_engine, use_with_current_version_sends_only_use_success, .init = engine_ab)
 {
-    so_engine *e = eng_new(NULL, NULL);
-    tclient a, b;
-    t_register(e, &a, AMF_ENC_AMF0, ROOM);
-    t_register(e, &b, AMF_ENC_AMF0, ROOM);
-    so_effects fx;
-    so_effects_init(&fx);
     t_use(e, &a, "o", 0, false, &fx);
     t_set1(e, &a, "o", 1, "x", 1, &fx);
     so_effects_clear(&fx);
@@ -62,20 +112,10 @@ Test(so_engine, use_with_current_version_sends_only_use_success)
     cr_assert_eq(m.nevents, 1);
     cr_assert_eq(m.events[0].type, SO_EV_USE_SUCCESS);
     so_msg_cleanup(&m);
-    so_effects_cleanup(&fx);
-    t_unregister(e, &a);
-    t_unregister(e, &b);
-    so_engine_free(e);
 }
 
-Test(so_engine, use_with_covered_version_gets_only_the_diff)
+Test(so_engine, use_with_covered_version_gets_only_the_diff, .init = engine_ab)
 {
-    so_engine *e = eng_new(NULL, NULL);
-    tclient a, b;
-    t_register(e, &a, AMF_ENC_AMF0, ROOM);
-    t_register(e, &b, AMF_ENC_AMF0, ROOM);
-    so_effects fx;
-    so_effects_init(&fx);
     t_use(e, &a, "o", 0, false, &fx);
     const char *k3[] = {"a", "b", "c"};
     double v3[] = {1, 2, 3};
@@ -102,22 +142,13 @@ Test(so_engine, use_with_covered_version_gets_only_the_diff)
     deliver(&b, &fx);
     assert_model_eq(&b, so_engine_object_find(e, ROOM, "o"));
     cr_assert_eq(b.clears, 1, "only the first Use cleared");
-    so_effects_cleanup(&fx);
-    t_unregister(e, &a);
-    t_unregister(e, &b);
-    so_engine_free(e);
 }
 
 Test(so_engine, use_older_than_history_gets_clear_and_all)
 {
     so_config cfg = cfg_default();
     cfg.history_depth = 4;
-    so_engine *e = eng_new(&cfg, NULL);
-    tclient a, b;
-    t_register(e, &a, AMF_ENC_AMF0, ROOM);
-    t_register(e, &b, AMF_ENC_AMF0, ROOM);
-    so_effects fx;
-    so_effects_init(&fx);
+    open_ab(&cfg);
     t_use(e, &a, "o", 0, false, &fx);
     for (int i = 0; i < 10; i++)
         t_set1(e, &a, "o", (uint32_t)(1 + i), i % 2 ? "p" : "q", i, &fx);
@@ -137,26 +168,14 @@ Test(so_engine, use_older_than_history_gets_clear_and_all)
     /* a version from the future (recreated object) also gets everything */
     so_effects_clear(&fx);
     t_use(e, &b, "o", 999, false, &fx);
-    cr_assert(first_msg(&b, &fx, 0, &m));
-    cr_assert_eq(m.events[1].type, SO_EV_CLEAR);
-    so_msg_cleanup(&m);
-    so_effects_cleanup(&fx);
-    t_unregister(e, &a);
-    t_unregister(e, &b);
-    so_engine_free(e);
+    expect_event(&b, 1, SO_EV_CLEAR);
 }
 
-Test(so_engine, multi_key_update_is_one_version_one_message)
+Test(so_engine, multi_key_update_is_one_version_one_message, .init = engine_ab)
 {
-    so_engine *e = eng_new(NULL, NULL);
-    tclient a, b, c;
-    t_register(e, &a, AMF_ENC_AMF0, ROOM);
-    t_register(e, &b, AMF_ENC_AMF0, ROOM);
+    tclient c;
     t_register(e, &c, AMF_ENC_AMF3, ROOM);
-    so_effects fx;
-    so_effects_init(&fx);
-    t_use(e, &a, "o", 0, false, &fx);
-    t_use(e, &b, "o", 0, false, &fx);
+    use_ab("o");
     t_use(e, &c, "o", 0, false, &fx);
     deliver(&b, &fx);
     deliver(&c, &fx);
@@ -188,19 +207,12 @@ Test(so_engine, multi_key_update_is_one_version_one_message)
     for (size_t i = 0; i < fx.len; i++)
         bodies++;
     cr_assert_eq(bodies, 3, "requester reply + one AMF0 + one AMF3 body");
-    so_effects_cleanup(&fx);
-    t_unregister(e, &a);
-    t_unregister(e, &b);
     t_unregister(e, &c);
-    so_engine_free(e);
 }
 
-Test(so_engine, one_body_shared_by_all_subscribers)
+Test(so_engine, one_body_shared_by_all_subscribers, .init = engine_only)
 {
-    so_engine *e = eng_new(NULL, NULL);
     tclient t[6];
-    so_effects fx;
-    so_effects_init(&fx);
     for (int i = 0; i < 6; i++) {
         t_register(e, &t[i], AMF_ENC_AMF0, ROOM);
         t_use(e, &t[i], "o", 0, false, &fx);
@@ -213,22 +225,13 @@ Test(so_engine, one_body_shared_by_all_subscribers)
         if (fx.items[i].nto == 5)
             others++;
     cr_assert_eq(others, 1, "one effect with 5 recipients");
-    so_effects_cleanup(&fx);
     for (int i = 0; i < 6; i++)
         t_unregister(e, &t[i]);
-    so_engine_free(e);
 }
 
-Test(so_engine, conflict_reject)
+Test(so_engine, conflict_reject, .init = engine_ab)
 {
-    so_engine *e = eng_new(NULL, NULL);
-    tclient a, b;
-    t_register(e, &a, AMF_ENC_AMF0, ROOM);
-    t_register(e, &b, AMF_ENC_AMF0, ROOM);
-    so_effects fx;
-    so_effects_init(&fx);
-    t_use(e, &a, "o", 0, false, &fx);
-    t_use(e, &b, "o", 0, false, &fx);
+    use_ab("o");
     t_set1(e, &a, "o", 1, "k", 1, &fx);      /* v2, k written by a */
     so_effects_clear(&fx);
     /* b still at v1: stale for k */
@@ -246,73 +249,42 @@ Test(so_engine, conflict_reject)
     /* a stale remove gets a Change back too */
     so_effects_clear(&fx);
     t_remove(e, &b, "o", 1, "k", &fx);
-    cr_assert(first_msg(&b, &fx, 0, &m));
-    cr_assert_eq(m.events[0].type, SO_EV_CHANGE);
-    so_msg_cleanup(&m);
+    expect_event(&b, 0, SO_EV_CHANGE);
     /* a removed by a at v3; b at v2 writing k is stale -> Remove */
     t_remove(e, &a, "o", 2, "k", &fx);
     so_effects_clear(&fx);
     t_set1(e, &b, "o", 2, "k", 7, &fx);
-    cr_assert(first_msg(&b, &fx, 0, &m));
-    cr_assert_eq(m.events[0].type, SO_EV_REMOVE);
-    so_msg_cleanup(&m);
+    expect_event(&b, 0, SO_EV_REMOVE);
     cr_assert_null(so_object_get(o, "k", 1));
     /* with the current version b's write applies */
     so_effects_clear(&fx);
     t_set1(e, &b, "o", 3, "k", 7, &fx);
-    cr_assert(first_msg(&b, &fx, 0, &m));
-    cr_assert_eq(m.events[0].type, SO_EV_SUCCESS);
-    so_msg_cleanup(&m);
+    expect_event(&b, 0, SO_EV_SUCCESS);
     /* own writes are never stale */
     so_effects_clear(&fx);
     t_set1(e, &b, "o", 1, "k", 8, &fx);
-    cr_assert(first_msg(&b, &fx, 0, &m));
-    cr_assert_eq(m.events[0].type, SO_EV_SUCCESS);
-    so_msg_cleanup(&m);
-    so_effects_cleanup(&fx);
-    t_unregister(e, &a);
-    t_unregister(e, &b);
-    so_engine_free(e);
+    expect_event(&b, 0, SO_EV_SUCCESS);
 }
 
-Test(so_engine, last_writer_wins_mode)
+Test(so_engine, last_writer_wins_mode, .init = engine_only)
 {
-    so_engine *e = eng_new(NULL, NULL);
     cr_assert_eq(so_engine_room_set_conflict(e, ROOM, SO_CONFLICT_LWW), 0);
-    tclient a, b;
     t_register(e, &a, AMF_ENC_AMF0, ROOM);
     t_register(e, &b, AMF_ENC_AMF0, ROOM);
-    so_effects fx;
-    so_effects_init(&fx);
-    t_use(e, &a, "o", 0, false, &fx);
-    t_use(e, &b, "o", 0, false, &fx);
+    use_ab("o");
     t_set1(e, &a, "o", 1, "k", 1, &fx);
     so_effects_clear(&fx);
     t_set1(e, &b, "o", 1, "k", 99, &fx);
     so_object *o = so_engine_object_find(e, ROOM, "o");
     cr_assert_eq(amf_as_number(so_object_get(o, "k", 1)), 99);
     cr_assert_eq(so_object_version(o), 3);
-    so_msg m;
-    cr_assert(first_msg(&b, &fx, 0, &m));
-    cr_assert_eq(m.events[0].type, SO_EV_SUCCESS);
-    so_msg_cleanup(&m);
+    expect_event(&b, 0, SO_EV_SUCCESS);
     cr_assert_eq(count_for(&a, &fx), 1);
-    so_effects_cleanup(&fx);
-    t_unregister(e, &a);
-    t_unregister(e, &b);
-    so_engine_free(e);
 }
 
-Test(so_engine, remove_and_remove_absent)
+Test(so_engine, remove_and_remove_absent, .init = engine_ab)
 {
-    so_engine *e = eng_new(NULL, NULL);
-    tclient a, b;
-    t_register(e, &a, AMF_ENC_AMF0, ROOM);
-    t_register(e, &b, AMF_ENC_AMF0, ROOM);
-    so_effects fx;
-    so_effects_init(&fx);
-    t_use(e, &a, "o", 0, false, &fx);
-    t_use(e, &b, "o", 0, false, &fx);
+    use_ab("o");
     t_set1(e, &a, "o", 1, "k", 1, &fx);
     deliver(&b, &fx);
     cr_assert_not_null(model_find(&b, "k"));
@@ -321,13 +293,8 @@ Test(so_engine, remove_and_remove_absent)
     so_object *o = so_engine_object_find(e, ROOM, "o");
     cr_assert_eq(so_object_version(o), 3);
     cr_assert_eq(so_object_slot_count(o), 0);
-    so_msg m;
-    cr_assert(first_msg(&a, &fx, 0, &m));
-    cr_assert_eq(m.events[0].type, SO_EV_SUCCESS);
-    so_msg_cleanup(&m);
-    cr_assert(first_msg(&b, &fx, 0, &m));
-    cr_assert_eq(m.events[0].type, SO_EV_REMOVE);
-    so_msg_cleanup(&m);
+    expect_event(&a, 0, SO_EV_SUCCESS);
+    expect_event(&b, 0, SO_EV_REMOVE);
     deliver(&b, &fx);
     cr_assert_null(model_find(&b, "k"));
     /* removing what does not exist: Success, no new version, nothing to others */
@@ -336,23 +303,14 @@ Test(so_engine, remove_and_remove_absent)
     cr_assert_eq(so_object_version(o), 3);
     cr_assert_eq(count_for(&a, &fx), 1);
     cr_assert_eq(count_for(&b, &fx), 0);
-    so_effects_cleanup(&fx);
-    t_unregister(e, &a);
-    t_unregister(e, &b);
-    so_engine_free(e);
 }
 
-Test(so_engine, send_message_reaches_everyone_including_sender)
+Test(so_engine, send_message_reaches_everyone_including_sender, .init = engine_a)
 {
-    so_engine *e = eng_new(NULL, NULL);
-    tclient a, b, x;
-    t_register(e, &a, AMF_ENC_AMF0, ROOM);
+    tclient x;
     t_register(e, &b, AMF_ENC_AMF3, ROOM);
     t_register(e, &x, AMF_ENC_AMF0, ROOM); /* not subscribed */
-    so_effects fx;
-    so_effects_init(&fx);
-    t_use(e, &a, "o", 0, false, &fx);
-    t_use(e, &b, "o", 0, false, &fx);
+    use_ab("o");
     so_effects_clear(&fx);
     amf_value *arg = amf_string_cstr("hello");
     sh_buf buf;
@@ -375,23 +333,12 @@ Test(so_engine, send_message_reaches_everyone_including_sender)
     cr_assert_str_eq(x.last_status, SO_STATUS_NO_OBJECT);
     cr_assert_eq(count_for(&a, &fx), 0);
     amf_unref(arg);
-    so_effects_cleanup(&fx);
-    t_unregister(e, &a);
-    t_unregister(e, &b);
     t_unregister(e, &x);
-    so_engine_free(e);
 }
 
-Test(so_engine, release_and_last_subscriber_leaving)
+Test(so_engine, release_and_last_subscriber_leaving, .init = engine_ab)
 {
-    so_engine *e = eng_new(NULL, NULL);
-    tclient a, b;
-    t_register(e, &a, AMF_ENC_AMF0, ROOM);
-    t_register(e, &b, AMF_ENC_AMF0, ROOM);
-    so_effects fx;
-    so_effects_init(&fx);
-    t_use(e, &a, "o", 0, false, &fx);
-    t_use(e, &b, "o", 0, false, &fx);
+    use_ab("o");
     t_set1(e, &a, "o", 1, "k", 1, &fx);
     t_release(e, &a, "o", &fx);
     so_object *o = so_engine_object_find(e, ROOM, "o");
@@ -408,24 +355,16 @@ Test(so_engine, release_and_last_subscriber_leaving)
     o = so_engine_object_find(e, ROOM, "o");
     cr_assert_eq(so_object_version(o), 1);
     cr_assert_eq(so_object_slot_count(o), 0);
-    so_effects_cleanup(&fx);
     t_unregister(e, &a);
     t_unregister(e, &b);
     so_engine_stats st;
     so_engine_get_stats(e, &st);
     cr_assert_eq(st.objects, 0);
     cr_assert_eq(st.rooms, 0);
-    so_engine_free(e);
 }
 
-Test(so_engine, bad_persistence)
+Test(so_engine, bad_persistence, .init = engine_ab)
 {
-    so_engine *e = eng_new(NULL, NULL);
-    tclient a, b;
-    t_register(e, &a, AMF_ENC_AMF0, ROOM);
-    t_register(e, &b, AMF_ENC_AMF0, ROOM);
-    so_effects fx;
-    so_effects_init(&fx);
     t_use(e, &a, "o", 0, true, &fx);
     so_effects_clear(&fx);
     t_use(e, &b, "o", 0, false, &fx);
@@ -433,22 +372,11 @@ Test(so_engine, bad_persistence)
     cr_assert_str_eq(b.last_status, SO_STATUS_BAD_PERSISTENCE);
     cr_assert_eq(b.use_success, 0);
     cr_assert_eq(so_object_subscriber_count(so_engine_object_find(e, ROOM, "o")), 1);
-    so_effects_cleanup(&fx);
-    t_unregister(e, &a);
-    t_unregister(e, &b);
-    so_engine_free(e);
 }
 
-Test(so_engine, no_write_access)
+Test(so_engine, no_write_access, .init = engine_ab)
 {
-    so_engine *e = eng_new(NULL, NULL);
-    tclient a, b;
-    t_register(e, &a, AMF_ENC_AMF0, ROOM);
-    t_register(e, &b, AMF_ENC_AMF0, ROOM);
-    so_effects fx;
-    so_effects_init(&fx);
-    t_use(e, &a, "pub/o", 0, false, &fx);
-    t_use(e, &b, "pub/o", 0, false, &fx);
+    use_ab("pub/o");
     t_set1(e, &a, "pub/o", 1, "k", 1, &fx);
     so_client_set_access(e, b.c, NULL, "priv;other/");
     so_effects_clear(&fx);
@@ -465,23 +393,17 @@ Test(so_engine, no_write_access)
     /* remove of an absent key: Status + Remove */
     so_effects_clear(&fx);
     t_remove(e, &b, "pub/o", 2, "zz", &fx);
-    cr_assert(first_msg(&b, &fx, 0, &m));
-    cr_assert_eq(m.events[1].type, SO_EV_REMOVE);
-    so_msg_cleanup(&m);
+    expect_event(&b, 1, SO_EV_REMOVE);
     cr_assert_eq(amf_as_number(so_object_get(so_engine_object_find(e, ROOM, "pub/o"), "k", 1)), 1);
     /* whole segments: "pub" allows "pub/o" but "pu" does not */
     so_client_set_access(e, b.c, NULL, "/pu");
     so_effects_clear(&fx);
     t_set1(e, &b, "pub/o", 2, "k", 5, &fx);
-    cr_assert(first_msg(&b, &fx, 0, &m));
-    cr_assert_eq(m.events[0].type, SO_EV_STATUS);
-    so_msg_cleanup(&m);
+    expect_event(&b, 0, SO_EV_STATUS);
     so_client_set_access(e, b.c, NULL, "/pub");
     so_effects_clear(&fx);
     t_set1(e, &b, "pub/o", 2, "k", 5, &fx);
-    cr_assert(first_msg(&b, &fx, 0, &m));
-    cr_assert_eq(m.events[0].type, SO_EV_SUCCESS);
-    so_msg_cleanup(&m);
+    expect_event(&b, 0, SO_EV_SUCCESS);
     /* server-only objects */
     so_object_set_server_only(so_engine_object_find(e, ROOM, "pub/o"), true);
     so_effects_clear(&fx);
@@ -489,20 +411,11 @@ Test(so_engine, no_write_access)
     cr_assert(first_msg(&b, &fx, 0, &m));
     cr_assert_str_eq(m.events[0].code, SO_STATUS_NO_WRITE);
     so_msg_cleanup(&m);
-    so_effects_cleanup(&fx);
-    t_unregister(e, &a);
-    t_unregister(e, &b);
-    so_engine_free(e);
 }
 
-Test(so_engine, no_read_access)
+Test(so_engine, no_read_access, .init = engine_a)
 {
-    so_engine *e = eng_new(NULL, NULL);
-    tclient a;
-    t_register(e, &a, AMF_ENC_AMF0, ROOM);
     so_client_set_access(e, a.c, "public", NULL);
-    so_effects fx;
-    so_effects_init(&fx);
     t_use(e, &a, "secret/o", 0, false, &fx);
     deliver(&a, &fx);
     cr_assert_str_eq(a.last_status, SO_STATUS_NO_READ);
@@ -512,9 +425,6 @@ Test(so_engine, no_read_access)
     t_use(e, &a, "public/o", 0, false, &fx);
     deliver(&a, &fx);
     cr_assert_eq(a.use_success, 1);
-    so_effects_cleanup(&fx);
-    t_unregister(e, &a);
-    so_engine_free(e);
 }
 
 static bool hook_deny_price(void *ud, void *user, const so_object *o, const char *key,
@@ -524,15 +434,11 @@ static bool hook_deny_price(void *ud, void *user, const so_object *o, const char
     return !(klen == 5 && !memcmp(key, "price", 5));
 }
 
-Test(so_engine, write_hook_refuses)
+Test(so_engine, write_hook_refuses, .init = engine_only)
 {
-    so_engine *e = eng_new(NULL, NULL);
     so_hooks h = {.allow_write = hook_deny_price};
     so_engine_set_hooks(e, &h);
-    tclient a;
     t_register(e, &a, AMF_ENC_AMF0, ROOM);
-    so_effects fx;
-    so_effects_init(&fx);
     t_use(e, &a, "o", 0, false, &fx);
     const char *k[] = {"price", "bid"};
     double v[] = {1, 2};
@@ -541,23 +447,10 @@ Test(so_engine, write_hook_refuses)
     deliver(&a, &fx);
     cr_assert_eq(a.success, 1);
     cr_assert_str_eq(a.last_status, SO_STATUS_NO_WRITE);
-    so_effects_cleanup(&fx);
-    t_unregister(e, &a);
-    so_engine_free(e);
 }
 
 /* Each cap: one below passes, passing it gets its Status, and the
  * request is still answered with the current value. */
-static void expect_limit(so_engine *e, tclient *t, const so_effects *fx, const char *code)
-{
-    (void)e;
-    so_msg m;
-    cr_assert(first_msg(t, fx, 0, &m), "no answer for %s", code);
-    cr_assert_eq(m.events[0].type, SO_EV_STATUS);
-    cr_assert_str_eq(m.events[0].code, code);
-    so_msg_cleanup(&m);
-}
-
 Test(so_engine, caps)
 {
     so_config cfg = cfg_default();
@@ -570,42 +463,38 @@ Test(so_engine, caps)
     cfg.max_updates_per_sec = 5;
     cfg.max_name_len = 8;
     cfg.max_key_len = 4;
-    so_engine *e = eng_new(&cfg, NULL);
-    tclient a, b, c;
-    t_register(e, &a, AMF_ENC_AMF0, ROOM);
-    t_register(e, &b, AMF_ENC_AMF0, ROOM);
+    open_ab(&cfg);
+    tclient c;
     t_register(e, &c, AMF_ENC_AMF0, ROOM);
-    so_effects fx;
-    so_effects_init(&fx);
     /* name length */
     t_use(e, &a, "123456789", 0, false, &fx);
-    expect_limit(e, &a, &fx, SO_STATUS_BAD_NAME);
+    expect_status(&a, &fx, SO_STATUS_BAD_NAME);
     so_effects_clear(&fx);
     /* objects per client */
     t_use(e, &a, "o1", 0, false, &fx);
     t_use(e, &a, "o2", 0, false, &fx);
     so_effects_clear(&fx);
     t_use(e, &a, "o3", 0, false, &fx);
-    expect_limit(e, &a, &fx, SO_STATUS_LIMIT_CLIENT_OBJECTS);
+    expect_status(&a, &fx, SO_STATUS_LIMIT_CLIENT_OBJECTS);
     so_effects_clear(&fx);
     /* objects per room */
     t_use(e, &b, "o4", 0, false, &fx);
-    expect_limit(e, &b, &fx, SO_STATUS_LIMIT_OBJECTS);
+    expect_status(&b, &fx, SO_STATUS_LIMIT_OBJECTS);
     so_effects_clear(&fx);
     /* subscribers */
     t_use(e, &b, "o1", 0, false, &fx);
     so_effects_clear(&fx);
     t_use(e, &c, "o1", 0, false, &fx);
-    expect_limit(e, &c, &fx, SO_STATUS_LIMIT_SUBSCRIBERS);
+    expect_status(&c, &fx, SO_STATUS_LIMIT_SUBSCRIBERS);
     so_effects_clear(&fx);
     /* key length */
     t_set1(e, &a, "o1", 1, "abcde", 1, &fx);
-    expect_limit(e, &a, &fx, SO_STATUS_LIMIT_KEY);
+    expect_status(&a, &fx, SO_STATUS_LIMIT_KEY);
     so_effects_clear(&fx);
     /* value bytes: a 25-byte string passes 20 */
     amf_value *big = amf_string_cstr("0123456789012345678901");
     t_setv(e, &a, "o1", 1, "s", big, &fx);
-    expect_limit(e, &a, &fx, SO_STATUS_LIMIT_VALUE);
+    expect_status(&a, &fx, SO_STATUS_LIMIT_VALUE);
     so_effects_clear(&fx);
     amf_unref(big);
     /* slots per object */
@@ -613,11 +502,9 @@ Test(so_engine, caps)
     t_set1(e, &a, "o1", 2, "b", 1, &fx);
     so_effects_clear(&fx);
     t_set1(e, &a, "o1", 3, "c", 1, &fx);
-    expect_limit(e, &a, &fx, SO_STATUS_LIMIT_SLOTS);
-    so_msg m;
-    cr_assert(first_msg(&a, &fx, 0, &m));
-    cr_assert_eq(m.events[1].type, SO_EV_REMOVE, "answered with the (absent) current value");
-    so_msg_cleanup(&m);
+    expect_status(&a, &fx, SO_STATUS_LIMIT_SLOTS);
+    /* answered with the (absent) current value */
+    expect_event(&a, 1, SO_EV_REMOVE);
     so_effects_clear(&fx);
     /* object bytes (cap 38): a, b hold 2*(1+9) = 20; a 17-byte value on "a" -> 18 + 10 = 28 ok,
      * then a 20-byte value on "b" -> 18 + 21 = 39 passes the cap */
@@ -626,7 +513,7 @@ Test(so_engine, caps)
     so_effects_clear(&fx);
     amf_value *s17 = amf_string_cstr("01234567890123456"); /* 20 bytes */
     t_setv(e, &a, "o1", 4, "b", s17, &fx);
-    expect_limit(e, &a, &fx, SO_STATUS_LIMIT_OBJECT_BYTES);
+    expect_status(&a, &fx, SO_STATUS_LIMIT_OBJECT_BYTES);
     so_effects_clear(&fx);
     amf_unref(s14);
     amf_unref(s17);
@@ -648,41 +535,22 @@ Test(so_engine, caps)
     /* next second: allowed again */
     t_set_num(e, &b, "o1", so_object_version(so_engine_object_find(e, ROOM, "o1")), 1,
               (const char *[]){"a"}, (double[]){1}, 1000000001000ull, &fx);
-    cr_assert(first_msg(&b, &fx, 0, &m));
-    cr_assert_eq(m.events[0].type, SO_EV_SUCCESS);
-    so_msg_cleanup(&m);
-    so_effects_cleanup(&fx);
-    t_unregister(e, &a);
-    t_unregister(e, &b);
+    expect_event(&b, 0, SO_EV_SUCCESS);
     t_unregister(e, &c);
-    so_engine_free(e);
 }
 
-Test(so_engine, write_without_use_is_answered)
+Test(so_engine, write_without_use_is_answered, .init = engine_a)
 {
-    so_engine *e = eng_new(NULL, NULL);
-    tclient a;
-    t_register(e, &a, AMF_ENC_AMF0, ROOM);
-    so_effects fx;
-    so_effects_init(&fx);
     const char *k[] = {"x", "y"};
     double v[] = {1, 2};
     t_set_num(e, &a, "nobody", 0, 2, k, v, 0, &fx);
     deliver(&a, &fx);
     cr_assert_eq(a.status, 2, "one answer per key");
     cr_assert_str_eq(a.last_status, SO_STATUS_NO_OBJECT);
-    so_effects_cleanup(&fx);
-    t_unregister(e, &a);
-    so_engine_free(e);
 }
 
-Test(so_engine, malformed_message_is_an_error_and_ignored_events)
+Test(so_engine, malformed_message_is_an_error_and_ignored_events, .init = engine_a)
 {
-    so_engine *e = eng_new(NULL, NULL);
-    tclient a;
-    t_register(e, &a, AMF_ENC_AMF0, ROOM);
-    so_effects fx;
-    so_effects_init(&fx);
     uint8_t bad[] = {0, 5, 'a'};
     sh_error err = {0};
     cr_assert_lt(so_engine_handle(e, a.c, SO_MSG_AMF0, bad, sizeof(bad), 0, &fx, &err), 0);
@@ -696,21 +564,13 @@ Test(so_engine, malformed_message_is_an_error_and_ignored_events)
     so_engine_stats st;
     so_engine_get_stats(e, &st);
     cr_assert_eq(st.ignored_events, 3);
-    so_effects_cleanup(&fx);
-    t_unregister(e, &a);
-    so_engine_free(e);
 }
 
-Test(so_engine, type16_and_type19_clients_interoperate)
+Test(so_engine, type16_and_type19_clients_interoperate, .init = engine_only)
 {
-    so_engine *e = eng_new(NULL, NULL);
-    tclient a, b;
     t_register(e, &a, AMF_ENC_AMF3, ROOM);
     t_register(e, &b, AMF_ENC_AMF0, ROOM);
-    so_effects fx;
-    so_effects_init(&fx);
-    t_use(e, &a, "o", 0, false, &fx);
-    t_use(e, &b, "o", 0, false, &fx);
+    use_ab("o");
     amf_value *vals[] = {tv_bytes(), tv_typed(), tv_vec()};
     const char *keys[] = {"ba", "obj", "vec"};
     for (int i = 0; i < 3; i++)
@@ -734,23 +594,12 @@ Test(so_engine, type16_and_type19_clients_interoperate)
     cr_assert_eq(fx.items[0].msg_type, SO_MSG_AMF3);
     cr_assert_eq(fx.items[0].body->data[0], 0);
     sh_buf_cleanup(&buf);
-    so_effects_cleanup(&fx);
-    t_unregister(e, &a);
-    t_unregister(e, &b);
-    so_engine_free(e);
 }
 
 Test(so_engine, slow_subscriber_catch_up)
 {
-    so_config cfg = cfg_default();
-    cfg.history_depth = 64;
-    cfg.max_updates_per_sec = 0;
-    so_engine *e = eng_new(&cfg, NULL);
-    tclient a, s;
-    t_register(e, &a, AMF_ENC_AMF0, ROOM);
-    t_register(e, &s, AMF_ENC_AMF0, ROOM);
-    so_effects fx;
-    so_effects_init(&fx);
+    tclient s;
+    open_writer_and_subscriber(&s, AMF_ENC_AMF0, 64);
     t_use(e, &a, "o", 0, false, &fx);
     t_use(e, &a, "p", 0, false, &fx);
     t_use(e, &s, "o", 0, false, &fx);
@@ -807,24 +656,14 @@ Test(so_engine, slow_subscriber_catch_up)
     so_effects_clear(&fx);
     t_set1(e, &a, "o", so_object_version(o), "new", 1, &fx);
     cr_assert_eq(count_for(&s, &fx), 1);
-    so_effects_cleanup(&fx);
     t_unregister(e, &chk);
-    t_unregister(e, &a);
     t_unregister(e, &s);
-    so_engine_free(e);
 }
 
 Test(so_engine, slow_subscriber_state_equal_single_object)
 {
-    so_config cfg = cfg_default();
-    cfg.history_depth = 16;
-    cfg.max_updates_per_sec = 0;
-    so_engine *e = eng_new(&cfg, NULL);
-    tclient a, s;
-    t_register(e, &a, AMF_ENC_AMF0, ROOM);
-    t_register(e, &s, AMF_ENC_AMF3, ROOM);
-    so_effects fx;
-    so_effects_init(&fx);
+    tclient s;
+    open_writer_and_subscriber(&s, AMF_ENC_AMF3, 16);
     t_use(e, &a, "o", 0, false, &fx);
     t_use(e, &s, "o", 0, false, &fx);
     so_object *o = so_engine_object_find(e, ROOM, "o");
@@ -848,10 +687,7 @@ Test(so_engine, slow_subscriber_state_equal_single_object)
         cr_assert_eq(s.version, so_object_version(o));
         so_effects_clear(&fx);
     }
-    so_effects_cleanup(&fx);
-    t_unregister(e, &a);
     t_unregister(e, &s);
-    so_engine_free(e);
 }
 
 /* Found by fuzz_so_engine: a congested subscriber that writes gets its
@@ -860,14 +696,8 @@ Test(so_engine, slow_subscriber_state_equal_single_object)
  * back (Use) with it and never learn of the changes it had missed. */
 Test(so_engine, congested_writer_answer_keeps_its_version)
 {
-    so_config cfg = cfg_default();
-    cfg.max_updates_per_sec = 0;
-    so_engine *e = eng_new(&cfg, NULL);
-    tclient a, s;
-    t_register(e, &a, AMF_ENC_AMF0, ROOM);
-    t_register(e, &s, AMF_ENC_AMF0, ROOM);
-    so_effects fx;
-    so_effects_init(&fx);
+    tclient s;
+    open_writer_and_subscriber(&s, AMF_ENC_AMF0, SO_DEFAULT_HISTORY_DEPTH);
     t_use(e, &a, "o", 0, false, &fx);
     t_use(e, &s, "o", 0, false, &fx);
     t_set1(e, &a, "o", 1, "x", 1, &fx);                 /* v2 */
@@ -896,23 +726,15 @@ Test(so_engine, congested_writer_answer_keeps_its_version)
     cr_assert_null(model_find(&s, "x"), "the remove s missed reached it");
     cr_assert_eq(so_client_set_congested(e, s.c, false, &fx), 0);
     cr_assert_eq(count_for(&s, &fx), 0, "nothing left to catch up");
-    so_effects_cleanup(&fx);
-    t_unregister(e, &a);
     t_unregister(e, &s);
-    so_engine_free(e);
 }
 
-Test(so_engine, server_api_set_remove_lock_send)
+Test(so_engine, server_api_set_remove_lock_send, .init = engine_a)
 {
-    so_engine *e = eng_new(NULL, NULL);
-    tclient a;
-    t_register(e, &a, AMF_ENC_AMF0, ROOM);
     int err = 0;
     so_object *o = so_engine_object_open(e, ROOM, "auction/item1", false, &err);
     cr_assert_not_null(o);
     so_object_set_server_only(o, true);
-    so_effects fx;
-    so_effects_init(&fx);
     amf_value *v = amf_number(100);
     cr_assert_eq(so_object_set(e, o, "price", 5, v, &fx), 0);
     cr_assert_eq(so_object_version(o), 2);
@@ -951,21 +773,13 @@ Test(so_engine, server_api_set_remove_lock_send)
     amf_unref(v);
     amf_unref(w);
     amf_unref(args[0]);
-    so_effects_cleanup(&fx);
-    t_unregister(e, &a);
-    so_engine_free(e);
 }
 
 Test(so_engine, large_state_is_split_into_bounded_messages)
 {
     so_config cfg = cfg_default();
     cfg.max_body_bytes = 200;
-    so_engine *e = eng_new(&cfg, NULL);
-    tclient a, b;
-    t_register(e, &a, AMF_ENC_AMF0, ROOM);
-    t_register(e, &b, AMF_ENC_AMF0, ROOM);
-    so_effects fx;
-    so_effects_init(&fx);
+    open_ab(&cfg);
     t_use(e, &a, "o", 0, false, &fx);
     char key[16];
     for (int i = 0; i < 50; i++) {
@@ -980,30 +794,17 @@ Test(so_engine, large_state_is_split_into_bounded_messages)
         cr_assert_lt(fx.items[i].body->len, 200 + 64);
     deliver(&b, &fx);
     assert_model_eq(&b, so_engine_object_find(e, ROOM, "o"));
-    so_effects_cleanup(&fx);
-    t_unregister(e, &a);
-    t_unregister(e, &b);
-    so_engine_free(e);
 }
 
-Test(so_engine, rooms_are_separate_namespaces)
+Test(so_engine, rooms_are_separate_namespaces, .init = engine_only)
 {
-    so_engine *e = eng_new(NULL, NULL);
-    tclient a, b;
     t_register(e, &a, AMF_ENC_AMF0, "app/one");
     t_register(e, &b, AMF_ENC_AMF0, "app/two");
-    so_effects fx;
-    so_effects_init(&fx);
-    t_use(e, &a, "o", 0, false, &fx);
-    t_use(e, &b, "o", 0, false, &fx);
+    use_ab("o");
     so_effects_clear(&fx);
     t_set1(e, &a, "o", 1, "k", 1, &fx);
     cr_assert_eq(count_for(&b, &fx), 0);
     cr_assert_eq(so_object_version(so_engine_object_find(e, "app/two", "o")), 1);
-    so_effects_cleanup(&fx);
-    t_unregister(e, &a);
-    t_unregister(e, &b);
-    so_engine_free(e);
 }
 
 /* Random client messages against the engine never crash, and every
@@ -1013,12 +814,10 @@ Test(so_engine, random_messages_never_crash)
     so_config cfg = cfg_default();
     cfg.max_updates_per_sec = 0;
     cfg.history_depth = 8;
-    so_engine *e = eng_new(&cfg, NULL);
+    open_engine(&cfg);
     tclient t[4];
     for (int i = 0; i < 4; i++)
         t_register(e, &t[i], i % 2 ? AMF_ENC_AMF3 : AMF_ENC_AMF0, ROOM);
-    so_effects fx;
-    so_effects_init(&fx);
     uint32_t seed = 7;
     const char *names[] = {"a", "b", "c/d"};
     const char *keys[] = {"x", "y", "z", "w"};
@@ -1045,39 +844,29 @@ Test(so_engine, random_messages_never_crash)
             deliver(&t[i], &fx);
         so_effects_clear(&fx);
     }
-    so_effects_cleanup(&fx);
     for (int i = 0; i < 4; i++)
         t_unregister(e, &t[i]);
     so_engine_stats st;
     so_engine_get_stats(e, &st);
     cr_assert_eq(st.objects, 0);
-    so_engine_free(e);
 }
 
-Test(so_engine, free_with_clients_still_registered)
+/* Its own tear-down: the engine is freed while a and b are registered. */
+Test(so_engine, free_with_clients_still_registered, .init = engine_a)
 {
-    so_engine *e = eng_new(NULL, NULL);
-    tclient a, b;
-    t_register(e, &a, AMF_ENC_AMF0, ROOM);
     t_register(e, &b, AMF_ENC_AMF3, "other/room");
-    so_effects fx;
-    so_effects_init(&fx);
-    t_use(e, &a, "o", 0, false, &fx);
-    t_use(e, &b, "o", 0, false, &fx);
+    use_ab("o");
     t_set1(e, &a, "o", 1, "k", 1, &fx);
     so_effects_cleanup(&fx);
     so_engine_free(e); /* ASan checks nothing leaks */
+    e = NULL;
     model_clear(&a);
     model_clear(&b);
+    a.c = b.c = NULL;  /* gone with the engine: nothing left for .fini */
 }
 
-Test(so_engine, server_write_is_a_conflict_for_stale_clients)
+Test(so_engine, server_write_is_a_conflict_for_stale_clients, .init = engine_a)
 {
-    so_engine *e = eng_new(NULL, NULL);
-    tclient a;
-    t_register(e, &a, AMF_ENC_AMF0, ROOM);
-    so_effects fx;
-    so_effects_init(&fx);
     t_use(e, &a, "o", 0, false, &fx);
     so_object *o = so_engine_object_find(e, ROOM, "o");
     amf_value *v = amf_number(42);
@@ -1090,21 +879,13 @@ Test(so_engine, server_write_is_a_conflict_for_stale_clients)
     cr_assert_eq(amf_as_number(m.events[0].kv[0].value), 42);
     so_msg_cleanup(&m);
     amf_unref(v);
-    so_effects_cleanup(&fx);
-    t_unregister(e, &a);
-    so_engine_free(e);
 }
 
 Test(so_engine, no_history_depth_zero)
 {
     so_config cfg = cfg_default();
     cfg.history_depth = 0;
-    so_engine *e = eng_new(&cfg, NULL);
-    tclient a, b;
-    t_register(e, &a, AMF_ENC_AMF0, ROOM);
-    t_register(e, &b, AMF_ENC_AMF0, ROOM);
-    so_effects fx;
-    so_effects_init(&fx);
+    open_ab(&cfg);
     t_use(e, &a, "o", 0, false, &fx);
     t_set1(e, &a, "o", 1, "k", 1, &fx);
     t_set1(e, &a, "o", 2, "j", 1, &fx);
@@ -1114,30 +895,16 @@ Test(so_engine, no_history_depth_zero)
     cr_assert_eq(so_object_history_len(o), 0);
     so_effects_clear(&fx);
     t_use(e, &b, "o", 3, false, &fx);
-    so_msg m;
-    cr_assert(first_msg(&b, &fx, 0, &m));
-    cr_assert_eq(m.events[1].type, SO_EV_CLEAR, "nothing is covered without history");
-    so_msg_cleanup(&m);
+    expect_nth_event(&b, &fx, 0, 1, SO_EV_CLEAR, "nothing is covered without history");
     deliver(&b, &fx);
     assert_model_eq(&b, o);
-    so_effects_cleanup(&fx);
-    t_unregister(e, &a);
-    t_unregister(e, &b);
-    so_engine_free(e);
 }
 
 /* A message repeating one refused key gets the key's value once, so the
  * reply stays smaller than the object. */
-Test(so_engine, repeated_refused_key_answered_once)
+Test(so_engine, repeated_refused_key_answered_once, .init = engine_ab)
 {
-    so_engine *e = eng_new(NULL, NULL);
-    tclient a, b;
-    t_register(e, &a, AMF_ENC_AMF0, ROOM);
-    t_register(e, &b, AMF_ENC_AMF0, ROOM);
-    so_effects fx;
-    so_effects_init(&fx);
-    t_use(e, &a, "o", 0, false, &fx);
-    t_use(e, &b, "o", 0, false, &fx);
+    use_ab("o");
     char big[4000];
     memset(big, 'x', sizeof(big));
     amf_value *v = amf_string(big, sizeof(big));
@@ -1156,8 +923,4 @@ Test(so_engine, repeated_refused_key_answered_once)
     cr_assert_lt(fx.items[0].body->len, 4000 + 64 * 40 + 100);
     deliver(&b, &fx);
     cr_assert_eq(b.status, 64, "every request still answered");
-    so_effects_cleanup(&fx);
-    t_unregister(e, &a);
-    t_unregister(e, &b);
-    so_engine_free(e);
 }
