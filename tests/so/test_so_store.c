@@ -6,11 +6,20 @@
 
 #define ROOM "app/inst"
 
+/* What a test has open: store s, engine e on it, clients a and b, effect
+ * list fx and (SQLite tests) the database file db.  A test picks its
+ * set-up with .init; the suite's .fini closes whatever is still open. */
+static so_store *s;
+static so_engine *e;
+static tclient a, b;
+static so_effects fx;
+static char *db;
+
 static so_store *open_mem(void)
 {
-    so_store *s = NULL;
-    cr_assert_eq(so_store_open(&so_store_memory_ops, NULL, NULL, &s), 0);
-    return s;
+    so_store *m = NULL;
+    cr_assert_eq(so_store_open(&so_store_memory_ops, NULL, NULL, &m), 0);
+    return m;
 }
 
 static char *tmp_db(void)
@@ -33,30 +42,97 @@ static void rm_db(const char *path)
     unlink(buf);
 }
 
+static void open_engine(const so_config *cfg)
+{
+    e = t_engine_new(cfg, s);
+    so_effects_init(&fx);
+}
+
+static void close_engine(void)
+{
+    so_engine_free(e);
+    e = NULL;
+}
+
+static void close_store(void)
+{
+    so_store_close(s);
+    s = NULL;
+}
+
+/* .init: an engine on a memory store, no clients */
+static void mem_engine(void)
+{
+    s = open_mem();
+    open_engine(NULL);
+}
+
+/* .init: an engine on a memory store, AMF0 clients a and b in ROOM */
+static void mem_ab(void)
+{
+    mem_engine();
+    t_register(e, &a, AMF_ENC_AMF0, ROOM);
+    t_register(e, &b, AMF_ENC_AMF0, ROOM);
+}
+
+/* .init: a fresh SQLite file name in db (nothing open yet) */
+static void sqlite_file(void)
+{
+    db = tmp_db();
+}
+
+/* .init: a SQLite store on a fresh db, an engine on it without the
+ * update-rate cap, and client a (AMF0) in ROOM */
+static void sqlite_a(void)
+{
+    sqlite_file();
+    cr_assert_eq(so_store_open(&so_store_sqlite_ops, db, NULL, &s), 0);
+    so_config cfg;
+    so_config_default(&cfg);
+    cfg.max_updates_per_sec = 0;
+    open_engine(&cfg);
+    t_register(e, &a, AMF_ENC_AMF0, ROOM);
+}
+
+static void close_all(void)
+{
+    so_effects_cleanup(&fx);
+    t_engine_free(e, &a, &b);
+    so_store_close(s);
+    if (db) {
+        rm_db(db);
+        free(db);
+    }
+}
+
+TestSuite(so_store, .fini = close_all);
+
 /* Takes the pending batch, writes it to the store (inline: the tests run
  * the "worker" step on the same thread) and hands it back. */
-static int flush(so_engine *e, so_store *s, so_effects *fx)
+static int flush(void)
 {
-    so_store_batch *b = so_engine_take_batch(e);
-    if (!b)
+    so_store_batch *bt = so_engine_take_batch(e);
+    if (!bt)
         return 1;
-    int st = so_store_write_batch(s, b);
-    cr_assert_eq(so_engine_batch_done(e, b, st, fx), 0);
+    int st = so_store_write_batch(s, bt);
+    cr_assert_eq(so_engine_batch_done(e, bt, st, &fx), 0);
     return st;
 }
 
-Test(so_store, held_effects_released_only_after_batch_done)
+/* a and b Use the persistent object "p"; its creation is written. */
+static void ab_use_stored_p(void)
 {
-    so_store *s = open_mem();
-    so_engine *e = so_engine_new(NULL, s);
-    tclient a, b;
-    t_register(e, &a, AMF_ENC_AMF0, ROOM);
-    t_register(e, &b, AMF_ENC_AMF0, ROOM);
-    so_effects fx;
-    so_effects_init(&fx);
+    t_use(e, &a, "p", 0, true, &fx);
+    t_use(e, &b, "p", 0, true, &fx);
+    flush();
+    so_effects_clear(&fx);
+}
+
+Test(so_store, held_effects_released_only_after_batch_done, .init = mem_ab)
+{
     t_use(e, &a, "p", 0, true, &fx);
     cr_assert_eq(fx.len, 0, "the new persistent object is not stored yet");
-    cr_assert_eq(flush(e, s, &fx), 0);
+    cr_assert_eq(flush(), 0);
     cr_assert_eq(count_for(&a, &fx), 1);
     so_effects_clear(&fx);
     t_use(e, &b, "p", 0, true, &fx);
@@ -85,94 +161,45 @@ Test(so_store, held_effects_released_only_after_batch_done)
     so_store_memory_count(s, &nslots);
     cr_assert_eq(nslots, 1);
     /* order for a: Success then the SendMessage */
-    so_msg m;
-    cr_assert(first_msg(&a, &fx, 0, &m));
-    cr_assert_eq(m.events[0].type, SO_EV_SUCCESS);
-    so_msg_cleanup(&m);
-    cr_assert(first_msg(&a, &fx, 1, &m));
-    cr_assert_eq(m.events[0].type, SO_EV_SEND_MESSAGE);
-    so_msg_cleanup(&m);
-    cr_assert(first_msg(&b, &fx, 0, &m));
-    cr_assert_eq(m.events[0].type, SO_EV_CHANGE);
-    so_msg_cleanup(&m);
+    expect_nth_event(&a, &fx, 0, 0, SO_EV_SUCCESS, NULL);
+    expect_nth_event(&a, &fx, 1, 0, SO_EV_SEND_MESSAGE, NULL);
+    expect_nth_event(&b, &fx, 0, 0, SO_EV_CHANGE, NULL);
     cr_assert_eq(so_engine_held_count(e), 0);
-    so_effects_cleanup(&fx);
-    t_unregister(e, &a);
-    t_unregister(e, &b);
-    so_engine_free(e);
-    so_store_close(s);
 }
 
-Test(so_store, store_failure_answers_store_failed_and_retries)
+Test(so_store, store_failure_answers_store_failed_and_retries, .init = mem_ab)
 {
-    so_store *s = open_mem();
-    so_engine *e = so_engine_new(NULL, s);
-    tclient a, b;
-    t_register(e, &a, AMF_ENC_AMF0, ROOM);
-    t_register(e, &b, AMF_ENC_AMF0, ROOM);
-    so_effects fx;
-    so_effects_init(&fx);
-    t_use(e, &a, "p", 0, true, &fx);
-    t_use(e, &b, "p", 0, true, &fx);
-    flush(e, s, &fx);
-    so_effects_clear(&fx);
+    ab_use_stored_p();
     t_set1(e, &a, "p", 1, "k", 5, &fx);
     so_store_memory_fail_next(s, 1);
-    cr_assert_eq(flush(e, s, &fx), SH_EIO);
-    so_msg m;
-    cr_assert(first_msg(&a, &fx, 0, &m));
-    cr_assert_eq(m.events[0].type, SO_EV_STATUS);
-    cr_assert_str_eq(m.events[0].code, SO_STATUS_STORE_FAILED);
-    so_msg_cleanup(&m);
-    cr_assert(first_msg(&b, &fx, 0, &m));
-    cr_assert_eq(m.events[0].type, SO_EV_CHANGE, "others converge on the live state");
-    so_msg_cleanup(&m);
+    cr_assert_eq(flush(), SH_EIO);
+    expect_status(&a, &fx, SO_STATUS_STORE_FAILED);
+    expect_nth_event(&b, &fx, 0, 0, SO_EV_CHANGE, "others converge on the live state");
     /* the object is written again with the next batch */
     so_effects_clear(&fx);
-    cr_assert_eq(flush(e, s, &fx), 0);
+    cr_assert_eq(flush(), 0);
     size_t nslots = 0;
     so_store_memory_count(s, &nslots);
     cr_assert_eq(nslots, 1);
     so_engine_stats st;
     so_engine_get_stats(e, &st);
     cr_assert_eq(st.store_failures, 1);
-    so_effects_cleanup(&fx);
-    t_unregister(e, &a);
-    t_unregister(e, &b);
-    so_engine_free(e);
-    so_store_close(s);
 }
 
-Test(so_store, client_leaving_while_held)
+Test(so_store, client_leaving_while_held, .init = mem_ab)
 {
-    so_store *s = open_mem();
-    so_engine *e = so_engine_new(NULL, s);
-    tclient a, b;
-    t_register(e, &a, AMF_ENC_AMF0, ROOM);
-    t_register(e, &b, AMF_ENC_AMF0, ROOM);
-    so_effects fx;
-    so_effects_init(&fx);
-    t_use(e, &a, "p", 0, true, &fx);
-    t_use(e, &b, "p", 0, true, &fx);
-    flush(e, s, &fx);
-    so_effects_clear(&fx);
+    ab_use_stored_p();
     t_set1(e, &a, "p", 1, "k", 5, &fx);
     t_unregister(e, &b);
-    flush(e, s, &fx);
+    flush();
     for (size_t i = 0; i < fx.len; i++)
         for (size_t k = 0; k < fx.items[i].nto; k++)
             cr_assert_neq(fx.items[i].to[k], (void *)&b, "no effect for a gone client");
     cr_assert_eq(count_for(&a, &fx), 1);
-    so_effects_cleanup(&fx);
-    t_unregister(e, &a);
-    so_engine_free(e);
-    so_store_close(s);
 }
 
-Test(so_store, batch_done_out_of_order_refused)
+Test(so_store, batch_done_out_of_order_refused, .init = mem_engine)
 {
-    so_store *s = open_mem();
-    so_engine *e = so_engine_new(NULL, s);
     int err;
     so_object *o1 = so_engine_object_open(e, ROOM, "a", true, &err);
     so_store_batch *b1 = so_engine_take_batch(e);
@@ -180,29 +207,21 @@ Test(so_store, batch_done_out_of_order_refused)
     so_store_batch *b2 = so_engine_take_batch(e);
     cr_assert_not_null(b1);
     cr_assert_not_null(b2);
-    so_effects fx;
-    so_effects_init(&fx);
     cr_assert_eq(so_engine_batch_done(e, b2, 0, &fx), SH_EINVAL);
     cr_assert_eq(so_engine_batch_done(e, b1, 0, &fx), 0);
     cr_assert_eq(so_engine_batch_done(e, b2, 0, &fx), 0);
     so_engine_object_close(e, o1);
     so_engine_object_close(e, o2);
-    so_effects_cleanup(&fx);
-    so_engine_free(e);
-    so_store_close(s);
 }
 
 /* Writes typed values through one engine, reopens a fresh engine on the
- * same store, and checks slots, values and version are the same. */
+ * same store, and checks slots, values and version are the same.  What it
+ * leaves open (the second store, engine, a and b) the suite's .fini closes. */
 static void reopen_case(const so_store_ops *ops, const char *spec)
 {
-    so_store *s = NULL;
     cr_assert_eq(so_store_open(ops, spec, NULL, &s), 0);
-    so_engine *e = so_engine_new(NULL, s);
-    tclient a;
+    open_engine(NULL);
     t_register(e, &a, AMF_ENC_AMF3, ROOM);
-    so_effects fx;
-    so_effects_init(&fx);
     t_use(e, &a, "scores/p", 0, true, &fx);
     amf_value *vals[] = {tv_bytes(), tv_typed(), tv_vec(), amf_string("x\0y", 3),
                          amf_number(-0.5), amf_bool(false), amf_null()};
@@ -212,7 +231,7 @@ static void reopen_case(const so_store_ops *ops, const char *spec)
     for (size_t i = 0; i < n; i++) {
         t_setv(e, &a, "scores/p", ver, keys[i], vals[i], &fx);
         ver++;
-        cr_assert_eq(flush(e, s, &fx), 0);
+        cr_assert_eq(flush(), 0);
     }
     t_remove(e, &a, "scores/p", ver, "null", &fx);
     ver++;
@@ -221,7 +240,7 @@ static void reopen_case(const so_store_ops *ops, const char *spec)
     t_setv(e, &a, "scores/p", ver, "k\xff\x01", seven, &fx);
     ver++;
     amf_unref(seven);
-    cr_assert_eq(flush(e, s, &fx), 0);
+    cr_assert_eq(flush(), 0);
     so_object *o = so_engine_object_find(e, ROOM, "scores/p");
     uint32_t version = so_object_version(o);
     cr_assert_eq(version, ver);
@@ -229,16 +248,16 @@ static void reopen_case(const so_store_ops *ops, const char *spec)
     /* a temporary object is never stored */
     t_use(e, &a, "temp", 0, false, &fx);
     t_set1(e, &a, "temp", 1, "t", 1, &fx);
-    cr_assert_eq(flush(e, s, &fx), 1, "nothing to write");
+    cr_assert_eq(flush(), 1, "nothing to write");
     so_effects_clear(&fx);
     t_unregister(e, &a);
     cr_assert_not_null(so_engine_object_find(e, ROOM, "scores/p"), "persistent objects stay");
-    so_engine_free(e);
-    so_store_close(s);
+    close_engine();
+    close_store();
 
     /* reopen */
     cr_assert_eq(so_store_open(ops, spec, NULL, &s), 0);
-    e = so_engine_new(NULL, s);
+    e = t_engine_new(NULL, s);
     t_register(e, &a, AMF_ENC_AMF0, ROOM);
     o = so_engine_object_find(e, ROOM, "scores/p");
     cr_assert_not_null(o, "loaded when the room was first touched");
@@ -259,7 +278,6 @@ static void reopen_case(const so_store_ops *ops, const char *spec)
     assert_model_eq(&a, o);
     /* Use with the stored version: nothing more (history starts there) */
     so_effects_clear(&fx);
-    tclient b;
     t_register(e, &b, AMF_ENC_AMF0, ROOM);
     t_use(e, &b, "scores/p", version, true, &fx);
     so_msg m;
@@ -269,109 +287,71 @@ static void reopen_case(const so_store_ops *ops, const char *spec)
     /* an old version after a restart: Clear + all */
     so_effects_clear(&fx);
     t_use(e, &b, "scores/p", 2, true, &fx);
-    cr_assert(first_msg(&b, &fx, 0, &m));
-    cr_assert_eq(m.events[1].type, SO_EV_CLEAR);
-    so_msg_cleanup(&m);
+    expect_nth_event(&b, &fx, 0, 1, SO_EV_CLEAR, NULL);
     for (size_t i = 0; i < n; i++)
         amf_unref(vals[i]);
-    so_effects_cleanup(&fx);
-    t_unregister(e, &a);
-    t_unregister(e, &b);
-    so_engine_free(e);
-    so_store_close(s);
 }
 
-Test(so_store, memory_store_reopen_is_empty_but_engine_reload_works)
+Test(so_store, memory_store_reopen_is_empty_but_engine_reload_works, .init = mem_engine)
 {
     /* the memory store lives as long as its handle: reload through a
      * second engine on the same handle */
-    so_store *s = open_mem();
-    so_engine *e = so_engine_new(NULL, s);
     int err;
     so_object *o = so_engine_object_open(e, ROOM, "srv", true, &err);
-    so_effects fx;
-    so_effects_init(&fx);
     amf_value *v = tv_typed();
     so_object_set(e, o, "t", 1, v, &fx);
-    cr_assert_eq(flush(e, s, &fx), 0);
+    cr_assert_eq(flush(), 0);
     uint32_t ver = so_object_version(o);
     so_engine_object_close(e, o);
-    so_engine_free(e);
-    e = so_engine_new(NULL, s);
+    close_engine();
+    e = t_engine_new(NULL, s);
     o = so_engine_object_open(e, ROOM, "srv", true, &err);
     cr_assert_not_null(o);
     cr_assert_eq(so_object_version(o), ver);
     cr_assert(amf_equal(so_object_get(o, "t", 1), v));
     so_engine_object_close(e, o);
     amf_unref(v);
-    so_effects_cleanup(&fx);
-    so_engine_free(e);
-    so_store_close(s);
 }
 
-Test(so_store, sqlite_reopen_same_slots_and_version)
+Test(so_store, sqlite_reopen_same_slots_and_version, .init = sqlite_file)
 {
-    char *path = tmp_db();
-    reopen_case(&so_store_sqlite_ops, path);
-    rm_db(path);
-    free(path);
+    reopen_case(&so_store_sqlite_ops, db);
 }
 
-Test(so_store, sqlite_raw_batch_handles_and_reload)
+Test(so_store, sqlite_raw_batch_handles_and_reload, .init = sqlite_file)
 {
-    char *path = tmp_db();
-    so_store *s = NULL;
-    cr_assert_eq(so_store_open(&so_store_sqlite_ops, path, NULL, &s), 0);
-    so_store_batch *b = so_store_batch_new(1);
-    so_store_batch_add(b, SO_STORE_OBJECT, ROOM, "o", NULL, 0, 3, NULL, 0);
-    so_store_batch_add(b, SO_STORE_SET, ROOM, "o", "k", 1, 3, (const uint8_t *)"\x00\x3f\xf0\0\0\0\0\0\0", 9);
-    cr_assert_eq(so_store_write_batch(s, b), 0);
-    so_store_batch_free(b);
-    struct sqlite3 *db = so_store_sqlite_db(s, true);
-    cr_assert_not_null(db);
-    cr_assert_str_eq(so_store_sqlite_path(s), path);
-    so_store_close(s);
-    cr_assert_eq(so_store_open(&so_store_sqlite_ops, path, NULL, &s), 0);
-    so_engine *e = so_engine_new(NULL, s);
+    cr_assert_eq(so_store_open(&so_store_sqlite_ops, db, NULL, &s), 0);
+    so_store_batch *bt = so_store_batch_new(1);
+    so_store_batch_add(bt, SO_STORE_OBJECT, ROOM, "o", NULL, 0, 3, NULL, 0);
+    so_store_batch_add(bt, SO_STORE_SET, ROOM, "o", "k", 1, 3, (const uint8_t *)"\x00\x3f\xf0\0\0\0\0\0\0", 9);
+    cr_assert_eq(so_store_write_batch(s, bt), 0);
+    so_store_batch_free(bt);
+    struct sqlite3 *sq = so_store_sqlite_db(s, true);
+    cr_assert_not_null(sq);
+    cr_assert_str_eq(so_store_sqlite_path(s), db);
+    close_store();
+    cr_assert_eq(so_store_open(&so_store_sqlite_ops, db, NULL, &s), 0);
+    e = t_engine_new(NULL, s);
     int err;
     so_object *o = so_engine_object_open(e, ROOM, "o", true, &err);
     cr_assert_not_null(o, "load failed: %d", err);
     cr_assert_eq(so_object_version(o), 3);
     cr_assert_eq(amf_as_number(so_object_get(o, "k", 1)), 1);
     so_engine_object_close(e, o);
-    so_engine_free(e);
-    so_store_close(s);
-    rm_db(path);
-    free(path);
 }
 
-Test(so_store, sqlite_full_sync_reopen)
+Test(so_store, sqlite_full_sync_reopen, .init = sqlite_file)
 {
     /* the schema is created with synchronous FULL, then the generic case */
-    char *path = tmp_db();
-    so_store *s = NULL;
     so_store_options opt = {.sync_full = true};
-    cr_assert_eq(so_store_open(&so_store_sqlite_ops, path, &opt, &s), 0);
-    so_store_close(s);
-    reopen_case(&so_store_sqlite_ops, path);
-    rm_db(path);
-    free(path);
+    cr_assert_eq(so_store_open(&so_store_sqlite_ops, db, &opt, &s), 0);
+    close_store();
+    reopen_case(&so_store_sqlite_ops, db);
 }
 
-Test(so_store, sqlite_batch_from_worker_thread_shape)
+Test(so_store, sqlite_batch_from_worker_thread_shape, .init = sqlite_a)
 {
     /* many updates grouped into one batch = one transaction */
-    char *path = tmp_db();
-    so_store *s = NULL;
-    cr_assert_eq(so_store_open(&so_store_sqlite_ops, path, NULL, &s), 0);
-    so_config cfg;
-    so_config_default(&cfg);
-    cfg.max_updates_per_sec = 0;
-    so_engine *e = so_engine_new(&cfg, s);
-    tclient a;
-    t_register(e, &a, AMF_ENC_AMF0, ROOM);
-    so_effects fx;
-    so_effects_init(&fx);
     t_use(e, &a, "p", 0, true, &fx);
     char key[16];
     for (int i = 0; i < 100; i++) {
@@ -379,14 +359,8 @@ Test(so_store, sqlite_batch_from_worker_thread_shape)
         t_set1(e, &a, "p", (uint32_t)(1 + i), key, i, &fx);
     }
     cr_assert_eq(count_for(&a, &fx), 0);
-    cr_assert_eq(flush(e, s, &fx), 0);
+    cr_assert_eq(flush(), 0);
     cr_assert_eq(count_for(&a, &fx), 101, "Use reply + 100 Success released together");
-    so_effects_cleanup(&fx);
-    t_unregister(e, &a);
-    so_engine_free(e);
-    so_store_close(s);
-    rm_db(path);
-    free(path);
 }
 
 typedef struct worker_arg {
@@ -404,19 +378,9 @@ static void *worker(void *p)
 
 /* The batch is written on another thread while the loop thread keeps
  * using the engine (and loads another room through the reader). */
-Test(so_store, sqlite_write_on_worker_thread_while_loop_runs)
+Test(so_store, sqlite_write_on_worker_thread_while_loop_runs, .init = sqlite_a)
 {
-    char *path = tmp_db();
-    so_store *s = NULL;
-    cr_assert_eq(so_store_open(&so_store_sqlite_ops, path, NULL, &s), 0);
-    so_config cfg;
-    so_config_default(&cfg);
-    cfg.max_updates_per_sec = 0;
-    so_engine *e = so_engine_new(&cfg, s);
-    tclient a, other;
-    t_register(e, &a, AMF_ENC_AMF0, ROOM);
-    so_effects fx;
-    so_effects_init(&fx);
+    tclient other;
     t_use(e, &a, "p", 0, true, &fx);
     char key[16];
     uint32_t ver = 1;
@@ -438,37 +402,27 @@ Test(so_store, sqlite_write_on_worker_thread_while_loop_runs)
         cr_assert_eq(w.status, 0);
         cr_assert_eq(so_engine_batch_done(e, w.b, w.status, &fx), 0);
     }
-    cr_assert_eq(flush(e, s, &fx), 0);
+    cr_assert_eq(flush(), 0);
     cr_assert_eq(so_engine_held_count(e), 0);
     uint32_t version = so_object_version(so_engine_object_find(e, ROOM, "p"));
-    so_effects_cleanup(&fx);
     t_unregister(e, &a);
-    so_engine_free(e);
-    so_store_close(s);
-    cr_assert_eq(so_store_open(&so_store_sqlite_ops, path, NULL, &s), 0);
-    e = so_engine_new(NULL, s);
+    close_engine();
+    close_store();
+    cr_assert_eq(so_store_open(&so_store_sqlite_ops, db, NULL, &s), 0);
+    e = t_engine_new(NULL, s);
     int err;
     so_object *o = so_engine_object_open(e, ROOM, "p", true, &err);
     cr_assert_eq(so_object_version(o), version);
     cr_assert_eq(so_object_slot_count(o), 5 * 50 + 5);
     so_engine_object_close(e, o);
-    so_engine_free(e);
-    so_store_close(s);
-    rm_db(path);
-    free(path);
 }
 
-Test(so_store, use_reply_showing_uncommitted_data_is_held)
+Test(so_store, use_reply_showing_uncommitted_data_is_held, .init = mem_engine)
 {
-    so_store *s = open_mem();
-    so_engine *e = so_engine_new(NULL, s);
-    tclient a, b;
     t_register(e, &a, AMF_ENC_AMF0, ROOM);
     t_register(e, &b, AMF_ENC_AMF3, ROOM);
-    so_effects fx;
-    so_effects_init(&fx);
     t_use(e, &a, "p", 0, true, &fx);
-    flush(e, s, &fx);
+    flush();
     so_effects_clear(&fx);
     t_set1(e, &a, "p", 1, "k", 5, &fx);
     t_use(e, &b, "p", 0, true, &fx);
@@ -477,13 +431,8 @@ Test(so_store, use_reply_showing_uncommitted_data_is_held)
     t_use(e, &b, "t", 0, false, &fx);
     cr_assert_eq(count_for(&b, &fx), 1);
     so_effects_clear(&fx);
-    cr_assert_eq(flush(e, s, &fx), 0);
+    cr_assert_eq(flush(), 0);
     deliver(&b, &fx);
     cr_assert_eq(b.use_success, 1);
     cr_assert_not_null(model_find(&b, "k"));
-    so_effects_cleanup(&fx);
-    t_unregister(e, &a);
-    t_unregister(e, &b);
-    so_engine_free(e);
-    so_store_close(s);
 }
