@@ -64,20 +64,39 @@ static void make_digest_c1(uint8_t *c1, int scheme, uint64_t seed, size_t *pos)
     digest_without(c1, *pos, key, kl, c1 + *pos);
 }
 
-/* Runs a server over C0+C1(+C2); returns the server output. */
-static void run_server(const uint8_t *c1, uint8_t c0, sh_buf *out, rtmp_hs **hsp, int *rc_out)
+/* The handshake under test (h) and what it wrote (out); a test makes h
+ * with new_hs (or serve / start_client), the suite's .fini frees both. */
+static rtmp_hs *h;
+static sh_buf out;
+
+static void hs_close(void)
+{
+    rtmp_hs_free(h);
+    sh_buf_cleanup(&out);
+}
+
+TestSuite(hs, .fini = hs_close);
+
+/* h: a new handshake whose own random bytes come from `seed`. */
+static void new_hs(rtmp_role role, uint64_t seed, uint32_t time, bool digest)
 {
     uint8_t rnd[HSZ];
-    fill(rnd, HSZ, 99);
-    rtmp_hs *h = rtmp_hs_new(RTMP_ROLE_SERVER, rnd, 1234, false);
+    fill(rnd, HSZ, seed);
+    h = rtmp_hs_new(role, rnd, time, digest);
     cr_assert(h);
+    sh_buf_init(&out, 0);
+}
+
+/* Runs a server over C0+C1; its reply is in out.  Returns the feed's rc. */
+static int serve(const uint8_t *c1, uint8_t c0)
+{
+    new_hs(RTMP_ROLE_SERVER, 99, 1234, false);
     uint8_t in[1 + HSZ];
     in[0] = c0;
     memcpy(in + 1, c1, HSZ);
     size_t used = 0;
     sh_error err = {0};
-    *rc_out = rtmp_hs_feed(h, in, sizeof(in), &used, out, &err);
-    *hsp = h;
+    return rtmp_hs_feed(h, in, sizeof(in), &used, &out, &err);
 }
 
 /* Checks S1 and S2 as FFmpeg's player does. */
@@ -101,16 +120,45 @@ static void check_digest_reply(const uint8_t *s, const uint8_t *c1, size_t cpos)
     cr_assert(memcmp(sig, s2 + HSZ - 32, 32) == 0, "S2 signature does not validate");
 }
 
+/* A C1 signed with digest `scheme`: the server answers with handshake kind
+ * `kind`, S1 and S2 validate as FFmpeg checks them, and S1's digest sits
+ * where `scheme` puts it. */
+static void server_digest_case(int scheme, uint64_t seed, int kind)
+{
+    uint8_t c1[HSZ];
+    size_t pos;
+    make_digest_c1(c1, scheme, seed, &pos);
+    cr_assert_eq(serve(c1, 3), SH_EMORE);
+    cr_assert_eq(out.len, 1 + 2 * HSZ);
+    cr_assert_eq(rtmp_hs_kind(h), kind);
+    check_digest_reply(out.data, c1, pos);
+    uint8_t key[80], d[32];
+    size_t kl = make_key(key, true);
+    size_t sp = pos_of(out.data + 1, scheme);
+    digest_without(out.data + 1, sp, key, kl, d);
+    cr_assert(memcmp(d, out.data + 1 + sp, 32) == 0);
+}
+
+/* A client: h has sent C0+C1 (left in out, and `digest` picks the kind). */
+static void start_client(uint64_t seed, bool digest)
+{
+    new_hs(RTMP_ROLE_CLIENT, seed, 0, digest);
+    cr_assert_eq(rtmp_hs_client_start(h, &out), 0);
+}
+
+/* S0+S1+S2 of random bytes (seed), version byte 3. */
+static void random_s012(uint8_t *s, uint64_t seed)
+{
+    fill(s, 1 + 2 * HSZ, seed);
+    s[0] = 3;
+}
+
 Test(hs, server_simple)
 {
     uint8_t c1[HSZ];
     fill(c1, HSZ, 1);
     memset(c1 + 4, 0, 4);
-    sh_buf out;
-    sh_buf_init(&out, 0);
-    rtmp_hs *h;
-    int rc;
-    run_server(c1, 3, &out, &h, &rc);
+    int rc = serve(c1, 3);
     cr_assert_eq(rc, SH_EMORE);
     cr_assert_eq(out.len, 1 + 2 * HSZ);
     cr_assert_eq(out.data[0], 3);
@@ -128,54 +176,16 @@ Test(hs, server_simple)
     cr_assert_eq(rc, 0);
     cr_assert_eq(used, HSZ);
     cr_assert_eq(out.len, 0);
-    rtmp_hs_free(h);
-    sh_buf_cleanup(&out);
 }
 
 Test(hs, server_digest_scheme0)
 {
-    uint8_t c1[HSZ];
-    size_t pos;
-    make_digest_c1(c1, 0, 7, &pos);
-    sh_buf out;
-    sh_buf_init(&out, 0);
-    rtmp_hs *h;
-    int rc;
-    run_server(c1, 3, &out, &h, &rc);
-    cr_assert_eq(rc, SH_EMORE);
-    cr_assert_eq(out.len, 1 + 2 * HSZ);
-    cr_assert_eq(rtmp_hs_kind(h), 1);
-    check_digest_reply(out.data, c1, pos);
-    /* The S1 digest sits where scheme 0 puts it. */
-    uint8_t key[80], d[32];
-    size_t kl = make_key(key, true);
-    size_t sp = pos_of(out.data + 1, 0);
-    digest_without(out.data + 1, sp, key, kl, d);
-    cr_assert(memcmp(d, out.data + 1 + sp, 32) == 0);
-    rtmp_hs_free(h);
-    sh_buf_cleanup(&out);
+    server_digest_case(0, 7, 1);
 }
 
 Test(hs, server_digest_scheme1)
 {
-    uint8_t c1[HSZ];
-    size_t pos;
-    make_digest_c1(c1, 1, 8, &pos);
-    sh_buf out;
-    sh_buf_init(&out, 0);
-    rtmp_hs *h;
-    int rc;
-    run_server(c1, 3, &out, &h, &rc);
-    cr_assert_eq(rc, SH_EMORE);
-    cr_assert_eq(rtmp_hs_kind(h), 2);
-    check_digest_reply(out.data, c1, pos);
-    uint8_t key[80], d[32];
-    size_t kl = make_key(key, true);
-    size_t sp = pos_of(out.data + 1, 1);
-    digest_without(out.data + 1, sp, key, kl, d);
-    cr_assert(memcmp(d, out.data + 1 + sp, 32) == 0);
-    rtmp_hs_free(h);
-    sh_buf_cleanup(&out);
+    server_digest_case(1, 8, 2);
 }
 
 Test(hs, server_fallback_bad_digest)
@@ -184,43 +194,25 @@ Test(hs, server_fallback_bad_digest)
     size_t pos;
     make_digest_c1(c1, 0, 9, &pos);
     c1[pos] ^= 1; /* break the digest */
-    sh_buf out;
-    sh_buf_init(&out, 0);
-    rtmp_hs *h;
-    int rc;
-    run_server(c1, 3, &out, &h, &rc);
-    cr_assert_eq(rc, SH_EMORE);
+    cr_assert_eq(serve(c1, 3), SH_EMORE);
     cr_assert_eq(rtmp_hs_kind(h), 0);
     cr_assert_eq(sh_get_u32be(out.data + 5), 0u);
     cr_assert(memcmp(out.data + 1 + HSZ, c1, HSZ) == 0);
-    rtmp_hs_free(h);
-    sh_buf_cleanup(&out);
 }
 
 Test(hs, server_rejects_bad_version)
 {
     uint8_t c1[HSZ];
     fill(c1, HSZ, 3);
-    sh_buf out;
-    sh_buf_init(&out, 0);
-    rtmp_hs *h;
-    int rc;
-    run_server(c1, 6, &out, &h, &rc);
+    int rc = serve(c1, 6);
     cr_assert_lt(rc, 0);
     cr_assert_neq(rc, SH_EMORE);
-    rtmp_hs_free(h);
-    sh_buf_cleanup(&out);
 }
 
 /* A wrong C0 is refused at its first byte, not after 1537 bytes. */
 Test(hs, server_rejects_bad_version_at_first_byte)
 {
-    uint8_t rnd[HSZ];
-    fill(rnd, HSZ, 7);
-    rtmp_hs *h = rtmp_hs_new(RTMP_ROLE_SERVER, rnd, 1, false);
-    cr_assert(h);
-    sh_buf out;
-    sh_buf_init(&out, 0);
+    new_hs(RTMP_ROLE_SERVER, 7, 1, false);
     size_t used = 0;
     sh_error err = {0};
     const uint8_t junk = 'G'; /* e.g. the start of "GET / HTTP/1.1" */
@@ -228,8 +220,6 @@ Test(hs, server_rejects_bad_version_at_first_byte)
     cr_assert_eq(rc, SH_EUNSUPPORTED);
     cr_assert_eq(out.len, 0);
     cr_assert_str_eq(err.what, "handshake: C0 version is not 3");
-    rtmp_hs_free(h);
-    sh_buf_cleanup(&out);
 }
 
 Test(hs, server_every_truncation_wants_more)
@@ -314,42 +304,26 @@ Test(hs, client_server_every_split_digest)
 
 Test(hs, client_rejects_forged_s1)
 {
-    uint8_t r1[HSZ];
-    fill(r1, HSZ, 21);
-    rtmp_hs *c = rtmp_hs_new(RTMP_ROLE_CLIENT, r1, 0, true);
-    sh_buf b;
-    sh_buf_init(&b, 0);
-    cr_assert_eq(rtmp_hs_client_start(c, &b), 0);
+    start_client(21, true);
     uint8_t s[1 + 2 * HSZ];
-    fill(s, sizeof(s), 22);
-    s[0] = 3;
+    random_s012(s, 22);
     s[5] = 5; /* announces a version, but carries no digest */
     size_t used;
     sh_error err = {0};
-    sh_buf_reset(&b);
-    cr_assert_eq(rtmp_hs_feed(c, s, sizeof(s), &used, &b, &err), SH_EPROTO);
+    sh_buf_reset(&out);
+    cr_assert_eq(rtmp_hs_feed(h, s, sizeof(s), &used, &out, &err), SH_EPROTO);
     cr_assert(err.what);
-    sh_buf_cleanup(&b);
-    rtmp_hs_free(c);
 }
 
 Test(hs, client_simple_against_simple_server_echoes_s1)
 {
-    uint8_t r1[HSZ];
-    fill(r1, HSZ, 31);
-    rtmp_hs *c = rtmp_hs_new(RTMP_ROLE_CLIENT, r1, 0, false);
-    sh_buf b;
-    sh_buf_init(&b, 0);
-    cr_assert_eq(rtmp_hs_client_start(c, &b), 0);
-    cr_assert_eq(sh_get_u32be(b.data + 5), 0u, "simple C1 has zero version");
+    start_client(31, false);
+    cr_assert_eq(sh_get_u32be(out.data + 5), 0u, "simple C1 has zero version");
     uint8_t s[1 + 2 * HSZ];
-    fill(s, sizeof(s), 32);
-    s[0] = 3;
+    random_s012(s, 32);
     size_t used;
-    sh_buf_reset(&b);
-    cr_assert_eq(rtmp_hs_feed(c, s, sizeof(s), &used, &b, NULL), 0);
-    cr_assert_eq(b.len, HSZ);
-    cr_assert(memcmp(b.data, s + 1, HSZ) == 0, "C2 echoes S1");
-    sh_buf_cleanup(&b);
-    rtmp_hs_free(c);
+    sh_buf_reset(&out);
+    cr_assert_eq(rtmp_hs_feed(h, s, sizeof(s), &used, &out, NULL), 0);
+    cr_assert_eq(out.len, HSZ);
+    cr_assert(memcmp(out.data, s + 1, HSZ) == 0, "C2 echoes S1");
 }
