@@ -64,33 +64,52 @@ static rtmp_chunk_dec *dec_new(void)
     return d;
 }
 
+/* Feeds p[0..n) to a fresh decoder with limits lim (NULL: the defaults)
+ * and chunk size cs (0: the default), in pieces as feed_split cuts them
+ * (split, step).  The messages are added to *l; returns feed_split's rc. */
+static int decode_with(const rtmp_limits *lim, uint32_t cs, const uint8_t *p, size_t n,
+                       size_t split, size_t step, tmsgs *l, sh_error *err)
+{
+    rtmp_chunk_dec *d = rtmp_chunk_dec_new(lim ? lim : &rtmp_default_limits);
+    cr_assert(d);
+    if (cs)
+        rtmp_chunk_dec_set_chunk_size(d, cs);
+    int rc = feed_split(d, p, n, split, step, l, err);
+    rtmp_chunk_dec_free(d);
+    return rc;
+}
+
 /* Decodes a stream in one go and also split at every point and byte by
  * byte, and checks all give the same messages.  Returns the messages. */
 static tmsgs decode_all_ways(const uint8_t *p, size_t n, uint32_t chunk_size)
 {
     tmsgs ref = {0};
-    rtmp_chunk_dec *d = dec_new();
-    rtmp_chunk_dec_set_chunk_size(d, chunk_size);
     sh_error err = {0};
-    cr_assert_eq(feed_split(d, p, n, 0, 0, &ref, &err), 0, "error: %s", err.what);
-    rtmp_chunk_dec_free(d);
+    cr_assert_eq(decode_with(NULL, chunk_size, p, n, 0, 0, &ref, &err), 0, "error: %s", err.what);
     for (size_t split = 1; split < n; split++) {
         tmsgs got = {0};
-        d = dec_new();
-        rtmp_chunk_dec_set_chunk_size(d, chunk_size);
-        cr_assert_eq(feed_split(d, p, n, split, 0, &got, &err), 0);
+        cr_assert_eq(decode_with(NULL, chunk_size, p, n, split, 0, &got, &err), 0);
         tmsgs_assert_eq(&ref, &got);
         tmsgs_free(&got);
-        rtmp_chunk_dec_free(d);
     }
     tmsgs got = {0};
-    d = dec_new();
-    rtmp_chunk_dec_set_chunk_size(d, chunk_size);
-    cr_assert_eq(feed_split(d, p, n, 0, 1, &got, &err), 0);
+    cr_assert_eq(decode_with(NULL, chunk_size, p, n, 0, 1, &got, &err), 0);
     tmsgs_assert_eq(&ref, &got);
     tmsgs_free(&got);
-    rtmp_chunk_dec_free(d);
     return ref;
+}
+
+/* A fresh encoder writes m as exactly the n bytes at p. */
+static void assert_encodes_to(const rtmp_msg *m, const uint8_t *p, size_t n)
+{
+    rtmp_chunk_enc *e = rtmp_chunk_enc_new();
+    sh_buf out;
+    sh_buf_init(&out, 0);
+    cr_assert_eq(rtmp_chunk_enc_write(e, m, &out), 0);
+    cr_assert_eq(out.len, n);
+    cr_assert(memcmp(out.data, p, n) == 0);
+    sh_buf_cleanup(&out);
+    rtmp_chunk_enc_free(e);
 }
 
 Test(chunk, all_header_types)
@@ -157,13 +176,11 @@ Test(chunk, fresh_stream_type2_or_3_rejected)
         wbasic(&w, fmt, 5);
         w24(&w, 1);
         w8(&w, 0);
-        rtmp_chunk_dec *d = dec_new();
         tmsgs l = {0};
         sh_error err = {0};
-        cr_assert_eq(feed_split(d, w.b, w.n, 0, 0, &l, &err), SH_EPROTO);
+        cr_assert_eq(decode_with(NULL, 0, w.b, w.n, 0, 0, &l, &err), SH_EPROTO);
         cr_assert(err.what && err.where);
         tmsgs_free(&l);
-        rtmp_chunk_dec_free(d);
     }
 }
 
@@ -188,15 +205,8 @@ Test(chunk, csid_sizes)
         cr_assert(memcmp(l.v[0].m.data, payload, 200) == 0);
 
         /* and the encoder writes the same bytes */
-        rtmp_chunk_enc *e = rtmp_chunk_enc_new();
-        sh_buf out;
-        sh_buf_init(&out, 0);
         rtmp_msg m = {18, 1, 5, ids[i], payload, 200};
-        cr_assert_eq(rtmp_chunk_enc_write(e, &m, &out), 0);
-        cr_assert_eq(out.len, w.n);
-        cr_assert(memcmp(out.data, w.b, w.n) == 0);
-        sh_buf_cleanup(&out);
-        rtmp_chunk_enc_free(e);
+        assert_encodes_to(&m, w.b, w.n);
         tmsgs_free(&l);
     }
 }
@@ -224,15 +234,8 @@ Test(chunk, extended_timestamp_type0_and_continuations)
     cr_assert(memcmp(a.v[0].m.data, payload, 300) == 0);
 
     /* the encoder produces exactly this */
-    rtmp_chunk_enc *e = rtmp_chunk_enc_new();
-    sh_buf out;
-    sh_buf_init(&out, 0);
     rtmp_msg m = {9, 1, ts, 6, payload, 300};
-    cr_assert_eq(rtmp_chunk_enc_write(e, &m, &out), 0);
-    cr_assert_eq(out.len, w.n);
-    cr_assert(memcmp(out.data, w.b, w.n) == 0);
-    sh_buf_cleanup(&out);
-    rtmp_chunk_enc_free(e);
+    assert_encodes_to(&m, w.b, w.n);
 
     /* Tolerated: a sender that omits it on continuations (old spec). */
     wr w2 = {.n = 0};
@@ -381,15 +384,8 @@ Test(chunk, zero_length_message)
     cr_assert_eq(l.v[1].m.len, 1);
     tmsgs_free(&l);
     /* the encoder writes an empty message as a lone header */
-    rtmp_chunk_enc *e = rtmp_chunk_enc_new();
-    sh_buf out;
-    sh_buf_init(&out, 0);
     rtmp_msg m = {20, 0, 1, 3, NULL, 0};
-    cr_assert_eq(rtmp_chunk_enc_write(e, &m, &out), 0);
-    cr_assert_eq(out.len, 12);
-    cr_assert(memcmp(out.data, w.b, 12) == 0);
-    sh_buf_cleanup(&out);
-    rtmp_chunk_enc_free(e);
+    assert_encodes_to(&m, w.b, 12);
 }
 
 /* ---- encoder ---- */
@@ -445,18 +441,15 @@ Test(chunk, encoder_decoder_round_trip_random)
             cr_assert_eq(rtmp_chunk_enc_write(e, &ms[i], &out), 0);
         rtmp_limits lim = rtmp_default_limits;
         lim.max_chunk_size = 65536;
-        rtmp_chunk_dec *d = rtmp_chunk_dec_new(&lim);
-        rtmp_chunk_dec_set_chunk_size(d, cs);
         tmsgs got = {0};
         sh_error err = {0};
         size_t step = seed % 3 == 0 ? 1 : seed % 3 == 1 ? 0 : 777;
-        cr_assert_eq(feed_split(d, out.data, out.len, 0, step, &got, &err), 0,
+        cr_assert_eq(decode_with(&lim, cs, out.data, out.len, 0, step, &got, &err), 0,
                      "seed %llu: %s", (unsigned long long)seed, err.what);
         cr_assert_eq(got.n, N);
         for (size_t i = 0; i < N; i++)
             cr_assert(msg_eq(&got.v[i].m, &ms[i]), "seed %llu msg %zu", (unsigned long long)seed, i);
         tmsgs_free(&got);
-        rtmp_chunk_dec_free(d);
         sh_buf_cleanup(&out);
         rtmp_chunk_enc_free(e);
         for (size_t i = 0; i < N; i++)
@@ -520,14 +513,11 @@ Test(chunk, shared_equals_write_full)
         cr_assert(rb);
         cr_assert_eq(rb->len, out.len);
         cr_assert(memcmp(rb->data, out.data, out.len) == 0);
-        rtmp_chunk_dec *d = dec_new();
-        rtmp_chunk_dec_set_chunk_size(d, 4096);
         tmsgs got = {0};
-        cr_assert_eq(feed_split(d, rb->data, rb->len, 0, 0, &got, NULL), 0);
+        cr_assert_eq(decode_with(NULL, 4096, rb->data, rb->len, 0, 0, &got, NULL), 0);
         cr_assert_eq(got.n, 1);
         cr_assert(msg_eq(&got.v[0].m, &m));
         tmsgs_free(&got);
-        rtmp_chunk_dec_free(d);
         sh_rcbuf_unref(rb);
         sh_buf_cleanup(&out);
     }
@@ -561,12 +551,10 @@ Test(chunk, limit_message_size)
     wfmt0(&w, 3, 0, 1, 20, 0);
     w8(&w, 0);
     wfmt1(&w, 3, 0, 1001, 20);
-    rtmp_chunk_dec *d = rtmp_chunk_dec_new(&lim);
     tmsgs l = {0};
-    cr_assert_eq(feed_split(d, w.b, w.n, 0, 0, &l, NULL), SH_ELIMIT);
+    cr_assert_eq(decode_with(&lim, 0, w.b, w.n, 0, 0, &l, NULL), SH_ELIMIT);
     cr_assert_eq(l.n, 1);
     tmsgs_free(&l);
-    rtmp_chunk_dec_free(d);
 }
 
 Test(chunk, limit_chunk_streams)
@@ -582,10 +570,9 @@ Test(chunk, limit_chunk_streams)
         /* reusing a known stream does not count again */
         wfmt0(&w, 3, 0, 1, 20, 0);
         w8(&w, 9);
-        rtmp_chunk_dec *d = rtmp_chunk_dec_new(&lim);
         tmsgs l = {0};
         sh_error err = {0};
-        int rc = feed_split(d, w.b, w.n, 0, 0, &l, &err);
+        int rc = decode_with(&lim, 0, w.b, w.n, 0, 0, &l, &err);
         if (n == 5) {
             cr_assert_eq(rc, 0);
             cr_assert_eq(l.n, 6);
@@ -594,7 +581,6 @@ Test(chunk, limit_chunk_streams)
             cr_assert_eq(l.n, 5);
         }
         tmsgs_free(&l);
-        rtmp_chunk_dec_free(d);
     }
 }
 
@@ -612,13 +598,11 @@ Test(chunk, limit_buffered_bytes)
         wbytes(&w, z, 128);
         wbasic(&w, 3, 5);
         wbytes(&w, z, 44 + extra);
-        rtmp_chunk_dec *d = rtmp_chunk_dec_new(&lim);
         tmsgs l = {0};
         sh_error err = {0};
-        int rc = feed_split(d, w.b, w.n, 0, 0, &l, &err);
+        int rc = decode_with(&lim, 0, w.b, w.n, 0, 0, &l, &err);
         cr_assert_eq(rc, extra ? SH_ELIMIT : 0, "extra %zu rc %d", extra, rc);
         tmsgs_free(&l);
-        rtmp_chunk_dec_free(d);
     }
     /* a message that completes releases its bytes */
     wr w = {.n = 0};
@@ -629,12 +613,10 @@ Test(chunk, limit_buffered_bytes)
         wbasic(&w, 3, 4);
         wbytes(&w, z, 122);
     }
-    rtmp_chunk_dec *d = rtmp_chunk_dec_new(&lim);
     tmsgs l = {0};
-    cr_assert_eq(feed_split(d, w.b, w.n, 0, 0, &l, NULL), 0);
+    cr_assert_eq(decode_with(&lim, 0, w.b, w.n, 0, 0, &l, NULL), 0);
     cr_assert_eq(l.n, 10);
     tmsgs_free(&l);
-    rtmp_chunk_dec_free(d);
 }
 
 Test(chunk, garbage_never_crashes)
@@ -651,18 +633,16 @@ Test(chunk, garbage_never_crashes)
             buf[0] = (uint8_t)(buf[0] & 0x3F);
         rtmp_limits lim = rtmp_default_limits;
         lim.max_message_size = 1 + trand(&seed) % 70000;
-        rtmp_chunk_dec *d = rtmp_chunk_dec_new(&lim);
-        rtmp_chunk_dec_set_chunk_size(d, 1 + trand(&seed) % 300);
+        uint32_t cs = 1 + trand(&seed) % 300;
         tmsgs l = {0};
         sh_error err = {0};
         size_t step = iter % 2 ? 0 : 1 + trand(&seed) % 17;
-        int rc = feed_split(d, buf, n, 0, step, &l, &err);
+        int rc = decode_with(&lim, cs, buf, n, 0, step, &l, &err);
         if (rc < 0) {
             errors++;
             cr_assert(err.what != NULL);
         }
         tmsgs_free(&l);
-        rtmp_chunk_dec_free(d);
     }
     cr_assert_gt(errors, 0);
 }
@@ -690,16 +670,14 @@ Test(chunk, mutated_streams_never_crash)
         rtmp_limits lim = rtmp_default_limits;
         lim.max_buffered = 1 + trand(&seed) % 20000;
         lim.max_chunk_streams = 1 + trand(&seed) % 10;
-        rtmp_chunk_dec *d = rtmp_chunk_dec_new(&lim);
-        rtmp_chunk_dec_set_chunk_size(d, cs);
         tmsgs l = {0};
         sh_error err = {0};
-        int rc = feed_split(d, out.data, out.len, 0, iter % 2 ? 0 : 1 + trand(&seed) % 9, &l, &err);
+        int rc = decode_with(&lim, cs, out.data, out.len, 0, iter % 2 ? 0 : 1 + trand(&seed) % 9,
+                             &l, &err);
         cr_assert(rc == 0 || (rc < 0 && err.what));
         for (size_t i = 0; i < l.n; i++)
             cr_assert_leq(l.v[i].m.len, RTMP_DEFAULT_MAX_MESSAGE_SIZE);
         tmsgs_free(&l);
-        rtmp_chunk_dec_free(d);
         sh_buf_cleanup(&out);
         rtmp_chunk_enc_free(e);
         for (size_t i = 0; i < N; i++)
