@@ -29,30 +29,59 @@ static char *slurp(const char *name, size_t *len)
     return b;
 }
 
-static cJSON *manifest(void)
+/* The manifest of vectors: loaded by the suite's .init, freed by its .fini. */
+static cJSON *manifest;
+
+static void manifest_load(void)
 {
     size_t n;
     char *text = slurp("manifest.json", &n);
-    cJSON *m = cJSON_Parse(text);
+    manifest = cJSON_Parse(text);
     free(text);
-    cr_assert(cJSON_IsArray(m));
-    cr_assert_gt(cJSON_GetArraySize(m), 60, "expected the generated vectors");
-    return m;
+    cr_assert(cJSON_IsArray(manifest));
+    cr_assert_gt(cJSON_GetArraySize(manifest), 60, "expected the generated vectors");
 }
+
+static void manifest_free(void)
+{
+    cJSON_Delete(manifest);
+}
+
+TestSuite(vectors, .init = manifest_load, .fini = manifest_free);
 
 static amf_encoding enc_of(const cJSON *e)
 {
     return cJSON_GetObjectItem(e, "enc")->valueint == 3 ? AMF_ENC_AMF3 : AMF_ENC_AMF0;
 }
 
+static const char *name_of(const cJSON *e)
+{
+    return cJSON_GetObjectItem(e, "name")->valuestring;
+}
+
+/* Vector e's bytes (caller frees). */
+static uint8_t *bin_of(const cJSON *e, size_t *len)
+{
+    return (uint8_t *)slurp(cJSON_GetObjectItem(e, "bin")->valuestring, len);
+}
+
+/* Decodes all len bytes of vector e, which must succeed. */
+static amf_value *decode_vector(const cJSON *e, const uint8_t *bin, size_t len)
+{
+    amf_value *v = NULL;
+    size_t used = 0;
+    cr_assert_eq(amf_decode1(enc_of(e), bin, len, NULL, &used, &v, NULL), 0, "%s", name_of(e));
+    cr_assert_eq(used, len, "%s: consumed %zu of %zu", name_of(e), used, len);
+    return v;
+}
+
 Test(vectors, decode_to_expected_value)
 {
-    cJSON *m = manifest();
     int checked = 0;
-    for (cJSON *e = m->child; e; e = e->next) {
-        const char *name = cJSON_GetObjectItem(e, "name")->valuestring;
+    for (cJSON *e = manifest->child; e; e = e->next) {
+        const char *name = name_of(e);
         size_t len;
-        uint8_t *bin = (uint8_t *)slurp(cJSON_GetObjectItem(e, "bin")->valuestring, &len);
+        uint8_t *bin = bin_of(e, &len);
         amf_value *v = NULL;
         size_t used = 0;
         sh_error err = {0};
@@ -81,40 +110,33 @@ Test(vectors, decode_to_expected_value)
         checked++;
     }
     cr_assert_gt(checked, 60);
-    cJSON_Delete(m);
 }
 
 Test(vectors, encoder_reproduces_bytes)
 {
-    cJSON *m = manifest();
-    for (cJSON *e = m->child; e; e = e->next) {
+    for (cJSON *e = manifest->child; e; e = e->next) {
         if (!cJSON_IsTrue(cJSON_GetObjectItem(e, "canonical")))
             continue;
-        const char *name = cJSON_GetObjectItem(e, "name")->valuestring;
         size_t len;
-        uint8_t *bin = (uint8_t *)slurp(cJSON_GetObjectItem(e, "bin")->valuestring, &len);
-        amf_value *v = NULL;
-        size_t used;
-        cr_assert_eq(amf_decode1(enc_of(e), bin, len, NULL, &used, &v, NULL), 0);
+        uint8_t *bin = bin_of(e, &len);
+        amf_value *v = decode_vector(e, bin, len);
         size_t n;
         uint8_t *out = tu_encode(enc_of(e), v, &n);
-        cr_assert_eq(n, len, "%s: %zu bytes, want %zu", name, n, len);
-        cr_assert_arr_eq(out, bin, len, "%s: bytes differ", name);
+        cr_assert_eq(n, len, "%s: %zu bytes, want %zu", name_of(e), n, len);
+        cr_assert_arr_eq(out, bin, len, "%s: bytes differ", name_of(e));
         free(out);
         amf_unref(v);
         free(bin);
     }
-    cJSON_Delete(m);
 }
 
 Test(vectors, every_prefix_asks_for_more)
 {
-    cJSON *m = manifest();
-    for (cJSON *e = m->child; e; e = e->next) {
+    for (cJSON *e = manifest->child; e; e = e->next) {
         if (cJSON_GetObjectItem(e, "error"))
             continue;
         size_t len;
-        uint8_t *bin = (uint8_t *)slurp(cJSON_GetObjectItem(e, "bin")->valuestring, &len);
+        uint8_t *bin = bin_of(e, &len);
         if (len > 4096) { /* the 70000-byte string: check a spread of prefixes */
             for (size_t i = 0; i < len; i += 997) {
                 amf_value *v = NULL;
@@ -126,21 +148,17 @@ Test(vectors, every_prefix_asks_for_more)
         }
         free(bin);
     }
-    cJSON_Delete(m);
 }
 
 Test(vectors, json_round_trip)
 {
     /* value -> JSON -> value is the identity for every vector */
-    cJSON *m = manifest();
-    for (cJSON *e = m->child; e; e = e->next) {
+    for (cJSON *e = manifest->child; e; e = e->next) {
         if (cJSON_GetObjectItem(e, "error"))
             continue;
         size_t len;
-        uint8_t *bin = (uint8_t *)slurp(cJSON_GetObjectItem(e, "bin")->valuestring, &len);
-        amf_value *v = NULL, *back = NULL;
-        size_t used;
-        cr_assert_eq(amf_decode1(enc_of(e), bin, len, NULL, &used, &v, NULL), 0);
+        uint8_t *bin = bin_of(e, &len);
+        amf_value *v = decode_vector(e, bin, len), *back = NULL;
         char *js = amf_json_print(v);
         cr_assert_not_null(js);
         cr_assert_eq(amf_json_parse(js, &back, NULL), 0, "%s", js);
@@ -150,5 +168,4 @@ Test(vectors, json_round_trip)
         amf_unref(v);
         free(bin);
     }
-    cJSON_Delete(m);
 }
