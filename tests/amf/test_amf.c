@@ -40,6 +40,25 @@ static amf_value *dec_hex(amf_encoding enc, const char *hex, int want_rc, size_t
     return v;
 }
 
+/* Decodes all n bytes at b with a fresh decoder, which must succeed
+ * (caller unrefs the value). */
+static amf_value *dec_all(amf_encoding enc, const uint8_t *b, size_t n)
+{
+    amf_value *v = NULL;
+    size_t used = 0;
+    cr_assert_eq(amf_decode1(enc, b, n, NULL, &used, &v, NULL), 0);
+    cr_assert_eq(used, n);
+    return v;
+}
+
+/* The n bytes at b decode to a value equal to want. */
+static void assert_decodes_to(amf_encoding enc, const uint8_t *b, size_t n, const amf_value *want)
+{
+    amf_value *back = dec_all(enc, b, n);
+    cr_assert(amf_equal(back, want));
+    amf_unref(back);
+}
+
 static void check_enc(amf_encoding enc, const amf_value *v, const char *hex)
 {
     size_t n, wn;
@@ -61,12 +80,9 @@ static void expect(amf_encoding enc, const char *hex, amf_value *want, bool cano
     if (canonical)
         check_enc(enc, v, hex);
     /* and round trip through our own encoding */
-    size_t n, used;
+    size_t n;
     uint8_t *b = tu_encode(enc, v, &n);
-    amf_value *back = NULL;
-    cr_assert_eq(amf_decode1(enc, b, n, NULL, &used, &back, NULL), 0);
-    cr_assert(amf_equal(back, want));
-    amf_unref(back);
+    assert_decodes_to(enc, b, n, want);
     free(b);
     amf_unref(v);
     amf_unref(want);
@@ -198,11 +214,7 @@ Test(amf0, long_string_choice)
             cr_assert_eq(b[0], AMF0_LONG_STRING);
             cr_assert_eq(bn, 5 + len);
         }
-        amf_value *back;
-        size_t used;
-        cr_assert_eq(amf_decode1(AMF_ENC_AMF0, b, bn, NULL, &used, &back, NULL), 0);
-        cr_assert(amf_equal(v, back));
-        amf_unref(back);
+        assert_decodes_to(AMF_ENC_AMF0, b, bn, v);
         amf_unref(v);
         free(b);
     }
@@ -463,11 +475,9 @@ static amf_value *everything3(void)
 
 static void round_trip(amf_encoding enc, amf_value *v)
 {
-    size_t n, used;
+    size_t n;
     uint8_t *b = tu_encode(enc, v, &n);
-    amf_value *back = NULL;
-    cr_assert_eq(amf_decode1(enc, b, n, NULL, &used, &back, NULL), 0);
-    cr_assert_eq(used, n);
+    amf_value *back = dec_all(enc, b, n);
     cr_assert(amf_equal(v, back));
     tu_check_prefixes(enc, b, n, v);
     /* and our bytes are canonical: encoding the decoded value gives them again */
@@ -507,10 +517,9 @@ Test(roundtrip, shared_values_stay_shared)
         amf_value *arr = amf_strict_array_new();
         amf_array_push(arr, amf_ref(o));
         amf_array_push(arr, amf_ref(o));
-        size_t n, used;
+        size_t n;
         uint8_t *b = tu_encode((amf_encoding)enc, arr, &n);
-        amf_value *back;
-        cr_assert_eq(amf_decode1((amf_encoding)enc, b, n, NULL, &used, &back, NULL), 0);
+        amf_value *back = dec_all((amf_encoding)enc, b, n);
         cr_assert_eq(amf_array_at(back, 0), amf_array_at(back, 1));
         amf_unref(back);
         free(b);
@@ -606,32 +615,42 @@ static int dec_lim(amf_encoding enc, const amf_limits *lim, const uint8_t *b, si
     return rc;
 }
 
+/* Encodes v with a fresh encoder, drops v, and decodes the bytes under
+ * lim; returns the decoder's rc. */
+static int reencode_lim(amf_encoding enc, const amf_limits *lim, amf_value *v)
+{
+    size_t n;
+    uint8_t *b = tu_encode(enc, v, &n);
+    amf_unref(v);
+    int rc = dec_lim(enc, lim, b, n);
+    free(b);
+    return rc;
+}
+
+/* n strict arrays, each inside the next. */
+static amf_value *nested_arrays(uint32_t n)
+{
+    amf_value *v = amf_strict_array_new();
+    for (uint32_t i = 1; i < n; i++) {
+        amf_value *outer = amf_strict_array_new();
+        amf_array_push(outer, v);
+        v = outer;
+    }
+    return v;
+}
+
 Test(limits, depth)
 {
     amf_limits lim = amf_default_limits;
     lim.max_depth = 5;
     for (int enc = 0; enc <= 3; enc += 3) {
         for (uint32_t depth = 5; depth <= 6; depth++) {
-            amf_value *v = amf_strict_array_new();
-            for (uint32_t i = 1; i < depth; i++) {
-                amf_value *outer = amf_strict_array_new();
-                amf_array_push(outer, v);
-                v = outer;
-            }
-            size_t n;
-            uint8_t *b = tu_encode((amf_encoding)enc, v, &n);
-            cr_assert_eq(dec_lim((amf_encoding)enc, &lim, b, n), depth == 5 ? 0 : SH_ELIMIT);
-            free(b);
-            amf_unref(v);
+            amf_value *v = nested_arrays(depth);
+            cr_assert_eq(reencode_lim((amf_encoding)enc, &lim, v), depth == 5 ? 0 : SH_ELIMIT);
         }
     }
     /* the encoder's own cap */
-    amf_value *v = amf_strict_array_new();
-    for (int i = 0; i < AMF_ENC_MAX_DEPTH + 1; i++) {
-        amf_value *outer = amf_strict_array_new();
-        amf_array_push(outer, v);
-        v = outer;
-    }
+    amf_value *v = nested_arrays(AMF_ENC_MAX_DEPTH + 2);
     sh_buf out;
     sh_buf_init(&out, 0);
     cr_assert_eq(amf_encode1(AMF_ENC_AMF0, v, &out), SH_ELIMIT);
@@ -683,14 +702,9 @@ Test(limits, elements)
                 amf_dict_add(dict, amf_integer(i), amf_null());
             }
             amf_value *all[] = {arr, obj, vec, dict};
-            for (int k = 0; k < 4; k++) {
-                size_t n;
-                uint8_t *b = tu_encode((amf_encoding)enc, all[k], &n);
-                cr_assert_eq(dec_lim((amf_encoding)enc, &lim, b, n), count == 10 ? 0 : SH_ELIMIT,
-                             "enc %d kind %d count %d", enc, k, count);
-                free(b);
-                amf_unref(all[k]);
-            }
+            for (int k = 0; k < 4; k++)
+                cr_assert_eq(reencode_lim((amf_encoding)enc, &lim, all[k]),
+                             count == 10 ? 0 : SH_ELIMIT, "enc %d kind %d count %d", enc, k, count);
         }
     }
     /* a huge claimed count is refused at once, however few bytes follow */
@@ -721,21 +735,11 @@ Test(limits, reference_tables)
         for (int i = 0; i < total - 1; i++)
             amf_array_push(z, amf_object_new(NULL));
         int want = total == 4 ? 0 : SH_ELIMIT;
-        size_t n;
-        uint8_t *b = tu_encode(AMF_ENC_AMF3, a, &n);
-        cr_assert_eq(dec_lim(AMF_ENC_AMF3, &lim, b, n), want, "strings %d", total);
-        free(b);
-        b = tu_encode(AMF_ENC_AMF3, o, &n);
-        cr_assert_eq(dec_lim(AMF_ENC_AMF3, &lim, b, n), want, "objects %d", total);
-        free(b);
-        b = tu_encode(AMF_ENC_AMF0, z, &n);
-        cr_assert_eq(dec_lim(AMF_ENC_AMF0, &lim, b, n), want, "amf0 refs %d", total);
-        free(b);
+        cr_assert_eq(reencode_lim(AMF_ENC_AMF3, &lim, a), want, "strings %d", total);
+        cr_assert_eq(reencode_lim(AMF_ENC_AMF3, &lim, o), want, "objects %d", total);
+        cr_assert_eq(reencode_lim(AMF_ENC_AMF0, &lim, z), want, "amf0 refs %d", total);
         /* (the traits table cannot fill before the object table: every
          * traits entry comes with its object) */
-        amf_unref(a);
-        amf_unref(o);
-        amf_unref(z);
     }
 }
 
