@@ -47,6 +47,7 @@ static const num_opt num_opts[] = {
     U32(max_amf_elements, 65536, 16, 1u << 24),
     U64(so_congestion_bytes, (uint64_t)256 << 10, 1024, (uint64_t)1 << 34),
     U32(so_max_updates_per_sec, 200, 0, 10000000),
+    U32(so_unload_idle_s, 60, 0, 86400),
 };
 
 #define NUM_OPTS (sizeof(num_opts) / sizeof(num_opts[0]))

@@ -169,6 +169,7 @@ struct app_so_glue {
     /* grouped commits */
     uv_check_t check;
     uv_timer_t timer;
+    uv_timer_t unload_timer;    /* so_engine_unload_idle every so_unload_idle_s */
     uv_work_t work;
     so_store_batch *inflight;   /* batch being written by the worker */
     int inflight_status;
@@ -441,6 +442,14 @@ static void commit_kick(app_so_glue *g)
 
 static void on_check(uv_check_t *h) { commit_kick(h->data); }
 
+static void on_unload_timer(uv_timer_t *t)
+{
+    app_so_glue *g = t->data;
+    size_t n = so_engine_unload_idle(g->eng);
+    if (n)
+        SH_LOG(SH_LOG_INFO, "so: %zu idle rooms left memory (read from the store when next used)", n);
+}
+
 static void close_handles(app_so_glue *g)
 {
     if (g->handles_closed)
@@ -448,6 +457,7 @@ static void close_handles(app_so_glue *g)
     g->handles_closed = true;
     uv_close((uv_handle_t *)&g->check, NULL);
     uv_close((uv_handle_t *)&g->timer, NULL);
+    uv_close((uv_handle_t *)&g->unload_timer, NULL);
 }
 
 /* Shutdown, nothing in flight: write what is pending synchronously, close
@@ -608,6 +618,13 @@ app_so_glue *app_so_glue_new(app_server *srv, char *err, size_t errsz)
     uv_check_start(&g->check, on_check);
     uv_timer_init(g->loop, &g->timer);
     g->timer.data = g;
+    uv_timer_init(g->loop, &g->unload_timer);
+    g->unload_timer.data = g;
+    if (cfg->so_unload_idle_s) {
+        uint64_t ms = (uint64_t)cfg->so_unload_idle_s * 1000;
+        uv_timer_start(&g->unload_timer, on_unload_timer, ms, ms);
+        uv_unref((uv_handle_t *)&g->unload_timer); /* never keeps the loop alive */
+    }
     app_so_hooks h = {
         .on_message = hook_message,
         .on_disconnect = hook_disconnect,

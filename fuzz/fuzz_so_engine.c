@@ -10,7 +10,9 @@
  * the client, who >> 2 advances the clock by that many x 37 ms.
  * Ops (op % 8):
  *   0 the client sends body as a shared-object message (its type)
- *   1 the app takes the pending store batch (kept in a FIFO)
+ *   1 the app takes the pending store batch (kept in a FIFO); with who
+ *     bit 7 set instead it calls so_engine_unload_idle twice (idle rooms
+ *     leave memory, to be loaded from the store when next touched)
  *   2 the oldest taken batch is written to the store and handed back
  *     (fails with SH_EIO when who bit 7 is set)
  *   3 / 4 the client becomes congested / drains
@@ -473,7 +475,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         }
         case 1:
-            if (s.nbatches < MAX_BATCHES) {
+            if (who & 0x80) {
+                size_t nu = so_engine_unload_idle(s.e);
+                nu += so_engine_unload_idle(s.e);
+                if (getenv("FUZZ_TRACE"))
+                    fprintf(stderr, "  unloaded %zu rooms\n", nu);
+            } else if (s.nbatches < MAX_BATCHES) {
                 so_store_batch *b = so_engine_take_batch(s.e);
                 if (b)
                     s.batches[s.nbatches++] = b;

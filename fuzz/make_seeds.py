@@ -273,6 +273,15 @@ def main():
         rec(0, 0, so_change("a", 0, [("k", a0_num(1))])) +
         rec(0, 0, so_change("a", 1, [("k", a0_num(2))])) + rec(3, 1) + rec(4, 1) +
         rec(0, 1, so_use("a", 0, False)))
+    # client 3 is alone in room app/b: it writes a persistent object, the
+    # batch is stored, it leaves (away: who bit 7), the room is unloaded
+    # (op 1, who bit 7, by client 0) and read again when client 3 comes back
+    put("fuzz_so_engine", "unload_reload", b"\x00" +
+        rec(0, 3, so_use("saved", 0, True)) +
+        rec(0, 3, so_change("saved", 1, [("x", a0_num(7))], persistent=True)) +
+        rec(1, 3) + rec(2, 3) + rec(5, 0x83) + rec(1, 0x80) +
+        rec(0, 3, so_use("saved", 0, True)) +
+        rec(0, 3, so_change("saved", 2, [("y", a0_num(8))], persistent=True)))
 
     # auth: user NUL token NUL app [now u64]; secret as in fuzz_auth.c
     import base64

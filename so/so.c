@@ -62,6 +62,7 @@ struct so_object {
     size_t npend, cappend;
     uint64_t pending_seq;  /* last batch holding writes of this object */
     uint64_t rewrite_seq;  /* batch that already holds a full rewrite */
+    bool unsaved;          /* a rewrite after a failure could not be queued */
 };
 
 struct so_room {
@@ -71,6 +72,7 @@ struct so_room {
     so_conflict conflict;
     bool conflict_set;
     bool loaded;
+    bool idle_seen;     /* found idle by the last so_engine_unload_idle */
 };
 
 struct so_sub {
@@ -747,8 +749,10 @@ static int room_load(so_engine *e, so_room *r)
     so_store_visitor v = {.object = load_object, .slot = load_slot, .ud = &l};
     int rc = so_store_load_room(e->store, r->name, &v);
     amf_dec_free(l.dec);
-    if (rc == 0)
+    if (rc == 0) {
         r->loaded = true;
+        e->st.room_loads++;
+    }
     return rc;
 }
 
@@ -771,6 +775,7 @@ static so_room *room_get(so_engine *e, const char *name, bool load, int *rc)
             return NULL;
         }
     }
+    r->idle_seen = false; /* touched */
     if (load && !r->loaded && (*rc = room_load(e, r)) < 0) {
         room_maybe_drop(e, r);
         return NULL;
@@ -1517,7 +1522,7 @@ static void schedule_rewrites(so_engine *e, const so_store_batch *b)
         so_room *r = so_map_get(&e->rooms, op->room, strlen(op->room));
         so_object *o = r ? so_map_get(&r->objects, op->name, strlen(op->name)) : NULL;
         if (o && o->persistent)
-            (void)persist_full(e, o); /* ENOMEM: retried on the next failure */
+            o->unsaved = persist_full(e, o) < 0; /* ENOMEM: retried on the next failure */
     }
 }
 
@@ -1550,6 +1555,59 @@ int so_engine_batch_done(so_engine *e, so_store_batch *b, int status, so_effects
 size_t so_engine_held_count(const so_engine *e)
 {
     return e->nheld;
+}
+
+/* Nothing refers to r's objects and everything in them is durable. */
+static bool room_idle(const so_engine *e, const so_room *r)
+{
+    if (r->nclients || !r->loaded)
+        return false;
+    size_t it = 0;
+    const so_object *o;
+    while ((o = so_map_next(&r->objects, &it)) != NULL)
+        if (o->nsubs || o->server_refs || o->lock || o->npend || o->unsaved ||
+            o->pending_seq > e->done_seq || o->rewrite_seq > e->done_seq)
+            return false;
+    return true;
+}
+
+size_t so_engine_unload_idle(so_engine *e)
+{
+    if (!e->store)
+        return 0; /* the objects live only here */
+    size_t n = 0, it = 0;
+    so_room *r;
+    so_room **gone = NULL; /* emptied rooms to drop after the walk */
+    size_t ngone = 0, capgone = 0;
+    while ((r = so_map_next(&e->rooms, &it)) != NULL) {
+        if (!room_idle(e, r)) {
+            r->idle_seen = false;
+            continue;
+        }
+        if (!r->idle_seen) {
+            r->idle_seen = true;
+            continue;
+        }
+        size_t oit = 0;
+        so_object *o;
+        while ((o = so_map_next(&r->objects, &oit)) != NULL) {
+            object_free(e, o);
+            e->nobjects--;
+        }
+        so_map_cleanup(&r->objects);
+        so_map_init(&r->objects);
+        r->loaded = false;
+        r->idle_seen = false;
+        e->st.room_unloads++;
+        n++;
+        /* without memory for the list the empty room stays until next time */
+        if (!r->conflict_set)
+            (void)ptrs_push((void ***)&gone, &ngone, &capgone, r);
+    }
+    for (size_t i = 0; i < ngone; i++)
+        room_maybe_drop(e, gone[i]);
+    free(gone);
+    return n;
 }
 
 /* ================================================================ server API */

@@ -234,6 +234,17 @@ so_store_batch *so_engine_take_batch(so_engine *e);
 int so_engine_batch_done(so_engine *e, so_store_batch *b, int status, so_effects *out);
 /* Number of effects held waiting for durability. */
 size_t so_engine_held_count(const so_engine *e);
+/* Memory bound for persistent objects: frees the objects of every room
+ * that was idle at the previous call and still is.  Idle: no client
+ * registered in it, no object held open by server code, locked or with
+ * queued server changes, and every change of its objects durable (its
+ * batch came back successfully).  The room is read from the store again
+ * when next touched (a client registering, the server opening an
+ * object), as after a restart: a client coming back with an old version
+ * gets Clear and everything, since the history is gone.  Does nothing
+ * without a store.  Call it periodically: a room is unloaded one to two
+ * periods after it went idle.  Returns the number of rooms unloaded. */
+size_t so_engine_unload_idle(so_engine *e);
 
 /* ---- server-side API ----
  * Gets or creates an object in room (loading the room first).  The handle
@@ -282,6 +293,8 @@ typedef struct so_engine_stats {
     uint64_t ignored_events;   /* server-only or unknown events from clients */
     uint64_t held;             /* effects waiting for durability */
     uint64_t store_failures;
+    uint64_t room_loads;       /* rooms read from the store */
+    uint64_t room_unloads;     /* rooms freed by so_engine_unload_idle */
 } so_engine_stats;
 void so_engine_get_stats(const so_engine *e, so_engine_stats *s);
 

@@ -6,7 +6,11 @@
  *     every (key, value) whose Success arrived; a child process kills the
  *     server with SIGKILL at a random moment while changes pour in; it is restarted on the same data dir, and every acknowledged
  *     change must be there (value at least the acknowledged one: values
- *     only grow), the object at least at the acknowledged version. */
+ *     only grow), the object at least at the acknowledged version.
+ *  3. idle unload (so_unload_idle_s=1): once its last client leaves, the
+ *     room leaves memory (the server logs it); a client coming back sees
+ *     the same slots at the same version, a Use with that version gets
+ *     UseSuccess only, and a new change continues from that version. */
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -251,6 +255,64 @@ static void test_kill9(const char *data_dir)
         e2e_log_dump(&again);
 }
 
+static void test_unload(const char *data_dir)
+{
+    e2e_server srv;
+    const char *extra[] = {"--data-dir", data_dir, "--set", "so_unload_idle_s=1", NULL};
+    if (e2e_server_start(&srv, NULL, extra) != 0) {
+        E2E_CHECK(0, "server with so_unload_idle_s=1 starts");
+        return;
+    }
+    soc *a = soc_connect(srv.port, "persist/idle", 0, 0);
+    E2E_CHECK(a != NULL, "writer connects");
+    if (!a) {
+        e2e_server_stop(&srv, true);
+        return;
+    }
+    soc_use(a, "board", 0, true);
+    soc_msg_free(soc_wait_event(a, "board", SO_EV_USE_SUCCESS, T));
+    for (int i = 0; i < 3; i++) {
+        char key[8];
+        snprintf(key, sizeof(key), "k%d", i);
+        soc_set_num(a, "board", soc_version(a, "board"), true, key, 10 + i);
+        soc_msg_free(soc_wait_event(a, "board", SO_EV_SUCCESS, T));
+    }
+    uint32_t v = soc_version(a, "board");
+    E2E_CHECK(v >= 4, "three changes made (version %u)", v);
+    soc_close(a);
+    E2E_CHECK(e2e_log_wait(&srv, "idle rooms left memory", 5000),
+              "the empty room leaves memory within two periods");
+
+    soc *b = soc_connect(srv.port, "persist/idle", 0, 0);
+    E2E_CHECK(b != NULL, "a client comes back");
+    if (b) {
+        soc_use(b, "board", 0, true);
+        soc_msg_free(soc_wait_event(b, "board", SO_EV_USE_SUCCESS, T));
+        soc_settle(b, 200, 2000);
+        soc_obj *o = soc_object(b, "board");
+        E2E_CHECK(o && o->version == v && o->nslots == 3,
+                  "reloaded: version %u (want %u), %zu slots", o ? o->version : 0, v,
+                  o ? o->nslots : 0);
+        E2E_CHECK(soc_get_num(b, "board", "k2") == 12, "values reloaded");
+        soc *c = soc_connect(srv.port, "persist/idle", 0, 0);
+        if (c) {
+            soc_use(c, "board", v, true);
+            soc_settle(c, 300, 2000);
+            soc_obj *oc = soc_object(c, "board");
+            E2E_CHECK(oc && oc->use_success == 1 && oc->changes == 0 && oc->clears == 0,
+                      "Use with the version held before the unload: UseSuccess only");
+            soc_close(c);
+        }
+        soc_set_num(b, "board", v, true, "k0", 99);
+        so_msg *m = soc_wait_event(b, "board", SO_EV_SUCCESS, T);
+        E2E_CHECK(m != NULL && m->version == v + 1, "a change continues at version %u (got %u)",
+                  v + 1, m ? m->version : 0);
+        soc_msg_free(m);
+        soc_close(b);
+    }
+    E2E_CHECK(e2e_server_stop(&srv, true) == 0, "clean stop");
+}
+
 int main(void)
 {
     e2e_server first;
@@ -259,6 +321,7 @@ int main(void)
         return 1;
     test_clean_restart(&first);
     test_kill9(first.data_dir);
+    test_unload(first.data_dir);
     const char *rm[] = {"rm", "-rf", first.dir, NULL};
     e2e_run(rm, NULL, 10000, NULL);
     printf("1..%d\n", e2e_checks);
