@@ -177,6 +177,8 @@ struct app_so_glue {
     bool started_once;
     uint64_t last_start;
     uint32_t commit_interval_ms;
+    uint32_t fail_streak;       /* batches failed in a row (back-off, logging) */
+    uint64_t fail_logged;       /* loop time of the last "still failing" line */
     bool shutting_down;
     bool handles_closed;
     uint64_t taken;             /* batches taken so far */
@@ -392,8 +394,17 @@ static void on_after_work(uv_work_t *req, int status)
     g->st.batches++;
     if (st < 0) {
         g->st.batch_failures++;
-        SH_LOG(SH_LOG_WARN, "so: store batch %llu (%zu ops) failed: %s; retried with the "
-               "next batch", (unsigned long long)b->seq, b->nops, sh_strerror(st));
+        uint64_t now = uv_now(g->loop);
+        if (g->fail_streak++ == 0 || now - g->fail_logged >= 10000) {
+            g->fail_logged = now;
+            SH_LOG(SH_LOG_WARN, "so: store batch %llu (%zu ops) failed: %s (%u in a row); "
+                   "retried with the next batch", (unsigned long long)b->seq, b->nops,
+                   sh_strerror(st), g->fail_streak);
+        }
+    } else if (g->fail_streak) {
+        SH_LOG(SH_LOG_WARN, "so: store writes work again after %u failed batches",
+               g->fail_streak);
+        g->fail_streak = 0;
     }
     int rc = so_engine_batch_done(g->eng, b, st, &g->fx);
     if (rc < 0)
@@ -409,14 +420,31 @@ static void on_after_work(uv_work_t *req, int status)
 
 static void on_timer(uv_timer_t *t) { commit_kick(t->data); }
 
+/* While the store keeps failing (a full disk), a batch that nobody waits
+ * for (no held answer: only the rewrites a failed batch queues) is retried
+ * after 10 ms, 20 ms, ... up to 1 s instead of back to back; without the
+ * pause the loop and the worker would spin on rewrites that fail.  A batch
+ * that holds a client's answer goes at once, so writers still learn of
+ * the failure without delay. */
+static uint64_t retry_delay_ms(uint32_t streak)
+{
+    if (streak == 0)
+        return 0;
+    uint64_t d = (uint64_t)10 << (streak > 7 ? 7 : streak - 1);
+    return d > 1000 ? 1000 : d;
+}
+
 static void commit_kick(app_so_glue *g)
 {
     if (g->busy || !g->store || g->shutting_down)
         return;
     uint64_t now = uv_now(g->loop);
-    if (g->commit_interval_ms && g->started_once && now - g->last_start < g->commit_interval_ms) {
+    uint64_t wait = g->commit_interval_ms;
+    if (so_engine_held_count(g->eng) == 0 && retry_delay_ms(g->fail_streak) > wait)
+        wait = retry_delay_ms(g->fail_streak);
+    if (wait && g->started_once && now - g->last_start < wait) {
         if (!uv_is_active((uv_handle_t *)&g->timer))
-            uv_timer_start(&g->timer, on_timer, g->commit_interval_ms - (now - g->last_start), 0);
+            uv_timer_start(&g->timer, on_timer, wait - (now - g->last_start), 0);
         return;
     }
     so_store_batch *b = so_engine_take_batch(g->eng);
