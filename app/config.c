@@ -48,6 +48,7 @@ static const num_opt num_opts[] = {
     U64(so_congestion_bytes, (uint64_t)256 << 10, 1024, (uint64_t)1 << 34),
     U32(so_max_updates_per_sec, 200, 0, 10000000),
     U32(so_unload_idle_s, 60, 0, 86400),
+    U64(chat_max_stored, 1000000, 1, (uint64_t)1 << 40),
 };
 
 #define NUM_OPTS (sizeof(num_opts) / sizeof(num_opts[0]))

@@ -101,6 +101,7 @@ typedef struct app_config {
     uint64_t so_congestion_bytes;    /* unsent output that marks a subscriber congested */
     uint32_t so_max_updates_per_sec; /* SO writes per client per second, 0 = no cap */
     uint32_t so_unload_idle_s;       /* idle rooms' persistent objects leave memory, 0 = never */
+    uint64_t chat_max_stored;        /* unacknowledged private messages, whole server */
     bool store_sync_full;            /* store_sync = full: SQLite synchronous=FULL */
 
     /* [sample NAME] sections: settings of the sample applications,

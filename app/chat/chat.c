@@ -122,6 +122,8 @@ struct chat {
     int open_handles;
     bool stopping;
     uint64_t batches, batch_failures, messages;
+    uint64_t unacked;       /* ids given and not acknowledged, every user */
+    uint64_t max_unacked;   /* chat_max_stored */
 };
 
 /* ---- small helpers ---- */
@@ -789,6 +791,9 @@ static int method_send_private(app_conn *c, const rtmp_cmd *cmd, void *ud)
     if (r->last_id - r->acked >= l.queue)
         return reply_error(c, txid, CHAT_E_QUEUE_FULL,
                            "The recipient has too many unacknowledged messages");
+    if (ch->unacked >= ch->max_unacked)
+        return reply_error(c, txid, CHAT_E_STORE_FULL,
+                           "The server holds too many unacknowledged messages (chat_max_stored)");
 
     chat_pmsg *pm = calloc(1, sizeof(*pm));
     chat_batch *b = batch_pending(ch);
@@ -800,6 +805,7 @@ static int method_send_private(app_conn *c, const rtmp_cmd *cmd, void *ud)
         return SH_ENOMEM;
     }
     pm->id = ++r->last_id;
+    ch->unacked++;
     pm->ts = wall_ms();
     pm->text_len = textlen;
     pm->to = r;
@@ -843,6 +849,8 @@ static int method_ack(app_conn *c, const rtmp_cmd *cmd, void *ud)
         return reply_error(c, cmd->txid, CHAT_E_STORE_FAILED, "Cannot load the user");
     uint64_t id = d >= (double)u->last_id ? u->last_id : (uint64_t)d;
     if (id > u->acked && !ch->stopping) {
+        uint64_t k = id - u->acked;
+        ch->unacked = ch->unacked > k ? ch->unacked - k : 0;
         u->acked = id;
         if (user_mark_dirty(ch, u) != 0)
             return SH_ENOMEM;
@@ -924,12 +932,20 @@ int chat_register(app_server *srv)
     char path[4096], err[512];
     snprintf(path, sizeof(path), "%s/%s", cfg->data_dir, CHAT_DB_NAME);
     int rc = ch->buckets ? chat_store_open(path, &ch->store, err, sizeof(err)) : SH_ENOMEM;
+    if (rc == 0 && (rc = chat_store_count_unacked(ch->store, &ch->unacked)) != 0)
+        snprintf(err, sizeof(err), "cannot count the stored messages");
     if (rc) {
         SH_LOG(SH_LOG_ERROR, "chat: cannot open the store: %s", ch->buckets ? err : "no memory");
+        chat_store_close(ch->store);
         free(ch->buckets);
         free(ch);
         return rc;
     }
+    ch->max_unacked = cfg->chat_max_stored;
+    if (ch->unacked >= ch->max_unacked)
+        SH_LOG(SH_LOG_WARN, "chat: %llu unacknowledged messages stored, chat_max_stored is "
+               "%llu: new private messages are refused until recipients acknowledge",
+               (unsigned long long)ch->unacked, (unsigned long long)ch->max_unacked);
     ch->presence = chat_presence_new(srv);
     app_observer obs = {.on_connect = on_connect, .on_disconnect = on_disconnect};
     uv_check_init(ch->loop, &ch->check);

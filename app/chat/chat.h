@@ -50,6 +50,7 @@
 #define CHAT_E_QUEUE_FULL "Chat.QueueFull"
 #define CHAT_E_BAD_REQUEST "Chat.BadRequest"
 #define CHAT_E_STORE_FAILED "Chat.StoreFailed"
+#define CHAT_E_STORE_FULL "Chat.StoreFull"
 
 /* Window in which a (sender, clientId) pair is remembered, and how many
  * pairs are kept per sender. */

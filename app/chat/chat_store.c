@@ -193,6 +193,22 @@ int chat_store_load_user(chat_store *s, const char *app, const char *user, uint6
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : SH_EIO;
 }
 
+int chat_store_count_unacked(chat_store *s, uint64_t *n)
+{
+    sqlite3_stmt *st = NULL;
+    *n = 0;
+    if (sqlite3_prepare_v2(s->rdb, "SELECT COALESCE(SUM(MAX(last_id - acked, 0)), 0)"
+                           " FROM chat_users", -1, &st, NULL) != SQLITE_OK)
+        return SH_EIO;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        sqlite3_int64 v = sqlite3_column_int64(st, 0);
+        *n = v > 0 ? (uint64_t)v : 0;
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? 0 : SH_EIO;
+}
+
 int chat_store_load_messages(chat_store *s, const char *app, const char *user, uint64_t after,
                              size_t max, chat_store_msg_fn fn, void *ud)
 {

@@ -56,6 +56,11 @@ int chat_store_write(chat_store *s, const chat_store_op *ops, size_t n);
 int chat_store_load_user(chat_store *s, const char *app, const char *user, uint64_t *last_id,
                          uint64_t *acked);
 
+/* Reader (loop thread).  Messages given an id and not yet acknowledged,
+ * over every application and user: the sum of (last_id - acked).
+ * Returns 0 or SH_EIO. */
+int chat_store_count_unacked(chat_store *s, uint64_t *n);
+
 /* Calls fn for each stored message of recipient (app, user) with
  * id > after, in id order, at most max of them (strings borrowed for the
  * call).  fn returning non-zero stops.  Returns 0 or SH_EIO. */

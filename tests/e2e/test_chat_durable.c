@@ -1,7 +1,9 @@
 /* test_chat_durable.c - queued private messages survive kill -9 and a
  * clean restart of sohub-server on the same data directory; ids keep
  * growing (the per-recipient counter is stored), and acknowledged
- * messages stay acknowledged. */
+ * messages stay acknowledged.  Last, the server-wide cap chat_max_stored
+ * counts what the store holds at start: past it sends are refused with
+ * Chat.StoreFull until a recipient acknowledges. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,6 +110,34 @@ int main(void)
     cc_close(bob);
     st = e2e_server_stop(&c, false);
     E2E_CHECK(st == 0, "third server stopped cleanly (%d)", st);
+
+    /* bob still has 2 unacknowledged (3 and 4): with a cap of 4, two more
+     * fit, the third is refused, and bob's ack makes room again. */
+    e2e_server d;
+    const char *capped[] = {"--data-dir", a.data_dir, "--set", "chat_max_stored=4", NULL};
+    if (e2e_server_start(&d, config, capped) != 0) {
+        e2e_server_stop(&a, false);
+        return 1;
+    }
+    alice = conn(d.port, "alice");
+    int fit = 0;
+    for (int i = 0; i < 2 && alice; i++)
+        fit += cc_send(alice, "carol", "fits", NULL, &r) == 0 && r.ok;
+    E2E_CHECK(fit == 2, "2 more messages fit under chat_max_stored=4 (%d)", fit);
+    E2E_CHECK(alice && cc_send(alice, "carol", "too many", NULL, &r) == 0 && !r.ok &&
+                  !strcmp(r.code, "Chat.StoreFull"),
+              "the next one: Chat.StoreFull (%s)", r.code);
+    bob = conn(d.port, "bob");
+    cc_answer k;
+    E2E_CHECK(bob && cc_wait_privates(bob, 2, 5000) && cc_ack(bob, 4, &k) == 0 && k.ok,
+              "bob acknowledges his 2");
+    E2E_CHECK(alice && cc_send(alice, "carol", "room again", NULL, &r) == 0 && r.ok &&
+                  !strcmp(r.status, "queued"),
+              "after the ack a message fits again (%s)", r.ok ? r.status : r.code);
+    cc_close(bob);
+    cc_close(alice);
+    st = e2e_server_stop(&d, false);
+    E2E_CHECK(st == 0, "fourth server stopped cleanly (%d)", st);
     e2e_server_stop(&a, e2e_failures > 0);
     if (e2e_failures)
         printf("# %d of %d checks failed\n", e2e_failures, e2e_checks);
