@@ -21,23 +21,24 @@ typedef struct glue_store {
 
 static const so_store_ops glue_store_ops;
 
-static bool app_uses_memory(const app_config *cfg, const char *app, size_t len)
+/* The [app] section of room "app/instance" (NULL when none applies). */
+static const app_app_config *room_app(const app_config *cfg, const char *room)
 {
+    const char *slash = strchr(room, '/');
+    size_t len = slash ? (size_t)(slash - room) : strlen(room);
     char name[APP_NAME_MAX + 1];
     if (len > APP_NAME_MAX)
         len = APP_NAME_MAX;
-    memcpy(name, app, len);
+    memcpy(name, room, len);
     name[len] = '\0';
-    const app_app_config *a = app_config_find_app(cfg, name);
-    return a && a->store == APP_STORE_MEMORY;
+    return app_config_find_app(cfg, name);
 }
 
 /* The backend of room "app/instance". */
 static so_store *glue_route(glue_store *s, const char *room)
 {
-    const char *slash = strchr(room, '/');
-    size_t len = slash ? (size_t)(slash - room) : strlen(room);
-    if (!s->sql || app_uses_memory(s->cfg, room, len))
+    const app_app_config *a = s->sql ? room_app(s->cfg, room) : NULL;
+    if (!s->sql || (a && a->store == APP_STORE_MEMORY))
         return s->mem;
     return s->sql;
 }
@@ -284,15 +285,6 @@ so_client *app_so_client_of(app_so_glue *g, app_conn *c, int *err)
     }
     char room[2 * APP_NAME_MAX + 2];
     app_so_room_of(c, room, sizeof(room));
-    const app_app_config *ac = app_conn_app_config(c);
-    if (ac) {
-        int rc = so_engine_room_set_conflict(
-            g->eng, room, ac->conflict == APP_CONFLICT_LWW ? SO_CONFLICT_LWW : SO_CONFLICT_REJECT);
-        if (rc < 0) {
-            *err = rc;
-            return NULL;
-        }
-    }
     amf_encoding enc = app_conn_object_encoding(c) == 3 ? AMF_ENC_AMF3 : AMF_ENC_AMF0;
     gc = calloc(1, sizeof(*gc));
     if (!gc) {
@@ -308,6 +300,7 @@ so_client *app_so_client_of(app_so_glue *g, app_conn *c, int *err)
                (unsigned long long)app_conn_id(c), room, sh_strerror(*err));
         return NULL;
     }
+    const app_app_config *ac = app_conn_app_config(c);
     if (ac) {
         /* The config documents an empty list as "nothing"; the engine reads
          * "" as everything and ";" as nothing. */
@@ -593,7 +586,9 @@ static void engine_config(const app_config *cfg, so_config *sc, uint32_t *interv
         iv = d.commit_interval_ms;
     }
     /* One engine serves every application: its limits are the largest any
-     * application allows (the smallest commit interval). */
+     * application allows (the smallest commit interval); each room then
+     * takes its own application's slots, objects per client and conflict
+     * mode (room_settings).  History depth stays engine-wide. */
     for (size_t i = 0; i < cfg->napps; i++) {
         const app_app_config *a = &cfg->apps[i];
         if (a->history_depth > hist) hist = a->history_depth;
@@ -610,6 +605,18 @@ static void engine_config(const app_config *cfg, so_config *sc, uint32_t *interv
     sc->wire.amf.max_string = cfg->max_amf_string;
     sc->wire.amf.max_elements = cfg->max_amf_elements;
     *interval = iv == UINT32_MAX ? 0 : iv;
+}
+
+/* so_hooks.room_settings: each room follows its application's section. */
+static void room_settings(void *ud, const char *room, so_room_settings *s)
+{
+    const app_so_glue *g = ud;
+    const app_app_config *a = room_app(g->cfg, room);
+    if (!a)
+        return;
+    s->conflict = a->conflict == APP_CONFLICT_LWW ? SO_CONFLICT_LWW : SO_CONFLICT_REJECT;
+    s->max_slots_per_object = a->max_so_slots;
+    s->max_objects_per_client = a->max_so_per_conn;
 }
 
 app_so_glue *app_so_glue_new(app_server *srv, char *err, size_t errsz)
@@ -641,6 +648,8 @@ app_so_glue *app_so_glue_new(app_server *srv, char *err, size_t errsz)
         free(g);
         return NULL;
     }
+    so_hooks hooks = {.room_settings = room_settings, .ud = g};
+    so_engine_set_hooks(g->eng, &hooks);
     uv_check_init(g->loop, &g->check);
     g->check.data = g;
     uv_check_start(&g->check, on_check);

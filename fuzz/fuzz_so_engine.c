@@ -4,7 +4,9 @@
  * Input: mode byte, then records [op u8][who u8][len u16 BE][body].
  * Mode: bit 0 last-writer-wins (else reject), bit 1 tight caps, bit 2
  * half the clients speak AMF3 (type 16), bit 3 no store, bit 4 room
- * "app/a" switched to last-writer-wins by so_engine_room_set_conflict.
+ * "app/a" switched to last-writer-wins by so_engine_room_set_conflict, bit 5
+ * a room_settings hook gives room "app/b" last-writer-wins, 2 slots per
+ * object and 2 objects per client (each time the room is created).
  * An allow_write hook refuses keys that start with '!'.
  * Clients 0..2 live in room "app/a", client 3 in "app/b"; who % 4 picks
  * the client, who >> 2 advances the clock by that many x 37 ms.
@@ -336,6 +338,16 @@ static bool allow_write(void *ud, void *client_user, const so_object *o, const c
     return !(key_len > 0 && key[0] == '!');
 }
 
+static void room_settings(void *ud, const char *room, so_room_settings *rs)
+{
+    (void)ud;
+    if (strcmp(room, "app/b") == 0) {
+        rs->conflict = SO_CONFLICT_LWW;
+        rs->max_slots_per_object = 2;
+        rs->max_objects_per_client = 2;
+    }
+}
+
 static void finish_batch(fz_state *s, int status)
 {
     if (s->nbatches == 0)
@@ -411,7 +423,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FZ_CHECK(so_store_open(&so_store_memory_ops, "", NULL, &s.store) == 0);
     s.e = so_engine_new(&cfg, s.store);
     FZ_CHECK(s.e != NULL);
-    so_hooks hooks = {.allow_write = allow_write, .ud = NULL};
+    so_hooks hooks = {.allow_write = allow_write,
+                      .room_settings = (mode & 32) ? room_settings : NULL};
     so_engine_set_hooks(s.e, &hooks);
     if (mode & 16)
         FZ_CHECK(so_engine_room_set_conflict(s.e, "app/a", SO_CONFLICT_LWW) == 0);

@@ -69,7 +69,8 @@ struct so_room {
     char *name;
     so_map objects;
     size_t nclients;
-    so_conflict conflict;
+    so_room_settings set;  /* from the config and the room_settings hook */
+    so_conflict conflict;  /* so_engine_room_set_conflict's, when conflict_set */
     bool conflict_set;
     bool loaded;
     bool idle_seen;     /* found idle by the last so_engine_unload_idle */
@@ -616,9 +617,9 @@ static bool hist_covers(const so_object *o, uint32_t v)
 
 /* ================================================================ objects, rooms */
 
-static so_conflict room_conflict(const so_engine *e, const so_room *r)
+static so_conflict room_conflict(const so_room *r)
 {
-    return r->conflict_set ? r->conflict : e->cfg.conflict;
+    return r->conflict_set ? r->conflict : r->set.conflict;
 }
 
 static void object_free(so_engine *e, so_object *o)
@@ -768,6 +769,15 @@ static so_room *room_get(so_engine *e, const char *name, bool load, int *rc)
             return NULL;
         }
         so_map_init(&r->objects);
+        r->set = (so_room_settings){e->cfg.conflict, e->cfg.max_slots_per_object,
+                                    e->cfg.max_objects_per_client};
+        if (e->hooks.room_settings) {
+            e->hooks.room_settings(e->hooks.ud, r->name, &r->set);
+            if (r->set.max_slots_per_object > e->cfg.max_slots_per_object)
+                r->set.max_slots_per_object = e->cfg.max_slots_per_object;
+            if (r->set.max_objects_per_client > e->cfg.max_objects_per_client)
+                r->set.max_objects_per_client = e->cfg.max_objects_per_client;
+        }
         if (so_map_put(&e->rooms, r->name, strlen(r->name), r) < 0) {
             free(r->name);
             free(r);
@@ -1057,7 +1067,7 @@ static int on_use(so_engine *e, so_client *c, const so_msg *m, so_effects *out)
     }
     so_sub *sub = o ? sub_find(c, o) : NULL;
     if (!sub) {
-        if (c->nsubs >= e->cfg.max_objects_per_client)
+        if (c->nsubs >= c->room->set.max_objects_per_client)
             return reply_status(e, c, &h, SO_STATUS_LIMIT_CLIENT_OBJECTS, out);
         if (o && o->nsubs >= e->cfg.max_subscribers)
             return reply_status(e, c, &h, SO_STATUS_LIMIT_SUBSCRIBERS, out);
@@ -1152,7 +1162,7 @@ static int w_one(wctx *w, upd *u, uint32_t hv, const char *key, size_t klen,
          !e->hooks.allow_write(e->hooks.ud, w->c->user, o, key, klen, v)))
         return w_refuse(w, SO_STATUS_NO_WRITE, key, klen);
     so_slot *s = slot_get(o, key, klen);
-    if (room_conflict(e, o->room) == SO_CONFLICT_REJECT && s &&
+    if (room_conflict(o->room) == SO_CONFLICT_REJECT && s &&
         s->writer != w->c->id && hv < s->version)
         return w_refuse(w, NULL, key, klen); /* rule 3: stale */
     if (v) {
@@ -1160,7 +1170,7 @@ static int w_one(wctx *w, upd *u, uint32_t hv, const char *key, size_t klen,
         size_t old = s && s->v ? klen + s->vbytes : 0;
         if (vbytes > e->cfg.max_value_bytes)
             return w_refuse(w, SO_STATUS_LIMIT_VALUE, key, klen);
-        if (fresh && o->nlive >= e->cfg.max_slots_per_object)
+        if (fresh && o->nlive >= o->room->set.max_slots_per_object)
             return w_refuse(w, SO_STATUS_LIMIT_SLOTS, key, klen);
         if (o->bytes - old + klen + vbytes > e->cfg.max_object_bytes)
             return w_refuse(w, SO_STATUS_LIMIT_OBJECT_BYTES, key, klen);
@@ -1672,7 +1682,7 @@ static int apply_server(so_engine *e, so_object *o, srv_change *ch, size_t n, so
         if (ch[i].v) {
             bool fresh = !s || !s->v;
             size_t old = s && s->v ? ch[i].klen + s->vbytes : 0;
-            if ((fresh && o->nlive >= e->cfg.max_slots_per_object) ||
+            if ((fresh && o->nlive >= o->room->set.max_slots_per_object) ||
                 o->bytes - old + ch[i].klen + ch[i].vbytes > e->cfg.max_object_bytes) {
                 lim = SH_ELIMIT;
                 continue;

@@ -128,7 +128,7 @@ typedef struct so_config {
     uint32_t max_key_len;             /* slot key bytes */
     uint32_t history_depth;           /* updates remembered per object for diffs */
     size_t max_body_bytes;            /* a reply longer than this is split (soft) */
-    so_conflict conflict;             /* default mode; per room: so_engine_room_set_conflict */
+    so_conflict conflict;             /* default mode; per room: so_hooks.room_settings */
     so_wire_limits wire;              /* hard decode caps (violations close the client) */
 } so_config;
 
@@ -171,9 +171,22 @@ typedef struct so_object so_object;
 
 /* Optional application hook: return false to refuse a client's write
  * (answered like rule 4).  value is NULL for a remove.  Borrowed args. */
+/* Settings of one room, given when the room is created (and again each
+ * time it is created after it was dropped). */
+typedef struct so_room_settings {
+    so_conflict conflict;
+    uint32_t max_slots_per_object;    /* at most the engine's (so_config) */
+    uint32_t max_objects_per_client;  /* at most the engine's */
+} so_room_settings;
+
 typedef struct so_hooks {
     bool (*allow_write)(void *ud, void *client_user, const so_object *o,
                         const char *key, size_t key_len, const amf_value *value);
+    /* Optional: called when a room is created, with *s filled from the
+     * engine's config; may lower the limits and choose the conflict mode
+     * (the server: the [app] section of the room's application).  Rooms
+     * set up this way are dropped when nothing is left in them. */
+    void (*room_settings)(void *ud, const char *room, so_room_settings *s);
     void *ud;
 } so_hooks;
 
@@ -187,7 +200,8 @@ so_engine *so_engine_new(const so_config *config, so_store *store);
  * Accepts NULL. */
 void so_engine_free(so_engine *e);
 void so_engine_set_hooks(so_engine *e, const so_hooks *h);
-/* Conflict mode of one room (creates the room entry if needed). */
+/* Conflict mode of one room (creates the room entry if needed; the entry
+ * then stays for the engine's life: prefer the room_settings hook). */
 int so_engine_room_set_conflict(so_engine *e, const char *room, so_conflict mode);
 
 /* ---- clients ----
