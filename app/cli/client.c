@@ -126,7 +126,7 @@ int shc_url_parse(const char *url, shc_url *u, char *err, size_t errsz)
 
 /* ---- socket ---- */
 
-static int tcp_open(const shc_url *u, int timeout_ms, char *err, size_t errsz)
+static int tcp_open(const shc_url *u, int timeout_ms, int rcvbuf, char *err, size_t errsz)
 {
     char port[16];
     snprintf(port, sizeof(port), "%d", u->port);
@@ -143,6 +143,8 @@ static int tcp_open(const shc_url *u, int timeout_ms, char *err, size_t errsz)
             last = errno;
             continue;
         }
+        if (rcvbuf > 0) /* before connect: it bounds the advertised window */
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
         int fl = fcntl(fd, F_GETFL);
         fcntl(fd, F_SETFL, fl | O_NONBLOCK);
         int r = connect(fd, ai->ai_addr, ai->ai_addrlen);
@@ -187,7 +189,8 @@ static int flush_out(shc *c)
     while (c->out.bytes > 0) {
         struct iovec iov[64];
         size_t n = sh_outq_iov(&c->out, iov, 64);
-        ssize_t w = writev(c->fd, iov, (int)n);
+        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = n};
+        ssize_t w = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0) {
@@ -242,6 +245,7 @@ static bool queue_pop(shc *c, shc_event *ev)
 static int to_event(shc *c, const rtmp_msg *m, shc_event *ev)
 {
     memset(ev, 0, sizeof(*ev));
+    ev->rtmp_type = m->type;
     if (m->type == RTMP_MSG_COMMAND_AMF0 || m->type == RTMP_MSG_COMMAND_AMF3) {
         if (rtmp_cmd_decode(m, NULL, &ev->cmd, NULL) != 0)
             return 0;
@@ -386,6 +390,18 @@ static const char *str_member(const amf_value *o, const char *k)
 
 shc *shc_connect(const shc_opts *o, char *err, size_t errsz)
 {
+    return shc_connect_ex(o, NULL, err, errsz);
+}
+
+static void copy_member(char *dst, size_t sz, const amf_value *o, const char *k)
+{
+    snprintf(dst, sz, "%s", str_member(o, k));
+}
+
+shc *shc_connect_ex(const shc_opts *o, shc_refusal *why, char *err, size_t errsz)
+{
+    if (why)
+        memset(why, 0, sizeof(*why));
     shc *c = calloc(1, sizeof(*c));
     if (!c) {
         snprintf(err, errsz, "out of memory");
@@ -397,7 +413,7 @@ shc *shc_connect(const shc_opts *o, char *err, size_t errsz)
     int tmo = o->timeout_ms > 0 ? o->timeout_ms : 10000;
     if (shc_url_parse(o->url, &c->url, err, errsz) != 0)
         goto fail;
-    c->fd = tcp_open(&c->url, tmo, err, errsz);
+    c->fd = tcp_open(&c->url, tmo, o->rcvbuf, err, errsz);
     if (c->fd < 0)
         goto fail;
     rtmp_conn_config cfg;
@@ -415,12 +431,14 @@ shc *shc_connect(const shc_opts *o, char *err, size_t errsz)
     amf_object_set_cstr(obj, "tcUrl", amf_string_cstr(c->url.tc_url));
     amf_object_set_cstr(obj, "fpad", amf_bool(false));
     amf_object_set_cstr(obj, "objectEncoding", amf_number(o->amf3 ? 3 : 0));
-    amf_value *args[2];
+    amf_value *args[2 + SHC_MAX_EXTRA_ARGS];
     size_t nargs = 0;
     if (o->user || o->token)
         args[nargs++] = amf_string_cstr(o->user ? o->user : "");
     if (o->token)
         args[nargs++] = amf_string_cstr(o->token);
+    for (size_t i = 0; o->extra_args && o->extra_args[i] && i < SHC_MAX_EXTRA_ARGS; i++)
+        args[nargs++] = amf_string_cstr(o->extra_args[i]);
     /* connect is always AMF0 (as Flash sends it); queued until the
      * handshake is done. */
     int r = rtmp_conn_send_cmd(c->rc, 0, false, "connect", 1, obj, args, nargs);
@@ -448,6 +466,11 @@ shc *shc_connect(const shc_opts *o, char *err, size_t errsz)
         const char *d = str_member(info, "description");
         snprintf(err, errsz, "connect rejected (%s): %s", str_member(info, "code"),
                  *d ? d : "no description");
+        if (why) {
+            why->refused = true;
+            copy_member(why->code, sizeof(why->code), info, "code");
+            copy_member(why->description, sizeof(why->description), info, "description");
+        }
         rtmp_cmd_cleanup(&ans);
         goto fail;
     }
@@ -476,6 +499,7 @@ void shc_close(shc *c)
 int shc_fd(const shc *c) { return c->fd; }
 const shc_url *shc_url_of(const shc *c) { return &c->url; }
 const char *shc_error(const shc *c) { return c->err[0] ? c->err : "unknown error"; }
+bool shc_closed(const shc *c) { return c->closed; }
 uint8_t shc_so_type(const shc *c) { return c->amf3 ? SO_MSG_AMF3 : SO_MSG_AMF0; }
 
 /* ---- sending ---- */

@@ -11,6 +11,7 @@
  * Ownership: an shc owns its socket and buffers (shc_close frees all).
  * Events returned by shc_next are owned by the caller: shc_event_cleanup.
  * Argument values passed to the send functions are borrowed.
+ * Writes never raise SIGPIPE (a closed peer is an error return).
  */
 #ifndef SOHUB_CLIENT_H
 #define SOHUB_CLIENT_H
@@ -46,7 +47,15 @@ typedef struct shc_opts {
     const char *token;    /* second connect argument; NULL = none */
     bool amf3;            /* objectEncoding 3: type 17 commands, type 16 SO */
     int timeout_ms;       /* TCP connect, handshake and connect answer */
+    /* More string connect arguments, sent after user and token (after
+     * those of them that are sent): a NULL-terminated list, NULL = none;
+     * at most SHC_MAX_EXTRA_ARGS are sent. */
+    const char *const *extra_args;
+    int rcvbuf;           /* > 0: SO_RCVBUF in bytes, set before the TCP
+                           * connect (tests of slow readers); 0 = default */
 } shc_opts;
+
+#define SHC_MAX_EXTRA_ARGS 8
 
 typedef struct shc shc;
 
@@ -57,6 +66,8 @@ typedef enum shc_kind {
 
 typedef struct shc_event {
     shc_kind kind;
+    uint8_t rtmp_type;    /* the RTMP message type it came in (SO 19 / 16,
+                           * command 20 / 17) */
     so_msg so;            /* owned (SHC_EV_SO) */
     rtmp_cmd cmd;         /* owned (SHC_EV_CMD) */
 } shc_event;
@@ -67,6 +78,17 @@ void shc_event_cleanup(shc_event *ev);
  * answer.  Returns the client, or NULL with a message in err (connection
  * refused, time-out, or "connect rejected: <server's description>"). */
 shc *shc_connect(const shc_opts *o, char *err, size_t errsz);
+
+/* What the server said when it answered the connect with _error. */
+typedef struct shc_refusal {
+    bool refused;         /* the server answered _error (false: no answer,
+                           * closed, network error ...) */
+    char code[128];       /* info.code, e.g. NetConnection.Connect.Rejected */
+    char description[256]; /* info.description ("" when absent) */
+} shc_refusal;
+/* shc_connect; when it fails, *why (may be NULL) tells whether the server
+ * refused the connect and with which code and description. */
+shc *shc_connect_ex(const shc_opts *o, shc_refusal *why, char *err, size_t errsz);
 void shc_close(shc *c);   /* accepts NULL */
 
 int shc_fd(const shc *c);
@@ -76,6 +98,8 @@ const shc_url *shc_url_of(const shc *c);
 bool shc_has_pending(const shc *c);
 /* The message of the last failure ("connection closed by the server" ...). */
 const char *shc_error(const shc *c);
+/* True once the connection is closed or broken (reading or writing). */
+bool shc_closed(const shc *c);
 
 /* Next event, waiting up to timeout_ms (0 = only what is there, < 0 =
  * no limit).  Returns 1 with *ev, 0 on time-out, -1 when the connection
