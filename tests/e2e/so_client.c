@@ -1,23 +1,14 @@
 /* so_client.c - see so_client.h. */
 #include "so_client.h"
 
-#include <arpa/inet.h>
-#include <errno.h>
 #include <math.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/uio.h>
-#include <unistd.h>
 
+#include "client.h"
 #include "harness.h"
-#include "rtmp.h"
-#include "sh_rcbuf.h"
 
 #define SOC_MAX_OBJS 32
 
@@ -29,14 +20,8 @@ typedef struct soc_pending {
 } soc_pending;
 
 struct soc {
-    int fd;
-    int enc;
+    shc *sh;            /* socket, handshake, connect, chunking, reading */
     uint8_t msg_type;
-    rtmp_conn *rc;
-    sh_outq out;
-    bool closed;
-    bool connected;
-    bool rejected;
     so_msg **q;
     size_t qhead, qlen, qcap;
     soc_obj objs[SOC_MAX_OBJS];
@@ -44,7 +29,6 @@ struct soc {
     soc_pending *pend;
     size_t npend, cappend;
     unsigned rx16, rx19;
-    uint8_t rbuf[65536];
 };
 
 /* ---- mirror ---- */
@@ -264,116 +248,50 @@ void soc_discard(soc *c)
     c->qhead = c->qlen = 0;
 }
 
-/* ---- I/O ---- */
+/* ---- I/O (through shc) ---- */
 
-static int flush_out(soc *c)
+/* Takes one event: SO messages go to the mirror and the queue (returns 1),
+ * commands are not ours (returns 0). */
+static int take(soc *c, shc_event *ev)
 {
-    while (c->out.bytes > 0) {
-        struct iovec iov[64];
-        size_t n = sh_outq_iov(&c->out, iov, 64);
-        ssize_t w = writev(c->fd, iov, (int)n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            struct pollfd pf = {c->fd, POLLOUT, 0};
-            if (poll(&pf, 1, 5000) <= 0)
-                return -1;
-            continue;
-        }
-        if (w <= 0) {
-            c->closed = true;
-            return -1;
-        }
-        sh_outq_consume(&c->out, (size_t)w);
+    if (ev->kind != SHC_EV_SO) {
+        shc_event_cleanup(ev);
+        return 0;
     }
-    return 0;
-}
-
-static void on_command(soc *c, const rtmp_msg *m)
-{
-    rtmp_cmd cmd = {0};
-    if (rtmp_cmd_decode(m, NULL, &cmd, NULL) != 0)
-        return;
-    if (cmd.txid == 1 && strcmp(cmd.name, "_result") == 0)
-        c->connected = true;
-    else if (cmd.txid == 1 && strcmp(cmd.name, "_error") == 0)
-        c->rejected = true;
-    rtmp_cmd_cleanup(&cmd);
-}
-
-static int handle_input(soc *c, const uint8_t *in, size_t len)
-{
-    int got = 0;
-    size_t off = 0;
-    while (off < len) {
-        size_t used = 0;
-        rtmp_msg m;
-        sh_error err = {0};
-        int rc = rtmp_conn_feed(c->rc, in + off, len - off, &used, &m, &err);
-        off += used;
-        if (rc < 0) {
-            fprintf(stderr, "soc: protocol error from server: %s\n", err.what ? err.what : "?");
-            c->closed = true;
-            return -1;
-        }
-        if (rc == 0)
-            break;
-        if (m.type == RTMP_MSG_SO_AMF0 || m.type == RTMP_MSG_SO_AMF3) {
-            so_msg *sm = calloc(1, sizeof(*sm));
-            if (!sm)
-                continue;
-            so_msg_init(sm);
-            if (so_wire_decode(m.type, m.data, m.len, NULL, sm, &err) != 0) {
-                fprintf(stderr, "soc: undecodable SO message from server: %s\n",
-                        err.what ? err.what : "?");
-                free(sm);
-                continue;
-            }
-            if (m.type == RTMP_MSG_SO_AMF3)
-                c->rx16++;
-            else
-                c->rx19++;
-            apply(c, sm);
-            q_push(c, sm);
-            got++;
-        } else if (m.type == RTMP_MSG_COMMAND_AMF0 || m.type == RTMP_MSG_COMMAND_AMF3) {
-            on_command(c, &m);
-        }
+    so_msg *sm = malloc(sizeof(*sm));
+    if (!sm) {
+        shc_event_cleanup(ev);
+        return 0;
     }
-    return got;
+    *sm = ev->so; /* the event's message moves into the queue */
+    if (ev->rtmp_type == SO_MSG_AMF3)
+        c->rx16++;
+    else
+        c->rx19++;
+    apply(c, sm);
+    q_push(c, sm);
+    return 1;
 }
 
 int soc_pump(soc *c, int timeout_ms)
 {
-    if (c->closed)
-        return -1;
-    if (flush_out(c) < 0)
+    if (shc_closed(c->sh))
         return -1;
     int got = 0;
     int64_t end = e2e_now_ms() + timeout_ms;
     for (;;) {
-        int left = (int)(end - e2e_now_ms());
-        if (left < 0)
-            left = 0;
-        struct pollfd pf = {c->fd, POLLIN, 0};
-        int pr = poll(&pf, 1, got ? 0 : left);
-        if (pr <= 0)
-            break;
-        ssize_t r = recv(c->fd, c->rbuf, sizeof(c->rbuf), MSG_DONTWAIT);
-        if (r < 0 && (errno == EINTR || errno == EAGAIN))
-            continue;
-        if (r <= 0) {
-            c->closed = true;
+        /* Once something came, only what is there already. */
+        int left = got ? 0 : (int)(end - e2e_now_ms());
+        shc_event ev;
+        int r = shc_next(c->sh, left > 0 ? left : 0, &ev);
+        if (r < 0)
             return got ? got : -1;
+        if (r == 0) {
+            if (got || e2e_now_ms() >= end)
+                break;
+            continue;
         }
-        int g = handle_input(c, c->rbuf, (size_t)r);
-        if (g < 0)
-            return -1;
-        got += g;
-        if (flush_out(c) < 0) /* acks, pong */
-            return -1;
-        if (got == 0 && e2e_now_ms() >= end)
-            break;
+        got += take(c, &ev);
     }
     return got;
 }
@@ -394,7 +312,7 @@ so_msg *soc_next(soc *c, int timeout_ms)
     bool once = false;
     while (c->qhead == c->qlen) {
         int left = (int)(end - e2e_now_ms());
-        if ((left <= 0 && once) || c->closed)
+        if ((left <= 0 && once) || shc_closed(c->sh))
             return NULL;
         once = true;
         if (soc_pump(c, left > 0 ? left : 0) < 0)
@@ -441,63 +359,14 @@ soc *soc_connect(int port, const char *path, int enc, int rcvbuf)
     if (!c)
         return NULL;
     signal(SIGPIPE, SIG_IGN); /* a killed server must not kill the test */
-    c->enc = enc;
     c->msg_type = enc == 3 ? SO_MSG_AMF3 : SO_MSG_AMF0;
-    sh_outq_init(&c->out);
-    c->fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (c->fd < 0) {
+    char url[512], err[600];
+    snprintf(url, sizeof(url), "rtmp://127.0.0.1:%d/%s", port, path);
+    shc_opts o = {.url = url, .amf3 = enc == 3, .timeout_ms = 5000, .rcvbuf = rcvbuf};
+    c->sh = shc_connect(&o, err, sizeof(err));
+    if (!c->sh) {
+        fprintf(stderr, "soc: connect to %s failed: %s\n", url, err);
         free(c);
-        return NULL;
-    }
-    if (rcvbuf > 0)
-        setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
-    struct sockaddr_in a = {0};
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(c->fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
-        perror("soc: connect");
-        soc_close(c);
-        return NULL;
-    }
-    int one = 1;
-    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    struct timeval tv = {5, 0};
-    setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-
-    rtmp_conn_config cfg;
-    rtmp_conn_config_default(&cfg, RTMP_ROLE_CLIENT);
-    uint8_t rnd[RTMP_HANDSHAKE_SIZE];
-    for (size_t i = 0; i < sizeof(rnd); i++)
-        rnd[i] = (uint8_t)(rand() & 0xff);
-    c->rc = rtmp_conn_new(&cfg, &c->out, rnd, 0);
-    if (!c->rc) {
-        soc_close(c);
-        return NULL;
-    }
-    const char *slash = strchr(path, '/');
-    char app[256], tc[512];
-    snprintf(app, sizeof(app), "%s", path);
-    (void)slash;
-    snprintf(tc, sizeof(tc), "rtmp://127.0.0.1:%d/%s", port, path);
-    amf_value *o = amf_object_new(NULL);
-    amf_object_set_cstr(o, "app", amf_string_cstr(app));
-    amf_object_set_cstr(o, "tcUrl", amf_string_cstr(tc));
-    amf_object_set_cstr(o, "flashVer", amf_string_cstr("LNX 11,2,202,235"));
-    amf_object_set_cstr(o, "objectEncoding", amf_number(enc));
-    int rc = rtmp_conn_send_cmd(c->rc, 0, false, "connect", 1, o, NULL, 0);
-    amf_unref(o);
-    if (rc != 0) {
-        soc_close(c);
-        return NULL;
-    }
-    int64_t end = e2e_now_ms() + 5000;
-    while (!c->connected && !c->rejected && !c->closed && e2e_now_ms() < end)
-        soc_pump(c, 50);
-    if (!c->connected) {
-        fprintf(stderr, "soc: connect to %s failed (%s)\n", tc,
-                c->rejected ? "rejected" : c->closed ? "closed" : "time-out");
-        soc_close(c);
         return NULL;
     }
     return c;
@@ -507,8 +376,7 @@ void soc_close(soc *c)
 {
     if (!c)
         return;
-    if (c->fd >= 0)
-        close(c->fd);
+    shc_close(c->sh);
     soc_discard(c);
     free(c->q);
     for (size_t i = 0; i < c->nobjs; i++) {
@@ -520,26 +388,18 @@ void soc_close(soc *c)
         amf_unref(c->pend[i].value);
     }
     free(c->pend);
-    rtmp_conn_free(c->rc);
-    sh_outq_cleanup(&c->out);
     free(c);
 }
 
-bool soc_closed(const soc *c) { return c->closed; }
+bool soc_closed(const soc *c) { return shc_closed(c->sh); }
 unsigned soc_rx_count(const soc *c, uint8_t type) { return type == SO_MSG_AMF3 ? c->rx16 : c->rx19; }
-int soc_fd(const soc *c) { return c->fd; }
+int soc_fd(const soc *c) { return shc_fd(c->sh); }
 
 /* ---- sending ---- */
 
 int soc_send_body(soc *c, const uint8_t *body, size_t len)
 {
-    if (c->closed)
-        return -1;
-    rtmp_msg m = {.type = c->msg_type, .stream_id = 0, .timestamp = 0,
-                  .csid = RTMP_CSID_COMMAND, .data = body, .len = len};
-    if (rtmp_conn_send(c->rc, &m) != 0)
-        return -1;
-    return flush_out(c);
+    return shc_so_send(c->sh, body, len);
 }
 
 static int send_buf(soc *c, sh_buf *b, int rc)

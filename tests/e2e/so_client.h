@@ -1,7 +1,8 @@
 /* so_client.h - a shared-object client for end-to-end tests.
  *
- * Built on our own client role (rtmp_conn, RTMP_ROLE_CLIENT) and the SO
- * wire codec (so_wire.h).  Blocking, single-threaded, every wait bounded.
+ * Built on sohub's client library (shc, app/cli/client.h: socket,
+ * handshake, connect, chunking, reading) and the SO wire codec
+ * (so_wire.h).  Blocking, single-threaded, every wait bounded.
  * The client keeps a mirror of every object it hears about: version, slots
  * (applying Clear / Change / Remove as they arrive, and its own requested
  * values when their Success arrives), UseSuccess / Status / SendMessage
