@@ -2,14 +2,12 @@
 #include "test_chat_client.h"
 
 #include <math.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
+#include "client.h"
 #include "harness.h"
-#include "rtmp.h"
 
 #define CC_MAX_PRIVATES 4096
 #define CC_MAX_ANSWERS 256
@@ -20,35 +18,13 @@ typedef struct cc_pending {
 } cc_pending;
 
 struct cc {
-    int fd;
-    bool closed;
-    sh_outq out;
-    rtmp_conn *rc;
-    uint8_t in[65536];
-    size_t in_len, in_off;
-    double next_txid;
+    shc *sh;            /* socket, handshake, connect, chunking, reading */
     cc_private *priv;
     size_t npriv;
     cc_pending answers[CC_MAX_ANSWERS]; /* answers read while waiting for others */
     size_t nanswers;
     size_t others;
 };
-
-static int flush_out(cc *c)
-{
-    struct iovec iov[16];
-    while (c->out.bytes > 0) {
-        size_t n = sh_outq_iov(&c->out, iov, 16);
-        size_t total = 0;
-        for (size_t i = 0; i < n; i++) {
-            if (e2e_send_all(c->fd, iov[i].iov_base, iov[i].iov_len) != 0)
-                return -1;
-            total += iov[i].iov_len;
-        }
-        sh_outq_consume(&c->out, total);
-    }
-    return 0;
-}
 
 static void copy_str(char *dst, size_t sz, const amf_value *v)
 {
@@ -100,31 +76,28 @@ static void on_private(cc *c, const rtmp_cmd *cmd)
     p->has_extra = amf_object_count(o) != 5;
 }
 
-/* Handles one message; returns 1 when it was the answer to want. */
-static int handle_msg(cc *c, const rtmp_msg *m, double want, cc_answer *a)
+/* Handles one event; returns 1 when it was the answer to want. */
+static int handle_event(cc *c, const shc_event *ev, double want, cc_answer *a)
 {
-    if (m->type != RTMP_MSG_COMMAND_AMF0 && m->type != RTMP_MSG_COMMAND_AMF3)
+    if (ev->kind != SHC_EV_CMD)
         return 0;
-    rtmp_cmd cmd;
-    if (rtmp_cmd_decode(m, NULL, &cmd, NULL) != 0)
-        return 0;
-    int r = 0;
-    if (strcmp(cmd.name, "_result") == 0 || strcmp(cmd.name, "_error") == 0) {
-        if (cmd.txid == want) {
-            fill_answer(a, &cmd);
-            r = 1;
-        } else if (c->nanswers < CC_MAX_ANSWERS) {
-            c->answers[c->nanswers].txid = cmd.txid;
-            fill_answer(&c->answers[c->nanswers].a, &cmd);
+    const rtmp_cmd *cmd = &ev->cmd;
+    if (strcmp(cmd->name, "_result") == 0 || strcmp(cmd->name, "_error") == 0) {
+        if (cmd->txid == want) {
+            fill_answer(a, cmd);
+            return 1;
+        }
+        if (c->nanswers < CC_MAX_ANSWERS) {
+            c->answers[c->nanswers].txid = cmd->txid;
+            fill_answer(&c->answers[c->nanswers].a, cmd);
             c->nanswers++;
         }
-    } else if (strcmp(cmd.name, "chat.onPrivate") == 0) {
-        on_private(c, &cmd);
+    } else if (strcmp(cmd->name, "chat.onPrivate") == 0) {
+        on_private(c, cmd);
     } else {
         c->others++;
     }
-    rtmp_cmd_cleanup(&cmd);
-    return r;
+    return 0;
 }
 
 /* Reads until the answer to want arrives (want < 0: never) or the time is
@@ -142,39 +115,19 @@ static int pump_until(cc *c, double want, cc_answer *a, int timeout_ms)
     }
     int64_t end = e2e_now_ms() + timeout_ms;
     for (;;) {
-        while (c->in_off < c->in_len) {
-            size_t used = 0;
-            rtmp_msg m;
-            sh_error err = {0};
-            int r = rtmp_conn_feed(c->rc, c->in + c->in_off, c->in_len - c->in_off, &used, &m,
-                                   &err);
-            c->in_off += used;
-            if (r < 0) {
-                fprintf(stderr, "chat client: feed error %s\n", err.what ? err.what : "?");
-                return -1;
-            }
-            if (r == 1 && handle_msg(c, &m, want, a) == 1) {
-                flush_out(c);
-                return 1;
-            }
-            if (r == 0)
-                break;
-        }
-        if (flush_out(c) != 0)
-            return -1;
         int left = (int)(end - e2e_now_ms());
-        if (left <= 0 || c->closed)
-            return c->closed ? -1 : 0;
-        struct pollfd pf = {c->fd, POLLIN, 0};
-        if (poll(&pf, 1, left) <= 0)
-            continue;
-        ssize_t n = read(c->fd, c->in, sizeof(c->in));
-        if (n <= 0) {
-            c->closed = true;
+        shc_event ev;
+        int r = shc_next(c->sh, left > 0 ? left : 0, &ev);
+        if (r < 0)
             return -1;
+        if (r == 1) {
+            int hit = handle_event(c, &ev, want, a);
+            shc_event_cleanup(&ev);
+            if (hit)
+                return 1;
+        } else if (left <= 0) {
+            return 0;
         }
-        c->in_len = (size_t)n;
-        c->in_off = 0;
     }
 }
 
@@ -190,53 +143,17 @@ cc *cc_connect(int port, const char *path, const char *user, const char *token,
         free(c);
         return NULL;
     }
-    sh_outq_init(&c->out);
-    c->fd = e2e_tcp_connect(port);
-    rtmp_conn_config cfg;
-    rtmp_conn_config_default(&cfg, RTMP_ROLE_CLIENT);
-    uint8_t rnd[RTMP_HANDSHAKE_SIZE];
-    for (size_t i = 0; i < sizeof(rnd); i++)
-        rnd[i] = (uint8_t)(i * 13 + 5);
-    if (c->fd >= 0)
-        c->rc = rtmp_conn_new(&cfg, &c->out, rnd, 1000);
-    if (!c->rc || flush_out(c) != 0) {
-        cc_close(c);
-        return NULL;
-    }
-    char app[256], tc[512];
-    snprintf(app, sizeof(app), "%s", path);
-    snprintf(tc, sizeof(tc), "rtmp://127.0.0.1:%d/%s", port, path);
-    amf_value *o = amf_object_new(NULL);
-    amf_object_set_cstr(o, "app", amf_string_cstr(app));
-    amf_object_set_cstr(o, "tcUrl", amf_string_cstr(tc));
-    amf_object_set_cstr(o, "objectEncoding", amf_number(0));
-    amf_value *args[8];
-    size_t nargs = 0;
-    if (user || token)
-        args[nargs++] = amf_string_cstr(user ? user : "");
-    if (token)
-        args[nargs++] = amf_string_cstr(token);
-    for (size_t i = 0; extra && extra[i] && nargs < 8; i++)
-        args[nargs++] = amf_string_cstr(extra[i]);
-    /* The connect goes out once the handshake is done: rtmp_conn queues
-     * commands sent before that (deferred sends). */
-    int r = rtmp_conn_send_cmd(c->rc, 0, false, "connect", 1, o, args, nargs);
-    amf_unref(o);
-    for (size_t i = 0; i < nargs; i++)
-        amf_unref(args[i]);
-    c->next_txid = 2;
-    cc_answer a;
-    if (r != 0 || flush_out(c) != 0 || pump_until(c, 1, &a, 5000) != 1) {
+    char url[1024], err[600];
+    snprintf(url, sizeof(url), "rtmp://127.0.0.1:%d/%s", port, path);
+    shc_opts o = {.url = url, .user = user, .token = token, .extra_args = extra,
+                  .timeout_ms = 5000};
+    shc_refusal why;
+    c->sh = shc_connect_ex(&o, &why, err, sizeof(err));
+    if (!c->sh) {
         if (code)
-            snprintf(code, sz, "(no answer)");
-        cc_close(c);
-        return NULL;
-    }
-    if (!a.ok) {
-        if (code)
-            snprintf(code, sz, "%s", a.code);
-        if (desc)
-            snprintf(desc, sz, "%s", a.desc);
+            snprintf(code, sz, "%s", why.refused ? why.code : "(no answer)");
+        if (desc && why.refused)
+            snprintf(desc, sz, "%s", why.description);
         cc_close(c);
         return NULL;
     }
@@ -247,21 +164,14 @@ void cc_close(cc *c)
 {
     if (!c)
         return;
-    rtmp_conn_free(c->rc);
-    sh_outq_cleanup(&c->out);
-    if (c->fd >= 0)
-        close(c->fd);
+    shc_close(c->sh);
     free(c->priv);
     free(c);
 }
 
 double cc_call_async(cc *c, const char *method, amf_value *const *args, size_t nargs)
 {
-    double txid = c->next_txid++;
-    if (rtmp_conn_send_cmd(c->rc, 0, false, method, txid, NULL, args, nargs) != 0 ||
-        flush_out(c) != 0)
-        return -1;
-    return txid;
+    return shc_call_send(c->sh, method, args, nargs, true);
 }
 
 int cc_wait(cc *c, double txid, cc_answer *a, int timeout_ms)
@@ -304,7 +214,7 @@ bool cc_wait_privates(cc *c, size_t n, int timeout_ms)
     int64_t end = e2e_now_ms() + timeout_ms;
     while (c->npriv < n) {
         int left = (int)(end - e2e_now_ms());
-        if (left <= 0 || c->closed)
+        if (left <= 0 || shc_closed(c->sh))
             return false;
         cc_pump(c, left < 50 ? left : 50);
     }

@@ -1,5 +1,5 @@
 /* test_chat_client.h - a blocking chat client for the end-to-end chat tests,
- * on sohub's own client role (rtmp_conn, RTMP_ROLE_CLIENT).
+ * on sohub's client library (shc, app/cli/client.h).
  *
  * It connects with the user name and token as the first two connect
  * arguments (FMS style), calls methods, and keeps every chat.onPrivate it
