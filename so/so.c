@@ -668,7 +668,8 @@ static so_object *object_new(so_engine *e, so_room *r, const char *name, size_t 
     return o;
 }
 
-static void room_free(so_engine *e, so_room *r)
+/* Frees every object of r; r->objects is left empty and usable. */
+static void room_free_objects(so_engine *e, so_room *r)
 {
     size_t it = 0;
     so_object *o;
@@ -676,7 +677,12 @@ static void room_free(so_engine *e, so_room *r)
         object_free(e, o);
         e->nobjects--;
     }
-    so_map_cleanup(&r->objects);
+    so_map_cleanup(&r->objects); /* leaves the map empty and usable */
+}
+
+static void room_free(so_engine *e, so_room *r)
+{
+    room_free_objects(e, r);
     free(r->name);
     free(r);
 }
@@ -1598,14 +1604,7 @@ size_t so_engine_unload_idle(so_engine *e)
             r->idle_seen = true;
             continue;
         }
-        size_t oit = 0;
-        so_object *o;
-        while ((o = so_map_next(&r->objects, &oit)) != NULL) {
-            object_free(e, o);
-            e->nobjects--;
-        }
-        so_map_cleanup(&r->objects);
-        so_map_init(&r->objects);
+        room_free_objects(e, r);
         r->loaded = false;
         r->idle_seen = false;
         e->st.room_unloads++;

@@ -60,6 +60,14 @@ static void fx_setup(fixture *f)
     so_effects_clear(&f->fx);
 }
 
+/* fx_setup, everything stored, and a gone: the room is idle. */
+static void fx_idle(fixture *f)
+{
+    fx_setup(f);
+    flush_all(f->e, f->s, &f->fx);
+    t_unregister(f->e, &f->a);
+}
+
 static void fx_teardown(fixture *f)
 {
     so_effects_cleanup(&f->fx);
@@ -115,9 +123,7 @@ Test(so_unload, idle_room_goes_after_two_calls_and_comes_back_equal)
 Test(so_unload, touched_between_calls_stays)
 {
     fixture f;
-    fx_setup(&f);
-    flush_all(f.e, f.s, &f.fx);
-    t_unregister(f.e, &f.a);
+    fx_idle(&f);
     cr_assert_eq(so_engine_unload_idle(f.e), 0);
     /* a visit between the two calls restarts the count */
     tclient b;
@@ -162,9 +168,7 @@ Test(so_unload, waits_for_every_change_to_be_durable)
 Test(so_unload, server_handle_and_lock_keep_the_room)
 {
     fixture f;
-    fx_setup(&f);
-    flush_all(f.e, f.s, &f.fx);
-    t_unregister(f.e, &f.a);
+    fx_idle(&f);
     int err = 0;
     so_object *o = so_engine_object_open(f.e, ROOM, "p", true, &err);
     cr_assert_not_null(o);
