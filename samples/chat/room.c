@@ -15,6 +15,14 @@
  * with presence = true; for the chat sample without such a section this
  * file keeps the same object in the same form, so it is always there.
  *
+ * Lifetime: an instance (its room_inst and the server's handles on its
+ * objects) exists while at least one connection of it is open.  It is
+ * made in on_connect, before the client can use any object (so `room` is
+ * server-only first), and freed with the handles closed in on_disconnect
+ * of its last connection, so the engine can unload the room
+ * (so_engine_unload_idle).  The next connect makes it again from the
+ * store: next_id goes on from the highest stored message id.
+ *
  * Private messages: chat.sendPrivate / chat.onPrivate / chat.ack are
  * server-wide methods of app/chat, so the chat sample has them as is.
  */
@@ -35,7 +43,14 @@ typedef struct room_inst {
     so_object *obj;          /* `room`, persistent, server-only */
     so_object *pres;         /* `presence` while we keep it, else NULL */
     double next_id;
+    size_t nconns;           /* accepted connections of the instance */
 } room_inst;
+
+/* Per connection (APP_SLOT_APP), from on_connect to on_disconnect. */
+typedef struct room_conn {
+    room_inst *r;            /* borrowed: lives while nconns > 0 */
+    bool present;            /* counted in `presence` by this file */
+} room_conn;
 
 typedef struct chat_sample {
     app_server *srv;
@@ -78,6 +93,22 @@ static room_inst *inst_get(chat_sample *cs, const char *app, const char *instanc
     return r;
 }
 
+/* Unlinks r, closes the server's handles on its objects and frees it. */
+static void inst_free(chat_sample *cs, room_inst *r)
+{
+    for (room_inst **pp = &cs->rooms; *pp; pp = &(*pp)->next)
+        if (*pp == r) {
+            *pp = r->next;
+            break;
+        }
+    so_engine *e = app_so_engine(app_so_glue_of(cs->srv));
+    if (e) {
+        so_engine_object_close(e, r->pres);
+        so_engine_object_close(e, r->obj);
+    }
+    free(r);
+}
+
 /* ---- room.post ---- */
 
 static int method_post(app_conn *c, const rtmp_cmd *cmd, void *ud)
@@ -99,7 +130,8 @@ static int method_post(app_conn *c, const rtmp_cmd *cmd, void *ud)
         snprintf(d, sizeof(d), "Text longer than %u bytes.", cs->s->chat_max_text);
         return app_conn_reply_error(c, cmd->txid, "Room.TooLong", d);
     }
-    room_inst *r = inst_get(cs, app_conn_app_name(c), app_conn_instance(c));
+    room_conn *conn = app_conn_get_data(c, APP_SLOT_APP);
+    room_inst *r = conn ? conn->r : NULL;
     if (!r)
         return app_conn_reply_error(c, cmd->txid, "Room.Unavailable", "The room cannot be opened.");
     so_engine *e = app_so_engine(app_so_glue_of(cs->srv));
@@ -155,9 +187,8 @@ static bool we_keep_presence(chat_sample *cs, const app_conn *c)
     return !(ac && ac->presence);
 }
 
-static void presence_step(chat_sample *cs, app_conn *c, int delta)
+static void presence_step(chat_sample *cs, room_inst *r, app_conn *c, int delta)
 {
-    room_inst *r = inst_get(cs, app_conn_app_name(c), app_conn_instance(c));
     so_engine *e = app_so_engine(app_so_glue_of(cs->srv));
     if (!r || !e)
         return;
@@ -197,19 +228,16 @@ static void presence_step(chat_sample *cs, app_conn *c, int delta)
     }
 }
 
+/* After the connect _result (observers run for every application). */
 static void obs_connect(app_conn *c, const app_connect_info *info, void *ud)
 {
     (void)info;
     chat_sample *cs = ud;
-    if (we_keep_presence(cs, c))
-        presence_step(cs, c, +1);
-}
-
-static void obs_disconnect(app_conn *c, void *ud)
-{
-    chat_sample *cs = ud;
-    if (we_keep_presence(cs, c))
-        presence_step(cs, c, -1);
+    room_conn *rc = app_conn_app(c) == cs->app ? app_conn_get_data(c, APP_SLOT_APP) : NULL;
+    if (rc && we_keep_presence(cs, c)) {
+        presence_step(cs, rc->r, c, +1);
+        rc->present = true;
+    }
 }
 
 /* ---- application ---- */
@@ -220,11 +248,38 @@ static void on_connect(app_app *a, app_conn *c, const app_connect_info *info, ap
     (void)a;
     (void)c;
     chat_sample *cs = ud;
-    /* Open `room` now: it must be server-only before any client uses it. */
-    if (!inst_get(cs, info->app, info->instance)) {
+    /* Open `room` now: it must be server-only before any client uses it.
+     * Nothing runs between this accept and the connection counting as
+     * accepted, so on_disconnect follows for sure. */
+    room_inst *r = inst_get(cs, info->app, info->instance);
+    room_conn *rc = r ? calloc(1, sizeof(*rc)) : NULL;
+    if (!rc) {
+        if (r && r->nconns == 0)
+            inst_free(cs, r);
         v->reject = true;
         snprintf(v->description, sizeof(v->description), "The chat room is not available.");
+        return;
     }
+    rc->r = r;
+    r->nconns++;
+    app_conn_set_data(c, APP_SLOT_APP, rc);
+}
+
+static void on_disconnect(app_app *a, app_conn *c, const char *reason, void *ud)
+{
+    (void)a;
+    (void)reason;
+    chat_sample *cs = ud;
+    room_conn *rc = app_conn_get_data(c, APP_SLOT_APP);
+    if (!rc)
+        return;
+    app_conn_set_data(c, APP_SLOT_APP, NULL);
+    room_inst *r = rc->r;
+    if (rc->present)
+        presence_step(cs, r, c, -1);
+    free(rc);
+    if (--r->nconns == 0)
+        inst_free(cs, r); /* the store has it all; the next connect reads it again */
 }
 
 static void on_free(app_app *a, void *ud)
@@ -248,14 +303,15 @@ int sample_chat_register(app_server *srv, const samples_settings *s)
     cs->srv = srv;
     cs->s = s;
     so_effects_init(&cs->fx);
-    app_app_ops ops = {.on_connect = on_connect, .on_free = on_free};
+    app_app_ops ops = {.on_connect = on_connect, .on_disconnect = on_disconnect,
+                       .on_free = on_free};
     cs->app = app_server_add_app(srv, "chat", &ops, cs);
     if (!cs->app) {
         so_effects_cleanup(&cs->fx);
         free(cs);
         return SH_EEXIST;
     }
-    app_observer obs = {.on_connect = obs_connect, .on_disconnect = obs_disconnect};
+    app_observer obs = {.on_connect = obs_connect};
     int rc = app_method_register(srv, cs->app, "room.post", method_post, cs);
     if (rc == 0)
         rc = app_server_add_observer(srv, &obs, cs);
