@@ -19,6 +19,13 @@
  * (so_client_set_access): the presenter's connections may write "show",
  * every other connection nothing.  A hand-off updates the access of every
  * connection of the instance at once.
+ *
+ * Lifetime: an instance (ss_inst and the server's handles on `show` and
+ * `stage`) exists while at least one connection of it is open: made in
+ * on_connect (so `stage` is server-only before any client uses it), freed
+ * with its handles closed in on_disconnect of its last connection, so the
+ * engine can unload the room.  The next connect reads both objects again
+ * from the store: the current slide and the presenter are what they were.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,7 +49,8 @@ typedef struct ss_inst {
     struct ss_inst *next;
     char room[2 * APP_NAME_MAX + 2];
     so_object *show, *stage;
-    ss_conn *conns;
+    ss_conn *conns;          /* connections past obs_connect (write access) */
+    size_t nconns;           /* accepted connections (on_connect) */
 } ss_inst;
 
 typedef struct slideshow {
@@ -99,6 +107,27 @@ static ss_inst *inst_get(slideshow *ss, const char *app, const char *instance)
     return in;
 }
 
+/* Unlinks in, closes the server's handles on its objects and frees it. */
+static void inst_free(slideshow *ss, ss_inst *in)
+{
+    for (ss_inst **pp = &ss->insts; *pp; pp = &(*pp)->next)
+        if (*pp == in) {
+            *pp = in->next;
+            break;
+        }
+    so_engine *e = engine(ss);
+    if (e) {
+        so_engine_object_close(e, in->show);
+        so_engine_object_close(e, in->stage);
+    }
+    while (in->conns) {
+        ss_conn *x = in->conns;
+        in->conns = x->next;
+        free(x);
+    }
+    free(in);
+}
+
 /* Write access of one connection from the current presenter. */
 static void apply_access(slideshow *ss, ss_inst *in, app_conn *c)
 {
@@ -115,17 +144,15 @@ static void apply_access(slideshow *ss, ss_inst *in, app_conn *c)
     so_client_set_access(engine(ss), sc, NULL, presenter ? SS_PRESENTER_WRITE : SS_VIEWER_WRITE);
 }
 
-static ss_inst *inst_of(slideshow *ss, const app_conn *c)
-{
-    return inst_get(ss, app_conn_app_name(c), app_conn_instance(c));
-}
+/* The instance of one of our connections (set in on_connect). */
+static ss_inst *inst_of(const app_conn *c) { return app_conn_get_data(c, APP_SLOT_APP); }
 
 /* ---- slideshow.handoff ---- */
 
 static int method_handoff(app_conn *c, const rtmp_cmd *cmd, void *ud)
 {
     slideshow *ss = ud;
-    ss_inst *in = inst_of(ss, c);
+    ss_inst *in = inst_of(c);
     if (!in)
         return app_conn_reply_error(c, cmd->txid, "Slideshow.Failed", "Unavailable.");
     const char *u = app_conn_user(c);
@@ -160,12 +187,37 @@ static void on_connect(app_app *a, app_conn *c, const app_connect_info *info, ap
                        void *ud)
 {
     (void)a;
-    (void)c;
-    /* `stage` must be server-only before any client uses it. */
-    if (!inst_get(ud, info->app, info->instance)) {
+    /* `stage` must be server-only before any client uses it.  Nothing runs
+     * between this accept and the connection counting as accepted, so
+     * on_disconnect follows for sure. */
+    ss_inst *in = inst_get(ud, info->app, info->instance);
+    if (!in) {
         v->reject = true;
         snprintf(v->description, sizeof(v->description), "The slideshow is not available.");
+        return;
     }
+    in->nconns++;
+    app_conn_set_data(c, APP_SLOT_APP, in);
+}
+
+static void on_disconnect(app_app *a, app_conn *c, const char *reason, void *ud)
+{
+    (void)a;
+    (void)reason;
+    slideshow *ss = ud;
+    ss_inst *in = inst_of(c);
+    if (!in)
+        return;
+    app_conn_set_data(c, APP_SLOT_APP, NULL);
+    for (ss_conn **pp = &in->conns; *pp; pp = &(*pp)->next)
+        if ((*pp)->c == c) {
+            ss_conn *x = *pp;
+            *pp = x->next;
+            free(x);
+            break;
+        }
+    if (--in->nconns == 0)
+        inst_free(ss, in); /* the store has it all; the next connect reads it again */
 }
 
 /* After the connect _result: the connection's write access. */
@@ -175,7 +227,7 @@ static void obs_connect(app_conn *c, const app_connect_info *info, void *ud)
     slideshow *ss = ud;
     if (app_conn_app(c) != ss->app)
         return;
-    ss_inst *in = inst_of(ss, c);
+    ss_inst *in = inst_of(c);
     ss_conn *x = in ? calloc(1, sizeof(*x)) : NULL;
     if (!x)
         return;
@@ -188,21 +240,6 @@ static void obs_connect(app_conn *c, const app_connect_info *info, void *ud)
         SH_LOG(SH_LOG_INFO, "slideshow: %s presents %s (first to connect)", u, in->room);
     }
     apply_access(ss, in, c);
-}
-
-static void obs_disconnect(app_conn *c, void *ud)
-{
-    slideshow *ss = ud;
-    if (app_conn_app(c) != ss->app)
-        return;
-    ss_inst *in = inst_of(ss, c);
-    for (ss_conn **pp = in ? &in->conns : NULL; pp && *pp; pp = &(*pp)->next)
-        if ((*pp)->c == c) {
-            ss_conn *x = *pp;
-            *pp = x->next;
-            free(x);
-            break;
-        }
 }
 
 static void on_free(app_app *a, void *ud)
@@ -231,14 +268,15 @@ int sample_slideshow_register(app_server *srv, const samples_settings *s)
     ss->srv = srv;
     ss->s = s;
     so_effects_init(&ss->fx);
-    app_app_ops ops = {.on_connect = on_connect, .on_free = on_free};
+    app_app_ops ops = {.on_connect = on_connect, .on_disconnect = on_disconnect,
+                       .on_free = on_free};
     ss->app = app_server_add_app(srv, SS_APP, &ops, ss);
     if (!ss->app) {
         so_effects_cleanup(&ss->fx);
         free(ss);
         return SH_EEXIST;
     }
-    app_observer obs = {.on_connect = obs_connect, .on_disconnect = obs_disconnect};
+    app_observer obs = {.on_connect = obs_connect};
     int rc = app_method_register(srv, ss->app, "slideshow.handoff", method_handoff, ss);
     if (!rc)
         rc = app_server_add_observer(srv, &obs, ss);
