@@ -6,9 +6,11 @@
  *                bid, leader null until then; endsAt is Unix ms; state
  *                "open" or "closed".
  *   catalog     one slot per item: key = id, value {title, state}.
- * and, so that a restart finds every instance again, the object
- * `instances` in the internal room "auction/#index" (no client can name
- * that room: '#' is not allowed in instance names).
+ * and, so that a restart finds every instance with an open item again,
+ * the object `instances` in the internal room "auction/#index" (no client
+ * can name that room: '#' is not allowed in instance names).  An instance
+ * is added there when an item is created in it and removed when it is
+ * released with no open item left.
  *
  * Methods:
  *   auction.create(id, title, startPrice, durationSeconds [, increment])
@@ -36,6 +38,21 @@
  * bids}) to the item's subscribers (so_object_send).  After a restart the
  * timers are set again from the stored endsAt (items whose end passed
  * while the server was down are closed at once).
+ *
+ * Lifetime: an instance (auc_inst, its items, the server's handles on its
+ * objects) stays in memory while a connection of it is open or the timer
+ * of one of its open items is set (work still to do: closing the item and
+ * announcing the winner).  It is made in on_connect (the catalog is
+ * server-only before any client uses it) or at start for the instances in
+ * the index, and released when neither holds any more: on_disconnect of
+ * its last connection, the close of its last open item, or right after
+ * the start.  Then the engine can unload the room; the next connect reads
+ * the catalog and the items again from the store.  Answers waiting for
+ * durability (auc_pending) hold only the connection (cleared when it goes
+ * away), never an instance or an item, so they do not keep one alive: the
+ * engine itself keeps the room until every change of it is stored.  An
+ * item's timer handle is closed (uv_close) when its instance is released;
+ * the item's memory goes in the close callback (a->closing until then).
  */
 #include <math.h>
 #include <stdio.h>
@@ -63,6 +80,8 @@ typedef struct auc_item {
     uv_timer_t timer;
     bool timer_init;
 } auc_item;
+/* it->next links the items of an instance, or, once the instance was
+ * released, the items whose timer is closing (auction.closing). */
 
 struct auc_inst {
     struct auc_inst *next;
@@ -71,6 +90,7 @@ struct auc_inst {
     so_object *catalog;
     auc_item *items;
     size_t nitems;
+    size_t nconns;       /* accepted connections of the instance */
 };
 
 /* An answer waiting for its change to be stored. */
@@ -89,6 +109,7 @@ struct auction {
     so_object *index;
     auc_inst *insts;
     auc_pending *pending;
+    auc_item *closing;   /* released items waiting for their timer's close */
     so_effects fx;
     bool stopping;
 };
@@ -136,6 +157,7 @@ static bool id_ok(const char *s, size_t n)
 /* ---- end of an item ---- */
 
 static void item_arm(auc_item *it);
+static void inst_maybe_release(auction *a, auc_inst *in);
 
 static void item_close(auc_item *it)
 {
@@ -179,10 +201,12 @@ static void on_timer(uv_timer_t *t)
     auc_item *it = t->data;
     if (it->a->stopping || strcmp(str_slot(it->obj, "state"), "open") != 0)
         return;
-    if ((double)samples_wall_ms() < num_slot(it->obj, "endsAt"))
+    if ((double)samples_wall_ms() < num_slot(it->obj, "endsAt")) {
         item_arm(it); /* extended meanwhile, or the clock moved */
-    else
+    } else {
         item_close(it);
+        inst_maybe_release(it->a, it->inst); /* may free it */
+    }
 }
 
 static void item_arm(auc_item *it)
@@ -270,14 +294,87 @@ static auc_inst *inst_get(auction *a, const char *instance)
                 item_arm(it);
         }
     }
-    /* Remember the instance for the next start. */
-    if (a->index && !so_object_get(a->index, instance, strlen(instance))) {
-        amf_value *t = amf_bool(true);
-        so_object_set(engine(a), a->index, instance, strlen(instance), t, &a->fx);
-        amf_unref(t);
+    return in;
+}
+
+/* Remembers the instance for the next start (it has an open item). */
+static int index_add(auction *a, auc_inst *in)
+{
+    if (!a->index || so_object_get(a->index, in->name, strlen(in->name)))
+        return 0;
+    amf_value *t = amf_bool(true);
+    int rc = t ? so_object_set(engine(a), a->index, in->name, strlen(in->name), t, &a->fx)
+               : SH_ENOMEM;
+    amf_unref(t);
+    samples_deliver(a->srv, &a->fx);
+    return rc;
+}
+
+/* Work still to do for the item: its timer is set (it closes the item). */
+static bool item_pending(auc_item *it)
+{
+    return it->timer_init && uv_is_active((uv_handle_t *)&it->timer);
+}
+
+static void on_item_timer_closed(uv_handle_t *h)
+{
+    auc_item *it = h->data;
+    auction *a = it->a;
+    for (auc_item **pp = &a->closing; *pp; pp = &(*pp)->next)
+        if (*pp == it) {
+            *pp = it->next;
+            break;
+        }
+    free(it);
+}
+
+/* Closes the server's handle on the item and frees it (after its timer's
+ * close callback when it has a timer). */
+static void item_release(auction *a, auc_item *it)
+{
+    so_engine_object_close(engine(a), it->obj);
+    it->obj = NULL;
+    it->inst = NULL;
+    if (!it->timer_init) {
+        free(it);
+        return;
+    }
+    it->next = a->closing;
+    a->closing = it;
+    if (!uv_is_closing((uv_handle_t *)&it->timer))
+        uv_close((uv_handle_t *)&it->timer, on_item_timer_closed);
+    /* else on_shutdown closed it already: on_free frees it */
+}
+
+/* Frees the instance when no connection and no item timer needs it.  The
+ * index forgets it then: a restart has nothing to do for it. */
+static void inst_maybe_release(auction *a, auc_inst *in)
+{
+    if (in->nconns > 0)
+        return;
+    for (auc_item *it = in->items; it; it = it->next)
+        if (item_pending(it))
+            return;
+    for (auc_inst **pp = &a->insts; *pp; pp = &(*pp)->next)
+        if (*pp == in) {
+            *pp = in->next;
+            break;
+        }
+    so_engine *e = engine(a);
+    if (a->index && so_object_get(a->index, in->name, strlen(in->name))) {
+        int rc = so_object_remove(e, a->index, in->name, strlen(in->name), &a->fx);
+        if (rc < 0)
+            SH_LOG(SH_LOG_WARN, "auction: cannot remove %s from the index: %s", in->name,
+                   sh_strerror(rc));
         samples_deliver(a->srv, &a->fx);
     }
-    return in;
+    while (in->items) {
+        auc_item *it = in->items;
+        in->items = it->next;
+        item_release(a, it);
+    }
+    so_engine_object_close(e, in->catalog);
+    free(in);
 }
 
 /* ---- answers after durability ---- */
@@ -354,7 +451,7 @@ static int method_create(app_conn *c, const rtmp_cmd *cmd, void *ud)
         return app_conn_reply_error(c, cmd->txid, "Auction.BadRequest",
                                     "auction.create(id [A-Za-z0-9_-]{1,64}, title, startPrice >= 0, "
                                     "durationSeconds > 0 [, increment > 0])");
-    auc_inst *in = inst_get(a, app_conn_instance(c));
+    auc_inst *in = app_conn_get_data(c, APP_SLOT_APP);
     if (!in)
         return app_conn_reply_error(c, cmd->txid, "Auction.Failed", "Instance unavailable.");
     char idz[AUC_ID_MAX + 1];
@@ -386,6 +483,11 @@ static int method_create(app_conn *c, const rtmp_cmd *cmd, void *ud)
     }
     amf_unref(cat);
     samples_deliver(a->srv, &a->fx);
+    /* Before the answer waits for durability, so covered by it. */
+    int irc = rc == 0 ? index_add(a, in) : 0;
+    if (irc < 0)
+        SH_LOG(SH_LOG_WARN, "auction: cannot add %s to the index (its timers are not set "
+               "again after a restart until somebody connects): %s", in->name, sh_strerror(irc));
     if (rc < 0)
         return app_conn_reply_error(c, cmd->txid, "Auction.Failed", sh_strerror(rc));
     item_arm(it);
@@ -414,7 +516,7 @@ static int method_bid(app_conn *c, const rtmp_cmd *cmd, void *ud)
                                     "auction.bid(item, amount > 0)");
     char idz[AUC_ID_MAX + 1];
     snprintf(idz, sizeof(idz), "%.*s", (int)idl, id);
-    auc_inst *in = inst_get(a, app_conn_instance(c));
+    auc_inst *in = app_conn_get_data(c, APP_SLOT_APP);
     auc_item *it = in ? item_find(in, idz) : NULL;
     if (!it)
         return app_conn_reply_error(c, cmd->txid, "Auction.NoSuchItem", "No such item.");
@@ -466,12 +568,17 @@ static void on_connect(app_app *app, app_conn *c, const app_connect_info *info, 
                        void *ud)
 {
     (void)app;
-    (void)c;
-    /* The catalog must be server-only before any client uses it. */
-    if (!inst_get(ud, info->instance)) {
+    /* The catalog must be server-only before any client uses it.  Nothing
+     * runs between this accept and the connection counting as accepted,
+     * so on_disconnect follows for sure. */
+    auc_inst *in = inst_get(ud, info->instance);
+    if (!in) {
         v->reject = true;
         snprintf(v->description, sizeof(v->description), "The auction is not available.");
+        return;
     }
+    in->nconns++;
+    app_conn_set_data(c, APP_SLOT_APP, in);
 }
 
 static void on_disconnect(app_app *app, app_conn *c, const char *reason, void *ud)
@@ -482,6 +589,12 @@ static void on_disconnect(app_app *app, app_conn *c, const char *reason, void *u
     for (auc_pending *p = a->pending; p; p = p->next)
         if (p->c == c)
             p->c = NULL;
+    auc_inst *in = app_conn_get_data(c, APP_SLOT_APP);
+    if (!in)
+        return;
+    app_conn_set_data(c, APP_SLOT_APP, NULL);
+    in->nconns--;
+    inst_maybe_release(a, in);
 }
 
 static void on_shutdown(app_server *s, void *ud)
@@ -508,6 +621,11 @@ static void on_free(app_app *app, void *ud)
             free(it);
         }
         free(in);
+    }
+    while (a->closing) { /* normally freed by their close callbacks */
+        auc_item *it = a->closing;
+        a->closing = it->next;
+        free(it);
     }
     while (a->pending) { /* the glue normally ran them all */
         auc_pending *p = a->pending;
@@ -555,6 +673,12 @@ int sample_auction_register(app_server *srv, const samples_settings *s)
                     snprintf(names[n++], APP_NAME_MAX + 1, "%.*s", (int)kl, k);
             for (size_t i = 0; i < n; i++)
                 inst_get(a, names[i]);
+        }
+        /* Only the instances with an open item stay (released after the
+         * scan: a release removes the instance from the index). */
+        for (auc_inst *in = a->insts, *next; in; in = next) {
+            next = in->next;
+            inst_maybe_release(a, in);
         }
     }
     return 0;
