@@ -12,7 +12,14 @@
  *   is still there after the restart, and the timer is set again.
  * slideshow: first user presents, viewers refused with NoWriteAccess and
  *   their copy restored, a late viewer is on the current slide, hand-off,
- *   presenter named in the settings file. */
+ *   presenter named in the settings file.
+ * idle instances (so_unload_idle_s = 1): after their clients left, the
+ *   rooms of many chat, auction and slideshow instances leave memory (the
+ *   server's "idle rooms left memory" log lines), an auction instance with
+ *   an open item stays until its timer closed the item with nobody
+ *   connected, and coming back shows the same state (chat history and next
+ *   id, presence, auction price / winner / known items, slide and
+ *   presenter). */
 #include <fcntl.h>
 #include <math.h>
 #include <signal.h>
@@ -521,6 +528,268 @@ static void test_slideshow_configured(void)
     free(out);
 }
 
+/* ================================================================ idle instances */
+
+/* Sum of N over the server's "so: N idle rooms left memory" lines. */
+static size_t unloaded_total(const e2e_server *s)
+{
+    char *log = e2e_read_file(s->log_path, NULL);
+    size_t total = 0;
+    const char *needle = " idle rooms left memory";
+    for (const char *p = log ? strstr(log, needle) : NULL; p; p = strstr(p + 1, needle)) {
+        const char *d = p;
+        while (d > log && d[-1] >= '0' && d[-1] <= '9')
+            d--;
+        if (d < p && d - log >= 4 && !strncmp(d - 4, "so: ", 4))
+            total += strtoul(d, NULL, 10);
+    }
+    free(log);
+    return total;
+}
+
+/* Waits (bounded) until the server unloaded at least want rooms in all. */
+static bool unloaded_wait(const e2e_server *s, size_t want, int timeout_ms)
+{
+    int64_t end = e2e_now_ms() + timeout_ms;
+    while (unloaded_total(s) < want && e2e_now_ms() < end)
+        e2e_sleep_ms(100);
+    return unloaded_total(s) >= want;
+}
+
+static bool post(cc *c, const char *text, double *id)
+{
+    amf_value *t = amf_string_cstr(text);
+    cc_answer a;
+    int r = cc_call(c, "room.post", &t, 1, &a);
+    amf_unref(t);
+    *id = a.id;
+    return r == 0 && a.ok;
+}
+
+#define MANY 12
+
+/* Chat: instances nobody uses any more leave memory; coming back shows
+ * the history and the ids go on. */
+static void idle_chat(const e2e_server *s)
+{
+    size_t before = unloaded_total(s);
+    int posted = 0;
+    for (int i = 0; i < MANY; i++) {
+        char path[64], user[32], text[32];
+        snprintf(path, sizeof(path), "chat/many%d", i);
+        snprintf(user, sizeof(user), "u%d", i);
+        cc *c = caller(path, user);
+        for (int k = 1; c && k <= (i == 3 ? 3 : 1); k++) {
+            double id = 0;
+            snprintf(text, sizeof(text), "m%d-%d", i, k);
+            posted += post(c, text, &id) && id == k;
+        }
+        cc_close(c);
+    }
+    E2E_CHECK(posted == MANY + 2, "%d posts in %d chat instances, ids from 1 in each", posted,
+              MANY);
+    E2E_CHECK(e2e_log_wait(s, "idle rooms left memory", 10000),
+              "the server logs idle rooms leaving memory");
+    E2E_CHECK(unloaded_wait(s, before + MANY, 10000),
+              "all %d chat rooms left memory once their clients left (%zu unloaded)", MANY,
+              unloaded_total(s) - before);
+
+    soc *w = watcher("chat/many3?user=zed");
+    cc *c = caller("chat/many3", "u3");
+    if (w && c) {
+        soc_use(w, "room", 0, true);
+        soc_use(w, "presence", 0, false);
+        soc_settle(w, 150, 2000);
+        amf_value *m1 = soc_get(w, "room", "1"), *m3 = soc_get(w, "room", "3");
+        E2E_CHECK(m1 && amf_is_string(amf_object_get(m1, "text"), "m3-1") && m3 &&
+                      amf_is_string(amf_object_get(m3, "from"), "u3") &&
+                      soc_object(w, "room")->nslots == 3,
+                  "back in chat/many3: the three messages are there");
+        double id = 0;
+        E2E_CHECK(post(c, "back again", &id) && id == 4, "the next post gets id 4 (%g)", id);
+        soc_settle(w, 150, 2000);
+        amf_value *m4 = soc_get(w, "room", "4");
+        E2E_CHECK(m4 && amf_is_string(amf_object_get(m4, "text"), "back again"),
+                  "and the watcher sees it as message 4");
+        amf_value *pz = soc_get(w, "presence", "zed"), *pu = soc_get(w, "presence", "u3");
+        E2E_CHECK(pz && amf_as_number(amf_object_get(pz, "connections")) == 1 && pu &&
+                      amf_as_number(amf_object_get(pu, "connections")) == 1 &&
+                      soc_object(w, "presence")->nslots == 2,
+                  "presence lists only who is here now, once each");
+    }
+    cc_close(c);
+    soc_close(w);
+    E2E_CHECK(unloaded_wait(s, before + MANY + 1, 10000),
+              "left again, chat/many3 leaves memory again");
+}
+
+static bool create_item(cc *c, const char *id, const char *title, double start, double dur)
+{
+    amf_value *args[4] = {amf_string_cstr(id), amf_string_cstr(title), amf_number(start),
+                          amf_number(dur)};
+    cc_answer a;
+    int r = cc_call(c, "auction.create", args, 4, &a);
+    for (int i = 0; i < 4; i++)
+        amf_unref(args[i]);
+    return r == 0 && a.ok;
+}
+
+/* Auction: empty instances leave memory; one with an open item stays until
+ * its timer closed the item, with nobody connected; coming back shows the
+ * item, its highest bid and winner. */
+static void idle_auction(const e2e_server *s)
+{
+    size_t before = unloaded_total(s);
+    int n = 0;
+    for (int i = 0; i < MANY; i++) {
+        char path[64];
+        snprintf(path, sizeof(path), "auction/empty%d", i);
+        cc *c = caller(path, "bob");
+        n += c != NULL;
+        cc_close(c);
+    }
+    E2E_CHECK(n == MANY, "%d auction instances visited", n);
+    cc *admin = caller("auction/lot", "admin"), *bob = caller("auction/lot", "bob"),
+       *carol = caller("auction/lot", "carol");
+    cc_answer a;
+    E2E_CHECK(admin && bob && carol && create_item(admin, "lamp", "Lamp", 10, 2) &&
+                  bid(bob, "lamp", 15, &a) == 0 && a.ok && bid(carol, "lamp", 20, &a) == 0 &&
+                  a.ok,
+              "auction/lot: lamp for 2 s, bob bids 15, carol 20");
+    cc_close(admin);
+    cc_close(bob);
+    cc_close(carol);
+    E2E_CHECK(unloaded_wait(s, before + MANY, 10000),
+              "the %d empty auction instances left memory (%zu unloaded)", MANY,
+              unloaded_total(s) - before);
+    /* Nobody is connected to auction/lot now: its item still closes. */
+    E2E_CHECK(e2e_log_wait(s, "auction: lot/lamp closed, winner carol at 20", 8000),
+              "with nobody connected, the lamp closes at its end (winner carol at 20)");
+    E2E_CHECK(unloaded_wait(s, before + MANY + 1, 10000),
+              "then auction/lot leaves memory too");
+
+    soc *w = watcher("auction/lot");
+    admin = caller("auction/lot", "admin");
+    bob = caller("auction/lot", "bob");
+    if (w && admin && bob) {
+        soc_use(w, "items/lamp", 0, true);
+        soc_use(w, "catalog", 0, true);
+        soc_settle(w, 150, 2000);
+        E2E_CHECK(soc_get_num(w, "items/lamp", "price") == 20 &&
+                      amf_is_string(soc_get(w, "items/lamp", "leader"), "carol") &&
+                      soc_get_num(w, "items/lamp", "bids") == 2 &&
+                      amf_is_string(soc_get(w, "items/lamp", "state"), "closed") &&
+                      amf_is_string(soc_get(w, "items/lamp", "winner"), "carol"),
+                  "back in auction/lot: lamp at 20 (2 bids), closed, winner carol");
+        amf_value *cat = soc_get(w, "catalog", "lamp");
+        E2E_CHECK(cat && amf_is_string(amf_object_get(cat, "state"), "closed"),
+                  "the catalog lists the lamp as closed");
+        E2E_CHECK(!create_item(admin, "lamp", "Lamp again", 1, 60),
+                  "the item is known again: creating lamp a second time is refused");
+        E2E_CHECK(bid(bob, "lamp", 30, &a) == 0 && !a.ok && !strcmp(a.code, "Auction.Closed"),
+                  "and a bid on it is Auction.Closed (%s)", a.code);
+        /* A new item in the reloaded instance takes bids as usual. */
+        E2E_CHECK(create_item(admin, "rug", "Rug", 5, 60) && bid(bob, "rug", 5, &a) == 0 && a.ok,
+                  "a new item in the reloaded instance: created, bob's bid accepted");
+    }
+    soc_close(w);
+    cc_close(admin);
+    cc_close(bob);
+    /* The rug is open for 60 s: its timer keeps auction/lot in memory. */
+    e2e_sleep_ms(2500);
+    E2E_CHECK(unloaded_total(s) == before + MANY + 1,
+              "an instance with an open item stays while nobody is connected (%zu unloaded)",
+              unloaded_total(s) - before);
+    bob = caller("auction/lot", "bob");
+    cc *dave = caller("auction/lot", "dave");
+    E2E_CHECK(bob && dave && bid(dave, "rug", 5, &a) == 0 && !a.ok &&
+                  !strcmp(a.code, "Auction.TooLow") && bid(dave, "rug", 6, &a) == 0 && a.ok,
+              "and keeps its bids: dave needs 6 on the rug");
+    cc_close(bob);
+    cc_close(dave);
+}
+
+/* Slideshow: instances leave memory; the current slide and the presenter
+ * are the same after coming back. */
+static void idle_slideshow(const e2e_server *s)
+{
+    size_t before = unloaded_total(s);
+    int n = 0;
+    for (int i = 0; i < MANY; i++) {
+        char path[64];
+        snprintf(path, sizeof(path), "slideshow/s%d?user=p%d", i, i);
+        soc *c = watcher(path);
+        if (c) {
+            soc_use(c, "show", 0, true);
+            n += soc_pump(c, 200) >= 0;
+        }
+        soc_close(c);
+    }
+    E2E_CHECK(n == MANY, "%d slideshow instances visited", n);
+    soc *alice = watcher("slideshow/deck?user=alice");
+    e2e_sleep_ms(100);
+    soc *bob = watcher("slideshow/deck?user=bob");
+    if (alice && bob) {
+        soc_use(alice, "show", 0, true);
+        soc_use(bob, "show", 0, true);
+        soc_settle(alice, 100, 2000);
+        soc_set_num(alice, "show", soc_version(alice, "show"), true, "slide", 4);
+        soc_settle(alice, 100, 2000);
+        soc_settle(bob, 100, 2000);
+        E2E_CHECK(soc_get_num(bob, "show", "slide") == 4, "alice presents deck: slide 4");
+    }
+    soc_close(alice);
+    soc_close(bob);
+    E2E_CHECK(unloaded_wait(s, before + MANY + 1, 10000),
+              "the %d slideshow rooms and deck left memory (%zu unloaded)", MANY,
+              unloaded_total(s) - before);
+
+    soc *carol = watcher("slideshow/deck?user=carol");
+    if (carol) {
+        soc_use(carol, "show", 0, true);
+        soc_settle(carol, 150, 2000);
+        E2E_CHECK(soc_get_num(carol, "show", "slide") == 4, "back in deck: carol is on slide 4");
+    }
+    char *out = NULL;
+    CLI(&out, "slideshow/deck", NULL, "so", "get", "stage", "--persistent");
+    E2E_CHECK(strstr(out, "\"presenter\":\"alice\""), "alice still presents (%s)", out);
+    free(out);
+    int rc = CLI(&out, "slideshow/deck", "bob", "so", "set", "show", "slide", "9", "--persistent");
+    E2E_CHECK(rc == 1 && strstr(out, "NoWriteAccess"), "bob is still a viewer");
+    free(out);
+    rc = CLI(&out, "slideshow/deck", "alice", "so", "set", "show", "slide", "5", "--persistent");
+    E2E_CHECK(rc == 0, "alice moves on to slide 5 (%s)", out);
+    free(out);
+    if (carol) {
+        soc_settle(carol, 150, 2000);
+        E2E_CHECK(soc_get_num(carol, "show", "slide") == 5, "carol follows to slide 5");
+    }
+    soc_close(carol);
+    E2E_CHECK(unloaded_wait(s, before + MANY + 2, 10000), "left again, deck leaves memory again");
+}
+
+/* The samples free an instance with its object handles when its last
+ * client leaves (and, for the auction, its last item timer fired): the
+ * engine's idle unload (so_unload_idle_s = 1 here) can only free a room
+ * once nobody holds it, and logs how many rooms it freed. */
+static void test_idle_instances(void)
+{
+    e2e_server s;
+    const char *extra[] = {"--set", "so_unload_idle_s=1", "--log-level", "info", NULL};
+    if (e2e_server_start(&s, "[sample auction]\nsnipe_window_ms = 0\n", extra) != 0)
+        return;
+    int old = port;
+    port = s.port;
+    idle_chat(&s);
+    idle_auction(&s);
+    idle_slideshow(&s);
+    int st = e2e_server_stop(&s, e2e_failures > 0);
+    E2E_CHECK(st == 0, "server exits 0 (status %d)", st);
+    if (e2e_failures)
+        e2e_log_dump(&s);
+    port = old;
+}
+
 /* A bad [sample] setting stops the start with the file and line, like any
  * other bad setting. */
 static void test_bad_settings(void)
@@ -574,6 +843,7 @@ int main(void)
     if (e2e_failures)
         e2e_log_dump(&srv);
     test_auction_restart();
+    test_idle_instances();
     test_bad_settings();
 
     char cmd[300];
