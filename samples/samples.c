@@ -124,6 +124,24 @@ void samples_deliver(app_server *srv, so_effects *fx)
 
 amf_value *samples_str(const char *s) { return amf_string_cstr(s ? s : ""); }
 
+void samples_accept(app_conn *c, app_verdict *v, void *p, size_t *nconns, const char *what)
+{
+    if (!p) {
+        v->reject = true;
+        snprintf(v->description, sizeof(v->description), "The %s is not available.", what);
+        return;
+    }
+    (*nconns)++;
+    app_conn_set_data(c, APP_SLOT_APP, p);
+}
+
+void *samples_detach(app_conn *c)
+{
+    void *p = app_conn_get_data(c, APP_SLOT_APP);
+    app_conn_set_data(c, APP_SLOT_APP, NULL);
+    return p;
+}
+
 /* ---- registration ---- */
 
 int samples_register(app_server *srv)

@@ -44,4 +44,14 @@ void samples_deliver(app_server *srv, so_effects *fx);
 /* An AMF string of s (owned). */
 amf_value *samples_str(const char *s);
 
+/* Instances live while connections use them.  on_connect ends with
+ * samples_accept(): with p (the connection's state, borrowed) it counts
+ * the connection (++*nconns) and keeps p in its APP_SLOT_APP; with p NULL
+ * it refuses the connect with "The WHAT is not available.".
+ * on_disconnect: samples_detach() gives p back (NULL when none) and
+ * clears the slot; the caller lowers the count and frees the instance at
+ * 0. */
+void samples_accept(app_conn *c, app_verdict *v, void *p, size_t *nconns, const char *what);
+void *samples_detach(app_conn *c);
+
 #endif

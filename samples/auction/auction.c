@@ -572,13 +572,7 @@ static void on_connect(app_app *app, app_conn *c, const app_connect_info *info, 
      * runs between this accept and the connection counting as accepted,
      * so on_disconnect follows for sure. */
     auc_inst *in = inst_get(ud, info->instance);
-    if (!in) {
-        v->reject = true;
-        snprintf(v->description, sizeof(v->description), "The auction is not available.");
-        return;
-    }
-    in->nconns++;
-    app_conn_set_data(c, APP_SLOT_APP, in);
+    samples_accept(c, v, in, in ? &in->nconns : NULL, "auction");
 }
 
 static void on_disconnect(app_app *app, app_conn *c, const char *reason, void *ud)
@@ -589,12 +583,11 @@ static void on_disconnect(app_app *app, app_conn *c, const char *reason, void *u
     for (auc_pending *p = a->pending; p; p = p->next)
         if (p->c == c)
             p->c = NULL;
-    auc_inst *in = app_conn_get_data(c, APP_SLOT_APP);
-    if (!in)
-        return;
-    app_conn_set_data(c, APP_SLOT_APP, NULL);
-    in->nconns--;
-    inst_maybe_release(a, in);
+    auc_inst *in = samples_detach(c);
+    if (in) {
+        in->nconns--;
+        inst_maybe_release(a, in);
+    }
 }
 
 static void on_shutdown(app_server *s, void *ud)

@@ -77,7 +77,8 @@ static room_inst *inst_get(chat_sample *cs, const char *app, const char *instanc
     }
     snprintf(r->room, sizeof(r->room), "%s", room);
     r->obj = o;
-    /* Ids go on from the stored history after a restart. */
+    /* Ids go on from the stored history (after a restart, or when the
+     * instance comes back after its last client left). */
     size_t it = 0;
     const char *k;
     size_t kl;
@@ -246,40 +247,30 @@ static void on_connect(app_app *a, app_conn *c, const app_connect_info *info, ap
                        void *ud)
 {
     (void)a;
-    (void)c;
     chat_sample *cs = ud;
     /* Open `room` now: it must be server-only before any client uses it.
      * Nothing runs between this accept and the connection counting as
      * accepted, so on_disconnect follows for sure. */
     room_inst *r = inst_get(cs, info->app, info->instance);
     room_conn *rc = r ? calloc(1, sizeof(*rc)) : NULL;
-    if (!rc) {
-        if (r && r->nconns == 0)
-            inst_free(cs, r);
-        v->reject = true;
-        snprintf(v->description, sizeof(v->description), "The chat room is not available.");
-        return;
-    }
-    rc->r = r;
-    r->nconns++;
-    app_conn_set_data(c, APP_SLOT_APP, rc);
+    if (rc)
+        rc->r = r;
+    else if (r && r->nconns == 0)
+        inst_free(cs, r);
+    samples_accept(c, v, rc, r ? &r->nconns : NULL, "chat room");
 }
 
 static void on_disconnect(app_app *a, app_conn *c, const char *reason, void *ud)
 {
     (void)a;
     (void)reason;
-    chat_sample *cs = ud;
-    room_conn *rc = app_conn_get_data(c, APP_SLOT_APP);
-    if (!rc)
-        return;
-    app_conn_set_data(c, APP_SLOT_APP, NULL);
-    room_inst *r = rc->r;
-    if (rc->present)
-        presence_step(cs, r, c, -1);
+    room_conn *rc = samples_detach(c);
+    room_inst *r = rc ? rc->r : NULL;
+    if (r && rc->present)
+        presence_step(ud, r, c, -1);
     free(rc);
-    if (--r->nconns == 0)
-        inst_free(cs, r); /* the store has it all; the next connect reads it again */
+    if (r && --r->nconns == 0)
+        inst_free(ud, r); /* the store has it all; the next connect reads it again */
 }
 
 static void on_free(app_app *a, void *ud)

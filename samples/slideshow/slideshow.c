@@ -191,24 +191,16 @@ static void on_connect(app_app *a, app_conn *c, const app_connect_info *info, ap
      * between this accept and the connection counting as accepted, so
      * on_disconnect follows for sure. */
     ss_inst *in = inst_get(ud, info->app, info->instance);
-    if (!in) {
-        v->reject = true;
-        snprintf(v->description, sizeof(v->description), "The slideshow is not available.");
-        return;
-    }
-    in->nconns++;
-    app_conn_set_data(c, APP_SLOT_APP, in);
+    samples_accept(c, v, in, in ? &in->nconns : NULL, "slideshow");
 }
 
 static void on_disconnect(app_app *a, app_conn *c, const char *reason, void *ud)
 {
     (void)a;
     (void)reason;
-    slideshow *ss = ud;
-    ss_inst *in = inst_of(c);
+    ss_inst *in = samples_detach(c);
     if (!in)
         return;
-    app_conn_set_data(c, APP_SLOT_APP, NULL);
     for (ss_conn **pp = &in->conns; *pp; pp = &(*pp)->next)
         if ((*pp)->c == c) {
             ss_conn *x = *pp;
@@ -217,7 +209,7 @@ static void on_disconnect(app_app *a, app_conn *c, const char *reason, void *ud)
             break;
         }
     if (--in->nconns == 0)
-        inst_free(ss, in); /* the store has it all; the next connect reads it again */
+        inst_free(ud, in); /* the store has it all; the next connect reads it again */
 }
 
 /* After the connect _result: the connection's write access. */
