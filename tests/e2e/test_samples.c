@@ -109,6 +109,16 @@ static bool file_wait(const char *path, const char *needle, int timeout_ms)
     }
 }
 
+/* Stops srv (SIGTERM): it must exit 0 (a sanitizer report would not);
+ * its log goes to stderr when some check failed. */
+static void server_done(e2e_server *srv, const char *what)
+{
+    int st = e2e_server_stop(srv, e2e_failures > 0);
+    E2E_CHECK(st == 0, "%s exits 0 (status %d)", what, st);
+    if (e2e_failures)
+        e2e_log_dump(srv);
+}
+
 static cc *caller(const char *app, const char *user)
 {
     char code[128], desc[256];
@@ -457,8 +467,7 @@ static void test_auction_restart(void)
                   "winner bob");
         soc_close(w);
     }
-    int st = e2e_server_stop(&s2, e2e_failures > 0);
-    E2E_CHECK(st == 0, "restarted server exits 0 (%d)", st);
+    server_done(&s2, "the restarted server");
     e2e_server_stop(&s1, false);
     port = old;
 }
@@ -783,10 +792,7 @@ static void test_idle_instances(void)
     idle_chat(&s);
     idle_auction(&s);
     idle_slideshow(&s);
-    int st = e2e_server_stop(&s, e2e_failures > 0);
-    E2E_CHECK(st == 0, "server exits 0 (status %d)", st);
-    if (e2e_failures)
-        e2e_log_dump(&s);
+    server_done(&s, "the server of the idle checks");
     port = old;
 }
 
@@ -821,10 +827,7 @@ int main(void)
     test_chat();
     test_auction();
     test_slideshow();
-    int st = e2e_server_stop(&srv, e2e_failures > 0);
-    E2E_CHECK(st == 0, "server exits 0 on SIGTERM (status %d)", st);
-    if (e2e_failures)
-        e2e_log_dump(&srv);
+    server_done(&srv, "the server, on SIGTERM,");
 
     /* [sample] settings in the server's config file: room size,
      * anti-sniping, presenter.  A config file with no [app] section still
@@ -838,10 +841,7 @@ int main(void)
     test_chat_bounded();
     test_auction_end();
     test_slideshow_configured();
-    st = e2e_server_stop(&srv, e2e_failures > 0);
-    E2E_CHECK(st == 0, "server exits 0 (status %d)", st);
-    if (e2e_failures)
-        e2e_log_dump(&srv);
+    server_done(&srv, "the server with settings");
     test_auction_restart();
     test_idle_instances();
     test_bad_settings();
