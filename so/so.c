@@ -1080,13 +1080,12 @@ static int on_use(so_engine *e, so_client *c, const so_msg *m, so_effects *out)
         if (!o) {
             if (r->objects.count >= e->cfg.max_objects_per_room)
                 return reply_status(e, c, &h, SO_STATUS_LIMIT_OBJECTS, out);
+            /* Not stored until its first change: an object nobody wrote
+             * is the same empty version 1 whenever it is made again, and
+             * a name alone must not grow the store. */
             o = object_new(e, r, m->name, m->name_len, m->persistent, 1);
             if (!o)
                 return SH_ENOMEM;
-            if (persisting(e, o) && persist_version(e, o) < 0) {
-                object_maybe_drop(e, o);
-                return SH_ENOMEM;
-            }
         }
         sub = calloc(1, sizeof(*sub));
         if (!sub) {
@@ -1642,9 +1641,7 @@ so_object *so_engine_object_open(so_engine *e, const char *room, const char *nam
         if (r->objects.count >= e->cfg.max_objects_per_room)
             rc = SH_ELIMIT;
         else if (!(o = object_new(e, r, name, nlen, persistent, 1)))
-            rc = SH_ENOMEM;
-        else if (persisting(e, o))
-            rc = persist_version(e, o);
+            rc = SH_ENOMEM; /* stored at its first change, as in on_use */
     }
     if (o)
         o->server_refs++;

@@ -119,7 +119,7 @@ static int flush(void)
     return st;
 }
 
-/* a and b Use the persistent object "p"; its creation is written. */
+/* a and b Use the persistent object "p" (stored at its first change). */
 static void ab_use_stored_p(void)
 {
     t_use(e, &a, "p", 0, true, &fx);
@@ -131,9 +131,9 @@ static void ab_use_stored_p(void)
 Test(so_store, held_effects_released_only_after_batch_done, .init = mem_ab)
 {
     t_use(e, &a, "p", 0, true, &fx);
-    cr_assert_eq(fx.len, 0, "the new persistent object is not stored yet");
-    cr_assert_eq(flush(), 0);
-    cr_assert_eq(count_for(&a, &fx), 1);
+    cr_assert_eq(count_for(&a, &fx), 1,
+                 "a new persistent object is stored at its first change: Use answered at once");
+    cr_assert_eq(flush(), 1, "nothing to store yet");
     so_effects_clear(&fx);
     t_use(e, &b, "p", 0, true, &fx);
     cr_assert_eq(count_for(&b, &fx), 1, "nothing pending: immediate");
@@ -154,11 +154,11 @@ Test(so_store, held_effects_released_only_after_batch_done, .init = mem_ab)
     cr_assert_not_null(bt);
     cr_assert_null(so_engine_take_batch(e), "one batch at a time");
     size_t nslots = 0;
-    cr_assert_eq(so_store_memory_count(s, &nslots), 1);
+    cr_assert_eq(so_store_memory_count(s, &nslots), 0, "no object stored before the worker runs");
     cr_assert_eq(nslots, 0, "not written before the worker runs");
     cr_assert_eq(so_store_write_batch(s, bt), 0);
     cr_assert_eq(so_engine_batch_done(e, bt, 0, &fx), 0);
-    so_store_memory_count(s, &nslots);
+    cr_assert_eq(so_store_memory_count(s, &nslots), 1, "the object, with its first change");
     cr_assert_eq(nslots, 1);
     /* order for a: Success then the SendMessage */
     expect_nth_event(&a, &fx, 0, 0, SO_EV_SUCCESS, NULL);
@@ -201,10 +201,14 @@ Test(so_store, client_leaving_while_held, .init = mem_ab)
 Test(so_store, batch_done_out_of_order_refused, .init = mem_engine)
 {
     int err;
+    amf_value *v = amf_number(1);
     so_object *o1 = so_engine_object_open(e, ROOM, "a", true, &err);
+    so_object_set(e, o1, "k", 1, v, &fx);
     so_store_batch *b1 = so_engine_take_batch(e);
     so_object *o2 = so_engine_object_open(e, ROOM, "b", true, &err);
+    so_object_set(e, o2, "k", 1, v, &fx);
     so_store_batch *b2 = so_engine_take_batch(e);
+    amf_unref(v);
     cr_assert_not_null(b1);
     cr_assert_not_null(b2);
     cr_assert_eq(so_engine_batch_done(e, b2, 0, &fx), SH_EINVAL);
@@ -358,9 +362,10 @@ Test(so_store, sqlite_batch_from_worker_thread_shape, .init = sqlite_a)
         snprintf(key, sizeof(key), "k%d", i);
         t_set1(e, &a, "p", (uint32_t)(1 + i), key, i, &fx);
     }
-    cr_assert_eq(count_for(&a, &fx), 0);
+    cr_assert_eq(count_for(&a, &fx), 1, "only the Use reply (the new object is not stored)");
+    so_effects_clear(&fx);
     cr_assert_eq(flush(), 0);
-    cr_assert_eq(count_for(&a, &fx), 101, "Use reply + 100 Success released together");
+    cr_assert_eq(count_for(&a, &fx), 100, "100 Success released together");
 }
 
 typedef struct worker_arg {
@@ -435,4 +440,31 @@ Test(so_store, use_reply_showing_uncommitted_data_is_held, .init = mem_engine)
     deliver(&b, &fx);
     cr_assert_eq(b.use_success, 1);
     cr_assert_not_null(model_find(&b, "k"));
+}
+
+/* Names alone do not grow the store: a persistent object is written at its
+ * first change, and one nobody wrote is the same empty version 1 when it is
+ * made again (after a restart or an unload). */
+Test(so_store, use_alone_stores_nothing, .init = mem_ab)
+{
+    char name[16];
+    for (int i = 0; i < 100; i++) {
+        snprintf(name, sizeof(name), "n%d", i);
+        t_use(e, &a, name, 0, true, &fx);
+        t_release(e, &a, name, &fx);
+    }
+    int err = 0;
+    so_object *o = so_engine_object_open(e, ROOM, "server", true, &err);
+    cr_assert_not_null(o);
+    so_engine_object_close(e, o);
+    cr_assert_null(so_engine_take_batch(e), "nothing to write");
+    size_t nslots = 0;
+    cr_assert_eq(so_store_memory_count(s, &nslots), 0);
+    /* the first change writes the object and its version */
+    so_effects_clear(&fx);
+    t_use(e, &b, "n7", 0, true, &fx);
+    t_set1(e, &b, "n7", 1, "k", 1, &fx);
+    cr_assert_eq(flush(), 0);
+    cr_assert_eq(so_store_memory_count(s, &nslots), 1);
+    cr_assert_eq(nslots, 1);
 }
