@@ -433,8 +433,9 @@ static void commit_kick(app_so_glue *g)
         return;
     uint64_t now = uv_now(g->loop);
     uint64_t wait = g->commit_interval_ms;
-    if (so_engine_held_count(g->eng) == 0 && retry_delay_ms(g->fail_streak) > wait)
-        wait = retry_delay_ms(g->fail_streak);
+    uint64_t retry = so_engine_held_count(g->eng) ? 0 : retry_delay_ms(g->fail_streak);
+    if (retry > wait)
+        wait = retry;
     if (wait && g->started_once && now - g->last_start < wait) {
         if (!uv_is_active((uv_handle_t *)&g->timer))
             uv_timer_start(&g->timer, on_timer, wait - (now - g->last_start), 0);

@@ -70,8 +70,7 @@ struct so_room {
     so_map objects;
     size_t nclients;
     so_room_settings set;  /* from the config and the room_settings hook */
-    so_conflict conflict;  /* so_engine_room_set_conflict's, when conflict_set */
-    bool conflict_set;
+    bool conflict_set;     /* so_engine_room_set_conflict: kept for the engine's life */
     bool loaded;
     bool idle_seen;     /* found idle by the last so_engine_unload_idle */
 };
@@ -617,11 +616,6 @@ static bool hist_covers(const so_object *o, uint32_t v)
 
 /* ================================================================ objects, rooms */
 
-static so_conflict room_conflict(const so_room *r)
-{
-    return r->conflict_set ? r->conflict : r->set.conflict;
-}
-
 static void object_free(so_engine *e, so_object *o)
 {
     size_t it = 0;
@@ -894,10 +888,10 @@ static int upd_add(upd *u, so_slot *s)
     return ptrs_push((void ***)&u->changed, &u->n, &u->cap, s);
 }
 
-/* Makes the update a version: history, store ops, and the one message to
- * every other subscriber.  requester (may be NULL) gets req / req_fail. */
 static uint32_t reply_version(const so_client *c, const so_object *o);
 
+/* Makes the update a version: history, store ops, and the one message to
+ * every other subscriber.  requester (may be NULL) gets req / req_fail. */
 static int commit(so_engine *e, upd *u, so_client *requester, const sh_buf *req,
                   const sh_buf *req_fail, so_effects *out)
 {
@@ -1167,7 +1161,7 @@ static int w_one(wctx *w, upd *u, uint32_t hv, const char *key, size_t klen,
          !e->hooks.allow_write(e->hooks.ud, w->c->user, o, key, klen, v)))
         return w_refuse(w, SO_STATUS_NO_WRITE, key, klen);
     so_slot *s = slot_get(o, key, klen);
-    if (room_conflict(o->room) == SO_CONFLICT_REJECT && s &&
+    if (o->room->set.conflict == SO_CONFLICT_REJECT && s &&
         s->writer != w->c->id && hv < s->version)
         return w_refuse(w, NULL, key, klen); /* rule 3: stale */
     if (v) {
@@ -1417,7 +1411,7 @@ int so_engine_room_set_conflict(so_engine *e, const char *room, so_conflict mode
     so_room *r = room_get(e, room, false, &rc);
     if (!r)
         return rc;
-    r->conflict = mode;
+    r->set.conflict = mode;
     r->conflict_set = true;
     return 0;
 }
