@@ -49,6 +49,7 @@ void sh_outq_init(sh_outq *q)
 
 void sh_outq_cleanup(sh_outq *q)
 {
+    /* q->tail, when set, is one of the queued slices. */
     for (size_t i = 0; i < q->count; i++)
         sh_rcbuf_unref(q->items[(q->head + i) & (q->cap - 1)].buf);
     free(q->items);
@@ -81,6 +82,7 @@ int sh_outq_push(sh_outq *q, sh_rcbuf *b)
     q->items[(q->head + q->count) & (q->cap - 1)] = (sh_outq_item){sh_rcbuf_ref(b), 0};
     q->count++;
     q->bytes += b->len;
+    q->tail = NULL; /* the last slice is no longer the queue's own */
     return 0;
 }
 
@@ -88,12 +90,29 @@ int sh_outq_push_copy(sh_outq *q, const void *p, size_t n)
 {
     if (n == 0)
         return 0;
-    sh_rcbuf *b = sh_rcbuf_copy(p, n);
+    /* Appending never moves bytes already queued: a write in flight
+     * points at them, and only at the length it was given. */
+    if (q->tail && q->tail->cap - q->tail->len >= n) {
+        memcpy(q->tail->data + q->tail->len, p, n);
+        q->tail->len += n;
+        q->bytes += n;
+        return 0;
+    }
+    sh_rcbuf *b = sh_rcbuf_new(n <= SH_OUTQ_COALESCE ? SH_OUTQ_TAIL_CAP : n);
     if (!b)
         return SH_ENOMEM;
+    memcpy(b->data, p, n);
+    b->len = n;
     int rc = sh_outq_push(q, b);
     sh_rcbuf_unref(b);
+    if (rc == 0 && n <= SH_OUTQ_COALESCE)
+        q->tail = b; /* only the queue holds it now */
     return rc;
+}
+
+size_t sh_outq_mem(const sh_outq *q)
+{
+    return q->bytes + q->count * SH_OUTQ_SLICE_COST + q->cap * sizeof(sh_outq_item);
 }
 
 size_t sh_outq_iov(const sh_outq *q, struct iovec *iov, size_t max)
@@ -119,6 +138,8 @@ void sh_outq_consume(sh_outq *q, size_t n)
             return;
         }
         n -= left;
+        if (it->buf == q->tail)
+            q->tail = NULL;
         sh_rcbuf_unref(it->buf);
         q->head = (q->head + 1) & (q->cap - 1);
         q->count--;

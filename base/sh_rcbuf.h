@@ -43,14 +43,32 @@ typedef struct sh_outq {
     size_t count;        /* read-only: slices queued */
     size_t cap;          /* private */
     size_t bytes;        /* read-only: bytes not yet written */
+    sh_rcbuf *tail;      /* private: the queue's own last buffer, which small
+                            copies are appended to (NULL when the last slice
+                            is not one) */
 } sh_outq;
+
+/* Small copies (sh_outq_push_copy of at most SH_OUTQ_COALESCE bytes) are
+ * appended to one buffer the queue owns, so a burst of control messages
+ * costs its bytes, not an allocation each. */
+#define SH_OUTQ_COALESCE 256
+#define SH_OUTQ_TAIL_CAP 2048
+/* What one queued slice costs beside its bytes: the ring entry and a share
+ * of the buffer's header and allocator overhead.  Used by sh_outq_mem. */
+#define SH_OUTQ_SLICE_COST 64
 
 void sh_outq_init(sh_outq *q);
 void sh_outq_cleanup(sh_outq *q); /* drops every queued reference */
 /* Queues b (the queue takes a new reference of its own). */
 int sh_outq_push(sh_outq *q, sh_rcbuf *b);
-/* Queues a copy of p[0..n). */
+/* Queues a copy of p[0..n) (appended to the queue's own tail buffer when
+ * small, see SH_OUTQ_COALESCE). */
 int sh_outq_push_copy(sh_outq *q, const void *p, size_t n);
+/* Memory the queue makes its connection hold: the bytes not yet written
+ * plus SH_OUTQ_SLICE_COST per slice plus the ring.  Shared buffers count
+ * in full on every queue they are in: this bounds what one connection can
+ * keep alive, which is what the caps are about. */
+size_t sh_outq_mem(const sh_outq *q);
 /* Fills up to max iovecs with the oldest pending bytes; returns how many. */
 size_t sh_outq_iov(const sh_outq *q, struct iovec *iov, size_t max);
 /* Drops n written bytes from the front. */
