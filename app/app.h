@@ -2,10 +2,11 @@
  * shared-object engine.
  *
  * Roles:
- *   app_server  one libuv loop, a listener and its connections (server.c).
- *   app_conn    one RTMP client connection.  Owned by the server; the
- *               pointer stays valid until the on_disconnect callbacks of
- *               that connection have returned, never after.
+ *   app_server  one libuv loop, its listeners and connections (server.c).
+ *   app_conn    one client connection, whatever its transport (RTMP now;
+ *               WebSocket and others go the same way).  Owned by the
+ *               server; the pointer stays valid until the on_disconnect
+ *               callbacks of that connection have returned, never after.
  *   app_app     an application: a name ("chat", "samples.counter", or "*"
  *               for any name) with callbacks and methods.  A client picks
  *               one with the `app` part of its connect URL
@@ -21,13 +22,13 @@
  * names are served; app_conn_app_config() gives the section of a client.
  *
  * How the shared-object engine plugs in: app_server_set_so_hooks().  Every
- * message of type 19 (SO AMF0) or 16 (SO AMF3) from a connected client goes
- * to hooks.on_message; while no hooks are set such messages are logged at
- * debug level and ignored.  The engine sends with app_conn_send_shared()
- * (one sh_rcbuf made by rtmp_chunk_shared(), queued to many connections),
- * watches app_conn_out_bytes() and gets hooks.on_drain when a connection's
- * queue empties (slow-subscriber handling), and hooks.on_shutdown to flush
- * its stores before the process exits.
+ * shared-object message from a connected client goes to hooks.on_message;
+ * while no hooks are set such messages are logged at debug level and
+ * ignored.  The engine sends with app_conn_send_shared() (one encoded body,
+ * framed once per transport and queued to many connections), watches
+ * app_conn_out_bytes() and gets hooks.on_drain when a connection's queue
+ * empties (slow-subscriber handling), and hooks.on_shutdown to flush its
+ * stores before the process exits.
  *
  * Threading: everything runs on the server's loop thread.  No function here
  * may be called from another thread.
@@ -49,6 +50,14 @@
 typedef struct app_server app_server;
 typedef struct app_conn app_conn;
 typedef struct app_app app_app;
+
+/* How a client's values travel: RTMP objectEncoding 0 (AMF0) or 3 (AMF3),
+ * or JSON (WebSocket clients). */
+enum { APP_ENC_AMF0 = 0, APP_ENC_AMF3 = 3, APP_ENC_JSON = 74 };
+
+/* Kinds of message bodies the engine makes for clients: a shared-object
+ * message body of RTMP type 19 (AMF0) or 16 (AMF3), or a JSON text. */
+enum { APP_BODY_SO_AMF0 = 19, APP_BODY_SO_AMF3 = 16, APP_BODY_JSON = 1 };
 
 /* ---- server ---- */
 
@@ -90,7 +99,7 @@ typedef struct app_connect_info {
                                 string connect argument; "" when none */
     const char *token;       /* value of token= in the query, or the second
                                 string connect argument; "" when none */
-    int object_encoding;     /* 0 or 3 */
+    int object_encoding;     /* APP_ENC_AMF0, APP_ENC_AMF3 or APP_ENC_JSON */
     const amf_value *cmd_obj;      /* borrowed connect command object */
     amf_value *const *args;        /* borrowed extra connect arguments */
     size_t nargs;
@@ -160,13 +169,15 @@ const char *app_conn_user(const app_conn *c);
 app_app *app_conn_app(const app_conn *c);          /* NULL before connect */
 /* The [app] config section of the client (NULL = defaults apply). */
 const app_app_config *app_conn_app_config(const app_conn *c);
+/* APP_ENC_AMF0, APP_ENC_AMF3 or APP_ENC_JSON. */
 int app_conn_object_encoding(const app_conn *c);
+/* "rtmp", ... */
+const char *app_conn_transport(const app_conn *c);
 bool app_conn_connected(const app_conn *c);        /* NetConnection accepted */
 /* Last measured ping round trip in ms, -1 when none yet. */
 int64_t app_conn_rtt_ms(const app_conn *c);
 /* Bytes queued for this client and not yet written. */
 size_t app_conn_out_bytes(const app_conn *c);
-rtmp_conn *app_conn_rtmp(app_conn *c);
 
 /* Per-connection data slots so modules need no lookup table. */
 typedef enum app_slot {
@@ -180,10 +191,24 @@ void app_conn_set_data(app_conn *c, app_slot slot, void *p);
 
 /* Sending.  Each queues output and schedules one write for this loop turn;
  * returns 0 or a negative code (the connection is closed on SH_ELIMIT:
- * its queue passed max_output_bytes). */
-int app_conn_send_msg(app_conn *c, const rtmp_msg *m);
-int app_conn_send_shared(app_conn *c, sh_rcbuf *chunks);  /* takes its own ref */
-/* Command on stream 0 in the client's connect encoding. */
+ * its queue passed max_output_bytes or the server's client memory).
+ *
+ * A body encoded once for many clients: fill kind and body, queue it to
+ * each recipient with app_conn_send_shared (each transport frames it once,
+ * on its first recipient, and keeps the frame in m), then drop the frames
+ * with app_shared_cleanup.  The body must be of the kind the recipient's
+ * encoding reads (APP_BODY_SO_AMF0/AMF3 for RTMP clients of that
+ * encoding, APP_BODY_JSON for JSON clients): SH_EINVAL otherwise. */
+enum { APP_FRAME_SLOTS = 4 };
+typedef struct app_shared {
+    uint8_t kind;              /* APP_BODY_* */
+    sh_rcbuf *body;            /* borrowed */
+    sh_rcbuf *framed[APP_FRAME_SLOTS];  /* private: frames, built on first use */
+} app_shared;
+int app_conn_send_shared(app_conn *c, app_shared *m);
+void app_shared_cleanup(app_shared *m);
+/* A call of a client method that wants no answer (txid 0), in the
+ * client's encoding: app_conn_call(c, name, args, nargs, NULL, NULL). */
 int app_conn_send_cmd(app_conn *c, const char *name, double txid,
                       amf_value *const *args, size_t nargs);
 /* Answers a client's call txid: _result with null command object and the
@@ -224,10 +249,11 @@ typedef struct app_so_hooks {
     /* A client's NetConnection was accepted (app, instance, encoding and
      * application config are known now).  A negative return closes it. */
     int (*on_connect)(void *ud, app_conn *c);
-    /* A type 19 / 16 message from a connected client (m borrowed for the
-     * call).  A negative return closes the connection, with the error's
-     * description in the log. */
-    int (*on_message)(void *ud, app_conn *c, const rtmp_msg *m);
+    /* A shared-object message from a connected client: kind
+     * APP_BODY_SO_AMF0 / APP_BODY_SO_AMF3 with the message body (borrowed
+     * for the call).  A negative return closes the connection, with the
+     * error's description in the log. */
+    int (*on_message)(void *ud, app_conn *c, uint8_t kind, const uint8_t *body, size_t len);
     /* The connection is going away (before the application's on_disconnect).
      * Called for every connection that reached on_connect, also when
      * on_connect failed. */

@@ -1,5 +1,23 @@
-/* app_internal.h - structures shared by server.c and netconn.c only.
- * Applications use app.h; nothing here is a contract. */
+/* app_internal.h - what server.c, session.c and the transports share.
+ * Applications use app.h; nothing here is a contract.
+ *
+ * A connection (app_conn) is three things, each in its own file:
+ *   server.c   the socket: accept, reads with a message budget, ONE output
+ *              queue (sh_outq) flushed with one writev per loop turn, every
+ *              cap on what the connection makes the server hold, timers,
+ *              teardown.  It knows no protocol.
+ *   a transport  how bytes become messages and messages bytes: RTMP over
+ *              TCP (rtmp_transport.c); WebSocket and others later.  It owns
+ *              its protocol state (c->tr_state) and writes into c->outq.
+ *   session.c  who the client is and what it may do: the connect decision
+ *              (application, authentication, on_connect, observers, the SO
+ *              engine), calls both ways, the per-connection slots.  It never
+ *              sees bytes of a protocol, only decoded requests and values.
+ * Data runs one way: socket -> transport -> session -> engine, and
+ * engine/session -> transport framing -> outq -> socket.  Every path that
+ * queues output ends in app_conn_output(), which applies the caps and
+ * schedules the write, so every byte is counted the same way.
+ */
 #ifndef APP_INTERNAL_H
 #define APP_INTERNAL_H
 
@@ -17,13 +35,65 @@ typedef struct app_pending_call {
     void *ud;
 } app_pending_call;
 
+/* ---- what a session sends through its transport ---- */
+
+typedef enum app_out_kind {
+    APP_OUT_CALL,     /* a call of a client method: name, txid (0 = no answer), args */
+    APP_OUT_RESULT,   /* answer to the client's call txid: args[0] is the value */
+    APP_OUT_ERROR,    /* error answer to txid: args[0] is {level, code, description} */
+} app_out_kind;
+
+typedef struct app_out {
+    app_out_kind kind;
+    const char *name;          /* APP_OUT_CALL */
+    double txid;
+    amf_value *const *args;    /* borrowed */
+    size_t nargs;
+} app_out;
+
+/* ---- transports ---- */
+
+/* Where each transport keeps its frame of an app_shared. */
+enum { APP_FRAME_RTMP = 0, APP_FRAME_WS = 1, APP_FRAME_WS_DEFLATE = 2 };
+
+typedef struct app_transport {
+    const char *name;          /* "rtmp", ... (logs, listings) */
+    /* Sets up c->tr_state.  random: RTMP_HANDSHAKE_SIZE fresh bytes. */
+    unsigned frame_slot;       /* its index in app_shared.framed */
+    int (*open)(app_conn *c, const uint8_t *random);
+    /* Bytes read from the socket: handles complete messages (at most
+     * *budget of them, decrementing it) and sets *used.  On a protocol
+     * error it closes c itself (app_conn_abort) and returns. */
+    void (*feed)(app_conn *c, const uint8_t *in, size_t len, size_t *used, uint32_t *budget);
+    /* Queues a call, result or error for the client. */
+    int (*send)(app_conn *c, const app_out *m);
+    /* Queues a shared message (framing it first if m has no frame for
+     * this transport yet). */
+    int (*send_shared)(app_conn *c, app_shared *m);
+    /* Answers the client's connect: accepted (info is the status object
+     * to send) or refused (info {level, code, description}). */
+    int (*connect_reply)(app_conn *c, double txid, bool accepted, const amf_value *info);
+    /* A keep-alive / round-trip probe carrying ts (answered through
+     * app_session_pong). */
+    int (*ping)(app_conn *c, uint32_t ts);
+    /* True once the transport's own handshake is done (for the log line
+     * of a handshake time-out). */
+    bool (*handshake_done)(const app_conn *c);
+    /* Memory held for partial input (counted against the caps). */
+    size_t (*input_mem)(const app_conn *c);
+    void (*close)(app_conn *c);
+} app_transport;
+
+extern const app_transport app_rtmp_transport;
+
 struct app_conn {
     uv_tcp_t tcp;               /* first (a refused conn is freed as its handle); tcp.data = this */
 
     /* What a fan-out touches per recipient, together in few cache lines. */
     app_server *srv;
     sh_outq outq;
-    rtmp_conn *rtmp;
+    const app_transport *tr;
+    void *tr_state;             /* owned by the transport */
     app_conn *dirty_next;
     bool dirty;
     bool nc_connected;
@@ -42,6 +112,7 @@ struct app_conn {
     char *reason;               /* owned, set once when closing starts (NULL before) */
     uint64_t close_deadline;
     size_t write_bytes;         /* of the uv_write in flight (its request is malloc'd) */
+    size_t mem_counted;         /* what this connection adds to the server's total */
 
     /* intrusive lists */
     app_conn *prev, *next;      /* all connections */
@@ -50,24 +121,23 @@ struct app_conn {
     uint8_t *backlog;           /* unprocessed input after the budget ran out */
     size_t backlog_len, backlog_off;
 
-    /* timing (uv_now) */
+    /* timing (uv_now) and counters */
     uint64_t t_accept;
     uint64_t t_last_rx;
+    uint64_t t_out_progress;    /* last time queued output got written (or the queue was empty) */
     uint64_t t_ping_sent;
     uint32_t ping_ts;
     bool ping_outstanding;
     int64_t rtt_ms;
+    uint64_t bytes_in, bytes_out;
 
-    /* NetConnection (nc_connected is with the hot fields above) */
-    bool amf3_cmds;             /* connect came as type 17 */
-    int object_encoding;
+    /* session */
+    int encoding;               /* APP_ENC_* */
     char app_name[APP_NAME_MAX + 1];
     char instance[APP_NAME_MAX + 1];
     char user[APP_NAME_MAX + 1];
     app_app *app;
     const app_app_config *app_cfg;
-    uint8_t *streams;           /* streams[i] != 0: id i+1 in use */
-    uint32_t nstreams;
     double next_txid;
     app_pending_call *calls;
     size_t ncalls;
@@ -86,6 +156,7 @@ struct app_app {
     char name[APP_NAME_MAX + 1];
     app_app_ops ops;
     void *ud;
+    size_t nconns;              /* accepted connections (max_connections of its section) */
 };
 
 typedef struct app_observer_entry {
@@ -100,11 +171,19 @@ typedef struct app_shutdown_entry {
     void *ud;
 } app_shutdown_entry;
 
+/* A listening socket and the transport its connections start with. */
+typedef struct app_listener {
+    uv_tcp_t tcp;
+    app_server *srv;
+    const app_transport *tr;
+    bool active;
+    int port;
+} app_listener;
+
 struct app_server {
     const app_config *cfg;
     uv_loop_t *loop;
-    uv_tcp_t listener;
-    bool listening;
+    app_listener rtmp;
     uv_timer_t tick;
     uv_prepare_t prepare;
     uv_check_t check;
@@ -113,16 +192,17 @@ struct app_server {
     bool started;
     bool stopping;
     bool stopped;               /* handles closed */
-    int port;
 
     rtmp_conn_config rtmp_cfg;
-    amf_limits amf_limits;
+    amf_limits amf_limits;      /* commands of connected clients */
+    amf_limits amf_limits_pre;  /* the connect command: tighter (before the client is known) */
 
     app_conn *conns;            /* all connections */
     size_t nconns;              /* in the list */
     struct app_ip_count **ip_counts; /* live connections per source address,
                                         APP_IP_BUCKETS chains */
     size_t nclosing;            /* torn down, close callback pending */
+    size_t mem_total;           /* sum of mem_counted over connections */
     uint64_t next_id;
     app_conn *dirty_head;
     app_conn *backlog_head;
@@ -144,15 +224,54 @@ struct app_server {
     app_observer_entry *observers; /* in registration order */
 };
 
-/* netconn.c */
-void app_netconn_command(app_conn *c, const rtmp_msg *m);
-void app_netconn_fail_calls(app_conn *c);
-void app_netconn_free(app_conn *c);
-int app_netconn_register_builtin(app_server *s);
+/* ---- server.c (the socket side) ---- */
 
-/* server.c */
+/* Output was queued on c (by its transport, for any reason): applies
+ * max_output_bytes and the server's client memory budget, marks c for the
+ * flush of this loop turn.  Returns 0, or SH_ELIMIT when c was closed for
+ * it.  Every path that queues output ends here. */
+int app_conn_output(app_conn *c);
 void app_conn_abort(app_conn *c, const char *reason);
 void app_conn_mark_dirty(app_conn *c);
+
+/* ---- session.c ---- */
+
+/* A connect request, whatever the transport. */
+typedef struct app_connect_req {
+    double txid;
+    const char *app;             /* "APP[/INSTANCE][?QUERY]" as the client gave it */
+    size_t app_len;
+    const char *tc_url;          /* "scheme://host[:port]/APP[/INSTANCE][?QUERY]", may be NULL */
+    size_t tc_url_len;
+    const char *user;            /* given on their own (NULL: from the query or args) */
+    const char *token;
+    int encoding;                /* APP_ENC_* */
+    const amf_value *cmd_obj;    /* borrowed; may be NULL */
+    amf_value *const *args;      /* borrowed extra arguments */
+    size_t nargs;
+} app_connect_req;
+
+/* Decides a connect: application, authentication, on_connect; answers
+ * through the transport (connect_reply) and, when accepted, runs the SO
+ * hook and the observers; refused clients are closed. */
+void app_session_connect(app_conn *c, const app_connect_req *r);
+/* A call from a connected client (method registry, or an answer to a
+ * server->client call when the name is _result / _error).  cmd borrowed. */
+void app_session_call(app_conn *c, const rtmp_cmd *cmd);
+/* A shared-object message from the client: kind APP_BODY_SO_AMF0/AMF3 with
+ * the message body.  Closes c when the engine refuses it. */
+void app_session_so(app_conn *c, uint8_t kind, const uint8_t *body, size_t len);
+/* The answer to a ping with ts arrived. */
+void app_session_pong(app_conn *c, uint32_t ts);
+/* c's output queue became empty after having data. */
+void app_session_drained(app_conn *c);
+/* c is going away: SO hook, application, observers, pending calls. */
+void app_session_end(app_conn *c, const char *reason);
+void app_session_free(app_conn *c);
+void app_session_registry_free(app_server *s);
+/* {level, code, description} (owned; NULL on ENOMEM). */
+amf_value *app_status_info(const char *level, const char *code, const char *desc);
+int app_session_register_builtin(app_server *s);
 app_app *app_server_resolve_app(app_server *s, const char *name,
                                 const app_app_config **cfg);
 

@@ -37,6 +37,9 @@ static const num_opt num_opts[] = {
     U32(max_connections, 4096, 1, 1000000),
     U32(max_connections_per_ip, 1024, 1, 1000000),
     U64(max_output_bytes, (uint64_t)8 << 20, 4096, (uint64_t)1 << 34),
+    U64(max_client_memory, (uint64_t)1 << 30, 0, (uint64_t)1 << 40),
+    U32(send_timeout_ms, 60000, 100, 86400000),
+    U32(preconnect_max_message_size, 16384, 1024, 1u << 30),
     U32(max_streams, 16, 1, 65535),
     U32(max_pending_calls, 64, 1, 65536),
     U32(messages_per_read, 64, 1, 1 << 20),
@@ -262,6 +265,8 @@ static int app_config_set_app(app_app_config *a, const char *key, const char *va
         return set_app_u32(&a->chat_rate, key, value, 0, 1000000, err, errsz);
     if (strcmp(key, "chat_queue") == 0)
         return set_app_u32(&a->chat_queue, key, value, 1, 10000000, err, errsz);
+    if (strcmp(key, "max_connections") == 0)
+        return set_app_u32(&a->max_connections, key, value, 0, 1000000, err, errsz);
     return errf(err, errsz, SH_ENOTFOUND, "unknown key '%s' in [app %s]", key, a->name);
 }
 
@@ -633,6 +638,13 @@ int app_config_validate(app_config *c, char *err, size_t errsz)
         c->max_connections_per_ip = c->max_connections;
     if (c->so_congestion_bytes >= c->max_output_bytes)
         c->so_congestion_bytes = c->max_output_bytes / 2;
+    if (c->preconnect_max_message_size > c->max_message_size)
+        c->preconnect_max_message_size = c->max_message_size;
+    if (c->max_client_memory && c->max_client_memory < c->max_output_bytes)
+        return errf(err, errsz, SH_EINVAL,
+                    "max_client_memory (%llu) is below max_output_bytes (%llu)",
+                    (unsigned long long)c->max_client_memory,
+                    (unsigned long long)c->max_output_bytes);
     if (c->ping_interval_ms >= c->idle_timeout_ms)
         return errf(err, errsz, SH_EINVAL,
                     "ping_interval_ms (%u) must be below idle_timeout_ms (%u)",

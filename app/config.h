@@ -59,6 +59,7 @@ typedef struct app_app_config {
     uint32_t chat_max_text;      /* bytes of one private message text */
     uint32_t chat_rate;          /* private messages per second per user, 0 = no cap */
     uint32_t chat_queue;         /* unacknowledged messages kept per recipient */
+    uint32_t max_connections;    /* accepted connections to the application, 0 = no cap */
 } app_app_config;
 
 /* One key of a [sample NAME] section. */
@@ -89,6 +90,9 @@ typedef struct app_config {
     uint32_t max_connections;
     uint32_t max_connections_per_ip;
     uint64_t max_output_bytes;     /* queued output per connection */
+    uint64_t max_client_memory;    /* memory all connections hold together, 0 = no cap */
+    uint32_t send_timeout_ms;      /* queued output with no progress for this long */
+    uint32_t preconnect_max_message_size; /* messages before connect is accepted */
     uint32_t max_streams;          /* createStream ids per connection */
     uint32_t max_pending_calls;    /* server->client calls awaiting an answer */
     uint32_t messages_per_read;    /* fairness budget per read callback */

@@ -58,6 +58,9 @@ int main(int argc, char **argv)
     }
     sh_log_set_level((sh_log_level)cfg.log_level_num);
     signal(SIGPIPE, SIG_IGN);
+    /* Everything the server creates (the database and its -wal / -shm,
+     * the port file) is for this user only, whatever the directory. */
+    umask(077);
 
     if (mkdir(cfg.data_dir, 0700) != 0 && errno != EEXIST)
         SH_LOG(SH_LOG_WARN, "data_dir %s: %s", cfg.data_dir, strerror(errno));

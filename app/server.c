@@ -1,14 +1,26 @@
-/* server.c - the libuv side of sohub-server: listen, accept, read, write,
- * timers, caps and shutdown.  Protocol work is done by rtmp_conn (sans-I/O);
- * NetConnection commands by netconn.c.
+/* server.c - the socket side of sohub-server: listen, accept, read, write,
+ * timers, caps and shutdown.  It knows no protocol: a connection's
+ * transport (c->tr) turns bytes into messages and messages into bytes,
+ * and session.c decides what a client may do (app_internal.h).
  *
- * Output: anything that queues bytes for a client marks the connection
- * dirty.  Dirty connections are flushed once per loop turn (uv_check after
- * the I/O phase, uv_prepare before it for timer/write-callback output) with
- * ONE writev per connection carrying up to APP_WRITE_IOV_MAX slices of its
- * sh_outq, made at once with uv_try_write.  Only bytes the socket does not
- * take go out through a uv_write; its slices stay in the queue (holding
- * their sh_rcbuf references) until the write callback consumes them.
+ * Output: a transport queues bytes in c->outq and calls app_conn_output(),
+ * the one place that applies max_output_bytes and the server-wide client
+ * memory budget and marks the connection dirty.  Dirty connections are
+ * flushed once per loop turn (uv_check after the I/O phase, uv_prepare
+ * before it for timer/write-callback output) with ONE writev per
+ * connection carrying up to APP_WRITE_IOV_MAX slices of its sh_outq, made
+ * at once with uv_try_write.  Only bytes the socket does not take go out
+ * through a uv_write; its slices stay in the queue (holding their sh_rcbuf
+ * references) until the write callback consumes them.  A queue that
+ * empties after having data tells the session (app_session_drained: the
+ * shared-object engine's rule 7), whatever queued the data.
+ *
+ * Memory: each connection's cost (its output queue with per-slice
+ * overhead, its transport's partial input, deferred input) is summed in
+ * s->mem_total.  Past max_client_memory the connection holding the most
+ * is closed, as Redis does with maxmemory-clients.  A connection whose
+ * queued output makes no progress for send_timeout_ms is closed (nginx's
+ * send_timeout).
  *
  * Closing: app_conn_close() (flush first, bounded by a grace time) and
  * app_conn_abort() (at once) only mark the connection; the teardown runs
@@ -83,6 +95,28 @@ static void set_reason(app_conn *c, const char *reason)
 
 static const char *reason_of(const app_conn *c) { return c->reason ? c->reason : "closed"; }
 
+/* ---- memory accounting ---- */
+
+static size_t conn_mem(const app_conn *c)
+{
+    size_t n = sh_outq_mem(&c->outq) + (c->backlog ? c->backlog_len : 0);
+    if (c->tr_state && c->tr->input_mem)
+        n += c->tr->input_mem(c);
+    return n;
+}
+
+/* Brings c's share of s->mem_total up to date.  A closing connection
+ * counts nothing: its memory goes with its teardown. */
+static void mem_update(app_conn *c)
+{
+    app_server *s = c->srv;
+    size_t m = c->closing ? 0 : conn_mem(c);
+    s->mem_total = s->mem_total - c->mem_counted + m;
+    c->mem_counted = m;
+}
+
+static void mem_evict(app_server *s);
+
 void app_conn_abort(app_conn *c, const char *reason)
 {
     if (c->torn)
@@ -92,6 +126,7 @@ void app_conn_abort(app_conn *c, const char *reason)
         uv_read_stop((uv_stream_t *)&c->tcp);
     c->closing = true;
     c->hard = true;
+    mem_update(c);
     app_conn_mark_dirty(c);
 }
 
@@ -103,13 +138,16 @@ void app_conn_close(app_conn *c, const char *reason)
     uv_read_stop((uv_stream_t *)&c->tcp);
     c->closing = true;
     c->close_deadline = now_ms(c->srv) + APP_CLOSE_GRACE_MS;
+    mem_update(c);
     app_conn_mark_dirty(c);
 }
 
-/* Output queued: check the cap, schedule the write. */
-static int conn_queued(app_conn *c)
+int app_conn_output(app_conn *c)
 {
-    if (c->outq.bytes > c->srv->cfg->max_output_bytes) {
+    if (c->torn)
+        return SH_ESTATE;
+    app_server *s = c->srv;
+    if (c->outq.bytes > s->cfg->max_output_bytes) {
         char why[96];
         snprintf(why, sizeof(why), "output queue over max_output_bytes (%zu bytes)",
                  c->outq.bytes);
@@ -117,10 +155,37 @@ static int conn_queued(app_conn *c)
         return SH_ELIMIT;
     }
     if (c->outq.bytes > 0) {
+        if (!c->had_output)
+            c->t_out_progress = now_ms(s); /* the clock starts with the first byte */
         c->had_output = true;
         app_conn_mark_dirty(c);
     }
+    if (!c->closing) {
+        mem_update(c);
+        if (s->cfg->max_client_memory && s->mem_total > s->cfg->max_client_memory) {
+            mem_evict(s);
+            if (c->closing)
+                return SH_ELIMIT;
+        }
+    }
     return 0;
+}
+
+/* Over the server's client memory: close the connection that holds the
+ * most (one per call; each call comes with new output or input). */
+static void mem_evict(app_server *s)
+{
+    app_conn *big = NULL;
+    for (app_conn *c = s->conns; c; c = c->next)
+        if (!c->closing && (!big || c->mem_counted > big->mem_counted))
+            big = c;
+    if (!big)
+        return;
+    char why[160];
+    snprintf(why, sizeof(why), "clients hold %zu bytes, over max_client_memory; this one held "
+             "the most (%zu bytes)", s->mem_total, big->mem_counted);
+    SH_LOG(SH_LOG_WARN, "conn=%llu closed: %s", (unsigned long long)big->id, why);
+    app_conn_abort(big, why);
 }
 
 /* ---- teardown ---- */
@@ -132,8 +197,9 @@ static void on_conn_closed(uv_handle_t *h)
     app_conn *c = h->data;
     app_server *s = c->srv;
     sh_outq_cleanup(&c->outq);
-    rtmp_conn_free(c->rtmp);
-    app_netconn_free(c);
+    if (c->tr_state)
+        c->tr->close(c);
+    app_session_free(c);
     free(c->backlog);
     free(c->reason);
     free(c);
@@ -201,26 +267,19 @@ static void conn_teardown(app_conn *c)
     app_server *s = c->srv;
     if (c->torn)
         return;
+    c->closing = true;
+    mem_update(c);
     c->torn = true;
     ip_count_del(s, c->ip);
     list_remove_dirty(s, c);
     list_remove_backlog(s, c);
-    if (c->nc_connected) {
-        if (s->have_so && s->so.on_disconnect)
-            s->so.on_disconnect(s->so.ud, c);
-        if (c->app && c->app->ops.on_disconnect)
-            c->app->ops.on_disconnect(c->app, c, reason_of(c), c->app->ud);
-        for (app_observer_entry *o = s->observers; o; o = o->next)
-            if (o->ops.on_disconnect)
-                o->ops.on_disconnect(c, o->ud);
-    }
-    app_netconn_fail_calls(c);
-    SH_LOG(SH_LOG_INFO, "conn=%llu disconnect peer=%s app=%s instance=%s reason=\"%s\" "
-           "duration_ms=%llu bytes_in=%llu",
-           (unsigned long long)c->id, c->peer, c->app_name[0] ? c->app_name : "-",
-           c->instance[0] ? c->instance : "-", reason_of(c),
-           (unsigned long long)(now_ms(s) - c->t_accept),
-           (unsigned long long)(c->rtmp ? rtmp_conn_bytes_in(c->rtmp) : 0));
+    app_session_end(c, reason_of(c));
+    SH_LOG(SH_LOG_INFO, "conn=%llu disconnect peer=%s transport=%s app=%s instance=%s "
+           "reason=\"%s\" duration_ms=%llu bytes_in=%llu bytes_out=%llu",
+           (unsigned long long)c->id, c->peer, c->tr->name,
+           c->app_name[0] ? c->app_name : "-", c->instance[0] ? c->instance : "-",
+           reason_of(c), (unsigned long long)(now_ms(s) - c->t_accept),
+           (unsigned long long)c->bytes_in, (unsigned long long)c->bytes_out);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -236,15 +295,24 @@ static void conn_teardown(app_conn *c)
 
 static void conn_flush(app_conn *c);
 
-/* The queue is empty after a write: tell the SO layer once per burst. */
+/* Bytes went out: progress for send_timeout_ms, memory given back. */
+static void conn_wrote(app_conn *c, size_t n)
+{
+    sh_outq_consume(&c->outq, n);
+    c->bytes_out += n;
+    if (n)
+        c->t_out_progress = now_ms(c->srv);
+    mem_update(c);
+}
+
+/* The queue is empty after a write: tell the session once per burst. */
 static void conn_drained(app_conn *c)
 {
     if (!c->had_output)
         return;
     c->had_output = false;
-    app_server *s = c->srv;
-    if (s->have_so && s->so.on_drain && c->nc_connected)
-        s->so.on_drain(s->so.ud, c);
+    if (c->nc_connected && !c->closing)
+        app_session_drained(c);
 }
 
 /* The write request exists only while a uv_write is in flight (the rare
@@ -264,7 +332,7 @@ static void on_write(uv_write_t *req, int status)
         app_conn_abort(c, why);
         return;
     }
-    sh_outq_consume(&c->outq, c->write_bytes);
+    conn_wrote(c, c->write_bytes);
     c->write_bytes = 0;
     if (c->outq.bytes > 0 || c->closing)
         app_conn_mark_dirty(c);
@@ -323,7 +391,7 @@ static void conn_flush(app_conn *c)
             conn_write_failed(c, rc);
             return;
         }
-        sh_outq_consume(&c->outq, (size_t)rc);
+        conn_wrote(c, (size_t)rc);
         if ((size_t)rc < total)
             break; /* the socket is full: the rest waits for writability */
     }
@@ -360,95 +428,19 @@ static void flush_dirty(app_server *s)
 static void on_prepare(uv_prepare_t *h) { flush_dirty(h->data); }
 static void on_check(uv_check_t *h) { flush_dirty(h->data); }
 
-/* ---- reading and dispatch ---- */
+/* ---- reading ---- */
 
-static void dispatch_user_control(app_conn *c, const rtmp_msg *m)
-{
-    if (m->len < 6)
-        return;
-    uint16_t ev = sh_get_u16be(m->data);
-    if (ev != RTMP_UC_PING_RESPONSE)
-        return;
-    uint32_t ts = sh_get_u32be(m->data + 2);
-    if (c->ping_outstanding && ts == c->ping_ts) {
-        c->ping_outstanding = false;
-        c->rtt_ms = (int64_t)(now_ms(c->srv) - c->t_ping_sent);
-        SH_LOG(SH_LOG_DEBUG, "conn=%llu ping rtt_ms=%lld", (unsigned long long)c->id,
-               (long long)c->rtt_ms);
-    }
-}
-
-static void dispatch(app_conn *c, const rtmp_msg *m)
-{
-    app_server *s = c->srv;
-    switch (m->type) {
-    case RTMP_MSG_USER_CONTROL:
-        dispatch_user_control(c, m);
-        break;
-    case RTMP_MSG_COMMAND_AMF0:
-    case RTMP_MSG_COMMAND_AMF3:
-        app_netconn_command(c, m);
-        break;
-    case RTMP_MSG_SO_AMF0:
-    case RTMP_MSG_SO_AMF3:
-        if (!c->nc_connected) {
-            app_conn_abort(c, "shared-object message before connect");
-            break;
-        }
-        if (s->have_so && s->so.on_message) {
-            int rc = s->so.on_message(s->so.ud, c, m);
-            if (rc < 0) {
-                char why[96];
-                snprintf(why, sizeof(why), "shared-object message refused: %s",
-                         sh_strerror(rc));
-                app_conn_abort(c, why);
-            }
-        } else {
-            SH_LOG(SH_LOG_DEBUG, "conn=%llu shared-object message ignored (engine not enabled)",
-                   (unsigned long long)c->id);
-        }
-        break;
-    default:
-        /* Audio, video, data and aggregate messages: nothing is published
-         * or played yet, so they are dropped. */
-        SH_LOG(SH_LOG_DEBUG, "conn=%llu message type %u (%zu bytes) ignored",
-               (unsigned long long)c->id, m->type, m->len);
-        break;
-    }
-}
-
-/* Feeds in[0..len) until it is used up, the connection closes, or the
- * per-callback message budget is spent.  Returns bytes consumed. */
+/* Feeds in[0..len) to the transport until it is used up, the connection
+ * closes, or the per-callback message budget is spent.  Returns bytes
+ * consumed. */
 static size_t conn_process(app_conn *c, const uint8_t *in, size_t len)
 {
-    size_t off = 0;
     uint32_t budget = c->srv->cfg->messages_per_read;
-    uint32_t handled = 0;
-    while (off < len && !c->closing) {
-        if (handled >= budget)
-            break;
-        size_t used = 0;
-        rtmp_msg m;
-        sh_error err = {0};
-        int rc = rtmp_conn_feed(c->rtmp, in + off, len - off, &used, &m, &err);
-        off += used;
-        if (rc < 0) {
-            char why[160];
-            snprintf(why, sizeof(why), "%s: %s", rc == SH_ELIMIT ? "limit" : "protocol error",
-                     err.what ? err.what : sh_strerror(rc));
-            SH_LOG(SH_LOG_DEBUG, "conn=%llu feed error %d at %s", (unsigned long long)c->id,
-                   rc, err.where ? err.where : "?");
-            app_conn_abort(c, why);
-            break;
-        }
-        if (rc == 0)
-            break;
-        handled++;
-        dispatch(c, &m);
-    }
+    size_t used = 0;
+    c->tr->feed(c, in, len, &used, &budget);
     if (!c->closing)
-        conn_queued(c);
-    return off;
+        app_conn_output(c); /* replies the transport made by itself */
+    return used;
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -487,6 +479,7 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     c->t_last_rx = now_ms(s);
+    c->bytes_in += (uint64_t)nread;
     size_t used = conn_process(c, (const uint8_t *)buf->base, (size_t)nread);
     if (used < (size_t)nread && !c->closing) {
         /* Budget spent: keep the rest and stop reading until it is used. */
@@ -506,6 +499,7 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         c->backlog_next = s->backlog_head;
         s->backlog_head = c;
         uv_idle_start(&s->idle, on_idle);
+        mem_update(c);
     }
 }
 
@@ -533,6 +527,7 @@ static void backlog_run(app_server *s)
             free(c->backlog);
             c->backlog = NULL;
             c->backlog_len = c->backlog_off = 0;
+            mem_update(c);
             uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
         }
     }
@@ -563,9 +558,10 @@ static void peer_name(uv_tcp_t *t, char *ip, size_t ipsz, char *peer, size_t pee
     }
 }
 
-/* RTMP_HANDSHAKE_SIZE bytes for S1, taken from a pool refilled by one
- * getrandom (the handshake's random bytes are filler, not key material). */
-static const uint8_t *handshake_random(app_server *s)
+/* RTMP_HANDSHAKE_SIZE random bytes for a new transport, taken from a pool
+ * refilled by one getrandom (the handshake's random bytes are filler, not
+ * key material). */
+static const uint8_t *conn_random(app_server *s)
 {
     if (s->rnd_left < RTMP_HANDSHAKE_SIZE) {
         if (uv_random(NULL, NULL, s->rnd_pool, APP_RANDOM_POOL, 0, NULL) != 0)
@@ -580,7 +576,8 @@ static void on_reject_closed(uv_handle_t *h) { free(h); }
 
 static void on_connection(uv_stream_t *server, int status)
 {
-    app_server *s = server->data;
+    app_listener *l = server->data;
+    app_server *s = l->srv;
     if (status < 0) {
         SH_LOG(SH_LOG_WARN, "accept error: %s", uv_strerror(status));
         return;
@@ -598,27 +595,30 @@ static void on_connection(uv_stream_t *server, int status)
         return;
     }
     c->id = ++s->next_id;
+    c->tr = l->tr;
     peer_name(&c->tcp, c->ip, sizeof(c->ip), c->peer, sizeof(c->peer));
     const char *refuse = NULL;
     if (s->nconns >= s->cfg->max_connections)
         refuse = "max_connections reached";
     else if (count_ip(s, c->ip) >= s->cfg->max_connections_per_ip)
         refuse = "max_connections_per_ip reached";
+    else if (s->cfg->max_client_memory && s->mem_total > s->cfg->max_client_memory)
+        refuse = "clients hold more than max_client_memory";
     if (refuse) {
-        SH_LOG(SH_LOG_WARN, "conn=%llu refused peer=%s reason=\"%s\"",
-               (unsigned long long)c->id, c->peer, refuse);
+        SH_LOG(SH_LOG_WARN, "conn=%llu refused peer=%s transport=%s reason=\"%s\"",
+               (unsigned long long)c->id, c->peer, c->tr->name, refuse);
         uv_close((uv_handle_t *)&c->tcp, on_reject_closed);
         return;
     }
     c->tcp.data = c;
     c->srv = s;
-    c->t_accept = c->t_last_rx = now_ms(s);
+    c->t_accept = c->t_last_rx = c->t_out_progress = now_ms(s);
     c->rtt_ms = -1;
     c->next_txid = 1;
     sh_outq_init(&c->outq);
-    c->rtmp = rtmp_conn_new(&s->rtmp_cfg, &c->outq, handshake_random(s), (uint32_t)now_ms(s));
-    if (!c->rtmp || ip_count_add(s, c->ip) != 0) {
-        rtmp_conn_free(c->rtmp);
+    if (c->tr->open(c, conn_random(s)) != 0 || ip_count_add(s, c->ip) != 0) {
+        if (c->tr_state)
+            c->tr->close(c);
         SH_LOG(SH_LOG_ERROR, "conn=%llu out of memory", (unsigned long long)c->id);
         sh_outq_cleanup(&c->outq);
         uv_close((uv_handle_t *)&c->tcp, on_reject_closed);
@@ -630,13 +630,16 @@ static void on_connection(uv_stream_t *server, int status)
     s->conns = c;
     s->nconns++;
     uv_tcp_nodelay(&c->tcp, 1);
-    SH_LOG(SH_LOG_INFO, "conn=%llu accepted peer=%s", (unsigned long long)c->id, c->peer);
+    SH_LOG(SH_LOG_INFO, "conn=%llu accepted peer=%s transport=%s", (unsigned long long)c->id,
+           c->peer, c->tr->name);
     int rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     if (rc < 0)
         app_conn_abort(c, uv_strerror(rc));
+    else
+        app_conn_output(c); /* what the transport queued at open */
 }
 
-/* ---- timers: handshake, idle, ping, close grace ---- */
+/* ---- timers: handshake, idle, ping, send time-out, close grace ---- */
 
 /* Returns true when it closed c. */
 static bool conn_timers(app_conn *c, uint64_t now)
@@ -644,8 +647,10 @@ static bool conn_timers(app_conn *c, uint64_t now)
     const app_config *cfg = c->srv->cfg;
     if (c->torn)
         return false;
-    if (!c->writing)
+    if (!c->writing) {
         sh_outq_trim(&c->outq); /* idle connections hold no output ring */
+        mem_update(c);
+    }
     if (c->closing) {
         if (!c->hard && now >= c->close_deadline) {
             app_conn_abort(c, NULL);
@@ -654,9 +659,12 @@ static bool conn_timers(app_conn *c, uint64_t now)
         return false;
     }
     if (!c->nc_connected && now - c->t_accept >= cfg->handshake_timeout_ms) {
-        app_conn_abort(c, rtmp_conn_handshake_done(c->rtmp)
-                              ? "handshake_timeout_ms passed before connect"
-                              : "handshake_timeout_ms passed during handshake");
+        app_conn_abort(c, c->tr->handshake_done(c) ? "handshake_timeout_ms passed before connect"
+                                                   : "handshake_timeout_ms passed during handshake");
+        return true;
+    }
+    if (c->outq.bytes > 0 && now - c->t_out_progress >= cfg->send_timeout_ms) {
+        app_conn_abort(c, "send_timeout_ms passed without the client taking any output");
         return true;
     }
     uint64_t quiet = now - c->t_last_rx;
@@ -669,10 +677,20 @@ static bool conn_timers(app_conn *c, uint64_t now)
         c->ping_ts = (uint32_t)now;
         c->t_ping_sent = now;
         c->ping_outstanding = true;
-        if (rtmp_conn_send_user_control(c->rtmp, RTMP_UC_PING_REQUEST, c->ping_ts) == 0)
-            conn_queued(c);
+        if (c->tr->ping(c, c->ping_ts) == 0)
+            app_conn_output(c);
     }
     return false;
+}
+
+void app_session_pong(app_conn *c, uint32_t ts)
+{
+    if (c->ping_outstanding && ts == c->ping_ts) {
+        c->ping_outstanding = false;
+        c->rtt_ms = (int64_t)(now_ms(c->srv) - c->t_ping_sent);
+        SH_LOG(SH_LOG_DEBUG, "conn=%llu ping rtt_ms=%lld", (unsigned long long)c->id,
+               (long long)c->rtt_ms);
+    }
 }
 
 /* Connections one tick may close.  Thousands of handshakes timing out
@@ -693,6 +711,8 @@ static void on_tick(uv_timer_t *t)
             return;
         }
     }
+    if (s->cfg->max_client_memory && s->mem_total > s->cfg->max_client_memory)
+        mem_evict(s);
 }
 
 static uint64_t tick_interval(const app_config *cfg)
@@ -702,6 +722,8 @@ static uint64_t tick_interval(const app_config *cfg)
         m = cfg->ping_interval_ms;
     if (cfg->idle_timeout_ms < m)
         m = cfg->idle_timeout_ms;
+    if (cfg->send_timeout_ms < m)
+        m = cfg->send_timeout_ms;
     m /= 4;
     if (m < 10)
         m = 10;
@@ -743,15 +765,20 @@ static void finish_stop(app_server *s)
     SH_LOG(SH_LOG_INFO, "stopped");
 }
 
+static void listener_close(app_listener *l)
+{
+    if (l->active) {
+        uv_close((uv_handle_t *)&l->tcp, NULL);
+        l->active = false;
+    }
+}
+
 void app_server_stop(app_server *s, const char *reason)
 {
     if (s->stopping)
         return;
     s->stopping = true;
-    if (s->listening) {
-        uv_close((uv_handle_t *)&s->listener, NULL);
-        s->listening = false;
-    }
+    listener_close(&s->rtmp);
     for (app_conn *c = s->conns; c; c = c->next)
         app_conn_close(c, reason);
     if (s->nconns == 0 && s->nclosing == 0)
@@ -776,6 +803,8 @@ app_server *app_server_new(const app_config *cfg, uv_loop_t *loop)
         return NULL;
     }
     rtmp_conn_config_default(&s->rtmp_cfg, RTMP_ROLE_SERVER);
+    /* Until connect is accepted a client gets the tighter limits; the
+     * RTMP transport raises them to these once it is. */
     s->rtmp_cfg.limits.max_chunk_size = cfg->max_chunk_size;
     s->rtmp_cfg.limits.max_message_size = cfg->max_message_size;
     s->rtmp_cfg.limits.max_chunk_streams = cfg->max_chunk_streams;
@@ -787,7 +816,15 @@ app_server *app_server_new(const app_config *cfg, uv_loop_t *loop)
     s->amf_limits.max_string = cfg->max_amf_string;
     s->amf_limits.max_elements = cfg->max_amf_elements;
     s->amf_limits.max_total = cfg->max_message_size;
-    if (app_netconn_register_builtin(s) != 0) {
+    s->amf_limits_pre = s->amf_limits;
+    s->amf_limits_pre.max_total = cfg->preconnect_max_message_size;
+    if (s->amf_limits_pre.max_string > cfg->preconnect_max_message_size)
+        s->amf_limits_pre.max_string = cfg->preconnect_max_message_size;
+    if (s->amf_limits_pre.max_elements > cfg->preconnect_max_message_size)
+        s->amf_limits_pre.max_elements = cfg->preconnect_max_message_size;
+    s->rtmp.srv = s;
+    s->rtmp.tr = &app_rtmp_transport;
+    if (app_session_register_builtin(s) != 0) {
         app_server_free(s);
         return NULL;
     }
@@ -809,36 +846,49 @@ static int write_port_file(const char *path, int port)
     return 0;
 }
 
+/* Binds l to host:port; l->port gets the bound port. */
+static int listener_start(app_server *s, app_listener *l, const char *host, int port,
+                          const char *what)
+{
+    struct sockaddr_storage addr;
+    int rc;
+    if (strchr(host, ':'))
+        rc = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&addr);
+    else
+        rc = uv_ip4_addr(host, port, (struct sockaddr_in *)&addr);
+    if (rc < 0) {
+        SH_LOG(SH_LOG_ERROR, "%s: bad address %s: %s", what, host, uv_strerror(rc));
+        return rc;
+    }
+    uv_tcp_init(s->loop, &l->tcp);
+    l->tcp.data = l;
+    rc = uv_tcp_bind(&l->tcp, (const struct sockaddr *)&addr, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&l->tcp, 511, on_connection);
+    if (rc < 0) {
+        SH_LOG(SH_LOG_ERROR, "%s on %s:%d: %s", what, host, port, uv_strerror(rc));
+        uv_close((uv_handle_t *)&l->tcp, NULL);
+        return rc;
+    }
+    l->active = true;
+    struct sockaddr_storage bound;
+    int blen = sizeof(bound);
+    uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&bound, &blen);
+    l->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                : ((struct sockaddr_in *)&bound)->sin_port);
+    if (strchr(host, ':'))
+        SH_LOG(SH_LOG_INFO, "%s: listening on [%s]:%d", what, host, l->port);
+    else
+        SH_LOG(SH_LOG_INFO, "%s: listening on %s:%d", what, host, l->port);
+    return 0;
+}
+
 int app_server_start(app_server *s)
 {
     const app_config *cfg = s->cfg;
-    struct sockaddr_storage addr;
-    int rc;
-    if (strchr(cfg->listen_host, ':'))
-        rc = uv_ip6_addr(cfg->listen_host, cfg->listen_port, (struct sockaddr_in6 *)&addr);
-    else
-        rc = uv_ip4_addr(cfg->listen_host, cfg->listen_port, (struct sockaddr_in *)&addr);
-    if (rc < 0) {
-        SH_LOG(SH_LOG_ERROR, "listen: bad address %s: %s", cfg->listen, uv_strerror(rc));
+    int rc = listener_start(s, &s->rtmp, cfg->listen_host, cfg->listen_port, "rtmp");
+    if (rc < 0)
         return rc;
-    }
-    uv_tcp_init(s->loop, &s->listener);
-    s->listener.data = s;
-    rc = uv_tcp_bind(&s->listener, (const struct sockaddr *)&addr, 0);
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&s->listener, 511, on_connection);
-    if (rc < 0) {
-        SH_LOG(SH_LOG_ERROR, "listen on %s: %s", cfg->listen, uv_strerror(rc));
-        uv_close((uv_handle_t *)&s->listener, NULL);
-        return rc;
-    }
-    s->listening = true;
-    struct sockaddr_storage bound;
-    int blen = sizeof(bound);
-    uv_tcp_getsockname(&s->listener, (struct sockaddr *)&bound, &blen);
-    s->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
-                                                : ((struct sockaddr_in *)&bound)->sin_port);
-
     uv_timer_init(s->loop, &s->tick);
     s->tick.data = s;
     uint64_t iv = tick_interval(cfg);
@@ -858,13 +908,8 @@ int app_server_start(app_server *s)
     s->sigterm.data = s;
     uv_signal_start(&s->sigterm, on_signal, SIGTERM);
     s->started = true;
-
-    if (strchr(cfg->listen_host, ':'))
-        SH_LOG(SH_LOG_INFO, "listening on [%s]:%d", cfg->listen_host, s->port);
-    else
-        SH_LOG(SH_LOG_INFO, "listening on %s:%d", cfg->listen_host, s->port);
     if (cfg->port_file) {
-        rc = write_port_file(cfg->port_file, s->port);
+        rc = write_port_file(cfg->port_file, s->rtmp.port);
         if (rc < 0) {
             SH_LOG(SH_LOG_ERROR, "port file %s: %s", cfg->port_file, strerror(-rc));
             return rc;
@@ -890,225 +935,35 @@ void app_server_free(app_server *s)
         }
     }
     free(s->ip_counts);
-    for (app_app *a = s->apps; a;) {
-        app_app *n = a->next;
-        if (a->ops.on_free)
-            a->ops.on_free(a, a->ud);
-        free(a);
-        a = n;
-    }
-    if (s->default_app) {
-        if (s->default_app->ops.on_free)
-            s->default_app->ops.on_free(s->default_app, s->default_app->ud);
-        free(s->default_app);
-    }
-    for (app_method_entry *m = s->methods; m;) {
-        app_method_entry *n = m->next;
-        free(m->name);
-        free(m);
-        m = n;
-    }
-    for (app_shutdown_entry *e = s->shutdown; e;) {
-        app_shutdown_entry *n = e->next;
-        free(e);
-        e = n;
-    }
-    for (app_observer_entry *o = s->observers; o;) {
-        app_observer_entry *n = o->next;
-        free(o);
-        o = n;
-    }
+    app_session_registry_free(s);
     free(s->slab);
     free(s->rnd_pool);
     free(s);
-}
-
-/* ---- registries ---- */
-
-int app_server_on_shutdown(app_server *s, app_shutdown_fn fn, void *ud)
-{
-    app_shutdown_entry *e = calloc(1, sizeof(*e));
-    if (!e)
-        return SH_ENOMEM;
-    e->fn = fn;
-    e->ud = ud;
-    e->next = s->shutdown; /* reverse order of registration */
-    s->shutdown = e;
-    return 0;
-}
-
-int app_server_add_observer(app_server *s, const app_observer *ops, void *ud)
-{
-    app_observer_entry *e = calloc(1, sizeof(*e));
-    if (!e)
-        return SH_ENOMEM;
-    e->ops = *ops;
-    e->ud = ud;
-    app_observer_entry **tail = &s->observers;
-    while (*tail)
-        tail = &(*tail)->next;
-    *tail = e;
-    return 0;
-}
-
-void app_server_set_so_hooks(app_server *s, const app_so_hooks *hooks)
-{
-    if (hooks) {
-        s->so = *hooks;
-        s->have_so = true;
-    } else {
-        memset(&s->so, 0, sizeof(s->so));
-        s->have_so = false;
-    }
-}
-
-const app_so_hooks *app_server_so_hooks(const app_server *s)
-{
-    return s->have_so ? &s->so : NULL;
-}
-
-void app_server_set_authenticator(app_server *s, app_auth_fn fn, void *ud)
-{
-    s->auth = fn;
-    s->auth_ud = ud;
-}
-
-static app_app *app_new(const char *name, const app_app_ops *ops, void *ud)
-{
-    if (!name || !*name || strlen(name) > APP_NAME_MAX)
-        return NULL;
-    app_app *a = calloc(1, sizeof(*a));
-    if (!a)
-        return NULL;
-    snprintf(a->name, sizeof(a->name), "%s", name);
-    if (ops)
-        a->ops = *ops;
-    a->ud = ud;
-    return a;
-}
-
-app_app *app_server_add_app(app_server *s, const char *name, const app_app_ops *ops, void *ud)
-{
-    if (app_server_find_app(s, name))
-        return NULL;
-    app_app *a = app_new(name, ops, ud);
-    if (!a)
-        return NULL;
-    a->next = s->apps;
-    s->apps = a;
-    return a;
-}
-
-app_app *app_server_find_app(app_server *s, const char *name)
-{
-    for (app_app *a = s->apps; a; a = a->next)
-        if (strcmp(a->name, name) == 0)
-            return a;
-    return NULL;
-}
-
-const char *app_app_name(const app_app *a) { return a->name; }
-
-int app_method_register(app_server *s, app_app *app, const char *name,
-                        app_method_fn fn, void *ud)
-{
-    if (!name || !*name || !fn)
-        return SH_EINVAL;
-    for (app_method_entry *m = s->methods; m; m = m->next)
-        if (m->app == app && strcmp(m->name, name) == 0)
-            return SH_EEXIST;
-    app_method_entry *m = calloc(1, sizeof(*m));
-    if (!m || !(m->name = strdup(name))) {
-        free(m);
-        return SH_ENOMEM;
-    }
-    m->app = app;
-    m->fn = fn;
-    m->ud = ud;
-    m->next = s->methods;
-    s->methods = m;
-    return 0;
-}
-
-/* Which application serves `name`, and with which config section:
- * a registered application of that name; else, for a name with its own
- * [app NAME] section, or when the config declares no names at all or has
- * [app *], a registered "*" application or the built-in open one. */
-app_app *app_server_resolve_app(app_server *s, const char *name, const app_app_config **cfg)
-{
-    *cfg = app_config_find_app(s->cfg, name);
-    app_app *a = app_server_find_app(s, name);
-    if (a)
-        return a;
-    if (!*cfg && s->cfg->napps > 0)
-        return NULL;
-    a = app_server_find_app(s, "*");
-    if (a)
-        return a;
-    if (!s->default_app)
-        s->default_app = app_new("*", NULL, NULL);
-    return s->default_app;
 }
 
 /* ---- accessors ---- */
 
 uv_loop_t *app_server_loop(const app_server *s) { return s->loop; }
 const app_config *app_server_config(const app_server *s) { return s->cfg; }
-int app_server_port(const app_server *s) { return s->port; }
+int app_server_port(const app_server *s) { return s->rtmp.port; }
 size_t app_server_conn_count(const app_server *s) { return s->nconns; }
-
-uint64_t app_conn_id(const app_conn *c) { return c->id; }
-app_server *app_conn_server(const app_conn *c) { return c->srv; }
-const char *app_conn_peer(const app_conn *c) { return c->peer; }
-const char *app_conn_app_name(const app_conn *c) { return c->app_name; }
-const char *app_conn_instance(const app_conn *c) { return c->instance; }
-const char *app_conn_user(const app_conn *c) { return c->user; }
-app_app *app_conn_app(const app_conn *c) { return c->app; }
-const app_app_config *app_conn_app_config(const app_conn *c) { return c->app_cfg; }
-int app_conn_object_encoding(const app_conn *c) { return c->object_encoding; }
-bool app_conn_connected(const app_conn *c) { return c->nc_connected && !c->closing; }
-int64_t app_conn_rtt_ms(const app_conn *c) { return c->rtt_ms; }
 size_t app_conn_out_bytes(const app_conn *c) { return c->outq.bytes; }
-rtmp_conn *app_conn_rtmp(app_conn *c) { return c->rtmp; }
+const char *app_conn_transport(const app_conn *c) { return c->tr->name; }
 
-void *app_conn_get_data(const app_conn *c, app_slot slot)
+void app_shared_cleanup(app_shared *m)
 {
-    return (unsigned)slot < APP_SLOT_COUNT ? c->slots[slot] : NULL;
+    for (size_t i = 0; i < APP_FRAME_SLOTS; i++) {
+        sh_rcbuf_unref(m->framed[i]);
+        m->framed[i] = NULL;
+    }
 }
 
-void app_conn_set_data(app_conn *c, app_slot slot, void *p)
-{
-    if ((unsigned)slot < APP_SLOT_COUNT)
-        c->slots[slot] = p;
-}
-
-int app_conn_send_msg(app_conn *c, const rtmp_msg *m)
+int app_conn_send_shared(app_conn *c, app_shared *m)
 {
     if (c->closing)
         return SH_ESTATE;
-    int rc = rtmp_conn_send(c->rtmp, m);
+    int rc = c->tr->send_shared(c, m);
     if (rc < 0)
         return rc;
-    return conn_queued(c);
-}
-
-int app_conn_send_shared(app_conn *c, sh_rcbuf *chunks)
-{
-    if (c->closing)
-        return SH_ESTATE;
-    int rc = rtmp_conn_send_shared(c->rtmp, chunks);
-    if (rc < 0)
-        return rc;
-    return conn_queued(c);
-}
-
-int app_conn_send_cmd(app_conn *c, const char *name, double txid,
-                      amf_value *const *args, size_t nargs)
-{
-    if (c->closing)
-        return SH_ESTATE;
-    int rc = rtmp_conn_send_cmd(c->rtmp, 0, c->amf3_cmds, name, txid, NULL, args, nargs);
-    if (rc < 0)
-        return rc;
-    return conn_queued(c);
+    return app_conn_output(c);
 }

@@ -164,7 +164,6 @@ struct app_so_glue {
     so_engine *eng;
     glue_store *store;          /* owned until closed at shutdown */
     so_effects fx;              /* scratch list, empty between calls */
-    uint32_t chunk_size;
     size_t congestion_bytes;
 
     /* grouped commits */
@@ -190,7 +189,7 @@ struct app_so_glue {
     app_so_glue_stats st;
 };
 
-static int hook_message(void *ud, app_conn *c, const rtmp_msg *m);
+static int hook_message(void *ud, app_conn *c, uint8_t kind, const uint8_t *body, size_t len);
 
 /* The glue is the ud of the server's SO hooks; the hook function tells
  * that the hooks are ours. */
@@ -235,41 +234,40 @@ static void mark_congested(app_so_glue *g, app_conn *c)
 
 int app_so_deliver(app_so_glue *g, so_effects *fx)
 {
-    int first_err = 0;
     for (size_t i = 0; i < fx->len; i++) {
         const so_effect *f = &fx->items[i];
         if (f->nto == 0)
             continue;
-        rtmp_msg m = {
-            .type = f->msg_type,
-            .stream_id = 0,
-            .timestamp = 0,
-            .csid = RTMP_CSID_COMMAND,
-            .data = f->body->data,
-            .len = f->body->len,
-        };
-        sh_rcbuf *chunks = rtmp_chunk_shared(&m, g->chunk_size);
-        if (!chunks) {
-            if (!first_err)
-                first_err = SH_ENOMEM;
-            continue;
-        }
+        app_shared m = {.kind = f->msg_type, .body = f->body};
         g->st.effects++;
         for (size_t k = 0; k < f->nto; k++) {
             app_conn *c = f->to[k];
             if (!app_conn_connected(c))
                 continue;
             /* Queued even past the threshold: see the header comment. */
-            if (app_conn_send_shared(c, chunks) < 0)
-                continue; /* closing, or closed for max_output_bytes */
+            int rc = app_conn_send_shared(c, &m);
+            if (rc < 0) {
+                /* A subscriber must never silently miss an update: if the
+                 * send failed and the connection is still open (it is
+                 * closed already when a cap refused it), close it; the
+                 * client resynchronises when it comes back (rule 1). */
+                if (app_conn_connected(c)) {
+                    char why[96];
+                    snprintf(why, sizeof(why), "could not queue a shared-object update: %s",
+                             sh_strerror(rc));
+                    SH_LOG(SH_LOG_WARN, "conn=%llu %s", (unsigned long long)app_conn_id(c), why);
+                    app_conn_close(c, why);
+                }
+                continue;
+            }
             g->st.sends++;
             if (app_conn_out_bytes(c) > g->congestion_bytes)
                 mark_congested(g, c);
         }
-        sh_rcbuf_unref(chunks);
+        app_shared_cleanup(&m);
     }
     so_effects_clear(fx);
-    return first_err;
+    return 0;
 }
 
 /* ---- clients ---- */
@@ -512,7 +510,7 @@ static void final_flush(app_so_glue *g)
 
 /* ---- server hooks ---- */
 
-static int hook_message(void *ud, app_conn *c, const rtmp_msg *m)
+static int hook_message(void *ud, app_conn *c, uint8_t kind, const uint8_t *body, size_t len)
 {
     app_so_glue *g = ud;
     int rc = 0;
@@ -521,7 +519,7 @@ static int hook_message(void *ud, app_conn *c, const rtmp_msg *m)
         return rc < 0 ? rc : SH_ESTATE;
     sh_error e = {0};
     g->st.messages++;
-    rc = so_engine_handle(g->eng, sc, m->type, m->data, m->len, uv_now(g->loop), &g->fx, &e);
+    rc = so_engine_handle(g->eng, sc, kind, body, len, uv_now(g->loop), &g->fx, &e);
     app_so_deliver(g, &g->fx);
     if (rc < 0)
         SH_LOG(SH_LOG_DEBUG, "conn=%llu so: message refused: %s (%s)",
@@ -553,9 +551,13 @@ static void hook_drain(void *ud, app_conn *c)
         SH_LOG(SH_LOG_DEBUG, "conn=%llu so: drained, catching up (%zu messages)",
                (unsigned long long)app_conn_id(c), g->fx.len);
     app_so_deliver(g, &g->fx);
-    if (rc < 0)
+    if (rc < 0) {
+        /* Left behind without a catch-up, the client would show stale
+         * state forever: close it, it resynchronises when it comes back. */
         SH_LOG(SH_LOG_WARN, "conn=%llu so: catch-up failed: %s",
                (unsigned long long)app_conn_id(c), sh_strerror(rc));
+        app_conn_close(c, "shared-object catch-up failed");
+    }
 }
 
 static void hook_shutdown(void *ud)
@@ -631,7 +633,6 @@ app_so_glue *app_so_glue_new(app_server *srv, char *err, size_t errsz)
     g->srv = srv;
     g->cfg = cfg;
     g->loop = app_server_loop(srv);
-    g->chunk_size = cfg->out_chunk_size;
     g->congestion_bytes = (size_t)cfg->so_congestion_bytes;
     so_effects_init(&g->fx);
     char path[4096];

@@ -6,10 +6,12 @@
  * so_client for every connection that sends its first shared-object
  * message, hands messages to the engine, and delivers the effects.
  *
- * Delivery: every effect body is cut into RTMP chunks ONCE
- * (rtmp_chunk_shared, chunk stream 3, message stream 0, timestamp 0, the
- * server's out_chunk_size) and the same sh_rcbuf is queued to every
- * recipient with app_conn_send_shared().  A recipient whose unsent output
+ * Delivery: every effect body (one per encoding) is handed to each of its
+ * recipients with app_conn_send_shared(); each transport frames it once
+ * (RTMP: cut into chunks on RTMP_CSID_SHARED) and queues the same buffer
+ * to all its connections.  A send that fails on a connection that is
+ * still open closes that connection, so no subscriber silently misses an
+ * update (it resynchronises when it comes back).  A recipient whose unsent output
  * passes so_congestion_bytes is marked congested in the engine (rule 7:
  * no more per-update messages for it); when its queue drains the engine
  * produces one catch-up diff.  The message that crossed the threshold is
@@ -90,9 +92,8 @@ app_so_glue *app_so_glue_of(const app_server *srv);
 so_engine *app_so_engine(app_so_glue *g);
 
 /* Delivers effects made by the engine's server-side API: each body is
- * chunked once and queued to every recipient (app_conn * user pointers).
- * fx is cleared (its memory kept).  Returns 0 or the first negative code
- * of a failed chunking (sends to closing connections are not errors). */
+ * framed once per transport and queued to every recipient (app_conn *
+ * user pointers).  fx is cleared (its memory kept).  Returns 0. */
 int app_so_deliver(app_so_glue *g, so_effects *fx);
 
 /* The so_client of connection c, registering it now when it has none

@@ -57,7 +57,12 @@ enum {
 /* Chunk stream ids the server writes on. */
 enum {
     RTMP_CSID_CONTROL = 2,  /* protocol control and user control */
-    RTMP_CSID_COMMAND = 3,  /* commands and shared-object messages */
+    RTMP_CSID_COMMAND = 3,  /* commands */
+    /* Messages encoded once and queued to many connections (shared-object
+     * updates).  Every message on it starts with a full (type 0) header,
+     * so no connection keeps header state for it and queueing the same
+     * bytes anywhere needs no bookkeeping. */
+    RTMP_CSID_SHARED = 5,
 };
 
 #define RTMP_HANDSHAKE_SIZE 1536
@@ -90,6 +95,13 @@ typedef struct rtmp_limits {
 } rtmp_limits;
 
 #define RTMP_DEFAULT_MAX_CHUNK_SIZE 65536
+/* The smallest Window Ack Size from a peer honoured as given: a smaller
+ * one is raised to this, so acknowledgements cost at most 4 bytes of
+ * output per RTMP_MIN_PEER_WINDOW bytes of input. */
+#define RTMP_MIN_PEER_WINDOW 4096
+/* Ping Responses one read may produce; later Ping Requests of the same
+ * read are not answered. */
+#define RTMP_MAX_PINGS_PER_READ 8
 #define RTMP_DEFAULT_MAX_MESSAGE_SIZE (1u << 20)
 #define RTMP_DEFAULT_MAX_CHUNK_STREAMS 64
 #define RTMP_DEFAULT_MAX_BUFFERED ((size_t)4 << 20)
@@ -127,6 +139,9 @@ rtmp_chunk_dec *rtmp_chunk_dec_new(const rtmp_limits *limits);
 void rtmp_chunk_dec_free(rtmp_chunk_dec *d);
 void rtmp_chunk_dec_set_chunk_size(rtmp_chunk_dec *d, uint32_t size);
 void rtmp_chunk_dec_abort(rtmp_chunk_dec *d, uint32_t csid);
+/* Replaces the limits (copied); they apply to messages whose first chunk
+ * comes after the call. */
+void rtmp_chunk_dec_set_limits(rtmp_chunk_dec *d, const rtmp_limits *limits);
 /* Consumes input until one message is complete or the input ends.
  * Returns 1 with *msg set (data valid until the next call), 0 when all
  * input was consumed without completing a message, negative on error.
@@ -185,11 +200,21 @@ int rtmp_conn_feed(rtmp_conn *c, const uint8_t *in, size_t len,
  * rtmp_conn_new) are held, in order, and queued right after the handshake
  * bytes. */
 int rtmp_conn_send(rtmp_conn *c, const rtmp_msg *m);
-/* Queues bytes made by rtmp_chunk_shared (with this conn's out chunk size;
- * SH_EINVAL when they were cut with another size).  Takes its own
- * reference.  The encoder's header state for that chunk stream is updated,
- * so later compressed headers stay right. */
-int rtmp_conn_send_shared(rtmp_conn *c, sh_rcbuf *chunks);
+/* Queues one message made by rtmp_chunk_shared on RTMP_CSID_SHARED, cut
+ * with chunk_size (SH_EINVAL when that is not this conn's out chunk size;
+ * SH_ESTATE before the handshake is complete).  Takes its own reference.
+ * Nothing is parsed and no header state changes: the encoder never writes
+ * on RTMP_CSID_SHARED itself. */
+int rtmp_conn_send_shared(rtmp_conn *c, sh_rcbuf *chunks, uint32_t chunk_size);
+/* Starts a new read: resets the per-read budget of control replies (Ping
+ * Responses), so a peer cannot make a read produce unbounded output. */
+void rtmp_conn_read_begin(rtmp_conn *c);
+/* Replaces the input limits (a server raises them once the client's
+ * connect was accepted), as rtmp_chunk_dec_set_limits. */
+void rtmp_conn_set_limits(rtmp_conn *c, const rtmp_limits *limits);
+/* Bytes held for partial input messages (the memory input can make it
+ * hold, for accounting). */
+size_t rtmp_conn_buffered(const rtmp_conn *c);
 uint32_t rtmp_conn_out_chunk_size(const rtmp_conn *c);
 /* Changes the out chunk size: queues Set Chunk Size first.  A client conn
  * does this by itself after the handshake when cfg.out_chunk_size is not

@@ -87,6 +87,11 @@ void rtmp_chunk_dec_free(rtmp_chunk_dec *d)
     free(d);
 }
 
+void rtmp_chunk_dec_set_limits(rtmp_chunk_dec *d, const rtmp_limits *limits)
+{
+    d->lim = *limits;
+}
+
 void rtmp_chunk_dec_set_chunk_size(rtmp_chunk_dec *d, uint32_t size)
 {
     if (size > 0)
@@ -531,4 +536,12 @@ int rtmp_chunk_dec_feed(rtmp_chunk_dec *d, const uint8_t *in, size_t len,
         if (rc)
             return rc;
     }
+}
+
+size_t rtmp_chunk_dec_mem(const rtmp_chunk_dec *d)
+{
+    size_t n = sizeof(*d) + d->cs_cap * sizeof(*d->cs);
+    for (size_t i = 0; i < d->ncs; i++)
+        n += d->cs[i].cap;
+    return n;
 }

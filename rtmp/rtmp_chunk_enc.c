@@ -299,71 +299,23 @@ int rtmp_chunk_enc_write_rc(rtmp_chunk_enc *e, const rtmp_msg *m, sh_rcbuf **out
     return 0;
 }
 
-/* Parses the type 0 header that starts p: fills m (no data), returns the
- * header length (with extended timestamp), or SH_EINVAL. */
-static int parse_full(const uint8_t *p, size_t n, rtmp_msg *m, size_t *bh_out)
+int rtmp_chunk_enc_write_small(rtmp_chunk_enc *e, const rtmp_msg *m, uint8_t *dst, size_t cap,
+                               size_t *n)
 {
-    if (n < 1 || (p[0] >> 6) != 0)
-        return SH_EINVAL;
-    uint32_t csid = p[0] & 0x3F;
-    size_t bh = 1;
-    if (csid == 0) {
-        if (n < 2)
-            return SH_EINVAL;
-        csid = 64 + (uint32_t)p[1];
-        bh = 2;
-    } else if (csid == 1) {
-        if (n < 3)
-            return SH_EINVAL;
-        csid = 64 + (uint32_t)p[1] + ((uint32_t)p[2] << 8);
-        bh = 3;
-    }
-    if (n < bh + 11)
-        return SH_EINVAL;
-    const uint8_t *h = p + bh;
-    memset(m, 0, sizeof(*m));
-    m->csid = csid;
-    m->timestamp = sh_get_u24be(h);
-    m->len = sh_get_u24be(h + 3);
-    m->type = h[6];
-    m->stream_id = (uint32_t)h[7] | (uint32_t)h[8] << 8 | (uint32_t)h[9] << 16 |
-                   (uint32_t)h[10] << 24;
-    size_t hl = bh + 11;
-    if (m->timestamp == 0xFFFFFF) {
-        if (n < hl + 4)
-            return SH_EINVAL;
-        m->timestamp = sh_get_u32be(p + hl);
-        hl += 4;
-    }
-    *bh_out = bh;
-    return (int)hl;
-}
-
-int rtmp_chunk_full_parse(const uint8_t *p, size_t n, uint32_t chunk_size, rtmp_msg *hdr)
-{
-    size_t bh;
-    int hl = parse_full(p, n, hdr, &bh);
-    if (hl < 0 || chunk_size == 0)
-        return SH_EINVAL;
-    /* Same layout as plan_size() for a type 0 first header. */
-    size_t x = (size_t)hl > bh + 11 ? 4 : 0;
-    size_t nchunks = hdr->len == 0 ? 1 : (hdr->len + chunk_size - 1) / chunk_size;
-    size_t want = (size_t)hl + hdr->len + (nchunks - 1) * (bh + x);
-    return want == n ? 0 : SH_EINVAL;
-}
-
-int rtmp_chunk_full_check(const uint8_t *p, size_t n, uint32_t chunk_size)
-{
-    rtmp_msg m;
-    return rtmp_chunk_full_parse(p, n, chunk_size, &m);
-}
-
-int rtmp_chunk_enc_note_hdr(rtmp_chunk_enc *e, const rtmp_msg *hdr)
-{
+    enc_cs *c;
     bool fresh;
-    enc_cs *c = enc_find(e, hdr->csid, &fresh);
-    if (!c)
-        return SH_ENOMEM;
-    enc_remember_full(c, hdr);
+    chunk_plan pl;
+    int rc = enc_plan(e, m, &c, &fresh, &pl);
+    if (rc)
+        return rc;
+    size_t need = plan_size(m, &pl, e->chunk_size);
+    if (need > cap) {
+        if (fresh)
+            e->n--;
+        return SH_ELIMIT;
+    }
+    plan_write(dst, m, &pl, e->chunk_size);
+    enc_commit(c, m, &pl);
+    *n = need;
     return 0;
 }

@@ -7,9 +7,15 @@
  * connect right after rtmp_conn_new) are kept in order and written once
  * the handshake bytes are out, so they never land between C1 and C2.
  *
- * Acknowledgement: once the peer announced a window (Window Ack Size), an
- * Acknowledgement carrying the count of bytes received so far goes out
- * each time another window's worth has arrived.
+ * Acknowledgement: once the peer announced a window (Window Ack Size, at
+ * least RTMP_MIN_PEER_WINDOW), an Acknowledgement carrying the count of
+ * bytes received so far goes out when another window's worth has arrived,
+ * checked when the input given is used up: at most one per batch.
+ *
+ * Output this connection makes by itself (handshake, acknowledgements,
+ * Ping Responses, at most RTMP_MAX_PINGS_PER_READ per read) is bounded by
+ * its input, so a peer that sends and never reads fills nothing but the
+ * output queue, whose owner caps it.
  */
 #include "rtmp_int.h"
 #include "sh_mem.h"
@@ -17,12 +23,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum pend_kind { PEND_MSG, PEND_SHARED, PEND_CHUNK_SIZE } pend_kind;
+typedef enum pend_kind { PEND_MSG, PEND_CHUNK_SIZE } pend_kind;
 
 typedef struct pend_op {
     pend_kind kind;
     rtmp_msg msg;        /* PEND_MSG: data owned (copied) */
-    sh_rcbuf *shared;    /* PEND_SHARED: one reference owned */
     uint32_t size;       /* PEND_CHUNK_SIZE */
 } pend_op;
 
@@ -36,39 +41,35 @@ struct rtmp_conn {
     uint32_t out_chunk_size; /* size in effect once pending ops are written */
     uint64_t bytes_in;
     uint64_t acked_at;       /* bytes_in when we last sent an Acknowledgement */
-    uint32_t peer_window;    /* from the peer's Window Ack Size; 0 = none */
+    uint32_t peer_window;    /* from the peer's Window Ack Size (raised to
+                                RTMP_MIN_PEER_WINDOW); 0 = none */
     uint32_t out_window;     /* last Window Ack Size we sent; 0 = none */
     int last_limit_type;     /* of the last Set Peer Bandwidth applied, -1 none */
     uint32_t peer_ack;       /* last sequence number the peer acknowledged */
     uint64_t acks_received;
+    uint32_t pings_left;     /* Ping Responses this read may still produce */
     pend_op *pend;           /* owned */
     size_t npend, pend_cap;
     int hs_kind;             /* kept once the handshake state is freed */
-    /* Header of the last shared message queued, not yet told to the
-     * encoder: a fan-out of many shared messages in a row touches only
-     * this, and the encoder learns the last one when it next encodes. */
-    bool note_pending;
-    rtmp_msg note;           /* data unused */
 };
 
 /* ---- output ---- */
 
-static int note_apply(rtmp_conn *c)
-{
-    if (!c->note_pending)
-        return 0;
-    int rc = rtmp_chunk_enc_note_hdr(c->enc, &c->note);
-    if (rc == 0)
-        c->note_pending = false;
-    return rc;
-}
-
+/* Control messages and small commands are appended to the queue's own
+ * buffer (no allocation each); larger ones get a buffer of their size. */
 static int conn_write_msg(rtmp_conn *c, const rtmp_msg *m)
 {
+    if (m->len <= 64) {
+        uint8_t tmp[128];
+        size_t n = 0;
+        int rc = rtmp_chunk_enc_write_small(c->enc, m, tmp, sizeof(tmp), &n);
+        if (rc == 0)
+            return sh_outq_push_copy(c->out, tmp, n);
+        if (rc != SH_ELIMIT)
+            return rc;
+    }
     sh_rcbuf *b;
-    int rc = note_apply(c);
-    if (rc == 0)
-        rc = rtmp_chunk_enc_write_rc(c->enc, m, &b);
+    int rc = rtmp_chunk_enc_write_rc(c->enc, m, &b);
     if (rc)
         return rc;
     rc = sh_outq_push(c->out, b);
@@ -87,22 +88,6 @@ static int conn_write_chunk_size(rtmp_conn *c, uint32_t size)
     return rc;
 }
 
-/* hdr: the parsed first header of b. */
-static int conn_write_shared(rtmp_conn *c, sh_rcbuf *b, const rtmp_msg *hdr)
-{
-    if (c->note_pending && c->note.csid != hdr->csid) {
-        int rc = note_apply(c);
-        if (rc < 0)
-            return rc;
-    }
-    int rc = sh_outq_push(c->out, b);
-    if (rc == 0) {
-        c->note = *hdr;
-        c->note_pending = true;
-    }
-    return rc;
-}
-
 static int pend_push(rtmp_conn *c, pend_op op)
 {
     if (sh_array_grow((void **)&c->pend, &c->pend_cap, c->npend + 1, sizeof(*c->pend), 4))
@@ -115,8 +100,6 @@ static void pend_free(pend_op *op)
 {
     if (op->kind == PEND_MSG)
         free((void *)op->msg.data);
-    else if (op->kind == PEND_SHARED)
-        sh_rcbuf_unref(op->shared);
 }
 
 static int pend_flush(rtmp_conn *c)
@@ -124,19 +107,9 @@ static int pend_flush(rtmp_conn *c)
     int rc = 0;
     for (size_t i = 0; i < c->npend; i++) {
         pend_op *op = &c->pend[i];
-        if (rc == 0) {
-            if (op->kind == PEND_MSG)
-                rc = conn_write_msg(c, &op->msg);
-            else if (op->kind == PEND_SHARED) {
-                rtmp_msg hdr;
-                rc = rtmp_chunk_full_parse(op->shared->data, op->shared->len,
-                                           rtmp_chunk_enc_chunk_size(c->enc), &hdr);
-                if (rc == 0)
-                    rc = conn_write_shared(c, op->shared, &hdr);
-            }
-            else
-                rc = conn_write_chunk_size(c, op->size);
-        }
+        if (rc == 0)
+            rc = op->kind == PEND_MSG ? conn_write_msg(c, &op->msg)
+                                      : conn_write_chunk_size(c, op->size);
         pend_free(op);
     }
     c->npend = 0;
@@ -165,21 +138,29 @@ int rtmp_conn_send(rtmp_conn *c, const rtmp_msg *m)
     return rc;
 }
 
-int rtmp_conn_send_shared(rtmp_conn *c, sh_rcbuf *chunks)
+int rtmp_conn_send_shared(rtmp_conn *c, sh_rcbuf *chunks, uint32_t chunk_size)
 {
-    if (!chunks)
+    if (!chunks || chunk_size != c->out_chunk_size)
         return SH_EINVAL;
-    /* The bytes must have been cut with this connection's chunk size. */
-    rtmp_msg hdr;
-    if (rtmp_chunk_full_parse(chunks->data, chunks->len, c->out_chunk_size, &hdr))
-        return SH_EINVAL;
-    if (c->hs_done)
-        return conn_write_shared(c, chunks, &hdr);
-    pend_op op = {.kind = PEND_SHARED, .shared = sh_rcbuf_ref(chunks)};
-    int rc = pend_push(c, op);
-    if (rc)
-        pend_free(&op);
-    return rc;
+    if (!c->hs_done || c->npend)
+        return SH_ESTATE;
+    return sh_outq_push(c->out, chunks);
+}
+
+void rtmp_conn_read_begin(rtmp_conn *c)
+{
+    c->pings_left = RTMP_MAX_PINGS_PER_READ;
+}
+
+void rtmp_conn_set_limits(rtmp_conn *c, const rtmp_limits *limits)
+{
+    c->cfg.limits = *limits;
+    rtmp_chunk_dec_set_limits(c->dec, limits);
+}
+
+size_t rtmp_conn_buffered(const rtmp_conn *c)
+{
+    return rtmp_chunk_dec_mem(c->dec);
 }
 
 uint32_t rtmp_conn_out_chunk_size(const rtmp_conn *c)
@@ -256,6 +237,7 @@ rtmp_conn *rtmp_conn_new(const rtmp_conn_config *cfg, sh_outq *out,
     c->cfg = *cfg;
     c->out = out;
     c->last_limit_type = -1;
+    c->pings_left = RTMP_MAX_PINGS_PER_READ;
     c->out_chunk_size = RTMP_DEFAULT_CHUNK_SIZE;
     c->hs = rtmp_hs_new(cfg->role, random, epoch_ms,
                         cfg->role == RTMP_ROLE_CLIENT && cfg->client_digest);
@@ -386,6 +368,8 @@ static int on_message(rtmp_conn *c, const rtmp_msg *m, sh_error *err)
         if (m->len < 4)
             return SH_FAIL(err, SH_EPROTO, "conn: short Window Ack Size", 0);
         c->peer_window = sh_get_u32be(m->data);
+        if (c->peer_window && c->peer_window < RTMP_MIN_PEER_WINDOW)
+            c->peer_window = RTMP_MIN_PEER_WINDOW;
         c->acked_at = c->bytes_in;
         return 1;
     case RTMP_MSG_SET_PEER_BW: {
@@ -399,6 +383,9 @@ static int on_message(rtmp_conn *c, const rtmp_msg *m, sh_error *err)
         if (ev == RTMP_UC_PING_REQUEST) {
             if (m->len < 6)
                 return SH_FAIL(err, SH_EPROTO, "conn: short Ping Request", 0);
+            if (c->pings_left == 0)
+                return 1; /* a flood: the rest of this read goes unanswered */
+            c->pings_left--;
             int rc = rtmp_conn_send_user_control(c, RTMP_UC_PING_RESPONSE,
                                                  sh_get_u32be(m->data + 2));
             return rc ? rc : 1;
@@ -443,13 +430,14 @@ int rtmp_conn_feed(rtmp_conn *c, const uint8_t *in, size_t len,
         int rc = rtmp_chunk_dec_feed(c->dec, in + *consumed, len - *consumed, &used, msg, err);
         *consumed += used;
         c->bytes_in += used;
-        int arc = maybe_ack(c);
         if (rc < 0)
             return rc;
-        if (arc)
-            return SH_FAIL(err, arc, "conn: output queue", 0);
-        if (rc == 0)
-            return 0;
+        if (rc == 0) {
+            /* One Acknowledgement at most per batch of input, however
+             * many windows it covered: it carries the total anyway. */
+            int arc = maybe_ack(c);
+            return arc ? SH_FAIL(err, arc, "conn: output queue", 0) : 0;
+        }
         rc = on_message(c, msg, err);
         if (rc < 0)
             return rc;

@@ -4,16 +4,12 @@
 
 #include "rtmp.h"
 
-/* 0 when p[0..n) is exactly one message as rtmp_chunk_write_full cuts it
- * with this chunk size, SH_EINVAL otherwise. */
-int rtmp_chunk_full_check(const uint8_t *p, size_t n, uint32_t chunk_size);
-/* rtmp_chunk_full_check that also returns the message header (hdr->data
- * NULL): what rtmp_chunk_enc_note_hdr needs, from one parse. */
-int rtmp_chunk_full_parse(const uint8_t *p, size_t n, uint32_t chunk_size, rtmp_msg *hdr);
-/* Records in e that a message written by rtmp_chunk_write_full /
- * rtmp_chunk_shared, whose first header is hdr, went out on the same
- * connection, so the next compressed header is computed against it. */
-int rtmp_chunk_enc_note_hdr(rtmp_chunk_enc *e, const rtmp_msg *hdr);
+/* As rtmp_chunk_enc_write into dst[0..cap); SH_ELIMIT (nothing written,
+ * no state changed) when the chunks would not fit. */
+int rtmp_chunk_enc_write_small(rtmp_chunk_enc *e, const rtmp_msg *m, uint8_t *dst, size_t cap,
+                               size_t *n);
+/* Memory the decoder holds: stream table and message buffers. */
+size_t rtmp_chunk_dec_mem(const rtmp_chunk_dec *d);
 
 /* As rtmp_chunk_enc_write, into a new buffer of the exact size (one
  * reference returned to the caller). */

@@ -118,7 +118,7 @@ int main(void)
 {
     test_url();
     e2e_server srv;
-    if (e2e_server_start(&srv, "[app locked]\nauth = token\nsecret = x\n", NULL) != 0)
+    if (e2e_server_start(&srv, "[app chat]\n[app locked]\nauth = token\nsecret = x\n", NULL) != 0)
         return 1;
     test_calls_and_events(srv.port, false);
     test_calls_and_events(srv.port, true);

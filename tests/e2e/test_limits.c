@@ -84,16 +84,30 @@ int main(void)
 
     /* 1. garbage instead of a handshake */
     fd = e2e_tcp_connect(srv.port);
-    /* An HTTP request padded past the size of C0+C1. */
     char junk[2000];
     memset(junk, 'z', sizeof(junk));
-    memcpy(junk, "GET / HTTP/1.1\r\nHost: example\r\n\r\n", 34);
     e2e_send_all(fd, junk, sizeof(junk));
     int ms = e2e_wait_closed(fd, 3000);
     close(fd);
     E2E_CHECK(ms >= 0 && ms < 400, "garbage: connection closed at once (%d ms)", ms);
     E2E_CHECK(e2e_log_wait(&srv, "protocol error", 2000), "garbage: log names the reason");
     good_client_works(good, "garbage");
+
+    /* 1b. an HTTP request (rtmpdump's rtmpt://) gets an HTTP error, then
+     * the connection closes: such clients fail at once. */
+    fd = e2e_tcp_connect(srv.port);
+    memcpy(junk, "GET / HTTP/1.1\r\nHost: example\r\n\r\n", 34);
+    e2e_send_all(fd, junk, sizeof(junk));
+    char resp[17] = {0};
+    int got = e2e_recv_exact(fd, resp, 16, 3000);
+    ms = e2e_wait_closed(fd, 3000);
+    close(fd);
+    E2E_CHECK(got == 0 && strncmp(resp, "HTTP/1.1 400 ", 13) == 0,
+              "http: answered with an HTTP error (%s)", resp);
+    E2E_CHECK(ms >= 0 && ms < 400, "http: connection closed at once (%d ms)", ms);
+    E2E_CHECK(e2e_log_wait(&srv, "HTTP request on the RTMP port", 2000),
+              "http: log names the reason");
+    good_client_works(good, "http");
 
     /* 2. handshake stops halfway: closed by handshake_timeout_ms */
     fd = e2e_tcp_connect(srv.port);

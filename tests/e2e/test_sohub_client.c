@@ -223,7 +223,7 @@ int main(void)
     send_call(&c, 2, false, "publish", 0, "mine");
     r = client_wait_cmd(&c, -1, &cmd, &type, &sid);
     E2E_CHECK(r == 0 && sid == 2 && cmd.nargs &&
-                  field_is(cmd.args[0], "code", "NetStream.Publish.BadName"),
+                  field_is(cmd.args[0], "code", "NetStream.Publish.Denied"),
               "publish: onStatus BadName on stream 2");
     if (r == 0)
         rtmp_cmd_cleanup(&cmd);

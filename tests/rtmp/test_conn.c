@@ -304,7 +304,7 @@ Test(conn, client_chunk_size_one_and_back)
     side_cleanup(&sv);
 }
 
-Test(conn, shared_buffers_and_header_state)
+Test(conn, shared_buffers_leave_header_state_alone)
 {
     side cl, sv;
     pair_init(&cl, &sv, false);
@@ -314,24 +314,27 @@ Test(conn, shared_buffers_and_header_state)
     memset(a, 'a', sizeof(a));
     memset(b, 'b', sizeof(b));
     rtmp_msg ma = {RTMP_MSG_COMMAND_AMF0, 0, 0, 3, a, sizeof(a)};
-    rtmp_msg mb = {RTMP_MSG_SO_AMF0, 0, 0, 3, b, sizeof(b)};
+    rtmp_msg mb = {RTMP_MSG_SO_AMF0, 0, 0, RTMP_CSID_SHARED, b, sizeof(b)};
+    uint32_t cs = rtmp_conn_out_chunk_size(sv.c);
     cr_assert_eq(rtmp_conn_send(sv.c, &ma), 0);
-    sh_rcbuf *sb = rtmp_chunk_shared(&mb, rtmp_conn_out_chunk_size(sv.c));
+    sh_rcbuf *sb = rtmp_chunk_shared(&mb, cs);
     cr_assert(sb);
-    cr_assert_eq(rtmp_conn_send_shared(sv.c, sb), 0);
-    /* the next compressed header must be computed against mb, not ma */
+    cr_assert_eq(rtmp_conn_send_shared(sv.c, sb, cs), 0);
+    cr_assert_eq(rtmp_conn_send_shared(sv.c, sb, cs), 0);
+    /* commands on their own chunk stream keep compressing against ma */
     cr_assert_eq(rtmp_conn_send(sv.c, &ma), 0);
     cr_assert_eq(rtmp_conn_send(sv.c, &ma), 0);
     sh_rcbuf *wrong = rtmp_chunk_shared(&mb, 128);
-    cr_assert_eq(rtmp_conn_send_shared(sv.c, wrong), SH_EINVAL, "cut with another chunk size");
+    cr_assert_eq(rtmp_conn_send_shared(sv.c, wrong, 128), SH_EINVAL, "cut with another chunk size");
     sh_rcbuf_unref(wrong);
     pump(&cl, &sv, 0);
     cr_assert_eq(cl.err, 0);
-    cr_assert_eq(cl.got.n, 4);
+    cr_assert_eq(cl.got.n, 5);
     cr_assert(msg_eq(&cl.got.v[0].m, &ma));
     cr_assert(msg_eq(&cl.got.v[1].m, &mb));
-    cr_assert(msg_eq(&cl.got.v[2].m, &ma));
+    cr_assert(msg_eq(&cl.got.v[2].m, &mb));
     cr_assert(msg_eq(&cl.got.v[3].m, &ma));
+    cr_assert(msg_eq(&cl.got.v[4].m, &ma));
     sh_rcbuf_unref(sb);
     side_cleanup(&cl);
     side_cleanup(&sv);
