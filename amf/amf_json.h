@@ -8,7 +8,8 @@
  * amf_json_to_value accepts both, so value -> JSON -> value is the
  * identity (amf_equal), except that shared sub-values become copies.
  *
- * Used by sohub-cli's amf command and later by its shared-object commands.
+ * The one JSON mapping of AMF in sohub: the server's JSON (WebSocket)
+ * clients, sohub-cli and the tests all use it.
  */
 #ifndef AMF_JSON_H
 #define AMF_JSON_H
