@@ -1,6 +1,7 @@
 /* so.c - the shared-object engine; the contract and the rules are in so.h
  * and docs/so-engine.md. */
 #include "so.h"
+#include "so_json.h"
 
 #include <assert.h>
 #include <stdlib.h>
@@ -296,6 +297,20 @@ static size_t header_len(uint8_t mt, size_t nlen)
 }
 
 static sh_rcbuf *make_body(uint8_t mt, const so_object *o, const char *name, size_t nlen,
+                           uint32_t version, bool persistent, const sh_buf *ev);
+
+/* The JSON body of one update: from the AMF0 body, so the events are
+ * encoded once and only translated for JSON clients. */
+static sh_rcbuf *make_json_body(const so_engine *e, const so_object *o, const char *name,
+                                size_t nlen, uint32_t version, bool persistent, const sh_buf *ev)
+{
+    sh_rcbuf *a = make_body(SO_MSG_AMF0, o, name, nlen, version, persistent, ev);
+    sh_rcbuf *j = a ? so_json_from_amf0(a->data, a->len, &e->cfg.wire) : NULL;
+    sh_rcbuf_unref(a);
+    return j;
+}
+
+static sh_rcbuf *make_body(uint8_t mt, const so_object *o, const char *name, size_t nlen,
                            uint32_t version, bool persistent, const sh_buf *ev)
 {
     (void)o;
@@ -397,16 +412,20 @@ static int emit(so_engine *e, const hdr *h, const sh_buf *ev, const sh_buf *fail
     if (nto == 0 || ev->len == 0)
         return 0;
     uint64_t hseq = hold_seq(e, h->o);
-    static const amf_encoding encs[2] = {AMF_ENC_AMF0, AMF_ENC_AMF3};
-    for (int k = 0; k < 2; k++) {
+    static const amf_encoding encs[3] = {AMF_ENC_AMF0, AMF_ENC_AMF3, SO_ENC_JSON};
+    for (int k = 0; k < 3; k++) {
         size_t n = 0;
         for (size_t i = 0; i < nto; i++)
             n += to[i]->enc == encs[k];
         if (!n)
             continue;
-        uint8_t mt = encs[k] == AMF_ENC_AMF3 ? SO_MSG_AMF3 : SO_MSG_AMF0;
+        uint8_t mt = encs[k] == AMF_ENC_AMF3 ? SO_MSG_AMF3
+                     : encs[k] == SO_ENC_JSON ? SO_MSG_JSON : SO_MSG_AMF0;
         so_effect f = {.msg_type = mt};
-        f.body = make_body(mt, h->o, h->name, h->nlen, h->version, h->persistent, ev);
+        f.body = mt == SO_MSG_JSON ? make_json_body(e, h->o, h->name, h->nlen, h->version,
+                                                    h->persistent, ev)
+                                   : make_body(mt, h->o, h->name, h->nlen, h->version,
+                                               h->persistent, ev);
         if (!f.body)
             return SH_ENOMEM;
         int rc;
@@ -414,8 +433,11 @@ static int emit(so_engine *e, const hdr *h, const sh_buf *ev, const sh_buf *fail
             held hh = {.eff = f, .seq = hseq};
             hh.rc = malloc(n * sizeof(*hh.rc));
             if (fail)
-                hh.fail_body = make_body(mt, h->o, h->name, h->nlen, h->version,
-                                         h->persistent, fail);
+                hh.fail_body = mt == SO_MSG_JSON
+                                   ? make_json_body(e, h->o, h->name, h->nlen, h->version,
+                                                    h->persistent, fail)
+                                   : make_body(mt, h->o, h->name, h->nlen, h->version,
+                                               h->persistent, fail);
             if (!hh.rc || (fail && !hh.fail_body)) {
                 free(hh.rc);
                 sh_rcbuf_unref(hh.fail_body);

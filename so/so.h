@@ -147,10 +147,14 @@ typedef struct so_config {
 void so_config_default(so_config *c);
 
 /* ---- effects ---- */
+/* What a client reads, beside AMF_ENC_AMF0 (messages of RTMP type 19) and
+ * AMF_ENC_AMF3 (type 16): JSON text (so_json.h), for WebSocket clients. */
+#define SO_ENC_JSON ((amf_encoding)74)
+
 typedef struct so_effect {
     void **to;          /* recipients' user pointers (owned by the list) */
     size_t nto;
-    uint8_t msg_type;   /* SO_MSG_AMF0 (19) or SO_MSG_AMF3 (16) */
+    uint8_t msg_type;   /* SO_MSG_AMF0 (19), SO_MSG_AMF3 (16) or SO_MSG_JSON (1) */
     sh_rcbuf *body;     /* one reference owned by the list; take another with sh_rcbuf_ref */
 } so_effect;
 
@@ -207,7 +211,8 @@ int so_engine_room_set_conflict(so_engine *e, const char *room, so_conflict mode
 /* ---- clients ----
  * Registers a client in room (copied; "app/instance").  user is an opaque
  * pointer handed back in effects.  enc AMF0 -> messages of type 19, AMF3
- * -> type 16.  Read and write access default to "/" (everything).  Loads
+ * -> type 16, SO_ENC_JSON -> JSON text (SO_MSG_JSON), each body made once
+ * per update for all the clients of that encoding.  Read and write access default to "/" (everything).  Loads
  * the room's persistent objects from the store on first touch.  Returns
  * NULL and sets *err (may be NULL) on failure. */
 so_client *so_client_register(so_engine *e, void *user, amf_encoding enc,

@@ -39,8 +39,10 @@
 #include "sh_buf.h"
 #include "sh_err.h"
 
-/* RTMP message types of a shared-object message. */
+/* RTMP message types of a shared-object message, and the JSON form
+ * (so_json.h) the engine makes for JSON clients. */
 enum {
+    SO_MSG_JSON = 1,    /* JSON text: so_json.h */
     SO_MSG_AMF3 = 16,   /* leading byte, then the AMF0 layout */
     SO_MSG_AMF0 = 19,
 };
