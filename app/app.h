@@ -254,6 +254,10 @@ typedef struct app_so_hooks {
      * for the call).  A negative return closes the connection, with the
      * error's description in the log. */
     int (*on_message)(void *ud, app_conn *c, uint8_t kind, const uint8_t *body, size_t len);
+    /* A shared-object message from a JSON client: the "op":"so" object
+     * (a const cJSON *, borrowed for the call; so_json.h).  A negative
+     * return closes the connection. */
+    int (*on_json)(void *ud, app_conn *c, const void *json);
     /* The connection is going away (before the application's on_disconnect).
      * Called for every connection that reached on_connect, also when
      * on_connect failed. */

@@ -57,7 +57,8 @@ typedef struct app_out {
 enum { APP_FRAME_RTMP = 0, APP_FRAME_WS = 1, APP_FRAME_WS_DEFLATE = 2 };
 
 typedef struct app_transport {
-    const char *name;          /* "rtmp", ... (logs, listings) */
+    const char *name;          /* "rtmp", "ws", "http" (logs, listings) */
+    bool wants_session;        /* a client must connect within handshake_timeout_ms */
     /* Sets up c->tr_state.  random: RTMP_HANDSHAKE_SIZE fresh bytes. */
     unsigned frame_slot;       /* its index in app_shared.framed */
     int (*open)(app_conn *c, const uint8_t *random);
@@ -76,6 +77,12 @@ typedef struct app_transport {
     /* A keep-alive / round-trip probe carrying ts (answered through
      * app_session_pong). */
     int (*ping)(app_conn *c, uint32_t ts);
+    /* app_conn_close() is starting a graceful close: the transport may
+     * queue a last word (a WebSocket close frame).  May be NULL. */
+    void (*closing)(app_conn *c, const char *reason);
+    /* A time-out of the transport's own (an HTTP request that takes too
+     * long): the reason to close c, or NULL.  May be NULL. */
+    const char *(*expired)(app_conn *c, uint64_t now);
     /* True once the transport's own handshake is done (for the log line
      * of a handshake time-out). */
     bool (*handshake_done)(const app_conn *c);
@@ -85,6 +92,8 @@ typedef struct app_transport {
 } app_transport;
 
 extern const app_transport app_rtmp_transport;
+extern const app_transport app_http_transport;
+extern const app_transport app_ws_transport;
 
 struct app_conn {
     uv_tcp_t tcp;               /* first (a refused conn is freed as its handle); tcp.data = this */
@@ -105,6 +114,7 @@ struct app_conn {
     void *slots[APP_SLOT_COUNT]; /* the SO glue reads its slot on every drain */
 
     uint64_t id;
+    uint8_t listen_kind;        /* app_listen_kind of the listener it came in on */
     char ip[48];
     char peer[64];
 
@@ -176,6 +186,7 @@ typedef struct app_listener {
     uv_tcp_t tcp;
     app_server *srv;
     const app_transport *tr;
+    uint8_t kind;               /* app_listen_kind */
     bool active;
     int port;
 } app_listener;
@@ -184,6 +195,11 @@ struct app_server {
     const app_config *cfg;
     uv_loop_t *loop;
     app_listener rtmp;
+    app_listener http;          /* http_listen: pages and WebSocket */
+    app_listener admin;         /* admin_listen */
+    void *http_handlers;        /* http_transport.c's list */
+    struct z_stream_s *ws_deflater; /* one per server: no context is kept */
+    struct z_stream_s *ws_inflater;
     uv_timer_t tick;
     uv_prepare_t prepare;
     uv_check_t check;
@@ -245,6 +261,7 @@ typedef struct app_connect_req {
     size_t tc_url_len;
     const char *user;            /* given on their own (NULL: from the query or args) */
     const char *token;
+    const char *origin;          /* Origin of a browser's WebSocket (NULL otherwise) */
     int encoding;                /* APP_ENC_* */
     const amf_value *cmd_obj;    /* borrowed; may be NULL */
     amf_value *const *args;      /* borrowed extra arguments */
@@ -261,6 +278,9 @@ void app_session_call(app_conn *c, const rtmp_cmd *cmd);
 /* A shared-object message from the client: kind APP_BODY_SO_AMF0/AMF3 with
  * the message body.  Closes c when the engine refuses it. */
 void app_session_so(app_conn *c, uint8_t kind, const uint8_t *body, size_t len);
+/* A shared-object message of a JSON client ("op":"so" object, a cJSON
+ * node borrowed for the call).  Closes c when the engine refuses it. */
+void app_session_so_json(app_conn *c, const void *json);
 /* The answer to a ping with ts arrived. */
 void app_session_pong(app_conn *c, uint32_t ts);
 /* c's output queue became empty after having data. */
@@ -274,5 +294,12 @@ amf_value *app_status_info(const char *level, const char *code, const char *desc
 int app_session_register_builtin(app_server *s);
 app_app *app_server_resolve_app(app_server *s, const char *name,
                                 const app_app_config **cfg);
+
+/* ---- http_transport.c, ws_transport.c ---- */
+struct app_http_req;
+/* A request to ws_path: answers it (101, or an error) and returns true;
+ * false when the path is not the WebSocket endpoint. */
+bool app_ws_upgrade(app_conn *c, const struct app_http_req *r);
+void app_http_handlers_free(app_server *s);
 
 #endif

@@ -40,6 +40,11 @@ static const num_opt num_opts[] = {
     U64(max_client_memory, (uint64_t)1 << 30, 0, (uint64_t)1 << 40),
     U32(send_timeout_ms, 60000, 100, 86400000),
     U32(preconnect_max_message_size, 16384, 1024, 1u << 30),
+    U32(http_max_target, 4096, 64, 8192),
+    U32(http_max_header_bytes, 16384, 1024, 1u << 20),
+    U64(http_max_body, (uint64_t)1 << 20, 0, (uint64_t)1 << 30),
+    U64(http_max_file, (uint64_t)16 << 20, 0, (uint64_t)1 << 32),
+    U32(http_request_timeout_ms, 10000, 100, 3600000),
     U32(max_streams, 16, 1, 65535),
     U32(max_pending_calls, 64, 1, 65536),
     U32(messages_per_read, 64, 1, 1 << 20),
@@ -116,6 +121,7 @@ void app_app_config_cleanup(app_app_config *a)
     free(a->read_access);
     free(a->write_access);
     free(a->users);
+    free(a->origins);
 }
 
 void app_config_init(app_config *c)
@@ -124,6 +130,11 @@ void app_config_init(app_config *c)
     c->listen = xstrdup(default_listen);
     c->log_level = xstrdup(default_log_level);
     c->data_dir = xstrdup(default_data_dir);
+    c->http_listen = xstrdup("");
+    c->admin_listen = xstrdup("");
+    c->web_root = xstrdup("");
+    c->ws_path = xstrdup("/ws");
+    c->ws_deflate = true;
     for (size_t i = 0; i < NUM_OPTS; i++) {
         char *f = (char *)c + num_opts[i].off;
         if (num_opts[i].kind == OPT_U32)
@@ -140,6 +151,10 @@ void app_config_cleanup(app_config *c)
     free(c->data_dir);
     free(c->port_file);
     free(c->config_path);
+    free(c->http_listen);
+    free(c->admin_listen);
+    free(c->web_root);
+    free(c->ws_path);
     for (size_t i = 0; i < c->napps; i++)
         app_app_config_cleanup(&c->apps[i]);
     free(c->apps);
@@ -180,6 +195,21 @@ int app_config_set_server(app_config *c, const char *key, const char *value,
     if (strcmp(key, "listen") == 0) { set_str(&c->listen, value); return 0; }
     if (strcmp(key, "log_level") == 0) { set_str(&c->log_level, value); return 0; }
     if (strcmp(key, "data_dir") == 0) { set_str(&c->data_dir, value); return 0; }
+    if (strcmp(key, "http_listen") == 0) { set_str(&c->http_listen, value); return 0; }
+    if (strcmp(key, "admin_listen") == 0) { set_str(&c->admin_listen, value); return 0; }
+    if (strcmp(key, "web_root") == 0) { set_str(&c->web_root, value); return 0; }
+    if (strcmp(key, "ws_path") == 0) {
+        if (value[0] != '/' || strlen(value) > 128 || strpbrk(value, "?#% "))
+            return errf(err, errsz, SH_EINVAL, "ws_path: '%s' is not a path like /ws", value);
+        set_str(&c->ws_path, value);
+        return 0;
+    }
+    if (strcmp(key, "ws_deflate") == 0) {
+        if (strcmp(value, "true") == 0 || strcmp(value, "on") == 0) c->ws_deflate = true;
+        else if (strcmp(value, "false") == 0 || strcmp(value, "off") == 0) c->ws_deflate = false;
+        else return errf(err, errsz, SH_EINVAL, "ws_deflate: '%s' is not true|false", value);
+        return 0;
+    }
     if (strcmp(key, "store_sync") == 0) {
         if (strcmp(value, "normal") == 0) c->store_sync_full = false;
         else if (strcmp(value, "full") == 0) c->store_sync_full = true;
@@ -267,6 +297,7 @@ static int app_config_set_app(app_app_config *a, const char *key, const char *va
         return set_app_u32(&a->chat_queue, key, value, 1, 10000000, err, errsz);
     if (strcmp(key, "max_connections") == 0)
         return set_app_u32(&a->max_connections, key, value, 0, 1000000, err, errsz);
+    if (strcmp(key, "origins") == 0) { set_str(&a->origins, value); return 0; }
     return errf(err, errsz, SH_ENOTFOUND, "unknown key '%s' in [app %s]", key, a->name);
 }
 
@@ -587,36 +618,50 @@ int app_config_parse_args(app_config *c, int argc, char **argv, char *err, size_
 
 /* ---- validation ---- */
 
-static int parse_listen(app_config *c, char *err, size_t errsz)
+/* "HOST:PORT" or "[V6]:PORT" of key into host (hostsz) and *port. */
+static int parse_hostport(const char *key, const char *s, char *hostout, size_t hostsz,
+                          int *port_out, char *err, size_t errsz)
 {
-    const char *s = c->listen;
     const char *host, *colon;
     size_t hlen;
     if (*s == '[') {
         const char *rb = strchr(s, ']');
         if (!rb || rb[1] != ':')
-            return errf(err, errsz, SH_EINVAL, "listen: '%s' is not [V6ADDR]:PORT", s);
+            return errf(err, errsz, SH_EINVAL, "%s: '%s' is not [V6ADDR]:PORT", key, s);
         host = s + 1;
         hlen = (size_t)(rb - host);
         colon = rb + 1;
     } else {
         colon = strrchr(s, ':');
         if (!colon)
-            return errf(err, errsz, SH_EINVAL, "listen: '%s' is not HOST:PORT", s);
+            return errf(err, errsz, SH_EINVAL, "%s: '%s' is not HOST:PORT", key, s);
         host = s;
         hlen = (size_t)(colon - s);
     }
-    if (hlen == 0 || hlen >= sizeof(c->listen_host))
-        return errf(err, errsz, SH_EINVAL, "listen: bad host in '%s'", s);
+    if (hlen == 0 || hlen >= hostsz)
+        return errf(err, errsz, SH_EINVAL, "%s: bad host in '%s'", key, s);
     uint64_t port;
     if (parse_u64(colon + 1, &port) || port > 65535)
-        return errf(err, errsz, SH_EINVAL, "listen: bad port in '%s'", s);
-    memcpy(c->listen_host, host, hlen);
-    c->listen_host[hlen] = '\0';
-    if (strcmp(c->listen_host, "localhost") == 0)
-        snprintf(c->listen_host, sizeof(c->listen_host), "127.0.0.1");
-    c->listen_port = (int)port;
+        return errf(err, errsz, SH_EINVAL, "%s: bad port in '%s'", key, s);
+    memcpy(hostout, host, hlen);
+    hostout[hlen] = '\0';
+    if (strcmp(hostout, "localhost") == 0)
+        snprintf(hostout, hostsz, "127.0.0.1");
+    *port_out = (int)port;
     return 0;
+}
+
+static int parse_listen(app_config *c, char *err, size_t errsz)
+{
+    int rc = parse_hostport("listen", c->listen, c->listen_host, sizeof(c->listen_host),
+                            &c->listen_port, err, errsz);
+    if (rc == 0 && *c->http_listen)
+        rc = parse_hostport("http_listen", c->http_listen, c->http_host, sizeof(c->http_host),
+                            &c->http_port, err, errsz);
+    if (rc == 0 && *c->admin_listen)
+        rc = parse_hostport("admin_listen", c->admin_listen, c->admin_host,
+                            sizeof(c->admin_host), &c->admin_port, err, errsz);
+    return rc;
 }
 
 int app_config_validate(app_config *c, char *err, size_t errsz)

@@ -60,6 +60,8 @@ typedef struct app_app_config {
     uint32_t chat_rate;          /* private messages per second per user, 0 = no cap */
     uint32_t chat_queue;         /* unacknowledged messages kept per recipient */
     uint32_t max_connections;    /* accepted connections to the application, 0 = no cap */
+    char *origins;               /* owned; WebSocket Origins allowed: "" or "*" = any,
+                                    else "https://a.example, http://127.0.0.1:8080" */
 } app_app_config;
 
 /* One key of a [sample NAME] section. */
@@ -79,6 +81,11 @@ typedef struct app_config {
     char *data_dir;            /* owned */
     char *port_file;           /* owned; command line only; NULL = none */
     char *config_path;         /* owned; NULL = no file */
+    char *http_listen;         /* owned; "" = off: web pages and WebSocket */
+    char *admin_listen;        /* owned; "" = off: server API, metrics */
+    char *web_root;            /* owned; static files of http_listen ("" = none) */
+    char *ws_path;             /* owned; the WebSocket endpoint, default "/ws" */
+    bool ws_deflate;           /* agree to permessage-deflate (default true) */
 
     uint32_t handshake_timeout_ms; /* accept -> NetConnection.connect */
     uint32_t idle_timeout_ms;      /* no bytes from the peer for this long */
@@ -93,6 +100,12 @@ typedef struct app_config {
     uint64_t max_client_memory;    /* memory all connections hold together, 0 = no cap */
     uint32_t send_timeout_ms;      /* queued output with no progress for this long */
     uint32_t preconnect_max_message_size; /* messages before connect is accepted */
+    /* HTTP (http_listen, admin_listen) */
+    uint32_t http_max_target;        /* request target bytes */
+    uint32_t http_max_header_bytes;  /* request header bytes, all headers together */
+    uint64_t http_max_body;          /* request body bytes (admin listener only) */
+    uint64_t http_max_file;          /* largest static file served */
+    uint32_t http_request_timeout_ms; /* first byte -> whole request */
     uint32_t max_streams;          /* createStream ids per connection */
     uint32_t max_pending_calls;    /* server->client calls awaiting an answer */
     uint32_t messages_per_read;    /* fairness budget per read callback */
@@ -121,6 +134,10 @@ typedef struct app_config {
     int log_level_num;
     char listen_host[64];
     int listen_port;
+    char http_host[64];
+    int http_port;
+    char admin_host[64];
+    int admin_port;
 } app_config;
 
 /* Fills c with the defaults table.  c owns its strings: app_config_cleanup. */

@@ -439,6 +439,7 @@ static void tr_feed(app_conn *c, const uint8_t *in, size_t len, size_t *used, ui
 const app_transport app_rtmp_transport = {
     .name = "rtmp",
     .frame_slot = APP_FRAME_RTMP,
+    .wants_session = true,
     .open = tr_open,
     .feed = tr_feed,
     .send = tr_send,

@@ -29,6 +29,7 @@
  * Memory is freed in the uv_close callback.
  */
 #include "app_internal.h"
+#include "http.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -36,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "sh_err.h"
 #include "sh_log.h"
@@ -135,6 +137,8 @@ void app_conn_close(app_conn *c, const char *reason)
     if (c->torn || c->closing)
         return;
     set_reason(c, reason);
+    if (c->tr_state && c->tr->closing)
+        c->tr->closing(c, reason_of(c));
     uv_read_stop((uv_stream_t *)&c->tcp);
     c->closing = true;
     c->close_deadline = now_ms(c->srv) + APP_CLOSE_GRACE_MS;
@@ -596,6 +600,7 @@ static void on_connection(uv_stream_t *server, int status)
     }
     c->id = ++s->next_id;
     c->tr = l->tr;
+    c->listen_kind = l->kind;
     peer_name(&c->tcp, c->ip, sizeof(c->ip), c->peer, sizeof(c->peer));
     const char *refuse = NULL;
     if (s->nconns >= s->cfg->max_connections)
@@ -658,7 +663,13 @@ static bool conn_timers(app_conn *c, uint64_t now)
         }
         return false;
     }
-    if (!c->nc_connected && now - c->t_accept >= cfg->handshake_timeout_ms) {
+    const char *why = c->tr->expired ? c->tr->expired(c, now) : NULL;
+    if (why) {
+        app_conn_abort(c, why);
+        return true;
+    }
+    if (c->tr->wants_session && !c->nc_connected &&
+        now - c->t_accept >= cfg->handshake_timeout_ms) {
         app_conn_abort(c, c->tr->handshake_done(c) ? "handshake_timeout_ms passed before connect"
                                                    : "handshake_timeout_ms passed during handshake");
         return true;
@@ -779,6 +790,8 @@ void app_server_stop(app_server *s, const char *reason)
         return;
     s->stopping = true;
     listener_close(&s->rtmp);
+    listener_close(&s->http);
+    listener_close(&s->admin);
     for (app_conn *c = s->conns; c; c = c->next)
         app_conn_close(c, reason);
     if (s->nconns == 0 && s->nclosing == 0)
@@ -822,8 +835,9 @@ app_server *app_server_new(const app_config *cfg, uv_loop_t *loop)
         s->amf_limits_pre.max_string = cfg->preconnect_max_message_size;
     if (s->amf_limits_pre.max_elements > cfg->preconnect_max_message_size)
         s->amf_limits_pre.max_elements = cfg->preconnect_max_message_size;
-    s->rtmp.srv = s;
-    s->rtmp.tr = &app_rtmp_transport;
+    s->rtmp = (app_listener){.srv = s, .tr = &app_rtmp_transport, .kind = APP_LISTEN_RTMP};
+    s->http = (app_listener){.srv = s, .tr = &app_http_transport, .kind = APP_LISTEN_HTTP};
+    s->admin = (app_listener){.srv = s, .tr = &app_http_transport, .kind = APP_LISTEN_ADMIN};
     if (app_session_register_builtin(s) != 0) {
         app_server_free(s);
         return NULL;
@@ -831,7 +845,9 @@ app_server *app_server_new(const app_config *cfg, uv_loop_t *loop)
     return s;
 }
 
-static int write_port_file(const char *path, int port)
+/* The RTMP port on the first line; "http PORT" and "admin PORT" lines
+ * follow for the listeners that are on. */
+static int write_port_file(const char *path, int port, int http, int admin)
 {
     char tmp[4096];
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
@@ -839,6 +855,10 @@ static int write_port_file(const char *path, int port)
     if (!f)
         return -errno;
     fprintf(f, "%d\n", port);
+    if (http)
+        fprintf(f, "http %d\n", http);
+    if (admin)
+        fprintf(f, "admin %d\n", admin);
     if (fclose(f) != 0)
         return -errno;
     if (rename(tmp, path) != 0)
@@ -887,6 +907,10 @@ int app_server_start(app_server *s)
 {
     const app_config *cfg = s->cfg;
     int rc = listener_start(s, &s->rtmp, cfg->listen_host, cfg->listen_port, "rtmp");
+    if (rc == 0 && cfg->http_listen && *cfg->http_listen)
+        rc = listener_start(s, &s->http, cfg->http_host, cfg->http_port, "http");
+    if (rc == 0 && cfg->admin_listen && *cfg->admin_listen)
+        rc = listener_start(s, &s->admin, cfg->admin_host, cfg->admin_port, "admin");
     if (rc < 0)
         return rc;
     uv_timer_init(s->loop, &s->tick);
@@ -909,7 +933,7 @@ int app_server_start(app_server *s)
     uv_signal_start(&s->sigterm, on_signal, SIGTERM);
     s->started = true;
     if (cfg->port_file) {
-        rc = write_port_file(cfg->port_file, s->rtmp.port);
+        rc = write_port_file(cfg->port_file, s->rtmp.port, s->http.port, s->admin.port);
         if (rc < 0) {
             SH_LOG(SH_LOG_ERROR, "port file %s: %s", cfg->port_file, strerror(-rc));
             return rc;
@@ -936,6 +960,15 @@ void app_server_free(app_server *s)
     }
     free(s->ip_counts);
     app_session_registry_free(s);
+    app_http_handlers_free(s);
+    if (s->ws_deflater) {
+        deflateEnd(s->ws_deflater);
+        free(s->ws_deflater);
+    }
+    if (s->ws_inflater) {
+        inflateEnd(s->ws_inflater);
+        free(s->ws_inflater);
+    }
     free(s->slab);
     free(s->rnd_pool);
     free(s);
@@ -946,6 +979,13 @@ void app_server_free(app_server *s)
 uv_loop_t *app_server_loop(const app_server *s) { return s->loop; }
 const app_config *app_server_config(const app_server *s) { return s->cfg; }
 int app_server_port(const app_server *s) { return s->rtmp.port; }
+
+int app_server_http_port(const app_server *s, app_listen_kind kind)
+{
+    const app_listener *l = kind == APP_LISTEN_HTTP ? &s->http : kind == APP_LISTEN_ADMIN ? &s->admin
+                                                                                          : &s->rtmp;
+    return l->active ? l->port : 0;
+}
 size_t app_server_conn_count(const app_server *s) { return s->nconns; }
 size_t app_conn_out_bytes(const app_conn *c) { return c->outq.bytes; }
 const char *app_conn_transport(const app_conn *c) { return c->tr->name; }

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "sh_err.h"
 #include "sh_log.h"
@@ -282,6 +283,26 @@ static void parse_connect(const app_connect_req *r, connect_parse *out)
     }
 }
 
+/* origins: "" or "*" = any; else a comma-separated list of exact
+ * origins ("https://example.org, http://127.0.0.1:8080"). */
+static bool origin_allowed(const char *origins, const char *origin)
+{
+    if (!origins || !*origins || strcmp(origins, "*") == 0)
+        return true;
+    size_t ol = strlen(origin);
+    for (const char *p = origins; *p;) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        const char *e = p;
+        while (*e && *e != ',' && *e != ' ')
+            e++;
+        if ((size_t)(e - p) == ol && strncasecmp(p, origin, ol) == 0)
+            return true;
+        p = e;
+    }
+    return false;
+}
+
 static void connect_reject(app_conn *c, double txid, const char *desc)
 {
     amf_value *info = app_status_info("error", "NetConnection.Connect.Rejected", desc);
@@ -330,7 +351,9 @@ void app_session_connect(app_conn *c, const app_connect_req *r)
     };
     app_verdict v = {0};
     app_server *s = c->srv;
-    if (acfg && acfg->max_connections && a->nconns >= acfg->max_connections)
+    if (r->origin && acfg && !origin_allowed(acfg->origins, r->origin))
+        v = (app_verdict){.reject = true, .description = "Origin not allowed"};
+    else if (acfg && acfg->max_connections && a->nconns >= acfg->max_connections)
         v = (app_verdict){.reject = true,
                           .description = "Too many connections to this application"};
     if (!v.reject && acfg && acfg->auth != APP_AUTH_NONE) {
@@ -415,6 +438,24 @@ void app_session_so(app_conn *c, uint8_t kind, const uint8_t *body, size_t len)
         char why[96];
         snprintf(why, sizeof(why), "shared-object message refused: %s", sh_strerror(rc));
         app_conn_abort(c, why);
+    }
+}
+
+void app_session_so_json(app_conn *c, const void *json)
+{
+    app_server *s = c->srv;
+    if (!c->nc_connected) {
+        app_conn_abort(c, "shared-object message before connect");
+        return;
+    }
+    if (!s->have_so || !s->so.on_json)
+        return;
+    int rc = s->so.on_json(s->so.ud, c, json);
+    if (rc < 0) {
+        char why[96];
+        snprintf(why, sizeof(why), "ws: 4400 shared-object message refused: %s",
+                 sh_strerror(rc));
+        app_conn_close(c, why);
     }
 }
 

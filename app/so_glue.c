@@ -8,6 +8,7 @@
 
 #include "sh_err.h"
 #include "sh_log.h"
+#include "so_json.h"
 
 /* ---- the routing store: one so_store for the engine, SQLite or memory
  * per application ---- */
@@ -187,6 +188,7 @@ struct app_so_glue {
     struct glue_waiter **waiters_tail;
 
     app_so_glue_stats st;
+    so_wire_limits wire_limits; /* the engine's: JSON messages are decoded under them */
 };
 
 static int hook_message(void *ud, app_conn *c, uint8_t kind, const uint8_t *body, size_t len);
@@ -283,7 +285,9 @@ so_client *app_so_client_of(app_so_glue *g, app_conn *c, int *err)
     }
     char room[2 * APP_NAME_MAX + 2];
     app_so_room_of(c, room, sizeof(room));
-    amf_encoding enc = app_conn_object_encoding(c) == 3 ? AMF_ENC_AMF3 : AMF_ENC_AMF0;
+    int ce = app_conn_object_encoding(c);
+    amf_encoding enc = ce == APP_ENC_JSON ? SO_ENC_JSON : ce == APP_ENC_AMF3 ? AMF_ENC_AMF3
+                                                                             : AMF_ENC_AMF0;
     gc = calloc(1, sizeof(*gc));
     if (!gc) {
         *err = SH_ENOMEM;
@@ -316,7 +320,7 @@ so_client *app_so_client_of(app_so_glue *g, app_conn *c, int *err)
     app_conn_set_data(c, APP_SLOT_SO, gc);
     SH_LOG(SH_LOG_DEBUG, "conn=%llu so: client %llu registered in room %s encoding=%d",
            (unsigned long long)app_conn_id(c), (unsigned long long)so_client_id(sc), room,
-           enc == AMF_ENC_AMF3 ? 3 : 0);
+           enc == SO_ENC_JSON ? 74 : enc == AMF_ENC_AMF3 ? 3 : 0);
     return sc;
 }
 
@@ -528,6 +532,31 @@ static int hook_message(void *ud, app_conn *c, uint8_t kind, const uint8_t *body
     return rc;
 }
 
+/* A JSON client's "op":"so" object: decoded under the engine's wire
+ * caps, then handled like an RTMP client's message. */
+static int hook_json(void *ud, app_conn *c, const void *json)
+{
+    app_so_glue *g = ud;
+    int rc = 0;
+    so_client *sc = app_so_client_of(g, c, &rc);
+    if (!sc)
+        return rc < 0 ? rc : SH_ESTATE;
+    so_msg m;
+    so_msg_init(&m);
+    sh_error e = {0};
+    rc = so_json_decode(json, &g->wire_limits, &m, &e);
+    if (rc < 0) {
+        SH_LOG(SH_LOG_DEBUG, "conn=%llu so: JSON message refused: %s",
+               (unsigned long long)app_conn_id(c), e.what ? e.what : sh_strerror(rc));
+        return rc;
+    }
+    g->st.messages++;
+    rc = so_engine_handle_msg(g->eng, sc, &m, uv_now(g->loop), &g->fx);
+    so_msg_cleanup(&m);
+    app_so_deliver(g, &g->fx);
+    return rc;
+}
+
 static void hook_disconnect(void *ud, app_conn *c)
 {
     app_so_glue *g = ud;
@@ -643,6 +672,7 @@ app_so_glue *app_so_glue_new(app_server *srv, char *err, size_t errsz)
     }
     so_config sc;
     engine_config(cfg, &sc, &g->commit_interval_ms);
+    g->wire_limits = sc.wire;
     g->eng = so_engine_new(&sc, &g->store->base);
     if (!g->eng) {
         snprintf(err, errsz, "out of memory (engine)");
@@ -666,6 +696,7 @@ app_so_glue *app_so_glue_new(app_server *srv, char *err, size_t errsz)
     }
     app_so_hooks h = {
         .on_message = hook_message,
+        .on_json = hook_json,
         .on_disconnect = hook_disconnect,
         .on_drain = hook_drain,
         .on_shutdown = hook_shutdown,

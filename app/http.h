@@ -1,0 +1,77 @@
+/* http.h - HTTP/1.1 on the server's listeners (http_transport.c).
+ *
+ * A connection accepted on an HTTP listener starts with the HTTP
+ * transport: requests are parsed by http-parser (Debian's
+ * libhttp-parser) under caps checked before anything is buffered
+ * (request target, header bytes and count, body bytes), one request at
+ * a time, keep-alive as the client asks.  A request goes to the first
+ * handler whose prefix matches its path; built in: the WebSocket upgrade
+ * at ws_path (the connection then switches to the WebSocket transport,
+ * ws_transport.c) and static files from web_root.  Other modules (the
+ * admin API) add handlers with app_server_add_http_handler().
+ *
+ * Everything here runs on the loop thread.
+ */
+#ifndef APP_HTTP_H
+#define APP_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "app.h"
+
+/* Which listener a connection came in on. */
+typedef enum app_listen_kind {
+    APP_LISTEN_RTMP = 0,
+    APP_LISTEN_HTTP = 1,      /* web pages and WebSocket (http_listen) */
+    APP_LISTEN_ADMIN = 2,     /* operators and backends (admin_listen) */
+} app_listen_kind;
+
+#define APP_HTTP_MAX_HEADERS 64
+
+/* A parsed request (borrowed by handlers for the call). */
+typedef struct app_http_req {
+    int method;                  /* enum http_method */
+    const char *method_name;     /* "GET", ... */
+    const char *target;          /* the request target as sent */
+    const char *path;            /* its path, percent-decoded; never has NUL */
+    const char *query;           /* its query without '?', raw ("" when none) */
+    size_t nheaders;
+    const char *hname[APP_HTTP_MAX_HEADERS];   /* as sent */
+    const char *hvalue[APP_HTTP_MAX_HEADERS];  /* trimmed */
+    const uint8_t *body;
+    size_t body_len;
+    bool keep_alive;
+    bool upgrade;                /* Connection: upgrade with an Upgrade header */
+    app_listen_kind listener;
+} app_http_req;
+
+/* Value of header `name` (case-insensitive), NULL when absent. */
+const char *app_http_header(const app_http_req *r, const char *name);
+
+/* Queues a whole response: status line, Content-Type (NULL: none),
+ * Content-Length, the extra header lines (each ending in \r\n, may be
+ * NULL), then body (left out for HEAD).  Closes after it when the
+ * request did not ask for keep-alive or status >= 400 came from a
+ * malformed request.  Returns 0 or a negative code. */
+int app_http_respond(app_conn *c, const app_http_req *r, int status, const char *ctype,
+                     const char *extra_headers, const void *body, size_t len);
+/* A small JSON error body {"error":{"code":CODE,"message":MSG}}. */
+int app_http_error(app_conn *c, const app_http_req *r, int status, const char *code,
+                   const char *message);
+
+/* A handler answers (app_http_respond...) and returns true, or returns
+ * false to let the next handler try.  r is borrowed for the call. */
+typedef bool (*app_http_handler_fn)(app_conn *c, const app_http_req *r, void *ud);
+/* Registers fn for paths starting with prefix on the listeners in mask
+ * (bits 1 << app_listen_kind).  Before app_server_start.  Handlers are
+ * tried in registration order, after the WebSocket upgrade and before
+ * the static files.  Returns 0 or SH_ENOMEM. */
+int app_server_add_http_handler(app_server *s, unsigned mask, const char *prefix,
+                                app_http_handler_fn fn, void *ud);
+
+/* The port an HTTP listener is bound to (0 when it is off). */
+int app_server_http_port(const app_server *s, app_listen_kind kind);
+
+#endif
