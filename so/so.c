@@ -98,6 +98,8 @@ struct so_client {
     so_sub **subs;
     size_t nsubs, capsubs;
     bool congested;
+    size_t nbehind;     /* subscriptions with behind set */
+    size_t catch_next;  /* where the next catch-up starts in subs (fairness) */
     uint64_t rate_window;
     uint32_t rate_count;
     uint32_t held_refs; /* held effects naming this client */
@@ -154,6 +156,7 @@ void so_config_default(so_config *c)
     c->max_key_len = SO_DEFAULT_MAX_KEY_LEN;
     c->history_depth = SO_DEFAULT_HISTORY_DEPTH;
     c->max_body_bytes = SO_DEFAULT_MAX_BODY_BYTES;
+    c->max_reply_bytes = SO_DEFAULT_MAX_REPLY_BYTES;
     c->conflict = SO_CONFLICT_REJECT;
     c->wire = so_wire_default_limits;
 }
@@ -957,17 +960,47 @@ static upd upd_begin(so_engine *e, so_object *o)
 
 /* ================================================================ Use / state replies */
 
-static int flush_to(so_engine *e, so_client *c, so_object *o, sh_buf *ev, so_effects *out)
+static int flush_to(so_engine *e, so_client *c, so_object *o, sh_buf *ev, size_t *built,
+                    so_effects *out)
 {
     hdr h = obj_hdr(o);
+    *built += header_len(SO_MSG_AMF3, o->name_len) + ev->len;
     int rc = emit(e, &h, ev, NULL, &c, 1, out);
     sh_buf_reset(ev);
     return rc;
 }
 
-/* Rule 1 / rule 7: the state of o for a client that has version `since`. */
+/* Upper bound of the bytes send_state builds for version `since` (no
+ * UseSuccess): the slots the diff names (each with 7 bytes of framing),
+ * never more than the whole state, plus one header per body. */
+static size_t state_bound(const so_engine *e, const so_object *o, uint32_t since)
+{
+    if (since == o->version)
+        return 0;
+    size_t full = 5, it = 0;
+    const so_slot *s;
+    while ((s = so_map_next(&o->slots, &it)) != NULL)
+        full += 7 + s->klen + (s->v ? s->vbytes : 0);
+    size_t n = full;
+    if (hist_covers(o, since)) {
+        size_t diff = 0;
+        for (uint32_t i = 0; i < o->ring_count && diff < full; i++) {
+            const hist_ent *h = &o->ring[(o->ring_head + i) % e->cfg.history_depth];
+            for (size_t k = 0; h->version > since && k < h->nkeys; k++) {
+                const so_slot *cur = slot_get(o, h->keys[k], h->klens[k]);
+                diff += 7 + h->klens[k] + (cur && cur->v ? cur->vbytes : 0);
+            }
+        }
+        n = diff < full ? diff : full;
+    }
+    size_t per_body = e->cfg.max_body_bytes ? e->cfg.max_body_bytes : 1;
+    return n + (n / per_body + 1) * header_len(SO_MSG_AMF3, o->name_len);
+}
+
+/* Rule 1 / rule 7: the state of o for a client that has version `since`.
+ * Adds the bytes of the bodies it makes to *built. */
 static int send_state(so_engine *e, so_client *c, so_object *o, uint32_t since,
-                      bool use_success, so_effects *out)
+                      bool use_success, size_t *built, so_effects *out)
 {
     sh_buf ev;
     sh_buf_init(&ev, SH_BUF_MAX_DEFAULT);
@@ -992,7 +1025,7 @@ static int send_state(so_engine *e, so_client *c, so_object *o, uint32_t since,
                 if (rc == 0)
                     rc = put_current(e, &ev, o, h->keys[k], h->klens[k]);
                 if (rc == 0 && ev.len >= maxb)
-                    rc = flush_to(e, c, o, &ev, out);
+                    rc = flush_to(e, c, o, &ev, built, out);
             }
         }
         so_map_cleanup(&seen);
@@ -1005,11 +1038,11 @@ static int send_state(so_engine *e, so_client *c, so_object *o, uint32_t since,
                 continue;
             rc = put_change(e, &ev, s);
             if (rc == 0 && ev.len >= maxb)
-                rc = flush_to(e, c, o, &ev, out);
+                rc = flush_to(e, c, o, &ev, built, out);
         }
     }
     if (rc == 0 && ev.len)
-        rc = flush_to(e, c, o, &ev, out);
+        rc = flush_to(e, c, o, &ev, built, out);
     if (rc == 0 && ev.failed)
         rc = SH_ENOMEM;
     sh_buf_cleanup(&ev);
@@ -1034,10 +1067,22 @@ static uint32_t reply_version(const so_client *c, const so_object *o)
     return s && s->behind ? s->known : o->version;
 }
 
+static void sub_set_behind(so_sub *s, bool behind)
+{
+    if (s->behind == behind)
+        return;
+    s->behind = behind;
+    if (behind)
+        s->c->nbehind++;
+    else
+        s->c->nbehind--;
+}
+
 static void sub_remove(so_engine *e, so_sub *s)
 {
     so_client *c = s->c;
     so_object *o = s->o;
+    sub_set_behind(s, false);
     ptrs_remove((void **)c->subs, &c->nsubs, s);
     assert(o->subs[s->oidx] == s);
     o->subs[s->oidx] = o->subs[--o->nsubs];
@@ -1051,7 +1096,22 @@ static bool name_ok(const so_engine *e, const char *name, size_t nlen)
     return nlen > 0 && nlen <= e->cfg.max_name_len && !memchr(name, 0, nlen);
 }
 
-static int on_use(so_engine *e, so_client *c, const so_msg *m, so_effects *out)
+/* UseSuccess alone, its header carrying the version the client holds. */
+static int reply_use_success(so_engine *e, so_client *c, so_object *o, so_effects *out)
+{
+    sh_buf ev;
+    sh_buf_init(&ev, SH_BUF_MAX_DEFAULT);
+    so_wire_put_empty(&ev, SO_EV_USE_SUCCESS);
+    hdr h = obj_hdr(o);
+    h.version = reply_version(c, o);
+    int rc = emit(e, &h, &ev, NULL, &c, 1, out);
+    sh_buf_cleanup(&ev);
+    return rc;
+}
+
+/* budget: the state bytes this Use may build now (max_reply_bytes). */
+static int on_use(so_engine *e, so_client *c, const so_msg *m, size_t budget,
+                  so_effects *out)
 {
     hdr h = {NULL, m->name, m->name_len, 0, m->persistent};
     if (!name_ok(e, m->name, m->name_len))
@@ -1101,9 +1161,19 @@ static int on_use(so_engine *e, so_client *c, const so_msg *m, so_effects *out)
         }
         sub->oidx = o->nsubs - 1;
     }
-    sub->behind = c->congested;
+    if (c->congested || state_bound(e, o, m->version) > budget) {
+        /* Answered now, its state later: the client is behind on o, as a
+         * congested one, and so_client_catch_up (paced by the app) sends
+         * the diff from the version it asked with, or everything. */
+        sub_set_behind(sub, true);
+        sub->known = m->version <= o->version ? m->version : 0;
+        e->st.uses_deferred++;
+        return reply_use_success(e, c, o, out);
+    }
+    sub_set_behind(sub, false);
     sub->known = o->version;
-    return send_state(e, c, o, m->version, true, out);
+    size_t built = 0;
+    return send_state(e, c, o, m->version, true, &built, out);
 }
 
 /* ================================================================ writes */
@@ -1309,11 +1379,17 @@ int so_engine_handle_msg(so_engine *e, so_client *c, const so_msg *m,
                          uint64_t now_ms, so_effects *out)
 {
     int rc = 0;
-    bool release = false;
+    bool release = false, used = false;
     for (size_t i = 0; rc == 0 && i < m->nevents; i++) {
         switch (m->events[i].type) {
         case SO_EV_USE:
-            rc = on_use(e, c, m, out);
+            /* Every event of a message is about the object it names:
+             * repeated Use events are one Use, with one reply. */
+            if (used)
+                e->st.ignored_events++;
+            else
+                rc = on_use(e, c, m, e->cfg.max_reply_bytes, out);
+            used = true;
             break;
         case SO_EV_RELEASE:
             release = true;
@@ -1491,22 +1567,51 @@ int so_client_set_access(so_engine *e, so_client *c, const char *read, const cha
 
 int so_client_set_congested(so_engine *e, so_client *c, bool congested, so_effects *out)
 {
-    if (congested == c->congested)
+    if (!congested) {
+        int rc = so_client_catch_up(e, c, SIZE_MAX, out);
+        return rc < 0 ? rc : 0;
+    }
+    if (c->congested)
         return 0;
-    c->congested = congested;
-    int rc = 0;
+    c->congested = true;
     for (size_t i = 0; i < c->nsubs; i++) {
         so_sub *s = c->subs[i];
-        if (congested) {
-            s->behind = true;
-            s->known = s->o->version;
-        } else if (s->behind) {
-            s->behind = false;
-            if (s->known != s->o->version && rc == 0)
-                rc = send_state(e, c, s->o, s->known, false, out);
-        }
+        if (s->behind)
+            continue; /* still waiting for a catch-up: keeps the version it holds */
+        sub_set_behind(s, true);
+        s->known = s->o->version;
     }
-    return rc;
+    return 0;
+}
+
+int so_client_catch_up(so_engine *e, so_client *c, size_t budget, so_effects *out)
+{
+    c->congested = false;
+    size_t built = 0, n = c->nsubs, start = c->catch_next;
+    int rc = 0;
+    /* Starts after the object the previous call caught up last, so a busy
+     * object early in the list cannot keep the others behind forever. */
+    for (size_t k = 0; rc == 0 && c->nbehind && k < n; k++) {
+        size_t i = (start + k) % n;
+        so_sub *s = c->subs[i];
+        if (!s->behind)
+            continue;
+        if (s->known != s->o->version) {
+            if (built > 0 && built + state_bound(e, s->o, s->known) > budget)
+                break;
+            rc = send_state(e, c, s->o, s->known, false, &built, out);
+            e->st.catch_ups++;
+        }
+        if (rc == 0)
+            sub_set_behind(s, false);
+        c->catch_next = i + 1;
+    }
+    return rc < 0 ? rc : c->nbehind > 0;
+}
+
+bool so_client_is_behind(const so_client *c)
+{
+    return c->congested || c->nbehind > 0;
 }
 
 void *so_client_user(const so_client *c) { return c->user; }

@@ -31,7 +31,8 @@
  *    handle); persistent objects go to the store, and the answers to a
  *    change are held until the change is durable (see "Persistence").
  *  7 Congested clients get no per-update messages; on drain one diff per
- *    object (or Clear + all when the history no longer covers them).
+ *    object (or Clear + all when the history no longer covers them),
+ *    paced by so_client_catch_up's budget.
  *
  * Answers (every RequestChange / RequestRemove gets one, else Flash stalls):
  *   applied                     Success(K)
@@ -48,8 +49,10 @@
  * itself ("SharedObject.LimitExceeded.<Limit>"), because the wire Status
  * event carries only a code and a level.
  *
- * Order inside one incoming message: all Use events, then the writes (one
- * update), then SendMessage events, then Release.  Events a server sends
+ * Order inside one incoming message: the Use (every event names the same
+ * object, so repeated Use events are one Use, the rest counted as
+ * ignored), then the writes (one update), then SendMessage events, then
+ * Release.  Events a server sends
  * (Change, Success, Status, Clear, Remove, UseSuccess) and unknown event
  * types coming from a client are ignored (counted in so_engine_stats).
  * A body the codec cannot decode makes so_engine_handle return the negative
@@ -73,8 +76,14 @@
  * and the whole object is written again in the next batch.
  *
  * Congestion: the app calls so_client_set_congested(e, c, true) when a
- * client's unsent output passes its limit and (.., false, out) when it
- * drained.  Replies to the client's own messages are still produced.
+ * client's unsent output passes its limit and so_client_catch_up(e, c,
+ * budget, out) when it drained, again at each drain while it returns 1.
+ * Replies to the client's own messages are still produced, but a Use from
+ * a congested client, or one whose state would pass max_reply_bytes, is
+ * answered with UseSuccess alone (its header carrying the version the
+ * client asked with) and the object joins the ones to catch up: what one
+ * message makes the engine build is bounded by max_reply_bytes, and what
+ * one drain makes it build by max(budget, one object's state).
  *
  * Server-side writes (so_object_set / _remove / _unlock) count as writer
  * id 0: a client whose header version predates a server write gets rule 3.
@@ -128,6 +137,8 @@ typedef struct so_config {
     uint32_t max_key_len;             /* slot key bytes */
     uint32_t history_depth;           /* updates remembered per object for diffs */
     size_t max_body_bytes;            /* a reply longer than this is split (soft) */
+    size_t max_reply_bytes;           /* state built now for the Use of one message;
+                                       * a larger one is sent by so_client_catch_up */
     so_conflict conflict;             /* default mode; per room: so_hooks.room_settings */
     so_wire_limits wire;              /* hard decode caps (violations close the client) */
 } so_config;
@@ -143,6 +154,12 @@ typedef struct so_config {
 #define SO_DEFAULT_MAX_KEY_LEN 256
 #define SO_DEFAULT_HISTORY_DEPTH 1024
 #define SO_DEFAULT_MAX_BODY_BYTES ((size_t)4 << 20)
+/* Twice the largest object.  A full object's state is its key and value
+ * bytes plus 7 bytes of framing per slot (event type, length, key length)
+ * and the message headers: under 2 x max_object_bytes as long as 7 bytes
+ * per slot fit in max_object_bytes (true for the default caps), so a Use
+ * is answered at once unless its client is congested. */
+#define SO_DEFAULT_MAX_REPLY_BYTES (2 * SO_DEFAULT_MAX_OBJECT_BYTES)
 
 void so_config_default(so_config *c);
 
@@ -220,8 +237,27 @@ void so_client_unregister(so_engine *e, so_client *c);
  * "" = all, "chat" matches "chat" and "chat/x" but not "chatter").  NULL
  * keeps the current list. */
 int so_client_set_access(so_engine *e, so_client *c, const char *read, const char *write);
-/* Rule 7.  Going from congested to drained appends the catch-up diffs. */
+/* Rule 7.  true: no per-update messages from now on; the version each
+ * subscription holds is remembered.  false: the client drained, and every
+ * object it is behind on is caught up at once (so_client_catch_up without
+ * a budget): a server should prefer so_client_catch_up, which paces it. */
 int so_client_set_congested(so_engine *e, so_client *c, bool congested, so_effects *out);
+/* The client drained: it is no longer congested, and the objects it is
+ * behind on (it was congested, or a Use was answered without the state,
+ * see max_reply_bytes) are caught up one by one, each with one message
+ * (the diff since the version it holds, or Clear and everything), until
+ * the next one would take the output built past budget bytes.  At least
+ * one object is caught up per call, so a budget below one object's state
+ * still makes progress.  Returns 1 when objects remain behind (their
+ * per-update messages stay paused: call again at the next drain), 0 when
+ * the client is up to date, or a negative SH_E*.  Output built is at most
+ * max(budget, one object's state). */
+int so_client_catch_up(so_engine *e, so_client *c, size_t budget, so_effects *out);
+/* True while the client is congested or behind on an object: it needs
+ * so_client_catch_up when its output drains.  A Use can make it true
+ * (answered without the state); the app should then treat the client as
+ * congested until a catch-up returns 0. */
+bool so_client_is_behind(const so_client *c);
 void *so_client_user(const so_client *c);
 uint64_t so_client_id(const so_client *c);
 
@@ -309,6 +345,8 @@ typedef struct so_engine_stats {
     uint64_t store_failures;
     uint64_t room_loads;       /* rooms read from the store */
     uint64_t room_unloads;     /* rooms freed by so_engine_unload_idle */
+    uint64_t uses_deferred;    /* Use answered without the state (caught up later) */
+    uint64_t catch_ups;        /* objects caught up after congestion */
 } so_engine_stats;
 void so_engine_get_stats(const so_engine *e, so_engine_stats *s);
 
