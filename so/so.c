@@ -63,6 +63,7 @@ struct so_object {
     uint64_t pending_seq;  /* last batch holding writes of this object */
     uint64_t rewrite_seq;  /* batch that already holds a full rewrite */
     bool unsaved;          /* a rewrite after a failure could not be queued */
+    bool stored;           /* counted in its application's usage (quotas) */
 };
 
 struct so_room {
@@ -122,6 +123,7 @@ struct so_engine {
     so_store *store;
     so_hooks hooks;
     so_map rooms;
+    so_map apps;        /* so_app by application name: stored usage (quotas) */
     uint64_t next_client_id;
     so_client *clients;
     size_t nclients;
@@ -157,6 +159,8 @@ void so_config_default(so_config *c)
     c->history_depth = SO_DEFAULT_HISTORY_DEPTH;
     c->max_body_bytes = SO_DEFAULT_MAX_BODY_BYTES;
     c->max_reply_bytes = SO_DEFAULT_MAX_REPLY_BYTES;
+    c->max_persistent_objects = SO_DEFAULT_MAX_PERSISTENT_OBJECTS;
+    c->max_persistent_bytes = SO_DEFAULT_MAX_PERSISTENT_BYTES;
     c->conflict = SO_CONFLICT_REJECT;
     c->wire = so_wire_default_limits;
 }
@@ -717,6 +721,8 @@ static int load_object(void *ud, const char *name, uint32_t version)
     if (so_map_get(&l->r->objects, name, nlen))
         return 0;
     l->last = object_new(l->e, l->r, name, nlen, true, version ? version : 1);
+    if (l->last)
+        l->last->stored = true; /* counted by the store's usage at start */
     return l->last ? 0 : SH_ENOMEM;
 }
 
@@ -773,7 +779,9 @@ static so_room *room_get(so_engine *e, const char *name, bool load, int *rc)
         }
         so_map_init(&r->objects);
         r->set = (so_room_settings){e->cfg.conflict, e->cfg.max_slots_per_object,
-                                    e->cfg.max_objects_per_client};
+                                    e->cfg.max_objects_per_client,
+                                    e->cfg.max_persistent_objects,
+                                    e->cfg.max_persistent_bytes};
         if (e->hooks.room_settings) {
             e->hooks.room_settings(e->hooks.ud, r->name, &r->set);
             if (r->set.max_slots_per_object > e->cfg.max_slots_per_object)
@@ -851,6 +859,94 @@ static int persist_full(so_engine *e, so_object *o)
 static bool persisting(const so_engine *e, const so_object *o)
 {
     return e->store && o->persistent;
+}
+
+/* ================================================================ quotas */
+
+/* What one application has in the store.  Entries stay for the engine's
+ * life: there is one per application that ever stored something. */
+typedef struct so_app {
+    char *name;
+    uint64_t objects;   /* objects written at least once */
+    uint64_t bytes;     /* key + value wire bytes of their live slots */
+} so_app;
+
+/* The entry of the application of `room` (its name up to the first '/'). */
+static so_app *app_find(const so_engine *e, const char *room)
+{
+    return so_map_get(&e->apps, room, so_store_app_len(room));
+}
+
+static so_app *app_get(so_engine *e, const char *room)
+{
+    so_app *a = app_find(e, room);
+    if (a)
+        return a;
+    size_t len = so_store_app_len(room);
+    a = calloc(1, sizeof(*a));
+    if (!a || !(a->name = sh_memdup0(room, len)) ||
+        so_map_put(&e->apps, a->name, len, a) < 0) {
+        if (a)
+            free(a->name);
+        free(a);
+        return NULL;
+    }
+    return a;
+}
+
+/* so_store_usage_fn: the store's usage at start. */
+static int app_usage_add(void *ud, const char *app, uint64_t objects, uint64_t bytes)
+{
+    so_app *a = app_get(ud, app);
+    if (!a)
+        return SH_ENOMEM;
+    a->objects += objects;
+    a->bytes += bytes;
+    return 0;
+}
+
+/* Stored bytes a slot gains when it becomes a value of vbytes (set) or is
+ * removed; negative when it shrinks.  Counted in wire bytes, as the store
+ * holds them. */
+static int64_t stored_growth(const so_slot *s, size_t klen, bool set, size_t vbytes)
+{
+    int64_t had = s && s->v ? (int64_t)(s->klen + s->vbytes) : 0;
+    return (set ? (int64_t)(klen + vbytes) : 0) - had;
+}
+
+/* The quota a change of o would pass (its Status code), or NULL.  A first
+ * change stores the object; a change that does not grow the stored bytes
+ * is always allowed, so an application over its quota can still shrink. */
+static const char *quota_refusal(const so_engine *e, const so_object *o, int64_t grow)
+{
+    if (!persisting(e, o))
+        return NULL;
+    const so_room_settings *q = &o->room->set;
+    const so_app *a = app_find(e, o->room->name);
+    uint64_t objects = a ? a->objects : 0, bytes = a ? a->bytes : 0;
+    if (!o->stored && q->max_persistent_objects && objects >= q->max_persistent_objects)
+        return SO_STATUS_LIMIT_PERSISTENT_OBJECTS;
+    if (grow > 0 && q->max_persistent_bytes && bytes + (uint64_t)grow > q->max_persistent_bytes)
+        return SO_STATUS_LIMIT_PERSISTENT_BYTES;
+    return NULL;
+}
+
+/* A change of o was applied (it goes into the batch being built). */
+static void quota_count(so_engine *e, so_object *o, int64_t grow)
+{
+    if (!persisting(e, o))
+        return;
+    so_app *a = app_get(e, o->room->name);
+    if (!a)
+        return; /* out of memory: counted low until the next start */
+    if (!o->stored) {
+        o->stored = true;
+        a->objects++;
+    }
+    if (grow < 0 && (uint64_t)-grow > a->bytes)
+        a->bytes = 0;
+    else
+        a->bytes += (uint64_t)grow;
 }
 
 /* ================================================================ updates */
@@ -1246,8 +1342,14 @@ static int w_one(wctx *w, upd *u, uint32_t hv, const char *key, size_t klen,
     } else if (!s || !s->v) {
         return w_success(w, key, klen); /* nothing to remove */
     }
+    int64_t grow = stored_growth(s, klen, v != NULL, vbytes);
+    const char *quota = quota_refusal(e, o, grow);
+    if (quota)
+        return w_refuse(w, quota, key, klen);
     int rc;
     s = slot_write(o, key, klen, v, wire, vbytes, u->newv, w->c->id, &rc);
+    if (rc == 0 && s)
+        quota_count(e, o, grow);
     if (rc == 0 && s)
         rc = upd_add(u, s);
     if (rc < 0) {
@@ -1440,11 +1542,18 @@ so_engine *so_engine_new(const so_config *config, so_store *store)
         so_config_default(&e->cfg);
     e->store = store;
     so_map_init(&e->rooms);
+    so_map_init(&e->apps);
     e->next_seq = 1;
     sh_buf_init(&e->scratch, SH_BUF_MAX_DEFAULT);
     e->enc = amf_enc_new();
-    if (!e->enc) {
-        free(e);
+    int rc = e->enc ? 0 : SH_ENOMEM;
+    if (rc == 0 && store) {
+        rc = so_store_usage(store, app_usage_add, e);
+        if (rc == SH_EUNSUPPORTED)
+            rc = 0; /* a backend without usage: counted from zero */
+    }
+    if (rc < 0) {
+        so_engine_free(e);
         return NULL;
     }
     return e;
@@ -1462,6 +1571,13 @@ void so_engine_free(so_engine *e)
     while ((r = so_map_next(&e->rooms, &it)) != NULL)
         room_free(e, r);
     so_map_cleanup(&e->rooms);
+    it = 0;
+    so_app *a;
+    while ((a = so_map_next(&e->apps, &it)) != NULL) {
+        free(a->name);
+        free(a);
+    }
+    so_map_cleanup(&e->apps);
     for (size_t i = 0; i < e->nheld; i++)
         held_finish(&e->held[i], false, NULL, false);
     free(e->held);
@@ -1785,8 +1901,15 @@ static int apply_server(so_engine *e, so_object *o, srv_change *ch, size_t n, so
         } else if (!s || !s->v) {
             continue;
         }
+        int64_t grow = stored_growth(s, ch[i].klen, ch[i].v != NULL, ch[i].vbytes);
+        if (quota_refusal(e, o, grow)) {
+            lim = SH_ELIMIT;
+            continue;
+        }
         s = slot_write(o, ch[i].key, ch[i].klen, ch[i].v, ch[i].wire, ch[i].vbytes,
                        u.newv, 0, &rc);
+        if (rc == 0 && s)
+            quota_count(e, o, grow);
         if (rc == 0 && s)
             rc = upd_add(&u, s);
     }
@@ -1898,6 +2021,14 @@ bool so_object_slot_next(const so_object *o, size_t *iter, const char **key,
         return true;
     }
     return false;
+}
+
+void so_engine_app_usage(const so_engine *e, const char *app, uint64_t *objects,
+                         uint64_t *bytes)
+{
+    const so_app *a = so_map_get(&e->apps, app, strlen(app));
+    *objects = a ? a->objects : 0;
+    *bytes = a ? a->bytes : 0;
 }
 
 void so_engine_get_stats(const so_engine *e, so_engine_stats *s)

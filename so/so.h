@@ -38,7 +38,7 @@
  *   applied                     Success(K)
  *   stale (rule 3)              Change(K, current) or Remove(K)
  *   no write access (rule 4)    Status(SO_STATUS_NO_WRITE) + Change/Remove(K)
- *   a cap passed                Status(SO_STATUS_LIMIT_*) + Change/Remove(K)
+ *   a cap or quota passed       Status(SO_STATUS_LIMIT_*) + Change/Remove(K)
  *   not subscribed to object    Status(SO_STATUS_NO_OBJECT) per key
  *   store failed (persistent)   Status(SO_STATUS_STORE_FAILED) per key
  *                               instead of Success (see Persistence)
@@ -85,6 +85,15 @@
  * message makes the engine build is bounded by max_reply_bytes, and what
  * one drain makes it build by max(budget, one object's state).
  *
+ * Quotas (with a store): an application (the part of a room name before
+ * its first '/') may store at most max_persistent_objects objects and
+ * max_persistent_bytes key + value bytes (per room: so_room_settings).
+ * Usage is read from the store at start and counted as changes go into
+ * batches; an object counts from its first change.  A client write that
+ * would store a new object or grow the stored bytes past a quota gets
+ * Status(SO_STATUS_LIMIT_PERSISTENT_*) + the current value; a server
+ * write gets SH_ELIMIT.  Shrinking and removing are always allowed.
+ *
  * Server-side writes (so_object_set / _remove / _unlock) count as writer
  * id 0: a client whose header version predates a server write gets rule 3.
  */
@@ -116,6 +125,8 @@
 #define SO_STATUS_LIMIT_CLIENT_OBJECTS "SharedObject.LimitExceeded.ObjectsPerClient"
 #define SO_STATUS_LIMIT_RATE "SharedObject.LimitExceeded.UpdateRate"
 #define SO_STATUS_LIMIT_KEY "SharedObject.LimitExceeded.KeyLength"
+#define SO_STATUS_LIMIT_PERSISTENT_OBJECTS "SharedObject.LimitExceeded.PersistentObjects"
+#define SO_STATUS_LIMIT_PERSISTENT_BYTES "SharedObject.LimitExceeded.PersistentBytes"
 #define SO_STATUS_LEVEL_ERROR "error"
 
 typedef enum so_conflict {
@@ -139,6 +150,8 @@ typedef struct so_config {
     size_t max_body_bytes;            /* a reply longer than this is split (soft) */
     size_t max_reply_bytes;           /* state built now for the Use of one message;
                                        * a larger one is sent by so_client_catch_up */
+    uint64_t max_persistent_objects;  /* stored objects per application, 0 = no quota */
+    uint64_t max_persistent_bytes;    /* stored key + value bytes per application, 0 = no quota */
     so_conflict conflict;             /* default mode; per room: so_hooks.room_settings */
     so_wire_limits wire;              /* hard decode caps (violations close the client) */
 } so_config;
@@ -160,6 +173,8 @@ typedef struct so_config {
  * per slot fit in max_object_bytes (true for the default caps), so a Use
  * is answered at once unless its client is congested. */
 #define SO_DEFAULT_MAX_REPLY_BYTES (2 * SO_DEFAULT_MAX_OBJECT_BYTES)
+#define SO_DEFAULT_MAX_PERSISTENT_OBJECTS 100000
+#define SO_DEFAULT_MAX_PERSISTENT_BYTES ((uint64_t)1 << 30)
 
 void so_config_default(so_config *c);
 
@@ -194,6 +209,10 @@ typedef struct so_room_settings {
     so_conflict conflict;
     uint32_t max_slots_per_object;    /* at most the engine's (so_config) */
     uint32_t max_objects_per_client;  /* at most the engine's */
+    /* Quotas of the room's application (any value; 0 = none).  Every room
+     * of one application should be given the same ones. */
+    uint64_t max_persistent_objects;
+    uint64_t max_persistent_bytes;
 } so_room_settings;
 
 typedef struct so_hooks {
@@ -209,7 +228,9 @@ typedef struct so_hooks {
 
 /* config NULL = defaults (copied).  store may be NULL (persistent objects
  * then live in memory only); it is borrowed and must outlive the engine.
- * Returns NULL when out of memory. */
+ * The store's usage per application (so_store_usage) is read here for the
+ * quotas.  Returns NULL when out of memory or when the store cannot
+ * report its usage. */
 so_engine *so_engine_new(const so_config *config, so_store *store);
 /* Frees everything, including clients still registered (their so_client
  * pointers become invalid), held effects and the batch being built.
@@ -349,5 +370,13 @@ typedef struct so_engine_stats {
     uint64_t catch_ups;        /* objects caught up after congestion */
 } so_engine_stats;
 void so_engine_get_stats(const so_engine *e, so_engine_stats *s);
+
+/* What application `app` (the part of its rooms' names before the first
+ * '/') has in the store, counted as the quotas count it: persistent
+ * objects written at least once, and the key + value wire bytes of their
+ * slots, including changes still in the batch being built or in flight.
+ * Zeros for an application with nothing stored. */
+void so_engine_app_usage(const so_engine *e, const char *app, uint64_t *objects,
+                         uint64_t *bytes);
 
 #endif
