@@ -638,6 +638,11 @@ static void engine_config(const app_config *cfg, so_config *sc, uint32_t *interv
     sc->max_objects_per_client = per_conn;
     sc->max_slots_per_object = slots;
     sc->max_updates_per_sec = cfg->so_max_updates_per_sec;
+    /* Replies split so that each message (events plus a header of at most
+     * 271 bytes) stays within the largest message the server accepts: a
+     * peer on the same defaults, sohub's client library included, takes
+     * every Use reply however large the object. */
+    sc->max_body_bytes = cfg->max_message_size - 512;
     /* quotas of rooms without a section; room_settings gives the others */
     sc->max_persistent_objects = d.max_persistent_objects;
     sc->max_persistent_bytes = d.max_persistent_bytes;

@@ -1066,6 +1066,13 @@ static int flush_to(so_engine *e, so_client *c, so_object *o, sh_buf *ev, size_t
     return rc;
 }
 
+/* Bytes of the Change (or Remove, for a tombstone or no slot) event
+ * about key: type, length, key length, key, value. */
+static size_t event_bytes(const so_slot *s, size_t klen)
+{
+    return 7 + klen + (s && s->v ? s->vbytes : 0);
+}
+
 /* Upper bound of the bytes send_state builds for version `since` (no
  * UseSuccess): the slots the diff names (each with 7 bytes of framing),
  * never more than the whole state, plus one header per body. */
@@ -1076,16 +1083,14 @@ static size_t state_bound(const so_engine *e, const so_object *o, uint32_t since
     size_t full = 5, it = 0;
     const so_slot *s;
     while ((s = so_map_next(&o->slots, &it)) != NULL)
-        full += 7 + s->klen + (s->v ? s->vbytes : 0);
+        full += event_bytes(s, s->klen);
     size_t n = full;
     if (hist_covers(o, since)) {
         size_t diff = 0;
         for (uint32_t i = 0; i < o->ring_count && diff < full; i++) {
             const hist_ent *h = &o->ring[(o->ring_head + i) % e->cfg.history_depth];
-            for (size_t k = 0; h->version > since && k < h->nkeys; k++) {
-                const so_slot *cur = slot_get(o, h->keys[k], h->klens[k]);
-                diff += 7 + h->klens[k] + (cur && cur->v ? cur->vbytes : 0);
-            }
+            for (size_t k = 0; h->version > since && k < h->nkeys; k++)
+                diff += event_bytes(slot_get(o, h->keys[k], h->klens[k]), h->klens[k]);
         }
         n = diff < full ? diff : full;
     }
@@ -1118,10 +1123,11 @@ static int send_state(so_engine *e, so_client *c, so_object *o, uint32_t since,
                 if (so_map_get(&seen, h->keys[k], h->klens[k]))
                     continue;
                 rc = so_map_put(&seen, h->keys[k], h->klens[k], h);
+                size_t add = event_bytes(slot_get(o, h->keys[k], h->klens[k]), h->klens[k]);
+                if (rc == 0 && ev.len && ev.len + add > maxb)
+                    rc = flush_to(e, c, o, &ev, built, out);
                 if (rc == 0)
                     rc = put_current(e, &ev, o, h->keys[k], h->klens[k]);
-                if (rc == 0 && ev.len >= maxb)
-                    rc = flush_to(e, c, o, &ev, built, out);
             }
         }
         so_map_cleanup(&seen);
@@ -1132,9 +1138,10 @@ static int send_state(so_engine *e, so_client *c, so_object *o, uint32_t since,
         while (rc == 0 && (s = so_map_next(&o->slots, &it)) != NULL) {
             if (!s->v)
                 continue;
-            rc = put_change(e, &ev, s);
-            if (rc == 0 && ev.len >= maxb)
+            if (ev.len && ev.len + event_bytes(s, s->klen) > maxb)
                 rc = flush_to(e, c, o, &ev, built, out);
+            if (rc == 0)
+                rc = put_change(e, &ev, s);
         }
     }
     if (rc == 0 && ev.len)

@@ -147,7 +147,10 @@ typedef struct so_config {
     uint32_t max_name_len;            /* object name bytes */
     uint32_t max_key_len;             /* slot key bytes */
     uint32_t history_depth;           /* updates remembered per object for diffs */
-    size_t max_body_bytes;            /* a reply longer than this is split (soft) */
+    size_t max_body_bytes;            /* a Use or catch-up reply is split so that no
+                                       * message holds more event bytes (unless one
+                                       * event alone does); the header adds at most
+                                       * 15 + max_name_len */
     size_t max_reply_bytes;           /* state built now for the Use of one message;
                                        * a larger one is sent by so_client_catch_up */
     uint64_t max_persistent_objects;  /* stored objects per application, 0 = no quota */

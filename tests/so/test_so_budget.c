@@ -355,3 +355,28 @@ Test(so_budget, leaving_while_behind_forgets_the_object, .init = open_default)
     cr_assert_eq(count_for(&s, &fx), 0);
     cr_assert_not(so_client_is_behind(s.c));
 }
+
+/* No reply message holds more than max_body_bytes of events: the split
+ * happens before the event that would pass it, so a peer whose message
+ * cap is max_body_bytes plus a header takes every message. */
+Test(so_budget, replies_never_pass_max_body_bytes)
+{
+    so_config cfg;
+    so_config_default(&cfg);
+    cfg.max_updates_per_sec = 0;
+    cfg.max_body_bytes = 1000;
+    e = t_engine_new(&cfg, NULL);
+    so_effects_init(&fx);
+    t_register(e, &a, AMF_ENC_AMF0, ROOM);
+    t_register(e, &s, AMF_ENC_AMF3, ROOM);
+    t_use(e, &a, "o", 0, false, &fx);
+    fill("o", "k", 20, 300);
+    so_effects_clear(&fx);
+    t_use(e, &s, "o", 0, false, &fx);
+    cr_assert_geq(count_for(&s, &fx), 7, "about 6 KB of state in 1000-byte messages");
+    for (size_t i = 0; i < fx.len; i++)
+        cr_assert_leq(fx.items[i].body->len, 1000 + 1 + 2 + 1 + 12, "a body of %zu bytes",
+                      fx.items[i].body->len);
+    deliver(&s, &fx);
+    assert_model_eq(&s, so_engine_object_find(e, ROOM, "o"));
+}
