@@ -108,6 +108,8 @@ void app_app_config_defaults(app_app_config *a)
     a->history_depth = 1024;
     a->max_so_per_conn = 64;
     a->max_so_slots = 10000;
+    a->max_persistent_objects = 100000;
+    a->max_persistent_bytes = (uint64_t)1 << 30;
     a->users = NULL; /* no allocation: callers free only the strings they know */
     a->presence = false;
     a->chat_max_text = 4096;
@@ -246,6 +248,17 @@ static int set_app_u32(uint32_t *dst, const char *key, const char *value,
     return 0;
 }
 
+static int set_app_u64(uint64_t *dst, const char *key, const char *value,
+                       uint64_t lo, uint64_t hi, char *err, size_t errsz)
+{
+    uint64_t n;
+    if (parse_u64(value, &n) || n < lo || n > hi)
+        return errf(err, errsz, SH_EINVAL, "%s: '%s' is not a number in %llu..%llu",
+                    key, value, (unsigned long long)lo, (unsigned long long)hi);
+    *dst = n;
+    return 0;
+}
+
 static int app_config_set_app(app_app_config *a, const char *key, const char *value,
                               char *err, size_t errsz)
 {
@@ -278,6 +291,12 @@ static int app_config_set_app(app_app_config *a, const char *key, const char *va
         return set_app_u32(&a->max_so_per_conn, key, value, 1, 65536, err, errsz);
     if (strcmp(key, "max_so_slots") == 0)
         return set_app_u32(&a->max_so_slots, key, value, 1, 10000000, err, errsz);
+    if (strcmp(key, "max_persistent_objects") == 0)
+        return set_app_u64(&a->max_persistent_objects, key, value, 0, (uint64_t)1 << 40,
+                           err, errsz);
+    if (strcmp(key, "max_persistent_bytes") == 0)
+        return set_app_u64(&a->max_persistent_bytes, key, value, 0, (uint64_t)1 << 50,
+                           err, errsz);
     if (strcmp(key, "users") == 0) { set_str(&a->users, value); return 0; }
     if (strcmp(key, "presence") == 0) {
         if (strcmp(value, "true") == 0 || strcmp(value, "yes") == 0 || strcmp(value, "1") == 0)

@@ -53,6 +53,8 @@ typedef struct app_app_config {
     uint32_t history_depth;      /* versions kept for delta resync */
     uint32_t max_so_per_conn;    /* shared objects one connection may use */
     uint32_t max_so_slots;       /* slots in one shared object */
+    uint64_t max_persistent_objects; /* persistent objects stored by the application, 0 = no quota */
+    uint64_t max_persistent_bytes;   /* their key + value bytes, 0 = no quota */
     /* one-to-one chat and presence (app/chat, docs/chat.md) */
     char *users;                 /* owned; "a,b,c" known user names; NULL or "" = any */
     bool presence;               /* keep the `presence` shared object per instance */

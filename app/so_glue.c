@@ -92,6 +92,33 @@ static int glue_store_write_batch(so_store *st, const so_store_batch *b)
     return rc < 0 ? rc : rc2;
 }
 
+/* The store's usage, each application counted from the backend that
+ * serves it now. */
+typedef struct glue_usage {
+    glue_store *s;
+    so_store *from;
+    so_store_usage_fn fn;
+    void *ud;
+} glue_usage;
+
+static int glue_usage_routed(void *ud, const char *app, uint64_t objects, uint64_t bytes)
+{
+    glue_usage *u = ud;
+    return glue_route(u->s, app) == u->from ? u->fn(u->ud, app, objects, bytes) : 0;
+}
+
+static int glue_store_usage(so_store *st, so_store_usage_fn fn, void *ud)
+{
+    glue_store *s = (glue_store *)st;
+    glue_usage u = {.s = s, .from = s->mem, .fn = fn, .ud = ud};
+    int rc = so_store_usage(s->mem, glue_usage_routed, &u);
+    if (rc == 0 && s->sql) {
+        u.from = s->sql;
+        rc = so_store_usage(s->sql, glue_usage_routed, &u);
+    }
+    return rc;
+}
+
 static void glue_store_close(so_store *st)
 {
     glue_store *s = (glue_store *)st;
@@ -106,6 +133,7 @@ static const so_store_ops glue_store_ops = {
     .load_room = glue_store_load_room,
     .write_batch = glue_store_write_batch,
     .close = glue_store_close,
+    .usage = glue_store_usage,
 };
 
 /* SQLite is needed unless every name a client can reach uses memory. */
@@ -572,13 +600,19 @@ static void hook_drain(void *ud, app_conn *c)
 {
     app_so_glue *g = ud;
     glue_client *gc = app_conn_get_data(c, APP_SLOT_SO);
-    if (!gc || !gc->congested)
+    /* A Use answered without its state (the engine's reply budget) leaves
+     * the client behind as well: its UseSuccess made this drain come. */
+    if (!gc || (!gc->congested && !so_client_is_behind(gc->sc)))
         return;
     gc->congested = false;
-    int rc = so_client_set_congested(g->eng, gc->sc, false, &g->fx);
+    /* Paced: about one congestion threshold of catch-up per drain (at
+     * least one object), so a client's memory stays near its threshold
+     * plus one object's state however many objects it uses. */
+    int rc = so_client_catch_up(g->eng, gc->sc, g->congestion_bytes, &g->fx);
     if (g->fx.len)
-        SH_LOG(SH_LOG_DEBUG, "conn=%llu so: drained, catching up (%zu messages)",
-               (unsigned long long)app_conn_id(c), g->fx.len);
+        SH_LOG(SH_LOG_DEBUG, "conn=%llu so: drained, catching up (%zu messages%s)",
+               (unsigned long long)app_conn_id(c), g->fx.len,
+               rc > 0 ? ", more at the next drain" : "");
     app_so_deliver(g, &g->fx);
     if (rc < 0) {
         /* Left behind without a catch-up, the client would show stale
@@ -586,7 +620,10 @@ static void hook_drain(void *ud, app_conn *c)
         SH_LOG(SH_LOG_WARN, "conn=%llu so: catch-up failed: %s",
                (unsigned long long)app_conn_id(c), sh_strerror(rc));
         app_conn_close(c, "shared-object catch-up failed");
+        return;
     }
+    if (so_client_is_behind(gc->sc))
+        mark_congested(g, c); /* objects left: paused until the next drain */
 }
 
 static void hook_shutdown(void *ud)
@@ -633,6 +670,14 @@ static void engine_config(const app_config *cfg, so_config *sc, uint32_t *interv
     sc->max_objects_per_client = per_conn;
     sc->max_slots_per_object = slots;
     sc->max_updates_per_sec = cfg->so_max_updates_per_sec;
+    /* Replies split so that each message (events plus a header of at most
+     * 271 bytes) stays within the largest message the server accepts: a
+     * peer on the same defaults, sohub's client library included, takes
+     * every Use reply however large the object. */
+    sc->max_body_bytes = cfg->max_message_size - 512;
+    /* quotas of rooms without a section; room_settings gives the others */
+    sc->max_persistent_objects = d.max_persistent_objects;
+    sc->max_persistent_bytes = d.max_persistent_bytes;
     sc->wire.amf.max_depth = cfg->max_amf_depth;
     sc->wire.amf.max_string = cfg->max_amf_string;
     sc->wire.amf.max_elements = cfg->max_amf_elements;
@@ -649,6 +694,8 @@ static void room_settings(void *ud, const char *room, so_room_settings *s)
     s->conflict = a->conflict == APP_CONFLICT_LWW ? SO_CONFLICT_LWW : SO_CONFLICT_REJECT;
     s->max_slots_per_object = a->max_so_slots;
     s->max_objects_per_client = a->max_so_per_conn;
+    s->max_persistent_objects = a->max_persistent_objects;
+    s->max_persistent_bytes = a->max_persistent_bytes;
 }
 
 app_so_glue *app_so_glue_new(app_server *srv, char *err, size_t errsz)

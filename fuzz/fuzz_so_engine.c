@@ -17,7 +17,9 @@
  *     leave memory, to be loaded from the store when next touched)
  *   2 the oldest taken batch is written to the store and handed back
  *     (fails with SH_EIO when who bit 7 is set)
- *   3 / 4 the client becomes congested / drains
+ *   3 / 4 the client becomes congested / drains (op 4 with who bit 7
+ *     set: a paced catch-up, so_client_catch_up with a budget of 16 x the
+ *     first body byte, that may leave objects behind for a later drain)
  *   5 the client disconnects and a new one takes its place
  *   6 the server sets slot "srv" of object `body` (persistent when who
  *     bit 7 is set), under a lock when body is even in length
@@ -28,12 +30,19 @@
  * normalised (its Use carries the version it really holds, Release is
  * dropped), and a model of its copy of every object it subscribed to is
  * kept from the messages it receives, as a Flash client would.
+ * Tight caps also make the reply budget small (Use events answered with
+ * UseSuccess alone, state caught up later) and give application "app"
+ * quotas of 3 persistent objects and 300 bytes.
  * Properties, for every effect produced: it has recipients, each one a
  *   client connected now, whose encoding matches the message type; the
- *   body decodes with so_wire_decode.  At the end, once every batch was
- *   handed back and nobody is congested: nothing is held, and the
- *   observer's copy of every object it uses equals the server's (slots,
- *   values in meaning, version): shared state converges.
+ *   body decodes with so_wire_decode; a catch-up call builds at most
+ *   max(budget, one object's state).  At the end, once every batch was
+ *   handed back and every client caught up (paced, each call making
+ *   progress): nothing is held, and the observer's copy of every object
+ *   it uses equals the server's (slots, values in meaning, version):
+ *   shared state converges.  With a store, the engine's usage of "app"
+ *   equals what the store reports, stays within the quotas, and a new
+ *   engine on the same store counts the same.
  * FUZZ_TRACE=1 prints every record and every message the engine produces
  * with its recipients; FUZZ_VERBOSE=1 the final comparison.
  */
@@ -302,6 +311,80 @@ static void check_effects(fz_state *s)
     so_effects_clear(&s->fx);
 }
 
+/* Bytes of the effects fx holds for f. */
+static size_t effect_bytes(const fz_state *s, const fz_client *f)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < s->fx.len; i++)
+        for (size_t k = 0; k < s->fx.items[i].nto; k++)
+            if (s->fx.items[i].to[k] == f)
+                n += s->fx.items[i].body->len;
+    return n;
+}
+
+/* True when every message fx holds for f is about one object (compares
+ * the name in the message header). */
+static bool one_object_to(const fz_state *s, const fz_client *f)
+{
+    const uint8_t *first = NULL;
+    size_t first_len = 0;
+    for (size_t i = 0; i < s->fx.len; i++) {
+        const so_effect *ef = &s->fx.items[i];
+        for (size_t k = 0; k < ef->nto; k++) {
+            if (ef->to[k] != f)
+                continue;
+            size_t off = ef->msg_type == SO_MSG_AMF3 ? 1 : 0;
+            FZ_CHECK(ef->body->len >= off + 2);
+            size_t nlen = (size_t)ef->body->data[off] << 8 | ef->body->data[off + 1];
+            const uint8_t *name = ef->body->data + off + 2;
+            if (!first) {
+                first = name;
+                first_len = nlen;
+            } else if (nlen != first_len || memcmp(name, first, nlen) != 0) {
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
+typedef struct fz_usage {
+    uint64_t objects, bytes;
+} fz_usage;
+
+static int usage_of_app(void *ud, const char *app, uint64_t objects, uint64_t bytes)
+{
+    fz_usage *u = ud;
+    if (strcmp(app, "app") == 0) {
+        u->objects += objects;
+        u->bytes += bytes;
+    }
+    return 0;
+}
+
+/* Every batch is back: the quota counts equal the store's, stay within
+ * the quotas, and are what a new engine on the same store reads. */
+static void usage_check(fz_state *s, const so_config *cfg)
+{
+    fz_usage st = {0};
+    FZ_CHECK(so_store_usage(s->store, usage_of_app, &st) == 0);
+    uint64_t objects, bytes;
+    so_engine_app_usage(s->e, "app", &objects, &bytes);
+    if (objects != st.objects || bytes != st.bytes)
+        fprintf(stderr, "usage of app: engine %llu objects %llu bytes, store %llu %llu\n",
+                (unsigned long long)objects, (unsigned long long)bytes,
+                (unsigned long long)st.objects, (unsigned long long)st.bytes);
+    FZ_CHECK(objects == st.objects && bytes == st.bytes);
+    FZ_CHECK(!cfg->max_persistent_objects || objects <= cfg->max_persistent_objects);
+    FZ_CHECK(!cfg->max_persistent_bytes || bytes <= cfg->max_persistent_bytes);
+    so_engine *again = so_engine_new(cfg, s->store);
+    FZ_CHECK(again != NULL);
+    uint64_t o2, b2;
+    so_engine_app_usage(again, "app", &o2, &b2);
+    FZ_CHECK(o2 == objects && b2 == bytes);
+    so_engine_free(again);
+}
+
 static void connect_client(fz_state *s, size_t i, bool amf3_half)
 {
     fz_client *f = &s->cl[i];
@@ -373,6 +456,9 @@ static void tight_config(so_config *c)
     c->max_key_len = 8;
     c->history_depth = 4;
     c->max_body_bytes = 256;
+    c->max_reply_bytes = 128;
+    c->max_persistent_objects = 3;
+    c->max_persistent_bytes = 300;
     c->wire.max_events = 8;
     c->wire.max_pairs = 8;
     c->wire.max_args = 4;
@@ -504,6 +590,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         case 3:
         case 4:
+            if (op == 4 && (who & 0x80)) {
+                size_t budget = n ? (size_t)p[0] * 16 : 0;
+                int rc = so_client_catch_up(s.e, f->c, budget, &s.fx);
+                FZ_CHECK(rc == 0 || rc == 1);
+                FZ_CHECK((rc == 1) == so_client_is_behind(f->c));
+                /* within the budget, or a single object (always made) */
+                FZ_CHECK(effect_bytes(&s, f) <= budget || one_object_to(&s, f));
+                f->congested = rc == 1;
+                break;
+            }
             FZ_CHECK(so_client_set_congested(s.e, f->c, op == 3, &s.fx) == 0);
             f->congested = op == 3;
             break;
@@ -542,15 +638,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_effects(&s);
     }
 
-    /* The app's end of turn: everyone drains, every batch is written and
+    /* The app's end of turn: everyone drains (paced: one object per
+     * call, each call making progress), every batch is written and
      * handed back. */
     for (size_t i = 0; i < NCLIENTS; i++) {
         if (s.cl[i].away)
             connect_client(&s, i, mode & 4);
-        if (s.cl[i].congested) {
-            FZ_CHECK(so_client_set_congested(s.e, s.cl[i].c, false, &s.fx) == 0);
-            s.cl[i].congested = false;
+        int rc = 1;
+        for (int guard = 0; rc == 1 && so_client_is_behind(s.cl[i].c); guard++) {
+            FZ_CHECK(guard < 64);
+            rc = so_client_catch_up(s.e, s.cl[i].c, 0, &s.fx);
+            FZ_CHECK(rc == 0 || rc == 1);
+            check_effects(&s);
         }
+        FZ_CHECK(!so_client_is_behind(s.cl[i].c));
+        s.cl[i].congested = false;
         check_effects(&s);
     }
     for (int guard = 0; guard < 64; guard++) {
@@ -567,6 +669,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FZ_CHECK(s.nbatches == 0);
     FZ_CHECK(so_engine_held_count(s.e) == 0);
     model_check(&s);
+    if (s.store)
+        usage_check(&s, &cfg);
     model_reset(&s);
 
     for (size_t i = 0; i < NCLIENTS; i++)

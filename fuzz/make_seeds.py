@@ -282,6 +282,32 @@ def main():
         rec(1, 3) + rec(2, 3) + rec(5, 0x83) + rec(1, 0x80) +
         rec(0, 3, so_use("saved", 0, True)) +
         rec(0, 3, so_change("saved", 2, [("y", a0_num(8))], persistent=True)))
+    # tight caps (mode 2): quotas of 3 persistent objects / 300 bytes for
+    # application "app" (a fourth object and a growth past 300 bytes are
+    # refused), a 128-byte reply budget (the observer's Use of p1 is
+    # answered with UseSuccess alone) and paced catch-ups (op 4, who bit
+    # 7: budget 16 x the first body byte).  who 0x7C..0x7F moves the clock
+    # 1.1 s so the update-rate cap (5/s) does not refuse the writes.
+    v50, v60 = a0_str("x" * 50), a0_str("y" * 60)
+    put("fuzz_so_engine", "quota_paced", b"\x02" +
+        rec(0, 0x7C, so_use("p1", 0, True)) +
+        rec(0, 0x7C, so_change("p1", 1, [("k1", v50), ("k2", v50)], persistent=True)) +
+        rec(0, 0x7C, so_use("p2", 0, True)) +
+        rec(0, 0x7C, so_change("p2", 1, [("k", v50)], persistent=True)) +
+        rec(0, 0x7C, so_use("p3", 0, True)) +
+        rec(0, 0x7C, so_change("p3", 1, [("k", v50)], persistent=True)) +
+        rec(0, 0x7D, so_use("p4", 0, True)) +
+        rec(0, 0x7D, so_change("p4", 1, [("k", v50)], persistent=True)) +
+        rec(0, 0x7C, so_change("p1", 2, [("k3", v60)], persistent=True)) +
+        rec(0, 0x7C, so_change("p1", 3, [("k4", v60)], persistent=True)) +
+        rec(1, 0) + rec(2, 0) +
+        rec(0, 0x7E, so_use("p1", 0, True)) +
+        rec(3, 2) +
+        rec(0, 0x7C, so_change("p1", 3, [("k1", v60)], persistent=True)) +
+        rec(1, 0) + rec(2, 0) +
+        rec(4, 0x82, b"\x01") + rec(4, 0x82, b"\x00") +
+        rec(0, 0x7E, so_use("p2", 0, True)) +
+        rec(4, 0x82, b"\x00"))
 
     # auth: user NUL token NUL app [now u64]; secret as in fuzz_auth.c
     import base64

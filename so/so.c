@@ -64,6 +64,7 @@ struct so_object {
     uint64_t pending_seq;  /* last batch holding writes of this object */
     uint64_t rewrite_seq;  /* batch that already holds a full rewrite */
     bool unsaved;          /* a rewrite after a failure could not be queued */
+    bool stored;           /* counted in its application's usage (quotas) */
 };
 
 struct so_room {
@@ -99,6 +100,8 @@ struct so_client {
     so_sub **subs;
     size_t nsubs, capsubs;
     bool congested;
+    size_t nbehind;     /* subscriptions with behind set */
+    size_t catch_next;  /* where the next catch-up starts in subs (fairness) */
     uint64_t rate_window;
     uint32_t rate_count;
     uint32_t held_refs; /* held effects naming this client */
@@ -121,6 +124,7 @@ struct so_engine {
     so_store *store;
     so_hooks hooks;
     so_map rooms;
+    so_map apps;        /* so_app by application name: stored usage (quotas) */
     uint64_t next_client_id;
     so_client *clients;
     size_t nclients;
@@ -155,6 +159,9 @@ void so_config_default(so_config *c)
     c->max_key_len = SO_DEFAULT_MAX_KEY_LEN;
     c->history_depth = SO_DEFAULT_HISTORY_DEPTH;
     c->max_body_bytes = SO_DEFAULT_MAX_BODY_BYTES;
+    c->max_reply_bytes = SO_DEFAULT_MAX_REPLY_BYTES;
+    c->max_persistent_objects = SO_DEFAULT_MAX_PERSISTENT_OBJECTS;
+    c->max_persistent_bytes = SO_DEFAULT_MAX_PERSISTENT_BYTES;
     c->conflict = SO_CONFLICT_REJECT;
     c->wire = so_wire_default_limits;
 }
@@ -736,6 +743,8 @@ static int load_object(void *ud, const char *name, uint32_t version)
     if (so_map_get(&l->r->objects, name, nlen))
         return 0;
     l->last = object_new(l->e, l->r, name, nlen, true, version ? version : 1);
+    if (l->last)
+        l->last->stored = true; /* counted by the store's usage at start */
     return l->last ? 0 : SH_ENOMEM;
 }
 
@@ -792,7 +801,9 @@ static so_room *room_get(so_engine *e, const char *name, bool load, int *rc)
         }
         so_map_init(&r->objects);
         r->set = (so_room_settings){e->cfg.conflict, e->cfg.max_slots_per_object,
-                                    e->cfg.max_objects_per_client};
+                                    e->cfg.max_objects_per_client,
+                                    e->cfg.max_persistent_objects,
+                                    e->cfg.max_persistent_bytes};
         if (e->hooks.room_settings) {
             e->hooks.room_settings(e->hooks.ud, r->name, &r->set);
             if (r->set.max_slots_per_object > e->cfg.max_slots_per_object)
@@ -870,6 +881,94 @@ static int persist_full(so_engine *e, so_object *o)
 static bool persisting(const so_engine *e, const so_object *o)
 {
     return e->store && o->persistent;
+}
+
+/* ================================================================ quotas */
+
+/* What one application has in the store.  Entries stay for the engine's
+ * life: there is one per application that ever stored something. */
+typedef struct so_app {
+    char *name;
+    uint64_t objects;   /* objects written at least once */
+    uint64_t bytes;     /* key + value wire bytes of their live slots */
+} so_app;
+
+/* The entry of the application of `room` (its name up to the first '/'). */
+static so_app *app_find(const so_engine *e, const char *room)
+{
+    return so_map_get(&e->apps, room, so_store_app_len(room));
+}
+
+static so_app *app_get(so_engine *e, const char *room)
+{
+    so_app *a = app_find(e, room);
+    if (a)
+        return a;
+    size_t len = so_store_app_len(room);
+    a = calloc(1, sizeof(*a));
+    if (!a || !(a->name = sh_memdup0(room, len)) ||
+        so_map_put(&e->apps, a->name, len, a) < 0) {
+        if (a)
+            free(a->name);
+        free(a);
+        return NULL;
+    }
+    return a;
+}
+
+/* so_store_usage_fn: the store's usage at start. */
+static int app_usage_add(void *ud, const char *app, uint64_t objects, uint64_t bytes)
+{
+    so_app *a = app_get(ud, app);
+    if (!a)
+        return SH_ENOMEM;
+    a->objects += objects;
+    a->bytes += bytes;
+    return 0;
+}
+
+/* Stored bytes a slot gains when it becomes a value of vbytes (set) or is
+ * removed; negative when it shrinks.  Counted in wire bytes, as the store
+ * holds them. */
+static int64_t stored_growth(const so_slot *s, size_t klen, bool set, size_t vbytes)
+{
+    int64_t had = s && s->v ? (int64_t)(s->klen + s->vbytes) : 0;
+    return (set ? (int64_t)(klen + vbytes) : 0) - had;
+}
+
+/* The quota a change of o would pass (its Status code), or NULL.  A first
+ * change stores the object; a change that does not grow the stored bytes
+ * is always allowed, so an application over its quota can still shrink. */
+static const char *quota_refusal(const so_engine *e, const so_object *o, int64_t grow)
+{
+    if (!persisting(e, o))
+        return NULL;
+    const so_room_settings *q = &o->room->set;
+    const so_app *a = app_find(e, o->room->name);
+    uint64_t objects = a ? a->objects : 0, bytes = a ? a->bytes : 0;
+    if (!o->stored && q->max_persistent_objects && objects >= q->max_persistent_objects)
+        return SO_STATUS_LIMIT_PERSISTENT_OBJECTS;
+    if (grow > 0 && q->max_persistent_bytes && bytes + (uint64_t)grow > q->max_persistent_bytes)
+        return SO_STATUS_LIMIT_PERSISTENT_BYTES;
+    return NULL;
+}
+
+/* A change of o was applied (it goes into the batch being built). */
+static void quota_count(so_engine *e, so_object *o, int64_t grow)
+{
+    if (!persisting(e, o))
+        return;
+    so_app *a = app_get(e, o->room->name);
+    if (!a)
+        return; /* out of memory: counted low until the next start */
+    if (!o->stored) {
+        o->stored = true;
+        a->objects++;
+    }
+    if (grow < 0 && (uint64_t)-grow > a->bytes)
+        a->bytes = 0;
+    else
+        a->bytes += (uint64_t)grow;
 }
 
 /* ================================================================ updates */
@@ -979,17 +1078,52 @@ static upd upd_begin(so_engine *e, so_object *o)
 
 /* ================================================================ Use / state replies */
 
-static int flush_to(so_engine *e, so_client *c, so_object *o, sh_buf *ev, so_effects *out)
+static int flush_to(so_engine *e, so_client *c, so_object *o, sh_buf *ev, size_t *built,
+                    so_effects *out)
 {
     hdr h = obj_hdr(o);
+    *built += header_len(SO_MSG_AMF3, o->name_len) + ev->len;
     int rc = emit(e, &h, ev, NULL, &c, 1, out);
     sh_buf_reset(ev);
     return rc;
 }
 
-/* Rule 1 / rule 7: the state of o for a client that has version `since`. */
+/* Bytes of the Change (or Remove, for a tombstone or no slot) event
+ * about key: type, length, key length, key, value. */
+static size_t event_bytes(const so_slot *s, size_t klen)
+{
+    return 7 + klen + (s && s->v ? s->vbytes : 0);
+}
+
+/* Upper bound of the bytes send_state builds for version `since` (no
+ * UseSuccess): the slots the diff names (each with 7 bytes of framing),
+ * never more than the whole state, plus one header per body. */
+static size_t state_bound(const so_engine *e, const so_object *o, uint32_t since)
+{
+    if (since == o->version)
+        return 0;
+    size_t full = 5, it = 0;
+    const so_slot *s;
+    while ((s = so_map_next(&o->slots, &it)) != NULL)
+        full += event_bytes(s, s->klen);
+    size_t n = full;
+    if (hist_covers(o, since)) {
+        size_t diff = 0;
+        for (uint32_t i = 0; i < o->ring_count && diff < full; i++) {
+            const hist_ent *h = &o->ring[(o->ring_head + i) % e->cfg.history_depth];
+            for (size_t k = 0; h->version > since && k < h->nkeys; k++)
+                diff += event_bytes(slot_get(o, h->keys[k], h->klens[k]), h->klens[k]);
+        }
+        n = diff < full ? diff : full;
+    }
+    size_t per_body = e->cfg.max_body_bytes ? e->cfg.max_body_bytes : 1;
+    return n + (n / per_body + 1) * header_len(SO_MSG_AMF3, o->name_len);
+}
+
+/* Rule 1 / rule 7: the state of o for a client that has version `since`.
+ * Adds the bytes of the bodies it makes to *built. */
 static int send_state(so_engine *e, so_client *c, so_object *o, uint32_t since,
-                      bool use_success, so_effects *out)
+                      bool use_success, size_t *built, so_effects *out)
 {
     sh_buf ev;
     sh_buf_init(&ev, SH_BUF_MAX_DEFAULT);
@@ -1011,10 +1145,11 @@ static int send_state(so_engine *e, so_client *c, so_object *o, uint32_t since,
                 if (so_map_get(&seen, h->keys[k], h->klens[k]))
                     continue;
                 rc = so_map_put(&seen, h->keys[k], h->klens[k], h);
+                size_t add = event_bytes(slot_get(o, h->keys[k], h->klens[k]), h->klens[k]);
+                if (rc == 0 && ev.len && ev.len + add > maxb)
+                    rc = flush_to(e, c, o, &ev, built, out);
                 if (rc == 0)
                     rc = put_current(e, &ev, o, h->keys[k], h->klens[k]);
-                if (rc == 0 && ev.len >= maxb)
-                    rc = flush_to(e, c, o, &ev, out);
             }
         }
         so_map_cleanup(&seen);
@@ -1025,13 +1160,14 @@ static int send_state(so_engine *e, so_client *c, so_object *o, uint32_t since,
         while (rc == 0 && (s = so_map_next(&o->slots, &it)) != NULL) {
             if (!s->v)
                 continue;
-            rc = put_change(e, &ev, s);
-            if (rc == 0 && ev.len >= maxb)
-                rc = flush_to(e, c, o, &ev, out);
+            if (ev.len && ev.len + event_bytes(s, s->klen) > maxb)
+                rc = flush_to(e, c, o, &ev, built, out);
+            if (rc == 0)
+                rc = put_change(e, &ev, s);
         }
     }
     if (rc == 0 && ev.len)
-        rc = flush_to(e, c, o, &ev, out);
+        rc = flush_to(e, c, o, &ev, built, out);
     if (rc == 0 && ev.failed)
         rc = SH_ENOMEM;
     sh_buf_cleanup(&ev);
@@ -1056,10 +1192,22 @@ static uint32_t reply_version(const so_client *c, const so_object *o)
     return s && s->behind ? s->known : o->version;
 }
 
+static void sub_set_behind(so_sub *s, bool behind)
+{
+    if (s->behind == behind)
+        return;
+    s->behind = behind;
+    if (behind)
+        s->c->nbehind++;
+    else
+        s->c->nbehind--;
+}
+
 static void sub_remove(so_engine *e, so_sub *s)
 {
     so_client *c = s->c;
     so_object *o = s->o;
+    sub_set_behind(s, false);
     ptrs_remove((void **)c->subs, &c->nsubs, s);
     assert(o->subs[s->oidx] == s);
     o->subs[s->oidx] = o->subs[--o->nsubs];
@@ -1073,7 +1221,22 @@ static bool name_ok(const so_engine *e, const char *name, size_t nlen)
     return nlen > 0 && nlen <= e->cfg.max_name_len && !memchr(name, 0, nlen);
 }
 
-static int on_use(so_engine *e, so_client *c, const so_msg *m, so_effects *out)
+/* UseSuccess alone, its header carrying the version the client holds. */
+static int reply_use_success(so_engine *e, so_client *c, so_object *o, so_effects *out)
+{
+    sh_buf ev;
+    sh_buf_init(&ev, SH_BUF_MAX_DEFAULT);
+    so_wire_put_empty(&ev, SO_EV_USE_SUCCESS);
+    hdr h = obj_hdr(o);
+    h.version = reply_version(c, o);
+    int rc = emit(e, &h, &ev, NULL, &c, 1, out);
+    sh_buf_cleanup(&ev);
+    return rc;
+}
+
+/* budget: the state bytes this Use may build now (max_reply_bytes). */
+static int on_use(so_engine *e, so_client *c, const so_msg *m, size_t budget,
+                  so_effects *out)
 {
     hdr h = {NULL, m->name, m->name_len, 0, m->persistent};
     if (!name_ok(e, m->name, m->name_len))
@@ -1123,9 +1286,19 @@ static int on_use(so_engine *e, so_client *c, const so_msg *m, so_effects *out)
         }
         sub->oidx = o->nsubs - 1;
     }
-    sub->behind = c->congested;
+    if (c->congested || state_bound(e, o, m->version) > budget) {
+        /* Answered now, its state later: the client is behind on o, as a
+         * congested one, and so_client_catch_up (paced by the app) sends
+         * the diff from the version it asked with, or everything. */
+        sub_set_behind(sub, true);
+        sub->known = m->version <= o->version ? m->version : 0;
+        e->st.uses_deferred++;
+        return reply_use_success(e, c, o, out);
+    }
+    sub_set_behind(sub, false);
     sub->known = o->version;
-    return send_state(e, c, o, m->version, true, out);
+    size_t built = 0;
+    return send_state(e, c, o, m->version, true, &built, out);
 }
 
 /* ================================================================ writes */
@@ -1198,8 +1371,14 @@ static int w_one(wctx *w, upd *u, uint32_t hv, const char *key, size_t klen,
     } else if (!s || !s->v) {
         return w_success(w, key, klen); /* nothing to remove */
     }
+    int64_t grow = stored_growth(s, klen, v != NULL, vbytes);
+    const char *quota = quota_refusal(e, o, grow);
+    if (quota)
+        return w_refuse(w, quota, key, klen);
     int rc;
     s = slot_write(o, key, klen, v, wire, vbytes, u->newv, w->c->id, &rc);
+    if (rc == 0 && s)
+        quota_count(e, o, grow);
     if (rc == 0 && s)
         rc = upd_add(u, s);
     if (rc < 0) {
@@ -1331,11 +1510,17 @@ int so_engine_handle_msg(so_engine *e, so_client *c, const so_msg *m,
                          uint64_t now_ms, so_effects *out)
 {
     int rc = 0;
-    bool release = false;
+    bool release = false, used = false;
     for (size_t i = 0; rc == 0 && i < m->nevents; i++) {
         switch (m->events[i].type) {
         case SO_EV_USE:
-            rc = on_use(e, c, m, out);
+            /* Every event of a message is about the object it names:
+             * repeated Use events are one Use, with one reply. */
+            if (used)
+                e->st.ignored_events++;
+            else
+                rc = on_use(e, c, m, e->cfg.max_reply_bytes, out);
+            used = true;
             break;
         case SO_EV_RELEASE:
             release = true;
@@ -1386,11 +1571,18 @@ so_engine *so_engine_new(const so_config *config, so_store *store)
         so_config_default(&e->cfg);
     e->store = store;
     so_map_init(&e->rooms);
+    so_map_init(&e->apps);
     e->next_seq = 1;
     sh_buf_init(&e->scratch, SH_BUF_MAX_DEFAULT);
     e->enc = amf_enc_new();
-    if (!e->enc) {
-        free(e);
+    int rc = e->enc ? 0 : SH_ENOMEM;
+    if (rc == 0 && store) {
+        rc = so_store_usage(store, app_usage_add, e);
+        if (rc == SH_EUNSUPPORTED)
+            rc = 0; /* a backend without usage: counted from zero */
+    }
+    if (rc < 0) {
+        so_engine_free(e);
         return NULL;
     }
     return e;
@@ -1408,6 +1600,13 @@ void so_engine_free(so_engine *e)
     while ((r = so_map_next(&e->rooms, &it)) != NULL)
         room_free(e, r);
     so_map_cleanup(&e->rooms);
+    it = 0;
+    so_app *a;
+    while ((a = so_map_next(&e->apps, &it)) != NULL) {
+        free(a->name);
+        free(a);
+    }
+    so_map_cleanup(&e->apps);
     for (size_t i = 0; i < e->nheld; i++)
         held_finish(&e->held[i], false, NULL, false);
     free(e->held);
@@ -1513,22 +1712,51 @@ int so_client_set_access(so_engine *e, so_client *c, const char *read, const cha
 
 int so_client_set_congested(so_engine *e, so_client *c, bool congested, so_effects *out)
 {
-    if (congested == c->congested)
+    if (!congested) {
+        int rc = so_client_catch_up(e, c, SIZE_MAX, out);
+        return rc < 0 ? rc : 0;
+    }
+    if (c->congested)
         return 0;
-    c->congested = congested;
-    int rc = 0;
+    c->congested = true;
     for (size_t i = 0; i < c->nsubs; i++) {
         so_sub *s = c->subs[i];
-        if (congested) {
-            s->behind = true;
-            s->known = s->o->version;
-        } else if (s->behind) {
-            s->behind = false;
-            if (s->known != s->o->version && rc == 0)
-                rc = send_state(e, c, s->o, s->known, false, out);
-        }
+        if (s->behind)
+            continue; /* still waiting for a catch-up: keeps the version it holds */
+        sub_set_behind(s, true);
+        s->known = s->o->version;
     }
-    return rc;
+    return 0;
+}
+
+int so_client_catch_up(so_engine *e, so_client *c, size_t budget, so_effects *out)
+{
+    c->congested = false;
+    size_t built = 0, n = c->nsubs, start = c->catch_next;
+    int rc = 0;
+    /* Starts after the object the previous call caught up last, so a busy
+     * object early in the list cannot keep the others behind forever. */
+    for (size_t k = 0; rc == 0 && c->nbehind && k < n; k++) {
+        size_t i = (start + k) % n;
+        so_sub *s = c->subs[i];
+        if (!s->behind)
+            continue;
+        if (s->known != s->o->version) {
+            if (built > 0 && built + state_bound(e, s->o, s->known) > budget)
+                break;
+            rc = send_state(e, c, s->o, s->known, false, &built, out);
+            e->st.catch_ups++;
+        }
+        if (rc == 0)
+            sub_set_behind(s, false);
+        c->catch_next = i + 1;
+    }
+    return rc < 0 ? rc : c->nbehind > 0;
+}
+
+bool so_client_is_behind(const so_client *c)
+{
+    return c->congested || c->nbehind > 0;
 }
 
 void *so_client_user(const so_client *c) { return c->user; }
@@ -1702,8 +1930,15 @@ static int apply_server(so_engine *e, so_object *o, srv_change *ch, size_t n, so
         } else if (!s || !s->v) {
             continue;
         }
+        int64_t grow = stored_growth(s, ch[i].klen, ch[i].v != NULL, ch[i].vbytes);
+        if (quota_refusal(e, o, grow)) {
+            lim = SH_ELIMIT;
+            continue;
+        }
         s = slot_write(o, ch[i].key, ch[i].klen, ch[i].v, ch[i].wire, ch[i].vbytes,
                        u.newv, 0, &rc);
+        if (rc == 0 && s)
+            quota_count(e, o, grow);
         if (rc == 0 && s)
             rc = upd_add(&u, s);
     }
@@ -1815,6 +2050,14 @@ bool so_object_slot_next(const so_object *o, size_t *iter, const char **key,
         return true;
     }
     return false;
+}
+
+void so_engine_app_usage(const so_engine *e, const char *app, uint64_t *objects,
+                         uint64_t *bytes)
+{
+    const so_app *a = so_map_get(&e->apps, app, strlen(app));
+    *objects = a ? a->objects : 0;
+    *bytes = a ? a->bytes : 0;
 }
 
 void so_engine_get_stats(const so_engine *e, so_engine_stats *s)

@@ -31,13 +31,14 @@
  *    handle); persistent objects go to the store, and the answers to a
  *    change are held until the change is durable (see "Persistence").
  *  7 Congested clients get no per-update messages; on drain one diff per
- *    object (or Clear + all when the history no longer covers them).
+ *    object (or Clear + all when the history no longer covers them),
+ *    paced by so_client_catch_up's budget.
  *
  * Answers (every RequestChange / RequestRemove gets one, else Flash stalls):
  *   applied                     Success(K)
  *   stale (rule 3)              Change(K, current) or Remove(K)
  *   no write access (rule 4)    Status(SO_STATUS_NO_WRITE) + Change/Remove(K)
- *   a cap passed                Status(SO_STATUS_LIMIT_*) + Change/Remove(K)
+ *   a cap or quota passed       Status(SO_STATUS_LIMIT_*) + Change/Remove(K)
  *   not subscribed to object    Status(SO_STATUS_NO_OBJECT) per key
  *   store failed (persistent)   Status(SO_STATUS_STORE_FAILED) per key
  *                               instead of Success (see Persistence)
@@ -48,8 +49,10 @@
  * itself ("SharedObject.LimitExceeded.<Limit>"), because the wire Status
  * event carries only a code and a level.
  *
- * Order inside one incoming message: all Use events, then the writes (one
- * update), then SendMessage events, then Release.  Events a server sends
+ * Order inside one incoming message: the Use (every event names the same
+ * object, so repeated Use events are one Use, the rest counted as
+ * ignored), then the writes (one update), then SendMessage events, then
+ * Release.  Events a server sends
  * (Change, Success, Status, Clear, Remove, UseSuccess) and unknown event
  * types coming from a client are ignored (counted in so_engine_stats).
  * A body the codec cannot decode makes so_engine_handle return the negative
@@ -73,8 +76,23 @@
  * and the whole object is written again in the next batch.
  *
  * Congestion: the app calls so_client_set_congested(e, c, true) when a
- * client's unsent output passes its limit and (.., false, out) when it
- * drained.  Replies to the client's own messages are still produced.
+ * client's unsent output passes its limit and so_client_catch_up(e, c,
+ * budget, out) when it drained, again at each drain while it returns 1.
+ * Replies to the client's own messages are still produced, but a Use from
+ * a congested client, or one whose state would pass max_reply_bytes, is
+ * answered with UseSuccess alone (its header carrying the version the
+ * client asked with) and the object joins the ones to catch up: what one
+ * message makes the engine build is bounded by max_reply_bytes, and what
+ * one drain makes it build by max(budget, one object's state).
+ *
+ * Quotas (with a store): an application (the part of a room name before
+ * its first '/') may store at most max_persistent_objects objects and
+ * max_persistent_bytes key + value bytes (per room: so_room_settings).
+ * Usage is read from the store at start and counted as changes go into
+ * batches; an object counts from its first change.  A client write that
+ * would store a new object or grow the stored bytes past a quota gets
+ * Status(SO_STATUS_LIMIT_PERSISTENT_*) + the current value; a server
+ * write gets SH_ELIMIT.  Shrinking and removing are always allowed.
  *
  * Server-side writes (so_object_set / _remove / _unlock) count as writer
  * id 0: a client whose header version predates a server write gets rule 3.
@@ -107,6 +125,8 @@
 #define SO_STATUS_LIMIT_CLIENT_OBJECTS "SharedObject.LimitExceeded.ObjectsPerClient"
 #define SO_STATUS_LIMIT_RATE "SharedObject.LimitExceeded.UpdateRate"
 #define SO_STATUS_LIMIT_KEY "SharedObject.LimitExceeded.KeyLength"
+#define SO_STATUS_LIMIT_PERSISTENT_OBJECTS "SharedObject.LimitExceeded.PersistentObjects"
+#define SO_STATUS_LIMIT_PERSISTENT_BYTES "SharedObject.LimitExceeded.PersistentBytes"
 #define SO_STATUS_LEVEL_ERROR "error"
 
 typedef enum so_conflict {
@@ -127,7 +147,14 @@ typedef struct so_config {
     uint32_t max_name_len;            /* object name bytes */
     uint32_t max_key_len;             /* slot key bytes */
     uint32_t history_depth;           /* updates remembered per object for diffs */
-    size_t max_body_bytes;            /* a reply longer than this is split (soft) */
+    size_t max_body_bytes;            /* a Use or catch-up reply is split so that no
+                                       * message holds more event bytes (unless one
+                                       * event alone does); the header adds at most
+                                       * 15 + max_name_len */
+    size_t max_reply_bytes;           /* state built now for the Use of one message;
+                                       * a larger one is sent by so_client_catch_up */
+    uint64_t max_persistent_objects;  /* stored objects per application, 0 = no quota */
+    uint64_t max_persistent_bytes;    /* stored key + value bytes per application, 0 = no quota */
     so_conflict conflict;             /* default mode; per room: so_hooks.room_settings */
     so_wire_limits wire;              /* hard decode caps (violations close the client) */
 } so_config;
@@ -143,6 +170,14 @@ typedef struct so_config {
 #define SO_DEFAULT_MAX_KEY_LEN 256
 #define SO_DEFAULT_HISTORY_DEPTH 1024
 #define SO_DEFAULT_MAX_BODY_BYTES ((size_t)4 << 20)
+/* Twice the largest object.  A full object's state is its key and value
+ * bytes plus 7 bytes of framing per slot (event type, length, key length)
+ * and the message headers: under 2 x max_object_bytes as long as 7 bytes
+ * per slot fit in max_object_bytes (true for the default caps), so a Use
+ * is answered at once unless its client is congested. */
+#define SO_DEFAULT_MAX_REPLY_BYTES (2 * SO_DEFAULT_MAX_OBJECT_BYTES)
+#define SO_DEFAULT_MAX_PERSISTENT_OBJECTS 100000
+#define SO_DEFAULT_MAX_PERSISTENT_BYTES ((uint64_t)1 << 30)
 
 void so_config_default(so_config *c);
 
@@ -181,6 +216,10 @@ typedef struct so_room_settings {
     so_conflict conflict;
     uint32_t max_slots_per_object;    /* at most the engine's (so_config) */
     uint32_t max_objects_per_client;  /* at most the engine's */
+    /* Quotas of the room's application (any value; 0 = none).  Every room
+     * of one application should be given the same ones. */
+    uint64_t max_persistent_objects;
+    uint64_t max_persistent_bytes;
 } so_room_settings;
 
 typedef struct so_hooks {
@@ -196,7 +235,9 @@ typedef struct so_hooks {
 
 /* config NULL = defaults (copied).  store may be NULL (persistent objects
  * then live in memory only); it is borrowed and must outlive the engine.
- * Returns NULL when out of memory. */
+ * The store's usage per application (so_store_usage) is read here for the
+ * quotas.  Returns NULL when out of memory or when the store cannot
+ * report its usage. */
 so_engine *so_engine_new(const so_config *config, so_store *store);
 /* Frees everything, including clients still registered (their so_client
  * pointers become invalid), held effects and the batch being built.
@@ -225,8 +266,27 @@ void so_client_unregister(so_engine *e, so_client *c);
  * "" = all, "chat" matches "chat" and "chat/x" but not "chatter").  NULL
  * keeps the current list. */
 int so_client_set_access(so_engine *e, so_client *c, const char *read, const char *write);
-/* Rule 7.  Going from congested to drained appends the catch-up diffs. */
+/* Rule 7.  true: no per-update messages from now on; the version each
+ * subscription holds is remembered.  false: the client drained, and every
+ * object it is behind on is caught up at once (so_client_catch_up without
+ * a budget): a server should prefer so_client_catch_up, which paces it. */
 int so_client_set_congested(so_engine *e, so_client *c, bool congested, so_effects *out);
+/* The client drained: it is no longer congested, and the objects it is
+ * behind on (it was congested, or a Use was answered without the state,
+ * see max_reply_bytes) are caught up one by one, each with one message
+ * (the diff since the version it holds, or Clear and everything), until
+ * the next one would take the output built past budget bytes.  At least
+ * one object is caught up per call, so a budget below one object's state
+ * still makes progress.  Returns 1 when objects remain behind (their
+ * per-update messages stay paused: call again at the next drain), 0 when
+ * the client is up to date, or a negative SH_E*.  Output built is at most
+ * max(budget, one object's state). */
+int so_client_catch_up(so_engine *e, so_client *c, size_t budget, so_effects *out);
+/* True while the client is congested or behind on an object: it needs
+ * so_client_catch_up when its output drains.  A Use can make it true
+ * (answered without the state); the app should then treat the client as
+ * congested until a catch-up returns 0. */
+bool so_client_is_behind(const so_client *c);
 void *so_client_user(const so_client *c);
 uint64_t so_client_id(const so_client *c);
 
@@ -314,7 +374,17 @@ typedef struct so_engine_stats {
     uint64_t store_failures;
     uint64_t room_loads;       /* rooms read from the store */
     uint64_t room_unloads;     /* rooms freed by so_engine_unload_idle */
+    uint64_t uses_deferred;    /* Use answered without the state (caught up later) */
+    uint64_t catch_ups;        /* objects caught up after congestion */
 } so_engine_stats;
 void so_engine_get_stats(const so_engine *e, so_engine_stats *s);
+
+/* What application `app` (the part of its rooms' names before the first
+ * '/') has in the store, counted as the quotas count it: persistent
+ * objects written at least once, and the key + value wire bytes of their
+ * slots, including changes still in the batch being built or in flight.
+ * Zeros for an application with nothing stored. */
+void so_engine_app_usage(const so_engine *e, const char *app, uint64_t *objects,
+                         uint64_t *bytes);
 
 #endif

@@ -89,6 +89,17 @@ void so_store_close(so_store *s)
         s->ops->close(s);
 }
 
+int so_store_usage(so_store *s, so_store_usage_fn fn, void *ud)
+{
+    return s->ops->usage ? s->ops->usage(s, fn, ud) : SH_EUNSUPPORTED;
+}
+
+size_t so_store_app_len(const char *room)
+{
+    const char *slash = strchr(room, '/');
+    return slash ? (size_t)(slash - room) : strlen(room);
+}
+
 /* ---------------------------------------------------------------- memory backend */
 
 typedef struct mem_slot {
@@ -286,6 +297,34 @@ static void mem_close(so_store *s)
     free(m);
 }
 
+/* One call per object: the memory store is for tests and small data. */
+static int mem_usage(so_store *s, so_store_usage_fn fn, void *ud)
+{
+    mem_store *m = (mem_store *)s;
+    int rc = 0;
+    pthread_mutex_lock(&m->lock);
+    for (size_t i = 0; rc == 0 && i < m->nobjs; i++) {
+        const mem_obj *o = &m->objs[i];
+        uint64_t bytes = 0;
+        for (size_t j = 0; j < o->nslots; j++)
+            bytes += o->slots[j].key_len + o->slots[j].value_len;
+        char app[256];
+        size_t alen = so_store_app_len(o->room);
+        char *name = alen < sizeof(app) ? app : malloc(alen + 1);
+        if (!name) {
+            rc = SH_ENOMEM;
+            break;
+        }
+        memcpy(name, o->room, alen);
+        name[alen] = '\0';
+        rc = fn(ud, name, 1, bytes);
+        if (name != app)
+            free(name);
+    }
+    pthread_mutex_unlock(&m->lock);
+    return rc;
+}
+
 void so_store_memory_fail_next(so_store *s, int n)
 {
     mem_store *m = (mem_store *)s;
@@ -313,4 +352,5 @@ const so_store_ops so_store_memory_ops = {
     .load_room = mem_load_room,
     .write_batch = mem_write_batch,
     .close = mem_close,
+    .usage = mem_usage,
 };

@@ -72,6 +72,13 @@ typedef struct so_store_visitor {
     void *ud;
 } so_store_visitor;
 
+/* What one application holds in the store: `objects` object rows and
+ * `bytes` key + value bytes of slots.  An application is the part of a
+ * room name before its first '/' (the whole name when it has none).  May
+ * be called several times for one application: the receiver adds up. */
+typedef int (*so_store_usage_fn)(void *ud, const char *app, uint64_t objects,
+                                 uint64_t bytes);
+
 typedef struct so_store so_store;
 
 typedef struct so_store_options {
@@ -86,6 +93,10 @@ typedef struct so_store_ops {
     int (*load_room)(so_store *s, const char *room, const so_store_visitor *v);
     int (*write_batch)(so_store *s, const so_store_batch *b);
     void (*close)(so_store *s);
+    /* Optional: reports the usage of every application (loop thread, at
+     * start: it reads everything once).  A non-zero return of fn stops
+     * the walk and is returned. */
+    int (*usage)(so_store *s, so_store_usage_fn fn, void *ud);
 } so_store_ops;
 
 /* Every backend's struct starts with this header. */
@@ -102,6 +113,10 @@ int so_store_open(const so_store_ops *ops, const char *spec,
 int so_store_load_room(so_store *s, const char *room, const so_store_visitor *v);
 int so_store_write_batch(so_store *s, const so_store_batch *b);
 void so_store_close(so_store *s);
+/* SH_EUNSUPPORTED when the backend has no usage op. */
+int so_store_usage(so_store *s, so_store_usage_fn fn, void *ud);
+/* Length of the application part of a room name (up to its first '/'). */
+size_t so_store_app_len(const char *room);
 
 /* Memory backend extras (tests): the next `n` write_batch calls fail with
  * SH_EIO without writing anything. */

@@ -220,6 +220,40 @@ static int sql_load_room(so_store *s, const char *room, const so_store_visitor *
     return rc;
 }
 
+/* Runs one "SELECT app, n" query and hands each row to fn as objects
+ * (count_objects) or bytes. */
+static int usage_query(sql_store *q, const char *sql, bool count_objects,
+                       so_store_usage_fn fn, void *ud)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(q->rdb, sql, -1, &st, NULL) != SQLITE_OK)
+        return SH_EIO;
+    int rc = 0, r;
+    while (rc == 0 && (r = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *app = (const char *)sqlite3_column_text(st, 0);
+        uint64_t n = (uint64_t)sqlite3_column_int64(st, 1);
+        rc = fn(ud, app ? app : "", count_objects ? n : 0, count_objects ? 0 : n);
+    }
+    if (rc == 0 && r != SQLITE_DONE)
+        rc = SH_EIO;
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* The application of a room is the text before its first '/'. */
+#define APP_OF_ROOM "substr(room, 1, instr(room || '/', '/') - 1)"
+
+static int sql_usage(so_store *s, so_store_usage_fn fn, void *ud)
+{
+    sql_store *q = (sql_store *)s;
+    int rc = usage_query(q, "SELECT " APP_OF_ROOM ", COUNT(*) FROM objects GROUP BY 1",
+                         true, fn, ud);
+    if (rc == 0)
+        rc = usage_query(q, "SELECT " APP_OF_ROOM ", SUM(length(key) + length(value))"
+                            " FROM slots GROUP BY 1", false, fn, ud);
+    return rc;
+}
+
 struct sqlite3 *so_store_sqlite_db(so_store *s, bool writer)
 {
     sql_store *q = (sql_store *)s;
@@ -237,4 +271,5 @@ const so_store_ops so_store_sqlite_ops = {
     .load_room = sql_load_room,
     .write_batch = sql_write_batch,
     .close = sql_close,
+    .usage = sql_usage,
 };

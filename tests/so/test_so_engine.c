@@ -624,7 +624,7 @@ Test(so_engine, slow_subscriber_catch_up)
     cr_assert_leq(so_object_history_len(p), 64, "memory bounded");
     /* drain: one message per object, o by diff, p by Clear + all */
     cr_assert_eq(so_client_set_congested(e, s.c, false, &fx), 0);
-    cr_assert_eq(count_for(&s, &fx), 2);
+    cr_assert_eq(count_for(&s, &fx), 2, "got %zu", count_for(&s, &fx));
     size_t clears_before = s.clears;
     deliver(&s, &fx);
     cr_assert_eq(s.clears, clears_before + 1, "only p needed a Clear");
@@ -716,16 +716,24 @@ Test(so_engine, congested_writer_answer_keeps_its_version)
     so_msg_cleanup(&m);
     deliver(&s, &fx);
     so_effects_clear(&fx);
-    /* s comes back with the version it holds, still congested */
+    /* s comes back with the version it holds, still congested: UseSuccess
+     * now, still claiming only that version; the rest comes at its drain */
     t_use(e, &s, "o", s.version, false, &fx);
+    cr_assert(first_msg(&s, &fx, 0, &m));
+    cr_assert_eq(m.nevents, 1);
+    cr_assert_eq(m.events[0].type, SO_EV_USE_SUCCESS);
+    cr_assert_eq(m.version, 2, "UseSuccess claims v%u; s holds v2", m.version);
+    so_msg_cleanup(&m);
+    deliver(&s, &fx);
+    so_effects_clear(&fx);
+    cr_assert_eq(so_client_set_congested(e, s.c, false, &fx), 0);
+    cr_assert_eq(count_for(&s, &fx), 1, "one catch-up message");
     deliver(&s, &fx);
     so_effects_clear(&fx);
     so_object *o = so_engine_object_find(e, ROOM, "o");
     cr_assert_eq(s.version, so_object_version(o));
     assert_model_eq(&s, o);
     cr_assert_null(model_find(&s, "x"), "the remove s missed reached it");
-    cr_assert_eq(so_client_set_congested(e, s.c, false, &fx), 0);
-    cr_assert_eq(count_for(&s, &fx), 0, "nothing left to catch up");
     t_unregister(e, &s);
 }
 
