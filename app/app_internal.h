@@ -198,8 +198,7 @@ struct app_server {
     app_listener http;          /* http_listen: pages and WebSocket */
     app_listener admin;         /* admin_listen */
     void *http_handlers;        /* http_transport.c's list */
-    struct z_stream_s *ws_deflater; /* one per server: no context is kept */
-    struct z_stream_s *ws_inflater;
+    struct ws_zip *ws_zip;      /* one per server: no context is kept */
     uv_timer_t tick;
     uv_prepare_t prepare;
     uv_check_t check;
@@ -296,10 +295,10 @@ app_app *app_server_resolve_app(app_server *s, const char *name,
                                 const app_app_config **cfg);
 
 /* ---- http_transport.c, ws_transport.c ---- */
-struct app_http_req;
+struct http_request;
 /* A request to ws_path: answers it (101, or an error) and returns true;
  * false when the path is not the WebSocket endpoint. */
-bool app_ws_upgrade(app_conn *c, const struct app_http_req *r);
+bool app_ws_upgrade(app_conn *c, const struct http_request *r);
 void app_http_handlers_free(app_server *s);
 
 #endif

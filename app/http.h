@@ -1,7 +1,7 @@
 /* http.h - HTTP/1.1 on the server's listeners (http_transport.c).
  *
  * A connection accepted on an HTTP listener starts with the HTTP
- * transport: requests are parsed by http-parser (Debian's
+ * transport: requests are parsed by http/http_req.c (on Debian's
  * libhttp-parser) under caps checked before anything is buffered
  * (request target, header bytes and count, body bytes), one request at
  * a time, keep-alive as the client asks.  A request goes to the first
@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "app.h"
+#include "http_req.h"
 
 /* Which listener a connection came in on. */
 typedef enum app_listen_kind {
@@ -28,27 +29,12 @@ typedef enum app_listen_kind {
     APP_LISTEN_ADMIN = 2,     /* operators and backends (admin_listen) */
 } app_listen_kind;
 
-#define APP_HTTP_MAX_HEADERS 64
+/* A parsed request (http/http_req.h), borrowed by handlers for the
+ * call; app_conn_listener() tells which listener it came in on. */
+typedef http_request app_http_req;
 
-/* A parsed request (borrowed by handlers for the call). */
-typedef struct app_http_req {
-    int method;                  /* enum http_method */
-    const char *method_name;     /* "GET", ... */
-    const char *target;          /* the request target as sent */
-    const char *path;            /* its path, percent-decoded; never has NUL */
-    const char *query;           /* its query without '?', raw ("" when none) */
-    size_t nheaders;
-    const char *hname[APP_HTTP_MAX_HEADERS];   /* as sent */
-    const char *hvalue[APP_HTTP_MAX_HEADERS];  /* trimmed */
-    const uint8_t *body;
-    size_t body_len;
-    bool keep_alive;
-    bool upgrade;                /* Connection: upgrade with an Upgrade header */
-    app_listen_kind listener;
-} app_http_req;
-
-/* Value of header `name` (case-insensitive), NULL when absent. */
-const char *app_http_header(const app_http_req *r, const char *name);
+app_listen_kind app_conn_listener(const app_conn *c);
+#define app_http_header http_request_header
 
 /* Queues a whole response: status line, Content-Type (NULL: none),
  * Content-Length, the extra header lines (each ending in \r\n, may be

@@ -1,14 +1,11 @@
 /* http_transport.c - HTTP/1.1 requests as a transport (http.h).
  *
- * http-parser does the parsing; this file keeps the caps (checked in the
- * parser callbacks, before a byte is buffered: request target
- * http_max_target, header bytes http_max_header_bytes and at most
- * APP_HTTP_MAX_HEADERS headers, body http_max_body), hands one complete
- * request at a time to the handlers (the parser is paused between
- * requests, so pipelined requests wait their turn and count against the
- * read's message budget), and writes responses into the connection's
- * output queue.  A request must be complete within http_request_timeout_ms
- * of its first byte.
+ * http/http_req.c parses requests under their caps (http_max_target,
+ * http_max_header_bytes and 64 headers, http_max_body on the admin
+ * listener only, none on the public one) one at a time; this file hands
+ * each to the handlers (counted against the read's message budget) and
+ * writes responses into the connection's output queue.  A request must
+ * be complete within http_request_timeout_ms of its first byte.
  */
 #include "app_internal.h"
 #include "http.h"
@@ -30,23 +27,10 @@
 #include "sh_log.h"
 
 typedef struct http_tr {
-    http_parser p;
-    app_listen_kind kind;
-    bool in_request;            /* a request's first byte came */
-    bool complete;              /* a whole request is parsed, not yet handled */
-    bool in_value;              /* the last header callback was a value */
+    http_req_parser *parser;
     bool close_after;           /* answer, then close */
-    int status_err;             /* a cap broke: answer this status */
-    const char *err_text;
+    bool in_request;            /* a request's first byte came */
     uint64_t t_start;           /* loop time of the request's first byte */
-    /* the request being built: one arena for target, names, values */
-    sh_buf arena;
-    size_t target_off, target_len;
-    size_t hname_off[APP_HTTP_MAX_HEADERS], hname_len[APP_HTTP_MAX_HEADERS];
-    size_t hval_off[APP_HTTP_MAX_HEADERS], hval_len[APP_HTTP_MAX_HEADERS];
-    size_t nheaders;
-    size_t header_bytes;
-    sh_buf body;
 } http_tr;
 
 static http_tr *tr_of(const app_conn *c) { return c->tr_state; }
@@ -162,246 +146,9 @@ int app_http_error(app_conn *c, const app_http_req *r, int status, const char *c
                             n > 0 ? (size_t)n : 0);
 }
 
-const char *app_http_header(const app_http_req *r, const char *name)
+app_listen_kind app_conn_listener(const app_conn *c)
 {
-    for (size_t i = 0; i < r->nheaders; i++)
-        if (strcasecmp(r->hname[i], name) == 0)
-            return r->hvalue[i];
-    return NULL;
-}
-
-/* ---- parser callbacks: every cap is checked before bytes are kept ---- */
-
-static app_conn *conn_of(http_parser *p) { return p->data; }
-
-static int cap_fail(app_conn *c, int status, const char *why)
-{
-    http_tr *t = tr_of(c);
-    t->status_err = status;
-    t->err_text = why;
-    return 1; /* stops the parser */
-}
-
-static int on_begin(http_parser *p)
-{
-    app_conn *c = conn_of(p);
-    http_tr *t = tr_of(c);
-    if (!t->in_request) {
-        t->in_request = true;
-        t->t_start = uv_now(c->srv->loop);
-    }
-    return 0;
-}
-
-static int on_url(http_parser *p, const char *at, size_t n)
-{
-    app_conn *c = conn_of(p);
-    http_tr *t = tr_of(c);
-    if (t->target_len + n > c->srv->cfg->http_max_target)
-        return cap_fail(c, 414, "request target longer than http_max_target");
-    if (t->target_len == 0)
-        t->target_off = t->arena.len;
-    if (sh_buf_append(&t->arena, at, n))
-        return cap_fail(c, 431, "request header too large");
-    t->target_len += n;
-    return 0;
-}
-
-static int header_bytes(app_conn *c, size_t n)
-{
-    http_tr *t = tr_of(c);
-    if (n > c->srv->cfg->http_max_header_bytes ||
-        t->header_bytes > c->srv->cfg->http_max_header_bytes - n)
-        return cap_fail(c, 431, "request headers larger than http_max_header_bytes");
-    t->header_bytes += n;
-    return 0;
-}
-
-static int on_hfield(http_parser *p, const char *at, size_t n)
-{
-    app_conn *c = conn_of(p);
-    http_tr *t = tr_of(c);
-    if (header_bytes(c, n))
-        return 1;
-    if (t->in_value || t->nheaders == 0) {
-        if (t->nheaders >= APP_HTTP_MAX_HEADERS)
-            return cap_fail(c, 431, "more than 64 request headers");
-        /* the previous value (or the target) ends with a NUL */
-        if (sh_buf_put_u8(&t->arena, 0))
-            return cap_fail(c, 431, "request header too large");
-        t->hname_off[t->nheaders] = t->arena.len;
-        t->hname_len[t->nheaders] = 0;
-        t->hval_len[t->nheaders] = 0;
-        t->nheaders++;
-        t->in_value = false;
-    }
-    if (sh_buf_append(&t->arena, at, n))
-        return cap_fail(c, 431, "request header too large");
-    t->hname_len[t->nheaders - 1] += n;
-    return 0;
-}
-
-static int on_hvalue(http_parser *p, const char *at, size_t n)
-{
-    app_conn *c = conn_of(p);
-    http_tr *t = tr_of(c);
-    if (header_bytes(c, n) || t->nheaders == 0)
-        return 1;
-    size_t i = t->nheaders - 1;
-    if (!t->in_value) {
-        /* the name gets its NUL; the value starts after it */
-        if (sh_buf_put_u8(&t->arena, 0))
-            return cap_fail(c, 431, "request header too large");
-        t->hval_off[i] = t->arena.len;
-        t->in_value = true;
-    }
-    if (sh_buf_append(&t->arena, at, n))
-        return cap_fail(c, 431, "request header too large");
-    t->hval_len[i] += n;
-    return 0;
-}
-
-static int on_headers_done(http_parser *p)
-{
-    app_conn *c = conn_of(p);
-    http_tr *t = tr_of(c);
-    uint64_t max = t->kind == APP_LISTEN_ADMIN ? c->srv->cfg->http_max_body : 0;
-    if ((p->flags & F_CONTENTLENGTH) && p->content_length > max)
-        return cap_fail(c, 413, "request body larger than allowed here");
-    return 0;
-}
-
-static int on_body(http_parser *p, const char *at, size_t n)
-{
-    app_conn *c = conn_of(p);
-    http_tr *t = tr_of(c);
-    uint64_t max = t->kind == APP_LISTEN_ADMIN ? c->srv->cfg->http_max_body : 0;
-    if (n > max || t->body.len > max - n)
-        return cap_fail(c, 413, "request body larger than allowed here");
-    if (sh_buf_append(&t->body, at, n))
-        return cap_fail(c, 413, "request body too large");
-    return 0;
-}
-
-static int on_complete(http_parser *p)
-{
-    app_conn *c = conn_of(p);
-    tr_of(c)->complete = true;
-    http_parser_pause(p, 1); /* one request at a time */
-    return 0;
-}
-
-static const http_parser_settings settings = {
-    .on_message_begin = on_begin,
-    .on_url = on_url,
-    .on_header_field = on_hfield,
-    .on_header_value = on_hvalue,
-    .on_headers_complete = on_headers_done,
-    .on_body = on_body,
-    .on_message_complete = on_complete,
-};
-
-/* ---- requests ---- */
-
-static void req_reset(http_tr *t)
-{
-    sh_buf_reset(&t->arena);
-    sh_buf_reset(&t->body);
-    t->target_len = 0;
-    t->nheaders = 0;
-    t->header_bytes = 0;
-    t->in_value = false;
-    t->in_request = false;
-    t->complete = false;
-}
-
-static int hexv(int ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    ch |= 0x20;
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    return -1;
-}
-
-/* Percent-decodes src[0..n) into dst (room for n + 1); false when an
- * escape is bad or decodes to NUL. */
-static bool pct_decode(const char *src, size_t n, char *dst)
-{
-    size_t j = 0;
-    for (size_t i = 0; i < n; i++) {
-        char ch = src[i];
-        if (ch == '%') {
-            if (i + 2 >= n)
-                return false;
-            int a = hexv((unsigned char)src[i + 1]), b = hexv((unsigned char)src[i + 2]);
-            if (a < 0 || b < 0 || (a == 0 && b == 0))
-                return false;
-            ch = (char)(a << 4 | b);
-            i += 2;
-        }
-        dst[j++] = ch;
-    }
-    dst[j] = '\0';
-    return true;
-}
-
-/* Fills r from the parsed request; path/query live in pathbuf. */
-static bool req_fill(app_conn *c, app_http_req *r, char *pathbuf, size_t pathsz)
-{
-    http_tr *t = tr_of(c);
-    /* NUL-terminate the last header value and the target */
-    if (sh_buf_put_u8(&t->arena, 0))
-        return false;
-    memset(r, 0, sizeof(*r));
-    r->listener = t->kind;
-    r->method = t->p.method;
-    r->method_name = http_method_str((enum http_method)t->p.method);
-    r->keep_alive = http_should_keep_alive(&t->p) != 0;
-    r->upgrade = t->p.upgrade != 0;
-    char *base = (char *)t->arena.data;
-    /* the target was followed by the first header name: copy it out */
-    size_t tl = t->target_len < pathsz / 2 ? t->target_len : pathsz / 2 - 1;
-    char *target = pathbuf + pathsz / 2;
-    memcpy(target, base + t->target_off, tl);
-    target[tl] = '\0';
-    r->target = target;
-    for (size_t i = 0; i < t->nheaders; i++) {
-        base[t->hname_off[i] + t->hname_len[i]] = '\0';
-        r->hname[i] = base + t->hname_off[i];
-        char *v = t->hval_len[i] ? base + t->hval_off[i] : base + t->hname_off[i] + t->hname_len[i];
-        size_t vl = t->hval_len[i];
-        while (vl && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
-            vl--;
-        while (vl && (*v == ' ' || *v == '\t')) {
-            v++;
-            vl--;
-        }
-        v[vl] = '\0';
-        r->hvalue[i] = v;
-    }
-    r->nheaders = t->nheaders;
-    r->body = t->body.data;
-    r->body_len = t->body.len;
-    /* path and query from the target ("/p?q", or "http://h/p?q") */
-    struct http_parser_url u;
-    http_parser_url_init(&u);
-    if (http_parser_parse_url(target, tl, r->method == HTTP_CONNECT, &u) != 0 ||
-        !(u.field_set & (1u << UF_PATH)))
-        return false;
-    const char *p = target + u.field_data[UF_PATH].off;
-    size_t pl = u.field_data[UF_PATH].len;
-    if (!pct_decode(p, pl, pathbuf))
-        return false;
-    r->path = pathbuf;
-    if (u.field_set & (1u << UF_QUERY)) {
-        target[u.field_data[UF_QUERY].off + u.field_data[UF_QUERY].len] = '\0';
-        r->query = target + u.field_data[UF_QUERY].off;
-    } else {
-        r->query = "";
-    }
-    return true;
+    return (app_listen_kind)c->listen_kind;
 }
 
 /* ---- static files ---- */
@@ -457,7 +204,7 @@ static bool serve_static(app_conn *c, const app_http_req *r, void *ud)
 {
     (void)ud;
     const app_config *cfg = c->srv->cfg;
-    if (!cfg->web_root || !*cfg->web_root || r->listener != APP_LISTEN_HTTP)
+    if (!cfg->web_root || !*cfg->web_root || app_conn_listener(c) != APP_LISTEN_HTTP)
         return false;
     if (r->method != HTTP_GET && r->method != HTTP_HEAD) {
         app_http_respond(c, r, 405, "text/plain; charset=utf-8", "Allow: GET, HEAD\r\n",
@@ -544,7 +291,7 @@ static void handle_request(app_conn *c, const app_http_req *r)
     if (app_ws_upgrade(c, r))
         return;
     for (http_handler *h = c->srv->http_handlers; h; h = h->next) {
-        if (!(h->mask & (1u << r->listener)) || strncmp(r->path, h->prefix, strlen(h->prefix)))
+        if (!(h->mask & (1u << c->listen_kind)) || strncmp(r->path, h->prefix, strlen(h->prefix)))
             continue;
         if (h->fn(c, r, h->ud))
             return;
@@ -573,48 +320,41 @@ static void tr_feed(app_conn *c, const uint8_t *in, size_t len, size_t *used, ui
     http_tr *t = tr_of(c);
     *used = 0;
     while (*used < len && !c->closing && *budget > 0) {
-        size_t n = http_parser_execute(&t->p, &settings, (const char *)in + *used, len - *used);
-        *used += n;
-        enum http_errno e = HTTP_PARSER_ERRNO(&t->p);
-        if (t->status_err) {
-            refuse(c, t->status_err, t->err_text);
-            return;
+        if (!t->in_request) {
+            t->in_request = true;
+            t->t_start = uv_now(c->srv->loop);
         }
-        if (e != HPE_OK && e != HPE_PAUSED) {
-            refuse(c, 400, http_errno_description(e));
-            return;
-        }
-        if (!t->complete) {
-            if (n == 0 && !t->p.upgrade)
-                return; /* needs more bytes */
-            if (!t->p.upgrade)
-                continue;
-        }
-        /* one whole request */
-        (*budget)--;
+        size_t n = 0;
+        int status = 0;
+        sh_error err = {0};
         app_http_req r;
-        char pathbuf[2 * 8192 + 8];
-        if (!req_fill(c, &r, pathbuf, sizeof(pathbuf))) {
-            refuse(c, 400, "Bad request target");
+        int rc = http_req_parser_feed(t->parser, in + *used, len - *used, &n, &r, &status, &err);
+        *used += n;
+        if (rc < 0) {
+            refuse(c, status ? status : 400, err.what ? err.what : "http: bad request");
             return;
         }
-        bool upgrade = t->p.upgrade;
+        if (rc == 0) {
+            t->in_request = http_req_parser_busy(t->parser);
+            return; /* needs more bytes */
+        }
+        (*budget)--;
+        t->in_request = false;
         handle_request(c, &r);
         if (c->tr != &app_http_transport)
             return; /* switched transports: the rest of the input is theirs */
-        if (upgrade || t->close_after) {
-            app_conn_close(c, upgrade ? "http: upgrade refused" : "http: done");
+        if (r.upgrade || t->close_after) {
+            app_conn_close(c, r.upgrade ? "http: upgrade refused" : "http: done");
             return;
         }
-        req_reset(t);
-        http_parser_pause(&t->p, 0);
     }
 }
 
 static const char *tr_expired(app_conn *c, uint64_t now)
 {
     http_tr *t = tr_of(c);
-    if (t->in_request && now - t->t_start >= c->srv->cfg->http_request_timeout_ms)
+    if (t->in_request && http_req_parser_busy(t->parser) &&
+        now - t->t_start >= c->srv->cfg->http_request_timeout_ms)
         return "http_request_timeout_ms passed before the request was complete";
     return NULL;
 }
@@ -622,14 +362,20 @@ static const char *tr_expired(app_conn *c, uint64_t now)
 static int tr_open(app_conn *c, const uint8_t *random)
 {
     (void)random;
+    const app_config *cfg = c->srv->cfg;
     http_tr *t = calloc(1, sizeof(*t));
     if (!t)
         return SH_ENOMEM;
-    http_parser_init(&t->p, HTTP_REQUEST);
-    t->p.data = c;
-    t->kind = c->listen_kind;
-    sh_buf_init(&t->arena, c->srv->cfg->http_max_header_bytes + c->srv->cfg->http_max_target + 64);
-    sh_buf_init(&t->body, c->srv->cfg->http_max_body + 1);
+    http_limits lim = {
+        .max_target = cfg->http_max_target,
+        .max_header_bytes = cfg->http_max_header_bytes,
+        .max_body = c->listen_kind == APP_LISTEN_ADMIN ? cfg->http_max_body : 0,
+    };
+    t->parser = http_req_parser_new(&lim);
+    if (!t->parser) {
+        free(t);
+        return SH_ENOMEM;
+    }
     c->tr_state = t;
     return 0;
 }
@@ -637,8 +383,7 @@ static int tr_open(app_conn *c, const uint8_t *random)
 static void tr_close(app_conn *c)
 {
     http_tr *t = tr_of(c);
-    sh_buf_cleanup(&t->arena);
-    sh_buf_cleanup(&t->body);
+    http_req_parser_free(t->parser);
     free(t);
     c->tr_state = NULL;
 }
@@ -646,7 +391,7 @@ static void tr_close(app_conn *c)
 static size_t tr_input_mem(const app_conn *c)
 {
     const http_tr *t = tr_of(c);
-    return sizeof(*t) + t->arena.cap + t->body.cap;
+    return sizeof(*t) + http_req_parser_mem(t->parser);
 }
 
 static bool tr_handshake_done(const app_conn *c)

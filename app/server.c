@@ -30,6 +30,7 @@
  */
 #include "app_internal.h"
 #include "http.h"
+#include "ws.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -37,7 +38,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include "sh_err.h"
 #include "sh_log.h"
@@ -961,14 +961,7 @@ void app_server_free(app_server *s)
     free(s->ip_counts);
     app_session_registry_free(s);
     app_http_handlers_free(s);
-    if (s->ws_deflater) {
-        deflateEnd(s->ws_deflater);
-        free(s->ws_deflater);
-    }
-    if (s->ws_inflater) {
-        inflateEnd(s->ws_inflater);
-        free(s->ws_inflater);
-    }
+    ws_zip_free(s->ws_zip);
     free(s->slab);
     free(s->rnd_pool);
     free(s);

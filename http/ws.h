@@ -1,0 +1,102 @@
+/* ws.h - WebSocket (RFC 6455) and permessage-deflate (RFC 7692), sans-I/O.
+ *
+ * Three parts, none of which touches a socket or a clock:
+ *  - the opening handshake's checks and answer (key, version, tokens,
+ *    the deflate offer);
+ *  - output: frames a server writes (unmasked, one frame per message) and
+ *    messages compressed on their own (no context takeover), so the same
+ *    bytes can go to many connections;
+ *  - input (ws_in): frames read with wslay (libwslay), whose context
+ *    exists only while input is being taken apart, so an idle reader
+ *    holds a few dozen bytes.  Whole text messages come out through a
+ *    callback, inflated and UTF-8-checked; pongs and the close handshake
+ *    too.  The replies wslay makes (pong, close) are appended to an
+ *    sh_buf for the caller to send.
+ */
+#ifndef WS_H
+#define WS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sh_buf.h"
+#include "sh_err.h"
+#include "sh_rcbuf.h"
+
+enum { WS_OP_CONT = 0, WS_OP_TEXT = 1, WS_OP_BINARY = 2, WS_OP_CLOSE = 8, WS_OP_PING = 9,
+       WS_OP_PONG = 10 };
+
+/* ---- handshake ---- */
+
+/* True when the comma-separated list holds token (case-insensitive). */
+bool ws_has_token(const char *list, const char *token);
+/* True when key is 24 characters of base64 for 16 bytes. */
+bool ws_key_ok(const char *key);
+/* Sec-WebSocket-Accept for key into out (at least 29 bytes). */
+void ws_accept_key(const char *key, char *out);
+/* True when an offer in a Sec-WebSocket-Extensions value is
+ * permessage-deflate with parameters a server compressing every message
+ * on its own, with a full window, can agree to. */
+bool ws_deflate_offered(const char *extensions);
+
+/* ---- output ---- */
+
+/* Writes the header of one unmasked final frame into h (10 bytes room);
+ * returns its length. */
+size_t ws_frame_header(uint8_t *h, uint8_t opcode, bool rsv1, size_t payload_len);
+/* One whole frame in a new buffer (one reference for the caller). */
+sh_rcbuf *ws_frame(uint8_t opcode, bool rsv1, const uint8_t *payload, size_t n);
+
+/* Compression state, one per thread that compresses or inflates: no
+ * context is kept from one message to the next. */
+typedef struct ws_zip ws_zip;
+ws_zip *ws_zip_new(void);
+void ws_zip_free(ws_zip *z);    /* accepts NULL */
+/* One message compressed (RFC 7692 7.2.1: raw DEFLATE, the final
+ * 00 00 ff ff left off), in a new buffer; NULL when out of memory. */
+sh_rcbuf *ws_zip_deflate(ws_zip *z, const uint8_t *p, size_t n);
+/* Inflates one message into out (whose maximum caps it).  Returns 0,
+ * SH_ELIMIT (out's maximum passed) or SH_EPROTO (not DEFLATE data). */
+int ws_zip_inflate(ws_zip *z, const uint8_t *p, size_t n, sh_buf *out);
+
+bool ws_utf8_valid(const uint8_t *p, size_t n);
+
+/* ---- input ---- */
+
+typedef struct ws_in ws_in;
+
+typedef enum ws_in_event {
+    WS_IN_TEXT,      /* a whole text message: data, len (valid for the call) */
+    WS_IN_BINARY,    /* a whole binary message */
+    WS_IN_PONG,      /* a pong: its payload */
+    WS_IN_CLOSE,     /* the peer's close: len is its code (0: none); the
+                        reply is already in out */
+} ws_in_event;
+
+/* Called for each event; returning false stops the feed (the caller
+ * closes, for example). */
+typedef bool (*ws_in_fn)(void *ud, ws_in_event ev, const uint8_t *data, size_t len);
+
+/* max_message caps a message (also once inflated); deflate: RSV1 (a
+ * compressed message) is allowed; zip: the inflater (borrowed, may be
+ * NULL without deflate).  NULL when out of memory. */
+ws_in *ws_in_new(size_t max_message, bool deflate, ws_zip *zip);
+void ws_in_free(ws_in *w);    /* accepts NULL */
+
+/* Feeds bytes read from the peer.  Calls fn for each message; replies
+ * wslay makes (pongs, the close reply, a close frame answering a protocol
+ * error) are appended to out.  *used: bytes taken; at most max_msgs
+ * messages are handed out (the rest of the input waits).  Returns 0,
+ * or the close code the connection failed with (1002 protocol error, 1003
+ * binary where text only was expected is the caller's choice, 1007 bad
+ * UTF-8 or compressed data, 1009 too big, 1011 out of memory): a close
+ * frame with it is in out, and nothing more may be fed. */
+int ws_in_feed(ws_in *w, const uint8_t *in, size_t len, size_t *used, uint32_t max_msgs,
+               ws_in_fn fn, void *ud, sh_buf *out);
+/* True once a close frame went out (answering the peer's, or an error). */
+bool ws_in_closed(const ws_in *w);
+/* Bytes the reader holds (for memory accounting). */
+size_t ws_in_mem(const ws_in *w);
+
+#endif
