@@ -113,6 +113,7 @@ struct app_conn {
     bool had_output;            /* for on_drain */
     void *slots[APP_SLOT_COUNT]; /* the SO glue reads its slot on every drain */
 
+    struct app_tls *tls;        /* between socket and transport, NULL for plain TCP */
     uint64_t id;
     uint8_t listen_kind;        /* app_listen_kind of the listener it came in on */
     char ip[48];
@@ -187,6 +188,7 @@ typedef struct app_listener {
     app_server *srv;
     const app_transport *tr;
     uint8_t kind;               /* app_listen_kind */
+    bool tls;                   /* connections get an app_tls (s->tls_ctx) */
     bool active;
     int port;
 } app_listener;
@@ -197,6 +199,9 @@ struct app_server {
     app_listener rtmp;
     app_listener http;          /* http_listen: pages and WebSocket */
     app_listener admin;         /* admin_listen */
+    app_listener https;         /* https_listen: http_listen's job over TLS */
+    struct app_tls_ctx *tls_ctx;
+    sh_buf tls_plain;           /* one read's plaintext (reads are serial) */
     void *http_handlers;        /* http_transport.c's list */
     struct ws_zip *ws_zip;      /* one per server: no context is kept */
     uv_timer_t tick;

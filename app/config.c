@@ -134,6 +134,9 @@ void app_config_init(app_config *c)
     c->data_dir = xstrdup(default_data_dir);
     c->http_listen = xstrdup("");
     c->admin_listen = xstrdup("");
+    c->https_listen = xstrdup("");
+    c->tls_cert = xstrdup("");
+    c->tls_key = xstrdup("");
     c->web_root = xstrdup("");
     c->ws_path = xstrdup("/ws");
     c->ws_deflate = true;
@@ -155,6 +158,9 @@ void app_config_cleanup(app_config *c)
     free(c->config_path);
     free(c->http_listen);
     free(c->admin_listen);
+    free(c->https_listen);
+    free(c->tls_cert);
+    free(c->tls_key);
     free(c->web_root);
     free(c->ws_path);
     for (size_t i = 0; i < c->napps; i++)
@@ -199,6 +205,9 @@ int app_config_set_server(app_config *c, const char *key, const char *value,
     if (strcmp(key, "data_dir") == 0) { set_str(&c->data_dir, value); return 0; }
     if (strcmp(key, "http_listen") == 0) { set_str(&c->http_listen, value); return 0; }
     if (strcmp(key, "admin_listen") == 0) { set_str(&c->admin_listen, value); return 0; }
+    if (strcmp(key, "https_listen") == 0) { set_str(&c->https_listen, value); return 0; }
+    if (strcmp(key, "tls_cert") == 0) { set_str(&c->tls_cert, value); return 0; }
+    if (strcmp(key, "tls_key") == 0) { set_str(&c->tls_key, value); return 0; }
     if (strcmp(key, "web_root") == 0) { set_str(&c->web_root, value); return 0; }
     if (strcmp(key, "ws_path") == 0) {
         if (value[0] != '/' || strlen(value) > 128 || strpbrk(value, "?#% "))
@@ -680,6 +689,12 @@ static int parse_listen(app_config *c, char *err, size_t errsz)
     if (rc == 0 && *c->admin_listen)
         rc = parse_hostport("admin_listen", c->admin_listen, c->admin_host,
                             sizeof(c->admin_host), &c->admin_port, err, errsz);
+    if (rc == 0 && *c->https_listen) {
+        rc = parse_hostport("https_listen", c->https_listen, c->https_host,
+                            sizeof(c->https_host), &c->https_port, err, errsz);
+        if (rc == 0 && (!*c->tls_cert || !*c->tls_key))
+            rc = errf(err, errsz, SH_EINVAL, "https_listen needs tls_cert and tls_key");
+    }
     return rc;
 }
 

@@ -85,6 +85,9 @@ typedef struct app_config {
     char *config_path;         /* owned; NULL = no file */
     char *http_listen;         /* owned; "" = off: web pages and WebSocket */
     char *admin_listen;        /* owned; "" = off: server API, metrics */
+    char *https_listen;        /* owned; "" = off: http_listen's job over TLS */
+    char *tls_cert;            /* owned; PEM certificate chain for https_listen */
+    char *tls_key;             /* owned; PEM private key */
     char *web_root;            /* owned; static files of http_listen ("" = none) */
     char *ws_path;             /* owned; the WebSocket endpoint, default "/ws" */
     bool ws_deflate;           /* agree to permessage-deflate (default true) */
@@ -140,6 +143,8 @@ typedef struct app_config {
     int http_port;
     char admin_host[64];
     int admin_port;
+    char https_host[64];
+    int https_port;
 } app_config;
 
 /* Fills c with the defaults table.  c owns its strings: app_config_cleanup. */

@@ -27,6 +27,8 @@ typedef enum app_listen_kind {
     APP_LISTEN_RTMP = 0,
     APP_LISTEN_HTTP = 1,      /* web pages and WebSocket (http_listen) */
     APP_LISTEN_ADMIN = 2,     /* operators and backends (admin_listen) */
+    APP_LISTEN_HTTPS = 3,     /* only for app_server_http_port: https_listen's
+                                 connections are APP_LISTEN_HTTP ones over TLS */
 } app_listen_kind;
 
 /* A parsed request (http/http_req.h), borrowed by handlers for the

@@ -30,6 +30,7 @@
  */
 #include "app_internal.h"
 #include "http.h"
+#include "tls.h"
 #include "ws.h"
 
 #include <errno.h>
@@ -97,11 +98,23 @@ static void set_reason(app_conn *c, const char *reason)
 
 static const char *reason_of(const app_conn *c) { return c->reason ? c->reason : "closed"; }
 
+/* The queue the socket writes from: the TLS layer's ciphertext, or the
+ * transport's bytes themselves. */
+static sh_outq *conn_wq(app_conn *c) { return c->tls ? app_tls_out(c->tls) : &c->outq; }
+
+/* Bytes queued and not yet written, both sides of TLS. */
+static size_t conn_pending(const app_conn *c)
+{
+    return c->outq.bytes + (c->tls ? app_tls_out(c->tls)->bytes : 0);
+}
+
 /* ---- memory accounting ---- */
 
 static size_t conn_mem(const app_conn *c)
 {
     size_t n = sh_outq_mem(&c->outq) + (c->backlog ? c->backlog_len : 0);
+    if (c->tls)
+        n += app_tls_mem(c->tls);
     if (c->tr_state && c->tr->input_mem)
         n += c->tr->input_mem(c);
     return n;
@@ -151,14 +164,14 @@ int app_conn_output(app_conn *c)
     if (c->torn)
         return SH_ESTATE;
     app_server *s = c->srv;
-    if (c->outq.bytes > s->cfg->max_output_bytes) {
+    size_t pending = conn_pending(c);
+    if (pending > s->cfg->max_output_bytes) {
         char why[96];
-        snprintf(why, sizeof(why), "output queue over max_output_bytes (%zu bytes)",
-                 c->outq.bytes);
+        snprintf(why, sizeof(why), "output queue over max_output_bytes (%zu bytes)", pending);
         app_conn_abort(c, why);
         return SH_ELIMIT;
     }
-    if (c->outq.bytes > 0) {
+    if (pending > 0) {
         if (!c->had_output)
             c->t_out_progress = now_ms(s); /* the clock starts with the first byte */
         c->had_output = true;
@@ -201,6 +214,7 @@ static void on_conn_closed(uv_handle_t *h)
     app_conn *c = h->data;
     app_server *s = c->srv;
     sh_outq_cleanup(&c->outq);
+    app_tls_free(c->tls);
     if (c->tr_state)
         c->tr->close(c);
     app_session_free(c);
@@ -302,7 +316,7 @@ static void conn_flush(app_conn *c);
 /* Bytes went out: progress for send_timeout_ms, memory given back. */
 static void conn_wrote(app_conn *c, size_t n)
 {
-    sh_outq_consume(&c->outq, n);
+    sh_outq_consume(conn_wq(c), n);
     c->bytes_out += n;
     if (n)
         c->t_out_progress = now_ms(c->srv);
@@ -338,7 +352,7 @@ static void on_write(uv_write_t *req, int status)
     }
     conn_wrote(c, c->write_bytes);
     c->write_bytes = 0;
-    if (c->outq.bytes > 0 || c->closing)
+    if (conn_pending(c) > 0 || c->closing)
         app_conn_mark_dirty(c);
     else
         conn_drained(c);
@@ -347,7 +361,7 @@ static void on_write(uv_write_t *req, int status)
 static size_t conn_bufs(app_conn *c, uv_buf_t *bufs, size_t *total)
 {
     struct iovec iov[APP_WRITE_IOV_MAX];
-    size_t n = sh_outq_iov(&c->outq, iov, APP_WRITE_IOV_MAX);
+    size_t n = sh_outq_iov(conn_wq(c), iov, APP_WRITE_IOV_MAX);
     *total = 0;
     for (size_t i = 0; i < n; i++) {
         bufs[i] = uv_buf_init(iov[i].iov_base, (unsigned)iov[i].iov_len);
@@ -377,10 +391,18 @@ static void conn_flush(app_conn *c)
     }
     if (c->writing)
         return;
+    const char *why = NULL;
+    if (c->tls && app_tls_write(c->tls, &c->outq, &why) != 0) {
+        app_conn_abort(c, why);
+        conn_teardown(c);
+        return;
+    }
     uv_buf_t bufs[APP_WRITE_IOV_MAX];
     size_t total = 0;
     for (;;) {
-        if (c->outq.bytes == 0) {
+        if (conn_wq(c)->bytes == 0) {
+            if (c->outq.bytes > 0)
+                return; /* plaintext waits for the TLS handshake */
             if (c->closing)
                 conn_teardown(c);
             else
@@ -484,16 +506,33 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     }
     c->t_last_rx = now_ms(s);
     c->bytes_in += (uint64_t)nread;
-    size_t used = conn_process(c, (const uint8_t *)buf->base, (size_t)nread);
-    if (used < (size_t)nread && !c->closing) {
+    const uint8_t *data = (const uint8_t *)buf->base;
+    size_t len = (size_t)nread;
+    if (c->tls) {
+        /* decrypt: the transport sees plaintext (at most ~64 KB per read) */
+        const char *why = NULL;
+        sh_buf_reset(&s->tls_plain);
+        int trc = app_tls_read(c->tls, data, len, &s->tls_plain, &why);
+        app_conn_output(c); /* handshake or alert bytes */
+        if (trc != 0) {
+            app_conn_abort(c, why);
+            return;
+        }
+        data = s->tls_plain.data;
+        len = s->tls_plain.len;
+        if (len == 0)
+            return;
+    }
+    size_t used = conn_process(c, data, len);
+    if (used < len && !c->closing) {
         /* Budget spent: keep the rest and stop reading until it is used. */
-        size_t rest = (size_t)nread - used;
+        size_t rest = len - used;
         c->backlog = malloc(rest);
         if (!c->backlog) {
             app_conn_abort(c, "out of memory");
             return;
         }
-        memcpy(c->backlog, buf->base + used, rest);
+        memcpy(c->backlog, data + used, rest);
         c->backlog_len = rest;
         c->backlog_off = 0;
         uv_read_stop(st);
@@ -601,6 +640,11 @@ static void on_connection(uv_stream_t *server, int status)
     c->id = ++s->next_id;
     c->tr = l->tr;
     c->listen_kind = l->kind;
+    if (l->tls && !(c->tls = app_tls_new(s->tls_ctx))) {
+        SH_LOG(SH_LOG_ERROR, "conn=%llu out of memory (TLS)", (unsigned long long)c->id);
+        uv_close((uv_handle_t *)&c->tcp, on_reject_closed);
+        return;
+    }
     peer_name(&c->tcp, c->ip, sizeof(c->ip), c->peer, sizeof(c->peer));
     const char *refuse = NULL;
     if (s->nconns >= s->cfg->max_connections)
@@ -612,6 +656,7 @@ static void on_connection(uv_stream_t *server, int status)
     if (refuse) {
         SH_LOG(SH_LOG_WARN, "conn=%llu refused peer=%s transport=%s reason=\"%s\"",
                (unsigned long long)c->id, c->peer, c->tr->name, refuse);
+        app_tls_free(c->tls);
         uv_close((uv_handle_t *)&c->tcp, on_reject_closed);
         return;
     }
@@ -626,6 +671,7 @@ static void on_connection(uv_stream_t *server, int status)
             c->tr->close(c);
         SH_LOG(SH_LOG_ERROR, "conn=%llu out of memory", (unsigned long long)c->id);
         sh_outq_cleanup(&c->outq);
+        app_tls_free(c->tls);
         uv_close((uv_handle_t *)&c->tcp, on_reject_closed);
         return;
     }
@@ -654,6 +700,8 @@ static bool conn_timers(app_conn *c, uint64_t now)
         return false;
     if (!c->writing) {
         sh_outq_trim(&c->outq); /* idle connections hold no output ring */
+        if (c->tls)
+            sh_outq_trim(app_tls_out(c->tls));
         mem_update(c);
     }
     if (c->closing) {
@@ -674,7 +722,12 @@ static bool conn_timers(app_conn *c, uint64_t now)
                                                    : "handshake_timeout_ms passed during handshake");
         return true;
     }
-    if (c->outq.bytes > 0 && now - c->t_out_progress >= cfg->send_timeout_ms) {
+    if (c->tls && !app_tls_handshake_done(c->tls) &&
+        now - c->t_accept >= cfg->http_request_timeout_ms) {
+        app_conn_abort(c, "TLS handshake not done within http_request_timeout_ms");
+        return true;
+    }
+    if (conn_pending(c) > 0 && now - c->t_out_progress >= cfg->send_timeout_ms) {
         app_conn_abort(c, "send_timeout_ms passed without the client taking any output");
         return true;
     }
@@ -791,6 +844,7 @@ void app_server_stop(app_server *s, const char *reason)
     s->stopping = true;
     listener_close(&s->rtmp);
     listener_close(&s->http);
+    listener_close(&s->https);
     listener_close(&s->admin);
     for (app_conn *c = s->conns; c; c = c->next)
         app_conn_close(c, reason);
@@ -838,6 +892,9 @@ app_server *app_server_new(const app_config *cfg, uv_loop_t *loop)
     s->rtmp = (app_listener){.srv = s, .tr = &app_rtmp_transport, .kind = APP_LISTEN_RTMP};
     s->http = (app_listener){.srv = s, .tr = &app_http_transport, .kind = APP_LISTEN_HTTP};
     s->admin = (app_listener){.srv = s, .tr = &app_http_transport, .kind = APP_LISTEN_ADMIN};
+    s->https = (app_listener){.srv = s, .tr = &app_http_transport, .kind = APP_LISTEN_HTTP,
+                              .tls = true};
+    sh_buf_init(&s->tls_plain, APP_READ_SLAB + 65536);
     if (app_session_register_builtin(s) != 0) {
         app_server_free(s);
         return NULL;
@@ -847,7 +904,7 @@ app_server *app_server_new(const app_config *cfg, uv_loop_t *loop)
 
 /* The RTMP port on the first line; "http PORT" and "admin PORT" lines
  * follow for the listeners that are on. */
-static int write_port_file(const char *path, int port, int http, int admin)
+static int write_port_file(const char *path, int port, int http, int admin, int https)
 {
     char tmp[4096];
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
@@ -859,6 +916,8 @@ static int write_port_file(const char *path, int port, int http, int admin)
         fprintf(f, "http %d\n", http);
     if (admin)
         fprintf(f, "admin %d\n", admin);
+    if (https)
+        fprintf(f, "https %d\n", https);
     if (fclose(f) != 0)
         return -errno;
     if (rename(tmp, path) != 0)
@@ -911,6 +970,16 @@ int app_server_start(app_server *s)
         rc = listener_start(s, &s->http, cfg->http_host, cfg->http_port, "http");
     if (rc == 0 && cfg->admin_listen && *cfg->admin_listen)
         rc = listener_start(s, &s->admin, cfg->admin_host, cfg->admin_port, "admin");
+    if (rc == 0 && cfg->https_listen && *cfg->https_listen) {
+        char err[512];
+        s->tls_ctx = app_tls_ctx_new(cfg->tls_cert, cfg->tls_key, err, sizeof(err));
+        if (!s->tls_ctx) {
+            SH_LOG(SH_LOG_ERROR, "https_listen: %s", err);
+            rc = SH_EINVAL;
+        } else {
+            rc = listener_start(s, &s->https, cfg->https_host, cfg->https_port, "https");
+        }
+    }
     if (rc < 0)
         return rc;
     uv_timer_init(s->loop, &s->tick);
@@ -933,7 +1002,8 @@ int app_server_start(app_server *s)
     uv_signal_start(&s->sigterm, on_signal, SIGTERM);
     s->started = true;
     if (cfg->port_file) {
-        rc = write_port_file(cfg->port_file, s->rtmp.port, s->http.port, s->admin.port);
+        rc = write_port_file(cfg->port_file, s->rtmp.port, s->http.port, s->admin.port,
+                             s->https.port);
         if (rc < 0) {
             SH_LOG(SH_LOG_ERROR, "port file %s: %s", cfg->port_file, strerror(-rc));
             return rc;
@@ -962,6 +1032,8 @@ void app_server_free(app_server *s)
     app_session_registry_free(s);
     app_http_handlers_free(s);
     ws_zip_free(s->ws_zip);
+    app_tls_ctx_free(s->tls_ctx);
+    sh_buf_cleanup(&s->tls_plain);
     free(s->slab);
     free(s->rnd_pool);
     free(s);
@@ -976,11 +1048,11 @@ int app_server_port(const app_server *s) { return s->rtmp.port; }
 int app_server_http_port(const app_server *s, app_listen_kind kind)
 {
     const app_listener *l = kind == APP_LISTEN_HTTP ? &s->http : kind == APP_LISTEN_ADMIN ? &s->admin
-                                                                                          : &s->rtmp;
+                            : kind == APP_LISTEN_HTTPS ? &s->https : &s->rtmp;
     return l->active ? l->port : 0;
 }
 size_t app_server_conn_count(const app_server *s) { return s->nconns; }
-size_t app_conn_out_bytes(const app_conn *c) { return c->outq.bytes; }
+size_t app_conn_out_bytes(const app_conn *c) { return conn_pending(c); }
 const char *app_conn_transport(const app_conn *c) { return c->tr->name; }
 
 void app_shared_cleanup(app_shared *m)
