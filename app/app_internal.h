@@ -4,6 +4,7 @@
 #define APP_INTERNAL_H
 
 #include "app.h"
+#include "sh_map.h"
 
 #define APP_WRITE_IOV_MAX 64
 #define APP_READ_SLAB (64 * 1024)
@@ -120,8 +121,8 @@ struct app_server {
 
     app_conn *conns;            /* all connections */
     size_t nconns;              /* in the list */
-    struct app_ip_count **ip_counts; /* live connections per source address,
-                                        APP_IP_BUCKETS chains */
+    sh_map ip_counts;           /* source address -> live connections
+                                   (app_ip_count, server.c) */
     size_t nclosing;            /* torn down, close callback pending */
     uint64_t next_id;
     app_conn *dirty_head;
