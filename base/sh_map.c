@@ -222,6 +222,49 @@ static inline uint32_t hash_ptr(const sh_map *m, const void *key)
     return (uint32_t)siphash13_u64(m->k0, m->k1, (uint64_t)(uintptr_t)key);
 }
 
+/* Grows the table when one more entry would pass 3/4, then finds key's
+ * slot (its own or the empty one that ends its run).  SIZE_MAX when the
+ * table cannot grow. */
+static inline size_t insert_slot(sh_map *m, const void *key, uint32_t klen, bool byptr,
+                                 uint32_t *h)
+{
+    if (need_grow(m) && grow(m) < 0)
+        return SIZE_MAX;
+    *h = byptr ? hash_ptr(m, key) : hash_bytes(m, key, klen);
+    size_t steps, i = find(m, key, klen, *h, byptr, &steps);
+    m->probes += steps;
+    return i;
+}
+
+static inline void *get_or_put(sh_map *m, const void *key, uint32_t klen, bool byptr,
+                               void *val, int *rc)
+{
+    uint32_t h;
+    size_t i = insert_slot(m, key, klen, byptr, &h);
+    if (i == SIZE_MAX) {
+        *rc = SH_ENOMEM;
+        return NULL;
+    }
+    *rc = 0;
+    if (m->ents[i].val)
+        return m->ents[i].val;
+    put_at(m, i, key, klen, h, val);
+    return NULL;
+}
+
+static inline void *del(sh_map *m, const void *key, uint32_t klen, bool byptr)
+{
+    if (!m->count)
+        return NULL;
+    uint32_t h = byptr ? hash_ptr(m, key) : hash_bytes(m, key, klen);
+    size_t steps, i = find(m, key, klen, h, byptr, &steps);
+    m->probes += steps;
+    void *val = m->ents[i].val;
+    if (val)
+        del_at(m, i);
+    return val;
+}
+
 void *sh_map_get(const sh_map *m, const void *key, size_t klen)
 {
     if (!m->count || klen > UINT32_MAX)
@@ -234,25 +277,26 @@ int sh_map_put(sh_map *m, const void *key, size_t klen, void *val)
 {
     if (klen > UINT32_MAX || !val)
         return SH_EINVAL;
-    if (need_grow(m) && grow(m) < 0)
+    uint32_t h;
+    size_t i = insert_slot(m, key, (uint32_t)klen, false, &h);
+    if (i == SIZE_MAX)
         return SH_ENOMEM;
-    uint32_t h = hash_bytes(m, key, klen);
-    size_t steps, i = find(m, key, (uint32_t)klen, h, false, &steps);
-    m->probes += steps;
     put_at(m, i, key, (uint32_t)klen, h, val);
     return 0;
 }
 
+void *sh_map_get_or_put(sh_map *m, const void *key, size_t klen, void *val, int *rc)
+{
+    if (klen > UINT32_MAX || !val) {
+        *rc = SH_EINVAL;
+        return NULL;
+    }
+    return get_or_put(m, key, (uint32_t)klen, false, val, rc);
+}
+
 void *sh_map_del(sh_map *m, const void *key, size_t klen)
 {
-    if (!m->count || klen > UINT32_MAX)
-        return NULL;
-    size_t steps, i = find(m, key, (uint32_t)klen, hash_bytes(m, key, klen), false, &steps);
-    m->probes += steps;
-    void *val = m->ents[i].val;
-    if (val)
-        del_at(m, i);
-    return val;
+    return klen > UINT32_MAX ? NULL : del(m, key, (uint32_t)klen, false);
 }
 
 void *sh_map_get_ptr(const sh_map *m, const void *key)
@@ -267,25 +311,26 @@ int sh_map_put_ptr(sh_map *m, const void *key, void *val)
 {
     if (!val)
         return SH_EINVAL;
-    if (need_grow(m) && grow(m) < 0)
+    uint32_t h;
+    size_t i = insert_slot(m, key, 0, true, &h);
+    if (i == SIZE_MAX)
         return SH_ENOMEM;
-    uint32_t h = hash_ptr(m, key);
-    size_t steps, i = find(m, key, 0, h, true, &steps);
-    m->probes += steps;
     put_at(m, i, key, 0, h, val);
     return 0;
 }
 
+void *sh_map_get_or_put_ptr(sh_map *m, const void *key, void *val, int *rc)
+{
+    if (!val) {
+        *rc = SH_EINVAL;
+        return NULL;
+    }
+    return get_or_put(m, key, 0, true, val, rc);
+}
+
 void *sh_map_del_ptr(sh_map *m, const void *key)
 {
-    if (!m->count)
-        return NULL;
-    size_t steps, i = find(m, key, 0, hash_ptr(m, key), true, &steps);
-    m->probes += steps;
-    void *val = m->ents[i].val;
-    if (val)
-        del_at(m, i);
-    return val;
+    return del(m, key, 0, true);
 }
 
 void *sh_map_next(const sh_map *m, size_t *iter)

@@ -80,11 +80,16 @@ void *sh_map_get(const sh_map *m, const void *key, size_t klen);
 int sh_map_put(sh_map *m, const void *key, size_t klen, void *val);
 /* Removes key and returns its value, or NULL when it is absent. */
 void *sh_map_del(sh_map *m, const void *key, size_t klen);
+/* The value of key when it is present; otherwise inserts key with val (as
+ * sh_map_put) and returns NULL, *rc saying whether that worked.  One hash
+ * for the lookup and the insert. */
+void *sh_map_get_or_put(sh_map *m, const void *key, size_t klen, void *val, int *rc);
 
 /* The same for pointer keys (identity, not the bytes pointed to). */
 void *sh_map_get_ptr(const sh_map *m, const void *key);
 int sh_map_put_ptr(sh_map *m, const void *key, void *val);
 void *sh_map_del_ptr(sh_map *m, const void *key);
+void *sh_map_get_or_put_ptr(sh_map *m, const void *key, void *val, int *rc);
 
 /* Iteration: for (size_t i = 0; (v = sh_map_next(m, &i)) != NULL;) ... */
 void *sh_map_next(const sh_map *m, size_t *iter);

@@ -267,6 +267,32 @@ Test(sh_map, pointer_keys_and_boxed_values)
     sh_map_cleanup(&m);
 }
 
+Test(sh_map, get_or_put_finds_or_inserts)
+{
+    sh_map m = {0};
+    int a, b, rc = -1;
+    cr_assert_null(sh_map_get_or_put(&m, "k", 1, &a, &rc), "absent: inserted");
+    cr_assert_eq(rc, 0);
+    cr_assert_eq(sh_map_get(&m, "k", 1), &a);
+    cr_assert_eq(sh_map_get_or_put(&m, "k", 1, &b, &rc), &a, "present: left alone");
+    cr_assert_eq(rc, 0);
+    cr_assert_eq(sh_map_get(&m, "k", 1), &a);
+    cr_assert_eq(m.count, 1);
+    cr_assert_null(sh_map_get_or_put(&m, "j", 1, NULL, &rc));
+    cr_assert_eq(rc, SH_EINVAL);
+    cr_assert_eq(m.count, 1);
+
+    sh_map p = {0};
+    cr_assert_null(sh_map_get_or_put_ptr(&p, &a, sh_map_box(7), &rc));
+    cr_assert_eq(rc, 0);
+    cr_assert_eq(sh_map_unbox(sh_map_get_or_put_ptr(&p, &a, sh_map_box(8), &rc)), 7);
+    cr_assert_eq(sh_map_unbox(sh_map_get_ptr(&p, &a)), 7);
+    cr_assert_eq(sh_map_unbox(sh_map_del_ptr(&p, &a)), 7);
+    cr_assert_eq(p.count, 0);
+    sh_map_cleanup(&m);
+    sh_map_cleanup(&p);
+}
+
 /* ---- sweep and clear ---- */
 
 typedef struct sweep_ctx {
