@@ -80,8 +80,16 @@ static inline uint64_t siphash13(uint64_t k0, uint64_t k1, const void *data, siz
     for (size_t left = n; left >= 8; left -= 8, p += 8)
         sip_word(&s, load_le64(p));
     uint64_t last = (uint64_t)n << 56;
-    for (size_t i = 0; i < (n & 7); i++)
-        last |= (uint64_t)p[i] << (8 * i);
+    switch (n & 7) {
+    case 7: last |= (uint64_t)p[6] << 48; /* fall through */
+    case 6: last |= (uint64_t)p[5] << 40; /* fall through */
+    case 5: last |= (uint64_t)p[4] << 32; /* fall through */
+    case 4: last |= (uint64_t)p[3] << 24; /* fall through */
+    case 3: last |= (uint64_t)p[2] << 16; /* fall through */
+    case 2: last |= (uint64_t)p[1] << 8;  /* fall through */
+    case 1: last |= (uint64_t)p[0]; break;
+    default: break;
+    }
     sip_word(&s, last);
     return sip_end(&s);
 }
@@ -108,6 +116,29 @@ uint64_t sh_siphash13(const uint8_t key[16], const void *p, size_t n)
 
 /* ---- the table ---- */
 
+#define FIRST_CAP 8  /* the first table */
+#define SMALL_CAP 16 /* tables up to this size are not hashed (sh_map.h) */
+
+static inline bool is_small(const sh_map *m)
+{
+    return m->cap <= SMALL_CAP;
+}
+
+static inline uint32_t hash_bytes(const sh_map *m, const void *key, size_t klen)
+{
+    return (uint32_t)siphash13(m->k0, m->k1, key, klen);
+}
+
+static inline uint32_t hash_ptr(const sh_map *m, const void *key)
+{
+    return (uint32_t)siphash13_u64(m->k0, m->k1, (uint64_t)(uintptr_t)key);
+}
+
+static inline uint32_t hash_of(const sh_map *m, const void *key, uint32_t klen, bool byptr)
+{
+    return byptr ? hash_ptr(m, key) : hash_bytes(m, key, klen);
+}
+
 void sh_map_init(sh_map *m)
 {
     memset(m, 0, sizeof(*m));
@@ -133,26 +164,46 @@ void sh_map_clear(sh_map *m)
     m->count = 0;
 }
 
-/* The slot holding the key, or the empty slot that ends its probe run;
- * *steps = slots examined.  byptr: pointer keys (identity). */
-static inline size_t find(const sh_map *m, const void *key, uint32_t klen, uint32_t h,
-                          bool byptr, size_t *steps)
+static inline bool same_key(const sh_map_ent *e, const void *key, uint32_t klen, bool byptr)
 {
-    size_t mask = m->cap - 1, i = h & mask, n = 1;
-    for (; m->ents[i].val; i = (i + 1) & mask, n++) {
-        const sh_map_ent *e = &m->ents[i];
-        if (byptr ? e->key == key
-                  : e->hash == h && e->klen == klen && memcmp(e->key, key, klen) == 0)
+    return byptr ? e->key == key : e->klen == klen && memcmp(e->key, key, klen) == 0;
+}
+
+/* The slot holding the key, or else the empty slot where it would go (in a
+ * small table: slot count; in a hashed one: the end of the key's probe
+ * run, and *h is the key's hash).  *steps = entries examined.  byptr:
+ * pointer keys (identity).  The small case is inline; the hashed one a
+ * call, which keeps the callers' frames light. */
+static size_t find_hashed(const sh_map *m, const void *key, uint32_t klen, bool byptr,
+                          uint32_t *h, size_t *steps)
+{
+    *h = hash_of(m, key, klen, byptr);
+    size_t mask = m->cap - 1, i = *h & mask, n = 1;
+    for (; m->ents[i].val; i = (i + 1) & mask, n++)
+        if (m->ents[i].hash == *h && same_key(&m->ents[i], key, klen, byptr))
             break;
-    }
     *steps = n;
     return i;
 }
 
-/* Doubles the table (or makes the first one, taking the seed). */
-static int grow(sh_map *m)
+static inline size_t find(const sh_map *m, const void *key, uint32_t klen, bool byptr,
+                          uint32_t *h, size_t *steps)
 {
-    size_t ncap = m->cap ? m->cap * 2 : 8;
+    if (!is_small(m))
+        return find_hashed(m, key, klen, byptr, h, steps);
+    size_t i = 0;
+    while (i < m->count && !same_key(&m->ents[i], key, klen, byptr))
+        i++;
+    *h = 0; /* computed if the table grows */
+    *steps = i + 1;
+    return i;
+}
+
+/* Doubles the table, or makes the first one, taking the seed.  A small
+ * table keeps its entries in order; the first hashed one hashes them. */
+static int grow(sh_map *m, bool byptr)
+{
+    size_t ncap = m->cap ? m->cap * 2 : FIRST_CAP;
     if (ncap > SIZE_MAX / sizeof(sh_map_ent))
         return SH_ENOMEM;
     sh_map_ent *n = calloc(ncap, sizeof(*n));
@@ -162,24 +213,28 @@ static int grow(sh_map *m)
         m->k0 = g_seed[0];
         m->k1 = g_seed[1];
     }
-    for (size_t i = 0; i < m->cap; i++) {
-        const sh_map_ent *e = &m->ents[i];
-        if (!e->val)
-            continue;
-        size_t j = e->hash & (ncap - 1);
-        for (m->probes++; n[j].val; m->probes++)
-            j = (j + 1) & (ncap - 1);
-        n[j] = *e;
+    if (ncap <= SMALL_CAP) {
+        if (m->count)
+            memcpy(n, m->ents, m->count * sizeof(*n));
+        m->probes += m->count;
+    } else {
+        bool was_small = is_small(m);
+        for (size_t i = 0; i < m->cap; i++) {
+            sh_map_ent *e = &m->ents[i];
+            if (!e->val)
+                continue;
+            if (was_small)
+                e->hash = hash_of(m, e->key, e->klen, byptr);
+            size_t j = e->hash & (ncap - 1);
+            for (m->probes++; n[j].val; m->probes++)
+                j = (j + 1) & (ncap - 1);
+            n[j] = *e;
+        }
     }
     free(m->ents);
     m->ents = n;
     m->cap = ncap;
     return 0;
-}
-
-static inline bool need_grow(const sh_map *m)
-{
-    return (m->count + 1) * 4 > m->cap * 3;
 }
 
 static inline void put_at(sh_map *m, size_t i, const void *key, uint32_t klen, uint32_t h,
@@ -190,50 +245,65 @@ static inline void put_at(sh_map *m, size_t i, const void *key, uint32_t klen, u
     m->ents[i] = (sh_map_ent){.key = key, .val = val, .klen = klen, .hash = h};
 }
 
-/* Empties slot i, then moves later members of its probe run back into the
- * hole while that keeps each of them at or after its home slot. */
+/* Empties slot i.  Small table: the last entry moves into the hole.
+ * Hashed: later members of the probe run move back into the hole while
+ * that keeps each of them at or after its home slot. */
 static void del_at(sh_map *m, size_t i)
 {
-    size_t mask = m->cap - 1, hole = i, j = i;
-    for (;;) {
-        j = (j + 1) & mask;
+    size_t hole = i;
+    if (is_small(m)) {
+        hole = m->count - 1;
+        m->ents[i] = m->ents[hole];
         m->probes++;
-        if (!m->ents[j].val)
-            break;
-        size_t home = m->ents[j].hash & mask;
-        /* j stays when its home lies cyclically in (hole, j] */
-        bool stays = hole <= j ? (home > hole && home <= j) : (home > hole || home <= j);
-        if (!stays) {
-            m->ents[hole] = m->ents[j];
-            hole = j;
+    } else {
+        size_t mask = m->cap - 1, j = i;
+        for (;;) {
+            j = (j + 1) & mask;
+            m->probes++;
+            if (!m->ents[j].val)
+                break;
+            size_t home = m->ents[j].hash & mask;
+            /* j stays when its home lies cyclically in (hole, j] */
+            bool stays = hole <= j ? (home > hole && home <= j) : (home > hole || home <= j);
+            if (!stays) {
+                m->ents[hole] = m->ents[j];
+                hole = j;
+            }
         }
     }
     memset(&m->ents[hole], 0, sizeof(m->ents[hole]));
     m->count--;
 }
 
-static inline uint32_t hash_bytes(const sh_map *m, const void *key, size_t klen)
+static inline void *get(const sh_map *m, const void *key, uint32_t klen, bool byptr)
 {
-    return (uint32_t)siphash13(m->k0, m->k1, key, klen);
+    if (!m->count)
+        return NULL;
+    uint32_t h;
+    size_t steps;
+    return m->ents[find(m, key, klen, byptr, &h, &steps)].val;
 }
 
-static inline uint32_t hash_ptr(const sh_map *m, const void *key)
-{
-    return (uint32_t)siphash13_u64(m->k0, m->k1, (uint64_t)(uintptr_t)key);
-}
-
-/* Grows the table when one more entry would pass 3/4, then finds key's
- * slot (its own or the empty one that ends its run).  SIZE_MAX when the
- * table cannot grow. */
+/* Grows the table when one more entry would pass 3/4 of it,
+ * then finds key's slot.  SIZE_MAX when the table cannot grow. */
 static inline size_t insert_slot(sh_map *m, const void *key, uint32_t klen, bool byptr,
                                  uint32_t *h)
 {
-    if (need_grow(m) && grow(m) < 0)
+    if ((m->count + 1) * 4 > m->cap * 3 && grow(m, byptr) < 0)
         return SIZE_MAX;
-    *h = byptr ? hash_ptr(m, key) : hash_bytes(m, key, klen);
-    size_t steps, i = find(m, key, klen, *h, byptr, &steps);
+    size_t steps, i = find(m, key, klen, byptr, h, &steps);
     m->probes += steps;
     return i;
+}
+
+static inline int put(sh_map *m, const void *key, uint32_t klen, bool byptr, void *val)
+{
+    uint32_t h;
+    size_t i = insert_slot(m, key, klen, byptr, &h);
+    if (i == SIZE_MAX)
+        return SH_ENOMEM;
+    put_at(m, i, key, klen, h, val);
+    return 0;
 }
 
 static inline void *get_or_put(sh_map *m, const void *key, uint32_t klen, bool byptr,
@@ -256,8 +326,8 @@ static inline void *del(sh_map *m, const void *key, uint32_t klen, bool byptr)
 {
     if (!m->count)
         return NULL;
-    uint32_t h = byptr ? hash_ptr(m, key) : hash_bytes(m, key, klen);
-    size_t steps, i = find(m, key, klen, h, byptr, &steps);
+    uint32_t h;
+    size_t steps, i = find(m, key, klen, byptr, &h, &steps);
     m->probes += steps;
     void *val = m->ents[i].val;
     if (val)
@@ -267,22 +337,14 @@ static inline void *del(sh_map *m, const void *key, uint32_t klen, bool byptr)
 
 void *sh_map_get(const sh_map *m, const void *key, size_t klen)
 {
-    if (!m->count || klen > UINT32_MAX)
-        return NULL;
-    size_t steps;
-    return m->ents[find(m, key, (uint32_t)klen, hash_bytes(m, key, klen), false, &steps)].val;
+    return klen > UINT32_MAX ? NULL : get(m, key, (uint32_t)klen, false);
 }
 
 int sh_map_put(sh_map *m, const void *key, size_t klen, void *val)
 {
     if (klen > UINT32_MAX || !val)
         return SH_EINVAL;
-    uint32_t h;
-    size_t i = insert_slot(m, key, (uint32_t)klen, false, &h);
-    if (i == SIZE_MAX)
-        return SH_ENOMEM;
-    put_at(m, i, key, (uint32_t)klen, h, val);
-    return 0;
+    return put(m, key, (uint32_t)klen, false, val);
 }
 
 void *sh_map_get_or_put(sh_map *m, const void *key, size_t klen, void *val, int *rc)
@@ -301,22 +363,12 @@ void *sh_map_del(sh_map *m, const void *key, size_t klen)
 
 void *sh_map_get_ptr(const sh_map *m, const void *key)
 {
-    if (!m->count)
-        return NULL;
-    size_t steps;
-    return m->ents[find(m, key, 0, hash_ptr(m, key), true, &steps)].val;
+    return get(m, key, 0, true);
 }
 
 int sh_map_put_ptr(sh_map *m, const void *key, void *val)
 {
-    if (!val)
-        return SH_EINVAL;
-    uint32_t h;
-    size_t i = insert_slot(m, key, 0, true, &h);
-    if (i == SIZE_MAX)
-        return SH_ENOMEM;
-    put_at(m, i, key, 0, h, val);
-    return 0;
+    return val ? put(m, key, 0, true, val) : SH_EINVAL;
 }
 
 void *sh_map_get_or_put_ptr(sh_map *m, const void *key, void *val, int *rc)
@@ -343,16 +395,28 @@ void *sh_map_next(const sh_map *m, size_t *iter)
     return NULL;
 }
 
-/* The walk goes downward from an empty slot (there is one: the table is at
- * most 3/4 full), wrapping around.  Deleting slot i moves members of the run
- * above i, which ends at the next empty slot, at the latest the start; so
- * they all come from slots already walked and land in slots already walked:
+/* Small table: the walk goes down from the last entry, so the entry a
+ * deletion moves into the hole was walked already.  Hashed: the walk goes
+ * down from an empty slot (there is one: the table is at most 3/4 full),
+ * wrapping around.  Deleting slot i moves members of the run above i, which
+ * ends at the next empty slot, at the latest the start; so they all come
+ * from slots already walked and land in slots already walked.  Either way
  * nothing is skipped or seen twice. */
 size_t sh_map_sweep(sh_map *m, bool (*drop)(void *val, void *ctx), void *ctx)
 {
     if (!m->count)
         return 0;
-    size_t mask = m->cap - 1, start = 0, n = 0;
+    size_t n = 0;
+    if (is_small(m)) {
+        for (size_t i = m->count; i-- > 0;) {
+            if (drop(m->ents[i].val, ctx)) {
+                del_at(m, i);
+                n++;
+            }
+        }
+        return n;
+    }
+    size_t mask = m->cap - 1, start = 0;
     while (m->ents[start].val)
         start++;
     for (size_t k = 1; k < m->cap; k++) {

@@ -19,6 +19,12 @@
  * Layout: open addressing, linear probing, power-of-two capacity, at most
  * 3/4 full, backward-shift deletion (no tombstones: after a delete the table
  * is as if the key had never been inserted, so probe runs do not rot).
+ * Tables of 8 and 16 slots are not hashed: their up to 12 entries sit in
+ * the first slots and a lookup compares them all (lengths first), which
+ * costs about what one SipHash does and is bounded, so there is nothing to
+ * flood.  The 13th entry moves them into a hashed table of 32.  Most maps
+ * (an object's slots, the AMF encoder's tables for one message) stay that
+ * small.
  *
  * Ownership: the map owns only its table.  Keys are borrowed: the map keeps
  * the pointer and length, so the caller keeps the key bytes alive and
@@ -30,8 +36,8 @@
  * through sh_map_box / sh_map_unbox.
  *
  * Iteration (sh_map_next) visits every entry once, in table order, which
- * depends on the seed.  The map must not change during it; to remove
- * entries while walking, use sh_map_sweep.
+ * depends on the seed once the map is hashed.  The map must not change
+ * during it; to remove entries while walking, use sh_map_sweep.
  */
 #ifndef SH_MAP_H
 #define SH_MAP_H

@@ -14,11 +14,17 @@ static const uint8_t seed_a[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14
 static const uint8_t seed_b[16] = {0xa5, 0x5a, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66,
                                    0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee};
 
-/* Every occupied slot is reachable from its home slot without crossing an
+/* A small table holds its entries in its first slots.  In a hashed one
+ * every occupied slot is reachable from its home slot without crossing an
  * empty one: what lookups and backward-shift deletion rely on. */
 static void check_runs(const sh_map *m)
 {
     size_t n = 0;
+    if (m->cap <= 16) {
+        for (size_t i = 0; i < m->cap; i++)
+            cr_assert_eq(m->ents[i].val != NULL, i < m->count, "small table, slot %zu", i);
+        return;
+    }
     for (size_t i = 0; i < m->cap; i++) {
         if (!m->ents[i].val)
             continue;
@@ -144,17 +150,52 @@ Test(sh_map, growth_keeps_every_key)
     sh_map_cleanup(&m);
 }
 
-/* Keys whose home slot (under the map's seed) is `home` in a table of 8. */
-static size_t keys_with_home(size_t home, size_t want, char out[][12])
+/* Keys whose home slot under seed_a is `home` in a table of 32. */
+static void keys_with_home(size_t home, size_t want, char out[][12])
 {
     size_t n = 0;
     for (size_t i = 0; n < want; i++) {
         char k[12];
         snprintf(k, sizeof(k), "h%zu", i);
-        if ((sh_siphash13(seed_a, k, strlen(k)) & 7) == home)
+        if ((sh_siphash13(seed_a, k, strlen(k)) & 31) == home)
             memcpy(out[n++], k, sizeof(k));
     }
-    return n;
+}
+
+/* Up to 12 entries: no hashing, insertion order, the last entry fills a
+ * hole; the 13th entry makes a hashed table of 32 that finds them all. */
+Test(sh_map, small_tables_are_scanned)
+{
+    make_keys(13);
+    int v[13];
+    uintptr_t order[2][12];
+    for (int s = 0; s < 2; s++) {
+        sh_hash_set_seed(s ? seed_b : seed_a);
+        sh_map m = {0};
+        for (int i = 0; i < 12; i++)
+            sh_map_put(&m, keys[i], strlen(keys[i]), &v[i]);
+        cr_assert_eq(m.cap, 16);
+        for (int i = 0; i < 12; i++)
+            order[s][i] = (uintptr_t)m.ents[i].val;
+        sh_map_cleanup(&m);
+    }
+    for (int i = 0; i < 12; i++)
+        cr_assert_eq(order[0][i], (uintptr_t)&v[i], "insertion order, whatever the seed");
+    cr_assert_arr_eq(order[0], order[1], sizeof(order[0]));
+
+    sh_map m = {0};
+    for (int i = 0; i < 12; i++)
+        sh_map_put(&m, keys[i], strlen(keys[i]), &v[i]);
+    cr_assert_eq(sh_map_del(&m, keys[1], strlen(keys[1])), &v[1]);
+    cr_assert_eq(m.ents[1].val, &v[11], "the last entry fills the hole");
+    check_runs(&m);
+    sh_map_put(&m, keys[1], strlen(keys[1]), &v[1]);
+    sh_map_put(&m, keys[12], strlen(keys[12]), &v[12]);
+    cr_assert_eq(m.cap, 32, "the 13th entry: hashed");
+    check_runs(&m);
+    for (int i = 0; i < 13; i++)
+        cr_assert_eq(sh_map_get(&m, keys[i], strlen(keys[i])), &v[i]);
+    sh_map_cleanup(&m);
 }
 
 /* A run that wraps from the end of the table to its start: deleting its
@@ -162,21 +203,24 @@ static size_t keys_with_home(size_t home, size_t want, char out[][12])
 Test(sh_map, backward_shift_across_the_end)
 {
     sh_hash_set_seed(seed_a);
-    char k[4][12];
-    keys_with_home(6, 4, k);
+    char k[4][12], f[9][12];
+    keys_with_home(30, 4, k);
+    keys_with_home(10, 9, f); /* fillers that make the table hashed */
     sh_map m = {0};
-    int v[4];
+    int v[4], fv[9];
     for (int i = 0; i < 4; i++)
         cr_assert_eq(sh_map_put(&m, k[i], strlen(k[i]), &v[i]), 0);
-    cr_assert_eq(m.cap, 8, "4 entries fit in the first table");
-    /* inserted in order from home 6: slots 6, 7, 0, 1 */
-    cr_assert_eq(m.ents[6].val, &v[0]);
-    cr_assert_eq(m.ents[7].val, &v[1]);
+    for (int i = 0; i < 9; i++)
+        cr_assert_eq(sh_map_put(&m, f[i], strlen(f[i]), &fv[i]), 0);
+    cr_assert_eq(m.cap, 32);
+    /* moved into the hashed table in insertion order from home 30 */
+    cr_assert_eq(m.ents[30].val, &v[0]);
+    cr_assert_eq(m.ents[31].val, &v[1]);
     cr_assert_eq(m.ents[0].val, &v[2]);
     cr_assert_eq(m.ents[1].val, &v[3]);
     cr_assert_eq(sh_map_del(&m, k[0], strlen(k[0])), &v[0]);
-    cr_assert_eq(m.ents[6].val, &v[1], "shifted back");
-    cr_assert_eq(m.ents[7].val, &v[2], "shifted back across the end");
+    cr_assert_eq(m.ents[30].val, &v[1], "shifted back");
+    cr_assert_eq(m.ents[31].val, &v[2], "shifted back across the end");
     cr_assert_eq(m.ents[0].val, &v[3]);
     cr_assert_null(m.ents[1].val, "no tombstone left behind");
     check_runs(&m);
@@ -185,18 +229,22 @@ Test(sh_map, backward_shift_across_the_end)
     sh_map_cleanup(&m);
 }
 
-/* A member whose home is the hole's own run but after the hole stays. */
+/* A member of the next run, already at its home, stays. */
 Test(sh_map, backward_shift_keeps_members_at_home)
 {
     sh_hash_set_seed(seed_a);
-    char a[2][12], b[1][12];
+    char a[2][12], b[1][12], f[10][12];
     keys_with_home(2, 2, a); /* slots 2, 3 */
     keys_with_home(4, 1, b); /* slot 4, its home */
+    keys_with_home(20, 10, f);
     sh_map m = {0};
-    int v[3];
+    int v[3], fv[10];
     sh_map_put(&m, a[0], strlen(a[0]), &v[0]);
     sh_map_put(&m, a[1], strlen(a[1]), &v[1]);
     sh_map_put(&m, b[0], strlen(b[0]), &v[2]);
+    for (int i = 0; i < 10; i++)
+        sh_map_put(&m, f[i], strlen(f[i]), &fv[i]);
+    cr_assert_eq(m.cap, 32);
     cr_assert_eq(m.ents[4].val, &v[2]);
     cr_assert_eq(sh_map_del(&m, a[0], strlen(a[0])), &v[0]);
     cr_assert_eq(m.ents[2].val, &v[1], "moved back to its home");
@@ -313,7 +361,8 @@ Test(sh_map, sweep_sees_each_entry_once)
         uint8_t seed[16] = {(uint8_t)s};
         sh_hash_set_seed(seed);
         sh_map m = {0};
-        size_t n = 700 + (size_t)s * 7; /* several loads, up to 3/4 */
+        /* small tables, and hashed ones at several loads up to 3/4 */
+        size_t n = s < 12 ? (size_t)s + 1 : 700 + (size_t)s * 7;
         make_keys(n);
         for (size_t i = 0; i < n; i++)
             sh_map_put(&m, keys[i], strlen(keys[i]), sh_map_box(i));
@@ -367,9 +416,10 @@ Test(sh_map, clear_empties_and_frees_a_sparse_table)
     cr_assert_eq(m.cap, 0, "one entry in a big table: the table goes");
     for (size_t i = 0; i < 5; i++)
         sh_map_put(&m, keys[i], strlen(keys[i]), sh_map_box(i));
-    cr_assert_eq(m.cap, 8);
+    cr_assert_eq(m.cap, 8, "the first table");
     sh_map_clear(&m);
     cr_assert_eq(m.cap, 8, "a small table is kept");
+    cr_assert_null(sh_map_get(&m, keys[0], strlen(keys[0])));
     sh_map_cleanup(&m);
 }
 
