@@ -16,7 +16,8 @@
  * xored with 0xff, d rounds run, and the four words are xored together.
  * SipHash-c-d with c = 1, d = 3 is what Python and Rust hash with: hash
  * flooding needs colliding keys the attacker can predict, and none are known
- * without the key.  The tests check this code against published vectors. */
+ * without the key.  tests/base checks this code against the outputs of
+ * independent implementations. */
 
 static uint64_t g_seed[2]; /* the all-zero seed until sh_hash_set_seed */
 
@@ -166,7 +167,8 @@ void sh_map_clear(sh_map *m)
 
 static inline bool same_key(const sh_map_ent *e, const void *key, uint32_t klen, bool byptr)
 {
-    return byptr ? e->key == key : e->klen == klen && memcmp(e->key, key, klen) == 0;
+    return byptr ? e->key == key
+                 : e->klen == klen && (klen == 0 || memcmp(e->key, key, klen) == 0);
 }
 
 /* The slot holding the key, or else the empty slot where it would go (in a
@@ -284,8 +286,8 @@ static inline void *get(const sh_map *m, const void *key, uint32_t klen, bool by
     return m->ents[find(m, key, klen, byptr, &h, &steps)].val;
 }
 
-/* Grows the table when one more entry would pass 3/4 of it,
- * then finds key's slot.  SIZE_MAX when the table cannot grow. */
+/* Grows the table when one more entry would pass 3/4 of it, then finds
+ * key's slot.  SIZE_MAX when the table cannot grow. */
 static inline size_t insert_slot(sh_map *m, const void *key, uint32_t klen, bool byptr,
                                  uint32_t *h)
 {

@@ -13,8 +13,8 @@
  * with the all-zero seed (deterministic, fine for tools that only talk to
  * our own server).
  *
- * A map takes the seed in force when it first allocates its table and keeps
- * it until sh_map_cleanup, so sh_hash_set_seed never disturbs a map in use.
+ * A map takes the seed in force when it allocates its first table and keeps
+ * it while it has one, so sh_hash_set_seed never disturbs a map in use.
  *
  * Layout: open addressing, linear probing, power-of-two capacity, at most
  * 3/4 full, backward-shift deletion (no tombstones: after a delete the table
