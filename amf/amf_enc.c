@@ -5,8 +5,9 @@
  * the same bytes, and for AMF3 traits with the same class, flags and
  * sealed member names.  The tables hold a reference to every value they
  * index, so a value freed between two calls of one context cannot be
- * mistaken for a new one at the same address.  Lookups are hashed; reset
- * only bumps a generation number.
+ * mistaken for a new one at the same address.  Lookups go through sh_map
+ * (seeded: the strings come from peers); reset costs what the last value
+ * entered.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -14,241 +15,115 @@
 
 #include "amf_int.h"
 
-/* ---- a tiny open-addressing index: hash -> entry number ---- */
-
-typedef struct hslot {
-    uint32_t gen, idx;
-} hslot;
-
-typedef struct hmap {
-    hslot *s;
-    uint32_t cap; /* power of two or 0 */
-    uint32_t gen;
-} hmap;
-
-typedef bool (*hmap_eq)(const void *ctx, uint32_t idx, const void *key);
-
-static uint32_t hmap_find(const hmap *h, uint32_t hash, hmap_eq eq, const void *ctx,
-                          const void *key)
-{
-    if (!h->cap)
-        return UINT32_MAX;
-    for (uint32_t i = hash & (h->cap - 1);; i = (i + 1) & (h->cap - 1)) {
-        if (h->s[i].gen != h->gen)
-            return UINT32_MAX;
-        if (eq(ctx, h->s[i].idx, key))
-            return h->s[i].idx;
-    }
-}
-
-static void hmap_put(hmap *h, uint32_t hash, uint32_t idx)
-{
-    uint32_t i = hash & (h->cap - 1);
-    while (h->s[i].gen == h->gen)
-        i = (i + 1) & (h->cap - 1);
-    h->s[i].gen = h->gen;
-    h->s[i].idx = idx;
-}
-
-static void hmap_clear(hmap *h)
-{
-    if (++h->gen == 0) {
-        if (h->cap)
-            memset(h->s, 0, (size_t)h->cap * sizeof *h->s);
-        h->gen = 1;
-    }
-}
-
-/* Makes room for n entries (load <= 1/2); rehash() re-enters them. */
-static int hmap_fit(hmap *h, uint32_t n, bool *rebuilt)
-{
-    *rebuilt = false;
-    if ((uint64_t)n * 2 <= h->cap)
-        return 0;
-    uint64_t cap = h->cap ? (uint64_t)h->cap * 2 : 32;
-    while (cap < (uint64_t)n * 2)
-        cap *= 2;
-    if (cap > UINT32_MAX / 2)
-        return SH_ENOMEM;
-    hslot *s = calloc((size_t)cap, sizeof *s);
-    if (!s)
-        return SH_ENOMEM;
-    free(h->s);
-    h->s = s;
-    h->cap = (uint32_t)cap;
-    h->gen = 1;
-    *rebuilt = true;
-    return 0;
-}
-
-static uint32_t hash_ptr(const void *p)
-{
-    uint64_t x = (uint64_t)(uintptr_t)p;
-    x ^= x >> 29;
-    x *= 0xbf58476d1ce4e5b9ull;
-    x ^= x >> 32;
-    return (uint32_t)x;
-}
-
-static uint32_t hash_bytes(uint32_t h, const void *p, size_t n)
-{
-    const uint8_t *b = p;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ b[i]) * 16777619u;
-    return h;
-}
-
-#define HASH_SEED 2166136261u
-
 /* ---- tables ---- */
 
 typedef struct otab { /* values by identity */
     amf_value **v;
     uint8_t *done; /* 0 while the value is being written (cycle check) */
     uint32_t n, cap;
-    hmap h;
+    sh_map idx;    /* value -> sh_map_box(position in v) */
 } otab;
-
-typedef struct str_ent {
-    size_t off;
-    uint32_t len, hash;
-} str_ent;
-
-typedef struct trait_ent {
-    const amf_value *obj; /* held through the object table */
-    uint32_t hash;
-} trait_ent;
 
 struct amf_enc {
     otab o0, o3;
-    str_ent *st;
-    uint32_t nst, capst;
-    char *sb;
-    size_t sblen, sbcap;
-    hmap hs;
-    trait_ent *tt;
-    uint32_t ntt, captt;
-    hmap ht;
+    amf_keyset strs;   /* AMF3 string table */
+    amf_keyset traits; /* AMF3 traits table, by trait_sig */
     uint32_t depth;
 };
 
-static bool otab_eq(const void *ctx, uint32_t idx, const void *key)
+/* Makes room for one more value. */
+static int otab_room(otab *t)
 {
-    return ((const otab *)ctx)->v[idx] == key;
-}
-
-static uint32_t otab_find(const otab *t, const amf_value *v)
-{
-    return hmap_find(&t->h, hash_ptr(v), otab_eq, t, v);
-}
-
-static int otab_add(otab *t, const amf_value *v)
-{
-    if (t->n == t->cap) {
-        uint32_t cap = t->cap ? t->cap * 2 : 16;
-        amf_value **nv = realloc(t->v, (size_t)cap * sizeof *nv);
-        if (!nv)
-            return SH_ENOMEM;
-        t->v = nv;
-        uint8_t *nd = realloc(t->done, cap);
-        if (!nd)
-            return SH_ENOMEM;
-        t->done = nd;
-        t->cap = cap;
-    }
-    bool rebuilt;
-    if (hmap_fit(&t->h, t->n + 1, &rebuilt))
+    if (t->n < t->cap)
+        return 0;
+    uint32_t cap = t->cap ? t->cap * 2 : 16;
+    amf_value **nv = realloc(t->v, (size_t)cap * sizeof *nv);
+    if (!nv)
         return SH_ENOMEM;
-    if (rebuilt)
-        for (uint32_t i = 0; i < t->n; i++)
-            hmap_put(&t->h, hash_ptr(t->v[i]), i);
-    t->v[t->n] = amf_ref((amf_value *)(uintptr_t)v);
-    t->done[t->n] = 0;
-    hmap_put(&t->h, hash_ptr(v), t->n);
-    t->n++;
+    t->v = nv;
+    uint8_t *nd = realloc(t->done, cap);
+    if (!nd)
+        return SH_ENOMEM;
+    t->done = nd;
+    t->cap = cap;
     return 0;
 }
 
 static void otab_truncate(otab *t, uint32_t n)
 {
-    if (t->n == n)
+    if (t->n <= n)
         return;
+    if (n == 0)
+        sh_map_clear(&t->idx);
+    else
+        for (uint32_t i = n; i < t->n; i++)
+            sh_map_del_ptr(&t->idx, t->v[i]);
     while (t->n > n)
         amf_unref(t->v[--t->n]);
-    hmap_clear(&t->h);
-    for (uint32_t i = 0; i < t->n; i++)
-        hmap_put(&t->h, hash_ptr(t->v[i]), i);
 }
 
-typedef struct skey {
-    const char *p;
-    uint32_t n;
-} skey;
-
-static bool str_eq(const void *ctx, uint32_t idx, const void *key)
+static void otab_cleanup(otab *t)
 {
-    const amf_enc *e = ctx;
-    const skey *k = key;
-    return e->st[idx].len == k->n && memcmp(e->sb + e->st[idx].off, k->p, k->n) == 0;
+    free(t->v);
+    free(t->done);
+    sh_map_cleanup(&t->idx);
 }
 
-static bool trait_eq(const void *ctx, uint32_t idx, const void *key)
+/* The bytes that identify a trait (amf3 spec 3.12): the dynamic and
+ * externalizable flags, the class name and the sealed member names, each
+ * name after its length (one byte below 0x80, else 0x80 and four bytes) so
+ * that two different traits never give the same bytes.  trait_sig_len says
+ * how many; trait_sig writes them. */
+static uint64_t sig_len_bytes(uint32_t n)
 {
-    const amf_cont *a = amf_cont_of(((const amf_enc *)ctx)->tt[idx].obj);
-    const amf_cont *b = amf_cont_of(key);
-    const uint8_t f = AMF_F_DYNAMIC | AMF_F_EXTERNAL;
-    if ((a->h.flags & f) != (b->h.flags & f) || a->cls_len != b->cls_len ||
-        (a->cls_len && memcmp(a->cls, b->cls, a->cls_len) != 0))
-        return false;
-    uint32_t sa = (a->h.flags & AMF_F_EXTERNAL) ? 0 : a->sealed;
-    uint32_t sb = (b->h.flags & AMF_F_EXTERNAL) ? 0 : b->sealed;
-    if (sa != sb)
-        return false;
-    for (uint32_t i = 0; i < sa; i++)
-        if (a->m[i].klen != b->m[i].klen ||
-            memcmp(a->kbuf + a->m[i].koff, b->kbuf + b->m[i].koff, a->m[i].klen) != 0)
-            return false;
-    return true;
+    return n < 0x80 ? 1 : 5;
 }
 
-static uint32_t trait_hash(const amf_cont *c)
+static char *sig_name(char *p, const char *s, uint32_t n)
 {
-    uint32_t h = hash_bytes(HASH_SEED, c->cls ? c->cls : "", c->cls_len);
-    uint8_t f = c->h.flags & (AMF_F_DYNAMIC | AMF_F_EXTERNAL);
-    h = hash_bytes(h, &f, 1);
-    if (!(c->h.flags & AMF_F_EXTERNAL))
-        for (uint32_t i = 0; i < c->sealed; i++)
-            h = hash_bytes(h * 31, c->kbuf + c->m[i].koff, c->m[i].klen);
-    return h;
+    if (n < 0x80) {
+        *p++ = (char)n;
+    } else {
+        *p++ = (char)0x80;
+        memcpy(p, &n, 4);
+        p += 4;
+    }
+    if (n)
+        memcpy(p, s, n);
+    return p + n;
+}
+
+static uint64_t trait_sig_len(const amf_cont *c, uint32_t sealed)
+{
+    uint64_t n = 1 + sig_len_bytes(c->cls_len) + c->cls_len;
+    for (uint32_t i = 0; i < sealed; i++)
+        n += sig_len_bytes(c->m[i].klen) + c->m[i].klen;
+    return n;
+}
+
+static void trait_sig(const amf_cont *c, uint32_t sealed, char *p)
+{
+    *p++ = (char)(c->h.flags & (AMF_F_DYNAMIC | AMF_F_EXTERNAL));
+    p = sig_name(p, c->cls, c->cls_len);
+    for (uint32_t i = 0; i < sealed; i++)
+        p = sig_name(p, c->kbuf + c->m[i].koff, c->m[i].klen);
 }
 
 amf_enc *amf_enc_new(void) { return calloc(1, sizeof(amf_enc)); }
 
-static void truncate_all(amf_enc *e, uint32_t n0, uint32_t n3, uint32_t nst, size_t sblen,
-                         uint32_t ntt)
+static void truncate_all(amf_enc *e, uint32_t n0, uint32_t n3, uint32_t nst, uint32_t ntt)
 {
     otab_truncate(&e->o0, n0);
     otab_truncate(&e->o3, n3);
-    if (e->nst != nst) {
-        e->nst = nst;
-        e->sblen = sblen;
-        hmap_clear(&e->hs);
-        for (uint32_t i = 0; i < e->nst; i++)
-            hmap_put(&e->hs, e->st[i].hash, i);
-    }
-    if (e->ntt != ntt) {
-        e->ntt = ntt;
-        hmap_clear(&e->ht);
-        for (uint32_t i = 0; i < e->ntt; i++)
-            hmap_put(&e->ht, e->tt[i].hash, i);
-    }
+    amf_keyset_truncate(&e->strs, nst);
+    amf_keyset_truncate(&e->traits, ntt);
 }
 
 void amf_enc_reset(amf_enc *e)
 {
     if (!e)
         return;
-    truncate_all(e, 0, 0, 0, 0, 0);
+    truncate_all(e, 0, 0, 0, 0);
 }
 
 void amf_enc_free(amf_enc *e)
@@ -256,17 +131,10 @@ void amf_enc_free(amf_enc *e)
     if (!e)
         return;
     amf_enc_reset(e);
-    free(e->o0.v);
-    free(e->o0.done);
-    free(e->o0.h.s);
-    free(e->o3.v);
-    free(e->o3.done);
-    free(e->o3.h.s);
-    free(e->st);
-    free(e->sb);
-    free(e->hs.s);
-    free(e->tt);
-    free(e->ht.s);
+    otab_cleanup(&e->o0);
+    otab_cleanup(&e->o3);
+    amf_keyset_cleanup(&e->strs);
+    amf_keyset_cleanup(&e->traits);
     free(e);
 }
 
@@ -315,85 +183,73 @@ static void put_u29(sh_buf *b, uint32_t v)
 
 static int enc3(amf_enc *e, const amf_value *v, sh_buf *b);
 
-/* U29S (amf3 spec 1.3.2): "" is never a reference and never entered. */
+/* U29S (amf3 spec 1.3.2): "" is never a reference and never entered.  The
+ * string is copied to the table's tail first, so that one hash both finds
+ * it and, when new, enters it. */
 static int str3(amf_enc *e, const char *s, uint32_t n, sh_buf *b)
 {
     if (n == 0) {
         put_u8(b, 0x01);
         return 0;
     }
-    skey k = {s, n};
-    uint32_t h = hash_bytes(HASH_SEED, s, n);
-    uint32_t i = hmap_find(&e->hs, h, str_eq, e, &k);
-    if (i != UINT32_MAX) {
-        put_u29(b, i << 1);
-        return 0;
-    }
     if (n > U29_MAX >> 1)
         return SH_EINVAL;
-    if (e->nst < (U29_MAX >> 1)) {
-        if (e->nst == e->capst) {
-            uint32_t cap = e->capst ? e->capst * 2 : 32;
-            str_ent *ns = realloc(e->st, (size_t)cap * sizeof *ns);
-            if (!ns)
-                return SH_ENOMEM;
-            e->st = ns;
-            e->capst = cap;
-        }
-        if (e->sbcap - e->sblen < n) {
-            size_t cap = e->sbcap ? e->sbcap : 1024;
-            while (cap - e->sblen < n)
-                cap *= 2;
-            char *q = realloc(e->sb, cap);
-            if (!q)
-                return SH_ENOMEM;
-            e->sb = q;
-            e->sbcap = cap;
-        }
-        bool rebuilt;
-        if (hmap_fit(&e->hs, e->nst + 1, &rebuilt))
+    uint32_t i;
+    bool added = false;
+    if (e->strs.n < (U29_MAX >> 1)) {
+        char *t = amf_keyset_reserve(&e->strs, n);
+        if (!t)
             return SH_ENOMEM;
-        if (rebuilt)
-            for (uint32_t j = 0; j < e->nst; j++)
-                hmap_put(&e->hs, e->st[j].hash, j);
-        memcpy(e->sb + e->sblen, s, n);
-        e->st[e->nst] = (str_ent){e->sblen, n, h};
-        e->sblen += n;
-        hmap_put(&e->hs, h, e->nst);
-        e->nst++;
+        memcpy(t, s, n);
+        if ((i = amf_keyset_intern(&e->strs, n, &added)) == UINT32_MAX)
+            return SH_ENOMEM;
+    } else {
+        i = amf_keyset_find(&e->strs, s, n); /* full: no more references to give */
+    }
+    if (i != UINT32_MAX && !added) {
+        put_u29(b, i << 1);
+        return 0;
     }
     put_u29(b, n << 1 | 1);
     sh_buf_append(b, s, n);
     return 0;
 }
 
-/* Writes a reference when v was met before; otherwise enters it.
- * Returns 1 when a reference was written. */
-static int obj_ref(otab *t, const amf_value *v, sh_buf *b, bool amf0)
+/* Writes a reference when v was met before; otherwise enters it.  *pos is
+ * its place in the table (for obj_done).  Returns 1 when a reference was
+ * written.  A value met again past the last index a reference can name is
+ * written out again, not entered again: the decoder numbers that copy too,
+ * but every index from there on is past the limit, so no reference we
+ * write is affected. */
+static int obj_ref(otab *t, const amf_value *v, sh_buf *b, bool amf0, uint32_t *pos)
 {
-    uint32_t i = otab_find(t, v);
-    if (i != UINT32_MAX) {
-        if (!t->done[i])
-            return SH_EINVAL; /* the value contains itself */
-        if (!amf0) {
-            if (i <= U29_MAX >> 1) {
-                put_u29(b, i << 1);
-                return 1;
-            }
-        } else if (i <= 0xffff) {
-            put_u8(b, AMF0_REFERENCE);
-            sh_buf_put_u16be(b, (uint16_t)i);
+    if (otab_room(t))
+        return SH_ENOMEM;
+    int rc;
+    void *x = sh_map_get_or_put_ptr(&t->idx, v, sh_map_box(t->n), &rc);
+    if (rc)
+        return rc;
+    if (!x) {
+        t->v[t->n] = amf_ref((amf_value *)(uintptr_t)v);
+        t->done[t->n] = 0;
+        *pos = t->n++;
+        return 0;
+    }
+    uint32_t i = (uint32_t)sh_map_unbox(x);
+    *pos = i;
+    if (!t->done[i])
+        return SH_EINVAL; /* the value contains itself */
+    if (!amf0) {
+        if (i <= U29_MAX >> 1) {
+            put_u29(b, i << 1);
             return 1;
         }
+    } else if (i <= 0xffff) {
+        put_u8(b, AMF0_REFERENCE);
+        sh_buf_put_u16be(b, (uint16_t)i);
+        return 1;
     }
-    return otab_add(t, v);
-}
-
-static void obj_done(otab *t, const amf_value *v)
-{
-    uint32_t i = otab_find(t, v);
-    if (i != UINT32_MAX)
-        t->done[i] = 1;
+    return 0;
 }
 
 static int depth_in(amf_enc *e)
@@ -405,32 +261,22 @@ static int enc3_traits(amf_enc *e, const amf_value *v, sh_buf *b)
 {
     const amf_cont *c = amf_cont_of(v);
     bool ext = v->flags & AMF_F_EXTERNAL, dyn = v->flags & AMF_F_DYNAMIC;
-    uint32_t h = trait_hash(c);
-    uint32_t i = hmap_find(&e->ht, h, trait_eq, e, v);
-    if (i != UINT32_MAX && i <= U29_MAX >> 2) {
+    uint32_t sealed = ext ? 0 : c->sealed;
+    uint64_t siglen = trait_sig_len(c, sealed);
+    char *sig = siglen <= SIZE_MAX / 2 ? amf_keyset_reserve(&e->traits, (size_t)siglen) : NULL;
+    if (!sig)
+        return SH_ENOMEM;
+    trait_sig(c, sealed, sig);
+    bool added;
+    uint32_t i = amf_keyset_intern(&e->traits, (size_t)siglen, &added);
+    if (i == UINT32_MAX)
+        return SH_ENOMEM;
+    if (!added && i <= U29_MAX >> 2) {
         put_u29(b, i << 2 | 1);
         return 0;
     }
-    uint32_t sealed = ext ? 0 : c->sealed;
     if (sealed > U29_MAX >> 4)
         return SH_EINVAL;
-    if (e->ntt == e->captt) {
-        uint32_t cap = e->captt ? e->captt * 2 : 16;
-        trait_ent *nt = realloc(e->tt, (size_t)cap * sizeof *nt);
-        if (!nt)
-            return SH_ENOMEM;
-        e->tt = nt;
-        e->captt = cap;
-    }
-    bool rebuilt;
-    if (hmap_fit(&e->ht, e->ntt + 1, &rebuilt))
-        return SH_ENOMEM;
-    if (rebuilt)
-        for (uint32_t j = 0; j < e->ntt; j++)
-            hmap_put(&e->ht, e->tt[j].hash, j);
-    e->tt[e->ntt] = (trait_ent){v, h};
-    hmap_put(&e->ht, h, e->ntt);
-    e->ntt++;
     put_u29(b, sealed << 4 | (dyn ? 8u : 0u) | (ext ? 4u : 0u) | 3u);
     int rc = str3(e, c->cls ? c->cls : "", c->cls_len, b);
     for (uint32_t k = 0; !rc && k < sealed; k++)
@@ -566,7 +412,8 @@ static int enc3(amf_enc *e, const amf_value *v, sh_buf *b)
     if (v->type >= sizeof marker)
         return SH_EINVAL;
     put_u8(b, marker[v->type]);
-    if ((rc = obj_ref(&e->o3, v, b, false)))
+    uint32_t pos;
+    if ((rc = obj_ref(&e->o3, v, b, false, &pos)))
         return rc < 0 ? rc : 0;
     switch ((amf_type)v->type) {
     case AMF_XML_DOCUMENT:
@@ -586,7 +433,7 @@ static int enc3(amf_enc *e, const amf_value *v, sh_buf *b)
             return rc;
         e->depth--;
     }
-    obj_done(&e->o3, v);
+    e->o3.done[pos] = 1;
     return 0;
 }
 
@@ -667,6 +514,7 @@ static int enc0(amf_enc *e, const amf_value *v, sh_buf *b)
     if (!v)
         return SH_EINVAL;
     int rc;
+    uint32_t pos;
     switch ((amf_type)v->type) {
     case AMF_UNDEFINED: put_u8(b, AMF0_UNDEFINED); return 0;
     case AMF_NULL: put_u8(b, AMF0_NULL); return 0;
@@ -706,12 +554,12 @@ static int enc0(amf_enc *e, const amf_value *v, sh_buf *b)
             break;
         /* fall through */
     case AMF_STRICT_ARRAY:
-        if ((rc = obj_ref(&e->o0, v, b, true)))
+        if ((rc = obj_ref(&e->o0, v, b, true, &pos)))
             return rc < 0 ? rc : 0;
         if ((rc = depth_in(e)) || (rc = enc0_cont(e, v, b)))
             return rc;
         e->depth--;
-        obj_done(&e->o0, v);
+        e->o0.done[pos] = 1;
         return 0;
     default: break;
     }
@@ -725,14 +573,13 @@ int amf_encode(amf_enc *e, amf_encoding enc, const amf_value *v, sh_buf *out)
     if (!e || !v || !out || (enc != AMF_ENC_AMF0 && enc != AMF_ENC_AMF3))
         return SH_EINVAL;
     sh_buf_pos start = sh_buf_mark(out);
-    uint32_t n0 = e->o0.n, n3 = e->o3.n, nst = e->nst, ntt = e->ntt;
-    size_t sblen = e->sblen;
+    uint32_t n0 = e->o0.n, n3 = e->o3.n, nst = e->strs.n, ntt = e->traits.n;
     e->depth = 0;
     int rc = enc == AMF_ENC_AMF3 ? enc3(e, v, out) : enc0(e, v, out);
     if (!rc && out->failed && !start.failed)
         rc = SH_ELIMIT;
     if (rc) {
-        truncate_all(e, n0, n3, nst, sblen, ntt);
+        truncate_all(e, n0, n3, nst, ntt);
         sh_buf_rollback(out, start); /* drop the partial value */
     }
     return rc;

@@ -10,6 +10,7 @@
 #define AMF_INT_H
 
 #include "amf.h"
+#include "sh_map.h"
 
 enum {
     AMF_F_DYNAMIC = 1u << 0,  /* object: has dynamic members */
@@ -84,5 +85,35 @@ int amf_cont_add_member(amf_cont *c, const char *k, size_t kn, amf_value *v, uin
 /* Makes room for `need` elements of `elem` bytes in *p (capacity *cap):
  * doubles, starting at max(hint, 4); overflow-checked.  0 or SH_ENOMEM. */
 int amf_grow(void **p, uint32_t *cap, uint32_t need, size_t elem, uint32_t hint);
+
+/* ---- amf_keyset (amf_keyset.c): byte strings numbered 0, 1, 2 ... ----
+ * The encoder's string and trait tables and amf_equal's memo.  Records are
+ * copied into one buffer and found through an sh_map whose keys point into
+ * it; when the buffer moves the index is rebuilt (the buffer doubles, so
+ * that costs O(1) per byte overall).  A zeroed keyset is empty. */
+typedef struct amf_keyset {
+    char *buf;
+    size_t len, cap;    /* bytes of records / allocated */
+    size_t *off;        /* record i is buf[off[i] .. off[i + 1]) */
+    uint32_t n, offcap; /* records; off has offcap entries, n + 1 used */
+    sh_map idx;         /* record bytes -> sh_map_box(number) */
+} amf_keyset;
+
+/* Room for kn bytes at the tail (buf + len), where a record is built in
+ * place before amf_keyset_intern; NULL when out of memory. */
+char *amf_keyset_grow(amf_keyset *s, size_t kn);
+static inline char *amf_keyset_reserve(amf_keyset *s, size_t kn)
+{
+    return s->cap - s->len >= kn ? s->buf + s->len : amf_keyset_grow(s, kn);
+}
+/* The number of the record equal to the kn bytes at the tail; when there is
+ * none they become record s->n and *added is set.  UINT32_MAX when out of
+ * memory (nothing added). */
+uint32_t amf_keyset_intern(amf_keyset *s, size_t kn, bool *added);
+/* The number of the record equal to k[0..kn), or UINT32_MAX. */
+uint32_t amf_keyset_find(const amf_keyset *s, const void *k, size_t kn);
+/* Forgets records n and above. */
+void amf_keyset_truncate(amf_keyset *s, uint32_t n);
+void amf_keyset_cleanup(amf_keyset *s);
 
 #endif

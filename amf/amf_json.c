@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sh_map.h"
+
 #define TAG "$amf"
 
 /* ---- helpers ---- */
@@ -393,51 +395,8 @@ static cJSON *to_json(const amf_value *v, int depth, size_t *budget)
  * Sizes of shared values are remembered (pointer -> size), so a graph with
  * references is measured in time linear in its own size. */
 
-typedef struct size_memo {
-    const amf_value **keys;
-    size_t *vals;
-    size_t cap, n;
-} size_memo;
-
-static size_t memo_slot(const size_memo *m, const amf_value *v)
-{
-    size_t i = (size_t)(((uint64_t)(uintptr_t)v * 0x9e3779b97f4a7c15ull) >> 20) & (m->cap - 1);
-    while (m->keys[i] && m->keys[i] != v)
-        i = (i + 1) & (m->cap - 1);
-    return i;
-}
-
-static bool memo_store(size_memo *m, const amf_value *v, size_t size)
-{
-    if ((m->n + 1) * 2 > m->cap) {
-        size_memo g = {NULL, NULL, m->cap ? m->cap * 2 : 64, 0};
-        g.keys = calloc(g.cap, sizeof *g.keys);
-        g.vals = calloc(g.cap, sizeof *g.vals);
-        if (!g.keys || !g.vals) {
-            free(g.keys);
-            free(g.vals);
-            return false;
-        }
-        for (size_t i = 0; i < m->cap; i++)
-            if (m->keys[i]) {
-                size_t j = memo_slot(&g, m->keys[i]);
-                g.keys[j] = m->keys[i];
-                g.vals[j] = m->vals[i];
-                g.n++;
-            }
-        free(m->keys);
-        free(m->vals);
-        *m = g;
-    }
-    size_t i = memo_slot(m, v);
-    m->keys[i] = v;
-    m->vals[i] = size;
-    m->n++;
-    return true;
-}
-
 /* Expanded cost as to_json counts it, saturating at limit + 1. */
-static size_t expanded(const amf_value *v, size_memo *m, size_t limit, int depth)
+static size_t expanded(const amf_value *v, sh_map *m, size_t limit, int depth)
 {
     size_t n = 0;
     if (depth > AMF_ENC_MAX_DEPTH)
@@ -449,11 +408,9 @@ static size_t expanded(const amf_value *v, size_memo *m, size_t limit, int depth
         t != AMF_VECTOR_INT && t != AMF_VECTOR_UINT && t != AMF_VECTOR_DOUBLE &&
         t != AMF_VECTOR_OBJECT && t != AMF_DICTIONARY)
         return 1;
-    if (m->n) {
-        size_t i = memo_slot(m, v);
-        if (m->keys[i])
-            return m->vals[i];
-    }
+    void *known = sh_map_get_ptr(m, v);
+    if (known)
+        return (size_t)sh_map_unbox(known);
     size_t total = 1;
 #define ADD(x) (total = total + (x) > limit ? limit + 1 : total + (x))
     if (t == AMF_VECTOR_INT || t == AMF_VECTOR_UINT || t == AMF_VECTOR_DOUBLE)
@@ -471,16 +428,15 @@ static size_t expanded(const amf_value *v, size_memo *m, size_t limit, int depth
         ADD(expanded(e, m, limit, depth + 1));
     }
 #undef ADD
-    memo_store(m, v, total); /* a failed store only costs time */
+    (void)sh_map_put_ptr(m, v, sh_map_box(total)); /* a failed store only costs time */
     return total;
 }
 
 cJSON *amf_json_from_value(const amf_value *v)
 {
-    size_memo m = {NULL, NULL, 0, 0};
+    sh_map m = {0}; /* value -> sh_map_box(size) */
     size_t need = expanded(v, &m, AMF_JSON_MAX_NODES, 0);
-    free(m.keys);
-    free(m.vals);
+    sh_map_cleanup(&m);
     if (need > AMF_JSON_MAX_NODES)
         return NULL;
     size_t budget = AMF_JSON_MAX_NODES;

@@ -596,63 +596,27 @@ void amf_unref(amf_value *v)
  * the memo stays true during the call. */
 
 typedef struct eq_memo {
-    const void **pairs; /* 2 pointers per slot, NULL = empty */
-    size_t cap, n;
-    bool off;           /* allocation failed: compare without memo */
+    amf_keyset pairs; /* (a, b) pointer pairs, as bytes */
+    bool off;         /* allocation failed: compare without memo */
 } eq_memo;
-
-static size_t memo_hash(const void *a, const void *b, size_t cap)
-{
-    uint64_t x = (uint64_t)(uintptr_t)a * 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)b;
-    x ^= x >> 31;
-    x *= 0xbf58476d1ce4e5b9ull;
-    x ^= x >> 29;
-    return (size_t)x & (cap - 1);
-}
 
 static bool memo_has(const eq_memo *m, const void *a, const void *b)
 {
-    if (!m->n)
-        return false;
-    for (size_t i = memo_hash(a, b, m->cap);; i = (i + 1) & (m->cap - 1)) {
-        if (!m->pairs[2 * i])
-            return false;
-        if (m->pairs[2 * i] == a && m->pairs[2 * i + 1] == b)
-            return true;
-    }
-}
-
-static void memo_put_raw(eq_memo *m, const void *a, const void *b)
-{
-    size_t i = memo_hash(a, b, m->cap);
-    while (m->pairs[2 * i])
-        i = (i + 1) & (m->cap - 1);
-    m->pairs[2 * i] = a;
-    m->pairs[2 * i + 1] = b;
-    m->n++;
+    const void *pair[2] = {a, b};
+    return amf_keyset_find(&m->pairs, pair, sizeof(pair)) != UINT32_MAX;
 }
 
 static void memo_put(eq_memo *m, const void *a, const void *b)
 {
     if (m->off)
         return;
-    if ((m->n + 1) * 2 > m->cap) {
-        size_t cap = m->cap ? m->cap * 2 : 64;
-        const void **np = cap > SIZE_MAX / (2 * sizeof *np) ? NULL : calloc(2 * cap, sizeof *np);
-        if (!np) {
-            m->off = true;
-            return;
-        }
-        eq_memo old = *m;
-        m->pairs = np;
-        m->cap = cap;
-        m->n = 0;
-        for (size_t i = 0; i < old.cap; i++)
-            if (old.pairs[2 * i])
-                memo_put_raw(m, old.pairs[2 * i], old.pairs[2 * i + 1]);
-        free(old.pairs);
-    }
-    memo_put_raw(m, a, b);
+    const void *pair[2] = {a, b};
+    char *p = amf_keyset_reserve(&m->pairs, sizeof(pair));
+    bool added;
+    if (p)
+        memcpy(p, pair, sizeof(pair));
+    if (!p || amf_keyset_intern(&m->pairs, sizeof(pair), &added) == UINT32_MAX)
+        m->off = true;
 }
 
 static bool eq(const amf_value *a, const amf_value *b, eq_memo *m);
@@ -727,8 +691,8 @@ static bool eq(const amf_value *a, const amf_value *b, eq_memo *m)
 
 bool amf_equal(const amf_value *a, const amf_value *b)
 {
-    eq_memo m = {NULL, 0, 0, false};
+    eq_memo m = {0};
     bool r = eq(a, b, &m);
-    free(m.pairs);
+    amf_keyset_cleanup(&m.pairs);
     return r;
 }

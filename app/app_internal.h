@@ -22,6 +22,7 @@
 #define APP_INTERNAL_H
 
 #include "app.h"
+#include "sh_map.h"
 
 #define APP_WRITE_IOV_MAX 64
 #define APP_READ_SLAB (64 * 1024)
@@ -219,8 +220,8 @@ struct app_server {
 
     app_conn *conns;            /* all connections */
     size_t nconns;              /* in the list */
-    struct app_ip_count **ip_counts; /* live connections per source address,
-                                        APP_IP_BUCKETS chains */
+    sh_map ip_counts;           /* source address -> live connections
+                                   (app_ip_count, server.c) */
     size_t nclosing;            /* torn down, close callback pending */
     size_t mem_total;           /* sum of mem_counted over connections */
     uint64_t next_id;

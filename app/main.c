@@ -11,6 +11,7 @@
 #include "samples.h"
 #include "so_glue.h"
 #include "sh_log.h"
+#include "sh_map.h"
 
 /* True for 127.0.0.0/8, ::1 and localhost. */
 static bool listen_is_loopback(const char *host)
@@ -61,6 +62,16 @@ int main(int argc, char **argv)
     /* Everything the server creates (the database and its -wal / -shm,
      * the port file) is for this user only, whatever the directory. */
     umask(077);
+    /* Every hash table keyed by peer strings hashes under this secret, so
+     * colliding keys cannot be computed offline (base/sh_map.h). */
+    uint8_t seed[16];
+    rc = uv_random(NULL, NULL, seed, sizeof(seed), 0, NULL);
+    if (rc != 0) {
+        SH_LOG(SH_LOG_ERROR, "cannot seed the hash tables: %s", uv_strerror(rc));
+        app_config_cleanup(&cfg);
+        return 1;
+    }
+    sh_hash_set_seed(seed);
 
     if (mkdir(cfg.data_dir, 0700) != 0 && errno != EEXIST)
         SH_LOG(SH_LOG_WARN, "data_dir %s: %s", cfg.data_dir, strerror(errno));

@@ -227,55 +227,41 @@ static void on_conn_closed(uv_handle_t *h)
 }
 
 /* Live connections per source address, so the per-address cap costs
- * O(1) per accept however many connections the server holds.  Chains of
- * nodes, a node freed when its count drops to zero. */
-#define APP_IP_BUCKETS 4096
-
+ * O(1) per accept however many connections the server holds.  One node per
+ * address (it holds the map's key), freed when its count drops to zero. */
 typedef struct app_ip_count {
-    struct app_ip_count *next;
     size_t n;
     char ip[48];
 } app_ip_count;
 
-static app_ip_count **ip_slot(app_server *s, const char *ip)
-{
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (const char *p = ip; *p; p++)
-        h = (h ^ (uint8_t)*p) * 16777619u;
-    app_ip_count **pp = &s->ip_counts[h % APP_IP_BUCKETS];
-    while (*pp && strcmp((*pp)->ip, ip) != 0)
-        pp = &(*pp)->next;
-    return pp;
-}
-
 static size_t count_ip(app_server *s, const char *ip)
 {
-    app_ip_count *e = *ip_slot(s, ip);
+    app_ip_count *e = sh_map_get(&s->ip_counts, ip, strlen(ip));
     return e ? e->n : 0;
 }
 
 static int ip_count_add(app_server *s, const char *ip)
 {
-    app_ip_count **pp = ip_slot(s, ip);
-    if (!*pp) {
-        app_ip_count *e = calloc(1, sizeof(*e));
+    app_ip_count *e = sh_map_get(&s->ip_counts, ip, strlen(ip));
+    if (!e) {
+        e = calloc(1, sizeof(*e));
         if (!e)
             return SH_ENOMEM;
         snprintf(e->ip, sizeof(e->ip), "%s", ip);
-        *pp = e;
+        if (sh_map_put(&s->ip_counts, e->ip, strlen(e->ip), e) != 0) {
+            free(e);
+            return SH_ENOMEM;
+        }
     }
-    (*pp)->n++;
+    e->n++;
     return 0;
 }
 
 static void ip_count_del(app_server *s, const char *ip)
 {
-    app_ip_count **pp = ip_slot(s, ip);
-    app_ip_count *e = *pp;
-    if (!e)
-        return;
-    if (--e->n == 0) {
-        *pp = e->next;
+    app_ip_count *e = sh_map_get(&s->ip_counts, ip, strlen(ip));
+    if (e && --e->n == 0) {
+        sh_map_del(&s->ip_counts, e->ip, strlen(e->ip));
         free(e);
     }
 }
@@ -861,11 +847,9 @@ app_server *app_server_new(const app_config *cfg, uv_loop_t *loop)
     s->loop = loop ? loop : uv_default_loop();
     s->slab = malloc(APP_READ_SLAB);
     s->rnd_pool = malloc(APP_RANDOM_POOL);
-    s->ip_counts = calloc(APP_IP_BUCKETS, sizeof(*s->ip_counts));
-    if (!s->slab || !s->rnd_pool || !s->ip_counts) {
+    if (!s->slab || !s->rnd_pool) {
         free(s->slab);
         free(s->rnd_pool);
-        free(s->ip_counts);
         free(s);
         return NULL;
     }
@@ -1021,14 +1005,10 @@ void app_server_free(app_server *s)
 {
     if (!s)
         return;
-    for (size_t i = 0; s->ip_counts && i < APP_IP_BUCKETS; i++) {
-        for (app_ip_count *e = s->ip_counts[i]; e;) {
-            app_ip_count *n = e->next;
-            free(e);
-            e = n;
-        }
-    }
-    free(s->ip_counts);
+    app_ip_count *ipc;
+    for (size_t it = 0; (ipc = sh_map_next(&s->ip_counts, &it)) != NULL;)
+        free(ipc);
+    sh_map_cleanup(&s->ip_counts);
     app_session_registry_free(s);
     app_http_handlers_free(s);
     ws_zip_free(s->ws_zip);

@@ -14,6 +14,9 @@
  * decisions (split points, client numbers, modes).  It never fails: once
  * the input is exhausted it returns zeros, so every input is a valid
  * script.
+ *
+ * Nothing here calls sh_hash_set_seed: hash tables use the all-zero seed,
+ * so a stored reproducer replays with the same table layout every time.
  */
 #ifndef FUZZ_COMMON_H
 #define FUZZ_COMMON_H

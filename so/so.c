@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "sh_mem.h"
-#include "so_map.h"
+#include "sh_map.h"
 
 typedef struct so_room so_room;
 typedef struct so_sub so_sub;
@@ -48,7 +48,7 @@ struct so_object {
     bool persistent;
     bool server_only;
     uint32_t version;
-    so_map slots;
+    sh_map slots;
     size_t nlive;
     size_t bytes;
     hist_ent *ring;     /* history_depth entries, allocated on first use */
@@ -69,7 +69,7 @@ struct so_object {
 
 struct so_room {
     char *name;
-    so_map objects;
+    sh_map objects;
     size_t nclients;
     so_room_settings set;  /* from the config and the room_settings hook */
     bool conflict_set;     /* so_engine_room_set_conflict: kept for the engine's life */
@@ -123,8 +123,8 @@ struct so_engine {
     so_config cfg;
     so_store *store;
     so_hooks hooks;
-    so_map rooms;
-    so_map apps;        /* so_app by application name: stored usage (quotas) */
+    sh_map rooms;
+    sh_map apps;        /* so_app by application name: stored usage (quotas) */
     uint64_t next_client_id;
     so_client *clients;
     size_t nclients;
@@ -491,7 +491,7 @@ static int reply_status(so_engine *e, so_client *c, const hdr *h, const char *co
 
 static so_slot *slot_get(const so_object *o, const char *key, size_t klen)
 {
-    return so_map_get(&o->slots, key, klen);
+    return sh_map_get(&o->slots, key, klen);
 }
 
 static void slot_free(so_slot *s)
@@ -504,7 +504,7 @@ static void slot_free(so_slot *s)
 
 static void slot_drop(so_object *o, so_slot *s)
 {
-    so_map_del(&o->slots, s->key, s->klen);
+    sh_map_del(&o->slots, s->key, s->klen);
     if (s->v) {
         o->nlive--;
         o->bytes -= s->klen + s->vbytes;
@@ -538,7 +538,7 @@ static so_slot *slot_write(so_object *o, const char *key, size_t klen, amf_value
             return NULL;
         }
         s->klen = klen;
-        if (so_map_put(&o->slots, s->key, klen, s) < 0) {
+        if (sh_map_put(&o->slots, s->key, klen, s) < 0) {
             slot_free(s);
             free(wcopy);
             *rc = SH_ENOMEM;
@@ -649,9 +649,9 @@ static void object_free(so_engine *e, so_object *o)
 {
     size_t it = 0;
     so_slot *s;
-    while ((s = so_map_next(&o->slots, &it)) != NULL)
+    while ((s = sh_map_next(&o->slots, &it)) != NULL)
         slot_free(s);
-    so_map_cleanup(&o->slots);
+    sh_map_cleanup(&o->slots);
     if (o->ring) {
         for (uint32_t i = 0; i < o->ring_count; i++)
             hist_ent_free(&o->ring[(o->ring_head + i) % e->cfg.history_depth]);
@@ -681,8 +681,8 @@ static so_object *object_new(so_engine *e, so_room *r, const char *name, size_t 
     o->persistent = persistent;
     o->version = version;
     o->hist_base = version;
-    so_map_init(&o->slots);
-    if (so_map_put(&r->objects, o->name, nlen, o) < 0) {
+    sh_map_init(&o->slots);
+    if (sh_map_put(&r->objects, o->name, nlen, o) < 0) {
         free(o->name);
         free(o);
         return NULL;
@@ -696,11 +696,11 @@ static void room_free_objects(so_engine *e, so_room *r)
 {
     size_t it = 0;
     so_object *o;
-    while ((o = so_map_next(&r->objects, &it)) != NULL) {
+    while ((o = sh_map_next(&r->objects, &it)) != NULL) {
         object_free(e, o);
         e->nobjects--;
     }
-    so_map_cleanup(&r->objects); /* leaves the map empty and usable */
+    sh_map_cleanup(&r->objects); /* leaves the map empty and usable */
 }
 
 static void room_free(so_engine *e, so_room *r)
@@ -713,7 +713,7 @@ static void room_free(so_engine *e, so_room *r)
 static void room_maybe_drop(so_engine *e, so_room *r)
 {
     if (r->nclients == 0 && r->objects.count == 0 && !r->conflict_set) {
-        so_map_del(&e->rooms, r->name, strlen(r->name));
+        sh_map_del(&e->rooms, r->name, strlen(r->name));
         room_free(e, r);
     }
 }
@@ -723,7 +723,7 @@ static void object_maybe_drop(so_engine *e, so_object *o)
     if (o->persistent || o->nsubs || o->server_refs)
         return;
     so_room *r = o->room;
-    so_map_del(&r->objects, o->name, o->name_len);
+    sh_map_del(&r->objects, o->name, o->name_len);
     object_free(e, o);
     e->nobjects--;
     room_maybe_drop(e, r);
@@ -740,7 +740,7 @@ static int load_object(void *ud, const char *name, uint32_t version)
 {
     load_ctx *l = ud;
     size_t nlen = strlen(name);
-    if (so_map_get(&l->r->objects, name, nlen))
+    if (sh_map_get(&l->r->objects, name, nlen))
         return 0;
     l->last = object_new(l->e, l->r, name, nlen, true, version ? version : 1);
     if (l->last)
@@ -753,7 +753,7 @@ static int load_slot(void *ud, const char *name, const char *key, size_t klen,
 {
     load_ctx *l = ud;
     so_object *o = l->last && !strcmp(l->last->name, name)
-                       ? l->last : so_map_get(&l->r->objects, name, strlen(name));
+                       ? l->last : sh_map_get(&l->r->objects, name, strlen(name));
     if (!o)
         return 0; /* a slot without its object row: ignore */
     l->last = o;
@@ -791,7 +791,7 @@ static int room_load(so_engine *e, so_room *r)
 static so_room *room_get(so_engine *e, const char *name, bool load, int *rc)
 {
     *rc = 0;
-    so_room *r = so_map_get(&e->rooms, name, strlen(name));
+    so_room *r = sh_map_get(&e->rooms, name, strlen(name));
     if (!r) {
         r = calloc(1, sizeof(*r));
         if (!r || !(r->name = sh_memdup0(name, strlen(name)))) {
@@ -799,7 +799,7 @@ static so_room *room_get(so_engine *e, const char *name, bool load, int *rc)
             *rc = SH_ENOMEM;
             return NULL;
         }
-        so_map_init(&r->objects);
+        sh_map_init(&r->objects);
         r->set = (so_room_settings){e->cfg.conflict, e->cfg.max_slots_per_object,
                                     e->cfg.max_objects_per_client,
                                     e->cfg.max_persistent_objects,
@@ -811,7 +811,7 @@ static so_room *room_get(so_engine *e, const char *name, bool load, int *rc)
             if (r->set.max_objects_per_client > e->cfg.max_objects_per_client)
                 r->set.max_objects_per_client = e->cfg.max_objects_per_client;
         }
-        if (so_map_put(&e->rooms, r->name, strlen(r->name), r) < 0) {
+        if (sh_map_put(&e->rooms, r->name, strlen(r->name), r) < 0) {
             free(r->name);
             free(r);
             *rc = SH_ENOMEM;
@@ -870,7 +870,7 @@ static int persist_full(so_engine *e, so_object *o)
     int rc = so_store_batch_add(b, SO_STORE_CLEAR, o->room->name, o->name, NULL, 0, 0, NULL, 0);
     size_t it = 0;
     so_slot *s;
-    while (rc == 0 && (s = so_map_next(&o->slots, &it)) != NULL)
+    while (rc == 0 && (s = sh_map_next(&o->slots, &it)) != NULL)
         if (s->v)
             rc = persist_slot(e, o, s);
     if (rc == 0)
@@ -896,7 +896,7 @@ typedef struct so_app {
 /* The entry of the application of `room` (its name up to the first '/'). */
 static so_app *app_find(const so_engine *e, const char *room)
 {
-    return so_map_get(&e->apps, room, so_store_app_len(room));
+    return sh_map_get(&e->apps, room, so_store_app_len(room));
 }
 
 static so_app *app_get(so_engine *e, const char *room)
@@ -907,7 +907,7 @@ static so_app *app_get(so_engine *e, const char *room)
     size_t len = so_store_app_len(room);
     a = calloc(1, sizeof(*a));
     if (!a || !(a->name = sh_memdup0(room, len)) ||
-        so_map_put(&e->apps, a->name, len, a) < 0) {
+        sh_map_put(&e->apps, a->name, len, a) < 0) {
         if (a)
             free(a->name);
         free(a);
@@ -1104,7 +1104,7 @@ static size_t state_bound(const so_engine *e, const so_object *o, uint32_t since
         return 0;
     size_t full = 5, it = 0;
     const so_slot *s;
-    while ((s = so_map_next(&o->slots, &it)) != NULL)
+    while ((s = sh_map_next(&o->slots, &it)) != NULL)
         full += event_bytes(s, s->klen);
     size_t n = full;
     if (hist_covers(o, since)) {
@@ -1134,17 +1134,17 @@ static int send_state(so_engine *e, so_client *c, so_object *o, uint32_t since,
     if (since == o->version) {
         /* nothing more */
     } else if (hist_covers(o, since)) {
-        so_map seen;
-        so_map_init(&seen);
+        sh_map seen;
+        sh_map_init(&seen);
         uint32_t depth = e->cfg.history_depth;
         for (uint32_t i = 0; rc == 0 && i < o->ring_count; i++) {
             hist_ent *h = &o->ring[(o->ring_head + i) % depth];
             if (h->version <= since)
                 continue;
             for (size_t k = 0; rc == 0 && k < h->nkeys; k++) {
-                if (so_map_get(&seen, h->keys[k], h->klens[k]))
+                if (sh_map_get(&seen, h->keys[k], h->klens[k]))
                     continue;
-                rc = so_map_put(&seen, h->keys[k], h->klens[k], h);
+                rc = sh_map_put(&seen, h->keys[k], h->klens[k], h);
                 size_t add = event_bytes(slot_get(o, h->keys[k], h->klens[k]), h->klens[k]);
                 if (rc == 0 && ev.len && ev.len + add > maxb)
                     rc = flush_to(e, c, o, &ev, built, out);
@@ -1152,12 +1152,12 @@ static int send_state(so_engine *e, so_client *c, so_object *o, uint32_t since,
                     rc = put_current(e, &ev, o, h->keys[k], h->klens[k]);
             }
         }
-        so_map_cleanup(&seen);
+        sh_map_cleanup(&seen);
     } else {
         so_wire_put_empty(&ev, SO_EV_CLEAR);
         size_t it = 0;
         so_slot *s;
-        while (rc == 0 && (s = so_map_next(&o->slots, &it)) != NULL) {
+        while (rc == 0 && (s = sh_map_next(&o->slots, &it)) != NULL) {
             if (!s->v)
                 continue;
             if (ev.len && ev.len + event_bytes(s, s->klen) > maxb)
@@ -1244,7 +1244,7 @@ static int on_use(so_engine *e, so_client *c, const so_msg *m, size_t budget,
     if (!pathlist_allows(&c->rd, m->name, m->name_len))
         return reply_status(e, c, &h, SO_STATUS_NO_READ, out);
     so_room *r = c->room;
-    so_object *o = so_map_get(&r->objects, m->name, m->name_len);
+    so_object *o = sh_map_get(&r->objects, m->name, m->name_len);
     if (o && o->persistent != m->persistent) {
         h.version = reply_version(c, o);
         h.persistent = o->persistent;
@@ -1309,7 +1309,7 @@ typedef struct wctx {
     so_object *o;
     sh_buf req, fail;
     bool with_fail;
-    so_map answered;    /* keys whose current value is already in req */
+    sh_map answered;    /* keys whose current value is already in req */
     int rc;
 } wctx;
 
@@ -1323,9 +1323,9 @@ static int w_refuse(wctx *w, const char *code, const char *key, size_t klen)
         if (w->with_fail)
             so_wire_put_status(&w->fail, code, SO_STATUS_LEVEL_ERROR);
     }
-    if (so_map_get(&w->answered, key, klen))
+    if (sh_map_get(&w->answered, key, klen))
         return 0;
-    int rc = so_map_put(&w->answered, key, klen, w);
+    int rc = sh_map_put(&w->answered, key, klen, w);
     if (rc == 0)
         rc = put_current(w->e, &w->req, w->o, key, klen);
     if (rc == 0 && w->with_fail)
@@ -1402,7 +1402,7 @@ static int on_writes(so_engine *e, so_client *c, const so_msg *m, uint64_t now_m
         nw += is_write(m->events[i].type);
     if (!nw)
         return 0;
-    so_object *o = so_map_get(&c->room->objects, m->name, m->name_len);
+    so_object *o = sh_map_get(&c->room->objects, m->name, m->name_len);
     so_sub *sub = o ? sub_find(c, o) : NULL;
     wctx w = {.e = e, .c = c, .o = o};
     sh_buf_init(&w.req, SH_BUF_MAX_DEFAULT);
@@ -1419,7 +1419,7 @@ static int on_writes(so_engine *e, so_client *c, const so_msg *m, uint64_t now_m
         return rc;
     }
     w.with_fail = persisting(e, o);
-    so_map_init(&w.answered);
+    sh_map_init(&w.answered);
     const char *rate_code = NULL;
     if (e->cfg.max_updates_per_sec) {
         uint64_t win = now_ms / 1000;
@@ -1457,7 +1457,7 @@ static int on_writes(so_engine *e, so_client *c, const so_msg *m, uint64_t now_m
         rc = rc2;
     if (rc == 0 && (w.req.failed || w.fail.failed))
         rc = SH_ENOMEM;
-    so_map_cleanup(&w.answered);
+    sh_map_cleanup(&w.answered);
     sh_buf_cleanup(&w.req);
     sh_buf_cleanup(&w.fail);
     return rc;
@@ -1489,7 +1489,7 @@ static int send_to_subs(so_engine *e, so_object *o, const char *handler, size_t 
 static int on_send(so_engine *e, so_client *c, const so_msg *m, const so_event *ev,
                    so_effects *out)
 {
-    so_object *o = so_map_get(&c->room->objects, m->name, m->name_len);
+    so_object *o = sh_map_get(&c->room->objects, m->name, m->name_len);
     hdr h = {NULL, m->name, m->name_len, o ? reply_version(c, o) : 0, m->persistent};
     if (!o || !sub_find(c, o))
         return reply_status(e, c, &h, SO_STATUS_NO_OBJECT, out);
@@ -1500,7 +1500,7 @@ static int on_send(so_engine *e, so_client *c, const so_msg *m, const so_event *
 
 static void on_release(so_engine *e, so_client *c, const so_msg *m)
 {
-    so_object *o = so_map_get(&c->room->objects, m->name, m->name_len);
+    so_object *o = sh_map_get(&c->room->objects, m->name, m->name_len);
     so_sub *s = o ? sub_find(c, o) : NULL;
     if (s)
         sub_remove(e, s);
@@ -1570,8 +1570,8 @@ so_engine *so_engine_new(const so_config *config, so_store *store)
     else
         so_config_default(&e->cfg);
     e->store = store;
-    so_map_init(&e->rooms);
-    so_map_init(&e->apps);
+    sh_map_init(&e->rooms);
+    sh_map_init(&e->apps);
     e->next_seq = 1;
     sh_buf_init(&e->scratch, SH_BUF_MAX_DEFAULT);
     e->enc = amf_enc_new();
@@ -1597,16 +1597,16 @@ void so_engine_free(so_engine *e)
         so_client_unregister(e, e->clients);
     size_t it = 0;
     so_room *r;
-    while ((r = so_map_next(&e->rooms, &it)) != NULL)
+    while ((r = sh_map_next(&e->rooms, &it)) != NULL)
         room_free(e, r);
-    so_map_cleanup(&e->rooms);
+    sh_map_cleanup(&e->rooms);
     it = 0;
     so_app *a;
-    while ((a = so_map_next(&e->apps, &it)) != NULL) {
+    while ((a = sh_map_next(&e->apps, &it)) != NULL) {
         free(a->name);
         free(a);
     }
-    so_map_cleanup(&e->apps);
+    sh_map_cleanup(&e->apps);
     for (size_t i = 0; i < e->nheld; i++)
         held_finish(&e->held[i], false, NULL, false);
     free(e->held);
@@ -1778,8 +1778,8 @@ static void schedule_rewrites(so_engine *e, const so_store_batch *b)
 {
     for (size_t i = 0; i < b->nops; i++) {
         const so_store_op *op = &b->ops[i];
-        so_room *r = so_map_get(&e->rooms, op->room, strlen(op->room));
-        so_object *o = r ? so_map_get(&r->objects, op->name, strlen(op->name)) : NULL;
+        so_room *r = sh_map_get(&e->rooms, op->room, strlen(op->room));
+        so_object *o = r ? sh_map_get(&r->objects, op->name, strlen(op->name)) : NULL;
         if (o && o->persistent)
             o->unsaved = persist_full(e, o) < 0; /* ENOMEM: retried on the next failure */
     }
@@ -1823,7 +1823,7 @@ static bool room_idle(const so_engine *e, const so_room *r)
         return false;
     size_t it = 0;
     const so_object *o;
-    while ((o = so_map_next(&r->objects, &it)) != NULL)
+    while ((o = sh_map_next(&r->objects, &it)) != NULL)
         if (o->nsubs || o->server_refs || o->lock || o->npend || o->unsaved ||
             o->pending_seq > e->done_seq || o->rewrite_seq > e->done_seq)
             return false;
@@ -1838,7 +1838,7 @@ size_t so_engine_unload_idle(so_engine *e)
     so_room *r;
     so_room **gone = NULL; /* emptied rooms to drop after the walk */
     size_t ngone = 0, capgone = 0;
-    while ((r = so_map_next(&e->rooms, &it)) != NULL) {
+    while ((r = sh_map_next(&e->rooms, &it)) != NULL) {
         if (!room_idle(e, r)) {
             r->idle_seen = false;
             continue;
@@ -1877,7 +1877,7 @@ so_object *so_engine_object_open(so_engine *e, const char *room, const char *nam
     so_room *r = room_get(e, room, true, &rc);
     if (!r)
         goto out;
-    o = so_map_get(&r->objects, name, nlen);
+    o = sh_map_get(&r->objects, name, nlen);
     if (o && o->persistent != persistent) {
         o = NULL;
         rc = SH_EEXIST;
@@ -1908,8 +1908,8 @@ void so_engine_object_close(so_engine *e, so_object *o)
 
 so_object *so_engine_object_find(so_engine *e, const char *room, const char *name)
 {
-    so_room *r = so_map_get(&e->rooms, room, strlen(room));
-    return r ? so_map_get(&r->objects, name, strlen(name)) : NULL;
+    so_room *r = sh_map_get(&e->rooms, room, strlen(room));
+    return r ? sh_map_get(&r->objects, name, strlen(name)) : NULL;
 }
 
 /* Applies queued server changes as one version. */
@@ -2038,7 +2038,7 @@ bool so_object_slot_next(const so_object *o, size_t *iter, const char **key,
                          size_t *key_len, amf_value **value)
 {
     so_slot *s;
-    while ((s = so_map_next(&o->slots, iter)) != NULL) {
+    while ((s = sh_map_next(&o->slots, iter)) != NULL) {
         if (!s->v)
             continue;
         if (key)
@@ -2055,7 +2055,7 @@ bool so_object_slot_next(const so_object *o, size_t *iter, const char **key,
 void so_engine_app_usage(const so_engine *e, const char *app, uint64_t *objects,
                          uint64_t *bytes)
 {
-    const so_app *a = so_map_get(&e->apps, app, strlen(app));
+    const so_app *a = sh_map_get(&e->apps, app, strlen(app));
     *objects = a ? a->objects : 0;
     *bytes = a ? a->bytes : 0;
 }

@@ -30,6 +30,7 @@
 #include "chat_store.h"
 #include "sh_err.h"
 #include "sh_log.h"
+#include "sh_map.h"
 
 /* Defaults when a client's application has no [app] section; they mirror
  * app_app_config_defaults() in config.c. */
@@ -77,10 +78,10 @@ struct chat_pmsg {
 };
 
 struct chat_user {
-    chat_user *hnext;
-    uint32_t hash;
-    char *app;             /* owned */
-    char *name;            /* owned */
+    char *key;             /* owned: app, NUL, name, NUL (the users map's key) */
+    size_t klen;           /* without the last NUL */
+    char *app;             /* in key */
+    char *name;            /* in key */
     uint64_t last_id;
     uint64_t acked;
     chat_conn *conns;
@@ -113,8 +114,7 @@ struct chat {
     uv_loop_t *loop;
     chat_store *store;
     chat_presence *presence;
-    chat_user **buckets;
-    size_t nbuckets, nusers;
+    sh_map users;          /* user_key -> chat_user */
     chat_batch *pending;
     chat_batch *inflight;
     uv_check_t check;
@@ -206,77 +206,57 @@ static const char *arg_string(const rtmp_cmd *cmd, size_t i, size_t *len)
 
 /* ---- users ---- */
 
-static uint32_t user_hash(const char *app, const char *name, size_t nlen)
+/* The users map's key of (app, name): the application name, a NUL (in
+ * neither name), the user name.  0 when a name is longer than APP_NAME_MAX
+ * (no user has such a name: connect names are cut there). */
+#define USER_KEY_MAX (2 * APP_NAME_MAX + 1)
+
+static size_t user_key(char *k, const char *app, const char *name, size_t nlen)
 {
-    uint32_t h = 2166136261u;
-    for (const char *p = app; *p; p++)
-        h = (h ^ (uint8_t)*p) * 16777619u;
-    h = (h ^ '\n') * 16777619u;
-    for (size_t i = 0; i < nlen; i++)
-        h = (h ^ (uint8_t)name[i]) * 16777619u;
-    return h;
+    size_t alen = strlen(app);
+    if (alen > APP_NAME_MAX || nlen > APP_NAME_MAX)
+        return 0;
+    memcpy(k, app, alen);
+    k[alen] = '\0';
+    memcpy(k + alen + 1, name, nlen);
+    return alen + 1 + nlen;
 }
 
-static chat_user *user_find(chat *ch, const char *app, const char *name, size_t nlen,
-                            uint32_t h)
+static chat_user *user_find(chat *ch, const char *app, const char *name, size_t nlen)
 {
-    for (chat_user *u = ch->buckets[h & (ch->nbuckets - 1)]; u; u = u->hnext)
-        if (u->hash == h && strcmp(u->app, app) == 0 && strlen(u->name) == nlen &&
-            memcmp(u->name, name, nlen) == 0)
-            return u;
-    return NULL;
-}
-
-static void users_grow(chat *ch)
-{
-    size_t nb = ch->nbuckets * 2;
-    chat_user **b = calloc(nb, sizeof(*b));
-    if (!b)
-        return; /* keep the old table: longer chains, still correct */
-    for (size_t i = 0; i < ch->nbuckets; i++) {
-        for (chat_user *u = ch->buckets[i], *n; u; u = n) {
-            n = u->hnext;
-            u->hnext = b[u->hash & (nb - 1)];
-            b[u->hash & (nb - 1)] = u;
-        }
-    }
-    free(ch->buckets);
-    ch->buckets = b;
-    ch->nbuckets = nb;
+    char k[USER_KEY_MAX];
+    size_t klen = user_key(k, app, name, nlen);
+    return klen ? sh_map_get(&ch->users, k, klen) : NULL;
 }
 
 /* The record of (app, name), loaded from the store when not in memory.
  * NULL on allocation or store failure (*rc says which). */
 static chat_user *user_get(chat *ch, const char *app, const char *name, size_t nlen, int *rc)
 {
-    uint32_t h = user_hash(app, name, nlen);
-    chat_user *u = user_find(ch, app, name, nlen, h);
-    *rc = 0;
-    if (u)
+    char k[USER_KEY_MAX];
+    size_t klen = user_key(k, app, name, nlen);
+    *rc = klen ? 0 : SH_ELIMIT;
+    chat_user *u = klen ? sh_map_get(&ch->users, k, klen) : NULL;
+    if (u || !klen)
         return u;
     u = calloc(1, sizeof(*u));
-    if (!u || !(u->app = strdup(app)) || !(u->name = dup_n(name, nlen))) {
-        if (u)
-            free(u->app);
+    if (!u || !(u->key = dup_n(k, klen))) {
         free(u);
         *rc = SH_ENOMEM;
         return NULL;
     }
-    u->hash = h;
+    u->klen = klen;
+    u->app = u->key;
+    u->name = u->key + strlen(app) + 1;
     *rc = chat_store_load_user(ch->store, u->app, u->name, &u->last_id, &u->acked);
     if (*rc) {
         SH_LOG(SH_LOG_ERROR, "chat: cannot load user %s of %s from the store", u->name, app);
-        free(u->app);
-        free(u->name);
-        free(u);
-        return NULL;
+    } else if ((*rc = sh_map_put(&ch->users, u->key, u->klen, u)) == 0) {
+        return u;
     }
-    if (ch->nusers >= ch->nbuckets)
-        users_grow(ch);
-    u->hnext = ch->buckets[h & (ch->nbuckets - 1)];
-    ch->buckets[h & (ch->nbuckets - 1)] = u;
-    ch->nusers++;
-    return u;
+    free(u->key);
+    free(u);
+    return NULL;
 }
 
 static void user_free(chat_user *u)
@@ -287,8 +267,7 @@ static void user_free(chat_user *u)
         u->conns = n;
     }
     free(u->dedup);
-    free(u->app);
-    free(u->name);
+    free(u->key);
     free(u);
 }
 
@@ -298,23 +277,25 @@ static bool user_idle(const chat_user *u, uint64_t now)
            (u->dedup_ms == 0 || now - u->dedup_ms > CHAT_DEDUP_WINDOW_MS);
 }
 
+typedef struct sweep_arg {
+    bool all;
+    uint64_t now;
+} sweep_arg;
+
+static bool sweep_one(void *val, void *ctx)
+{
+    const sweep_arg *a = ctx;
+    if (!a->all && !user_idle(val, a->now))
+        return false;
+    user_free(val);
+    return true;
+}
+
 /* Drops idle records (the store has everything they held). */
 static void users_sweep(chat *ch, bool all)
 {
-    uint64_t now = uv_now(ch->loop);
-    for (size_t i = 0; i < ch->nbuckets; i++) {
-        chat_user **pp = &ch->buckets[i];
-        while (*pp) {
-            chat_user *u = *pp;
-            if (all || user_idle(u, now)) {
-                *pp = u->hnext;
-                ch->nusers--;
-                user_free(u);
-            } else {
-                pp = &u->hnext;
-            }
-        }
-    }
+    sweep_arg a = {all, uv_now(ch->loop)};
+    sh_map_sweep(&ch->users, sweep_one, &a);
 }
 
 static app_conn *user_conn_by_id(chat_user *u, uint64_t id)
@@ -624,7 +605,7 @@ static void on_disconnect(app_conn *c, void *ud)
     if (!*name)
         return;
     const char *app = app_conn_app_name(c);
-    chat_user *u = user_find(ch, app, name, strlen(name), user_hash(app, name, strlen(name)));
+    chat_user *u = user_find(ch, app, name, strlen(name));
     if (!u)
         return;
     for (chat_conn **pp = &u->conns; *pp; pp = &(*pp)->next) {
@@ -868,7 +849,7 @@ static int method_ack(app_conn *c, const rtmp_cmd *cmd, void *ud)
 static void chat_free(chat *ch)
 {
     users_sweep(ch, true);
-    free(ch->buckets);
+    sh_map_cleanup(&ch->users);
     chat_presence_free(ch->presence);
     chat_store_close(ch->store);
     SH_LOG(SH_LOG_INFO, "chat: stopped (%llu messages, %llu batches, %llu failed)",
@@ -927,17 +908,14 @@ int chat_register(app_server *srv)
         return SH_ENOMEM;
     ch->srv = srv;
     ch->loop = app_server_loop(srv);
-    ch->nbuckets = 1024;
-    ch->buckets = calloc(ch->nbuckets, sizeof(*ch->buckets));
     char path[4096], err[512];
     snprintf(path, sizeof(path), "%s/%s", cfg->data_dir, CHAT_DB_NAME);
-    int rc = ch->buckets ? chat_store_open(path, &ch->store, err, sizeof(err)) : SH_ENOMEM;
+    int rc = chat_store_open(path, &ch->store, err, sizeof(err));
     if (rc == 0 && (rc = chat_store_count_unacked(ch->store, &ch->unacked)) != 0)
         snprintf(err, sizeof(err), "cannot count the stored messages");
     if (rc) {
-        SH_LOG(SH_LOG_ERROR, "chat: cannot open the store: %s", ch->buckets ? err : "no memory");
+        SH_LOG(SH_LOG_ERROR, "chat: cannot open the store: %s", err);
         chat_store_close(ch->store);
-        free(ch->buckets);
         free(ch);
         return rc;
     }

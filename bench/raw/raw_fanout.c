@@ -36,11 +36,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include "sh_buf.h"
+#include "sh_map.h"
 #include "sh_rcbuf.h"
 
 #define RAW_HS 1536
@@ -50,7 +52,6 @@
 #define RAW_MAX_OUT ((size_t)64 << 20)  /* unsent bytes before a client is dropped */
 #define RAW_READ_MAX (256 * 1024)       /* bytes read per connection per wakeup */
 #define RAW_CSIDS 64
-#define RAW_ROOM_BUCKETS 4096
 
 typedef struct raw_room raw_room;
 
@@ -76,15 +77,14 @@ typedef struct raw_conn {
 } raw_conn;
 
 struct raw_room {
-    raw_room *next;        /* hash chain */
-    char *name;
+    char *name;            /* the rooms map's key */
     size_t name_len;
     uint32_t version;
     raw_conn **subs;
     uint32_t nsubs, cap;
 };
 
-static raw_room *rooms[RAW_ROOM_BUCKETS];
+static sh_map rooms;       /* name -> raw_room (names come from clients) */
 static raw_conn *dirty_head;
 static int epfd;
 static sh_rcbuf *canned_s0s1;
@@ -180,29 +180,23 @@ static void flush(raw_conn *c)
 
 /* ---- rooms ---- */
 
-static uint32_t hash_name(const uint8_t *p, size_t n)
-{
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ p[i]) * 16777619u;
-    return h;
-}
-
 static raw_room *room_get(const uint8_t *name, size_t n)
 {
-    uint32_t h = hash_name(name, n) % RAW_ROOM_BUCKETS;
-    for (raw_room *r = rooms[h]; r; r = r->next)
-        if (r->name_len == n && memcmp(r->name, name, n) == 0)
-            return r;
-    raw_room *r = calloc(1, sizeof *r);
+    raw_room *r = sh_map_get(&rooms, name, n);
+    if (r)
+        return r;
+    r = calloc(1, sizeof *r);
     if (!r || !(r->name = malloc(n ? n : 1))) {
         free(r);
         return NULL;
     }
     memcpy(r->name, name, n);
     r->name_len = n;
-    r->next = rooms[h];
-    rooms[h] = r;
+    if (sh_map_put(&rooms, r->name, n, r) != 0) {
+        free(r->name);
+        free(r);
+        return NULL;
+    }
     return r;
 }
 
@@ -665,6 +659,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "sohub-raw-fanout: bad address %s\n", host);
         return 2;
     }
+    uint8_t seed[16];
+    if (getrandom(seed, sizeof seed, 0) != (ssize_t)sizeof seed) {
+        perror("sohub-raw-fanout: getrandom");
+        return 1;
+    }
+    sh_hash_set_seed(seed); /* room names come from clients */
     signal(SIGPIPE, SIG_IGN);
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);

@@ -604,6 +604,84 @@ Test(context, encoder_refuses_cycles_and_rolls_back)
     amf_unref(s);
 }
 
+/* Tables well past the encoder's small size, and a string buffer that
+ * moves several times (its index is rebuilt): every repeat is still a
+ * reference.  A value that fails in between takes back only its own
+ * entries, even when the tables held many before it. */
+Test(context, large_tables_keep_references)
+{
+    enum { N = 3000, C = 40 };
+    char s[32];
+    amf_value *strs = amf_strict_array_new();
+    for (int i = 0; i < 2 * N; i++) {
+        snprintf(s, sizeof s, "string number %d", i % N);
+        amf_array_push(strs, amf_string_cstr(s));
+    }
+    amf_value *objs = amf_strict_array_new();
+    for (int i = 0; i < 2 * C; i++) {
+        snprintf(s, sizeof s, "cls%d", i % C);
+        amf_value *o = amf_object_new(s); /* typed: its member is sealed */
+        amf_object_set_cstr(o, "a", amf_integer(1));
+        amf_array_push(objs, o);
+    }
+    /* the traits table alone: each class first inline (marker, traits
+     * U29, class name, "a" inline then as reference 1, the integer), then
+     * as a trait reference (1 byte up to index 31, then 2) */
+    size_t n;
+    uint8_t *b = tu_encode(AMF_ENC_AMF3, objs, &n);
+    size_t want = 4;
+    for (int i = 0; i < C; i++) {
+        snprintf(s, sizeof s, "cls%d", i);
+        want += 1 + 1 + 1 + strlen(s) + (i == 0 ? 2 : 1) + 2;
+        want += 1 + (i < 32 ? 1 : 2) + 2;
+    }
+    cr_assert_eq(n, want, "repeated classes are trait references (%zu bytes, want %zu)", n, want);
+    amf_value *back = dec_all(AMF_ENC_AMF3, b, n);
+    cr_assert(amf_equal(objs, back));
+    amf_unref(back);
+    free(b);
+
+    /* strings, in a context kept for what follows: array header 4; a
+     * string: marker, U29 length, bytes; a repeat: marker and the U29
+     * reference (1 byte up to index 63, then 2) */
+    amf_enc *e = amf_enc_new();
+    sh_buf out;
+    sh_buf_init(&out, 0);
+    cr_assert_eq(amf_encode(e, AMF_ENC_AMF3, strs, &out), 0);
+    want = 4;
+    for (int i = 0; i < N; i++) {
+        snprintf(s, sizeof s, "string number %d", i);
+        want += 2 + strlen(s) + 1 + (i < 64 ? 1 : 2);
+    }
+    cr_assert_eq(out.len, want, "repeats are references (%zu bytes, want %zu)", out.len, want);
+    back = dec_all(AMF_ENC_AMF3, out.data, out.len);
+    cr_assert(amf_equal(strs, back));
+    amf_unref(back);
+
+    /* a failure after entering strings and an object */
+    amf_value *bad = amf_object_new(NULL);
+    amf_object_set_cstr(bad, "fresh key", amf_string_cstr("fresh value"));
+    amf_object_set_cstr(bad, "self", amf_ref(bad));
+    size_t before = out.len;
+    cr_assert_eq(amf_encode(e, AMF_ENC_AMF3, bad, &out), SH_EINVAL);
+    cr_assert_eq(out.len, before);
+    amf_object_set_cstr(bad, "self", amf_null());
+    amf_unref(bad);
+    amf_value *fresh = amf_string_cstr("fresh value"), *old = amf_string_cstr("string number 5");
+    cr_assert_eq(amf_encode(e, AMF_ENC_AMF3, fresh, &out), 0);
+    cr_assert_eq(out.data[before + 1], 11 << 1 | 1, "rolled back: written inline");
+    before = out.len;
+    cr_assert_eq(amf_encode(e, AMF_ENC_AMF3, old, &out), 0);
+    cr_assert_eq(out.len - before, 2);
+    cr_assert_eq(out.data[before + 1], 5 << 1, "kept: reference 5");
+    amf_unref(fresh);
+    amf_unref(old);
+    amf_unref(strs);
+    amf_unref(objs);
+    amf_enc_free(e);
+    sh_buf_cleanup(&out);
+}
+
 /* ==== limits: each at the limit passes, one past fails ==== */
 
 static int dec_lim(amf_encoding enc, const amf_limits *lim, const uint8_t *b, size_t n)
