@@ -64,7 +64,7 @@ static int chat_send(const cli_opts *o, const char *to, const char *text)
     amf_unref(args[0]);
     amf_unref(args[1]);
     rtmp_cmd a;
-    int r = txid > 0 ? shc_call_wait(c, txid, cli_timeout_ms(o), &a) : -1;
+    int r = txid > 0 ? cli_call_wait(c, txid, cli_timeout_ms(o), &a) : -1;
     int rc = 0;
     if (r <= 0) {
         fprintf(stderr, "sohub-cli: %s\n", r < 0 ? shc_error(c) : "no answer (timed out)");
@@ -120,7 +120,7 @@ static int chat_listen(const cli_opts *o)
     double t = shc_call_send(c, "echo", &nul, 1, true);
     amf_unref(nul);
     rtmp_cmd a;
-    if (t > 0 && shc_call_wait(c, t, 2000, &a) == 1)
+    if (t > 0 && cli_call_wait(c, t, 2000, &a) == 1)
         rtmp_cmd_cleanup(&a);
     shc_close(c);
     return rc;
