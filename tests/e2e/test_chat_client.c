@@ -165,8 +165,22 @@ static int pump_until(cc *c, double want, cc_answer *a, int timeout_ms)
     }
 }
 
+static cc *connect_opts(int port, const char *path, const char *user, const char *token,
+                        const char *const *extra, int rcvbuf, char *code, char *desc, size_t sz);
+
 cc *cc_connect(int port, const char *path, const char *user, const char *token,
                const char *const *extra, char *code, char *desc, size_t sz)
+{
+    return connect_opts(port, path, user, token, extra, 0, code, desc, sz);
+}
+
+cc *cc_connect_rcvbuf(int port, const char *path, const char *user, int rcvbuf)
+{
+    return connect_opts(port, path, user, NULL, NULL, rcvbuf, NULL, NULL, 0);
+}
+
+static cc *connect_opts(int port, const char *path, const char *user, const char *token,
+                        const char *const *extra, int rcvbuf, char *code, char *desc, size_t sz)
 {
     if (code)
         code[0] = '\0';
@@ -178,7 +192,7 @@ cc *cc_connect(int port, const char *path, const char *user, const char *token,
     char url[1024], err[600];
     snprintf(url, sizeof(url), "rtmp://127.0.0.1:%d/%s", port, path);
     shc_opts o = {.url = url, .user = user, .token = token, .extra_args = extra,
-                  .timeout_ms = 5000};
+                  .timeout_ms = 5000, .rcvbuf = rcvbuf};
     shc_refusal why;
     c->sh = shc_connect_ex(&o, &why, err, sizeof(err));
     if (!c->sh) {

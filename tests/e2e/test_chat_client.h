@@ -39,6 +39,9 @@ typedef struct cc cc;
  * description into code / desc (may be NULL). */
 cc *cc_connect(int port, const char *path, const char *user, const char *token,
                const char *const *extra, char *code, char *desc, size_t sz);
+/* cc_connect as `user` (no token), with SO_RCVBUF set to rcvbuf bytes
+ * before the TCP connect (a reader that falls behind); NULL on failure. */
+cc *cc_connect_rcvbuf(int port, const char *path, const char *user, int rcvbuf);
 void cc_close(cc *c);
 
 /* The answer to a call. */
