@@ -26,6 +26,7 @@ struct shc {
     rtmp_conn *rc;
     sh_outq out;
     bool closed;
+    bool broken;              /* input can no longer be trusted: nothing more is read */
     char err[512];
     double next_txid;
     shc_event *q;             /* ring of held events */
@@ -205,12 +206,14 @@ static int flush_out(shc *c)
 
 /* ---- events ---- */
 
-/* The connection is unusable from here on: reading stops, the reason is
- * kept for shc_error. */
+/* A message could not be decoded or held: handing out the ones after it
+ * would hide a gap, so nothing more is read; the reason is kept for
+ * shc_error. */
 static void fail(shc *c, const char *fmt, const char *what)
 {
     snprintf(c->err, sizeof(c->err), fmt, what);
     c->closed = true;
+    c->broken = true;
 }
 
 /* Holds ev (taking it).  The caller checked c->qlen < SHC_MAX_HELD.  On
@@ -284,8 +287,8 @@ static int to_event(shc *c, const rtmp_msg *m, shc_event *ev)
  * Returns 1 with *ev, 0 when nothing came, -1 when closed. */
 static int read_event(shc *c, int timeout_ms, shc_event *ev)
 {
-    if (c->closed)
-        return -1; /* nothing after a failure: it could follow a gap */
+    if (c->broken)
+        return -1; /* nothing after a lost message or a protocol error */
     int64_t end = timeout_ms < 0 ? INT64_MAX : shc_now_ms() + timeout_ms;
     for (;;) {
         while (c->in_off < c->in_len) {
@@ -299,6 +302,7 @@ static int read_event(shc *c, int timeout_ms, shc_event *ev)
                 snprintf(c->err, sizeof(c->err), "protocol error from the server: %s",
                          e.what ? e.what : sh_strerror(r));
                 c->closed = true;
+                c->broken = true;
                 return -1;
             }
             int k = r == 1 ? to_event(c, &m, ev) : 0;
