@@ -21,10 +21,16 @@
  *           pipelined calls, then a wait for the last answer; the 4999
  *           answers before it are all handed out, in order (the library
  *           used to drop those past 4096).
+ * unreadable: 3 messages stored for frank, then the test drops the
+ *           chat_messages table under the server: frank's connection is
+ *           closed (and the reason logged) instead of being kept open
+ *           without its messages, where later ones would have come and
+ *           an ack of theirs would have covered the missing ones.
  *
- * On the server before the fix the listen and live parts fail: a backlog
- * above max_output_bytes closed the connection at every connect (even
- * before its connect answer was written), so nothing ever arrived.  With
+ * On the server before the fix the listen, live and unreadable parts
+ * fail: a backlog above max_output_bytes closed the connection at every
+ * connect (even before its connect answer was written), so nothing ever
+ * arrived; a failed read was only logged.  With
  * the client library before the fix the held part fails.  The two-tab
  * part checks the new behaviour for slow readers (fed from the store, not
  * disconnected), which the old server happened to survive here thanks to
@@ -33,6 +39,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <sqlite3.h>
 
 #include "client.h"
 #include "harness.h"
@@ -298,6 +306,39 @@ static void test_held(void)
     shc_close(c);
 }
 
+/* ---- unreadable: the store cannot be read for a connecting user ---- */
+
+static void test_unreadable(const e2e_server *s)
+{
+    cc *alice = conn("alice");
+    E2E_CHECK(alice && send_many(alice, "frank", 1, 3) == 3, "unreadable: 3 stored for frank");
+    cc_close(alice);
+    char db[400];
+    snprintf(db, sizeof db, "%s/sohub.db", s->data_dir);
+    sqlite3 *h = NULL;
+    int rc = sqlite3_open(db, &h);
+    if (rc == SQLITE_OK) {
+        sqlite3_busy_timeout(h, 5000);
+        rc = sqlite3_exec(h, "DROP TABLE chat_messages", NULL, NULL, NULL);
+    }
+    E2E_CHECK(rc == SQLITE_OK, "unreadable: chat_messages dropped under the server (%s)",
+              h ? sqlite3_errmsg(h) : "no handle");
+    sqlite3_close(h);
+    cc *frank = conn("frank");
+    bool closed = false;
+    int64_t end = e2e_now_ms() + 5000;
+    while (frank && !closed && e2e_now_ms() < end) {
+        cc_pump(frank, 50);
+        cc_answer a;
+        closed = cc_ack(frank, 0, &a) != 0; /* a call fails once the server closed */
+    }
+    E2E_CHECK(closed, "unreadable: the server closed frank's connection");
+    E2E_CHECK(frank && cc_private_count(frank) == 0, "unreadable: having sent him nothing");
+    E2E_CHECK(e2e_log_wait(s, "cannot read stored private messages", 3000),
+              "unreadable: the log says why");
+    cc_close(frank);
+}
+
 int main(void)
 {
     cli_path = getenv("SOHUB_CLI");
@@ -313,6 +354,7 @@ int main(void)
     test_live_during_catch_up();
     test_two_tabs();
     test_held();
+    test_unreadable(&s);
     int st = e2e_server_stop(&s, e2e_failures > 0);
     E2E_CHECK(st == 0, "server stopped cleanly (%d)", st);
     if (e2e_failures) {
