@@ -39,16 +39,42 @@
 #define CHAT_DEFAULT_QUEUE 1000
 #define CHAT_SWEEP_MS 1000
 #define CHAT_WAITERS_MAX 8
+/* Catch-up reads: rows per store read, the timer that keeps feeding
+ * connections whose output drained without waking the loop, and the most
+ * output a connection may have queued to be fed (at most a quarter of
+ * max_output_bytes). */
+#define CHAT_PAGE_ROWS 64
+#define CHAT_PUMP_MS 10
+#define CHAT_LOW_WATER_MAX (256u * 1024)
 #define CHAT_DB_NAME "sohub.db"
 
 typedef struct chat chat;
 typedef struct chat_user chat_user;
 typedef struct chat_pmsg chat_pmsg;
 
-typedef struct chat_conn {
-    struct chat_conn *next;
+/* One live connection of a user.  Delivery on it follows one rule: the
+ * connection gets the user's messages in increasing id order, each once,
+ * starting with every stored message above the acknowledged id.  While
+ * `catching_up`, messages are read from the store (a page at a time, only
+ * while its output queue is short) and commits do not send to it; once a
+ * read finds nothing more, commits send directly, skipping what the read
+ * already sent.  A connection whose output grows past the low-water mark
+ * goes back to catching up, so a slow reader is fed from the store
+ * instead of growing its queue. */
+typedef struct chat_conn chat_conn;
+static void on_pump(uv_timer_t *t);
+
+struct chat_conn {
+    chat_conn *next;           /* the user's connections */
+    chat_conn *cnext;          /* ch->catching, while catching_up */
     app_conn *c;
-} chat_conn;
+    chat_user *u;
+    uint64_t sent;             /* highest id handed to this connection (at
+                                * first: the user's acknowledged id) */
+    size_t resent;             /* stored messages sent by catch-up reads */
+    bool catching_up;
+    bool failed;               /* closed by us: nothing more is sent */
+};
 
 typedef struct chat_dedup {
     bool used;
@@ -84,6 +110,7 @@ struct chat_user {
     char *name;            /* in key */
     uint64_t last_id;
     uint64_t acked;
+    uint64_t committed;    /* highest id known to be stored (or acknowledged) */
     chat_conn *conns;
     size_t nconns;
     chat_pmsg *unconf_head, *unconf_tail;
@@ -117,8 +144,11 @@ struct chat {
     sh_map users;          /* user_key -> chat_user */
     chat_batch *pending;
     chat_batch *inflight;
+    chat_conn *catching;    /* connections being fed from the store */
+    size_t low_water;       /* output bytes under which a connection is fed */
     uv_check_t check;
     uv_timer_t sweep;
+    uv_timer_t pump;        /* runs while `catching` is not empty */
     int open_handles;
     bool stopping;
     uint64_t batches, batch_failures, messages;
@@ -249,6 +279,7 @@ static chat_user *user_get(chat *ch, const char *app, const char *name, size_t n
     u->app = u->key;
     u->name = u->key + strlen(app) + 1;
     *rc = chat_store_load_user(ch->store, u->app, u->name, &u->last_id, &u->acked);
+    u->committed = u->last_id;
     if (*rc) {
         SH_LOG(SH_LOG_ERROR, "chat: cannot load user %s of %s from the store", u->name, app);
     } else if ((*rc = sh_map_put(&ch->users, u->key, u->klen, u)) == 0) {
@@ -399,6 +430,85 @@ static bool send_private(app_conn *c, amf_value *msg)
     return app_conn_send_cmd(c, "chat.onPrivate", 0, &msg, 1) == 0;
 }
 
+/* ---- delivery on each connection (the rule is at chat_conn) ---- */
+
+static void catch_start(chat *ch, chat_conn *cc)
+{
+    if (cc->catching_up || cc->failed)
+        return;
+    cc->catching_up = true;
+    cc->cnext = ch->catching;
+    ch->catching = cc;
+    if (!uv_is_active((uv_handle_t *)&ch->pump) && !ch->stopping)
+        uv_timer_start(&ch->pump, on_pump, CHAT_PUMP_MS, CHAT_PUMP_MS);
+}
+
+static void catch_stop(chat *ch, chat_conn *cc)
+{
+    if (!cc->catching_up)
+        return;
+    cc->catching_up = false;
+    for (chat_conn **pp = &ch->catching; *pp; pp = &(*pp)->cnext) {
+        if (*pp == cc) {
+            *pp = cc->cnext;
+            break;
+        }
+    }
+    cc->cnext = NULL;
+    if (!ch->catching)
+        uv_timer_stop(&ch->pump);
+}
+
+/* A message could not be read or queued for cc: a later one must never
+ * reach the client before it (its ack would cover the missing one), so
+ * the connection is closed; the client gets the rest when it reconnects. */
+static void conn_fail(chat *ch, chat_conn *cc, const char *why)
+{
+    catch_stop(ch, cc);
+    if (cc->failed)
+        return;
+    cc->failed = true;
+    SH_LOG(SH_LOG_WARN, "conn=%llu chat: %s after id %llu; closing the connection",
+           (unsigned long long)app_conn_id(cc->c), why, (unsigned long long)cc->sent);
+    app_conn_close(cc->c, why);
+}
+
+/* A message of cc's user was just committed.  Returns true when cc will
+ * have it: sent now, already sent by a catch-up read, or left in the store
+ * for the catch-up reads. */
+static bool deliver_one(chat *ch, chat_conn *cc, amf_value *m, uint64_t id)
+{
+    if (cc->failed || !app_conn_connected(cc->c))
+        return false;
+    if (cc->catching_up || id <= cc->sent)
+        return true;
+    if (app_conn_out_bytes(cc->c) >= ch->low_water) {
+        catch_start(ch, cc); /* a slow reader: fed from the store */
+        return true;
+    }
+    if (!send_private(cc->c, m)) {
+        conn_fail(ch, cc, "cannot queue a private message");
+        return false;
+    }
+    cc->sent = id;
+    return true;
+}
+
+/* Hands the committed message pm to every connection of its recipient;
+ * returns how many connections will have it. */
+static size_t deliver_committed(chat *ch, chat_user *to, const chat_pmsg *pm)
+{
+    if (!to->conns)
+        return 0;
+    size_t n = 0;
+    amf_value *m = message_value(pm->id, pm->sender->name, to->name, pm->text, pm->text_len,
+                                 pm->ts);
+    for (chat_conn *cc = to->conns; cc; cc = cc->next)
+        n += deliver_one(ch, cc, m, pm->id);
+    amf_unref(m);
+    return n;
+}
+
 static void pmsg_finish(chat *ch, chat_pmsg *pm, int status)
 {
     chat_user *to = pm->to, *s = pm->sender;
@@ -417,12 +527,9 @@ static void pmsg_finish(chat *ch, chat_pmsg *pm, int status)
     /* Stored: now the recipient may see it.  Sending before the commit
      * would let a crash hand the same id to another message. */
     if (status == 0) {
-        size_t delivered = 0;
-        amf_value *m = message_value(pm->id, s->name, to->name, pm->text, pm->text_len, pm->ts);
-        for (chat_conn *cc = to->conns; cc; cc = cc->next)
-            delivered += send_private(cc->c, m);
-        amf_unref(m);
-        pm->queued = delivered == 0;
+        if (pm->id > to->committed)
+            to->committed = pm->id;
+        pm->queued = deliver_committed(ch, to, pm) == 0;
     }
     for (size_t i = 0; s->dedup && i < CHAT_DEDUP_MAX; i++) {
         if (s->dedup[i].pm != pm)
@@ -447,7 +554,6 @@ static void pmsg_finish(chat *ch, chat_pmsg *pm, int status)
                (unsigned long long)pm->id, to->name, to->app);
     to->refs--;
     s->refs--;
-    (void)ch;
     free(pm->text);
     free(pm);
 }
@@ -512,9 +618,12 @@ static void batch_submit(chat *ch)
     }
 }
 
+static void pump_all(chat *ch);
+
 static void on_check(uv_check_t *h)
 {
     batch_submit(h->data);
+    pump_all(h->data);
 }
 
 static void on_sweep(uv_timer_t *t)
@@ -522,43 +631,96 @@ static void on_sweep(uv_timer_t *t)
     users_sweep(t->data, false);
 }
 
-/* ---- delivery ---- */
+/* ---- catch-up reads ---- */
 
-typedef struct redeliver_ctx {
-    app_conn *c;
-    chat_user *u;
-    uint64_t max_sent;
-    size_t sent;
-} redeliver_ctx;
+typedef struct page_ctx {
+    chat *ch;
+    chat_conn *cc;
+    size_t rows;
+    bool full;      /* the output queue reached the low-water mark */
+    bool failed;    /* a message could not be queued */
+} page_ctx;
 
-static int redeliver_row(void *ud, uint64_t id, const char *sender, int64_t ts,
-                         const char *text, size_t text_len)
+static int page_row(void *ud, uint64_t id, const char *sender, int64_t ts, const char *text,
+                    size_t text_len)
 {
-    redeliver_ctx *x = ud;
-    amf_value *m = message_value(id, sender, x->u->name, text, text_len, ts);
-    bool ok = send_private(x->c, m);
+    page_ctx *x = ud;
+    chat_conn *cc = x->cc;
+    x->rows++;
+    if (id <= cc->sent)
+        return 0;
+    amf_value *m = message_value(id, sender, cc->u->name, text, text_len, ts);
+    bool ok = send_private(cc->c, m);
     amf_unref(m);
-    x->max_sent = id;
-    x->sent++;
-    return ok ? 0 : 1;
+    if (!ok) {
+        x->failed = true;
+        return 1;
+    }
+    cc->sent = id;
+    cc->resent++;
+    if (app_conn_out_bytes(cc->c) >= x->ch->low_water) {
+        x->full = true;
+        return 1;
+    }
+    return 0;
 }
 
-/* Sends every unacknowledged message of u to its new connection c. */
-static void redeliver(chat *ch, chat_user *u, app_conn *c)
+/* Feeds cc from the store until its output queue is at the low-water
+ * mark or every stored message was sent; in the second case cc goes live
+ * (messages committed later are sent by deliver_one, in order, since
+ * batches commit and finish in id order).  Rows of a batch that committed
+ * but was not finished yet may be read here: deliver_one then skips them. */
+static void conn_pump(chat *ch, chat_conn *cc)
 {
-    if (u->last_id <= u->acked)
-        return;
-    redeliver_ctx x = {.c = c, .u = u, .max_sent = u->acked};
-    int rc = chat_store_load_messages(ch->store, u->app, u->name, u->acked,
-                                      (size_t)(u->last_id - u->acked), redeliver_row, &x);
-    if (rc)
-        SH_LOG(SH_LOG_ERROR, "conn=%llu chat: cannot read stored messages",
-               (unsigned long long)app_conn_id(c));
-    /* Messages not yet committed are not sent here: pmsg_finish sends them
-     * to every connection of u, this one included, once they are stored. */
-    if (x.sent)
-        SH_LOG(SH_LOG_DEBUG, "conn=%llu chat: %zu unacknowledged message(s) sent again",
-               (unsigned long long)app_conn_id(c), x.sent);
+    chat_user *u = cc->u;
+    while (cc->catching_up) {
+        if (cc->failed || !app_conn_connected(cc->c)) {
+            catch_stop(ch, cc); /* closing: nothing more goes out */
+            return;
+        }
+        if (app_conn_out_bytes(cc->c) >= ch->low_water)
+            return;
+        if (cc->sent < u->acked)
+            cc->sent = u->acked;
+        page_ctx x = {.ch = ch, .cc = cc};
+        int rc = cc->sent >= u->committed
+                     ? 0
+                     : chat_store_load_messages(ch->store, u->app, u->name, cc->sent,
+                                                CHAT_PAGE_ROWS, page_row, &x);
+        if (rc) {
+            SH_LOG(SH_LOG_ERROR, "conn=%llu chat: cannot read the stored messages of %s",
+                   (unsigned long long)app_conn_id(cc->c), u->name);
+            conn_fail(ch, cc, "cannot read stored private messages");
+            return;
+        }
+        if (x.failed) {
+            conn_fail(ch, cc, "cannot queue a stored private message");
+            return;
+        }
+        if (x.full)
+            return;
+        if (x.rows < CHAT_PAGE_ROWS) {
+            catch_stop(ch, cc);
+            if (cc->resent)
+                SH_LOG(SH_LOG_DEBUG, "conn=%llu chat: %zu stored message(s) sent, up to id %llu",
+                       (unsigned long long)app_conn_id(cc->c), cc->resent,
+                       (unsigned long long)cc->sent);
+            cc->resent = 0;
+        }
+    }
+}
+
+static void pump_all(chat *ch)
+{
+    for (chat_conn *cc = ch->catching, *n; cc; cc = n) {
+        n = cc->cnext;
+        conn_pump(ch, cc);
+    }
+}
+
+static void on_pump(uv_timer_t *t)
+{
+    pump_all(t->data);
 }
 
 /* ---- connection observer ---- */
@@ -583,11 +745,16 @@ static void on_connect(app_conn *c, const app_connect_info *info, void *ud)
     chat_user *u = user_get(ch, app_conn_app_name(c), name, strlen(name), &rc);
     chat_conn *cc = u ? calloc(1, sizeof(*cc)) : NULL;
     if (!cc) {
+        /* Kept open, the connection would get none of its messages and
+         * could still acknowledge: better closed, loudly. */
         SH_LOG(SH_LOG_ERROR, "conn=%llu chat: cannot track user %s: %s",
                (unsigned long long)app_conn_id(c), name, sh_strerror(rc ? rc : SH_ENOMEM));
+        app_conn_close(c, "chat: cannot load the user's messages");
         return;
     }
     cc->c = c;
+    cc->u = u;
+    cc->sent = u->acked;
     cc->next = u->conns;
     u->conns = cc;
     u->nconns++;
@@ -595,7 +762,10 @@ static void on_connect(app_conn *c, const app_connect_info *info, void *ud)
     limits_of(c, &l);
     if (l.presence)
         chat_presence_update(ch->presence, c, u->name, instance_count(u, c), wall_ms());
-    redeliver(ch, u, c);
+    /* Stored messages first (now, as far as the output queue allows, the
+     * rest from the check handle and the pump timer), then live ones. */
+    catch_start(ch, cc);
+    conn_pump(ch, cc);
 }
 
 static void on_disconnect(app_conn *c, void *ud)
@@ -613,6 +783,7 @@ static void on_disconnect(app_conn *c, void *ud)
             continue;
         chat_conn *cc = *pp;
         *pp = cc->next;
+        catch_stop(ch, cc);
         free(cc);
         u->nconns--;
         chat_limits l;
@@ -828,7 +999,9 @@ static int method_ack(app_conn *c, const rtmp_cmd *cmd, void *ud)
     chat_user *u = user_get(ch, app_conn_app_name(c), me, strlen(me), &rc);
     if (!u)
         return reply_error(c, cmd->txid, CHAT_E_STORE_FAILED, "Cannot load the user");
-    uint64_t id = d >= (double)u->last_id ? u->last_id : (uint64_t)d;
+    /* Never past the last stored id: a message not yet committed was sent
+     * to nobody, and acknowledging it would delete it in its own batch. */
+    uint64_t id = d >= (double)u->committed ? u->committed : (uint64_t)d;
     if (id > u->acked && !ch->stopping) {
         uint64_t k = id - u->acked;
         ch->unacked = ch->unacked > k ? ch->unacked - k : 0;
@@ -891,11 +1064,13 @@ static void on_shutdown(app_server *s, void *ud)
     ch->stopping = true;
     uv_check_stop(&ch->check);
     uv_timer_stop(&ch->sweep);
-    /* Handles first: chat_free runs when both are closed and nothing is
-     * in flight, whichever happens last. */
-    ch->open_handles = 2;
+    uv_timer_stop(&ch->pump);
+    /* Handles first: chat_free runs when all three are closed and nothing
+     * is in flight, whichever happens last. */
+    ch->open_handles = 3;
     uv_close((uv_handle_t *)&ch->check, on_handle_closed);
     uv_close((uv_handle_t *)&ch->sweep, on_handle_closed);
+    uv_close((uv_handle_t *)&ch->pump, on_handle_closed);
     chat_finish_shutdown(ch);
 }
 
@@ -926,10 +1101,15 @@ int chat_register(app_server *srv)
                (unsigned long long)ch->unacked, (unsigned long long)ch->max_unacked);
     ch->presence = chat_presence_new(srv);
     app_observer obs = {.on_connect = on_connect, .on_disconnect = on_disconnect};
+    ch->low_water = cfg->max_output_bytes / 4;
+    if (ch->low_water > CHAT_LOW_WATER_MAX)
+        ch->low_water = CHAT_LOW_WATER_MAX;
     uv_check_init(ch->loop, &ch->check);
     uv_timer_init(ch->loop, &ch->sweep);
+    uv_timer_init(ch->loop, &ch->pump);
     ch->check.data = ch;
     ch->sweep.data = ch;
+    ch->pump.data = ch;
     if ((rc = app_server_add_observer(srv, &obs, ch)) != 0 ||
         (rc = app_method_register(srv, NULL, "chat.sendPrivate", method_send_private, ch)) ||
         (rc = app_method_register(srv, NULL, "chat.ack", method_ack, ch)) ||

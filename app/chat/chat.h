@@ -17,17 +17,23 @@
  *       -> _error Chat.Denied | Chat.UnknownUser | Chat.TooLong |
  *                 Chat.RateLimited | Chat.QueueFull | Chat.BadRequest |
  *                 Chat.StoreFailed
- *   chat.ack(id) -> _result {acked}: acknowledges every message up to id.
+ *   chat.ack(id) -> _result {acked}: acknowledges, for the user, every
+ *       message with an id up to id (never past the last stored id).
  * Server -> each connection of the recipient:
  *   chat.onPrivate({id, from, to, text, ts}) (no answer expected)
  *
  * Every message stays stored (SQLite, DATA_DIR/sohub.db, chat_store.h)
- * until its recipient acknowledges it, and is sent again, in id order, on
- * each new connection of the recipient.  A "queued" answer is sent only
- * once the message is committed; "delivered" answers go out at once (the
- * message was queued to a live connection) and the message is committed
- * with the next batch.  One transaction per batch, one batch in flight,
- * on libuv's thread pool.
+ * until its recipient acknowledges it.  Each connection of the recipient
+ * gets, in strictly increasing id order and each id once, every stored
+ * message above the acknowledged id at its connect, then every message
+ * committed later: stored ones are read a page at a time while the
+ * connection's output queue is short, so live messages never overtake
+ * them, and a connection that cannot be read for or sent to is closed
+ * rather than left with a gap.  A client that acknowledges the highest id
+ * it has processed therefore never acknowledges one it was not given.
+ * Both answers ("queued", "delivered") and the chat.onPrivate wait for the
+ * commit.  One transaction per batch, one batch in flight, on libuv's
+ * thread pool.
  *
  * Presence ([app] presence = true): each instance keeps a temporary
  * shared object `presence`, written by the server only, with one slot per

@@ -52,6 +52,11 @@ int cli_opts_parse(int *argc, char **argv, cli_opts *o);
 shc *cli_connect(const cli_opts *o, const char *default_url);
 /* Time-out of a one-shot command in ms (--timeout, default 10 s). */
 int cli_timeout_ms(const cli_opts *o);
+/* shc_call_wait for commands that show no events: events that arrive
+ * before the answer are read and discarded (never acknowledged, so a
+ * private message among them is sent again later).  Returns as
+ * shc_call_wait, never SHC_EHELD. */
+int cli_call_wait(shc *c, double txid, int timeout_ms, rtmp_cmd *answer);
 /* JSON text -> value; NULL with a message printed naming `what`. */
 amf_value *cli_json_arg(const char *text, const char *what);
 /* Prints v as one compact JSON line on stdout (flushed). */

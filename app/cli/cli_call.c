@@ -60,7 +60,7 @@ int cli_call_main(int argc, char **argv)
     if (rc == 0) {
         double txid = shc_call_send(c, argv[1], args, nargs, true);
         rtmp_cmd a;
-        int r = txid > 0 ? shc_call_wait(c, txid, cli_timeout_ms(&o), &a) : -1;
+        int r = txid > 0 ? cli_call_wait(c, txid, cli_timeout_ms(&o), &a) : -1;
         if (r < 0) {
             fprintf(stderr, "sohub-cli: %s\n", shc_error(c));
             rc = 1;

@@ -64,7 +64,7 @@ static int chat_send(const cli_opts *o, const char *to, const char *text)
     amf_unref(args[0]);
     amf_unref(args[1]);
     rtmp_cmd a;
-    int r = txid > 0 ? shc_call_wait(c, txid, cli_timeout_ms(o), &a) : -1;
+    int r = txid > 0 ? cli_call_wait(c, txid, cli_timeout_ms(o), &a) : -1;
     int rc = 0;
     if (r <= 0) {
         fprintf(stderr, "sohub-cli: %s\n", r < 0 ? shc_error(c) : "no answer (timed out)");
@@ -120,7 +120,7 @@ static int chat_listen(const cli_opts *o)
     double t = shc_call_send(c, "echo", &nul, 1, true);
     amf_unref(nul);
     rtmp_cmd a;
-    if (t > 0 && shc_call_wait(c, t, 2000, &a) == 1)
+    if (t > 0 && cli_call_wait(c, t, 2000, &a) == 1)
         rtmp_cmd_cleanup(&a);
     shc_close(c);
     return rc;
@@ -139,7 +139,8 @@ typedef struct pending_call {
 typedef struct room_ui {
     shc *c;
     cli_so room, presence;
-    double last_id;
+    double *printed;        /* ids of the room's slots already printed, sorted */
+    size_t nprinted;
     bool presence_shown;
     pending_call pend[ROOM_MAX_PENDING];
     size_t npend;
@@ -165,15 +166,10 @@ static const char *json_str(const cJSON *o, const char *k)
     return cJSON_IsString(v) ? v->valuestring : "";
 }
 
-static void print_room_msg(room_ui *u, const cJSON *m)
+static void print_room_msg(const cJSON *m)
 {
-    double id = json_num(m, "id");
-    if (id <= u->last_id)
-        return;
-    u->last_id = id;
     print_time(json_num(m, "ts"));
     printf("%s: %s\n", json_str(m, "from"), json_str(m, "text"));
-    fflush(stdout);
 }
 
 static int cmp_id(const void *a, const void *b)
@@ -182,32 +178,56 @@ static int cmp_id(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* The history once the room object is synced: oldest first. */
-static void print_history(room_ui *u)
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Prints the room's messages not printed yet, oldest (lowest id) first.
+ * Called after each message about the room once it is synced: the
+ * history arrives in the slots' order, which is no order at all (after a
+ * restart it is the store's), so it is sorted here rather than printed
+ * slot by slot; a history split over several messages is printed per
+ * message, and nothing is skipped.  `printed` is then the ids of the
+ * slots the room has now, so it stays as small as the room. */
+static void print_new(room_ui *u)
 {
     int n = cJSON_GetArraySize(u->room.slots);
     cJSON **v = calloc((size_t)n + 1, sizeof(*v));
-    if (!v)
+    double *ids = calloc((size_t)n + 1, sizeof(*ids));
+    if (!v || !ids) {
+        free(v);
+        free(ids);
         return;
-    int k = 0;
+    }
+    size_t k = 0;
     for (cJSON *it = u->room.slots->child; it; it = it->next)
         if (cJSON_IsObject(it))
             v[k++] = it;
-    qsort(v, (size_t)k, sizeof(*v), cmp_id);
-    for (int i = 0; i < k; i++)
-        print_room_msg(u, v[i]);
+    qsort(v, k, sizeof(*v), cmp_id);
+    bool any = false;
+    for (size_t i = 0; i < k; i++) {
+        ids[i] = json_num(v[i], "id");
+        if (u->printed && bsearch(&ids[i], u->printed, u->nprinted, sizeof(double), cmp_double))
+            continue;
+        print_room_msg(v[i]);
+        any = true;
+    }
+    if (any)
+        fflush(stdout);
+    free(u->printed);
+    u->printed = ids;
+    u->nprinted = k;
     free(v);
 }
 
 static void room_event(void *ud, cli_so *o, const so_event *ev, cJSON *line)
 {
     room_ui *u = ud;
+    (void)ev;
     if (o == &u->room) {
-        if (o->synced && ev->type == SO_EV_CHANGE) {
-            const cJSON *v = cJSON_GetObjectItemCaseSensitive(line, "value");
-            if (cJSON_IsObject(v))
-                print_room_msg(u, v);
-        }
+        /* printed by print_new once the whole message is applied */
     } else if (u->presence_shown) {
         const char *who = json_str(line, "key");
         const char *e = json_str(line, "event");
@@ -266,10 +286,9 @@ static void on_answer(room_ui *u, const rtmp_cmd *a)
 static void handle_event(room_ui *u, shc_event *ev)
 {
     if (ev->kind == SHC_EV_SO) {
-        bool was_synced = u->room.synced;
         if (cli_so_apply(&u->room, &ev->so, room_event, u)) {
-            if (!was_synced && u->room.synced)
-                print_history(u);
+            if (u->room.synced)
+                print_new(u);
             if (u->room.status[0]) {
                 printf("! room: %s\n", u->room.status);
                 u->room.status[0] = '\0';
@@ -412,6 +431,7 @@ static int chat_room(const cli_opts *o)
     }
     cli_so_cleanup(&u.room);
     cli_so_cleanup(&u.presence);
+    free(u.printed);
     shc_close(u.c);
     return rc;
 }

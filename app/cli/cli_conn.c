@@ -150,6 +150,20 @@ cJSON *cli_json_of(const amf_value *v)
     return j ? j : cJSON_CreateString("(value not printable as JSON)");
 }
 
+int cli_call_wait(shc *c, double txid, int timeout_ms, rtmp_cmd *answer)
+{
+    int64_t end = shc_now_ms() + timeout_ms;
+    for (;;) {
+        int64_t left = end - shc_now_ms();
+        int r = shc_call_wait(c, txid, left > 0 ? (int)left : 0, answer);
+        if (r != SHC_EHELD)
+            return r;
+        shc_event ev;
+        while (shc_held(c) > 0 && shc_next(c, 0, &ev) == 1)
+            shc_event_cleanup(&ev);
+    }
+}
+
 void cli_print_json(cJSON *j)
 {
     char *s = cJSON_PrintUnformatted(j);

@@ -18,7 +18,6 @@
 #include "sh_rcbuf.h"
 
 #define SHC_RBUF 65536
-#define SHC_MAX_QUEUED 4096   /* events held while waiting for an answer */
 
 struct shc {
     int fd;
@@ -27,6 +26,7 @@ struct shc {
     rtmp_conn *rc;
     sh_outq out;
     bool closed;
+    bool broken;              /* input can no longer be trusted: nothing more is read */
     char err[512];
     double next_txid;
     shc_event *q;             /* ring of held events */
@@ -206,17 +206,27 @@ static int flush_out(shc *c)
 
 /* ---- events ---- */
 
+/* A message could not be decoded or held: handing out the ones after it
+ * would hide a gap, so nothing more is read; the reason is kept for
+ * shc_error. */
+static void fail(shc *c, const char *fmt, const char *what)
+{
+    snprintf(c->err, sizeof(c->err), fmt, what);
+    c->closed = true;
+    c->broken = true;
+}
+
+/* Holds ev (taking it).  The caller checked c->qlen < SHC_MAX_HELD.  On
+ * allocation failure the event cannot be kept, so the connection is
+ * failed: returns -1. */
 static int queue_push(shc *c, shc_event *ev)
 {
     if (c->qlen == c->qcap) {
-        if (c->qcap >= SHC_MAX_QUEUED) {
-            shc_event_cleanup(ev);
-            return -1; /* a caller that never reads events: drop the newest */
-        }
         size_t ncap = c->qcap ? c->qcap * 2 : 16;
-        shc_event *nq = malloc(ncap * sizeof(*nq));
+        shc_event *nq = ncap <= SHC_MAX_HELD ? malloc(ncap * sizeof(*nq)) : NULL;
         if (!nq) {
             shc_event_cleanup(ev);
+            fail(c, "%s", "cannot hold an event (out of memory); connection closed");
             return -1;
         }
         for (size_t i = 0; i < c->qlen; i++)
@@ -241,24 +251,31 @@ static bool queue_pop(shc *c, shc_event *ev)
     return true;
 }
 
-/* Turns a message into an event.  Returns 1 (event), 0 (not for us). */
+/* Turns a message into an event.  Returns 1 (event), 0 (not an event:
+ * control, audio, video ...), -1 when it cannot be decoded: skipping it
+ * would hide it from the caller, so the connection is failed. */
 static int to_event(shc *c, const rtmp_msg *m, shc_event *ev)
 {
     memset(ev, 0, sizeof(*ev));
     ev->rtmp_type = m->type;
+    sh_error e = {0};
     if (m->type == RTMP_MSG_COMMAND_AMF0 || m->type == RTMP_MSG_COMMAND_AMF3) {
-        if (rtmp_cmd_decode(m, NULL, &ev->cmd, NULL) != 0)
-            return 0;
+        if (rtmp_cmd_decode(m, NULL, &ev->cmd, &e) != 0) {
+            rtmp_cmd_cleanup(&ev->cmd);
+            fail(c, "undecodable command from the server (%s); connection closed",
+                 e.what ? e.what : "?");
+            return -1;
+        }
         ev->kind = SHC_EV_CMD;
         return 1;
     }
     if (m->type == SO_MSG_AMF0 || m->type == SO_MSG_AMF3) {
         so_msg_init(&ev->so);
-        sh_error e = {0};
         if (so_wire_decode(m->type, m->data, m->len, NULL, &ev->so, &e) != 0) {
-            snprintf(c->err, sizeof(c->err), "undecodable shared-object message: %s",
-                     e.what ? e.what : "?");
-            return 0;
+            so_msg_cleanup(&ev->so);
+            fail(c, "undecodable shared-object message from the server (%s); connection closed",
+                 e.what ? e.what : "?");
+            return -1;
         }
         ev->kind = SHC_EV_SO;
         return 1;
@@ -270,6 +287,8 @@ static int to_event(shc *c, const rtmp_msg *m, shc_event *ev)
  * Returns 1 with *ev, 0 when nothing came, -1 when closed. */
 static int read_event(shc *c, int timeout_ms, shc_event *ev)
 {
+    if (c->broken)
+        return -1; /* nothing after a lost message or a protocol error */
     int64_t end = timeout_ms < 0 ? INT64_MAX : shc_now_ms() + timeout_ms;
     for (;;) {
         while (c->in_off < c->in_len) {
@@ -283,9 +302,13 @@ static int read_event(shc *c, int timeout_ms, shc_event *ev)
                 snprintf(c->err, sizeof(c->err), "protocol error from the server: %s",
                          e.what ? e.what : sh_strerror(r));
                 c->closed = true;
+                c->broken = true;
                 return -1;
             }
-            if (r == 1 && to_event(c, &m, ev) == 1) {
+            int k = r == 1 ? to_event(c, &m, ev) : 0;
+            if (k < 0)
+                return -1;
+            if (k == 1) {
                 flush_out(c);
                 return 1;
             }
@@ -329,6 +352,7 @@ int shc_next(shc *c, int timeout_ms, shc_event *ev)
 }
 
 bool shc_has_pending(const shc *c) { return c->qlen > 0 || c->in_off < c->in_len; }
+size_t shc_held(const shc *c) { return c->qlen; }
 
 static bool is_answer(const shc_event *ev, double txid)
 {
@@ -351,6 +375,8 @@ int shc_call_wait(shc *c, double txid, int timeout_ms, rtmp_cmd *answer)
     }
     int64_t end = timeout_ms < 0 ? INT64_MAX : shc_now_ms() + timeout_ms;
     for (;;) {
+        if (c->qlen >= SHC_MAX_HELD)
+            return SHC_EHELD; /* back-pressure: read no more until they are taken */
         int64_t left = end - shc_now_ms();
         if (left <= 0)
             return 0;
@@ -364,7 +390,8 @@ int shc_call_wait(shc *c, double txid, int timeout_ms, rtmp_cmd *answer)
             *answer = ev.cmd;
             return 1;
         }
-        queue_push(c, &ev);
+        if (queue_push(c, &ev) != 0)
+            return -1;
     }
 }
 

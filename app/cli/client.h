@@ -8,6 +8,15 @@
  * calls) and every shared-object message as an event, in arrival order.
  * Every wait is bounded by a time-out; nothing here spawns a thread.
  *
+ * No event is ever dropped: events that arrive while shc_call_wait looks
+ * for an answer are held, at most SHC_MAX_HELD of them; when that many are
+ * held, shc_call_wait stops reading (SHC_EHELD) until the caller took them
+ * with shc_next.  Bytes not read yet stay in the socket and the input
+ * buffer, so the server sees back-pressure, not loss.  A message that
+ * cannot be decoded, or an event that cannot be held (no memory), breaks
+ * the connection with a message in shc_error: a client that acknowledges
+ * the highest id it saw (chat.ack) must never see one past a gap.
+ *
  * Ownership: an shc owns its socket and buffers (shc_close frees all).
  * Events returned by shc_next are owned by the caller: shc_event_cleanup.
  * Argument values passed to the send functions are borrowed.
@@ -56,6 +65,10 @@ typedef struct shc_opts {
 } shc_opts;
 
 #define SHC_MAX_EXTRA_ARGS 8
+/* Events held at most while shc_call_wait waits for an answer. */
+#define SHC_MAX_HELD 4096
+/* shc_call_wait: SHC_MAX_HELD events are held, take them first. */
+#define SHC_EHELD (-2)
 
 typedef struct shc shc;
 
@@ -96,14 +109,17 @@ const shc_url *shc_url_of(const shc *c);
 /* True when events or unread bytes are held (call shc_next(c, 0, ..)
  * before polling the socket). */
 bool shc_has_pending(const shc *c);
+/* Number of events held (taken by shc_next before anything is read). */
+size_t shc_held(const shc *c);
 /* The message of the last failure ("connection closed by the server" ...). */
 const char *shc_error(const shc *c);
 /* True once the connection is closed or broken (reading or writing). */
 bool shc_closed(const shc *c);
 
 /* Next event, waiting up to timeout_ms (0 = only what is there, < 0 =
- * no limit).  Returns 1 with *ev, 0 on time-out, -1 when the connection
- * is closed or broken (shc_error says why). */
+ * no limit): held events first, in arrival order.  Returns 1 with *ev, 0
+ * on time-out, -1 when the connection is closed or broken (shc_error says
+ * why; events held before that are still returned first). */
 int shc_next(shc *c, int timeout_ms, shc_event *ev);
 
 /* Sends a call; returns its transaction id (> 0) or -1.  txid 0 (no
@@ -111,8 +127,10 @@ int shc_next(shc *c, int timeout_ms, shc_event *ev);
 double shc_call_send(shc *c, const char *method, amf_value *const *args, size_t nargs,
                      bool want_answer);
 /* Waits for the _result / _error of txid; other events that arrive
- * meanwhile are kept for shc_next.  Returns 1 with the answer in *answer
- * (owned: rtmp_cmd_cleanup), 0 on time-out, -1 when closed. */
+ * meanwhile are held for shc_next.  Returns 1 with the answer in *answer
+ * (owned: rtmp_cmd_cleanup), 0 on time-out, -1 when closed, SHC_EHELD when
+ * SHC_MAX_HELD events are held and the answer is not among them: take
+ * them with shc_next (shc_held says how many), then wait again. */
 int shc_call_wait(shc *c, double txid, int timeout_ms, rtmp_cmd *answer);
 
 /* The RTMP type of this client's shared-object messages (19 or 16). */

@@ -171,7 +171,10 @@ static int method_handoff(app_conn *c, const rtmp_cmd *cmd, void *ud)
     set_presenter(ss, in, who);
     for (ss_conn *x = in->conns; x; x = x->next)
         apply_access(ss, in, x->c);
-    SH_LOG(SH_LOG_INFO, "slideshow: %s hands %s over to %s", u, in->room, who);
+    /* who is any string the client chose (u was sanitised at connect). */
+    char safe_who[SAMPLES_NAME_MAX + 4];
+    sh_log_sanitize(safe_who, sizeof(safe_who), who, strlen(who));
+    SH_LOG(SH_LOG_INFO, "slideshow: %s hands %s over to %s", u, in->room, safe_who);
     amf_value *res = amf_object_new(NULL);
     if (!res)
         return SH_ENOMEM;

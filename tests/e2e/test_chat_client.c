@@ -9,7 +9,6 @@
 #include "client.h"
 #include "harness.h"
 
-#define CC_MAX_PRIVATES 4096
 #define CC_MAX_ANSWERS 256
 
 typedef struct cc_pending {
@@ -20,7 +19,8 @@ typedef struct cc_pending {
 struct cc {
     shc *sh;            /* socket, handshake, connect, chunking, reading */
     cc_private *priv;
-    size_t npriv;
+    size_t npriv, cappriv;
+    bool broken;        /* a message could not be kept: stop reading */
     cc_pending answers[CC_MAX_ANSWERS]; /* answers read while waiting for others */
     size_t nanswers;
     size_t others;
@@ -61,22 +61,42 @@ static void fill_answer(cc_answer *a, const rtmp_cmd *cmd)
     }
 }
 
-static void on_private(cc *c, const rtmp_cmd *cmd)
+/* Keeps one chat.onPrivate.  The caller checked npriv < CC_MAX_PRIVATES.
+ * Returns 0, or -1 when it cannot be kept (the client is then broken). */
+static int on_private(cc *c, const rtmp_cmd *cmd)
 {
-    if (c->npriv >= CC_MAX_PRIVATES || cmd->nargs < 1)
-        return;
-    const amf_value *o = cmd->args[0];
-    cc_private *p = &c->priv[c->npriv++];
+    if (c->npriv == c->cappriv) {
+        size_t cap = c->cappriv ? c->cappriv * 2 : 256;
+        cc_private *np = realloc(c->priv, cap * sizeof(*np));
+        if (!np)
+            return -1;
+        c->priv = np;
+        c->cappriv = cap;
+    }
+    const amf_value *o = cmd->nargs ? cmd->args[0] : NULL;
+    size_t n = 0;
+    const amf_value *t = o ? amf_object_get(o, "text") : NULL;
+    const char *s = t && amf_type_of(t) == AMF_STRING ? amf_as_string(t, &n) : NULL;
+    if (!s)
+        n = 0;
+    cc_private *p = &c->priv[c->npriv];
     memset(p, 0, sizeof(*p));
+    if (!(p->text = malloc(n + 1)))
+        return -1;
+    if (n)
+        memcpy(p->text, s, n);
+    p->text[n] = '\0';
+    c->npriv++;
     p->id = num_field(o, "id");
     p->ts = num_field(o, "ts");
-    copy_str(p->from, sizeof(p->from), amf_object_get(o, "from"));
-    copy_str(p->to, sizeof(p->to), amf_object_get(o, "to"));
-    copy_str(p->text, sizeof(p->text), amf_object_get(o, "text"));
-    p->has_extra = amf_object_count(o) != 5;
+    copy_str(p->from, sizeof(p->from), o ? amf_object_get(o, "from") : NULL);
+    copy_str(p->to, sizeof(p->to), o ? amf_object_get(o, "to") : NULL);
+    p->has_extra = !o || amf_object_count(o) != 5;
+    return 0;
 }
 
-/* Handles one event; returns 1 when it was the answer to want. */
+/* Handles one event; returns 1 when it was the answer to want, -1 when a
+ * private message could not be kept. */
 static int handle_event(cc *c, const shc_event *ev, double want, cc_answer *a)
 {
     if (ev->kind != SHC_EV_CMD)
@@ -93,7 +113,11 @@ static int handle_event(cc *c, const shc_event *ev, double want, cc_answer *a)
             c->nanswers++;
         }
     } else if (strcmp(cmd->name, "chat.onPrivate") == 0) {
-        on_private(c, cmd);
+        if (on_private(c, cmd) != 0) {
+            printf("# cc: cannot keep a private message (out of memory)\n");
+            c->broken = true;
+            return -1;
+        }
     } else {
         c->others++;
     }
@@ -115,6 +139,16 @@ static int pump_until(cc *c, double want, cc_answer *a, int timeout_ms)
     }
     int64_t end = e2e_now_ms() + timeout_ms;
     for (;;) {
+        if (c->broken)
+            return -1;
+        if (c->npriv >= CC_MAX_PRIVATES) {
+            /* Back-pressure: read nothing more until the test clears. */
+            if (want < 0)
+                return 0;
+            printf("# cc: %d private messages kept while waiting for an answer\n",
+                   CC_MAX_PRIVATES);
+            return -1;
+        }
         int left = (int)(end - e2e_now_ms());
         shc_event ev;
         int r = shc_next(c->sh, left > 0 ? left : 0, &ev);
@@ -124,29 +158,41 @@ static int pump_until(cc *c, double want, cc_answer *a, int timeout_ms)
             int hit = handle_event(c, &ev, want, a);
             shc_event_cleanup(&ev);
             if (hit)
-                return 1;
+                return hit;
         } else if (left <= 0) {
             return 0;
         }
     }
 }
 
+static cc *connect_opts(int port, const char *path, const char *user, const char *token,
+                        const char *const *extra, int rcvbuf, char *code, char *desc, size_t sz);
+
 cc *cc_connect(int port, const char *path, const char *user, const char *token,
                const char *const *extra, char *code, char *desc, size_t sz)
+{
+    return connect_opts(port, path, user, token, extra, 0, code, desc, sz);
+}
+
+cc *cc_connect_rcvbuf(int port, const char *path, const char *user, int rcvbuf)
+{
+    return connect_opts(port, path, user, NULL, NULL, rcvbuf, NULL, NULL, 0);
+}
+
+static cc *connect_opts(int port, const char *path, const char *user, const char *token,
+                        const char *const *extra, int rcvbuf, char *code, char *desc, size_t sz)
 {
     if (code)
         code[0] = '\0';
     if (desc)
         desc[0] = '\0';
     cc *c = calloc(1, sizeof(*c));
-    if (!c || !(c->priv = calloc(CC_MAX_PRIVATES, sizeof(*c->priv)))) {
-        free(c);
+    if (!c)
         return NULL;
-    }
     char url[1024], err[600];
     snprintf(url, sizeof(url), "rtmp://127.0.0.1:%d/%s", port, path);
     shc_opts o = {.url = url, .user = user, .token = token, .extra_args = extra,
-                  .timeout_ms = 5000};
+                  .timeout_ms = 5000, .rcvbuf = rcvbuf};
     shc_refusal why;
     c->sh = shc_connect_ex(&o, &why, err, sizeof(err));
     if (!c->sh) {
@@ -165,6 +211,7 @@ void cc_close(cc *c)
     if (!c)
         return;
     shc_close(c->sh);
+    cc_clear_privates(c);
     free(c->priv);
     free(c);
 }
@@ -214,7 +261,7 @@ bool cc_wait_privates(cc *c, size_t n, int timeout_ms)
     int64_t end = e2e_now_ms() + timeout_ms;
     while (c->npriv < n) {
         int left = (int)(end - e2e_now_ms());
-        if (left <= 0 || shc_closed(c->sh))
+        if (left <= 0 || shc_closed(c->sh) || c->broken || c->npriv >= CC_MAX_PRIVATES)
             return false;
         cc_pump(c, left < 50 ? left : 50);
     }
@@ -223,5 +270,10 @@ bool cc_wait_privates(cc *c, size_t n, int timeout_ms)
 
 size_t cc_private_count(const cc *c) { return c->npriv; }
 const cc_private *cc_private_at(const cc *c, size_t i) { return i < c->npriv ? &c->priv[i] : NULL; }
-void cc_clear_privates(cc *c) { c->npriv = 0; }
+void cc_clear_privates(cc *c)
+{
+    for (size_t i = 0; i < c->npriv; i++)
+        free(c->priv[i].text);
+    c->npriv = 0;
+}
 size_t cc_other_count(const cc *c) { return c->others; }

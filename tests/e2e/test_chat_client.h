@@ -4,6 +4,12 @@
  * It connects with the user name and token as the first two connect
  * arguments (FMS style), calls methods, and keeps every chat.onPrivate it
  * receives in arrival order.  Every wait is bounded.
+ *
+ * No message is ever dropped: at most CC_MAX_PRIVATES are kept; with that
+ * many kept, cc_pump stops reading (the rest waits in the socket) until
+ * the test clears them, and a wait for an answer fails with a message.
+ * A message that cannot be kept (no memory) breaks the client: every
+ * later call returns -1.
  */
 #ifndef E2E_CHAT_CLIENT_H
 #define E2E_CHAT_CLIENT_H
@@ -14,11 +20,13 @@
 
 #include "amf.h"
 
+#define CC_MAX_PRIVATES 65536
+
 typedef struct cc_private {
     double id;
     char from[160];
     char to[160];
-    char text[8192];
+    char *text;       /* owned by the client, freed by cc_clear_privates */
     double ts;
     bool has_extra;   /* the object had fields other than the five */
 } cc_private;
@@ -31,6 +39,9 @@ typedef struct cc cc;
  * description into code / desc (may be NULL). */
 cc *cc_connect(int port, const char *path, const char *user, const char *token,
                const char *const *extra, char *code, char *desc, size_t sz);
+/* cc_connect as `user` (no token), with SO_RCVBUF set to rcvbuf bytes
+ * before the TCP connect (a reader that falls behind); NULL on failure. */
+cc *cc_connect_rcvbuf(int port, const char *path, const char *user, int rcvbuf);
 void cc_close(cc *c);
 
 /* The answer to a call. */
@@ -54,7 +65,8 @@ double cc_call_async(cc *c, const char *method, amf_value *const *args, size_t n
 int cc_wait(cc *c, double txid, cc_answer *a, int timeout_ms);
 int cc_ack(cc *c, double id, cc_answer *a);
 
-/* Reads input for up to ms (collecting chat.onPrivate). */
+/* Reads input for up to ms (collecting chat.onPrivate); returns at once
+ * when CC_MAX_PRIVATES are kept. */
 void cc_pump(cc *c, int ms);
 /* Waits until at least n private messages were received (bounded). */
 bool cc_wait_privates(cc *c, size_t n, int timeout_ms);

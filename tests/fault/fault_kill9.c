@@ -29,7 +29,11 @@
  *   - every message answered "queued" or "delivered" reaches its recipient
  *     (carol's live reception counts; otherwise it must come on the
  *     recipient's next connection), with the id the sender was told, and
- *     no id is ever used for two different messages of one recipient.
+ *     no id is ever used for two different messages of one recipient;
+ *   - on every connection (carol's during the round, each checker's) the
+ *     ids come in strictly increasing order (docs/chat.md: stored ones
+ *     first, then live ones), which is what makes the checker's chat.ack
+ *     of the highest id it saw safe.
  * Every loss is printed with writer, object, key, acknowledged and found
  * values (or the message's sequence, id and status) and fails the test.
  *
@@ -459,8 +463,20 @@ typedef struct run {
     long *id_seq[2];    /* recipient id -> message seq (+1), 0 unknown */
     long id_cap[2];
     long acks_checked, msgs_live, msgs_redelivered, dups;
-    long lost, errors_chat, id_reuse;
+    long lost, errors_chat, id_reuse, disorder;
 } run;
+
+/* One connection's ids must grow strictly: *last is the previous one. */
+static void check_order(run *r, const char *who, double id, double *last)
+{
+    if (id <= *last) {
+        if (r->disorder < 20)
+            printf("# ORDER: %s got id %.0f after id %.0f on one connection\n", who, id, *last);
+        r->disorder++;
+    }
+    if (id > *last)
+        *last = id;
+}
 
 static msg_rec *msg_at(run *r, long seq)
 {
@@ -650,10 +666,12 @@ static void parse_carol(run *r, const char *path)
     if (!f)
         return;
     char line[256], text[128];
-    double id;
+    double id, last = 0;
     while (fgets(line, sizeof(line), f))
-        if (line[0] == 'P' && sscanf(line, "P %lf %127s", &id, text) == 2)
+        if (line[0] == 'P' && sscanf(line, "P %lf %127s", &id, text) == 2) {
+            check_order(r, "carol (live)", id, &last);
             saw_message(r, 1, id, text, true);
+        }
     fclose(f);
 }
 
@@ -796,19 +814,20 @@ static void check_chat(run *r, int port, int round)
             cc_pump(c, 100);
             for (size_t i = 0; i < cc_private_count(c); i++) {
                 const cc_private *p = cc_private_at(c, i);
+                check_order(r, user, p->id, &max_id);
                 long seq = -1;
                 if (sscanf(p->text, "m%ld", &seq) == 1 && seq >= 0 && seq < r->nmsgs &&
                     !r->msgs[seq].confirmed && r->msgs[seq].status >= 1 && r->msgs[seq].status <= 2)
                     got++;
                 saw_message(r, to, p->id, p->text, false);
-                if (p->id > max_id)
-                    max_id = p->id;
             }
             cc_clear_privates(c);
             if (got >= want) {
                 cc_pump(c, 100);   /* duplicates, if any, are counted */
-                for (size_t i = 0; i < cc_private_count(c); i++)
+                for (size_t i = 0; i < cc_private_count(c); i++) {
+                    check_order(r, user, cc_private_at(c, i)->id, &max_id);
                     saw_message(r, to, cc_private_at(c, i)->id, cc_private_at(c, i)->text, false);
+                }
                 cc_clear_privates(c);
                 break;
             }
@@ -1022,6 +1041,8 @@ int main(int argc, char **argv)
     E2E_CHECK(statuses == 0, "no Status answer to any change (%ld)", statuses);
     E2E_CHECK(overrides == 0, "no writer was overridden by a Change / Remove (%ld)", overrides);
     E2E_CHECK(r.errors_chat == 0, "no chat.sendPrivate was refused (%ld)", r.errors_chat);
+    E2E_CHECK(r.disorder == 0, "every connection got its private message ids in strictly "
+              "increasing order (%ld out of order)", r.disorder);
     if (strict_ids)
         E2E_CHECK(r.id_reuse == 0, "no private message id was used twice (%ld reused)",
                   r.id_reuse);
