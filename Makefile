@@ -4,6 +4,9 @@
 BUILD ?= build
 MESON_ARGS ?=
 DATA_DIR ?= ./data
+# make run: RTMP on 127.0.0.1:1935, the sample pages and the WebSocket
+# endpoint on http://127.0.0.1:8080 (loopback only).
+HTTP_LISTEN ?= 127.0.0.1:8080
 RUN_ARGS ?=
 
 .PHONY: deps build run test bench clean
@@ -19,7 +22,8 @@ build: deps $(BUILD)/build.ninja
 
 run: build
 	mkdir -p $(DATA_DIR)
-	./$(BUILD)/app/sohub-server --data-dir $(DATA_DIR) $(RUN_ARGS)
+	./$(BUILD)/app/sohub-server --data-dir $(DATA_DIR) --set http_listen=$(HTTP_LISTEN) \
+	    --set web_root=web $(RUN_ARGS)
 
 test: build
 	meson test -C $(BUILD) --print-errorlogs --num-processes 2

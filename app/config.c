@@ -575,13 +575,15 @@ void app_config_usage(FILE *f, const char *argv0)
             "  --log-level LEVEL    error, warn, info or debug (default %s)\n"
             "  --port-file FILE     write the bound port number to FILE once listening\n"
             "  --set KEY=VALUE      set one [server] option (repeatable)\n"
+            "  --check              check the configuration, print the result, exit\n"
             "  --help, --version\n",
             argv0, default_listen, default_data_dir, default_log_level);
 }
 
 int app_config_parse_args(app_config *c, int argc, char **argv, char *err, size_t errsz)
 {
-    enum { O_LISTEN = 1, O_CONFIG, O_DATA, O_LEVEL, O_PORTFILE, O_SET, O_HELP, O_VERSION };
+    enum { O_LISTEN = 1, O_CONFIG, O_DATA, O_LEVEL, O_PORTFILE, O_SET, O_HELP, O_VERSION,
+           O_CHECK };
     static const struct option longopts[] = {
         {"listen", required_argument, NULL, O_LISTEN},
         {"config", required_argument, NULL, O_CONFIG},
@@ -591,6 +593,7 @@ int app_config_parse_args(app_config *c, int argc, char **argv, char *err, size_
         {"set", required_argument, NULL, O_SET},
         {"help", no_argument, NULL, O_HELP},
         {"version", no_argument, NULL, O_VERSION},
+        {"check", no_argument, NULL, O_CHECK},
         {NULL, 0, NULL, 0},
     };
     /* Pass 1: find --config so the file is read before the other options
@@ -626,6 +629,7 @@ int app_config_parse_args(app_config *c, int argc, char **argv, char *err, size_
         case O_DATA: set_str(&c->data_dir, optarg); break;
         case O_LEVEL: set_str(&c->log_level, optarg); break;
         case O_PORTFILE: set_str(&c->port_file, optarg); break;
+        case O_CHECK: c->check_only = true; break;
         case O_SET: {
             char key[64];
             const char *eq = strchr(optarg, '=');

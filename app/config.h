@@ -83,6 +83,7 @@ typedef struct app_config {
     char *data_dir;            /* owned */
     char *port_file;           /* owned; command line only; NULL = none */
     char *config_path;         /* owned; NULL = no file */
+    bool check_only;           /* --check: validate, report, exit */
     char *http_listen;         /* owned; "" = off: web pages and WebSocket */
     char *admin_listen;        /* owned; "" = off: server API, metrics */
     char *https_listen;        /* owned; "" = off: http_listen's job over TLS */

@@ -109,6 +109,17 @@ int main(int argc, char **argv)
      * [sample] settings in the config file stop the start, like any other
      * bad setting. */
     bool bad_settings = samples_register(srv) == SH_EINVAL;
+    if (cfg.check_only) {
+        printf("%s: %s\n", cfg.config_path ? cfg.config_path : "(no config file)",
+               bad_settings ? "bad [sample] settings (see above)" : "OK");
+        app_server_stop(srv, "check only");
+        app_server_run(srv);
+        app_so_glue_free(so);
+        app_server_free(srv);
+        uv_loop_close(uv_default_loop());
+        app_config_cleanup(&cfg);
+        return bad_settings ? 2 : 0;
+    }
     rc = bad_settings ? -1 : app_server_start(srv);
     if (rc == 0)
         rc = app_server_run(srv);
