@@ -846,3 +846,23 @@ int amf_json_parse(const char *text, amf_value **out, const char **why)
     cJSON_Delete(j);
     return rc;
 }
+
+size_t amf_json_node_bound(const char *s, size_t n)
+{
+    size_t nodes = 1;
+    bool str = false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (str) {
+            if (ch == '\\')
+                i++;
+            else if (ch == '"')
+                str = false;
+        } else if (ch == '"') {
+            str = true;
+        } else if (ch == ',' || ch == '[' || ch == '{') {
+            nodes++;
+        }
+    }
+    return nodes;
+}

@@ -33,6 +33,13 @@ cJSON *amf_json_from_value(const amf_value *v);
  * JSON node (may be NULL), or SH_ENOMEM. */
 int amf_json_to_value(const cJSON *j, amf_value **out, const char **why, const cJSON **at);
 
+/* A bound on the JSON values (nodes) text[0..n) would make when parsed:
+ * every value, member and element is one node, and each needs a ','
+ * '[' or '{' before it except the first.  Counted without allocating,
+ * before a parser builds anything, so a small text cannot make a large
+ * tree ("[0,0,0,..." is 2 bytes a node). */
+size_t amf_json_node_bound(const char *text, size_t n);
+
 /* Convenience: compact JSON text of v (malloc'd, free()), NULL on ENOMEM. */
 char *amf_json_print(const amf_value *v);
 

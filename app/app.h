@@ -79,6 +79,16 @@ void app_server_stop(app_server *s, const char *reason);
 void app_server_free(app_server *s);
 
 uv_loop_t *app_server_loop(const app_server *s);
+
+/* Server-wide modules that find each other through the server. */
+typedef enum app_ext {
+    APP_EXT_SO = 0,     /* app_so_glue */
+    APP_EXT_CHAT,       /* app/chat */
+    APP_EXT_API,        /* app/api.c */
+    APP_EXT_COUNT
+} app_ext;
+void *app_server_ext(const app_server *s, app_ext which);
+void app_server_set_ext(app_server *s, app_ext which, void *p);
 const app_config *app_server_config(const app_server *s);
 /* The bound port (after app_server_start). */
 int app_server_port(const app_server *s);

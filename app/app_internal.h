@@ -183,6 +183,36 @@ typedef struct app_shutdown_entry {
     void *ud;
 } app_shutdown_entry;
 
+/* Counters of the socket side and the session (rendered by api.c). */
+enum { APP_TR_RTMP = 0, APP_TR_WS, APP_TR_HTTP, APP_TR_COUNT };
+enum {
+    APP_REFUSE_BAD_REQUEST = 0, /* unparsable connect (names) */
+    APP_REFUSE_NOT_FOUND,       /* application not served */
+    APP_REFUSE_AUTH,            /* the authenticator said no */
+    APP_REFUSE_ORIGIN,          /* [app] origins */
+    APP_REFUSE_APP_FULL,        /* [app] max_connections */
+    APP_REFUSE_APPLICATION,     /* the application's on_connect said no */
+    APP_REFUSE_COUNT
+};
+enum {
+    APP_DROP_MAX_CONNECTIONS = 0, APP_DROP_PER_IP, APP_DROP_MEMORY, APP_DROP_COUNT
+};
+enum {
+    APP_CLOSE_OUTPUT_CAP = 0, APP_CLOSE_MEMORY, APP_CLOSE_SEND_TIMEOUT, APP_CLOSE_IDLE,
+    APP_CLOSE_HANDSHAKE, APP_CLOSE_COUNT
+};
+typedef struct app_stats {
+    uint64_t accepted[4];                 /* TCP connections by app_listen_kind */
+    uint64_t dropped[APP_DROP_COUNT];     /* refused at accept */
+    uint64_t connects[APP_TR_COUNT];      /* sessions accepted, by transport */
+    uint64_t refused[APP_REFUSE_COUNT];   /* connects refused, by reason */
+    uint64_t closed[APP_CLOSE_COUNT];     /* connections the server closed, by cause */
+    uint64_t bytes_in, bytes_out;         /* of closed connections (live ones are added at scrape) */
+} app_stats;
+
+/* Index of a transport in the counters above. */
+int app_tr_index(const app_transport *t);
+
 /* A listening socket and the transport its connections start with. */
 typedef struct app_listener {
     uv_tcp_t tcp;
@@ -243,7 +273,18 @@ struct app_server {
     app_auth_fn auth;
     void *auth_ud;
     app_observer_entry *observers; /* in registration order */
+    void *ext[APP_EXT_COUNT];
+    app_stats st;
+    sh_map conns_by_id;         /* connection id (boxed) -> app_conn */
+    uv_timer_t lag_timer;       /* event-loop lag, every APP_LAG_PERIOD_MS */
+    uint64_t lag_expected;
+    struct app_histo *lag;      /* owned */
 };
+
+#define APP_LAG_PERIOD_MS 100
+
+/* The live connection with this id, NULL when it is gone. */
+app_conn *app_server_conn_by_id(const app_server *s, uint64_t id);
 
 /* ---- server.c (the socket side) ---- */
 

@@ -138,6 +138,7 @@ void app_config_init(app_config *c)
     c->tls_cert = xstrdup("");
     c->tls_key = xstrdup("");
     c->web_root = xstrdup("");
+    c->admin_root = xstrdup("");
     c->ws_path = xstrdup("/ws");
     c->ws_deflate = true;
     for (size_t i = 0; i < NUM_OPTS; i++) {
@@ -162,6 +163,10 @@ void app_config_cleanup(app_config *c)
     free(c->tls_cert);
     free(c->tls_key);
     free(c->web_root);
+    free(c->admin_root);
+    for (size_t i = 0; i < c->napi_keys; i++)
+        free(c->api_keys[i].secret);
+    free(c->api_keys);
     free(c->ws_path);
     for (size_t i = 0; i < c->napps; i++)
         app_app_config_cleanup(&c->apps[i]);
@@ -209,6 +214,7 @@ int app_config_set_server(app_config *c, const char *key, const char *value,
     if (strcmp(key, "tls_cert") == 0) { set_str(&c->tls_cert, value); return 0; }
     if (strcmp(key, "tls_key") == 0) { set_str(&c->tls_key, value); return 0; }
     if (strcmp(key, "web_root") == 0) { set_str(&c->web_root, value); return 0; }
+    if (strcmp(key, "admin_root") == 0) { set_str(&c->admin_root, value); return 0; }
     if (strcmp(key, "ws_path") == 0) {
         if (value[0] != '/' || strlen(value) > 128 || strpbrk(value, "?#% "))
             return errf(err, errsz, SH_EINVAL, "ws_path: '%s' is not a path like /ws", value);
@@ -374,6 +380,25 @@ static const char *section_name(const char *section, const char *kind)
 }
 
 static const char *app_section_name(const char *section) { return section_name(section, "app"); }
+static const char *key_section_name(const char *section) { return section_name(section, "api_key"); }
+
+static app_api_key *find_or_add_key(app_config *c, const char *name)
+{
+    for (size_t i = 0; i < c->napi_keys; i++)
+        if (strcmp(c->api_keys[i].name, name) == 0)
+            return &c->api_keys[i];
+    if (c->napi_keys >= APP_CONFIG_MAX_API_KEYS)
+        return NULL;
+    app_api_key *n = realloc(c->api_keys, (c->napi_keys + 1) * sizeof(*n));
+    if (!n)
+        return NULL;
+    c->api_keys = n;
+    app_api_key *k = &c->api_keys[c->napi_keys++];
+    memset(k, 0, sizeof(*k));
+    k->secret = xstrdup("");
+    snprintf(k->name, sizeof(k->name), "%.*s", APP_NAME_MAX, name);
+    return k;
+}
 static const char *sample_section_name(const char *section) { return section_name(section, "sample"); }
 
 static int add_sample_setting(app_config *c, const char *sec, const char *key,
@@ -460,8 +485,17 @@ static void ini_note_section(ini_ctx *x, const char *line)
             ini_fail(x, "bad sample name '%s'", sample);
         return;
     }
+    const char *key = key_section_name(sec);
+    if (key) {
+        if (!valid_name(key) || strcmp(key, "*") == 0)
+            ini_fail(x, "bad api_key name '%s'", key);
+        else if (!find_or_add_key(x->c, key))
+            ini_fail(x, "%s", "too many [api_key] sections");
+        return;
+    }
     if (!name)
-        ini_fail(x, "unknown section [%s] (expected [server], [app NAME] or [sample NAME])", sec);
+        ini_fail(x, "unknown section [%s] (expected [server], [app NAME], [api_key NAME] or "
+                    "[sample NAME])", sec);
     else if (!valid_name(name))
         ini_fail(x, "bad application name '%s' (letters, digits, _ - . or *)", name);
     else if (!find_or_add_app(x, name))
@@ -512,6 +546,25 @@ static int ini_handler_fn(void *user, const char *section, const char *name, con
         int rc = add_sample_setting(x->c, sample, name, value, x->line);
         if (rc)
             return ini_fail(x, "[sample] setting: %s", sh_strerror(rc));
+        return 1;
+    }
+    const char *kname = key_section_name(section);
+    if (kname) {
+        app_api_key *k = find_or_add_key(x->c, kname);
+        if (!k)
+            return ini_fail(x, "%s", "too many [api_key] sections");
+        if (strcmp(name, "secret") == 0) {
+            set_str(&k->secret, value);
+        } else if (strcmp(name, "scope") == 0) {
+            if (strcmp(value, "read") == 0)
+                k->write = false;
+            else if (strcmp(value, "write") == 0)
+                k->write = true;
+            else
+                return ini_fail(x, "scope: '%s' is not read|write", value);
+        } else {
+            return ini_fail(x, "unknown key '%s' in [api_key]", name);
+        }
         return 1;
     }
     const char *app = app_section_name(section);
@@ -737,6 +790,11 @@ int app_config_validate(app_config *c, char *err, size_t errsz)
         if (a->auth == APP_AUTH_TOKEN && !*a->secret)
             return errf(err, errsz, SH_EINVAL, "[app %s]: auth = token needs a secret", a->name);
     }
+    for (size_t i = 0; i < c->napi_keys; i++)
+        if (strlen(c->api_keys[i].secret) < 16)
+            return errf(err, errsz, SH_EINVAL,
+                        "[api_key %s]: secret must be at least 16 characters",
+                        c->api_keys[i].name);
     return 0;
 }
 

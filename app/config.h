@@ -76,6 +76,15 @@ typedef struct app_config_setting {
 
 #define APP_CONFIG_MAX_SAMPLE_SETTINGS 1024
 
+/* One [api_key NAME] section: a key of the server API (docs/api.md). */
+typedef struct app_api_key {
+    char name[APP_NAME_MAX + 1];
+    char *secret;        /* owned; at least 16 characters */
+    bool write;          /* scope = write (else read) */
+} app_api_key;
+
+#define APP_CONFIG_MAX_API_KEYS 64
+
 typedef struct app_config {
     /* [server] */
     char *listen;              /* owned; "HOST:PORT", "[V6]:PORT" */
@@ -90,6 +99,7 @@ typedef struct app_config {
     char *tls_cert;            /* owned; PEM certificate chain for https_listen */
     char *tls_key;             /* owned; PEM private key */
     char *web_root;            /* owned; static files of http_listen ("" = none) */
+    char *admin_root;          /* owned; the admin page's files on admin_listen ("" = none) */
     char *ws_path;             /* owned; the WebSocket endpoint, default "/ws" */
     bool ws_deflate;           /* agree to permessage-deflate (default true) */
 
@@ -131,6 +141,10 @@ typedef struct app_config {
      * kept as text in file order and validated by samples/ at start. */
     struct app_config_setting *sample_settings; /* owned */
     size_t nsample_settings;
+
+    /* [api_key NAME] sections */
+    app_api_key *api_keys;     /* owned */
+    size_t napi_keys;
 
     /* [app NAME] sections in file order */
     app_app_config *apps;      /* owned */

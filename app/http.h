@@ -45,6 +45,21 @@ app_listen_kind app_conn_listener(const app_conn *c);
  * malformed request.  Returns 0 or a negative code. */
 int app_http_respond(app_conn *c, const app_http_req *r, int status, const char *ctype,
                      const char *extra_headers, const void *body, size_t len);
+/* A response that comes later (a write that must be stored first): the
+ * handler calls app_http_defer and returns true; the connection takes no
+ * further request (input waits, up to a cap) until
+ * app_http_respond_later answers.  The connection may be gone by then:
+ * the answer is dropped (SH_ESTATE). */
+typedef struct app_http_later {
+    uint64_t conn_id;
+    bool keep_alive;
+    bool head;
+} app_http_later;
+void app_http_defer(app_conn *c, const app_http_req *r, app_http_later *out);
+int app_http_respond_later(app_server *s, const app_http_later *l, int status,
+                           const char *ctype, const char *extra_headers, const void *body,
+                           size_t len);
+
 /* A small JSON error body {"error":{"code":CODE,"message":MSG}}. */
 int app_http_error(app_conn *c, const app_http_req *r, int status, const char *code,
                    const char *message);

@@ -29,6 +29,8 @@
 typedef struct http_tr {
     http_req_parser *parser;
     bool close_after;           /* answer, then close */
+    bool held;                  /* a deferred answer is pending: input waits */
+    sh_buf stash;               /* input that came meanwhile (capped) */
     bool in_request;            /* a request's first byte came */
     uint64_t t_start;           /* loop time of the request's first byte */
 } http_tr;
@@ -105,11 +107,11 @@ static const char *status_text(int st)
     }
 }
 
-int app_http_respond(app_conn *c, const app_http_req *r, int status, const char *ctype,
-                     const char *extra_headers, const void *body, size_t len)
+static int respond(app_conn *c, bool keep_alive, bool head_only, int status, const char *ctype,
+                   const char *extra_headers, const void *body, size_t len)
 {
     http_tr *t = tr_of(c);
-    bool keep = r && r->keep_alive && !t->close_after;
+    bool keep = keep_alive && !t->close_after;
     char head[1024];
     int n = snprintf(head, sizeof(head),
                      "HTTP/1.1 %d %s\r\nServer: sohub\r\n%s%s%sContent-Length: %zu\r\n%s%s\r\n",
@@ -119,13 +121,56 @@ int app_http_respond(app_conn *c, const app_http_req *r, int status, const char 
     if (n < 0 || (size_t)n >= sizeof(head))
         return SH_EINVAL;
     int rc = sh_outq_push_copy(&c->outq, head, (size_t)n);
-    bool head_only = r && r->method == HTTP_HEAD;
     if (rc == 0 && len && !head_only)
         rc = sh_outq_push_copy(&c->outq, body, len);
     if (rc == 0)
         rc = app_conn_output(c);
     if (!keep)
         t->close_after = true;
+    return rc;
+}
+
+int app_http_respond(app_conn *c, const app_http_req *r, int status, const char *ctype,
+                     const char *extra_headers, const void *body, size_t len)
+{
+    return respond(c, r && r->keep_alive, r && r->method == HTTP_HEAD, status, ctype,
+                   extra_headers, body, len);
+}
+
+void app_http_defer(app_conn *c, const app_http_req *r, app_http_later *out)
+{
+    http_tr *t = tr_of(c);
+    t->held = true;
+    *out = (app_http_later){app_conn_id(c), r->keep_alive, r->method == HTTP_HEAD};
+}
+
+static void tr_feed(app_conn *c, const uint8_t *in, size_t len, size_t *used, uint32_t *budget);
+
+int app_http_respond_later(app_server *s, const app_http_later *l, int status,
+                           const char *ctype, const char *extra_headers, const void *body,
+                           size_t len)
+{
+    app_conn *c = app_server_conn_by_id(s, l->conn_id);
+    if (!c || c->closing || c->tr != &app_http_transport)
+        return SH_ESTATE;
+    http_tr *t = tr_of(c);
+    t->held = false;
+    int rc = respond(c, l->keep_alive, l->head, status, ctype, extra_headers, body, len);
+    if (t->close_after) {
+        app_conn_close(c, "http: done");
+        return rc;
+    }
+    if (t->stash.len) {
+        /* the requests that waited: taken now, in order */
+        sh_buf in = t->stash;
+        sh_buf_init(&t->stash, in.max);
+        size_t used = 0;
+        uint32_t budget = s->cfg->messages_per_read;
+        tr_feed(c, in.data, in.len, &used, &budget);
+        if (used < in.len && !c->closing)
+            sh_buf_append(&t->stash, in.data + used, in.len - used);
+        sh_buf_cleanup(&in);
+    }
     return rc;
 }
 
@@ -319,7 +364,16 @@ static void tr_feed(app_conn *c, const uint8_t *in, size_t len, size_t *used, ui
 {
     http_tr *t = tr_of(c);
     *used = 0;
-    while (*used < len && !c->closing && *budget > 0) {
+    if (t->held) {
+        /* an answer is pending: keep the input (bounded) until it goes */
+        if (sh_buf_append(&t->stash, in, len)) {
+            app_conn_abort(c, "http: too much input while an answer is pending");
+            return;
+        }
+        *used = len;
+        return;
+    }
+    while (*used < len && !c->closing && *budget > 0 && !t->held) {
         if (!t->in_request) {
             t->in_request = true;
             t->t_start = uv_now(c->srv->loop);
@@ -343,6 +397,13 @@ static void tr_feed(app_conn *c, const uint8_t *in, size_t len, size_t *used, ui
         handle_request(c, &r);
         if (c->tr != &app_http_transport)
             return; /* switched transports: the rest of the input is theirs */
+        if (t->held) {
+            /* deferred: the rest waits in the stash */
+            if (*used < len && sh_buf_append(&t->stash, in + *used, len - *used))
+                app_conn_abort(c, "http: too much input while an answer is pending");
+            *used = len;
+            return;
+        }
         if (r.upgrade || t->close_after) {
             app_conn_close(c, r.upgrade ? "http: upgrade refused" : "http: done");
             return;
@@ -372,6 +433,7 @@ static int tr_open(app_conn *c, const uint8_t *random)
         .max_body = c->listen_kind == APP_LISTEN_ADMIN ? cfg->http_max_body : 0,
     };
     t->parser = http_req_parser_new(&lim);
+    sh_buf_init(&t->stash, (size_t)lim.max_header_bytes + lim.max_target + lim.max_body + 4096);
     if (!t->parser) {
         free(t);
         return SH_ENOMEM;
@@ -384,6 +446,7 @@ static void tr_close(app_conn *c)
 {
     http_tr *t = tr_of(c);
     http_req_parser_free(t->parser);
+    sh_buf_cleanup(&t->stash);
     free(t);
     c->tr_state = NULL;
 }
@@ -391,7 +454,7 @@ static void tr_close(app_conn *c)
 static size_t tr_input_mem(const app_conn *c)
 {
     const http_tr *t = tr_of(c);
-    return sizeof(*t) + http_req_parser_mem(t->parser);
+    return sizeof(*t) + http_req_parser_mem(t->parser) + t->stash.cap;
 }
 
 static bool tr_handshake_done(const app_conn *c)

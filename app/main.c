@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "api.h"
 #include "app.h"
 #include "chat.h"
 #include "samples.h"
@@ -98,6 +99,15 @@ int main(int argc, char **argv)
     app_so_glue *so = app_so_glue_new(srv, so_err, sizeof(so_err));
     if (!so) {
         SH_LOG(SH_LOG_ERROR, "shared objects: %s", so_err);
+        app_server_free(srv);
+        app_config_cleanup(&cfg);
+        return 1;
+    }
+    /* The admin listener (server API, metrics) first: its shutdown hook
+     * runs last, after chat and the engine answered what was pending. */
+    if (app_api_register(srv) != 0) {
+        SH_LOG(SH_LOG_ERROR, "cannot set up the admin API");
+        app_so_glue_free(so);
         app_server_free(srv);
         app_config_cleanup(&cfg);
         return 1;

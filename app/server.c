@@ -31,6 +31,7 @@
 #include "app_internal.h"
 #include "http.h"
 #include "tls.h"
+#include "metrics.h"
 #include "ws.h"
 
 #include <errno.h>
@@ -168,6 +169,7 @@ int app_conn_output(app_conn *c)
     if (pending > s->cfg->max_output_bytes) {
         char why[96];
         snprintf(why, sizeof(why), "output queue over max_output_bytes (%zu bytes)", pending);
+        s->st.closed[APP_CLOSE_OUTPUT_CAP]++;
         app_conn_abort(c, why);
         return SH_ELIMIT;
     }
@@ -202,6 +204,7 @@ static void mem_evict(app_server *s)
     snprintf(why, sizeof(why), "clients hold %zu bytes, over max_client_memory; this one held "
              "the most (%zu bytes)", s->mem_total, big->mem_counted);
     SH_LOG(SH_LOG_WARN, "conn=%llu closed: %s", (unsigned long long)big->id, why);
+    s->st.closed[APP_CLOSE_MEMORY]++;
     app_conn_abort(big, why);
 }
 
@@ -275,6 +278,9 @@ static void conn_teardown(app_conn *c)
     mem_update(c);
     c->torn = true;
     ip_count_del(s, c->ip);
+    sh_map_del_ptr(&s->conns_by_id, sh_map_box(c->id));
+    s->st.bytes_in += c->bytes_in;
+    s->st.bytes_out += c->bytes_out;
     list_remove_dirty(s, c);
     list_remove_backlog(s, c);
     app_session_end(c, reason_of(c));
@@ -633,12 +639,13 @@ static void on_connection(uv_stream_t *server, int status)
     }
     peer_name(&c->tcp, c->ip, sizeof(c->ip), c->peer, sizeof(c->peer));
     const char *refuse = NULL;
+    s->st.accepted[l->kind < 4 ? l->kind : 0]++;
     if (s->nconns >= s->cfg->max_connections)
-        refuse = "max_connections reached";
+        refuse = "max_connections reached", s->st.dropped[APP_DROP_MAX_CONNECTIONS]++;
     else if (count_ip(s, c->ip) >= s->cfg->max_connections_per_ip)
-        refuse = "max_connections_per_ip reached";
+        refuse = "max_connections_per_ip reached", s->st.dropped[APP_DROP_PER_IP]++;
     else if (s->cfg->max_client_memory && s->mem_total > s->cfg->max_client_memory)
-        refuse = "clients hold more than max_client_memory";
+        refuse = "clients hold more than max_client_memory", s->st.dropped[APP_DROP_MEMORY]++;
     if (refuse) {
         SH_LOG(SH_LOG_WARN, "conn=%llu refused peer=%s transport=%s reason=\"%s\"",
                (unsigned long long)c->id, c->peer, c->tr->name, refuse);
@@ -656,6 +663,16 @@ static void on_connection(uv_stream_t *server, int status)
         if (c->tr_state)
             c->tr->close(c);
         SH_LOG(SH_LOG_ERROR, "conn=%llu out of memory", (unsigned long long)c->id);
+        sh_outq_cleanup(&c->outq);
+        app_tls_free(c->tls);
+        uv_close((uv_handle_t *)&c->tcp, on_reject_closed);
+        return;
+    }
+    if (sh_map_put_ptr(&s->conns_by_id, sh_map_box(c->id), c) != 0) {
+        SH_LOG(SH_LOG_ERROR, "conn=%llu out of memory", (unsigned long long)c->id);
+        ip_count_del(s, c->ip);
+        if (c->tr_state)
+            c->tr->close(c);
         sh_outq_cleanup(&c->outq);
         app_tls_free(c->tls);
         uv_close((uv_handle_t *)&c->tcp, on_reject_closed);
@@ -704,6 +721,7 @@ static bool conn_timers(app_conn *c, uint64_t now)
     }
     if (c->tr->wants_session && !c->nc_connected &&
         now - c->t_accept >= cfg->handshake_timeout_ms) {
+        c->srv->st.closed[APP_CLOSE_HANDSHAKE]++;
         app_conn_abort(c, c->tr->handshake_done(c) ? "handshake_timeout_ms passed before connect"
                                                    : "handshake_timeout_ms passed during handshake");
         return true;
@@ -714,11 +732,13 @@ static bool conn_timers(app_conn *c, uint64_t now)
         return true;
     }
     if (conn_pending(c) > 0 && now - c->t_out_progress >= cfg->send_timeout_ms) {
+        c->srv->st.closed[APP_CLOSE_SEND_TIMEOUT]++;
         app_conn_abort(c, "send_timeout_ms passed without the client taking any output");
         return true;
     }
     uint64_t quiet = now - c->t_last_rx;
     if (quiet >= cfg->idle_timeout_ms) {
+        c->srv->st.closed[APP_CLOSE_IDLE]++;
         app_conn_abort(c, "idle_timeout_ms passed");
         return true;
     }
@@ -765,6 +785,19 @@ static void on_tick(uv_timer_t *t)
         mem_evict(s);
 }
 
+/* Event-loop lag: how late a timer due every APP_LAG_PERIOD_MS fires. */
+static const double lag_bounds[] = {0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                    0.25, 0.5, 1, 2.5};
+
+static void on_lag(uv_timer_t *t)
+{
+    app_server *s = t->data;
+    uint64_t now = uv_now(s->loop);
+    double late = now > s->lag_expected ? (double)(now - s->lag_expected) / 1000.0 : 0;
+    app_histo_add(s->lag, late);
+    s->lag_expected = now + APP_LAG_PERIOD_MS;
+}
+
 static uint64_t tick_interval(const app_config *cfg)
 {
     uint64_t m = cfg->handshake_timeout_ms;
@@ -807,6 +840,7 @@ static void finish_stop(app_server *s)
     for (app_shutdown_entry *e = s->shutdown; e; e = e->next)
         e->fn(s, e->ud);
     close_if_active((uv_handle_t *)&s->tick);
+    close_if_active((uv_handle_t *)&s->lag_timer);
     close_if_active((uv_handle_t *)&s->prepare);
     close_if_active((uv_handle_t *)&s->check);
     close_if_active((uv_handle_t *)&s->idle);
@@ -847,9 +881,11 @@ app_server *app_server_new(const app_config *cfg, uv_loop_t *loop)
     s->loop = loop ? loop : uv_default_loop();
     s->slab = malloc(APP_READ_SLAB);
     s->rnd_pool = malloc(APP_RANDOM_POOL);
-    if (!s->slab || !s->rnd_pool) {
+    s->lag = calloc(1, sizeof(*s->lag));
+    if (!s->slab || !s->rnd_pool || !s->lag) {
         free(s->slab);
         free(s->rnd_pool);
+        free(s->lag);
         free(s);
         return NULL;
     }
@@ -873,6 +909,7 @@ app_server *app_server_new(const app_config *cfg, uv_loop_t *loop)
         s->amf_limits_pre.max_string = cfg->preconnect_max_message_size;
     if (s->amf_limits_pre.max_elements > cfg->preconnect_max_message_size)
         s->amf_limits_pre.max_elements = cfg->preconnect_max_message_size;
+    app_histo_init(s->lag, lag_bounds, sizeof(lag_bounds) / sizeof(lag_bounds[0]));
     s->rtmp = (app_listener){.srv = s, .tr = &app_rtmp_transport, .kind = APP_LISTEN_RTMP};
     s->http = (app_listener){.srv = s, .tr = &app_http_transport, .kind = APP_LISTEN_HTTP};
     s->admin = (app_listener){.srv = s, .tr = &app_http_transport, .kind = APP_LISTEN_ADMIN};
@@ -970,6 +1007,11 @@ int app_server_start(app_server *s)
     s->tick.data = s;
     uint64_t iv = tick_interval(cfg);
     uv_timer_start(&s->tick, on_tick, iv, iv);
+    uv_timer_init(s->loop, &s->lag_timer);
+    s->lag_timer.data = s;
+    s->lag_expected = uv_now(s->loop) + APP_LAG_PERIOD_MS;
+    uv_timer_start(&s->lag_timer, on_lag, APP_LAG_PERIOD_MS, APP_LAG_PERIOD_MS);
+    uv_unref((uv_handle_t *)&s->lag_timer);
     uv_prepare_init(s->loop, &s->prepare);
     s->prepare.data = s;
     uv_prepare_start(&s->prepare, on_prepare);
@@ -1009,6 +1051,8 @@ void app_server_free(app_server *s)
     for (size_t it = 0; (ipc = sh_map_next(&s->ip_counts, &it)) != NULL;)
         free(ipc);
     sh_map_cleanup(&s->ip_counts);
+    sh_map_cleanup(&s->conns_by_id);
+    free(s->lag);
     app_session_registry_free(s);
     app_http_handlers_free(s);
     ws_zip_free(s->ws_zip);
@@ -1022,6 +1066,17 @@ void app_server_free(app_server *s)
 /* ---- accessors ---- */
 
 uv_loop_t *app_server_loop(const app_server *s) { return s->loop; }
+
+void *app_server_ext(const app_server *s, app_ext which)
+{
+    return (unsigned)which < APP_EXT_COUNT ? s->ext[which] : NULL;
+}
+
+void app_server_set_ext(app_server *s, app_ext which, void *p)
+{
+    if ((unsigned)which < APP_EXT_COUNT)
+        s->ext[which] = p;
+}
 const app_config *app_server_config(const app_server *s) { return s->cfg; }
 int app_server_port(const app_server *s) { return s->rtmp.port; }
 
@@ -1034,6 +1089,17 @@ int app_server_http_port(const app_server *s, app_listen_kind kind)
 size_t app_server_conn_count(const app_server *s) { return s->nconns; }
 size_t app_conn_out_bytes(const app_conn *c) { return conn_pending(c); }
 const char *app_conn_transport(const app_conn *c) { return c->tr->name; }
+
+int app_tr_index(const app_transport *t)
+{
+    return t == &app_rtmp_transport ? APP_TR_RTMP : t == &app_ws_transport ? APP_TR_WS
+                                                                            : APP_TR_HTTP;
+}
+
+app_conn *app_server_conn_by_id(const app_server *s, uint64_t id)
+{
+    return sh_map_get_ptr(&s->conns_by_id, sh_map_box(id));
+}
 
 void app_shared_cleanup(app_shared *m)
 {

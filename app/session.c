@@ -303,8 +303,9 @@ static bool origin_allowed(const char *origins, const char *origin)
     return false;
 }
 
-static void connect_reject(app_conn *c, double txid, const char *desc)
+static void connect_reject(app_conn *c, double txid, int kind, const char *desc)
 {
+    c->srv->st.refused[kind]++;
     amf_value *info = app_status_info("error", "NetConnection.Connect.Rejected", desc);
     if (!c->closing && c->tr->connect_reply(c, txid, false, info) == 0)
         app_conn_output(c);
@@ -327,7 +328,7 @@ void app_session_connect(app_conn *c, const app_connect_req *r)
         SH_LOG(SH_LOG_INFO, "conn=%llu connect refused peer=%s: %s tcUrl=%.*s",
                (unsigned long long)c->id, c->peer, p.error,
                (int)strcspn(p.tc_url, "?"), p.tc_url);
-        connect_reject(c, r->txid, p.error);
+        connect_reject(c, r->txid, APP_REFUSE_BAD_REQUEST, p.error);
         return;
     }
     snprintf(c->app_name, sizeof(c->app_name), "%s", p.app);
@@ -340,7 +341,7 @@ void app_session_connect(app_conn *c, const app_connect_req *r)
     if (!a) {
         SH_LOG(SH_LOG_INFO, "conn=%llu connect refused peer=%s app=%s: not served",
                (unsigned long long)c->id, c->peer, c->app_name);
-        connect_reject(c, r->txid, "Application not found");
+        connect_reject(c, r->txid, APP_REFUSE_NOT_FOUND, "Application not found");
         return;
     }
     c->app_cfg = acfg;
@@ -351,28 +352,37 @@ void app_session_connect(app_conn *c, const app_connect_req *r)
     };
     app_verdict v = {0};
     app_server *s = c->srv;
-    if (r->origin && acfg && !origin_allowed(acfg->origins, r->origin))
+    int why = APP_REFUSE_APPLICATION;
+    if (r->origin && acfg && !origin_allowed(acfg->origins, r->origin)) {
         v = (app_verdict){.reject = true, .description = "Origin not allowed"};
-    else if (acfg && acfg->max_connections && a->nconns >= acfg->max_connections)
+        why = APP_REFUSE_ORIGIN;
+    } else if (acfg && acfg->max_connections && a->nconns >= acfg->max_connections) {
         v = (app_verdict){.reject = true,
                           .description = "Too many connections to this application"};
+        why = APP_REFUSE_APP_FULL;
+    }
     if (!v.reject && acfg && acfg->auth != APP_AUTH_NONE) {
         if (s->auth)
             s->auth(s, c, acfg, &info, &v, s->auth_ud);
         else
             v = (app_verdict){.reject = true, .description = "Authentication not available"};
+        why = APP_REFUSE_AUTH;
     }
-    if (!v.reject && a->ops.on_connect)
-        a->ops.on_connect(a, c, &info, &v, a->ud);
+    if (!v.reject) {
+        why = APP_REFUSE_APPLICATION;
+        if (a->ops.on_connect)
+            a->ops.on_connect(a, c, &info, &v, a->ud);
+    }
     if (v.reject) {
         char d[256];
         safe(d, sizeof(d), v.description[0] ? v.description : "Rejected");
         SH_LOG(SH_LOG_INFO, "conn=%llu connect rejected peer=%s app=%s instance=%s: %s",
                (unsigned long long)c->id, c->peer, c->app_name, c->instance, d);
-        connect_reject(c, r->txid, d);
+        connect_reject(c, r->txid, why, d);
         return;
     }
     c->app = a;
+    s->st.connects[app_tr_index(c->tr)]++;
     a->nconns++;
     c->nc_connected = true;
 

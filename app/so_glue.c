@@ -201,6 +201,7 @@ struct app_so_glue {
     uv_timer_t unload_timer;    /* so_engine_unload_idle every so_unload_idle_s */
     uv_work_t work;
     so_store_batch *inflight;   /* batch being written by the worker */
+    uint64_t inflight_t0;       /* uv_hrtime when it was taken */
     int inflight_status;
     bool busy;
     bool started_once;
@@ -246,6 +247,17 @@ typedef struct glue_client {
 } glue_client;
 
 /* ---- delivery ---- */
+
+bool app_so_store_ok(const app_so_glue *g)
+{
+    return g->store && g->fail_streak == 0;
+}
+
+bool app_so_conn_congested(const app_conn *c)
+{
+    const glue_client *gc = app_conn_get_data(c, APP_SLOT_SO);
+    return gc && gc->congested;
+}
 
 static void mark_congested(app_so_glue *g, app_conn *c)
 {
@@ -415,6 +427,7 @@ static void on_after_work(uv_work_t *req, int status)
     g->inflight = NULL;
     g->busy = false;
     g->st.batches++;
+    app_histo_add(&g->st.commit_seconds, (double)(uv_hrtime() - g->inflight_t0) / 1e9);
     if (st < 0) {
         g->st.batch_failures++;
         uint64_t now = uv_now(g->loop);
@@ -479,6 +492,7 @@ static void commit_kick(app_so_glue *g)
     }
     g->taken++;
     g->inflight = b;
+    g->inflight_t0 = uv_hrtime();
     g->busy = true;
     g->started_once = true;
     g->last_start = now;
@@ -711,6 +725,10 @@ app_so_glue *app_so_glue_new(app_server *srv, char *err, size_t errsz)
     g->loop = app_server_loop(srv);
     g->congestion_bytes = (size_t)cfg->so_congestion_bytes;
     so_effects_init(&g->fx);
+    static const double commit_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                           0.05, 0.1, 0.25, 0.5, 1, 2.5};
+    app_histo_init(&g->st.commit_seconds, commit_bounds,
+                   sizeof(commit_bounds) / sizeof(commit_bounds[0]));
     char path[4096];
     g->store = glue_store_new(cfg, path, sizeof(path), err, errsz);
     if (!g->store) {

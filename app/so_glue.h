@@ -72,6 +72,7 @@
 #include <stdint.h>
 
 #include "app.h"
+#include "metrics.h"
 #include "so.h"
 
 typedef struct app_so_glue app_so_glue;
@@ -107,6 +108,7 @@ char *app_so_room_of(const app_conn *c, char *buf, size_t bufsz);
 
 /* Counters (for logs and tests). */
 typedef struct app_so_glue_stats {
+    app_histo commit_seconds; /* store batch: taken -> handed back */
     uint64_t messages;        /* SO messages handled */
     uint64_t effects;         /* effects delivered */
     uint64_t sends;           /* (effect, recipient) pairs queued */
@@ -115,6 +117,10 @@ typedef struct app_so_glue_stats {
     uint64_t batch_failures;
 } app_so_glue_stats;
 void app_so_glue_get_stats(const app_so_glue *g, app_so_glue_stats *st);
+/* False while store batches keep failing (readiness). */
+bool app_so_store_ok(const app_so_glue *g);
+/* True when c is a congested subscriber (rule 7) right now. */
+bool app_so_conn_congested(const app_conn *c);
 
 /* ---- durability of server-side writes (added for the samples) ----
  * fn(ud, status) runs once, on the loop thread, when every persistent

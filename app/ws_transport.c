@@ -218,29 +218,6 @@ static void tr_closing(app_conn *c, const char *reason)
 
 /* ---- input: JSON messages ---- */
 
-/* A bound on the nodes cJSON would build from text (each value, member
- * and element is one): counted before parsing, so a small message cannot
- * make a large tree (2 bytes of "[0,0,..." would be ~64 bytes each). */
-static size_t json_nodes(const char *s, size_t n)
-{
-    size_t nodes = 1;
-    bool str = false;
-    for (size_t i = 0; i < n; i++) {
-        char ch = s[i];
-        if (str) {
-            if (ch == '\\')
-                i++;
-            else if (ch == '"')
-                str = false;
-        } else if (ch == '"') {
-            str = true;
-        } else if (ch == ',' || ch == '[' || ch == '{') {
-            nodes++;
-        }
-    }
-    return nodes;
-}
-
 static void bad_request(app_conn *c, const char *why)
 {
     char reason[160];
@@ -358,7 +335,7 @@ static void op_call(app_conn *c, const cJSON *j, bool result)
 static void on_text(app_conn *c, const char *text, size_t n)
 {
     const app_config *cfg = c->srv->cfg;
-    if (json_nodes(text, n) > cfg->max_amf_elements) {
+    if (amf_json_node_bound(text, n) > cfg->max_amf_elements) {
         bad_request(c, "message has more JSON values than max_amf_elements");
         return;
     }

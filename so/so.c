@@ -474,9 +474,35 @@ static int emit(so_engine *e, const hdr *h, const sh_buf *ev, const sh_buf *fail
     return 0;
 }
 
+/* ---- refusal counters ---- */
+
+static const char *const refusal_names[SO_REFUSALS] = {
+    "stale", SO_STATUS_NO_WRITE, SO_STATUS_NO_READ, SO_STATUS_BAD_PERSISTENCE,
+    SO_STATUS_NO_OBJECT, SO_STATUS_BAD_NAME, SO_STATUS_STORE_FAILED, SO_STATUS_LIMIT_OBJECTS,
+    SO_STATUS_LIMIT_SLOTS, SO_STATUS_LIMIT_VALUE, SO_STATUS_LIMIT_OBJECT_BYTES,
+    SO_STATUS_LIMIT_SUBSCRIBERS, SO_STATUS_LIMIT_CLIENT_OBJECTS, SO_STATUS_LIMIT_RATE,
+    SO_STATUS_LIMIT_KEY, SO_STATUS_LIMIT_PERSISTENT_OBJECTS, SO_STATUS_LIMIT_PERSISTENT_BYTES,
+    "other",
+};
+
+const char *so_refusal_name(size_t i)
+{
+    return i < SO_REFUSALS ? refusal_names[i] : "other";
+}
+
+static void count_refusal(so_engine *e, const char *code)
+{
+    size_t i = 0;
+    if (code)
+        for (i = 1; i < SO_REFUSALS - 1 && strcmp(refusal_names[i], code) != 0; i++)
+            ;
+    e->st.refused[i]++;
+}
+
 static int reply_status(so_engine *e, so_client *c, const hdr *h, const char *code,
                         so_effects *out)
 {
+    count_refusal(e, code);
     sh_buf ev;
     sh_buf_init(&ev, SH_BUF_MAX_DEFAULT);
     so_wire_put_status(&ev, code, SO_STATUS_LEVEL_ERROR);
@@ -1318,6 +1344,7 @@ typedef struct wctx {
  * make the reply larger than the object. */
 static int w_refuse(wctx *w, const char *code, const char *key, size_t klen)
 {
+    count_refusal(w->e, code);
     if (code) {
         so_wire_put_status(&w->req, code, SO_STATUS_LEVEL_ERROR);
         if (w->with_fail)
@@ -1410,8 +1437,10 @@ static int on_writes(so_engine *e, so_client *c, const so_msg *m, uint64_t now_m
     if (!sub) {
         for (size_t i = 0; i < m->nevents; i++)
             if (is_write(m->events[i].type))
-                for (size_t k = 0; k < m->events[i].nkv; k++)
+                for (size_t k = 0; k < m->events[i].nkv; k++) {
+                    count_refusal(e, SO_STATUS_NO_OBJECT);
                     so_wire_put_status(&w.req, SO_STATUS_NO_OBJECT, SO_STATUS_LEVEL_ERROR);
+                }
         hdr h = {NULL, m->name, m->name_len, o ? o->version : 0, m->persistent};
         int rc = emit(e, &h, &w.req, NULL, &c, 1, out);
         sh_buf_cleanup(&w.req);
@@ -2033,6 +2062,39 @@ const char *so_object_name(const so_object *o) { return o->name; }
 size_t so_object_slot_count(const so_object *o) { return o->nlive; }
 size_t so_object_subscriber_count(const so_object *o) { return o->nsubs; }
 size_t so_object_history_len(const so_object *o) { return o->ring_count; }
+size_t so_object_bytes(const so_object *o) { return o->bytes; }
+bool so_object_locked(const so_object *o) { return o->lock > 0; }
+
+static void room_info(const so_room *r, so_room_info *out)
+{
+    out->name = r->name;
+    out->clients = r->nclients;
+    out->objects = r->objects.count;
+}
+
+bool so_engine_room_next(const so_engine *e, size_t *iter, so_room_info *out)
+{
+    so_room *r = sh_map_next(&e->rooms, iter);
+    if (!r)
+        return false;
+    room_info(r, out);
+    return true;
+}
+
+bool so_engine_room_info(const so_engine *e, const char *room, so_room_info *out)
+{
+    so_room *r = sh_map_get(&e->rooms, room, strlen(room));
+    if (!r)
+        return false;
+    room_info(r, out);
+    return true;
+}
+
+so_object *so_engine_object_next(const so_engine *e, const char *room, size_t *iter)
+{
+    so_room *r = sh_map_get(&e->rooms, room, strlen(room));
+    return r ? sh_map_next(&r->objects, iter) : NULL;
+}
 
 bool so_object_slot_next(const so_object *o, size_t *iter, const char **key,
                          size_t *key_len, amf_value **value)

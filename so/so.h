@@ -362,9 +362,29 @@ const char *so_object_name(const so_object *o);
 size_t so_object_slot_count(const so_object *o);
 size_t so_object_subscriber_count(const so_object *o);
 size_t so_object_history_len(const so_object *o);
+/* Key + value bytes of the live slots (as the object limits count them). */
+size_t so_object_bytes(const so_object *o);
+bool so_object_locked(const so_object *o);
+
+/* ---- listing, for operators (borrowed results, valid until the next
+ * engine call; nothing is loaded or created) ---- */
+typedef struct so_room_info {
+    const char *name;       /* "app/instance" */
+    size_t clients;         /* registered clients */
+    size_t objects;         /* objects in memory */
+} so_room_info;
+/* Rooms in memory: start with *iter = 0; false at the end. */
+bool so_engine_room_next(const so_engine *e, size_t *iter, so_room_info *out);
+/* One room, false when it is not in memory. */
+bool so_engine_room_info(const so_engine *e, const char *room, so_room_info *out);
+/* Objects of a room in memory: start with *iter = 0; NULL at the end. */
+so_object *so_engine_object_next(const so_engine *e, const char *room, size_t *iter);
 /* Iterates live slots: start with *iter = 0; returns false at the end. */
 bool so_object_slot_next(const so_object *o, size_t *iter, const char **key,
                          size_t *key_len, amf_value **value);
+
+/* Kinds of refusals counted in so_engine_stats.refused. */
+#define SO_REFUSALS 18
 
 typedef struct so_engine_stats {
     uint64_t rooms, objects, clients;
@@ -376,7 +396,12 @@ typedef struct so_engine_stats {
     uint64_t room_unloads;     /* rooms freed by so_engine_unload_idle */
     uint64_t uses_deferred;    /* Use answered without the state (caught up later) */
     uint64_t catch_ups;        /* objects caught up after congestion */
+    /* Refused requests by kind: refused[i] counts so_refusal_name(i)
+     * (a Status code, or "stale" for rule 3). */
+    uint64_t refused[SO_REFUSALS];
 } so_engine_stats;
+/* Name of refusal kind i < SO_REFUSALS. */
+const char *so_refusal_name(size_t i);
 void so_engine_get_stats(const so_engine *e, so_engine_stats *s);
 
 /* What application `app` (the part of its rooms' names before the first

@@ -85,9 +85,13 @@ typedef struct chat_dedup {
     chat_pmsg *pm;         /* set while a queued answer waits for the commit */
 } chat_dedup;
 
+/* Who waits for a message's answer: a client's call (conn_id, txid), or
+ * server code (fn, e.g. the server API). */
 typedef struct chat_waiter {
     uint64_t conn_id;
     double txid;
+    chat_sent_fn fn;
+    void *ud;
 } chat_waiter;
 
 struct chat_pmsg {
@@ -152,6 +156,9 @@ struct chat {
     int open_handles;
     bool stopping;
     uint64_t batches, batch_failures, messages;
+    uint64_t stored;            /* messages committed */
+    uint64_t delivered;         /* chat.onPrivate sent (live and from the store) */
+    uint64_t acked;             /* messages acknowledged */
     uint64_t unacked;       /* ids given and not acknowledged, every user */
     uint64_t max_unacked;   /* chat_max_stored */
 };
@@ -491,6 +498,7 @@ static bool deliver_one(chat *ch, chat_conn *cc, amf_value *m, uint64_t id)
         return false;
     }
     cc->sent = id;
+    ch->delivered++;
     return true;
 }
 
@@ -527,6 +535,7 @@ static void pmsg_finish(chat *ch, chat_pmsg *pm, int status)
     /* Stored: now the recipient may see it.  Sending before the commit
      * would let a crash hand the same id to another message. */
     if (status == 0) {
+        ch->stored++;
         if (pm->id > to->committed)
             to->committed = pm->id;
         pm->queued = deliver_committed(ch, to, pm) == 0;
@@ -540,6 +549,14 @@ static void pmsg_finish(chat *ch, chat_pmsg *pm, int status)
             s->dedup[i].used = false; /* a retry may try again */
     }
     for (size_t i = 0; i < pm->nwaiters; i++) {
+        chat_waiter *w = &pm->waiters[i];
+        if (w->fn) {
+            if (status == 0)
+                w->fn(w->ud, NULL, NULL, pm->id, pm->queued);
+            else
+                w->fn(w->ud, CHAT_E_STORE_FAILED, "The message could not be stored", 0, false);
+            continue;
+        }
         app_conn *c = user_conn_by_id(s, pm->waiters[i].conn_id);
         if (!c)
             continue;
@@ -658,6 +675,7 @@ static int page_row(void *ud, uint64_t id, const char *sender, int64_t ts, const
     }
     cc->sent = id;
     cc->resent++;
+    x->ch->delivered++;
     if (app_conn_out_bytes(cc->c) >= x->ch->low_water) {
         x->full = true;
         return 1;
@@ -887,65 +905,72 @@ static bool client_id_of(const rtmp_cmd *cmd, char *out, size_t outsz)
     }
 }
 
-static int method_send_private(app_conn *c, const rtmp_cmd *cmd, void *ud)
+/* The outcome of a send that did not wait for a commit. */
+typedef struct send_outcome {
+    const char *code;         /* refused: an error code and description */
+    const char *desc;
+    bool answered;            /* a repeated clientId whose message is stored */
+    uint64_t id;
+    bool queued;
+} send_outcome;
+
+/* The one path of a private message, for clients and server code alike:
+ * checks, de-duplication, rate, queue and store caps, then the message
+ * joins the pending batch and w is answered once it is committed.
+ * Returns 0 (w will be answered, or *o says what happened at once) or
+ * SH_ENOMEM. */
+static int submit(chat *ch, const char *app, const chat_limits *l, const char *me,
+                  const char *to, size_t tolen, const char *text, size_t textlen,
+                  const char *cid, chat_waiter w, send_outcome *o)
 {
-    chat *ch = ud;
-    double txid = cmd->txid;
-    const char *me = app_conn_user(c);
-    const char *app = app_conn_app_name(c);
-    chat_limits l;
-    limits_of(c, &l);
+    memset(o, 0, sizeof(*o));
+#define REFUSE(c, d) do { o->code = (c); o->desc = (d); return 0; } while (0)
     if (!*me)
-        return reply_error(c, txid, CHAT_E_DENIED, "Connect with a user name to send");
-    if (!user_listed(l.users, me, strlen(me)))
-        return reply_error(c, txid, CHAT_E_DENIED, "Sender is not a user of this application");
-    size_t tolen = 0, textlen = 0;
-    const char *to = arg_string(cmd, 0, &tolen);
-    const char *text = arg_string(cmd, 1, &textlen);
-    char cid[CHAT_CLIENT_ID_MAX + 1];
-    if (!to || !text || !client_id_of(cmd, cid, sizeof(cid)))
-        return reply_error(c, txid, CHAT_E_BAD_REQUEST,
-                           "Expected chat.sendPrivate(to: string, text: string [, clientId])");
-    if (textlen > l.max_text)
-        return reply_error(c, txid, CHAT_E_TOO_LONG, "Text longer than chat_max_text");
-    if (!user_name_ok(to, tolen) || !user_listed(l.users, to, tolen))
-        return reply_error(c, txid, CHAT_E_UNKNOWN_USER, "No such user");
+        REFUSE(CHAT_E_DENIED, "Connect with a user name to send");
+    if (!user_listed(l->users, me, strlen(me)))
+        REFUSE(CHAT_E_DENIED, "Sender is not a user of this application");
+    if (textlen > l->max_text)
+        REFUSE(CHAT_E_TOO_LONG, "Text longer than chat_max_text");
+    if (!user_name_ok(to, tolen) || !user_listed(l->users, to, tolen))
+        REFUSE(CHAT_E_UNKNOWN_USER, "No such user");
     if (tolen == strlen(me) && memcmp(to, me, tolen) == 0)
-        return reply_error(c, txid, CHAT_E_DENIED, "Cannot send a private message to yourself");
+        REFUSE(CHAT_E_DENIED, "Cannot send a private message to yourself");
     if (ch->stopping)
-        return reply_error(c, txid, CHAT_E_STORE_FAILED, "Server is shutting down");
+        REFUSE(CHAT_E_STORE_FAILED, "Server is shutting down");
 
     int rc;
     chat_user *s = user_get(ch, app, me, strlen(me), &rc);
     if (!s)
-        return reply_error(c, txid, CHAT_E_STORE_FAILED, "Cannot load the sender");
+        REFUSE(CHAT_E_STORE_FAILED, "Cannot load the sender");
     uint64_t now = uv_now(ch->loop);
     if (cid[0]) {
         chat_dedup *d = dedup_find(s, cid, now);
         if (d && d->pm) {
             if (d->pm->nwaiters >= CHAT_WAITERS_MAX)
-                return reply_error(c, txid, CHAT_E_RATE_LIMITED, "Too many retries");
-            d->pm->waiters[d->pm->nwaiters++] = (chat_waiter){app_conn_id(c), txid};
+                REFUSE(CHAT_E_RATE_LIMITED, "Too many retries");
+            d->pm->waiters[d->pm->nwaiters++] = w;
             return 0;
         }
         if (d) {
-            send_result(c, txid, d->id, d->queued ? "queued" : "delivered");
+            o->answered = true;
+            o->id = d->id;
+            o->queued = d->queued;
             return 0;
         }
     }
-    if (!rate_take(s, l.rate, now))
-        return reply_error(c, txid, CHAT_E_RATE_LIMITED, "Too many messages (chat_rate)");
+    if (!rate_take(s, l->rate, now))
+        REFUSE(CHAT_E_RATE_LIMITED, "Too many messages (chat_rate)");
     s->refs++; /* keep s while the recipient is loaded */
     chat_user *r = user_get(ch, app, to, tolen, &rc);
     s->refs--;
     if (!r)
-        return reply_error(c, txid, CHAT_E_STORE_FAILED, "Cannot load the recipient");
-    if (r->last_id - r->acked >= l.queue)
-        return reply_error(c, txid, CHAT_E_QUEUE_FULL,
-                           "The recipient has too many unacknowledged messages");
+        REFUSE(CHAT_E_STORE_FAILED, "Cannot load the recipient");
+    if (r->last_id - r->acked >= l->queue)
+        REFUSE(CHAT_E_QUEUE_FULL, "The recipient has too many unacknowledged messages");
     if (ch->unacked >= ch->max_unacked)
-        return reply_error(c, txid, CHAT_E_STORE_FULL,
-                           "The server holds too many unacknowledged messages (chat_max_stored)");
+        REFUSE(CHAT_E_STORE_FULL,
+               "The server holds too many unacknowledged messages (chat_max_stored)");
+#undef REFUSE
 
     chat_pmsg *pm = calloc(1, sizeof(*pm));
     chat_batch *b = batch_pending(ch);
@@ -979,7 +1004,100 @@ static int method_send_private(app_conn *c, const rtmp_cmd *cmd, void *ud)
         d->id = pm->id;
         d->pm = pm;
     }
-    pm->waiters[pm->nwaiters++] = (chat_waiter){app_conn_id(c), txid};
+    pm->waiters[pm->nwaiters++] = w;
+    return 0;
+}
+
+static int method_send_private(app_conn *c, const rtmp_cmd *cmd, void *ud)
+{
+    chat *ch = ud;
+    double txid = cmd->txid;
+    chat_limits l;
+    limits_of(c, &l);
+    const char *me = app_conn_user(c);
+    if (!*me)
+        return reply_error(c, txid, CHAT_E_DENIED, "Connect with a user name to send");
+    if (!user_listed(l.users, me, strlen(me)))
+        return reply_error(c, txid, CHAT_E_DENIED, "Sender is not a user of this application");
+    size_t tolen = 0, textlen = 0;
+    const char *to = arg_string(cmd, 0, &tolen);
+    const char *text = arg_string(cmd, 1, &textlen);
+    char cid[CHAT_CLIENT_ID_MAX + 1];
+    if (!to || !text || !client_id_of(cmd, cid, sizeof(cid)))
+        return reply_error(c, txid, CHAT_E_BAD_REQUEST,
+                           "Expected chat.sendPrivate(to: string, text: string [, clientId])");
+    send_outcome o;
+    int rc = submit(ch, app_conn_app_name(c), &l, me, to, tolen, text, textlen, cid,
+                    (chat_waiter){.conn_id = app_conn_id(c), .txid = txid}, &o);
+    if (rc < 0)
+        return rc;
+    if (o.code)
+        return reply_error(c, txid, o.code, o.desc);
+    if (o.answered)
+        send_result(c, txid, o.id, o.queued ? "queued" : "delivered");
+    return 0;
+}
+
+int chat_send(app_server *srv, const char *app, const char *from, const char *to,
+              const char *text, size_t text_len, const char *client_id, chat_sent_fn fn,
+              void *ud)
+{
+    chat *ch = app_server_ext(srv, APP_EXT_CHAT);
+    if (!ch) {
+        fn(ud, CHAT_E_STORE_FAILED, "Chat is not available", 0, false);
+        return 0;
+    }
+    const app_app_config *a = app_config_find_app(app_server_config(srv), app);
+    chat_limits l = a ? (chat_limits){a->chat_max_text, a->chat_rate, a->chat_queue,
+                                      a->presence, a->users ? a->users : ""}
+                      : (chat_limits){CHAT_DEFAULT_MAX_TEXT, CHAT_DEFAULT_RATE,
+                                      CHAT_DEFAULT_QUEUE, false, ""};
+    l.rate = 0; /* server code is not rate-limited */
+    if (!user_name_ok(from, strlen(from))) {
+        fn(ud, CHAT_E_BAD_REQUEST, "Bad sender name", 0, false);
+        return 0;
+    }
+    char cid[CHAT_CLIENT_ID_MAX + 1];
+    snprintf(cid, sizeof(cid), "%s", client_id ? client_id : "");
+    send_outcome o;
+    int rc = submit(ch, app, &l, from, to, strlen(to), text, text_len, cid,
+                    (chat_waiter){.fn = fn, .ud = ud}, &o);
+    if (rc < 0)
+        return rc;
+    if (o.code)
+        fn(ud, o.code, o.desc, 0, false);
+    else if (o.answered)
+        fn(ud, NULL, NULL, o.id, o.queued);
+    return 0;
+}
+
+void chat_get_stats(const app_server *srv, chat_stats *st)
+{
+    const chat *ch = app_server_ext(srv, APP_EXT_CHAT);
+    memset(st, 0, sizeof(*st));
+    if (!ch)
+        return;
+    st->submitted = ch->messages;
+    st->stored = ch->stored;
+    st->delivered = ch->delivered;
+    st->acked = ch->acked;
+    st->unacked = ch->unacked;
+    st->batches = ch->batches;
+    st->batch_failures = ch->batch_failures;
+}
+
+int chat_user_state(app_server *srv, const char *app, const char *user, uint64_t *last_id,
+                    uint64_t *acked)
+{
+    chat *ch = app_server_ext(srv, APP_EXT_CHAT);
+    if (!ch)
+        return SH_ESTATE;
+    int rc;
+    chat_user *u = user_get(ch, app, user, strlen(user), &rc);
+    if (!u)
+        return rc < 0 ? rc : SH_ENOMEM;
+    *last_id = u->committed;
+    *acked = u->acked;
     return 0;
 }
 
@@ -1005,6 +1123,7 @@ static int method_ack(app_conn *c, const rtmp_cmd *cmd, void *ud)
     if (id > u->acked && !ch->stopping) {
         uint64_t k = id - u->acked;
         ch->unacked = ch->unacked > k ? ch->unacked - k : 0;
+        ch->acked += k;
         u->acked = id;
         if (user_mark_dirty(ch, u) != 0)
             return SH_ENOMEM;
@@ -1083,6 +1202,7 @@ int chat_register(app_server *srv)
         return SH_ENOMEM;
     ch->srv = srv;
     ch->loop = app_server_loop(srv);
+    app_server_set_ext(srv, APP_EXT_CHAT, ch);
     char path[4096], err[512];
     snprintf(path, sizeof(path), "%s/%s", cfg->data_dir, CHAT_DB_NAME);
     int rc = chat_store_open(path, &ch->store, err, sizeof(err));

@@ -73,4 +73,32 @@
  * (logged); the server then runs without chat (auth is still installed). */
 int chat_register(app_server *srv);
 
+/* For server code (the server API): a private message in application app
+ * from `from` (any valid name, e.g. "system") to `to`, through the same
+ * checks, store and delivery as chat.sendPrivate (no chat_rate: server
+ * code is trusted).  fn runs once: with code == NULL and the message's id
+ * and whether it was queued (nobody online) once it is stored, or with
+ * an error code (CHAT_E_*) and description, possibly before chat_send
+ * returns.  client_id (NULL: none) de-duplicates retries as for clients.
+ * Returns 0, or SH_ENOMEM (fn not called). */
+typedef void (*chat_sent_fn)(void *ud, const char *code, const char *desc, uint64_t id,
+                             bool queued);
+int chat_send(app_server *srv, const char *app, const char *from, const char *to,
+              const char *text, size_t text_len, const char *client_id, chat_sent_fn fn,
+              void *ud);
+typedef struct chat_stats {
+    uint64_t submitted;       /* messages accepted for storing */
+    uint64_t stored;          /* committed */
+    uint64_t delivered;       /* chat.onPrivate sent */
+    uint64_t acked;           /* acknowledged */
+    uint64_t unacked;         /* stored and not acknowledged now (all queues) */
+    uint64_t batches, batch_failures;
+} chat_stats;
+void chat_get_stats(const app_server *srv, chat_stats *st);
+
+/* A user's counters: the last stored id and the acknowledged one
+ * (their difference is the queue).  Loads the user from the store. */
+int chat_user_state(app_server *srv, const char *app, const char *user, uint64_t *last_id,
+                    uint64_t *acked);
+
 #endif
