@@ -1253,9 +1253,10 @@ static bool handle(app_conn *c, const app_http_req *r, void *ud)
     if (strncmp(r->path, "/api/v1", 7) == 0 && (r->path[7] == '/' || !r->path[7])) {
         const api_key *k = authenticate(a, r);
         if (!k) {
-            app_http_respond(c, r, 401, "application/json", "WWW-Authenticate: Bearer\r\n",
-                             "{\"error\":{\"code\":\"unauthorized\",\"message\":"
-                             "\"an API key is required (docs/api.md)\"}}\n", 87);
+            static const char body[] = "{\"error\":{\"code\":\"unauthorized\",\"message\":"
+                                       "\"an API key is required (docs/api.md)\"}}\n";
+            app_http_respond(c, r, 401, "application/json", "WWW-Authenticate: Bearer\r\n", body,
+                             sizeof(body) - 1);
             return true;
         }
         return route(a, c, r, k);
@@ -1288,6 +1289,32 @@ static void on_shutdown(app_server *s, void *ud)
     uv_close((uv_handle_t *)&a->lock_timer, on_timer_closed); /* frees a */
 }
 
+/* The keys of a config (digests of the secrets). */
+static int load_keys(api *a, const app_config *cfg)
+{
+    api_key *k = cfg->napi_keys ? calloc(cfg->napi_keys, sizeof(*k)) : NULL;
+    if (cfg->napi_keys && !k)
+        return SH_ENOMEM;
+    for (size_t i = 0; i < cfg->napi_keys; i++) {
+        SHA256((const unsigned char *)cfg->api_keys[i].secret, strlen(cfg->api_keys[i].secret),
+               k[i].digest);
+        k[i].cfg = &cfg->api_keys[i];
+    }
+    free(a->keys);
+    a->keys = k;
+    a->nkeys = cfg->napi_keys;
+    return 0;
+}
+
+static void on_reconfigure(app_server *s, const app_config *old_cfg, const app_config *new_cfg,
+                           void *ud)
+{
+    (void)s;
+    (void)old_cfg;
+    if (load_keys(ud, new_cfg) < 0)
+        SH_LOG(SH_LOG_ERROR, "reload: out of memory: API keys unchanged");
+}
+
 int app_api_register(app_server *srv)
 {
     const app_config *cfg = app_server_config(srv);
@@ -1297,22 +1324,17 @@ int app_api_register(app_server *srv)
     a->srv = srv;
     a->idem_tail = &a->idem_head;
     sh_map_init(&a->idem);
-    a->keys = cfg->napi_keys ? calloc(cfg->napi_keys, sizeof(*a->keys)) : NULL;
-    if (cfg->napi_keys && !a->keys) {
+    if (load_keys(a, cfg) < 0) {
         free(a);
         return SH_ENOMEM;
     }
-    for (size_t i = 0; i < cfg->napi_keys; i++) {
-        SHA256((const unsigned char *)cfg->api_keys[i].secret, strlen(cfg->api_keys[i].secret),
-               a->keys[i].digest);
-        a->keys[i].cfg = &cfg->api_keys[i];
-    }
-    a->nkeys = cfg->napi_keys;
     uv_timer_init(app_server_loop(srv), &a->lock_timer);
     a->lock_timer.data = a;
     int rc = app_server_add_http_handler(srv, 1u << APP_LISTEN_ADMIN, "/", handle, a);
     if (rc == 0)
         rc = app_server_on_shutdown(srv, on_shutdown, a);
+    if (rc == 0)
+        rc = app_server_on_reconfigure(srv, on_reconfigure, a);
     if (rc) {
         free(a->keys);
         free(a);

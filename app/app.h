@@ -94,6 +94,25 @@ const app_config *app_server_config(const app_server *s);
 int app_server_port(const app_server *s);
 size_t app_server_conn_count(const app_server *s);
 
+/* ---- reconfiguration (SIGHUP) ----
+ * SIGHUP runs the reload function (main.c sets it: it reads the config
+ * file again and calls app_server_reconfigure, or keeps the config in
+ * use when the new one is bad).  app_server_reconfigure swaps the config
+ * (cfg borrowed: it must outlive the server, as the first one; configs
+ * that were in use are never freed while the server runs, so a pointer
+ * taken from one stays valid), re-derives the server's limits, re-points
+ * every connected client at its application's new section (clients of an
+ * application no longer served are closed), then runs the reconfigure
+ * hooks of the modules in registration order. */
+typedef void (*app_reload_fn)(app_server *s, void *ud);
+void app_server_set_reload(app_server *s, app_reload_fn fn, void *ud);
+void app_server_reconfigure(app_server *s, const app_config *cfg);
+typedef void (*app_reconfigure_fn)(app_server *s, const app_config *old_cfg,
+                                   const app_config *new_cfg, void *ud);
+int app_server_on_reconfigure(app_server *s, app_reconfigure_fn fn, void *ud);
+/* Calls fn for every connection that is connected (loop thread). */
+void app_server_each_conn(app_server *s, void (*fn)(app_conn *c, void *ud), void *ud);
+
 /* Functions run at shutdown after every connection was closed, in reverse
  * order of registration (stores flush here).  Returns 0 or SH_ENOMEM. */
 typedef void (*app_shutdown_fn)(app_server *s, void *ud);

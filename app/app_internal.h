@@ -239,7 +239,10 @@ struct app_server {
     uv_prepare_t prepare;
     uv_check_t check;
     uv_idle_t idle;
-    uv_signal_t sigint, sigterm;
+    uv_signal_t sigint, sigterm, sighup;
+    app_reload_fn reload;
+    void *reload_ud;
+    struct app_reconf_entry *reconf;  /* in registration order */
     bool started;
     bool stopping;
     bool stopped;               /* handles closed */

@@ -40,6 +40,103 @@ static bool any_open_app(const app_config *cfg)
     return false;
 }
 
+/* ---- SIGHUP: read the configuration again ---- */
+
+typedef struct reload_ctx {
+    int argc;
+    char **argv;
+    const app_config *current;
+    app_config **old;          /* configs that were in use: freed at exit */
+    size_t nold;
+} reload_ctx;
+
+/* A string key that only takes effect at a restart keeps its value in
+ * use; the log says it changed. */
+static void keep_str(char **dst, const char *in_use, const char *key)
+{
+    if (strcmp(*dst, in_use) != 0) {
+        SH_LOG(SH_LOG_WARN, "reload: %s changed: it takes effect at the next restart", key);
+        free(*dst);
+        *dst = strdup(in_use);
+    }
+}
+
+/* Fields fixed until a restart: listeners, data, store layout, what the
+ * engine sized its objects with, the samples' settings. */
+static void keep_fixed(app_config *n, const app_config *cur)
+{
+    keep_str(&n->listen, cur->listen, "listen");
+    keep_str(&n->http_listen, cur->http_listen, "http_listen");
+    keep_str(&n->https_listen, cur->https_listen, "https_listen");
+    keep_str(&n->admin_listen, cur->admin_listen, "admin_listen");
+    keep_str(&n->data_dir, cur->data_dir, "data_dir");
+    memcpy(n->listen_host, cur->listen_host, sizeof(n->listen_host));
+    n->listen_port = cur->listen_port;
+    memcpy(n->http_host, cur->http_host, sizeof(n->http_host));
+    n->http_port = cur->http_port;
+    memcpy(n->https_host, cur->https_host, sizeof(n->https_host));
+    n->https_port = cur->https_port;
+    memcpy(n->admin_host, cur->admin_host, sizeof(n->admin_host));
+    n->admin_port = cur->admin_port;
+    if (n->store_sync_full != cur->store_sync_full || n->out_chunk_size != cur->out_chunk_size) {
+        SH_LOG(SH_LOG_WARN, "reload: store_sync / out_chunk_size changed: they take effect at "
+                            "the next restart");
+        n->store_sync_full = cur->store_sync_full;
+        n->out_chunk_size = cur->out_chunk_size;
+    }
+    for (size_t i = 0; i < n->napps; i++) {
+        const app_app_config *o = app_config_find_app(cur, n->apps[i].name);
+        if (o && (o->store != n->apps[i].store || o->history_depth != n->apps[i].history_depth)) {
+            SH_LOG(SH_LOG_WARN, "reload: [app %s] store / history_depth changed: they take "
+                                "effect at the next restart", n->apps[i].name);
+            n->apps[i].store = o->store;
+            n->apps[i].history_depth = o->history_depth;
+        }
+    }
+    bool samples_same = n->nsample_settings == cur->nsample_settings;
+    for (size_t i = 0; samples_same && i < n->nsample_settings; i++)
+        samples_same = !strcmp(n->sample_settings[i].section, cur->sample_settings[i].section) &&
+                       !strcmp(n->sample_settings[i].key, cur->sample_settings[i].key) &&
+                       !strcmp(n->sample_settings[i].value, cur->sample_settings[i].value);
+    if (!samples_same)
+        SH_LOG(SH_LOG_WARN, "reload: [sample] settings changed: they take effect at the next "
+                            "restart");
+}
+
+static void reload(app_server *srv, void *ud)
+{
+    reload_ctx *r = ud;
+    if (!r->current->config_path) {
+        SH_LOG(SH_LOG_WARN, "SIGHUP: no configuration file to read again");
+        return;
+    }
+    app_config *n = calloc(1, sizeof(*n));
+    app_config **more = n ? realloc(r->old, (r->nold + 1) * sizeof(*more)) : NULL;
+    if (!more) {
+        free(n);
+        SH_LOG(SH_LOG_ERROR, "reload: out of memory: the configuration in use is kept");
+        return;
+    }
+    r->old = more;
+    char err[APP_CONFIG_ERR_MAX];
+    app_config_init(n);
+    int rc = app_config_parse_args(n, r->argc, r->argv, err, sizeof(err));
+    if (rc == 0)
+        rc = app_config_validate(n, err, sizeof(err));
+    if (rc != 0) {
+        SH_LOG(SH_LOG_ERROR, "reload refused: %s; the configuration in use is kept", err);
+        app_config_cleanup(n);
+        free(n);
+        return;
+    }
+    keep_fixed(n, r->current);
+    r->old[r->nold++] = (app_config *)r->current;
+    r->current = n;
+    app_server_reconfigure(srv, n);
+    SH_LOG(SH_LOG_INFO, "reload: %s in use (%zu application section(s), %zu API key(s))",
+           n->config_path, n->napps, n->napi_keys);
+}
+
 int main(int argc, char **argv)
 {
     app_config cfg;
@@ -130,6 +227,8 @@ int main(int argc, char **argv)
         app_config_cleanup(&cfg);
         return bad_settings ? 2 : 0;
     }
+    reload_ctx rl = {.argc = argc, .argv = argv, .current = &cfg};
+    app_server_set_reload(srv, reload, &rl);
     rc = bad_settings ? -1 : app_server_start(srv);
     if (rc == 0)
         rc = app_server_run(srv);
@@ -140,6 +239,17 @@ int main(int argc, char **argv)
     app_so_glue_free(so);
     app_server_free(srv);
     uv_loop_close(uv_default_loop());
+    for (size_t i = 0; i < rl.nold; i++) {
+        if (rl.old[i] != &cfg) {
+            app_config_cleanup(rl.old[i]);
+            free(rl.old[i]);
+        }
+    }
+    free(rl.old);
+    if (rl.current != &cfg) {
+        app_config_cleanup((app_config *)rl.current);
+        free((app_config *)rl.current);
+    }
     app_config_cleanup(&cfg);
     return bad_settings ? 2 : rc == 0 ? 0 : 1;
 }

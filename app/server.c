@@ -817,6 +817,93 @@ static uint64_t tick_interval(const app_config *cfg)
 
 /* ---- lifecycle ---- */
 
+static void derive_limits(app_server *s);
+
+typedef struct app_reconf_entry {
+    struct app_reconf_entry *next;
+    app_reconfigure_fn fn;
+    void *ud;
+} app_reconf_entry;
+
+void app_server_set_reload(app_server *s, app_reload_fn fn, void *ud)
+{
+    s->reload = fn;
+    s->reload_ud = ud;
+}
+
+int app_server_on_reconfigure(app_server *s, app_reconfigure_fn fn, void *ud)
+{
+    app_reconf_entry *e = calloc(1, sizeof(*e));
+    if (!e)
+        return SH_ENOMEM;
+    e->fn = fn;
+    e->ud = ud;
+    app_reconf_entry **pp = &s->reconf;
+    while (*pp)
+        pp = &(*pp)->next;
+    *pp = e;
+    return 0;
+}
+
+void app_server_each_conn(app_server *s, void (*fn)(app_conn *c, void *ud), void *ud)
+{
+    for (app_conn *c = s->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->nc_connected && !c->closing)
+            fn(c, ud);
+    }
+}
+
+void app_server_reconfigure(app_server *s, const app_config *cfg)
+{
+    const app_config *old = s->cfg;
+    s->cfg = cfg;
+    derive_limits(s);
+    sh_log_set_level((sh_log_level)cfg->log_level_num);
+    if (s->tls_ctx && (strcmp(old->tls_cert, cfg->tls_cert) || strcmp(old->tls_key, cfg->tls_key))) {
+        char err[512];
+        app_tls_ctx *x = app_tls_ctx_new(cfg->tls_cert, cfg->tls_key, err, sizeof(err));
+        if (x) {
+            /* sessions made with the old context keep it alive (OpenSSL counts) */
+            app_tls_ctx_free(s->tls_ctx);
+            s->tls_ctx = x;
+            SH_LOG(SH_LOG_INFO, "reload: new TLS certificate in use for new connections");
+        } else {
+            SH_LOG(SH_LOG_ERROR, "reload: %s: the certificate in use is kept", err);
+        }
+    }
+    size_t closed = 0;
+    for (app_conn *c = s->conns; c; c = c->next) {
+        if (!c->nc_connected || c->closing)
+            continue;
+        const app_app_config *a = app_config_find_app(cfg, c->app_name);
+        if (!a && cfg->napps > 0) {
+            app_conn_close(c, "application no longer served (configuration reloaded)");
+            closed++;
+            continue;
+        }
+        c->app_cfg = a;
+    }
+    if (closed)
+        SH_LOG(SH_LOG_WARN, "reload: %zu connections of applications no longer served closed",
+               closed);
+    for (app_reconf_entry *e = s->reconf; e; e = e->next)
+        e->fn(s, old, cfg, e->ud);
+}
+
+static void on_sighup(uv_signal_t *h, int signum)
+{
+    (void)signum;
+    app_server *s = h->data;
+    if (s->stopping)
+        return;
+    if (!s->reload) {
+        SH_LOG(SH_LOG_WARN, "SIGHUP: nothing to reload (no configuration file)");
+        return;
+    }
+    s->reload(s, s->reload_ud);
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
     app_server *s = h->data;
@@ -846,6 +933,7 @@ static void finish_stop(app_server *s)
     close_if_active((uv_handle_t *)&s->idle);
     close_if_active((uv_handle_t *)&s->sigint);
     close_if_active((uv_handle_t *)&s->sigterm);
+    close_if_active((uv_handle_t *)&s->sighup);
     SH_LOG(SH_LOG_INFO, "stopped");
 }
 
@@ -872,23 +960,11 @@ void app_server_stop(app_server *s, const char *reason)
         finish_stop(s);
 }
 
-app_server *app_server_new(const app_config *cfg, uv_loop_t *loop)
+/* What the server keeps derived from its config: the limits new RTMP
+ * connections and command decoders get. */
+static void derive_limits(app_server *s)
 {
-    app_server *s = calloc(1, sizeof(*s));
-    if (!s)
-        return NULL;
-    s->cfg = cfg;
-    s->loop = loop ? loop : uv_default_loop();
-    s->slab = malloc(APP_READ_SLAB);
-    s->rnd_pool = malloc(APP_RANDOM_POOL);
-    s->lag = calloc(1, sizeof(*s->lag));
-    if (!s->slab || !s->rnd_pool || !s->lag) {
-        free(s->slab);
-        free(s->rnd_pool);
-        free(s->lag);
-        free(s);
-        return NULL;
-    }
+    const app_config *cfg = s->cfg;
     rtmp_conn_config_default(&s->rtmp_cfg, RTMP_ROLE_SERVER);
     /* Until connect is accepted a client gets the tighter limits; the
      * RTMP transport raises them to these once it is. */
@@ -909,6 +985,26 @@ app_server *app_server_new(const app_config *cfg, uv_loop_t *loop)
         s->amf_limits_pre.max_string = cfg->preconnect_max_message_size;
     if (s->amf_limits_pre.max_elements > cfg->preconnect_max_message_size)
         s->amf_limits_pre.max_elements = cfg->preconnect_max_message_size;
+}
+
+app_server *app_server_new(const app_config *cfg, uv_loop_t *loop)
+{
+    app_server *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    s->cfg = cfg;
+    s->loop = loop ? loop : uv_default_loop();
+    s->slab = malloc(APP_READ_SLAB);
+    s->rnd_pool = malloc(APP_RANDOM_POOL);
+    s->lag = calloc(1, sizeof(*s->lag));
+    if (!s->slab || !s->rnd_pool || !s->lag) {
+        free(s->slab);
+        free(s->rnd_pool);
+        free(s->lag);
+        free(s);
+        return NULL;
+    }
+    derive_limits(s);
     app_histo_init(s->lag, lag_bounds, sizeof(lag_bounds) / sizeof(lag_bounds[0]));
     s->rtmp = (app_listener){.srv = s, .tr = &app_rtmp_transport, .kind = APP_LISTEN_RTMP};
     s->http = (app_listener){.srv = s, .tr = &app_http_transport, .kind = APP_LISTEN_HTTP};
@@ -1026,6 +1122,9 @@ int app_server_start(app_server *s)
     uv_signal_init(s->loop, &s->sigterm);
     s->sigterm.data = s;
     uv_signal_start(&s->sigterm, on_signal, SIGTERM);
+    uv_signal_init(s->loop, &s->sighup);
+    s->sighup.data = s;
+    uv_signal_start(&s->sighup, on_sighup, SIGHUP);
     s->started = true;
     if (cfg->port_file) {
         rc = write_port_file(cfg->port_file, s->rtmp.port, s->http.port, s->admin.port,
@@ -1053,6 +1152,11 @@ void app_server_free(app_server *s)
     sh_map_cleanup(&s->ip_counts);
     sh_map_cleanup(&s->conns_by_id);
     free(s->lag);
+    for (app_reconf_entry *e = s->reconf; e;) {
+        app_reconf_entry *n = e->next;
+        free(e);
+        e = n;
+    }
     app_session_registry_free(s);
     app_http_handlers_free(s);
     ws_zip_free(s->ws_zip);

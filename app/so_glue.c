@@ -314,6 +314,21 @@ int app_so_deliver(app_so_glue *g, so_effects *fx)
 
 /* ---- clients ---- */
 
+/* Access lists of a client from its application's section. */
+static int apply_access(app_so_glue *g, app_conn *c, so_client *sc)
+{
+    const app_app_config *ac = app_conn_app_config(c);
+    if (!ac)
+        return so_client_set_access(g->eng, sc, "/", "/");
+    /* The config documents an empty list as "nothing"; the engine reads
+     * "" as everything and ";" as nothing. */
+    const char *rd = *ac->read_access ? ac->read_access : ";";
+    const char *wr = *ac->write_access ? ac->write_access : ";";
+    return so_client_set_access(g->eng, sc, rd, wr);
+}
+
+
+
 so_client *app_so_client_of(app_so_glue *g, app_conn *c, int *err)
 {
     glue_client *gc = app_conn_get_data(c, APP_SLOT_SO);
@@ -342,13 +357,8 @@ so_client *app_so_client_of(app_so_glue *g, app_conn *c, int *err)
                (unsigned long long)app_conn_id(c), room, sh_strerror(*err));
         return NULL;
     }
-    const app_app_config *ac = app_conn_app_config(c);
-    if (ac) {
-        /* The config documents an empty list as "nothing"; the engine reads
-         * "" as everything and ";" as nothing. */
-        const char *rd = *ac->read_access ? ac->read_access : ";";
-        const char *wr = *ac->write_access ? ac->write_access : ";";
-        rc = so_client_set_access(g->eng, sc, rd, wr);
+    if (app_conn_app_config(c)) {
+        rc = apply_access(g, c, sc);
         if (rc < 0) {
             so_client_unregister(g->eng, sc);
             free(gc);
@@ -712,6 +722,29 @@ static void room_settings(void *ud, const char *room, so_room_settings *s)
     s->max_persistent_bytes = a->max_persistent_bytes;
 }
 
+static void reaccess(app_conn *c, void *ud)
+{
+    app_so_glue *g = ud;
+    glue_client *gc = app_conn_get_data(c, APP_SLOT_SO);
+    if (gc && apply_access(g, c, gc->sc) < 0)
+        app_conn_close(c, "cannot apply the reloaded access lists");
+}
+
+/* A configuration reload: new rooms follow the new [app] sections (loaded
+ * rooms keep theirs until they leave memory), every client gets its new
+ * access lists now, congestion and rate follow [server].  Store routing
+ * stays as it started (store is fixed until a restart). */
+static void on_reconfigure(app_server *s, const app_config *old_cfg, const app_config *new_cfg,
+                           void *ud)
+{
+    (void)old_cfg;
+    app_so_glue *g = ud;
+    g->cfg = new_cfg;
+    g->congestion_bytes = (size_t)new_cfg->so_congestion_bytes;
+    so_engine_set_rate(g->eng, new_cfg->so_max_updates_per_sec);
+    app_server_each_conn(s, reaccess, g);
+}
+
 app_so_glue *app_so_glue_new(app_server *srv, char *err, size_t errsz)
 {
     const app_config *cfg = app_server_config(srv);
@@ -768,6 +801,7 @@ app_so_glue *app_so_glue_new(app_server *srv, char *err, size_t errsz)
         .ud = g,
     };
     app_server_set_so_hooks(srv, &h);
+    app_server_on_reconfigure(srv, on_reconfigure, g);
     SH_LOG(SH_LOG_INFO, "so: engine ready (store %s%s, commit_interval_ms=%u, "
            "congestion_bytes=%zu, history_depth=%u)",
            path[0] ? path : "memory", path[0] ? (cfg->store_sync_full ? " sync=full" : " sync=normal") : "",

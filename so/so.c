@@ -2063,6 +2063,11 @@ size_t so_object_slot_count(const so_object *o) { return o->nlive; }
 size_t so_object_subscriber_count(const so_object *o) { return o->nsubs; }
 size_t so_object_history_len(const so_object *o) { return o->ring_count; }
 size_t so_object_bytes(const so_object *o) { return o->bytes; }
+
+void so_engine_set_rate(so_engine *e, uint32_t max_updates_per_sec)
+{
+    e->cfg.max_updates_per_sec = max_updates_per_sec;
+}
 bool so_object_locked(const so_object *o) { return o->lock > 0; }
 
 static void room_info(const so_room *r, so_room_info *out)

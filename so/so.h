@@ -245,6 +245,9 @@ so_engine *so_engine_new(const so_config *config, so_store *store);
  * Accepts NULL. */
 void so_engine_free(so_engine *e);
 void so_engine_set_hooks(so_engine *e, const so_hooks *h);
+/* Changes the update rate cap (so_config.max_updates_per_sec) at run time
+ * (a configuration reload). */
+void so_engine_set_rate(so_engine *e, uint32_t max_updates_per_sec);
 /* Conflict mode of one room (creates the room entry if needed; the entry
  * then stays for the engine's life: prefer the room_settings hook). */
 int so_engine_room_set_conflict(so_engine *e, const char *room, so_conflict mode);

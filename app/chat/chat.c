@@ -1071,6 +1071,17 @@ int chat_send(app_server *srv, const char *app, const char *from, const char *to
     return 0;
 }
 
+/* A configuration reload: the server-wide cap and the pacing follow. */
+static void on_reconfigure(app_server *s, const app_config *old_cfg, const app_config *new_cfg,
+                           void *ud)
+{
+    (void)s;
+    (void)old_cfg;
+    chat *ch = ud;
+    ch->max_unacked = new_cfg->chat_max_stored;
+    ch->low_water = new_cfg->max_output_bytes / 4;
+}
+
 void chat_get_stats(const app_server *srv, chat_stats *st)
 {
     const chat *ch = app_server_ext(srv, APP_EXT_CHAT);
@@ -1203,6 +1214,7 @@ int chat_register(app_server *srv)
     ch->srv = srv;
     ch->loop = app_server_loop(srv);
     app_server_set_ext(srv, APP_EXT_CHAT, ch);
+    app_server_on_reconfigure(srv, on_reconfigure, ch);
     char path[4096], err[512];
     snprintf(path, sizeof(path), "%s/%s", cfg->data_dir, CHAT_DB_NAME);
     int rc = chat_store_open(path, &ch->store, err, sizeof(err));
