@@ -119,8 +119,11 @@ typedef enum so_conflict {
 typedef struct so_config {
     uint32_t max_objects_per_room;    /* objects (any kind) in one room */
     uint32_t max_slots_per_object;
-    uint32_t max_value_bytes;         /* wire bytes of one slot value */
-    size_t max_object_bytes;          /* sum of key + value bytes of an object */
+    uint32_t max_value_bytes;         /* wire bytes of one slot value; decoded, it may
+                                       * hold SO_VALUE_MEM_FACTOR times that */
+    size_t max_object_bytes;          /* memory an object's slots hold: per slot its
+                                       * block, key, wire bytes and decoded value
+                                       * (amf_mem_block / amf_value_mem model) */
     uint32_t max_subscribers;         /* per object */
     uint32_t max_objects_per_client;  /* subscriptions of one client */
     uint32_t max_updates_per_sec;     /* write messages per client per second, 0 = no cap */
@@ -135,7 +138,15 @@ typedef struct so_config {
 #define SO_DEFAULT_MAX_OBJECTS_PER_ROOM 4096
 #define SO_DEFAULT_MAX_SLOTS_PER_OBJECT 4096
 #define SO_DEFAULT_MAX_VALUE_BYTES (64u << 10)
-#define SO_DEFAULT_MAX_OBJECT_BYTES ((size_t)4 << 20)
+/* Memory one slot value may hold decoded, per byte of max_value_bytes: a
+ * string holds its bytes plus about 40, so any string the wire cap takes
+ * fits; values that hold more than twice their bytes are made of many
+ * small nodes (65,000 nulls in 65 KB hold 512 KiB). */
+#define SO_VALUE_MEM_FACTOR 2
+/* Every value is held twice (its wire bytes, cached for sending, and the
+ * decoded value), so 8 MiB of memory holds the 4 MiB of string data the
+ * earlier byte count allowed. */
+#define SO_DEFAULT_MAX_OBJECT_BYTES ((size_t)8 << 20)
 #define SO_DEFAULT_MAX_SUBSCRIBERS 10000
 #define SO_DEFAULT_MAX_OBJECTS_PER_CLIENT 256
 #define SO_DEFAULT_MAX_UPDATES_PER_SEC 200
@@ -295,6 +306,8 @@ uint32_t so_object_version(const so_object *o);
 bool so_object_persistent(const so_object *o);
 const char *so_object_name(const so_object *o);
 size_t so_object_slot_count(const so_object *o);
+/* Memory the object's live slots hold, what max_object_bytes bounds. */
+size_t so_object_bytes(const so_object *o);
 size_t so_object_subscriber_count(const so_object *o);
 size_t so_object_history_len(const so_object *o);
 /* Iterates live slots: start with *iter = 0; returns false at the end. */
