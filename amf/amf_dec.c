@@ -692,7 +692,11 @@ static int dec3_dict_body(amf_dec *d, amf_value *v, uint32_t n)
             amf_unref(k);
             return rc;
         }
-        TRY(push_elem(d, c, k, hint_of(2 * n)));
+        rc = push_elem(d, c, k, hint_of(2 * n));
+        if (rc) {
+            amf_unref(e); /* push_elem took k only */
+            return rc;
+        }
         TRY(push_elem(d, c, e, hint_of(2 * n)));
     }
     return 0;
