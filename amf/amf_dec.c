@@ -9,8 +9,8 @@
  * failure; nothing outside this call sees it.
  *
  * Memory: every block is counted (amf_mem_block model) against the budget
- * before it is allocated, values in d->vals, both values and table
- * capacity in d->used.  AMF3 strings become shared values: an inline
+ * before it is allocated, values in d->vals, table capacity in d->tab;
+ * d->room is what is left.  AMF3 strings become shared values: an inline
  * string read as a value is made a value at once and entered in the
  * string table as that value, so each reference to it costs one pointer;
  * a string first read as a key or name is copied into sb and made a value
@@ -58,10 +58,11 @@ struct amf_dec {
     uint32_t ntt, captt;
     uint32_t *tn;
     uint32_t ntn, captn;
-    /* memory (see amf.h) */
+    /* memory (see amf.h): amf_dec_mem = tab + vals; room = what is left */
     size_t max_mem;
-    size_t used;       /* tables + vals */
+    size_t tab;        /* capacity of the tables */
     size_t vals;       /* values built since new / reset */
+    size_t room;       /* max_mem - tab - vals, 0 when past it */
     size_t last;       /* vals the last successful call built */
     uint32_t call;     /* calls so far */
     bool lazy;         /* this call made a value for an older string entry */
@@ -93,8 +94,14 @@ amf_dec *amf_dec_new(const amf_limits *limits)
     if (!d)
         return NULL;
     d->lim = limits ? *limits : amf_default_limits;
-    d->max_mem = amf_limits_memory(&d->lim);
+    d->max_mem = d->room = amf_limits_memory(&d->lim);
     return d;
+}
+
+static void room_update(amf_dec *d)
+{
+    size_t used = d->tab + d->vals;
+    d->room = d->max_mem > used ? d->max_mem - used : 0;
 }
 
 static void rollback(amf_dec *d, uint32_t n0, uint32_t nst, size_t sblen, uint32_t not,
@@ -104,8 +111,10 @@ static void rollback(amf_dec *d, uint32_t n0, uint32_t nst, size_t sblen, uint32
         amf_unref(d->r0[--d->n0]);
     while (d->not > not)
         amf_unref(d->ot[--d->not]);
-    while (d->nst > nst)
-        amf_unref(d->st[--d->nst].v);
+    for (uint32_t i = nst; i < d->nst; i++)
+        if (d->st[i].v)
+            amf_unref(d->st[i].v);
+    d->nst = nst;
     d->sblen = sblen;
     d->ntt = ntt;
     d->ntn = ntn;
@@ -116,17 +125,19 @@ void amf_dec_reset(amf_dec *d)
     if (!d)
         return;
     rollback(d, 0, 0, 0, 0, 0, 0);
-    d->used -= d->vals;
     d->vals = 0;
+    room_update(d);
 }
 
-size_t amf_dec_mem(const amf_dec *d) { return d ? d->used : 0; }
+size_t amf_dec_mem(const amf_dec *d) { return d ? d->tab + d->vals : 0; }
 size_t amf_dec_last_mem(const amf_dec *d) { return d ? d->last : 0; }
 
 void amf_dec_set_max_memory(amf_dec *d, size_t max_memory)
 {
-    if (d)
+    if (d) {
         d->max_mem = max_memory;
+        room_update(d);
+    }
 }
 
 void amf_dec_free(amf_dec *d)
@@ -172,34 +183,43 @@ static uint16_t rd_u16(amf_dec *d)
 
 /* ---- the budget: check, allocate, then count ---- */
 
-static int mem_check(amf_dec *d, size_t n)
+static int over_budget(amf_dec *d) __attribute__((cold, noinline));
+static int over_budget(amf_dec *d)
 {
-    if (d->used > d->max_mem || n > d->max_mem - d->used)
-        return DFAIL(d, SH_ELIMIT, "decoded values would hold more than max_memory");
-    return 0;
+    return DFAIL(d, SH_ELIMIT, "decoded values would hold more than max_memory");
 }
 
-static void mem_add_val(amf_dec *d, size_t n)
+static inline int mem_check(amf_dec *d, size_t n)
 {
-    d->used += n;
+    return n > d->room ? over_budget(d) : 0;
+}
+
+static inline void mem_add_val(amf_dec *d, size_t n)
+{
+    d->room -= n;
     d->vals += n;
 }
 
-/* amf_grow for a reference table, its growth counted first. */
-static int tab_grow(amf_dec *d, void **p, uint32_t *cap, uint32_t need, size_t elem)
+/* amf_grow for a reference table, its growth counted first (the slow
+ * path of tab_grow). */
+static int tab_grow_slow(amf_dec *d, void **p, uint32_t *cap, uint32_t need, size_t elem)
 {
-    if (need <= *cap)
-        return 0;
     size_t n = amf_grow_mem(*cap, need, elem, 16);
     TRY(mem_check(d, n));
     if (amf_grow(p, cap, need, elem, 16))
         return DFAIL(d, SH_ENOMEM, "out of memory");
-    d->used += n;
+    d->room -= n;
+    d->tab += n;
     return 0;
 }
 
+static inline int tab_grow(amf_dec *d, void **p, uint32_t *cap, uint32_t need, size_t elem)
+{
+    return need <= *cap ? 0 : tab_grow_slow(d, p, cap, need, elem);
+}
+
 /* A number, integer or date (NULL v: its constructor failed). */
-static int new_scalar(amf_dec *d, amf_value *v, amf_value **out)
+static inline int new_scalar(amf_dec *d, amf_value *v, amf_value **out)
 {
     if (!v)
         return DFAIL(d, SH_ENOMEM, "out of memory");
@@ -211,11 +231,16 @@ static int new_scalar(amf_dec *d, amf_value *v, amf_value **out)
 /* Callers of new_scalar check the budget first with this. */
 #define SCALAR_ROOM(d) TRY(mem_check((d), AMF_MEM_SCALAR))
 
-static int new_bytes(amf_dec *d, amf_type t, const void *p, size_t n, amf_value **out)
+/* A string, XML or byte array of n bytes (n passed check_len). */
+static inline int new_bytes(amf_dec *d, amf_type t, const void *p, size_t n, amf_value **out)
 {
-    size_t cost = (t == AMF_STRING && n == 0) ? 0 : amf_mem_bytes(n);
+    if (n == 0 && t == AMF_STRING) {
+        *out = amf_string("", 0); /* the singleton */
+        return 0;
+    }
+    size_t cost = amf_mem_bytes(n);
     TRY(mem_check(d, cost));
-    amf_value *v = amf_bytes_new(t, p, n);
+    amf_value *v = amf_bytes_alloc(t, p, n);
     if (!v)
         return DFAIL(d, SH_ENOMEM, "out of memory");
     mem_add_val(d, cost);
@@ -223,7 +248,7 @@ static int new_bytes(amf_dec *d, amf_type t, const void *p, size_t n, amf_value 
     return 0;
 }
 
-static int new_cont(amf_dec *d, amf_type t, amf_value **out)
+static inline int new_cont(amf_dec *d, amf_type t, amf_value **out)
 {
     TRY(mem_check(d, AMF_MEM_CONT));
     amf_value *v = amf_cont_new(t);
@@ -258,40 +283,38 @@ static int check_len(amf_dec *d, uint64_t n)
     return 0;
 }
 
-/* Adds a member, enforcing max_elements and the budget; takes v. */
-static int add_member(amf_dec *d, amf_cont *c, const char *k, size_t kn, amf_value *v)
+/* Counts a growth of a value's arrays before it happens (the slow path
+ * of add_member and push_elem: most members and elements fit).  If the
+ * allocation then fails, the whole call fails and is rolled back. */
+static int grow_val(amf_dec *d, size_t cost, amf_value *v)
 {
-    if ((uint64_t)c->nm + c->ne >= d->lim.max_elements) {
-        amf_unref(v);
-        return DFAIL(d, SH_ELIMIT, "member count above max_elements");
-    }
-    size_t cost = amf_cont_member_mem(c, kn, 4);
     int rc = mem_check(d, cost);
     if (rc) {
         amf_unref(v);
         return rc;
     }
-    if (amf_cont_add_member(c, k, kn, v, 4))
-        return DFAIL(d, SH_ENOMEM, "out of memory");
     mem_add_val(d, cost);
     return 0;
 }
 
-/* Appends an element (takes v), its array's growth counted first. */
-static int push_elem(amf_dec *d, amf_cont *c, amf_value *v, uint32_t hint)
+/* Adds a member, enforcing max_elements and the budget; takes v. */
+static inline int add_member(amf_dec *d, amf_cont *c, const char *k, size_t kn, amf_value *v)
 {
-    size_t cost = amf_cont_push_mem(c, hint);
-    if (cost) {
-        int rc = mem_check(d, cost);
-        if (rc) {
-            amf_unref(v);
-            return rc;
-        }
+    if ((uint64_t)c->nm + c->ne >= d->lim.max_elements) {
+        amf_unref(v);
+        return DFAIL(d, SH_ELIMIT, "member count above max_elements");
     }
-    if (amf_cont_push(c, v, hint))
-        return DFAIL(d, SH_ENOMEM, "out of memory");
-    mem_add_val(d, cost);
-    return 0;
+    if (c->nm >= c->mcap || kn >= c->kcap - c->klen)
+        TRY(grow_val(d, amf_cont_member_mem(c, kn, 4), v));
+    return amf_cont_add_member(c, k, kn, v, 4) ? DFAIL(d, SH_ENOMEM, "out of memory") : 0;
+}
+
+/* Appends an element (takes v), its array's growth counted first. */
+static inline int push_elem(amf_dec *d, amf_cont *c, amf_value *v, uint32_t hint)
+{
+    if (c->ne >= c->ecap)
+        TRY(grow_val(d, amf_cont_push_mem(c, hint), v));
+    return amf_cont_push(c, v, hint) ? DFAIL(d, SH_ENOMEM, "out of memory") : 0;
 }
 
 /* A class name read inline (AMF0 typed objects). */
@@ -393,7 +416,8 @@ static int str3(amf_dec *d, uint32_t *idx, bool as_value)
                 return DFAIL(d, SH_ENOMEM, "out of memory");
             d->sb = q;
             d->sbcap = cap;
-            d->used += cost;
+            d->room -= cost;
+            d->tab += cost;
         }
         memcpy(d->sb + d->sblen, d->p, len);
         e->off = d->sblen;
@@ -406,7 +430,7 @@ static int str3(amf_dec *d, uint32_t *idx, bool as_value)
 
 /* String entry i as a value (borrowed), made now when it was only bytes:
  * every later use shares it. */
-static int st_value(amf_dec *d, uint32_t i, amf_value **v)
+static inline int st_value(amf_dec *d, uint32_t i, amf_value **v)
 {
     str_ent *e = &d->st[i];
     if (!e->v) {
@@ -966,8 +990,8 @@ int amf_decode(amf_dec *d, amf_encoding enc, const uint8_t *buf, size_t len,
         rollback(d, n0, nst, sblen, not, ntt, ntn);
         if (d->lazy)
             undo_lazy(d, nst);
-        d->used -= d->vals - vals;
         d->vals = vals;
+        room_update(d);
         if (rc == SH_EMORE && clipped)
             rc = DFAIL(d, SH_ELIMIT, "value longer than max_total");
         return rc;

@@ -6,9 +6,9 @@
  * dictionaries) are an amf_cont whose first member is the amf_value header,
  * so a container pointer and its header pointer are the same address.
  * null, undefined, true, false, unsupported and the empty string are
- * static singletons (AMF_F_STATIC): never allocated, never freed, their
- * reference count is never touched, so they cost no memory and are safe
- * to share between threads.
+ * static singletons, marked by a reference count of 0 (no live allocated
+ * value has one): never allocated, never freed, their count is never
+ * touched, so they cost no memory and are safe to share between threads.
  *
  * Memory is counted with one model everywhere (amf_mem_block): the
  * decoder's budget, amf_value_mem and the shared-object engine's limits
@@ -26,7 +26,6 @@ enum {
     AMF_F_WEAK = 1u << 3,     /* dictionary: weak keys */
     AMF_F_COUNT = 1u << 4,    /* ECMA array: count field present */
     AMF_F_BUSY = 1u << 5,     /* being decoded / encoded (cycle detection) */
-    AMF_F_STATIC = 1u << 6,   /* immutable singleton: no reference counting */
 };
 
 struct amf_value {
@@ -71,6 +70,8 @@ typedef struct amf_cont {
 
 static inline amf_cont *amf_cont_of(const amf_value *v) { return (amf_cont *)(uintptr_t)v; }
 
+static inline bool amf_is_static(const amf_value *v) { return v->refs == 0; }
+
 static inline bool amf_type_is_cont(amf_type t)
 {
     return t == AMF_OBJECT || t == AMF_ECMA_ARRAY || t == AMF_STRICT_ARRAY ||
@@ -99,10 +100,18 @@ static inline size_t amf_mem_block_(size_t n)
  * header (its arrays are counted apart, at their capacity). */
 #define AMF_MEM_SCALAR amf_mem_block_(sizeof(amf_value))
 #define AMF_MEM_CONT amf_mem_block_(sizeof(amf_cont))
-static inline size_t amf_mem_bytes(size_t n) { return amf_mem_block_(sizeof(amf_value) + n + 1); }
+static inline size_t amf_mem_bytes(size_t n)
+{
+    /* amf_mem_block_(sizeof(amf_value) + n + 1), which is never under 32;
+     * n is at most UINT32_MAX (amf_bytes_new), so this cannot wrap */
+    return (sizeof(amf_value) + n + 1 + 8 + 15) & ~(size_t)15;
+}
 
-/* Internal constructors used by the decoder. */
+/* Internal constructors used by the decoder.  amf_bytes_new returns the
+ * "" singleton for an empty string; amf_bytes_alloc always allocates
+ * (n <= UINT32_MAX). */
 amf_value *amf_bytes_new(amf_type t, const void *p, size_t n);
+amf_value *amf_bytes_alloc(amf_type t, const void *p, size_t n);
 amf_value *amf_cont_new(amf_type t);
 int amf_cont_set_class(amf_cont *c, const char *s, size_t n);
 /* Makes the string value s (borrowed: a reference is taken) the class. */

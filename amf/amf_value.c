@@ -26,16 +26,15 @@ size_t amf_limits_memory(const amf_limits *l)
 
 size_t amf_mem_block(size_t n) { return amf_mem_block_(n); }
 
-/* The singletons.  Never written: amf_ref / amf_unref skip AMF_F_STATIC,
- * and no setter applies to these types. */
-static amf_value s_undefined = {.refs = 1, .type = AMF_UNDEFINED, .flags = AMF_F_STATIC};
-static amf_value s_null = {.refs = 1, .type = AMF_NULL, .flags = AMF_F_STATIC};
-static amf_value s_unsupported = {.refs = 1, .type = AMF_UNSUPPORTED, .flags = AMF_F_STATIC};
-static amf_value s_false = {.refs = 1, .type = AMF_BOOLEAN, .flags = AMF_F_STATIC, .u.b = false};
-static amf_value s_true = {.refs = 1, .type = AMF_BOOLEAN, .flags = AMF_F_STATIC, .u.b = true};
+/* The singletons (refs 0, amf_is_static).  Never written: amf_ref and
+ * amf_unref leave them alone, and no setter applies to these types. */
+static amf_value s_undefined = {.refs = 0, .type = AMF_UNDEFINED};
+static amf_value s_null = {.refs = 0, .type = AMF_NULL};
+static amf_value s_unsupported = {.refs = 0, .type = AMF_UNSUPPORTED};
+static amf_value s_false = {.refs = 0, .type = AMF_BOOLEAN, .u.b = false};
+static amf_value s_true = {.refs = 0, .type = AMF_BOOLEAN, .u.b = true};
 static char s_empty_bytes[1];
-static amf_value s_empty = {.refs = 1, .type = AMF_STRING, .flags = AMF_F_STATIC,
-                            .u.s = {s_empty_bytes, 0}};
+static amf_value s_empty = {.refs = 0, .type = AMF_STRING, .u.s = {s_empty_bytes, 0}};
 
 static amf_value *scalar_new(amf_type t)
 {
@@ -85,6 +84,11 @@ amf_value *amf_bytes_new(amf_type t, const void *p, size_t n)
         return NULL;
     if (n == 0 && t == AMF_STRING)
         return &s_empty;
+    return amf_bytes_alloc(t, p, n);
+}
+
+amf_value *amf_bytes_alloc(amf_type t, const void *p, size_t n)
+{
     amf_value *v = malloc(sizeof *v + n + 1);
     if (!v)
         return NULL;
@@ -590,7 +594,7 @@ int16_t amf_date_tz(const amf_value *v) { return v && v->type == AMF_DATE ? v->t
 
 amf_value *amf_ref(amf_value *v)
 {
-    if (v && !(v->flags & AMF_F_STATIC))
+    if (v && !amf_is_static(v))
         v->refs++;
     return v;
 }
@@ -611,7 +615,7 @@ static void cont_free(amf_cont *c)
 
 void amf_unref(amf_value *v)
 {
-    if (!v || (v->flags & AMF_F_STATIC) || --v->refs > 0)
+    if (!v || amf_is_static(v) || --v->refs > 0)
         return;
     if (amf_type_is_cont((amf_type)v->type))
         cont_free(amf_cont_of(v));
@@ -814,7 +818,7 @@ static size_t add_sat(size_t a, size_t b) { return a > SIZE_MAX - b ? SIZE_MAX :
 
 static size_t mem_of(const amf_value *v, ptr_set *seen)
 {
-    if (!v || (v->flags & AMF_F_STATIC))
+    if (!v || amf_is_static(v))
         return 0;
     if (v->refs > 1 && !set_add(seen, v))
         return 0;
