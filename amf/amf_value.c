@@ -816,12 +816,11 @@ static bool set_add(ptr_set *s, const void *q)
 
 static size_t add_sat(size_t a, size_t b) { return a > SIZE_MAX - b ? SIZE_MAX : a + b; }
 
-static size_t mem_of(const amf_value *v, ptr_set *seen)
+static size_t mem_of(const amf_value *v, ptr_set *seen);
+
+/* v's own blocks and, through mem_of, what it holds. */
+static size_t mem_node(const amf_value *v, ptr_set *seen)
 {
-    if (!v || amf_is_static(v))
-        return 0;
-    if (v->refs > 1 && !set_add(seen, v))
-        return 0;
     amf_type t = (amf_type)v->type;
     if (amf_type_is_bytes(t))
         return amf_mem_bytes(v->u.s.n);
@@ -841,10 +840,22 @@ static size_t mem_of(const amf_value *v, ptr_set *seen)
     return n;
 }
 
+static size_t mem_of(const amf_value *v, ptr_set *seen)
+{
+    if (!v || amf_is_static(v))
+        return 0;
+    if (v->refs > 1 && !set_add(seen, v))
+        return 0;
+    return mem_node(v, seen);
+}
+
 size_t amf_value_mem(const amf_value *v)
 {
     ptr_set seen = {NULL, 0, 0, false};
-    size_t n = mem_of(v, &seen);
+    /* the root is reached once, however many references others hold to
+     * it (a value inside it that leads back to it is a cycle: counted
+     * once more, then found in the set) */
+    size_t n = !v || amf_is_static(v) ? 0 : mem_node(v, &seen);
     free(seen.p);
     return n;
 }
