@@ -148,11 +148,13 @@ typedef struct amf_limits {
 #define AMF_DEFAULT_MAX_REFS 65536
 #define AMF_DEFAULT_MAX_TOTAL ((size_t)16 << 20)
 /* Memory a context may build per input byte it may read, when max_memory
- * is 0.  Honest data stays well under it: strings cost about their bytes,
- * an array of numbers about 4.5 times, AMF0 objects with short keys under
- * 10 times.  Inputs that reach it are made of the cheapest encodings of
- * the costliest values: 2-byte AMF3 objects (~70 times) or references
- * (unbounded without a budget). */
+ * is 0.  Measured ratios (amf_value_mem / encoded bytes): strings 1 to 3,
+ * arrays of numbers 4.5, AMF0 objects 5 (a chat message) to 20 ({x: 1}),
+ * AMF3 objects sharing their traits 16 to 46; 2-byte AMF3 objects reach
+ * ~70 and references are unbounded without a budget.  So a full-size
+ * message of dense AMF3 records is refused; anything the shared-object
+ * engine keeps (64 KiB per value) and the commands sohub serves are far
+ * below it. */
 #define AMF_MEMORY_PER_BYTE 16
 
 extern const amf_limits amf_default_limits;

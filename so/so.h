@@ -138,11 +138,13 @@ typedef struct so_config {
 #define SO_DEFAULT_MAX_OBJECTS_PER_ROOM 4096
 #define SO_DEFAULT_MAX_SLOTS_PER_OBJECT 4096
 #define SO_DEFAULT_MAX_VALUE_BYTES (64u << 10)
-/* Memory one slot value may hold decoded, per byte of max_value_bytes: a
- * string holds its bytes plus about 40, so any string the wire cap takes
- * fits; values that hold more than twice their bytes are made of many
- * small nodes (65,000 nulls in 65 KB hold 512 KiB). */
-#define SO_VALUE_MEM_FACTOR 2
+/* Memory one slot value may hold decoded, per byte of max_value_bytes:
+ * the ratio a decoded message may reach (AMF_MEMORY_PER_BYTE), so 1 MiB by
+ * default.  Strings hold about their bytes, numbers 4.5 times, AMF0
+ * objects 5 to 20 times; arrays of small AMF3 objects sharing traits go
+ * past it (up to ~45 times) and are refused beyond about 22 KB.  What an
+ * object holds in all is bounded by max_object_bytes. */
+#define SO_VALUE_MEM_FACTOR AMF_MEMORY_PER_BYTE
 /* Every value is held twice (its wire bytes, cached for sending, and the
  * decoded value), so 8 MiB of memory holds the 4 MiB of string data the
  * earlier byte count allowed. */
