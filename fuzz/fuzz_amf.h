@@ -48,10 +48,17 @@ static void fz_amf_roundtrip(amf_encoding enc, const amf_value *v)
      * refusal a decoded value may meet. */
     FZ_CHECK(rc == 0 || rc == SH_EINVAL);
     if (rc == 0) {
+        /* v may refer to objects an earlier value of its context decoded
+         * (the table spans the context), which nested no deeper there;
+         * written alone they are inline, so the encoding may nest deeper
+         * than the input did, though never deeper than the encoder
+         * writes. */
+        amf_limits back = amf_default_limits;
+        back.max_depth = AMF_ENC_MAX_DEPTH;
         amf_value *v2 = NULL;
         size_t used = 0;
         sh_error err = {0};
-        rc = amf_decode1(enc, b1.data, b1.len, NULL, &used, &v2, &err);
+        rc = amf_decode1(enc, b1.data, b1.len, &back, &used, &v2, &err);
         if (rc != 0)
             fprintf(stderr, "re-decode failed: %d %s at %s offset %zu\n", rc,
                     err.what ? err.what : "", err.where ? err.where : "", err.offset);
