@@ -10,13 +10,17 @@
  * says "borrowed".  Functions that take a value to store it "take" the
  * caller's reference.  amf_unref(NULL) is fine.  A value that is shared
  * (refcount > 1) must not be modified.  AMF0 object references and AMF3
- * object references decode to the SAME amf_value (one more reference), so
- * the graph of the input is kept; cycles (an object that contains a
+ * object and string references decode to the SAME amf_value (one more
+ * reference), so the graph of the input is kept; cycles (an object that contains a
  * reference to itself) are refused by the decoder with SH_EUNSUPPORTED,
  * because reference counting could never free them.
  *
  * Decoding never allocates from a count or length the input claims before
- * checking it against the limits and against the bytes actually present.
+ * checking it against the limits and against the bytes actually present,
+ * and never builds more memory than its budget (max_memory): a reference
+ * in the input costs one pointer, never a copy of what it refers to
+ * (AMF3 strings are shared values too), and every block the decoder
+ * allocates is counted before it is allocated.
  */
 #ifndef AMF_H
 #define AMF_H
@@ -133,6 +137,9 @@ typedef struct amf_limits {
     uint32_t max_elements;    /* members or elements in one container */
     uint32_t max_refs;        /* entries in one reference table */
     size_t max_total;         /* bytes consumed by one top-level value */
+    size_t max_memory;        /* memory one decoding context may build (values
+                               * and reference tables, see amf_dec_mem);
+                               * 0 = AMF_MEMORY_PER_BYTE x max_total */
 } amf_limits;
 
 #define AMF_DEFAULT_MAX_DEPTH 64
@@ -140,8 +147,35 @@ typedef struct amf_limits {
 #define AMF_DEFAULT_MAX_ELEMENTS 65536
 #define AMF_DEFAULT_MAX_REFS 65536
 #define AMF_DEFAULT_MAX_TOTAL ((size_t)16 << 20)
+/* Memory a context may build per input byte it may read, when max_memory
+ * is 0.  Measured ratios (amf_value_mem / encoded bytes): strings 1 to 3,
+ * arrays of numbers 4.5, AMF0 objects 5 (a chat message) to 20 ({x: 1}),
+ * AMF3 objects sharing their traits 16 to 46; 2-byte AMF3 objects reach
+ * ~70 and references are unbounded without a budget.  So a full-size
+ * message of dense AMF3 records is refused; anything the shared-object
+ * engine keeps (64 KiB per value) and the commands sohub serves are far
+ * below it. */
+#define AMF_MEMORY_PER_BYTE 16
 
 extern const amf_limits amf_default_limits;
+
+/* The budget l sets (max_memory, or the default derived from max_total);
+ * l NULL = the defaults. */
+size_t amf_limits_memory(const amf_limits *l);
+
+/* ---- memory ----
+ * One model of what memory costs, used by the decoder's budget, by
+ * amf_value_mem and by the shared-object engine: an allocation of n bytes
+ * counts as n plus an 8-byte allocator header, rounded up to 16 bytes, at
+ * least 32 (glibc malloc on 64-bit systems; 0 for n == 0).  Arrays count
+ * at their capacity, not their length. */
+size_t amf_mem_block(size_t n);
+/* Memory v holds: every block reachable from it (value blocks, string
+ * bytes, member, element and key arrays, class names), each counted once
+ * even when v reaches it several times; null, undefined, booleans,
+ * unsupported and "" are shared singletons and cost nothing.  Time linear
+ * in the distinct values reachable. */
+size_t amf_value_mem(const amf_value *v);
 
 /* ---- decoding ----
  * A decoder holds the reference tables.  For AMF0 the object reference
@@ -154,6 +188,21 @@ typedef struct amf_dec amf_dec;
 amf_dec *amf_dec_new(const amf_limits *limits); /* NULL limits = defaults */
 void amf_dec_free(amf_dec *d);
 void amf_dec_reset(amf_dec *d);
+
+/* Memory budget.  amf_dec_mem() is what the context holds by the model
+ * of amf_mem_block: the values decoded since amf_dec_new / amf_dec_reset
+ * (a value shared by several of them once) plus the capacity of the
+ * reference tables (kept across resets, to be reused).  amf_decode
+ * fails with SH_ELIMIT before an allocation that would take it past the
+ * budget (amf_limits_memory(limits), or what amf_dec_set_max_memory set
+ * last), so it never exceeds it.  A reset forgets the values (they belong
+ * to the caller), not the tables.
+ * amf_dec_last_mem() is the memory of the values the last successful
+ * amf_decode built: with a fresh or reset context, exactly
+ * amf_value_mem() of the value it returned. */
+size_t amf_dec_mem(const amf_dec *d);
+size_t amf_dec_last_mem(const amf_dec *d);
+void amf_dec_set_max_memory(amf_dec *d, size_t max_memory);
 
 /* Decodes one value of encoding enc from buf[0..len).
  * Returns 0 and sets *out (owned) and *consumed; SH_EMORE when buf ends

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "amf_int.h"
+#include "sh_map.h"
 
 const amf_limits amf_default_limits = {
     .max_depth = AMF_DEFAULT_MAX_DEPTH,
@@ -11,7 +12,30 @@ const amf_limits amf_default_limits = {
     .max_elements = AMF_DEFAULT_MAX_ELEMENTS,
     .max_refs = AMF_DEFAULT_MAX_REFS,
     .max_total = AMF_DEFAULT_MAX_TOTAL,
+    .max_memory = 0, /* AMF_MEMORY_PER_BYTE x max_total */
 };
+
+size_t amf_limits_memory(const amf_limits *l)
+{
+    if (!l)
+        l = &amf_default_limits;
+    if (l->max_memory)
+        return l->max_memory;
+    return l->max_total > SIZE_MAX / AMF_MEMORY_PER_BYTE ? SIZE_MAX
+                                                         : l->max_total * AMF_MEMORY_PER_BYTE;
+}
+
+size_t amf_mem_block(size_t n) { return amf_mem_block_(n); }
+
+/* The singletons (refs 0, amf_is_static).  Never written: amf_ref and
+ * amf_unref leave them alone, and no setter applies to these types. */
+static amf_value s_undefined = {.refs = 0, .type = AMF_UNDEFINED};
+static amf_value s_null = {.refs = 0, .type = AMF_NULL};
+static amf_value s_unsupported = {.refs = 0, .type = AMF_UNSUPPORTED};
+static amf_value s_false = {.refs = 0, .type = AMF_BOOLEAN, .u.b = false};
+static amf_value s_true = {.refs = 0, .type = AMF_BOOLEAN, .u.b = true};
+static char s_empty_bytes[1];
+static amf_value s_empty = {.refs = 0, .type = AMF_STRING, .u.s = {s_empty_bytes, 0}};
 
 static amf_value *scalar_new(amf_type t)
 {
@@ -24,17 +48,10 @@ static amf_value *scalar_new(amf_type t)
     return v;
 }
 
-amf_value *amf_undefined(void) { return scalar_new(AMF_UNDEFINED); }
-amf_value *amf_null(void) { return scalar_new(AMF_NULL); }
-amf_value *amf_unsupported(void) { return scalar_new(AMF_UNSUPPORTED); }
-
-amf_value *amf_bool(bool b)
-{
-    amf_value *v = scalar_new(AMF_BOOLEAN);
-    if (v)
-        v->u.b = b;
-    return v;
-}
+amf_value *amf_undefined(void) { return &s_undefined; }
+amf_value *amf_null(void) { return &s_null; }
+amf_value *amf_unsupported(void) { return &s_unsupported; }
+amf_value *amf_bool(bool b) { return b ? &s_true : &s_false; }
 
 amf_value *amf_number(double d)
 {
@@ -66,6 +83,13 @@ amf_value *amf_bytes_new(amf_type t, const void *p, size_t n)
 {
     if (n > UINT32_MAX || n > SIZE_MAX - sizeof(amf_value) - 1)
         return NULL;
+    if (n == 0 && t == AMF_STRING)
+        return &s_empty;
+    return amf_bytes_alloc(t, p, n);
+}
+
+amf_value *amf_bytes_alloc(amf_type t, const void *p, size_t n)
+{
     amf_value *v = malloc(sizeof *v + n + 1);
     if (!v)
         return NULL;
@@ -96,21 +120,24 @@ amf_value *amf_cont_new(amf_type t)
     return &c->h;
 }
 
+void amf_cont_set_class_value(amf_cont *c, amf_value *s)
+{
+    amf_value *old = c->clsv;
+    c->clsv = s && s->u.s.n ? amf_ref(s) : NULL;
+    c->cls = c->clsv ? c->clsv->u.s.p : NULL;
+    c->cls_len = c->clsv ? c->clsv->u.s.n : 0;
+    amf_unref(old);
+}
+
 int amf_cont_set_class(amf_cont *c, const char *s, size_t n)
 {
     if (n > UINT32_MAX - 1)
         return SH_EINVAL;
-    char *p = NULL;
-    if (n) {
-        p = malloc(n + 1);
-        if (!p)
-            return SH_ENOMEM;
-        memcpy(p, s, n);
-        p[n] = '\0';
-    }
-    free(c->cls);
-    c->cls = p;
-    c->cls_len = (uint32_t)n;
+    amf_value *v = amf_bytes_new(AMF_STRING, s, n);
+    if (!v)
+        return SH_ENOMEM;
+    amf_cont_set_class_value(c, v);
+    amf_unref(v);
     return 0;
 }
 
@@ -193,9 +220,7 @@ int amf_grow(void **p, uint32_t *cap, uint32_t need, size_t elem, uint32_t hint)
 {
     if (need <= *cap)
         return 0;
-    uint64_t n = *cap ? (uint64_t)*cap * 2 : (hint > 4 ? hint : 4);
-    if (n < need)
-        n = need;
+    uint64_t n = amf_grow_cap(*cap, need, hint);
     if (n > UINT32_MAX || n > SIZE_MAX / elem)
         return SH_ENOMEM;
     void *q = realloc(*p, (size_t)n * elem);
@@ -224,11 +249,23 @@ int amf_cont_push_num(amf_cont *c, double x, uint32_t hint)
     return 0;
 }
 
+/* First key-buffer size for a container expecting `hint` members. */
+static uint32_t key_hint(uint32_t hint) { return hint > 64 ? 64 * 16 : hint * 16; }
+
+size_t amf_cont_member_mem(const amf_cont *c, size_t kn, uint32_t hint)
+{
+    if (kn >= UINT32_MAX - c->klen - 1)
+        return SIZE_MAX;
+    size_t m = amf_grow_mem(c->mcap, c->nm + 1, sizeof *c->m, hint);
+    size_t k = amf_grow_mem(c->kcap, c->klen + (uint32_t)kn + 1, 1, key_hint(hint));
+    return m > SIZE_MAX - k ? SIZE_MAX : m + k;
+}
+
 int amf_cont_add_member(amf_cont *c, const char *k, size_t kn, amf_value *v, uint32_t hint)
 {
     if (kn >= UINT32_MAX - c->klen - 1 || c->nm == UINT32_MAX)
         goto fail;
-    uint32_t khint = hint > 64 ? 64 * 16 : hint * 16;
+    uint32_t khint = key_hint(hint);
     if (amf_grow((void **)&c->m, &c->mcap, c->nm + 1, sizeof *c->m, hint) ||
         amf_grow((void **)&c->kbuf, &c->kcap, c->klen + (uint32_t)kn + 1, 1, khint))
         goto fail;
@@ -558,7 +595,7 @@ int16_t amf_date_tz(const amf_value *v) { return v && v->type == AMF_DATE ? v->t
 
 amf_value *amf_ref(amf_value *v)
 {
-    if (v)
+    if (v && !amf_is_static(v))
         v->refs++;
     return v;
 }
@@ -573,13 +610,13 @@ static void cont_free(amf_cont *c)
     free(c->kbuf);
     free(c->e);
     free(c->nums);
-    free(c->cls);
+    amf_unref(c->clsv);
     free(c);
 }
 
 void amf_unref(amf_value *v)
 {
-    if (!v || --v->refs > 0)
+    if (!v || amf_is_static(v) || --v->refs > 0)
         return;
     if (amf_type_is_cont((amf_type)v->type))
         cont_free(amf_cont_of(v));
@@ -695,4 +732,75 @@ bool amf_equal(const amf_value *a, const amf_value *b)
     bool r = eq(a, b, &m);
     amf_keyset_cleanup(&m.pairs);
     return r;
+}
+
+/* ---- memory ----
+ * The walk counts each block once: a value reachable twice is shared
+ * (refs > 1) or hangs below a shared one, so only shared values are
+ * remembered.  If the set cannot grow, shared values are counted again
+ * (an overestimate, never an underestimate). */
+
+typedef struct ptr_set {
+    sh_map m;        /* pointer -> itself */
+    bool off;        /* allocation failed: count shared values again */
+} ptr_set;
+
+/* Adds q; false when it was there already. */
+static bool set_add(ptr_set *s, const void *q)
+{
+    if (s->off)
+        return true;
+    int rc = 0;
+    if (sh_map_get_or_put_ptr(&s->m, q, (void *)q, &rc))
+        return false;
+    if (rc < 0)
+        s->off = true; /* an overestimate from here, never an underestimate */
+    return true;
+}
+
+static size_t add_sat(size_t a, size_t b) { return a > SIZE_MAX - b ? SIZE_MAX : a + b; }
+
+static size_t mem_of(const amf_value *v, ptr_set *seen);
+
+/* v's own blocks and, through mem_of, what it holds. */
+static size_t mem_node(const amf_value *v, ptr_set *seen)
+{
+    amf_type t = (amf_type)v->type;
+    if (amf_type_is_bytes(t))
+        return amf_mem_bytes(v->u.s.n);
+    if (!amf_type_is_cont(t))
+        return AMF_MEM_SCALAR;
+    const amf_cont *c = amf_cont_of(v);
+    size_t n = AMF_MEM_CONT;
+    n = add_sat(n, amf_mem_block_((size_t)c->mcap * sizeof *c->m));
+    n = add_sat(n, amf_mem_block_(c->kcap));
+    n = add_sat(n, amf_mem_block_((size_t)c->ecap * sizeof *c->e));
+    n = add_sat(n, amf_mem_block_((size_t)c->ncap * sizeof *c->nums));
+    n = add_sat(n, mem_of(c->clsv, seen));
+    for (uint32_t i = 0; i < c->nm; i++)
+        n = add_sat(n, mem_of(c->m[i].v, seen));
+    for (uint32_t i = 0; i < c->ne; i++)
+        n = add_sat(n, mem_of(c->e[i], seen));
+    return n;
+}
+
+static size_t mem_of(const amf_value *v, ptr_set *seen)
+{
+    if (!v || amf_is_static(v))
+        return 0;
+    if (v->refs > 1 && !set_add(seen, v))
+        return 0;
+    return mem_node(v, seen);
+}
+
+size_t amf_value_mem(const amf_value *v)
+{
+    ptr_set seen = {.off = false};
+    sh_map_init(&seen.m);
+    /* the root is reached once, however many references others hold to
+     * it (a value inside it that leads back to it is a cycle: counted
+     * once more, then found in the set) */
+    size_t n = !v || amf_is_static(v) ? 0 : mem_node(v, &seen);
+    sh_map_cleanup(&seen.m);
+    return n;
 }

@@ -6,6 +6,10 @@
  *
  * Values are decoded one after another with ONE decoder (as a command
  * body is), until the input ends or is refused.  For each value:
+ *  - the context never holds more than its memory budget (amf_dec_mem),
+ *    whether the decode succeeded or failed; the first value's counted
+ *    memory is exactly what amf_value_mem finds in it, a later one's at
+ *    most that (it may share what earlier values built);
  *  - a strict prefix of its bytes must give SH_EMORE (sans-I/O contract),
  *  - it must encode again in the same format, the encoding must decode to
  *    an equal value (amf_equal) using all of its bytes, and encoding that
@@ -27,6 +31,7 @@ static const amf_limits fz_amf_tight = {
     .max_elements = 8,
     .max_refs = 8,
     .max_total = 256,
+    .max_memory = 1500, /* a few containers: the budget is reached often */
 };
 
 /* Re-encodes v and checks the round trip; returns nothing, aborts on a
@@ -43,10 +48,17 @@ static void fz_amf_roundtrip(amf_encoding enc, const amf_value *v)
      * refusal a decoded value may meet. */
     FZ_CHECK(rc == 0 || rc == SH_EINVAL);
     if (rc == 0) {
+        /* v may refer to objects an earlier value of its context decoded
+         * (the table spans the context), which nested no deeper there;
+         * written alone they are inline, so the encoding may nest deeper
+         * than the input did, though never deeper than the encoder
+         * writes. */
+        amf_limits back = amf_default_limits;
+        back.max_depth = AMF_ENC_MAX_DEPTH;
         amf_value *v2 = NULL;
         size_t used = 0;
         sh_error err = {0};
-        rc = amf_decode1(enc, b1.data, b1.len, NULL, &used, &v2, &err);
+        rc = amf_decode1(enc, b1.data, b1.len, &back, &used, &v2, &err);
         if (rc != 0)
             fprintf(stderr, "re-decode failed: %d %s at %s offset %zu\n", rc,
                     err.what ? err.what : "", err.where ? err.where : "", err.offset);
@@ -92,10 +104,16 @@ static int fz_amf_run(amf_encoding enc, const uint8_t *data, size_t size)
         size_t used = 0;
         sh_error err = {0};
         int rc = amf_decode(d, enc, buf + off, len - off, &used, &v, &err);
+        FZ_CHECK(amf_dec_mem(d) <= amf_limits_memory(lim));
         if (rc != 0) {
             FZ_CHECK(rc < 0 && v == NULL);
             break;
         }
+        size_t mem = amf_value_mem(v);
+        if (i == 0 && amf_dec_last_mem(d) != mem)
+            fprintf(stderr, "counted %zu, value holds %zu\n", amf_dec_last_mem(d), mem);
+        FZ_CHECK(i == 0 ? amf_dec_last_mem(d) == mem : amf_dec_last_mem(d) <= mem);
+        FZ_CHECK(amf_dec_last_mem(d) <= amf_dec_mem(d));
         FZ_CHECK(v != NULL && used > 0 && used <= len - off);
         if (used > 1 && i == 0) {
             /* Prefix property, with a fresh decoder (tables as before). */

@@ -448,7 +448,7 @@ static void tight_config(so_config *c)
     c->max_objects_per_room = 4;
     c->max_slots_per_object = 8;
     c->max_value_bytes = 64;
-    c->max_object_bytes = 512;
+    c->max_object_bytes = 2048; /* memory: a small slot holds about 180 */
     c->max_subscribers = 3;
     c->max_objects_per_client = 3;
     c->max_updates_per_sec = 5;

@@ -4,10 +4,13 @@
  * Input: mode byte, then the body.  Mode bit 0: type 16 (else 19); bit 1:
  * tight limits.
  * Properties: on failure the message is left empty; a body that decodes
- * encodes again (so_wire_encode, same type) and decodes to the same
- * message: name, version, persistence, and every event with its keys,
- * values (equal in meaning, see fuzz_amf_util.h), handler, arguments,
- * status code and level.
+ * holds no more memory than the budget by our own accounting (name, keys
+ * and every value, values shared between raw AMF3 values once), and each
+ * value's value_mem is what amf_value_mem finds in it; it encodes again
+ * (so_wire_encode, same type) and decodes to the same message: name,
+ * version, persistence, and every event with its keys, values (equal in
+ * meaning, see fuzz_amf_util.h), handler, arguments, status code and
+ * level.
  */
 #include <string.h>
 
@@ -32,6 +35,37 @@ static bool str_eq(const char *a, const char *b)
 static bool small(const amf_value *v)
 {
     return fz_amf_tree_size(v, 20000, 0) < 20000;
+}
+
+/* What the decoded message holds by the amf_mem_block model, a lower
+ * bound of what so_wire counted (arrays, tables and transient values
+ * come on top): the name, the keys, and every value, with the blocks
+ * values share counted once: through one array holding them all, less
+ * what the same array holding nulls (which cost nothing) takes. */
+static size_t held(const so_msg *m)
+{
+    size_t n = amf_mem_block(m->name_len + 1);
+    amf_value *all = amf_strict_array_new(), *frame = amf_strict_array_new();
+    FZ_CHECK(all && frame);
+    for (size_t i = 0; i < m->nevents; i++) {
+        const so_event *ev = &m->events[i];
+        for (size_t k = 0; k < ev->nkv; k++) {
+            n += amf_mem_block(ev->kv[k].key_len + 1);
+            if (!ev->kv[k].value)
+                continue;
+            FZ_CHECK(ev->kv[k].value_mem == amf_value_mem(ev->kv[k].value));
+            FZ_CHECK(amf_array_push(all, amf_ref(ev->kv[k].value)) == 0);
+            FZ_CHECK(amf_array_push(frame, amf_null()) == 0);
+        }
+        for (size_t k = 0; k < ev->nargs; k++) {
+            FZ_CHECK(amf_array_push(all, amf_ref(ev->args[k])) == 0);
+            FZ_CHECK(amf_array_push(frame, amf_null()) == 0);
+        }
+    }
+    n += amf_value_mem(all) - amf_value_mem(frame);
+    amf_unref(all);
+    amf_unref(frame);
+    return n;
 }
 
 static void check_same(const so_msg *a, const so_msg *b)
@@ -75,6 +109,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         tight.amf.max_elements = 8;
         tight.amf.max_refs = 8;
         tight.amf.max_total = 128;
+        tight.max_memory = 3000; /* a few values: the budget is reached often */
     }
     uint8_t mode = data[0];
     uint8_t type = (mode & 1) ? SO_MSG_AMF3 : SO_MSG_AMF0;
@@ -94,6 +129,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FZ_CHECK(a.name != NULL && a.name_len <= 65535);
     if (lim)
         FZ_CHECK(a.nevents <= lim->max_events);
+    size_t h = held(&a);
+    if (h > (lim ? lim : &so_wire_default_limits)->max_memory)
+        fprintf(stderr, "message holds %zu\n", h);
+    FZ_CHECK(h <= (lim ? lim : &so_wire_default_limits)->max_memory);
 
     sh_buf out;
     sh_buf_init(&out, 0);

@@ -64,6 +64,44 @@ def a0_amf3_int(i):
     return b"\x11\x04" + bytes([i & 0x7F])
 
 
+# ---- AMF3 writers (for the memory and raw AMF3 seeds) ----
+def a3_u29(v):
+    if v < 0x80:
+        return bytes([v])
+    if v < 0x4000:
+        return bytes([v >> 7 | 0x80, v & 0x7F])
+    if v < 0x200000:
+        return bytes([v >> 14 | 0x80, (v >> 7 & 0x7F) | 0x80, v & 0x7F])
+    return bytes([v >> 22 | 0x80, (v >> 15 & 0x7F) | 0x80, (v >> 8 & 0x7F) | 0x80, v & 0xFF])
+
+
+def a3_inline(s):
+    # U29S of an inline string (no marker)
+    s = s.encode() if isinstance(s, str) else s
+    return a3_u29(len(s) << 1 | 1) + s
+
+
+def a3_string_refs(n, s):
+    # array [s, then n - 1 references to it (06 00)]
+    return b"\x09" + a3_u29(n << 1 | 1) + b"\x01" + b"\x06" + a3_inline(s) + b"\x06\x00" * (n - 1)
+
+
+def a3_shared_class(n, cls):
+    # array of n objects of one traits (inline once, then traits references)
+    out = b"\x09" + a3_u29(n << 1 | 1) + b"\x01" + b"\x0a\x03" + a3_inline(cls)
+    return out + b"\x0a\x01" * (n - 1)
+
+
+def a3_key_refs(n, key):
+    # dynamic object whose n member names are one string by reference
+    out = b"\x0a\x0b\x01" + a3_inline(key) + b"\x01"
+    return out + b"\x00\x01" * (n - 1) + b"\x01"
+
+
+def a0_nulls(n):
+    return b"\x0a" + struct.pack(">I", n) + b"\x05" * n
+
+
 def command(name, txid, obj, *args):
     body = a0_str(name) + a0_num(txid) + (obj if obj is not None else a0_null())
     for a in args:
@@ -108,6 +146,11 @@ def so_remove(name, version, keys, persistent=False):
 
 def so_send(name, version, handler, *args):
     return so_header(name, version, False) + so_event(6, a0_str(handler) + b"".join(args))
+
+
+def so_raw_header(name, version, lead):
+    n = name.encode()
+    return bytes([lead]) + struct.pack(">H", len(n)) + n + struct.pack(">III", version, 0, 0)
 
 
 def so_release(name, version=0):
@@ -164,6 +207,16 @@ def main():
                 put(target, f.split(".")[0], b"\x00" + data)
     put("fuzz_amf0", "command_connect", b"\x00" + CONNECT)
     put("fuzz_amf0", "tight_connect", b"\x01" + CONNECT)
+    # memory: references that must stay shared, values that hold more
+    # than their bytes (issue 12), tight mode reaches the budget
+    refs = a3_string_refs(300, "s" * 64)
+    put("fuzz_amf3", "mem_string_refs", b"\x00" + refs)
+    put("fuzz_amf3", "mem_string_refs_tight", b"\x01" + a3_string_refs(40, "s" * 12))
+    put("fuzz_amf3", "mem_shared_class", b"\x00" + a3_shared_class(100, "C" * 200))
+    put("fuzz_amf3", "mem_key_refs", b"\x00" + a3_key_refs(20, "k" * 100))
+    put("fuzz_amf0", "mem_avmplus_refs", b"\x00" + CONNECT + b"\x11" + refs)
+    put("fuzz_amf0", "mem_nulls", b"\x00" + a0_nulls(3000))
+    put("fuzz_amf0", "mem_nulls_tight", b"\x01" + a0_nulls(200))
 
     # handshake: mode byte, seed byte, then peer bytes or xor mutations
     hs = handshake_c012()
@@ -234,6 +287,27 @@ def main():
         so_event(7, so_key("SharedObject.NoWriteAccess") + so_key("error")) +
         so_event(99, b"xyz"))
     put("fuzz_so_wire", "tight", b"\x02" + so_change("o", 1, [("k%d" % i, a0_num(i)) for i in range(10)]))
+    # type 16 with raw AMF3 values (Red5's form), after a leading 0 or 3
+    raw = (so_key("i") + b"\x04\x05" + so_key("s") + b"\x06" + a3_inline("hello") +
+           so_key("t") + b"\x0a\x23" + a3_inline("pt") + a3_inline("x") + a3_inline("y") +
+           b"\x04\x01\x06" + a3_inline("a") + so_key("r") + b"\x06\x00" +
+           so_key("a") + b"\x09\x05\x01\x03\x01")
+    put("fuzz_so_wire", "raw_amf3_lead0", b"\x01" + so_raw_header("o", 2, 0) + so_event(3, raw))
+    put("fuzz_so_wire", "raw_amf3_lead3", b"\x01" + so_raw_header("o", 2, 3) + so_event(3, raw))
+    put("fuzz_so_wire", "raw_amf3_mixed", b"\x01" + so_raw_header("o", 2, 0) +
+        so_event(3, so_key("n") + a0_num(2)) + so_event(3, so_key("m") + b"\x04\x07") +
+        so_event(6, a0_str("onRaw") + b"\x06" + a3_inline("hi") + b"\x04\x01"))
+    put("fuzz_so_wire", "raw_amf3_tight", b"\x03" + so_raw_header("o", 2, 0) + so_event(3, raw))
+    # memory: values that hold far more than their bytes
+    put("fuzz_so_wire", "mem_nulls", b"\x00" + so_change("o", 1, [("a", a0_nulls(1000)),
+                                                                 ("b", a0_nulls(1000))]))
+    put("fuzz_so_wire", "mem_refs_value", b"\x00" + so_change("o", 1, [
+        ("r", b"\x11" + a3_string_refs(200, "s" * 100))]))
+    put("fuzz_so_wire", "mem_raw_refs_across_values", b"\x01" + so_raw_header("o", 1, 0) +
+        so_event(3, so_key("a") + b"\x06" + a3_inline("z" * 200) +
+                 b"".join(so_key("b%d" % i) + b"\x06\x00" for i in range(30))))
+    put("fuzz_so_wire", "mem_tight", b"\x02" + so_change("o", 1, [("a", a0_nulls(100)),
+                                                                 ("b", a0_nulls(100))]))
 
     # SO engine script: records of [op, client, len16, body] (see fuzz_so_engine.c)
     def rec(op, client, body=b""):

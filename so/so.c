@@ -21,6 +21,7 @@ typedef struct so_slot {
     amf_value *v;
     uint8_t *wire;      /* v's exact wire encoding (so_wire_event_value), cached */
     size_t vbytes;      /* bytes of wire */
+    size_t held;        /* slot_mem() while live, counted in the object's bytes */
     uint32_t version;   /* version that last wrote or removed it */
     uint64_t writer;    /* client id of that write, 0 = server */
     uint32_t in_upd;    /* version of the update that already lists it */
@@ -39,6 +40,7 @@ typedef struct srv_change {
     amf_value *v;       /* NULL = remove */
     uint8_t *wire;      /* owned while queued under a lock */
     size_t vbytes;
+    size_t vmem;        /* amf_value_mem(v) */
 } srv_change;
 
 struct so_object {
@@ -528,12 +530,20 @@ static void slot_free(so_slot *s)
     free(s);
 }
 
+/* Memory a live slot holds (so.h, max_object_bytes): its block, its key,
+ * the cached wire bytes and the decoded value (vmem = amf_value_mem). */
+static size_t slot_mem(size_t klen, size_t vbytes, size_t vmem)
+{
+    return amf_mem_block(sizeof(so_slot)) + amf_mem_block(klen + 1) + amf_mem_block(vbytes) +
+           vmem;
+}
+
 static void slot_drop(so_object *o, so_slot *s)
 {
     sh_map_del(&o->slots, s->key, s->klen);
     if (s->v) {
         o->nlive--;
-        o->bytes -= s->klen + s->vbytes;
+        o->bytes -= s->held;
     }
     slot_free(s);
 }
@@ -541,7 +551,7 @@ static void slot_drop(so_object *o, so_slot *s)
 /* Writes (v != NULL, borrowed: a reference is taken) or removes a slot.
  * Returns the slot (NULL when removing an absent key or out of memory). */
 static so_slot *slot_write(so_object *o, const char *key, size_t klen, amf_value *v,
-                           const uint8_t *wire, size_t vbytes, uint32_t version,
+                           const uint8_t *wire, size_t vbytes, size_t vmem, uint32_t version,
                            uint64_t writer, int *rc)
 {
     *rc = 0;
@@ -573,19 +583,21 @@ static so_slot *slot_write(so_object *o, const char *key, size_t klen, amf_value
     }
     if (s->v) {
         o->nlive--;
-        o->bytes -= klen + s->vbytes;
+        o->bytes -= s->held;
         amf_unref(s->v);
         free(s->wire);
         s->v = NULL;
         s->wire = NULL;
         s->vbytes = 0;
+        s->held = 0;
     }
     if (v) {
         s->v = amf_ref(v);
         s->wire = wcopy;
         s->vbytes = vbytes;
+        s->held = slot_mem(klen, vbytes, vmem);
         o->nlive++;
-        o->bytes += klen + vbytes;
+        o->bytes += s->held;
     }
     s->version = version;
     s->writer = writer;
@@ -791,7 +803,7 @@ static int load_slot(void *ud, const char *name, const char *key, size_t klen,
         amf_unref(v);
         return SH_EIO; /* stored bytes we cannot read: corruption */
     }
-    slot_write(o, key, klen, v, value, vlen, version, 0, &rc);
+    slot_write(o, key, klen, v, value, vlen, amf_dec_last_mem(l->dec), version, 0, &rc);
     amf_unref(v);
     return rc;
 }
@@ -1372,7 +1384,7 @@ static int w_success(wctx *w, const char *key, size_t klen)
 
 /* One RequestChange pair (v != NULL) or RequestRemove (v == NULL). */
 static int w_one(wctx *w, upd *u, uint32_t hv, const char *key, size_t klen,
-                  amf_value *v, const uint8_t *wire, size_t vbytes)
+                  amf_value *v, const uint8_t *wire, size_t vbytes, size_t vmem)
 {
     so_engine *e = w->e;
     so_object *o = w->o;
@@ -1388,12 +1400,13 @@ static int w_one(wctx *w, upd *u, uint32_t hv, const char *key, size_t klen,
         return w_refuse(w, NULL, key, klen); /* rule 3: stale */
     if (v) {
         bool fresh = !s || !s->v;
-        size_t old = s && s->v ? klen + s->vbytes : 0;
-        if (vbytes > e->cfg.max_value_bytes)
+        size_t old = s && s->v ? s->held : 0;
+        if (vbytes > e->cfg.max_value_bytes ||
+            vmem > SO_VALUE_MEM_FACTOR * (size_t)e->cfg.max_value_bytes)
             return w_refuse(w, SO_STATUS_LIMIT_VALUE, key, klen);
         if (fresh && o->nlive >= o->room->set.max_slots_per_object)
             return w_refuse(w, SO_STATUS_LIMIT_SLOTS, key, klen);
-        if (o->bytes - old + klen + vbytes > e->cfg.max_object_bytes)
+        if (o->bytes - old + slot_mem(klen, vbytes, vmem) > e->cfg.max_object_bytes)
             return w_refuse(w, SO_STATUS_LIMIT_OBJECT_BYTES, key, klen);
     } else if (!s || !s->v) {
         return w_success(w, key, klen); /* nothing to remove */
@@ -1403,7 +1416,7 @@ static int w_one(wctx *w, upd *u, uint32_t hv, const char *key, size_t klen,
     if (quota)
         return w_refuse(w, quota, key, klen);
     int rc;
-    s = slot_write(o, key, klen, v, wire, vbytes, u->newv, w->c->id, &rc);
+    s = slot_write(o, key, klen, v, wire, vbytes, vmem, u->newv, w->c->id, &rc);
     if (rc == 0 && s)
         quota_count(e, o, grow);
     if (rc == 0 && s)
@@ -1476,8 +1489,9 @@ static int on_writes(so_engine *e, so_client *c, const so_msg *m, uint64_t now_m
                 w.rc = w.rc ? w.rc : SH_ENOMEM;
                 continue;
             }
+            size_t vmem = !v ? 0 : kv->value_mem ? kv->value_mem : amf_value_mem(v);
             w_one(&w, &u, m->version, kv->key, kv->key_len, v, e->scratch.data,
-                  e->scratch.len);
+                  e->scratch.len, vmem);
         }
     }
     int rc = w.rc;
@@ -1950,9 +1964,10 @@ static int apply_server(so_engine *e, so_object *o, srv_change *ch, size_t n, so
         so_slot *s = slot_get(o, ch[i].key, ch[i].klen);
         if (ch[i].v) {
             bool fresh = !s || !s->v;
-            size_t old = s && s->v ? ch[i].klen + s->vbytes : 0;
+            size_t old = s && s->v ? s->held : 0;
             if ((fresh && o->nlive >= o->room->set.max_slots_per_object) ||
-                o->bytes - old + ch[i].klen + ch[i].vbytes > e->cfg.max_object_bytes) {
+                o->bytes - old + slot_mem(ch[i].klen, ch[i].vbytes, ch[i].vmem) >
+                    e->cfg.max_object_bytes) {
                 lim = SH_ELIMIT;
                 continue;
             }
@@ -1965,7 +1980,7 @@ static int apply_server(so_engine *e, so_object *o, srv_change *ch, size_t n, so
             continue;
         }
         s = slot_write(o, ch[i].key, ch[i].klen, ch[i].v, ch[i].wire, ch[i].vbytes,
-                       u.newv, 0, &rc);
+                       ch[i].vmem, u.newv, 0, &rc);
         if (rc == 0 && s)
             quota_count(e, o, grow);
         if (rc == 0 && s)
@@ -1987,7 +2002,9 @@ static int server_change(so_engine *e, so_object *o, const char *key, size_t kle
             return SH_ENOMEM;
         ch.wire = e->scratch.data;
         ch.vbytes = e->scratch.len;
-        if (ch.vbytes > e->cfg.max_value_bytes)
+        ch.vmem = amf_value_mem(v);
+        if (ch.vbytes > e->cfg.max_value_bytes ||
+            ch.vmem > SO_VALUE_MEM_FACTOR * (size_t)e->cfg.max_value_bytes)
             return SH_ELIMIT;
     }
     if (!o->lock)

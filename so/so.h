@@ -139,8 +139,11 @@ typedef enum so_conflict {
 typedef struct so_config {
     uint32_t max_objects_per_room;    /* objects (any kind) in one room */
     uint32_t max_slots_per_object;
-    uint32_t max_value_bytes;         /* wire bytes of one slot value */
-    size_t max_object_bytes;          /* sum of key + value bytes of an object */
+    uint32_t max_value_bytes;         /* wire bytes of one slot value; decoded, it may
+                                       * hold SO_VALUE_MEM_FACTOR times that */
+    size_t max_object_bytes;          /* memory an object's slots hold: per slot its
+                                       * block, key, wire bytes and decoded value
+                                       * (amf_mem_block / amf_value_mem model) */
     uint32_t max_subscribers;         /* per object */
     uint32_t max_objects_per_client;  /* subscriptions of one client */
     uint32_t max_updates_per_sec;     /* write messages per client per second, 0 = no cap */
@@ -162,7 +165,17 @@ typedef struct so_config {
 #define SO_DEFAULT_MAX_OBJECTS_PER_ROOM 4096
 #define SO_DEFAULT_MAX_SLOTS_PER_OBJECT 4096
 #define SO_DEFAULT_MAX_VALUE_BYTES (64u << 10)
-#define SO_DEFAULT_MAX_OBJECT_BYTES ((size_t)4 << 20)
+/* Memory one slot value may hold decoded, per byte of max_value_bytes:
+ * the ratio a decoded message may reach (AMF_MEMORY_PER_BYTE), so 1 MiB by
+ * default.  Strings hold about their bytes, numbers 4.5 times, AMF0
+ * objects 5 to 20 times; arrays of small AMF3 objects sharing traits go
+ * past it (up to ~45 times) and are refused beyond about 22 KB.  What an
+ * object holds in all is bounded by max_object_bytes. */
+#define SO_VALUE_MEM_FACTOR AMF_MEMORY_PER_BYTE
+/* Every value is held twice (its wire bytes, cached for sending, and the
+ * decoded value), so 8 MiB of memory holds the 4 MiB of string data the
+ * earlier byte count allowed. */
+#define SO_DEFAULT_MAX_OBJECT_BYTES ((size_t)8 << 20)
 #define SO_DEFAULT_MAX_SUBSCRIBERS 10000
 #define SO_DEFAULT_MAX_OBJECTS_PER_CLIENT 256
 #define SO_DEFAULT_MAX_UPDATES_PER_SEC 200
@@ -363,10 +376,10 @@ uint32_t so_object_version(const so_object *o);
 bool so_object_persistent(const so_object *o);
 const char *so_object_name(const so_object *o);
 size_t so_object_slot_count(const so_object *o);
+/* Memory the object's live slots hold, what max_object_bytes bounds. */
+size_t so_object_bytes(const so_object *o);
 size_t so_object_subscriber_count(const so_object *o);
 size_t so_object_history_len(const so_object *o);
-/* Key + value bytes of the live slots (as the object limits count them). */
-size_t so_object_bytes(const so_object *o);
 bool so_object_locked(const so_object *o);
 
 /* ---- listing, for operators (borrowed results, valid until the next

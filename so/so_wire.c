@@ -9,6 +9,7 @@ const so_wire_limits so_wire_default_limits = {
     .max_pairs = SO_WIRE_DEFAULT_MAX_PAIRS,
     .max_args = SO_WIRE_DEFAULT_MAX_ARGS,
     .max_value = SO_WIRE_DEFAULT_MAX_VALUE,
+    .max_memory = SO_WIRE_DEFAULT_MAX_MEMORY,
     .amf = {
         .max_depth = AMF_DEFAULT_MAX_DEPTH,
         .max_string = AMF_DEFAULT_MAX_STRING,
@@ -62,28 +63,74 @@ void so_msg_cleanup(so_msg *m)
 
 /* ---------------------------------------------------------------- decode */
 
+/* Memory: c->own counts what the message holds outside the raw-AMF3
+ * context (names, keys, arrays, values of the AMF0 form); the decoders
+ * count their own tables, and amf3 its values too.  The sum never passes
+ * c->budget: each allocation here is checked first, and each value is
+ * decoded with what is left as the decoder's budget. */
 typedef struct dec_ctx {
     const so_wire_limits *lim;
-    amf_dec *amf;
+    amf_limits al;         /* limits of one value */
+    amf_dec *amf;          /* AMF0 form: a fresh context per value */
+    amf_dec *amf3;         /* raw AMF3 form: one context for the message */
+    amf_encoding form;     /* of the event being read */
     sh_error *err;
     const uint8_t *base;   /* start of the body, for error offsets */
     uint32_t pairs;        /* pairs seen so far in the message */
+    size_t budget, own;
 } dec_ctx;
-
-static char *dup_bytes(const uint8_t *p, size_t n)
-{
-    char *s = malloc(n + 1);
-    if (s) {
-        if (n)
-            memcpy(s, p, n);
-        s[n] = '\0';
-    }
-    return s;
-}
 
 static size_t off_of(const dec_ctx *c, const uint8_t *p)
 {
     return (size_t)(p - c->base);
+}
+
+static size_t msg_mem(const dec_ctx *c)
+{
+    return c->own + amf_dec_mem(c->amf) + amf_dec_mem(c->amf3);
+}
+
+static int charge(dec_ctx *c, size_t n, const uint8_t *at)
+{
+    size_t used = msg_mem(c);
+    if (used > c->budget || n > c->budget - used)
+        return SH_FAIL(c->err, SH_ELIMIT, "message would hold more than max_memory",
+                       off_of(c, at));
+    c->own += n;
+    return 0;
+}
+
+/* Copies n bytes (NUL-terminated), counted. */
+static int dup_bytes(dec_ctx *c, const uint8_t *p, size_t n, char **out)
+{
+    int rc = charge(c, amf_mem_block(n + 1), p);
+    if (rc < 0)
+        return rc;
+    char *s = malloc(n + 1);
+    if (!s)
+        return SH_FAIL(c->err, SH_ENOMEM, "out of memory", off_of(c, p));
+    if (n)
+        memcpy(s, p, n);
+    s[n] = '\0';
+    *out = s;
+    return 0;
+}
+
+/* Makes room for one more element in *arr (doubling from 4), counted. */
+static int grow(dec_ctx *c, void **arr, size_t *cap, size_t n, size_t elem, const uint8_t *at)
+{
+    if (n < *cap)
+        return 0;
+    size_t ncap = *cap ? *cap * 2 : 4;
+    int rc = charge(c, amf_mem_block(ncap * elem) - amf_mem_block(*cap * elem), at);
+    if (rc < 0)
+        return rc;
+    void *q = realloc(*arr, ncap * elem);
+    if (!q)
+        return SH_FAIL(c->err, SH_ENOMEM, "out of memory", off_of(c, at));
+    *arr = q;
+    *cap = ncap;
+    return 0;
 }
 
 /* Reads a u16-length string inside [r->p, r->end); SH_EPROTO when it
@@ -94,21 +141,35 @@ static int rd_str(dec_ctx *c, sh_rd *r, char **out, size_t *out_len)
     const uint8_t *p;
     if (sh_rd_u16be(r, &n) < 0 || sh_rd_bytes(r, n, &p) < 0)
         return SH_FAIL(c->err, SH_EPROTO, "string overruns its event", off_of(c, r->p));
-    *out = dup_bytes(p, n);
-    if (!*out)
-        return SH_FAIL(c->err, SH_ENOMEM, "out of memory", off_of(c, r->p));
-    if (out_len)
+    int rc = dup_bytes(c, p, n, out);
+    if (rc == 0 && out_len)
         *out_len = n;
-    return 0;
+    return rc;
 }
 
-/* Decodes one AMF0 value (0x11 switches to AMF3) from inside the event. */
-static int rd_value(dec_ctx *c, sh_rd *r, amf_value **v, size_t *used)
+/* Decodes one value from inside the event, in the event's form: AMF0 (an
+ * 0x11 marker switches that value to AMF3) in a context of its own, or
+ * raw AMF3 in the message's context.  *used: its wire bytes; *mem: the
+ * memory it holds (amf_value_mem). */
+static int rd_value_as(dec_ctx *c, sh_rd *r, amf_encoding form, amf_value **v, size_t *used,
+                       size_t *mem)
 {
+    amf_dec *d;
+    if (form == AMF_ENC_AMF0) {
+        d = c->amf; /* reset after each value: a context of its own */
+    } else {
+        if (!c->amf3 && !(c->amf3 = amf_dec_new(&c->al)))
+            return SH_FAIL(c->err, SH_ENOMEM, "out of memory", off_of(c, r->p));
+        d = c->amf3;
+    }
+    /* the value's own budget, within what the message has left */
+    size_t total = msg_mem(c);
+    size_t max = amf_dec_mem(d) + (total < c->budget ? c->budget - total : 0);
+    size_t own = amf_limits_memory(&c->al);
+    amf_dec_set_max_memory(d, max < own ? max : own);
     size_t consumed = 0;
     sh_error e = {0};
-    amf_dec_reset(c->amf);
-    int rc = amf_decode(c->amf, AMF_ENC_AMF0, r->p, sh_rd_left(r), &consumed, v, &e);
+    int rc = amf_decode(d, form, r->p, sh_rd_left(r), &consumed, v, &e);
     if (rc == SH_EMORE)
         return SH_FAIL(c->err, SH_EPROTO, "value overruns its event", off_of(c, r->p));
     if (rc < 0) {
@@ -125,9 +186,22 @@ static int rd_value(dec_ctx *c, sh_rd *r, amf_value **v, size_t *used)
         *v = NULL;
         return SH_FAIL(c->err, SH_ELIMIT, "value larger than max_value", off_of(c, r->p));
     }
+    if (form == AMF_ENC_AMF0) {
+        /* the value is the message's now; the context keeps its tables */
+        *mem = amf_dec_last_mem(d);
+        amf_dec_reset(d);
+        c->own += *mem;
+    } else {
+        *mem = amf_value_mem(*v); /* may share blocks with earlier values */
+    }
     r->p += consumed;
     *used = consumed;
     return 0;
+}
+
+static int rd_value(dec_ctx *c, sh_rd *r, amf_value **v, size_t *used, size_t *mem)
+{
+    return rd_value_as(c, r, c->form, v, used, mem);
 }
 
 static int dec_pairs(dec_ctx *c, sh_rd *r, so_event *ev)
@@ -136,22 +210,17 @@ static int dec_pairs(dec_ctx *c, sh_rd *r, so_event *ev)
     while (sh_rd_left(r) > 0) {
         if (c->pairs >= c->lim->max_pairs)
             return SH_FAIL(c->err, SH_ELIMIT, "too many pairs in one message", off_of(c, r->p));
-        if (ev->nkv == cap) {
-            size_t ncap = cap ? cap * 2 : 4;
-            so_kv *nkv = realloc(ev->kv, ncap * sizeof(*nkv));
-            if (!nkv)
-                return SH_FAIL(c->err, SH_ENOMEM, "out of memory", off_of(c, r->p));
-            ev->kv = nkv;
-            cap = ncap;
-        }
+        int rc = grow(c, (void **)&ev->kv, &cap, ev->nkv, sizeof(*ev->kv), r->p);
+        if (rc < 0)
+            return rc;
         so_kv *kv = &ev->kv[ev->nkv];
         memset(kv, 0, sizeof(*kv));
-        int rc = rd_str(c, r, &kv->key, &kv->key_len);
+        rc = rd_str(c, r, &kv->key, &kv->key_len);
         if (rc < 0)
             return rc;
         ev->nkv++; /* counted now so cleanup frees the key */
         c->pairs++;
-        rc = rd_value(c, r, &kv->value, &kv->value_len);
+        rc = rd_value(c, r, &kv->value, &kv->value_len, &kv->value_mem);
         if (rc < 0)
             return rc;
     }
@@ -162,10 +231,13 @@ static int dec_pairs(dec_ctx *c, sh_rd *r, so_event *ev)
 
 static int dec_key(dec_ctx *c, sh_rd *r, so_event *ev)
 {
+    int rc = charge(c, amf_mem_block(sizeof(*ev->kv)), r->p);
+    if (rc < 0)
+        return rc;
     ev->kv = calloc(1, sizeof(*ev->kv));
     if (!ev->kv)
         return SH_FAIL(c->err, SH_ENOMEM, "out of memory", off_of(c, r->p));
-    int rc = rd_str(c, r, &ev->kv[0].key, &ev->kv[0].key_len);
+    rc = rd_str(c, r, &ev->kv[0].key, &ev->kv[0].key_len);
     if (rc < 0)
         return rc;
     ev->nkv = 1;
@@ -175,34 +247,34 @@ static int dec_key(dec_ctx *c, sh_rd *r, so_event *ev)
 static int dec_send(dec_ctx *c, sh_rd *r, so_event *ev)
 {
     amf_value *h = NULL;
-    size_t used;
-    int rc = rd_value(c, r, &h, &used);
+    size_t used, mem;
+    /* Red5 writes the handler as an AMF0 string even before raw AMF3
+     * arguments; 0x02 is no AMF3 string marker, so this cannot mislead */
+    amf_encoding hform = sh_rd_left(r) > 0 && *r->p == AMF0_STRING ? AMF_ENC_AMF0 : c->form;
+    int rc = rd_value_as(c, r, hform, &h, &used, &mem);
     if (rc < 0)
         return rc;
+    if (hform == AMF_ENC_AMF0)
+        c->own -= mem; /* dropped below */
     size_t hl;
     const char *hs = amf_type_of(h) == AMF_STRING ? amf_as_string(h, &hl) : NULL;
     if (!hs) {
         amf_unref(h);
         return SH_FAIL(c->err, SH_EPROTO, "send-message handler is not a string", off_of(c, r->p));
     }
-    ev->handler = dup_bytes((const uint8_t *)hs, hl);
+    rc = dup_bytes(c, (const uint8_t *)hs, hl, &ev->handler);
     ev->handler_len = hl;
     amf_unref(h);
-    if (!ev->handler)
-        return SH_FAIL(c->err, SH_ENOMEM, "out of memory", off_of(c, r->p));
+    if (rc < 0)
+        return rc;
     size_t cap = 0;
     while (sh_rd_left(r) > 0) {
         if (ev->nargs >= c->lim->max_args)
             return SH_FAIL(c->err, SH_ELIMIT, "too many send-message arguments", off_of(c, r->p));
-        if (ev->nargs == cap) {
-            size_t ncap = cap ? cap * 2 : 4;
-            amf_value **na = realloc(ev->args, ncap * sizeof(*na));
-            if (!na)
-                return SH_FAIL(c->err, SH_ENOMEM, "out of memory", off_of(c, r->p));
-            ev->args = na;
-            cap = ncap;
-        }
-        rc = rd_value(c, r, &ev->args[ev->nargs], &used);
+        rc = grow(c, (void **)&ev->args, &cap, ev->nargs, sizeof(*ev->args), r->p);
+        if (rc < 0)
+            return rc;
+        rc = rd_value(c, r, &ev->args[ev->nargs], &used, &mem);
         if (rc < 0)
             return rc;
         ev->nargs++;
@@ -218,12 +290,11 @@ static int dec_status(dec_ctx *c, sh_rd *r, so_event *ev)
     return rd_str(c, r, &ev->level, NULL);
 }
 
-static int dec_event(dec_ctx *c, uint8_t type, const uint8_t *p, size_t n, so_event *ev)
+static int dec_event_as(dec_ctx *c, const uint8_t *p, size_t n, so_event *ev)
 {
     sh_rd r;
     sh_rd_init(&r, p, n);
-    ev->type = type;
-    switch (type) {
+    switch (ev->type) {
     case SO_EV_REQUEST_CHANGE:
     case SO_EV_CHANGE:
         return dec_pairs(c, &r, ev);
@@ -240,6 +311,39 @@ static int dec_event(dec_ctx *c, uint8_t type, const uint8_t *p, size_t n, so_ev
          * kept with their type only.  Any body bytes are skipped. */
         return 0;
     }
+}
+
+/* Reads one event.  Its values are read as AMF0 first; in a type-16
+ * message an event that does not read whole that way is read again with
+ * raw AMF3 values (see so_wire.h).  When both fail, the AMF0 reading's
+ * error is reported: how far a misreading gets says nothing, so one
+ * fixed choice keeps reports reproducible. */
+static int dec_event(dec_ctx *c, uint8_t msg_type, uint8_t type, const uint8_t *p, size_t n,
+                     so_event *ev)
+{
+    sh_error *caller = c->err, first = {0}, second = {0};
+    size_t own = c->own;
+    uint32_t pairs = c->pairs;
+    ev->type = type;
+    c->form = AMF_ENC_AMF0;
+    c->err = &first;
+    int rc = dec_event_as(c, p, n, ev);
+    bool values = type == SO_EV_REQUEST_CHANGE || type == SO_EV_CHANGE ||
+                  type == SO_EV_SEND_MESSAGE;
+    if (rc < 0 && rc != SH_ENOMEM && msg_type == SO_MSG_AMF3 && values) {
+        event_cleanup(ev);
+        ev->type = type;
+        c->own = own;
+        c->pairs = pairs;
+        c->form = AMF_ENC_AMF3;
+        c->err = &second;
+        if (dec_event_as(c, p, n, ev) == 0)
+            rc = 0;
+    }
+    c->err = caller;
+    if (rc < 0 && caller)
+        *caller = first;
+    return rc;
 }
 
 static int dec_body(dec_ctx *c, uint8_t msg_type, sh_rd *r, so_msg *m)
@@ -260,9 +364,9 @@ static int dec_body(dec_ctx *c, uint8_t msg_type, sh_rd *r, so_msg *m)
         sh_rd_u32be(r, &m->version) < 0 || sh_rd_u32be(r, &flags) < 0 ||
         sh_rd_u32be(r, &reserved) < 0)
         return SH_FAIL(c->err, SH_EMORE, "truncated header", sh_rd_offset(r));
-    m->name = dup_bytes(name, nlen);
-    if (!m->name)
-        return SH_FAIL(c->err, SH_ENOMEM, "out of memory", sh_rd_offset(r));
+    int rc = dup_bytes(c, name, nlen, &m->name);
+    if (rc < 0)
+        return rc;
     m->name_len = nlen;
     m->flags = flags;
     m->persistent = (flags & SO_FLAG_PERSISTENT) != 0;
@@ -277,17 +381,13 @@ static int dec_body(dec_ctx *c, uint8_t msg_type, sh_rd *r, so_msg *m)
             return SH_FAIL(c->err, SH_EMORE, "truncated event", at);
         if (m->nevents >= c->lim->max_events)
             return SH_FAIL(c->err, SH_ELIMIT, "too many events in one message", at);
-        if (m->nevents == m->cap_events) {
-            size_t ncap = m->cap_events ? m->cap_events * 2 : 4;
-            so_event *ne = realloc(m->events, ncap * sizeof(*ne));
-            if (!ne)
-                return SH_FAIL(c->err, SH_ENOMEM, "out of memory", at);
-            m->events = ne;
-            m->cap_events = ncap;
-        }
+        rc = grow(c, (void **)&m->events, &m->cap_events, m->nevents, sizeof(*m->events),
+                  c->base + at);
+        if (rc < 0)
+            return rc;
         so_event *ev = &m->events[m->nevents++];
         memset(ev, 0, sizeof(*ev));
-        int rc = dec_event(c, type, ebody, elen, ev);
+        rc = dec_event(c, msg_type, type, ebody, elen, ev);
         if (rc < 0)
             return rc;
     }
@@ -302,16 +402,18 @@ int so_wire_decode(uint8_t msg_type, const uint8_t *body, size_t len,
         .err = err,
         .base = body,
     };
-    amf_limits al = c.lim->amf;
-    if (al.max_total == 0 || al.max_total > c.lim->max_value)
-        al.max_total = c.lim->max_value;
-    c.amf = amf_dec_new(&al);
+    c.al = c.lim->amf;
+    if (c.al.max_total == 0 || c.al.max_total > c.lim->max_value)
+        c.al.max_total = c.lim->max_value;
+    c.budget = c.lim->max_memory;
+    c.amf = amf_dec_new(&c.al);
     if (!c.amf)
         return SH_FAIL(err, SH_ENOMEM, "out of memory", 0);
     sh_rd r;
     sh_rd_init(&r, body, len);
     int rc = dec_body(&c, msg_type, &r, m);
     amf_dec_free(c.amf);
+    amf_dec_free(c.amf3);
     if (rc < 0)
         so_msg_cleanup(m);
     return rc;
@@ -406,9 +508,16 @@ int so_wire_event_value(sh_buf *out, amf_enc *enc, const amf_value *v)
     /* AMF0 when it carries v exactly (it keeps what AMF3 would lose: date
      * time zones, ECMA counts, the unsupported marker); otherwise the whole
      * value as 0x11 + AMF3 (integers, sealed/dynamic traits, byte arrays,
-     * vectors, dictionaries, XML ...). */
+     * vectors, dictionaries, XML ...).  AMF0 has no string references: a
+     * value sharing one string many times (as AMF3 input may) would be
+     * written out in full, so the AMF0 attempt may take at most twice the
+     * memory the value holds (every value without shared strings fits:
+     * each node's AMF0 form is smaller than its block plus the pointer to
+     * it) and AMF3, which keeps the sharing, is used past that. */
+    size_t mem = amf_value_mem(v);
+    size_t cap = mem > (SH_BUF_MAX_DEFAULT - 4096) / 2 ? SH_BUF_MAX_DEFAULT : 2 * mem + 4096;
     sh_buf tmp;
-    sh_buf_init(&tmp, SH_BUF_MAX_DEFAULT);
+    sh_buf_init(&tmp, cap);
     int rc = enc_value(enc, AMF_ENC_AMF0, v, &tmp);
     if (rc == 0 && !tmp.failed && amf0_round_trips(tmp.data, tmp.len, v)) {
         rc = sh_buf_append(out, tmp.data, tmp.len);

@@ -15,15 +15,38 @@
  * Values are written AMF0 when AMF0 carries them exactly (checked by a
  * round trip for anything beyond plain scalars); otherwise the whole value
  * is written as AMF0 0x11 followed by AMF3.  So every value, whatever
- * format it came in, is delivered and stored losslessly.  On input both
- * forms are accepted (type 16 values too: AMF0, or AMF3 behind 0x11).  Each value is an independent
- * AMF context: the decoder resets its reference tables before every
- * top-level value and the encoder does the same, so no reference crosses
- * from one value to the next.
+ * format it came in, is delivered and stored losslessly.  Each value we
+ * write is an independent AMF context: the encoder resets its reference
+ * tables before every top-level value, so no reference crosses from one
+ * value to the next.
+ *
+ * On input a value comes in one of two forms:
+ *   AMF0 form     AMF0 values, any of which may switch to AMF3 with 0x11;
+ *                 each value an independent context (as we write them).
+ *                 Type 19 messages have only this form.
+ *   raw AMF3 form AMF3 values with no 0x11 marker, as Red5 writes to AMF3
+ *                 clients (after a leading byte of 0) and reads after a
+ *                 leading byte of 3.  The AMF3 reference tables span the
+ *                 whole message, as in Red5's reader and writer.
+ * Keys, names and status strings are u16-length strings in both forms; a
+ * SendMessage handler may be an AMF0 string in both.  The markers of the
+ * two formats overlap, so the form is decided per event, whatever the
+ * leading byte: an event is read in the AMF0 form first, and an event of
+ * a type-16 message that does not read whole that way (a marker AMF0
+ * does not have, a value that overruns its event, a limit) is read again
+ * in the raw AMF3 form.  Common AMF3 values never read whole as AMF0 (an
+ * AMF3 integer opens with AMF0's reserved movieclip marker, an array with
+ * AMF0's object-end, an object with a strict-array count far beyond the
+ * event ...).  When both fail, the AMF0 reading's error is reported.
  *
  * Limits: names and keys are at most 65535 bytes by the format itself; the
  * number of events, pairs per message, SendMessage arguments and the bytes
  * of one value are capped by so_wire_limits before anything is allocated.
+ * Memory: the whole decoded message (names, keys, arrays, every value and
+ * the decoders' tables, by the amf_mem_block model) holds at most
+ * max_memory, and one value within it at most amf_limits_memory() of the
+ * value limits (amf.max_memory, by default 16 times max_value); each
+ * allocation is checked before it is made.
  *
  * Ownership: an so_msg owns every string and value it points to; free it
  * with so_msg_cleanup().  Strings are copied and NUL-terminated.
@@ -71,6 +94,9 @@ typedef struct so_kv {
     size_t key_len;
     amf_value *value;   /* owned reference; NULL for key-only events */
     size_t value_len;   /* bytes the value took on the wire (0 when built locally) */
+    size_t value_mem;   /* memory the value holds, amf_value_mem() (0 when built
+                         * locally); raw AMF3 values may share blocks with each
+                         * other, each counts them in full */
 } so_kv;
 
 /* One event.  Which fields are used depends on `type`:
@@ -108,13 +134,18 @@ typedef struct so_wire_limits {
     uint32_t max_pairs;       /* (key, value) pairs in one message, all events together */
     uint32_t max_args;        /* arguments of one SendMessage */
     uint32_t max_value;       /* wire bytes of one value (also amf max_total) */
-    amf_limits amf;           /* limits inside one value */
+    size_t max_memory;        /* memory the whole decoded message holds */
+    amf_limits amf;           /* limits inside one value (max_memory 0: the
+                               * default of amf.h, from max_value) */
 } so_wire_limits;
 
 #define SO_WIRE_DEFAULT_MAX_EVENTS 4096
 #define SO_WIRE_DEFAULT_MAX_PAIRS 4096
 #define SO_WIRE_DEFAULT_MAX_ARGS 64
 #define SO_WIRE_DEFAULT_MAX_VALUE (1u << 20)
+/* 16 times the largest message the server takes by default (1 MiB, as
+ * AMF_MEMORY_PER_BYTE for one AMF context). */
+#define SO_WIRE_DEFAULT_MAX_MEMORY ((size_t)16 << 20)
 
 extern const so_wire_limits so_wire_default_limits;
 
@@ -129,7 +160,7 @@ void so_msg_cleanup(so_msg *m);
  *              RTMP message that gives this is truncated: treat as malformed)
  *   SH_EPROTO  malformed (bad leading byte, an event's body does not hold
  *              what its type needs, a value that overruns its event ...)
- *   SH_ELIMIT  a cap of `limits` was passed
+ *   SH_ELIMIT  a cap of `limits` was passed (memory included)
  *   SH_ENOMEM
  * with details in *err (may be NULL).  On error *m is cleaned up. */
 int so_wire_decode(uint8_t msg_type, const uint8_t *body, size_t len,

@@ -33,7 +33,9 @@ static inline uint8_t *tu_hex(const char *h, size_t *n)
 
 /* Every proper prefix of buf must ask for more bytes, and leave the
  * decoder's tables as they were: decoding the whole buffer afterwards
- * with the same decoder must give the same value. */
+ * with the same decoder must give the same value.  The memory the decoder
+ * counted for that value is exactly what amf_value_mem finds in it, and
+ * the context holds no more than that plus its tables. */
 static inline void tu_check_prefixes(amf_encoding enc, const uint8_t *buf, size_t len,
                                      const amf_value *want)
 {
@@ -52,6 +54,9 @@ static inline void tu_check_prefixes(amf_encoding enc, const uint8_t *buf, size_
     cr_assert_eq(used, len);
     if (want)
         cr_assert(amf_equal(v, want));
+    cr_assert_eq(amf_dec_last_mem(d), amf_value_mem(v), "counted %zu, holds %zu",
+                 amf_dec_last_mem(d), amf_value_mem(v));
+    cr_assert_geq(amf_dec_mem(d), amf_dec_last_mem(d));
     amf_unref(v);
     amf_dec_free(d);
 }
