@@ -31,6 +31,7 @@
 #include <strings.h>
 
 #include "amf_json.h"
+#include "so_json.h"
 #include "ws.h"
 #include "sh_err.h"
 #include "sh_log.h"
@@ -79,7 +80,7 @@ static int send_text(app_conn *c, const char *text, size_t n)
 
 static int send_json(app_conn *c, cJSON *o)
 {
-    char *text = o ? cJSON_PrintUnformatted(o) : NULL;
+    char *text = so_json_print(o);
     cJSON_Delete(o);
     if (!text)
         return SH_ENOMEM;
@@ -218,29 +219,6 @@ static void tr_closing(app_conn *c, const char *reason)
 
 /* ---- input: JSON messages ---- */
 
-/* A bound on the nodes cJSON would build from text (each value, member
- * and element is one): counted before parsing, so a small message cannot
- * make a large tree (2 bytes of "[0,0,..." would be ~64 bytes each). */
-static size_t json_nodes(const char *s, size_t n)
-{
-    size_t nodes = 1;
-    bool str = false;
-    for (size_t i = 0; i < n; i++) {
-        char ch = s[i];
-        if (str) {
-            if (ch == '\\')
-                i++;
-            else if (ch == '"')
-                str = false;
-        } else if (ch == '"') {
-            str = true;
-        } else if (ch == ',' || ch == '[' || ch == '{') {
-            nodes++;
-        }
-    }
-    return nodes;
-}
-
 static void bad_request(app_conn *c, const char *why)
 {
     char reason[160];
@@ -261,6 +239,19 @@ static const char *str_member(const cJSON *o, const char *k)
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
+/* The limits a value in a call or result is held to: those of an RTMP
+ * client's command values (max_amf_*; max_message_size bytes). */
+static so_wire_limits value_limits(const app_config *cfg)
+{
+    so_wire_limits l = so_wire_default_limits;
+    l.max_value = cfg->max_message_size;
+    l.amf.max_depth = cfg->max_amf_depth;
+    l.amf.max_string = cfg->max_amf_string;
+    l.amf.max_elements = cfg->max_amf_elements;
+    l.amf.max_total = cfg->max_message_size;
+    return l;
+}
+
 /* JSON array -> owned AMF values; false on a bad value or too many. */
 static bool args_of(app_conn *c, const cJSON *a, amf_value ***out, size_t *n)
 {
@@ -278,13 +269,13 @@ static bool args_of(app_conn *c, const cJSON *a, amf_value ***out, size_t *n)
     *out = calloc((size_t)k, sizeof(**out));
     if (!*out)
         return false;
+    so_wire_limits lim = value_limits(c->srv->cfg);
     const cJSON *e;
     cJSON_ArrayForEach(e, a) {
-        if (amf_json_to_value(e, &(*out)[*n], NULL, NULL) != 0)
+        if (so_json_value(e, &lim, &(*out)[*n], NULL) != 0)
             return false;
         (*n)++;
     }
-    (void)c;
     return true;
 }
 
@@ -332,8 +323,9 @@ static void op_call(app_conn *c, const cJSON *j, bool result)
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "value");
         cmd.name = (char *)(cJSON_IsTrue(ok) ? "_result" : "_error");
         if (v) {
+            so_wire_limits lim = value_limits(c->srv->cfg);
             args = calloc(1, sizeof(*args));
-            if (!args || amf_json_to_value(v, &args[0], NULL, NULL) != 0) {
+            if (!args || so_json_value(v, &lim, &args[0], NULL) != 0) {
                 free(args);
                 bad_request(c, "result: bad value");
                 return;
@@ -358,7 +350,7 @@ static void op_call(app_conn *c, const cJSON *j, bool result)
 static void on_text(app_conn *c, const char *text, size_t n)
 {
     const app_config *cfg = c->srv->cfg;
-    if (json_nodes(text, n) > cfg->max_amf_elements) {
+    if (so_json_count_nodes(text, n) > cfg->max_amf_elements) {
         bad_request(c, "message has more JSON values than max_amf_elements");
         return;
     }
