@@ -381,10 +381,27 @@ static void on_text(app_conn *c, const char *text, size_t n)
 
 /* ---- input ---- */
 
+/* One feed: the connection and the replies ws_in made so far. */
+typedef struct feed_ctx {
+    app_conn *c;
+    sh_buf replies;
+} feed_ctx;
+
+/* Pongs and close frames ws_in made go out before anything queued after
+ * them, in the order of the frames they answer. */
+static void push_replies(feed_ctx *f)
+{
+    if (f->replies.len)
+        sh_outq_push_copy(&f->c->outq, f->replies.data, f->replies.len);
+    sh_buf_reset(&f->replies);
+}
+
 static bool on_event(void *ud, ws_in_event ev, const uint8_t *data, size_t len)
 {
-    app_conn *c = ud;
+    feed_ctx *f = ud;
+    app_conn *c = f->c;
     ws_tr *t = tr_of(c);
+    push_replies(f);
     switch (ev) {
     case WS_IN_TEXT:
         on_text(c, (const char *)data, len);
@@ -409,13 +426,11 @@ static bool on_event(void *ud, ws_in_event ev, const uint8_t *data, size_t len)
 static void tr_feed(app_conn *c, const uint8_t *in, size_t len, size_t *used, uint32_t *budget)
 {
     ws_tr *t = tr_of(c);
-    sh_buf replies;
-    sh_buf_init(&replies, 4096);
-    int code = ws_in_feed(t->in, in, len, used, *budget, on_event, c, &replies);
-    /* pongs and close frames wslay made: sent before anything queued later */
-    if (replies.len)
-        sh_outq_push_copy(&c->outq, replies.data, replies.len);
-    sh_buf_cleanup(&replies);
+    feed_ctx f = {.c = c};
+    sh_buf_init(&f.replies, len + WS_IN_REPLY_SLACK);
+    int code = ws_in_feed(t->in, in, len, used, *budget, on_event, &f, &f.replies);
+    push_replies(&f);
+    sh_buf_cleanup(&f.replies);
     if (*budget)
         (*budget)--;
     if (code && !c->closing) {
@@ -525,16 +540,15 @@ bool app_ws_upgrade(app_conn *c, const app_http_req *r)
     }
     char accept[64];
     ws_accept_key(key, accept);
-    bool deflate = cfg->ws_deflate && ws_deflate_offered(ext);
+    char ext_answer[WS_DEFLATE_ANSWER_MAX];
+    bool deflate = cfg->ws_deflate && ws_deflate_answer(ext, ext_answer, sizeof(ext_answer));
     char resp[512];
     int n = snprintf(resp, sizeof(resp),
                      "HTTP/1.1 101 Switching Protocols\r\nServer: sohub\r\nUpgrade: websocket\r\n"
                      "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n"
-                     "Sec-WebSocket-Protocol: " WS_SUBPROTOCOL "\r\n%s\r\n",
-                     accept,
-                     deflate ? "Sec-WebSocket-Extensions: permessage-deflate; "
-                               "server_no_context_takeover; client_no_context_takeover\r\n"
-                             : "");
+                     "Sec-WebSocket-Protocol: " WS_SUBPROTOCOL "\r\n%s%s%s\r\n",
+                     accept, deflate ? "Sec-WebSocket-Extensions: " : "",
+                     deflate ? ext_answer : "", deflate ? "\r\n" : "");
     /* From here the connection is a WebSocket: swap the transports. */
     const app_transport *http = c->tr;
     http->close(c);
