@@ -465,6 +465,8 @@ static int ws_start(app_conn *c, bool deflate)
 static void tr_close(app_conn *c)
 {
     ws_tr *t = tr_of(c);
+    if (!t)
+        return; /* the upgrade could not open it */
     ws_in_free(t->in);
     free(t->origin);
     free(t->path_app);
@@ -475,7 +477,7 @@ static void tr_close(app_conn *c)
 static size_t tr_input_mem(const app_conn *c)
 {
     const ws_tr *t = tr_of(c);
-    return sizeof(*t) + (t->in ? ws_in_mem(t->in) : 0);
+    return t ? sizeof(*t) + (t->in ? ws_in_mem(t->in) : 0) : 0;
 }
 
 static bool tr_handshake_done(const app_conn *c)
@@ -523,6 +525,12 @@ bool app_ws_upgrade(app_conn *c, const app_http_req *r)
                          "This is a WebSocket endpoint (sohub.v1).\n", 41);
         return true;
     }
+    if (r->http_major < 1 || (r->http_major == 1 && r->http_minor < 1)) {
+        /* RFC 6455 4.1: the opening handshake is an HTTP/1.1 request */
+        static const char msg[] = "WebSocket needs HTTP/1.1.\n";
+        app_http_respond(c, r, 400, "text/plain; charset=utf-8", NULL, msg, sizeof(msg) - 1);
+        return true;
+    }
     if (!ver || strcmp(ver, "13") != 0) {
         app_http_respond(c, r, 426, "text/plain; charset=utf-8", "Sec-WebSocket-Version: 13\r\n",
                          "WebSocket version 13 only.\n", 27);
@@ -549,18 +557,30 @@ bool app_ws_upgrade(app_conn *c, const app_http_req *r)
                      "Sec-WebSocket-Protocol: " WS_SUBPROTOCOL "\r\n%s%s%s\r\n",
                      accept, deflate ? "Sec-WebSocket-Extensions: " : "",
                      deflate ? ext_answer : "", deflate ? "\r\n" : "");
+    /* r (its headers, its path) lives in the HTTP transport's parser,
+     * which goes with it: copy what the WebSocket keeps first. */
+    bool has_app = r->path[pl] == '/' && r->path[pl + 1];
+    char *origin_copy = origin ? strdup(origin) : NULL;
+    char *app_copy = has_app ? strdup(r->path + pl + 1) : NULL;
+    if ((origin && !origin_copy) || (has_app && !app_copy)) {
+        free(origin_copy);
+        free(app_copy);
+        app_conn_abort(c, "out of memory");
+        return true;
+    }
     /* From here the connection is a WebSocket: swap the transports. */
     const app_transport *http = c->tr;
     http->close(c);
     c->tr = &app_ws_transport;
     if (c->tr->open(c, NULL) != 0 || ws_start(c, deflate) != 0) {
+        free(origin_copy);
+        free(app_copy);
         app_conn_abort(c, "out of memory");
         return true;
     }
     ws_tr *t = tr_of(c);
-    t->origin = origin ? strdup(origin) : NULL;
-    if (r->path[pl] == '/' && r->path[pl + 1])
-        t->path_app = strdup(r->path + pl + 1);
+    t->origin = origin_copy;
+    t->path_app = app_copy;
     sh_outq_push_copy(&c->outq, resp, (size_t)n);
     app_conn_output(c);
     SH_LOG(SH_LOG_DEBUG, "conn=%llu websocket upgrade%s", (unsigned long long)c->id,

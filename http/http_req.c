@@ -202,6 +202,8 @@ static bool req_fill(http_req_parser *r, http_request *q)
     memset(q, 0, sizeof(*q));
     q->method = r->p.method;
     q->method_name = http_method_str((enum http_method)r->p.method);
+    q->http_major = (uint8_t)r->p.http_major;
+    q->http_minor = (uint8_t)r->p.http_minor;
     q->keep_alive = http_should_keep_alive(&r->p) != 0;
     q->upgrade = r->p.upgrade != 0;
     char *base = (char *)r->arena.data;

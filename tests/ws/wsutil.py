@@ -214,8 +214,12 @@ class WS:
     """One WebSocket connection on a blocking socket with bounded waits."""
 
     def __init__(self, port, path="/ws", protocols=("sohub.v1",), extensions=None,
-                 origin=None, headers=None, timeout=5.0, upgrade=True):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+                 origin=None, headers=None, timeout=5.0, upgrade=True, rcvbuf=None):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(timeout)
+        self.sock.connect(("127.0.0.1", port))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.reader = StreamReader()
         self.eof = False
@@ -430,13 +434,56 @@ def cli(args, timeout=15):
     return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
 
 
-class CliWatch:
-    """`sohub-cli so watch NAME` in the background: an RTMP subscriber
-    whose events arrive as JSON lines."""
+class Peer:
+    """tests/ws/ws_rtmp_peer: an RTMP shared-object client driven by lines
+    (values compared as AMF values by the peer itself)."""
 
-    def __init__(self, url, name, extra=()):
-        self.proc = subprocess.Popen([binary("cli", "SOHUB_CLI"), "so", "watch", name, "-u", url,
-                                      "--timeout", "600"] + list(extra),
+    def __init__(self, port, app, enc):
+        exe = os.environ.get("WS_RTMP_PEER") or os.path.join(ROOT, "build/tests/ws/ws_rtmp_peer")
+        self.proc = subprocess.Popen([exe, str(port), app, str(enc)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.buf = b""
+        first = self._line(10)
+        if first != "ok":
+            raise RuntimeError("ws_rtmp_peer: %s" % first)
+
+    def _line(self, timeout):
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("ws_rtmp_peer did not answer")
+            r, _, _ = select.select([self.proc.stdout], [], [], left)
+            if r:
+                chunk = os.read(self.proc.stdout.fileno(), 65536)
+                if not chunk:
+                    raise Closed("ws_rtmp_peer ended: %s" % self.proc.stderr.read().decode())
+                self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line.decode("utf-8", "replace")
+
+    def cmd(self, line, timeout=15):
+        """Sends one command; returns its answer line ("ok" or "fail ...")."""
+        self.proc.stdin.write(line.encode() + b"\n")
+        self.proc.stdin.flush()
+        return self._line(timeout)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.write(b"quit\n")
+                self.proc.stdin.flush()
+                self.proc.wait(5)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+class CliLines:
+    """sohub-cli in the background, printing one JSON line per event."""
+
+    def __init__(self, args):
+        self.proc = subprocess.Popen([binary("cli", "SOHUB_CLI")] + list(args),
                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE)
         self.buf = b""
@@ -471,3 +518,11 @@ class CliWatch:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+
+
+class CliWatch(CliLines):
+    """`sohub-cli so watch NAME`: an RTMP subscriber whose events arrive
+    as JSON lines."""
+
+    def __init__(self, url, name, extra=()):
+        super().__init__(["so", "watch", name, "-u", url, "--timeout", "600"] + list(extra))
