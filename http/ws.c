@@ -679,7 +679,9 @@ int ws_in_feed(ws_in *w, const uint8_t *in, size_t len, size_t *used, uint32_t m
         if (wslay_event_context_server_init(&w->ctx, &callbacks, w) != 0)
             return 1011;
         wslay_event_config_set_no_buffering(w->ctx, 1);
-        wslay_event_config_set_max_recv_msg_length(w->ctx, w->max_message);
+        /* the scanner caps data messages; control frames take up to 125 */
+        wslay_event_config_set_max_recv_msg_length(w->ctx,
+                                                    w->max_message < 125 ? 125 : w->max_message);
         if (w->deflate)
             wslay_event_config_set_allowed_rsv_bits(w->ctx, WSLAY_RSV1_BIT);
     }
