@@ -612,6 +612,12 @@ static void cb_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
         sh_buf_reset(&w->msg);
         w->msg_opcode = 0;
         break;
+    case WS_OP_PING:
+        /* its pong goes out now: a failure later in this feed makes wslay
+         * drop control frames still queued before its close */
+        if (wslay_event_send(w->ctx) != 0)
+            w->stop = true;
+        break;
     case WS_OP_PONG:
         deliver(w, WS_IN_PONG, a->msg, a->msg_length);
         break;

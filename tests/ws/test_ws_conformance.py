@@ -509,6 +509,14 @@ def _(ws):
     expect_fail(ws, 1007, "code point cut short across fragments")
 
 
+@case("utf8.pong-before-failure")
+def _(ws):
+    # a ping before the failing message is answered before the close
+    ws.send_raw(frame_bytes(OP_PING, b"first") + frame_bytes(OP_TEXT, b'["\xed\xa0\x80"]'))
+    expect_pong(ws, b"first", "ping before an invalid message")
+    expect_fail(ws, 1007, "invalid UTF-8 after a ping")
+
+
 @case("utf8.fail-fast")
 def _(ws):
     # the first fragment is already invalid: the server fails before the end
@@ -850,6 +858,15 @@ def _(ws):
     T.check(len(z) < MAX_MSG // 8, "the bomb is small compressed (%d bytes)" % len(z))
     ws.send_frame(OP_TEXT, z, rsv=4)
     expect_fail(ws, 1009, "compressed message inflating past max_message_size")
+
+
+@case("deflate.bomb-after-ping", PMD)
+def _(ws):
+    z = deflate(b'["' + b"a" * (4 * MAX_MSG) + b'"]')
+    ws.send_raw(frame_bytes(OP_TEXT, z[:8], fin=False, rsv=4) + frame_bytes(OP_PING, b"mid") +
+                frame_bytes(OP_CONT, z[8:]))
+    expect_pong(ws, b"mid", "ping inside a compressed message that inflates too far")
+    expect_fail(ws, 1009, "the message inflates past max_message_size")
 
 
 @case("deflate.inflates-to-exactly-max", PMD)
