@@ -337,7 +337,8 @@ static void op_call(app_conn *c, const cJSON *j, bool result)
         if (!cmd.name || !*cmd.name || !args_of(c, cJSON_GetObjectItemCaseSensitive(j, "args"),
                                               &args, &nargs)) {
             free_args(args, nargs);
-            bad_request(c, "call: needs \"method\" and an \"args\" array");
+            bad_request(c, "call: needs \"method\" and an \"args\" array of values "
+                           "within the AMF limits");
             return;
         }
     }
