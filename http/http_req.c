@@ -314,8 +314,7 @@ int http_req_parser_feed(http_req_parser *r, const uint8_t *in, size_t len, size
         size_t k = piece_len(r, len - off);
         size_t n = http_parser_execute(&r->p, &settings, (const char *)in + off, k);
         off += n;
-        if (n < k || r->status || r->complete || r->p.upgrade ||
-            HTTP_PARSER_ERRNO(&r->p) != HPE_OK)
+        if (n < k || r->status || r->complete || HTTP_PARSER_ERRNO(&r->p) != HPE_OK)
             break;
     }
     *used = off;
@@ -330,7 +329,9 @@ int http_req_parser_feed(http_req_parser *r, const uint8_t *in, size_t len, size
         *status = 400;
         return SH_FAIL(err, SH_EPROTO, http_errno_description(e), 0);
     }
-    if (!r->complete && !r->p.upgrade)
+    /* an upgrade request ends with its body too (http-parser calls
+     * on_message_complete for it before it stops) */
+    if (!r->complete)
         return 0;
     if (!req_fill(r, req)) {
         r->dead = true;

@@ -88,6 +88,7 @@ static const char *const valid[] = {
     "GET /t HTTP/1.1\r\nName:   spaced value \t \r\nConnection: close\r\n\r\n",
     "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
     "GET http://example.org/abs/path?x#frag HTTP/1.1\r\nHost: example.org\r\n\r\n",
+    "GET /up HTTP/1.1\r\nUpgrade: x\r\nConnection: upgrade\r\nContent-Length: 3\r\n\r\nabc",
 };
 #define NVALID (sizeof(valid) / sizeof(valid[0]))
 
