@@ -77,6 +77,16 @@ def so_msg(name, events, version=0):
             "events": events}
 
 
+def close_handshake(ws):
+    """The client's close 1000, the server's answer, then TCP closed: by
+    then the server has ended the session."""
+    ws.send_frame(OP_CLOSE, wsutil.close_payload(1000))
+    code, _ = ws.expect_close(5)
+    ok = code == 1000 and ws.wait_eof(5)
+    ws.close()
+    return ok
+
+
 def ws_use(ws, name):
     ws.send_json(so_msg(name, [{"t": "use"}]))
     ws.wait_json(lambda m: m.get("op") == "so" and m["name"] == name and
@@ -246,7 +256,7 @@ def chat_section():
     url = srv.rtmp_url("talk/room1")
     listen = wsutil.CliLines(["chat", "listen", "-u", url, "--user", "rob", "--count", "1",
                               "--timeout", "30"])
-    time.sleep(0.5)
+    T.check(srv.wait_log("user=rob", 10), "rob (RTMP, sohub-cli chat listen) is connected")
     ws, res = wsutil.connect_app(srv.http_port, "talk/room2", user="wendy")
     T.check(res.get("ok"), "WebSocket user wendy connects (another instance)")
     ws.send_json({"op": "call", "id": 2, "method": "chat.sendPrivate",
@@ -274,7 +284,7 @@ def chat_section():
     ws.send_json({"op": "call", "id": 3, "method": "chat.ack", "args": [p["id"]]})
     r = ws.wait_json(lambda m: m.get("op") == "result" and m.get("id") == 3)
     T.check(r.get("ok") and r["value"].get("acked") == p["id"], "chat.ack answered %r" % r)
-    ws.close()
+    T.check(close_handshake(ws), "wendy leaves (close handshake, TCP closed)")
 
     # rob writes while wendy is away: queued; wendy gets it when she comes back
     rc, out, err = wsutil.cli(["chat", "send", "wendy", "while away", "-u", url, "--user", "rob"])

@@ -131,6 +131,15 @@ class Server:
         with open(self.log_path, "rb") as f:
             return f.read().decode("utf-8", "replace")
 
+    def wait_log(self, needle, timeout):
+        """True when needle shows up in the server log within timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if needle in self.log_text():
+                return True
+            time.sleep(0.05)
+        return False
+
     def dump_log(self):
         for ln in self.log_text().splitlines()[-60:]:
             print("# server: " + ln, flush=True)
