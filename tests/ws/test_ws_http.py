@@ -292,6 +292,15 @@ def main():
     finally:
         T.eq(srv.stop(), 0, "server stopped cleanly")
         shutil.rmtree(base, ignore_errors=True)
+    # ws_deflate = false: offers are declined, the upgrade goes on
+    srv = wsutil.Server("[app conf]\nstore = memory\n", sets={"ws_deflate": "false"})
+    try:
+        ws = WS(srv.http_port, extensions="permessage-deflate; client_max_window_bits")
+        T.check(ws.status == 101 and "sec-websocket-extensions" not in ws.headers,
+                "ws_deflate = false: 101 without permessage-deflate")
+        ws.close()
+    finally:
+        T.eq(srv.stop(), 0, "second server stopped cleanly")
     return T.done()
 
 
