@@ -2,6 +2,7 @@
 #include "amf_json.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -443,12 +444,49 @@ cJSON *amf_json_from_value(const amf_value *v)
     return to_json(v, 0, &budget);
 }
 
+/* cJSON 1.7 prints a number with 15 significant digits whenever that
+ * reads back within a relative DBL_EPSILON of it, which is often another
+ * double: 0.1 + 0.2 prints as 0.3, DBL_MAX as a number past it.  So every
+ * number that is not a small integer (which cJSON prints exactly) becomes
+ * raw text with the fewest digits that read back as the same double. */
+static bool exact_numbers(cJSON *j, int depth)
+{
+    if (depth > AMF_ENC_MAX_DEPTH + 8)
+        return false;
+    for (cJSON *c = j; c; c = c->next) {
+        if (cJSON_IsNumber(c)) {
+            double d = c->valuedouble;
+            if (!isfinite(d) || (d >= -2147483648.0 && d <= 2147483647.0 && d == (int)d))
+                continue;
+            char buf[40];
+            for (int prec = 15; prec <= 17; prec++) {
+                snprintf(buf, sizeof(buf), "%.*g", prec, d);
+                if (strtod(buf, NULL) == d)
+                    break;
+            }
+            char *text = strdup(buf);
+            if (!text)
+                return false;
+            c->type = cJSON_Raw;
+            c->valuestring = text;
+        } else if (c->child && !exact_numbers(c->child, depth + 1)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+char *amf_json_print_tree(cJSON *j)
+{
+    return j && exact_numbers(j, 0) ? cJSON_PrintUnformatted(j) : NULL;
+}
+
 char *amf_json_print(const amf_value *v)
 {
     cJSON *j = amf_json_from_value(v);
     if (!j)
         return NULL;
-    char *s = cJSON_PrintUnformatted(j);
+    char *s = amf_json_print_tree(j);
     cJSON_Delete(j);
     return s;
 }

@@ -40,6 +40,12 @@ int amf_json_to_value(const cJSON *j, amf_value **out, const char **why, const c
  * tree ("[0,0,0,..." is 2 bytes a node). */
 size_t amf_json_node_bound(const char *text, size_t n);
 
+/* Compact JSON text of the tree j (malloc'd, free()), with every number
+ * written so that it reads back as the same double (cJSON's own printing
+ * may drop digits); j's number nodes become raw text nodes on the way (j
+ * stays good for cJSON_Delete).  NULL on ENOMEM. */
+char *amf_json_print_tree(cJSON *j);
+
 /* Convenience: compact JSON text of v (malloc'd, free()), NULL on ENOMEM. */
 char *amf_json_print(const amf_value *v);
 

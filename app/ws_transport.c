@@ -31,6 +31,7 @@
 #include <strings.h>
 
 #include "amf_json.h"
+#include "so_json.h"
 #include "ws.h"
 #include "sh_err.h"
 #include "sh_log.h"
@@ -79,7 +80,7 @@ static int send_text(app_conn *c, const char *text, size_t n)
 
 static int send_json(app_conn *c, cJSON *o)
 {
-    char *text = o ? cJSON_PrintUnformatted(o) : NULL;
+    char *text = amf_json_print_tree(o);
     cJSON_Delete(o);
     if (!text)
         return SH_ENOMEM;
@@ -238,6 +239,19 @@ static const char *str_member(const cJSON *o, const char *k)
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
+/* The limits a value in a call or result is held to: those of an RTMP
+ * client's command values (max_amf_*; max_message_size bytes). */
+static so_wire_limits value_limits(const app_config *cfg)
+{
+    so_wire_limits l = so_wire_default_limits;
+    l.max_value = cfg->max_message_size;
+    l.amf.max_depth = cfg->max_amf_depth;
+    l.amf.max_string = cfg->max_amf_string;
+    l.amf.max_elements = cfg->max_amf_elements;
+    l.amf.max_total = cfg->max_message_size;
+    return l;
+}
+
 /* JSON array -> owned AMF values; false on a bad value or too many. */
 static bool args_of(app_conn *c, const cJSON *a, amf_value ***out, size_t *n)
 {
@@ -255,13 +269,13 @@ static bool args_of(app_conn *c, const cJSON *a, amf_value ***out, size_t *n)
     *out = calloc((size_t)k, sizeof(**out));
     if (!*out)
         return false;
+    so_wire_limits lim = value_limits(c->srv->cfg);
     const cJSON *e;
     cJSON_ArrayForEach(e, a) {
-        if (amf_json_to_value(e, &(*out)[*n], NULL, NULL) != 0)
+        if (so_json_value(e, &lim, &(*out)[*n], NULL) != 0)
             return false;
         (*n)++;
     }
-    (void)c;
     return true;
 }
 
@@ -309,8 +323,9 @@ static void op_call(app_conn *c, const cJSON *j, bool result)
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "value");
         cmd.name = (char *)(cJSON_IsTrue(ok) ? "_result" : "_error");
         if (v) {
+            so_wire_limits lim = value_limits(c->srv->cfg);
             args = calloc(1, sizeof(*args));
-            if (!args || amf_json_to_value(v, &args[0], NULL, NULL) != 0) {
+            if (!args || so_json_value(v, &lim, &args[0], NULL) != 0) {
                 free(args);
                 bad_request(c, "result: bad value");
                 return;
@@ -322,7 +337,8 @@ static void op_call(app_conn *c, const cJSON *j, bool result)
         if (!cmd.name || !*cmd.name || !args_of(c, cJSON_GetObjectItemCaseSensitive(j, "args"),
                                               &args, &nargs)) {
             free_args(args, nargs);
-            bad_request(c, "call: needs \"method\" and an \"args\" array");
+            bad_request(c, "call: needs \"method\" and an \"args\" array of values "
+                           "within the AMF limits");
             return;
         }
     }
@@ -366,10 +382,27 @@ static void on_text(app_conn *c, const char *text, size_t n)
 
 /* ---- input ---- */
 
+/* One feed: the connection and the replies ws_in made so far. */
+typedef struct feed_ctx {
+    app_conn *c;
+    sh_buf replies;
+} feed_ctx;
+
+/* Pongs and close frames ws_in made go out before anything queued after
+ * them, in the order of the frames they answer. */
+static void push_replies(feed_ctx *f)
+{
+    if (f->replies.len)
+        sh_outq_push_copy(&f->c->outq, f->replies.data, f->replies.len);
+    sh_buf_reset(&f->replies);
+}
+
 static bool on_event(void *ud, ws_in_event ev, const uint8_t *data, size_t len)
 {
-    app_conn *c = ud;
+    feed_ctx *f = ud;
+    app_conn *c = f->c;
     ws_tr *t = tr_of(c);
+    push_replies(f);
     switch (ev) {
     case WS_IN_TEXT:
         on_text(c, (const char *)data, len);
@@ -394,13 +427,11 @@ static bool on_event(void *ud, ws_in_event ev, const uint8_t *data, size_t len)
 static void tr_feed(app_conn *c, const uint8_t *in, size_t len, size_t *used, uint32_t *budget)
 {
     ws_tr *t = tr_of(c);
-    sh_buf replies;
-    sh_buf_init(&replies, 4096);
-    int code = ws_in_feed(t->in, in, len, used, *budget, on_event, c, &replies);
-    /* pongs and close frames wslay made: sent before anything queued later */
-    if (replies.len)
-        sh_outq_push_copy(&c->outq, replies.data, replies.len);
-    sh_buf_cleanup(&replies);
+    feed_ctx f = {.c = c};
+    sh_buf_init(&f.replies, len + WS_IN_REPLY_SLACK);
+    int code = ws_in_feed(t->in, in, len, used, *budget, on_event, &f, &f.replies);
+    push_replies(&f);
+    sh_buf_cleanup(&f.replies);
     if (*budget)
         (*budget)--;
     if (code && !c->closing) {
@@ -435,6 +466,8 @@ static int ws_start(app_conn *c, bool deflate)
 static void tr_close(app_conn *c)
 {
     ws_tr *t = tr_of(c);
+    if (!t)
+        return; /* the upgrade could not open it */
     ws_in_free(t->in);
     free(t->origin);
     free(t->path_app);
@@ -445,7 +478,7 @@ static void tr_close(app_conn *c)
 static size_t tr_input_mem(const app_conn *c)
 {
     const ws_tr *t = tr_of(c);
-    return sizeof(*t) + (t->in ? ws_in_mem(t->in) : 0);
+    return t ? sizeof(*t) + (t->in ? ws_in_mem(t->in) : 0) : 0;
 }
 
 static bool tr_handshake_done(const app_conn *c)
@@ -493,6 +526,12 @@ bool app_ws_upgrade(app_conn *c, const app_http_req *r)
                          "This is a WebSocket endpoint (sohub.v1).\n", 41);
         return true;
     }
+    if (r->http_major < 1 || (r->http_major == 1 && r->http_minor < 1)) {
+        /* RFC 6455 4.1: the opening handshake is an HTTP/1.1 request */
+        static const char msg[] = "WebSocket needs HTTP/1.1.\n";
+        app_http_respond(c, r, 400, "text/plain; charset=utf-8", NULL, msg, sizeof(msg) - 1);
+        return true;
+    }
     if (!ver || strcmp(ver, "13") != 0) {
         app_http_respond(c, r, 426, "text/plain; charset=utf-8", "Sec-WebSocket-Version: 13\r\n",
                          "WebSocket version 13 only.\n", 27);
@@ -510,28 +549,39 @@ bool app_ws_upgrade(app_conn *c, const app_http_req *r)
     }
     char accept[64];
     ws_accept_key(key, accept);
-    bool deflate = cfg->ws_deflate && ws_deflate_offered(ext);
+    char ext_answer[WS_DEFLATE_ANSWER_MAX];
+    bool deflate = cfg->ws_deflate && ws_deflate_answer(ext, ext_answer, sizeof(ext_answer));
     char resp[512];
     int n = snprintf(resp, sizeof(resp),
                      "HTTP/1.1 101 Switching Protocols\r\nServer: sohub\r\nUpgrade: websocket\r\n"
                      "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n"
-                     "Sec-WebSocket-Protocol: " WS_SUBPROTOCOL "\r\n%s\r\n",
-                     accept,
-                     deflate ? "Sec-WebSocket-Extensions: permessage-deflate; "
-                               "server_no_context_takeover; client_no_context_takeover\r\n"
-                             : "");
+                     "Sec-WebSocket-Protocol: " WS_SUBPROTOCOL "\r\n%s%s%s\r\n",
+                     accept, deflate ? "Sec-WebSocket-Extensions: " : "",
+                     deflate ? ext_answer : "", deflate ? "\r\n" : "");
+    /* r (its headers, its path) lives in the HTTP transport's parser,
+     * which goes with it: copy what the WebSocket keeps first. */
+    bool has_app = r->path[pl] == '/' && r->path[pl + 1];
+    char *origin_copy = origin ? strdup(origin) : NULL;
+    char *app_copy = has_app ? strdup(r->path + pl + 1) : NULL;
+    if ((origin && !origin_copy) || (has_app && !app_copy)) {
+        free(origin_copy);
+        free(app_copy);
+        app_conn_abort(c, "out of memory");
+        return true;
+    }
     /* From here the connection is a WebSocket: swap the transports. */
     const app_transport *http = c->tr;
     http->close(c);
     c->tr = &app_ws_transport;
     if (c->tr->open(c, NULL) != 0 || ws_start(c, deflate) != 0) {
+        free(origin_copy);
+        free(app_copy);
         app_conn_abort(c, "out of memory");
         return true;
     }
     ws_tr *t = tr_of(c);
-    t->origin = origin ? strdup(origin) : NULL;
-    if (r->path[pl] == '/' && r->path[pl + 1])
-        t->path_app = strdup(r->path + pl + 1);
+    t->origin = origin_copy;
+    t->path_app = app_copy;
     sh_outq_push_copy(&c->outq, resp, (size_t)n);
     app_conn_output(c);
     SH_LOG(SH_LOG_DEBUG, "conn=%llu websocket upgrade%s", (unsigned long long)c->id,

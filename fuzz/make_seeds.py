@@ -421,7 +421,117 @@ commit_interval_ms = 20
 """)
     put("fuzz_config", "empty", b"")
     put("fuzz_config", "bad", b"[server]\nlisten = [::1]:99999\nnope = 1\n[app]\n")
+    http_seeds()
+    ws_in_seeds()
+    ws_json_seeds()
     return 0
+
+
+# ---- HTTP and WebSocket (fuzz_http_req, fuzz_ws_in, fuzz_ws_json) ----
+def http_seeds():
+    upgrade = (b"GET /ws/chat/room1 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUpgrade: websocket\r\n"
+               b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+               b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: sohub.v1\r\n"
+               b"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+               b"Origin: http://127.0.0.1:8080\r\n\r\n\x81\x85\x01\x02\x03\x04hello")
+    page = (b"GET /index.html?x=1 HTTP/1.1\r\nHost: a\r\nIf-None-Match: \"1-2\"\r\n"
+            b"Accept: text/html,  */*  \r\n\r\n")
+    pipelined = (b"GET /a%20b HTTP/1.1\r\nHost: a\r\n\r\n"
+                 b"POST /api/objects HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\n{\"a\":[1,2]}"
+                 b"POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\n"
+                 b"HEAD / HTTP/1.0\r\n\r\n")
+    bad = b"GET /%zz/%4 HTTP/1.1\r\nX:\r\n  folded\r\n\r\nGET http://h/../x#f HTTP/1.1\r\n\r\n"
+    many = b"GET / HTTP/1.1\r\n" + b"".join(b"H%d: v\r\n" % i for i in range(70)) + b"\r\n"
+    for mode, seed in ((0, b"\x00\x00\x00\x00"), (1, b"\x07\x12\x34\x56"),
+                       (2, b"\x30\xaa\x55\x01"), (3, b"\x01\x00\x00\x09")):
+        put("fuzz_http_req", "upgrade_%d" % mode, bytes([mode]) + seed + upgrade)
+        put("fuzz_http_req", "page_%d" % mode, bytes([mode]) + seed + page)
+        put("fuzz_http_req", "pipelined_%d" % mode, bytes([mode]) + seed + pipelined)
+    put("fuzz_http_req", "bad", b"\x01\x05\x00\x00\x01" + bad)
+    put("fuzz_http_req", "many_headers", b"\x01\x09\x00\x00\x01" + many)
+    put("fuzz_http_req", "long_target", b"\x00\x03\x00\x00\x01GET /" + b"a" * 70 + b" HTTP/1.1\r\n\r\n")
+
+
+def ws_frame(op, payload, fin=True, rsv=0, mask=b"\x11\x22\x33\x44"):
+    n = len(payload)
+    head = bytes([(0x80 if fin else 0) | rsv << 4 | op])
+    m = 0x80 if mask else 0
+    if n < 126:
+        head += bytes([m | n])
+    elif n < 65536:
+        head += bytes([m | 126]) + struct.pack(">H", n)
+    else:
+        head += bytes([m | 127]) + struct.pack(">Q", n)
+    if not mask:
+        return head + payload
+    return head + mask + bytes(b ^ mask[i & 3] for i, b in enumerate(payload))
+
+
+def raw_deflate(data):
+    import zlib
+    z = zlib.compressobj(wbits=-15)
+    return (z.compress(data) + z.flush(zlib.Z_SYNC_FLUSH))[:-4]
+
+
+def ws_in_seeds():
+    call = b'{"op":"call","id":2,"method":"echo","args":["caf\xc3\xa9"]}'
+    session = (ws_frame(1, b'{"op":"connect","id":1,"app":"chat"}') + ws_frame(9, b"ping") +
+               ws_frame(1, call[:10], fin=False) + ws_frame(9, b"") + ws_frame(0, call[10:20], fin=False) +
+               ws_frame(10, b"pong") + ws_frame(0, call[20:]) + ws_frame(2, b"\x00\x01") +
+               ws_frame(8, b"\x03\xe8bye \xc3\xa9"))
+    mid = ws_frame(1, b"x" * 200) + ws_frame(1, b"y" * 70000)
+    z = raw_deflate(call * 20)
+    compressed = (ws_frame(1, z[:5], fin=False, rsv=4) + ws_frame(9, b"zz") + ws_frame(0, z[5:]) +
+                  ws_frame(1, raw_deflate(b"")[:1] or b"\x00", rsv=4))
+    bad = [ws_frame(1, b"abc", mask=None), ws_frame(9, b"p" * 126), ws_frame(9, b"a", fin=False),
+           ws_frame(8, b"\x03"), ws_frame(8, b"\x03\xe7"), ws_frame(8, b"\x03\xe8\xed\xa0\x80"),
+           ws_frame(0, b"orphan"), ws_frame(1, b"\xed\xa0\x80"), ws_frame(3, b""),
+           ws_frame(1, b"a", rsv=2), bytes([0x81, 0xFE, 0, 5, 1, 2, 3, 4]) + b"hello",
+           bytes([0x81, 0xFF, 0, 0, 0, 1, 0, 0, 0, 0, 1, 2, 3, 4])]
+    put("fuzz_ws_in", "session", b"\x3c\x01\x02\x03\x04" + session)
+    put("fuzz_ws_in", "session_budget", b"\x0c\x10\x20\x30\x40" + session)
+    put("fuzz_ws_in", "sizes", b"\x3c\x05\x00\x00\x03" + mid)
+    put("fuzz_ws_in", "sizes_small_cap", b"\x34\x05\x00\x00\x03" + mid)
+    put("fuzz_ws_in", "compressed", b"\x3d\x09\x08\x07\x06" + compressed)
+    put("fuzz_ws_in", "compressed_small_cap", b"\x35\x09\x08\x07\x06" + compressed)
+    for i, b in enumerate(bad):
+        put("fuzz_ws_in", "bad_%02d" % i, b"\x3d\x01\x00\x00\x07" + ws_frame(1, call) + b)
+
+    # built frames: [b0][ctl][len][payload] (ctl 0x40: compress, 0x20: 16-bit length, 0x80: unmasked)
+    def d(b0, payload, ctl=0):
+        if ctl & 0x20:
+            return bytes([b0, ctl]) + struct.pack(">H", len(payload)) + payload
+        return bytes([b0, ctl, len(payload)]) + payload
+    built = (d(0x01, b'{"op":', 0) + d(0x89, b"hi") + d(0x80, b'"x"}') +
+             d(0xC1, call, 0x40) + d(0x41, b"abc" * 30, 0x40) + d(0x80, b"def", 0) +
+             d(0x81, b"z" * 300, 0x20) + d(0x88, b"\x03\xe8ok"))
+    put("fuzz_ws_in", "built", b"\x3f\x0a\x0b\x0c\x0d" + built)
+    put("fuzz_ws_in", "built_tight", b"\x03\x0a\x0b\x0c\x0d" + built)
+
+
+def ws_json_seeds():
+    msgs = [
+        b'{"op":"connect","id":1,"app":"chat/room1","user":"alice","token":"1767225600.abc","args":["x",2]}',
+        b'{"op":"call","id":2,"method":"chat.sendPrivate","args":["bob","lunch?",{"$amf":"int","value":7}]}',
+        b'{"op":"result","id":3,"ok":true,"value":{"id":17,"status":"delivered"}}',
+        b'{"op":"so","name":"room","version":12,"persistent":true,"events":[{"t":"use"},'
+        b'{"t":"change","slots":[["a",1],[{"$amf":"string","hex":"6100"},{"$amf":"date","ms":5,"tz":60}]]},'
+        b'{"t":"remove","key":"b"},{"t":"send","handler":"onMsg","args":[null,[1,[2]],{"k":"v"}]},'
+        b'{"t":"release"},{"t":"later"}]}',
+        b'{"op":"so","name":"v","events":[{"t":"change","slots":[["n",{"$amf":"number","value":"NaN"}],'
+        b'["d",{"$amf":"dict","weak":false,"entries":[[{"$amf":"int","value":2},"v"]]}],'
+        b'["x",{"$amf":"xml","text":"<a/>"}],["b",{"$amf":"bytes","hex":"00ff"}],'
+        b'["o",{"$amf":"object","class":"c.T","members":{"a":1}}],'
+        b'["e",{"$amf":"ecma","count":2,"members":{"a":1},"dense":[true]}],'
+        b'["vi",{"$amf":"vector-int","fixed":false,"items":[-1,2]}],["f",0.30000000000000004],'
+        b'["u",{"$amf":"undefined"}],["big",1.7976931348623157e308]]}]}',
+        b'{"op":"call","id":4,"method":"echo","args":[[[[[[[[[[1]]]]]]]]]]}',
+        b'{"op":"so","name":"x","events":[' + b",".join([b'{"t":"use"}'] * 6) + b"]}",
+        b'{"op":"call","args":["a\\"b[,{","\\u005b",[],{}]}',
+    ]
+    for i, m in enumerate(msgs):
+        put("fuzz_ws_json", "msg_%02d" % i, b"\x00" + m)
+        put("fuzz_ws_json", "msg_%02d_tight" % i, b"\x01" + m)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ struct http_req_parser {
     bool in_request;            /* a request's first byte came */
     bool complete;              /* a whole request is parsed */
     bool in_value;              /* the last header callback was a value */
+    bool head_done;             /* the request's head is complete (body or end next) */
     bool dead;                  /* after an error or an upgrade */
     int status;                 /* a cap broke: answer this */
     const char *why;
@@ -115,6 +116,7 @@ static int on_hvalue(http_parser *p, const char *at, size_t n)
 static int on_headers_done(http_parser *p)
 {
     http_req_parser *r = of(p);
+    r->head_done = true;
     if ((p->flags & F_CONTENTLENGTH) && p->content_length > r->lim.max_body)
         return cap_fail(r, 413, "http: request body larger than allowed here");
     return 0;
@@ -158,6 +160,7 @@ static void req_reset(http_req_parser *r)
     r->header_bytes = 0;
     r->in_value = false;
     r->in_request = false;
+    r->head_done = false;
     r->complete = false;
 }
 
@@ -202,6 +205,8 @@ static bool req_fill(http_req_parser *r, http_request *q)
     memset(q, 0, sizeof(*q));
     q->method = r->p.method;
     q->method_name = http_method_str((enum http_method)r->p.method);
+    q->http_major = (uint8_t)r->p.http_major;
+    q->http_minor = (uint8_t)r->p.http_minor;
     q->keep_alive = http_should_keep_alive(&r->p) != 0;
     q->upgrade = r->p.upgrade != 0;
     char *base = (char *)r->arena.data;
@@ -245,6 +250,29 @@ static bool req_fill(http_req_parser *r, http_request *q)
 
 /* ---- the parser ---- */
 
+/* How many bytes the next http_parser_execute may take.  http-parser
+ * hands a span (the target, a header name or value) to its callback at
+ * the span's end, or at the end of the bytes it was given: a cap checked
+ * there is seen at a place that depends on how the input was split, and a
+ * request both too long and malformed further on would get 414 or 400 by
+ * chance.  So while the head is read a piece never goes past the byte
+ * that could break a cap (a new header name starts at most every 3
+ * bytes, "X:\n"): the first problem in byte order decides, however the
+ * bytes come.  Requests far from the caps go in few pieces. */
+static size_t piece_len(const http_req_parser *r, size_t left)
+{
+    if (r->head_done)
+        return left;
+    size_t room = r->lim.max_target - r->target_len;
+    size_t hroom = r->lim.max_header_bytes - r->header_bytes;
+    if (hroom < room)
+        room = hroom;
+    size_t names = HTTP_REQ_MAX_HEADERS - r->nheaders;
+    if (3 * names < room + 1)
+        room = names ? 3 * names - 1 : 0;
+    return left < room + 1 ? left : room + 1;
+}
+
 http_req_parser *http_req_parser_new(const http_limits *lim)
 {
     http_req_parser *r = calloc(1, sizeof(*r));
@@ -281,8 +309,15 @@ int http_req_parser_feed(http_req_parser *r, const uint8_t *in, size_t len, size
         req_reset(r);
         http_parser_pause(&r->p, 0);
     }
-    size_t n = http_parser_execute(&r->p, &settings, (const char *)in, len);
-    *used = n;
+    size_t off = 0;
+    while (off < len) {
+        size_t k = piece_len(r, len - off);
+        size_t n = http_parser_execute(&r->p, &settings, (const char *)in + off, k);
+        off += n;
+        if (n < k || r->status || r->complete || HTTP_PARSER_ERRNO(&r->p) != HPE_OK)
+            break;
+    }
+    *used = off;
     enum http_errno e = HTTP_PARSER_ERRNO(&r->p);
     if (r->status) {
         r->dead = true;
@@ -294,7 +329,9 @@ int http_req_parser_feed(http_req_parser *r, const uint8_t *in, size_t len, size
         *status = 400;
         return SH_FAIL(err, SH_EPROTO, http_errno_description(e), 0);
     }
-    if (!r->complete && !r->p.upgrade)
+    /* an upgrade request ends with its body too (http-parser calls
+     * on_message_complete for it before it stops) */
+    if (!r->complete)
         return 0;
     if (!req_fill(r, req)) {
         r->dead = true;

@@ -39,6 +39,7 @@ typedef struct http_request {
     const char *hvalue[HTTP_REQ_MAX_HEADERS];  /* without surrounding blanks */
     const uint8_t *body;
     size_t body_len;
+    uint8_t http_major, http_minor; /* the version: HTTP/1.1 is 1, 1 */
     bool keep_alive;             /* the client keeps the connection */
     bool upgrade;                /* an Upgrade request: the bytes after it are another protocol's */
 } http_request;

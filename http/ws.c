@@ -58,48 +58,127 @@ void ws_accept_key(const char *key, char *out)
     EVP_EncodeBlock((unsigned char *)out, sha, SHA_DIGEST_LENGTH);
 }
 
-/* One offer "permessage-deflate; p1; p2=v" (n bytes at p). */
-static bool offer_ok(const char *p, size_t n)
+/* A cursor over one offer (RFC 7692 5, 7): it moves only on success. */
+typedef struct offer_rd {
+    const char *p, *end;
+} offer_rd;
+
+static void skip_blanks(offer_rd *r)
 {
-    char offer[256];
-    if (n >= sizeof(offer))
+    while (r->p < r->end && (*r->p == ' ' || *r->p == '\t'))
+        r->p++;
+}
+
+static bool tchar(char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           (ch && strchr("!#$%&'*+-.^_`|~", ch));
+}
+
+/* A token (RFC 7230 3.2.6) into *t, *tn; false when there is none. */
+static bool read_token(offer_rd *r, const char **t, size_t *tn)
+{
+    skip_blanks(r);
+    const char *s = r->p;
+    while (r->p < r->end && tchar(*r->p))
+        r->p++;
+    *t = s;
+    *tn = (size_t)(r->p - s);
+    skip_blanks(r);
+    return *tn > 0;
+}
+
+/* A window size value, a token or a quoted string: 8..15 without a
+ * leading zero (7.1.2); -1 when it is not one. */
+static int window_bits(offer_rd *r)
+{
+    skip_blanks(r);
+    bool quoted = r->p < r->end && *r->p == '"';
+    if (quoted)
+        r->p++;
+    const char *s = r->p;
+    while (r->p < r->end && *r->p >= '0' && *r->p <= '9')
+        r->p++;
+    size_t n = (size_t)(r->p - s);
+    if (quoted) {
+        if (r->p == r->end || *r->p != '"')
+            return -1;
+        r->p++;
+    }
+    skip_blanks(r);
+    if (n == 0 || n > 2 || s[0] == '0')
+        return -1;
+    int v = n == 1 ? s[0] - '0' : (s[0] - '0') * 10 + (s[1] - '0');
+    return v >= 8 && v <= 15 ? v : -1;
+}
+
+static bool is_name(const char *t, size_t n, const char *name)
+{
+    return n == strlen(name) && strncasecmp(t, name, n) == 0;
+}
+
+/* One offer "permessage-deflate; p1; p2=v" (p .. end).  True when a
+ * server compressing with a full window (15 bits) and no context can
+ * accept it; *server_bits: the offer asked for server_max_window_bits
+ * (then the answer must carry it). */
+static bool offer_ok(const char *p, const char *end, bool *server_bits)
+{
+    enum { SNCT = 1, CNCT = 2, SMWB = 4, CMWB = 8 };
+    offer_rd r = {p, end};
+    const char *t;
+    size_t tn;
+    if (!read_token(&r, &t, &tn) || !is_name(t, tn, "permessage-deflate"))
         return false;
-    memcpy(offer, p, n);
-    offer[n] = '\0';
-    char *save = NULL;
-    char *tok = strtok_r(offer, ";", &save);
-    while (tok && (*tok == ' ' || *tok == '\t'))
-        tok++;
-    if (!tok || strncasecmp(tok, "permessage-deflate", 18) != 0)
-        return false;
-    for (char *prm = tok + 18; *prm; prm++)
-        if (*prm != ' ' && *prm != '\t')
-            return false; /* "permessage-deflatex" */
-    for (char *prm = strtok_r(NULL, ";", &save); prm; prm = strtok_r(NULL, ";", &save)) {
-        while (*prm == ' ' || *prm == '\t')
-            prm++;
-        if (strncasecmp(prm, "server_max_window_bits", 22) == 0) {
-            /* we compress with a 32 KB window: only 15 (or none) fits */
-            const char *eq = strchr(prm, '=');
-            if (!eq || atoi(eq + 1 + (eq[1] == '"')) != 15)
+    unsigned seen = 0;
+    *server_bits = false;
+    while (r.p < r.end) {
+        if (*r.p != ';' || (r.p++, !read_token(&r, &t, &tn)))
+            return false;
+        bool value = r.p < r.end && *r.p == '=';
+        if (value)
+            r.p++;
+        unsigned bit;
+        if (is_name(t, tn, "server_no_context_takeover") ||
+            is_name(t, tn, "client_no_context_takeover")) {
+            bit = t[0] == 's' || t[0] == 'S' ? SNCT : CNCT;
+            if (value)
+                return false; /* 7.1.1: these take no value */
+        } else if (is_name(t, tn, "server_max_window_bits")) {
+            bit = SMWB;
+            /* 7.1.2.1: a value is required; we compress with 15 bits */
+            if (!value || window_bits(&r) != 15)
                 return false;
-        } else if (strncasecmp(prm, "client_max_window_bits", 22) != 0 &&
-                   strncasecmp(prm, "server_no_context_takeover", 26) != 0 &&
-                   strncasecmp(prm, "client_no_context_takeover", 26) != 0) {
-            return false; /* a parameter we do not know: decline this offer */
+            *server_bits = true;
+        } else if (is_name(t, tn, "client_max_window_bits")) {
+            bit = CMWB;
+            /* 7.1.2.2: optional value; any fits the 15-bit inflater */
+            if (value && window_bits(&r) < 0)
+                return false;
+        } else {
+            return false; /* 7: a parameter not defined for an offer */
         }
+        if (seen & bit)
+            return false; /* 7: the same parameter twice */
+        seen |= bit;
     }
     return true;
 }
 
-bool ws_deflate_offered(const char *ext)
+bool ws_deflate_answer(const char *ext, char *out, size_t outsz)
 {
     for (const char *p = ext; p && *p;) {
         const char *e = strchr(p, ',');
-        size_t n = e ? (size_t)(e - p) : strlen(p);
-        if (offer_ok(p, n))
-            return true;
-        p = e ? e + 1 : NULL;
+        if (!e)
+            e = p + strlen(p);
+        bool server_bits;
+        if (offer_ok(p, e, &server_bits)) {
+            int n = snprintf(out, outsz,
+                             "permessage-deflate; server_no_context_takeover; "
+                             "client_no_context_takeover%s",
+                             server_bits ? "; server_max_window_bits=15" : "");
+            return n > 0 && (size_t)n < outsz;
+        }
+        p = *e ? e + 1 : NULL;
     }
     return false;
 }
@@ -255,23 +334,43 @@ bool ws_utf8_valid(const uint8_t *p, size_t n)
 
 /* ---------------------------------------------------------------- input */
 
+/* Every frame header, and every control frame whole, is gathered in
+ * stage[] and checked here before wslay reads it (RFC 6455 5.2, 5.5,
+ * RFC 7692 6.1):
+ *  - so a broken header gets its exact close code: wslay 1.1.1 closes
+ *    without a code (and its caller sees a callback failure) for a long
+ *    or fragmented control frame or a length not in its shortest form,
+ *    and accepts a close frame with a 1-byte payload;
+ *  - so a message longer than max_message is refused at its header, not
+ *    at its first payload byte (wslay waits for one);
+ *  - so wslay reads a control frame in one piece: it checks the UTF-8 of
+ *    a close reason chunk by chunk, skipping two bytes of every chunk.
+ * Data payloads go to wslay straight from the caller's bytes. */
+#define WS_STAGE_MAX (2 + 4 + 125)
+
 struct ws_in {
-    wslay_event_context_ptr ctx; /* only while input is being taken apart */
+    wslay_event_context_ptr ctx; /* only while a frame or message is unfinished */
     size_t max_message;
     bool deflate;
     ws_zip *zip;                 /* borrowed */
     bool closed;                 /* a close frame went out */
-    bool in_frame;               /* wslay reported a frame start, not its end */
-    bool in_msg;                 /* a fragmented data message is in progress */
-    bool frame_data;             /* the frame being read belongs to a data message */
-    bool msg_rsv1;
-    uint8_t msg_opcode;
-    uint64_t fed;                /* bytes given to the current context */
-    uint64_t parsed;             /* of those, bytes wslay reported as frames */
     int fail;                    /* a close code this side decided */
     bool stop;                   /* the callback asked to stop */
     bool peer_closed;            /* the peer's close frame came */
-    sh_buf msg;                  /* the data message being assembled */
+    /* the header scanner */
+    uint8_t stage[WS_STAGE_MAX]; /* a header, or a whole control frame */
+    uint8_t st_len;              /* bytes in stage */
+    uint8_t st_need;             /* bytes the staged unit has in all (0: not known yet) */
+    uint8_t st_off;              /* of a ready unit, bytes handed to wslay */
+    bool st_ready;               /* stage holds a checked unit */
+    uint64_t pay_left;           /* payload bytes of the current data frame not yet handed */
+    bool msg_open;               /* a data message's last frame has not come */
+    uint64_t msg_bytes;          /* payload bytes of the current data message */
+    /* the message being assembled (wslay's callbacks) */
+    bool frame_data;             /* the frame being read belongs to a data message */
+    bool msg_rsv1;
+    uint8_t msg_opcode;
+    sh_buf msg;
     /* during ws_in_feed */
     const uint8_t *in;
     size_t in_len, in_off;
@@ -289,19 +388,136 @@ static void fail_with(ws_in *w, int code)
     }
 }
 
+/* Header checks that need only the first two bytes; 0 or a close code. */
+static int check_head(const ws_in *w, uint8_t b0, uint8_t b1)
+{
+    bool fin = b0 & 0x80;
+    uint8_t rsv = (b0 >> 4) & 7, op = b0 & 0x0F, len7 = b1 & 0x7F;
+    if (!(b1 & 0x80))
+        return 1002; /* 5.1: a client masks every frame */
+    if ((op > WS_OP_BINARY && op < WS_OP_CLOSE) || op > WS_OP_PONG)
+        return 1002; /* 5.2: reserved opcodes */
+    if (rsv & 3)
+        return 1002; /* RSV2, RSV3: no extension defines them */
+    if (rsv && !(w->deflate && (op == WS_OP_TEXT || op == WS_OP_BINARY)))
+        return 1002; /* RSV1: permessage-deflate, on a message's first frame only */
+    if (op >= WS_OP_CLOSE)
+        return !fin || len7 > 125 || (op == WS_OP_CLOSE && len7 == 1) ? 1002 : 0; /* 5.5, 5.5.1 */
+    if (op == WS_OP_CONT ? !w->msg_open : w->msg_open)
+        return 1002; /* 5.4: a continuation starts nothing; a message finishes first */
+    return 0;
+}
+
+/* The payload length of the staged header (complete). */
+static uint64_t staged_length(const ws_in *w)
+{
+    uint8_t len7 = w->stage[1] & 0x7F;
+    if (len7 < 126)
+        return len7;
+    uint64_t n = 0;
+    for (int i = 0; i < (len7 == 126 ? 2 : 8); i++)
+        n = n << 8 | w->stage[2 + i];
+    return n;
+}
+
+/* Checks of a complete header; 0 or a close code. */
+static int check_length(ws_in *w)
+{
+    uint8_t len7 = w->stage[1] & 0x7F, op = w->stage[0] & 0x0F;
+    uint64_t n = staged_length(w);
+    if ((len7 == 126 && n < 126) || (len7 == 127 && (n <= 0xFFFF || n >> 63)))
+        return 1002; /* 5.2: the minimal number of bytes, most significant bit 0 */
+    if (op >= WS_OP_CLOSE)
+        return 0;
+    uint64_t total = op == WS_OP_CONT ? w->msg_bytes : 0;
+    if (n > w->max_message || total > w->max_message - n)
+        return 1009;
+    return 0;
+}
+
+/* Moves input bytes into stage until a unit (a data frame's header, or a
+ * whole control frame) is there and checked.  Returns true when one is
+ * ready; false when the input ran out or a check failed (w->fail). */
+static bool stage_unit(ws_in *w)
+{
+    while (!w->st_ready && w->in_off < w->in_len) {
+        if (w->st_need == 0) {
+            /* the first two bytes tell how long the header is */
+            w->stage[w->st_len++] = w->in[w->in_off++];
+            if (w->st_len < 2)
+                continue;
+            int code = check_head(w, w->stage[0], w->stage[1]);
+            if (code) {
+                fail_with(w, code);
+                return false;
+            }
+            uint8_t len7 = w->stage[1] & 0x7F;
+            w->st_need = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + 4;
+            if ((w->stage[0] & 0x0F) >= WS_OP_CLOSE)
+                w->st_need += len7; /* a control frame is staged whole */
+        } else {
+            size_t n = w->st_need - w->st_len;
+            if (n > w->in_len - w->in_off)
+                n = w->in_len - w->in_off;
+            memcpy(w->stage + w->st_len, w->in + w->in_off, n);
+            w->st_len += (uint8_t)n;
+            w->in_off += n;
+        }
+        if (w->st_need && w->st_len == w->st_need) {
+            int code = check_length(w);
+            if (code) {
+                fail_with(w, code);
+                return false;
+            }
+            uint8_t op = w->stage[0] & 0x0F;
+            if (op < WS_OP_CLOSE) {
+                uint64_t n = staged_length(w);
+                bool fin = w->stage[0] & 0x80;
+                w->msg_bytes = op == WS_OP_CONT ? w->msg_bytes + n : n;
+                w->msg_open = !fin;
+                w->pay_left = n;
+            }
+            w->st_ready = true;
+            w->st_off = 0;
+        }
+    }
+    return w->st_ready;
+}
+
+/* wslay reads through here: the staged unit, then a data frame's payload
+ * from the caller's bytes.  One frame's bytes at most per call, so
+ * wslay's buffer never holds the start of the next frame. */
 static ssize_t cb_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *ud)
 {
     (void)flags;
     ws_in *w = ud;
-    size_t left = w->in_len - w->in_off;
-    if (left == 0 || w->msgs_left == 0 || w->stop || w->fail) {
+    size_t n = 0;
+    if (w->stop || w->fail) {
+        /* nothing more is read */
+    } else if (w->st_ready) {
+        n = (size_t)(w->st_len - w->st_off);
+        if (n > len)
+            n = len;
+        memcpy(buf, w->stage + w->st_off, n);
+        w->st_off += (uint8_t)n;
+        if (w->st_off == w->st_len)
+            w->st_ready = false, w->st_len = w->st_need = w->st_off = 0;
+    } else if (w->pay_left) {
+        n = w->in_len - w->in_off;
+        if (n > len)
+            n = len;
+        if (n > w->pay_left)
+            n = (size_t)w->pay_left;
+        memcpy(buf, w->in + w->in_off, n);
+        w->in_off += n;
+        w->pay_left -= n;
+    } else if (w->msgs_left && stage_unit(w)) {
+        return cb_recv(ctx, buf, len, flags, ud);
+    }
+    if (n == 0) {
         wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
         return -1;
     }
-    size_t n = left < len ? left : len;
-    memcpy(buf, w->in + w->in_off, n);
-    w->in_off += n;
-    w->fed += n;
     return (ssize_t)n;
 }
 
@@ -322,37 +538,37 @@ static void cb_frame_start(wslay_event_context_ptr ctx,
 {
     (void)ctx;
     ws_in *w = ud;
-    uint64_t pl = a->payload_length;
-    w->parsed += 2 + (pl > 0xFFFF ? 8 : pl > 125 ? 2 : 0) + 4; /* client frames are masked */
-    w->in_frame = true;
     w->frame_data = a->opcode <= WS_OP_BINARY;
     if (a->opcode == WS_OP_TEXT || a->opcode == WS_OP_BINARY) {
         w->msg_opcode = a->opcode;
         w->msg_rsv1 = (a->rsv & WSLAY_RSV1_BIT) != 0;
         sh_buf_reset(&w->msg);
-        w->in_msg = !a->fin;
-    } else if (a->opcode == WS_OP_CONT) {
-        w->in_msg = !a->fin;
     }
 }
 
 /* Data frames arrive in no-buffering mode: their payload is collected
- * here as it comes (wslay checked the size against the same cap); control
- * frames are buffered by wslay. */
+ * here as it comes (the scanner checked the size against the same cap);
+ * control frames are buffered by wslay. */
 static void cb_frame_chunk(wslay_event_context_ptr ctx,
                            const struct wslay_event_on_frame_recv_chunk_arg *a, void *ud)
 {
     (void)ctx;
     ws_in *w = ud;
-    w->parsed += a->data_length;
     if (w->frame_data && a->data_length && sh_buf_append(&w->msg, a->data, a->data_length))
         fail_with(w, 1009);
 }
 
-static void cb_frame_end(wslay_event_context_ptr ctx, void *ud)
+/* Calls fn, the replies to the frames before this event sent first, so a
+ * caller that queues out before acting keeps the order of the peer's
+ * frames (a ping before a message is answered before the message). */
+static void deliver(ws_in *w, ws_in_event ev, const uint8_t *p, size_t n)
 {
-    (void)ctx;
-    ((ws_in *)ud)->in_frame = false;
+    if (wslay_event_send(w->ctx) != 0) {
+        w->stop = true;
+        return;
+    }
+    if (!w->fn(w->ud, ev, p, n))
+        w->stop = true;
 }
 
 static void on_data(ws_in *w)
@@ -378,8 +594,7 @@ static void on_data(ws_in *w)
     }
     if (w->msgs_left)
         w->msgs_left--;
-    if (!w->fn(w->ud, w->msg_opcode == WS_OP_TEXT ? WS_IN_TEXT : WS_IN_BINARY, p, n))
-        w->stop = true;
+    deliver(w, w->msg_opcode == WS_OP_TEXT ? WS_IN_TEXT : WS_IN_BINARY, p, n);
     sh_buf_cleanup(&plain);
 }
 
@@ -397,15 +612,19 @@ static void cb_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
         sh_buf_reset(&w->msg);
         w->msg_opcode = 0;
         break;
-    case WS_OP_PONG:
-        if (!w->fn(w->ud, WS_IN_PONG, a->msg, a->msg_length))
+    case WS_OP_PING:
+        /* its pong goes out now: a failure later in this feed makes wslay
+         * drop control frames still queued before its close */
+        if (wslay_event_send(w->ctx) != 0)
             w->stop = true;
         break;
+    case WS_OP_PONG:
+        deliver(w, WS_IN_PONG, a->msg, a->msg_length);
+        break;
     case WS_OP_CLOSE:
-        /* wslay queues the reply; it goes out below */
+        /* wslay queued the reply (deliver sends it) */
         w->peer_closed = true;
-        if (!w->fn(w->ud, WS_IN_CLOSE, NULL, a->status_code))
-            w->stop = true;
+        deliver(w, WS_IN_CLOSE, NULL, a->status_code);
         break;
     default:
         break;
@@ -417,7 +636,6 @@ static const struct wslay_event_callbacks callbacks = {
     .send_callback = cb_send,
     .on_frame_recv_start_callback = cb_frame_start,
     .on_frame_recv_chunk_callback = cb_frame_chunk,
-    .on_frame_recv_end_callback = cb_frame_end,
     .on_msg_recv_callback = cb_msg,
 };
 
@@ -433,19 +651,24 @@ ws_in *ws_in_new(size_t max_message, bool deflate, ws_zip *zip)
     return w;
 }
 
-static void ctx_free(ws_in *w)
+/* Between frames, with no message unfinished: the context and the
+ * message buffer go, so an idle reader holds only the struct. */
+static void go_idle(ws_in *w)
 {
     if (w->ctx) {
         wslay_event_context_free(w->ctx);
         w->ctx = NULL;
     }
+    sh_buf_cleanup(&w->msg);
+    sh_buf_init(&w->msg, w->max_message);
 }
 
 void ws_in_free(ws_in *w)
 {
     if (!w)
         return;
-    ctx_free(w);
+    if (w->ctx)
+        wslay_event_context_free(w->ctx);
     sh_buf_cleanup(&w->msg);
     free(w);
 }
@@ -462,10 +685,11 @@ int ws_in_feed(ws_in *w, const uint8_t *in, size_t len, size_t *used, uint32_t m
         if (wslay_event_context_server_init(&w->ctx, &callbacks, w) != 0)
             return 1011;
         wslay_event_config_set_no_buffering(w->ctx, 1);
-        wslay_event_config_set_max_recv_msg_length(w->ctx, w->max_message);
+        /* the scanner caps data messages; control frames take up to 125 */
+        wslay_event_config_set_max_recv_msg_length(w->ctx,
+                                                    w->max_message < 125 ? 125 : w->max_message);
         if (w->deflate)
             wslay_event_config_set_allowed_rsv_bits(w->ctx, WSLAY_RSV1_BIT);
-        w->fed = w->parsed = 0;
     }
     w->in = in;
     w->in_len = len;
@@ -481,19 +705,21 @@ int ws_in_feed(ws_in *w, const uint8_t *in, size_t len, size_t *used, uint32_t m
     w->in = NULL;
     w->out = NULL;
     if (rc != 0 || src != 0) {
+        /* out of memory, or out's maximum: no close frame can be trusted */
         w->closed = true;
-        return w->fail ? w->fail : 1011;
+        if (!w->fail)
+            w->fail = 1011;
+        return w->fail;
     }
     if (wslay_event_get_close_sent(w->ctx)) {
         w->closed = true;
         if (!w->fail && !w->peer_closed)
             w->fail = wslay_event_get_status_code_sent(w->ctx);
-        ctx_free(w);
+        go_idle(w);
         return w->fail;
     }
-    /* Nothing half-read: drop the context until more input comes. */
-    if (!w->in_frame && !w->in_msg && w->parsed == w->fed && !wslay_event_want_write(w->ctx))
-        ctx_free(w);
+    if (w->st_len == 0 && w->pay_left == 0 && !w->msg_open && !wslay_event_want_write(w->ctx))
+        go_idle(w);
     return 0;
 }
 

@@ -7,11 +7,14 @@
  *    messages compressed on their own (no context takeover), so the same
  *    bytes can go to many connections;
  *  - input (ws_in): frames read with wslay (libwslay), whose context
- *    exists only while input is being taken apart, so an idle reader
- *    holds a few dozen bytes.  Whole text messages come out through a
- *    callback, inflated and UTF-8-checked; pongs and the close handshake
- *    too.  The replies wslay makes (pong, close) are appended to an
- *    sh_buf for the caller to send.
+ *    exists only while a frame or a message is unfinished, so an idle
+ *    reader holds its struct and nothing else.  Each frame header (and
+ *    each control frame whole) is checked here before wslay reads it, so
+ *    every broken frame gets its RFC close code and a message over the
+ *    cap is refused at its header.  Whole text messages come out through
+ *    a callback, inflated and UTF-8-checked; pongs and the close
+ *    handshake too.  The replies wslay makes (pong, close) are appended
+ *    to an sh_buf for the caller to send.
  */
 #ifndef WS_H
 #define WS_H
@@ -35,10 +38,16 @@ bool ws_has_token(const char *list, const char *token);
 bool ws_key_ok(const char *key);
 /* Sec-WebSocket-Accept for key into out (at least 29 bytes). */
 void ws_accept_key(const char *key, char *out);
-/* True when an offer in a Sec-WebSocket-Extensions value is
- * permessage-deflate with parameters a server compressing every message
- * on its own, with a full window, can agree to. */
-bool ws_deflate_offered(const char *extensions);
+/* Room for ws_deflate_answer's out. */
+#define WS_DEFLATE_ANSWER_MAX 128
+/* Looks for the first offer of permessage-deflate in a
+ * Sec-WebSocket-Extensions value (NULL: none) that a server compressing
+ * every message on its own, with a full window, can agree to (RFC 7692
+ * 7: known parameters, each at most once, valid values;
+ * server_max_window_bits only 15).  Writes the value of the answer's
+ * Sec-WebSocket-Extensions into out and returns true; false (and out
+ * untouched) when no offer fits. */
+bool ws_deflate_answer(const char *extensions, char *out, size_t outsz);
 
 /* ---- output ---- */
 
@@ -84,14 +93,23 @@ typedef bool (*ws_in_fn)(void *ud, ws_in_event ev, const uint8_t *data, size_t l
 ws_in *ws_in_new(size_t max_message, bool deflate, ws_zip *zip);
 void ws_in_free(ws_in *w);    /* accepts NULL */
 
+/* Room out needs beyond the bytes fed: a pong is no longer than its
+ * ping, and a control frame held from an earlier feed or a close frame
+ * is at most 131 bytes. */
+#define WS_IN_REPLY_SLACK 512
+
 /* Feeds bytes read from the peer.  Calls fn for each message; replies
  * wslay makes (pongs, the close reply, a close frame answering a protocol
- * error) are appended to out.  *used: bytes taken; at most max_msgs
- * messages are handed out (the rest of the input waits).  Returns 0,
- * or the close code the connection failed with (1002 protocol error, 1003
- * binary where text only was expected is the caller's choice, 1007 bad
- * UTF-8 or compressed data, 1009 too big, 1011 out of memory): a close
- * frame with it is in out, and nothing more may be fed. */
+ * error) are appended to out, and those to the frames before a message
+ * are in out when fn is called for it: a caller that queues out before
+ * acting on the message keeps the order of the peer's frames.  *used:
+ * bytes taken (all of them, unless fn stopped the feed or max_msgs
+ * messages were handed out: the rest waits for the next call).  Returns
+ * 0, or the close code the connection failed with (1002 protocol error,
+ * 1007 bad UTF-8 or compressed data, 1009 too big; 1003, binary where
+ * text only was expected, is the caller's choice): a close frame with it
+ * is in out, and nothing more may be fed; 1011 (out of memory, or out
+ * full) with no close frame. */
 int ws_in_feed(ws_in *w, const uint8_t *in, size_t len, size_t *used, uint32_t max_msgs,
                ws_in_fn fn, void *ud, sh_buf *out);
 /* True once a close frame went out (answering the peer's, or an error). */

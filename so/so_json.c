@@ -2,6 +2,7 @@
 #include "so_json.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,10 +40,80 @@ static const char *server_event_name(uint8_t type)
 
 /* ---------------------------------------------------------------- decode */
 
+/* A value from JSON is held to what an RTMP client could send: its wire
+ * form (so_wire_event_value: AMF0, or 0x11 + AMF3, what the engine
+ * stores and sends) must decode under the limits, as an RTMP client's
+ * value is decoded (so_wire_decode).  Besides treating both clients
+ * alike, this keeps the engine able to make the JSON body of every update
+ * (so_json_from_amf0 decodes that form under the same limits). */
+static int value_fits(const amf_value *v, const so_wire_limits *lim, amf_dec **dec,
+                      sh_error *err)
+{
+    sh_buf b;
+    sh_buf_init(&b, lim->max_value);
+    int rc = so_wire_event_value(&b, NULL, v);
+    if (rc == 0 && !*dec) {
+        amf_limits al = lim->amf;
+        if (al.max_total == 0 || al.max_total > lim->max_value)
+            al.max_total = lim->max_value;
+        *dec = amf_dec_new(&al);
+        if (!*dec)
+            rc = SH_ENOMEM;
+    }
+    if (rc == SH_ENOMEM) {
+        sh_buf_cleanup(&b);
+        return SH_FAIL(err, SH_ENOMEM, "json: out of memory", 0);
+    }
+    if (rc) {
+        sh_buf_cleanup(&b);
+        return SH_FAIL(err, SH_ELIMIT, "json: value larger than max_value", 0);
+    }
+    amf_dec_reset(*dec);
+    amf_value *back = NULL;
+    size_t used = 0;
+    sh_error e = {0};
+    rc = amf_decode(*dec, AMF_ENC_AMF0, b.data, b.len, &used, &back, &e);
+    bool whole = used == b.len;
+    amf_unref(back);
+    sh_buf_cleanup(&b);
+    if (rc == SH_ENOMEM)
+        return SH_FAIL(err, SH_ENOMEM, "json: out of memory", 0);
+    if (rc < 0 || !whole)
+        return SH_FAIL(err, SH_ELIMIT, e.what ? e.what : "json: value past the AMF limits", 0);
+    return 0;
+}
+
+static int value_under(const cJSON *j, const so_wire_limits *lim, amf_dec **dec,
+                       amf_value **out, sh_error *err)
+{
+    *out = NULL;
+    const char *why = NULL;
+    int rc = amf_json_to_value(j, out, &why, NULL);
+    if (rc == SH_ENOMEM)
+        return SH_FAIL(err, SH_ENOMEM, "json: out of memory", 0);
+    if (rc != 0)
+        return SH_FAIL(err, SH_EPROTO, why ? why : "json: bad value", 0);
+    rc = value_fits(*out, lim, dec, err);
+    if (rc) {
+        amf_unref(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+int so_json_value(const cJSON *j, const so_wire_limits *limits, amf_value **out, sh_error *err)
+{
+    amf_dec *dec = NULL;
+    int rc = value_under(j, limits ? limits : &so_wire_default_limits, &dec, out, err);
+    amf_dec_free(dec);
+    return rc;
+}
+
 typedef struct jdec {
     const so_wire_limits *lim;
     sh_error *err;
     uint32_t pairs;
+    amf_dec *dec;       /* for value_fits, made on first use */
 } jdec;
 
 static int fail(jdec *d, int code, const char *why)
@@ -87,13 +158,7 @@ static int str_of(jdec *d, const cJSON *j, char **out, size_t *len, const char *
 
 static int value_of(jdec *d, const cJSON *j, amf_value **out)
 {
-    const char *why = NULL;
-    int rc = amf_json_to_value(j, out, &why, NULL);
-    if (rc == SH_ENOMEM)
-        return fail(d, SH_ENOMEM, "json: out of memory");
-    if (rc != 0)
-        return fail(d, SH_EPROTO, why ? why : "json: bad value");
-    return 0;
+    return value_under(j, d->lim, &d->dec, out, d->err);
 }
 
 static int dec_slots(jdec *d, const cJSON *slots, so_event *ev)
@@ -131,6 +196,8 @@ static int dec_send(jdec *d, const cJSON *j, so_event *ev)
                     &ev->handler_len, "json: send needs a \"handler\" string");
     if (rc)
         return rc;
+    if (ev->handler_len > d->lim->amf.max_string)
+        return fail(d, SH_ELIMIT, "json: handler longer than max_amf_string");
     const cJSON *args = cJSON_GetObjectItemCaseSensitive(j, "args");
     if (!args)
         return 0;
@@ -239,6 +306,7 @@ int so_json_decode(const cJSON *j, const so_wire_limits *limits, so_msg *m, sh_e
             }
     }
 out:
+    amf_dec_free(d.dec);
     if (rc)
         so_msg_cleanup(m);
     return rc;
@@ -325,7 +393,7 @@ int so_json_encode(const so_msg *m, sh_buf *out)
         cJSON_Delete(evs);
     for (size_t i = 0; ok && i < m->nevents; i++)
         ok = enc_event(evs, &m->events[i]);
-    char *text = ok ? cJSON_PrintUnformatted(o) : NULL;
+    char *text = ok ? amf_json_print_tree(o) : NULL;
     cJSON_Delete(o);
     if (!text) {
         out->failed = true;

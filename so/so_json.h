@@ -32,9 +32,19 @@
 #include "sh_rcbuf.h"
 #include "so_wire.h"
 
+
+/* One AMF value from JSON (amf_json_to_value), held to what an RTMP
+ * client could send in a shared-object message: its wire form must
+ * decode under limits (may be NULL: defaults), depth, string and
+ * container sizes and max_value bytes.  Returns 0 with an owned value in
+ * *out, SH_EPROTO (not a value of the mapping), SH_ELIMIT or SH_ENOMEM
+ * with details in *err (may be NULL); *out is NULL on error. */
+int so_json_value(const cJSON *j, const so_wire_limits *limits, amf_value **out, sh_error *err);
+
 /* Decodes an "op":"so" object sent by a client into m (which must be in
  * the so_msg_init state).  Every count is checked against limits (may be
- * NULL: defaults) before anything is built; an event whose "t" is not
+ * NULL: defaults) before anything is built, every value as
+ * so_json_value does; an event whose "t" is not
  * known is kept with type 0 (the engine ignores it, as it does unknown
  * RTMP event types).  Returns 0, or SH_EPROTO (malformed: a missing or
  * mistyped member, a value the mapping refuses), SH_ELIMIT, SH_ENOMEM
@@ -44,6 +54,7 @@ int so_json_decode(const cJSON *j, const so_wire_limits *limits, so_msg *m, sh_e
 /* Appends the JSON text of m to out (no trailing newline).  Returns 0 or
  * SH_ENOMEM / SH_ELIMIT (out's maximum; out->failed set). */
 int so_json_encode(const so_msg *m, sh_buf *out);
+
 
 /* The JSON body of the message whose AMF0 body (RTMP type 19) is
  * amf0[0..len): how the engine makes one JSON body per update from the
