@@ -183,6 +183,8 @@ static int tr_send_shared(app_conn *c, app_shared *m)
 
 static int tr_connect_reply(app_conn *c, double txid, bool accepted, const amf_value *info)
 {
+    if (accepted) /* the pre-connect cap is lifted, as for RTMP */
+        ws_in_set_max_message(tr_of(c)->in, c->srv->cfg->max_message_size);
     app_out m = {.kind = accepted ? APP_OUT_RESULT : APP_OUT_ERROR, .txid = txid,
                  .args = (amf_value *const *)&info, .nargs = info ? 1 : 0};
     return tr_send(c, &m);
@@ -459,7 +461,8 @@ static int ws_start(app_conn *c, bool deflate)
     ws_tr *t = tr_of(c);
     ws_zip *zip = deflate ? zip_of(c->srv) : NULL;
     t->deflate = deflate && zip;
-    t->in = ws_in_new(c->srv->cfg->max_message_size, t->deflate, zip);
+    /* until connect is accepted: preconnect_max_message_size, as for RTMP */
+    t->in = ws_in_new(c->srv->cfg->preconnect_max_message_size, t->deflate, zip);
     return t->in ? 0 : SH_ENOMEM;
 }
 

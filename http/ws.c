@@ -663,6 +663,19 @@ static void go_idle(ws_in *w)
     sh_buf_init(&w->msg, w->max_message);
 }
 
+void ws_in_set_max_message(ws_in *w, size_t max_message)
+{
+    w->max_message = max_message;
+    if (w->ctx)
+        wslay_event_config_set_max_recv_msg_length(w->ctx, max_message < 125 ? 125 : max_message);
+    if (w->msg.len == 0) {
+        sh_buf_cleanup(&w->msg);
+        sh_buf_init(&w->msg, max_message);
+    }
+    /* else the message in progress keeps the cap it started with; the
+     * buffer is made again with the new one when the reader goes idle */
+}
+
 void ws_in_free(ws_in *w)
 {
     if (!w)

@@ -92,6 +92,9 @@ typedef bool (*ws_in_fn)(void *ud, ws_in_event ev, const uint8_t *data, size_t l
  * NULL without deflate).  NULL when out of memory. */
 ws_in *ws_in_new(size_t max_message, bool deflate, ws_zip *zip);
 void ws_in_free(ws_in *w);    /* accepts NULL */
+/* Changes the message cap for messages that start after the call (a
+ * server raises it once the client's connect was accepted). */
+void ws_in_set_max_message(ws_in *w, size_t max_message);
 
 /* Room out needs beyond the bytes fed: a pong is no longer than its
  * ping, and a control frame held from an earlier feed or a close frame

@@ -952,6 +952,26 @@ store = memory
 """ % MAX_MSG
 
 
+def preconnect_cases():
+    """Before its connect is accepted a client's messages are held to
+    preconnect_max_message_size (16 KiB by default), as RTMP's are; after
+    it, to max_message_size."""
+    ws = wsutil.WS(srv.http_port)
+    big = json.dumps({"op": "connect", "id": 1, "app": APP, "args": ["x" * 20000]})
+    ws.send_frame(OP_TEXT, big.encode())
+    try:
+        code, _ = ws.expect_close()
+    except (Closed, TimeoutError) as e:
+        code = str(e)
+    T.eq(code, 1009, "preconnect: a 20 KB connect closes with 1009")
+    ws.close()
+    ws = open_ws()
+    tid, text, arg = call_text(None, pad_to=60000)
+    ws.send_frame(OP_TEXT, text)
+    expect_result(ws, tid, arg, "preconnect: after connect a 60 KB message is taken")
+    ws.close()
+
+
 def main():
     global srv
     only = sys.argv[1:]
@@ -962,6 +982,8 @@ def main():
         if not only or any("deflate.negotiation".startswith(p) or p.startswith("deflate.neg")
                            for p in only):
             negotiation_cases()
+        if not only or any("preconnect".startswith(p) for p in only):
+            preconnect_cases()
         for name, fn, offer in CASES:
             if only and not any(name.startswith(p) for p in only):
                 continue
