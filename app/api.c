@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1072,18 +1073,22 @@ static void put_gauge(sh_buf *b, const char *name, const char *help, double v)
     app_metric_value(b, name, NULL, v);
 }
 
-static long proc_kb(const char *field)
+/* VmRSS and VmHWM of this process in KiB (-1 when unknown), one read of
+ * /proc/self/status. */
+static void proc_mem_kb(long *rss, long *hwm)
 {
+    *rss = *hwm = -1;
     FILE *f = fopen("/proc/self/status", "r");
+    if (!f)
+        return;
     char line[256];
-    long kb = -1;
-    size_t fl = strlen(field);
-    while (f && fgets(line, sizeof(line), f))
-        if (strncmp(line, field, fl) == 0 && line[fl] == ':')
-            kb = atol(line + fl + 1);
-    if (f)
-        fclose(f);
-    return kb;
+    while (fgets(line, sizeof(line), f)) {
+        if (strncmp(line, "VmRSS:", 6) == 0)
+            *rss = atol(line + 6);
+        else if (strncmp(line, "VmHWM:", 6) == 0)
+            *hwm = atol(line + 6);
+    }
+    fclose(f);
 }
 
 static void render_metrics(app_server *s, sh_buf *b)
@@ -1101,13 +1106,15 @@ static void render_metrics(app_server *s, sh_buf *b)
     size_t live[APP_TR_COUNT][3] = {{0}};
     uint64_t bin = s->st.bytes_in, bout = s->st.bytes_out;
     for (app_conn *k = s->conns; k; k = k->next) {
-        int st = k->closing ? 2 : k->nc_connected ? 1 : 0;
+        /* HTTP has no connect step: a request connection counts as connected */
+        int st = k->closing ? 2 : (k->nc_connected || !k->tr->wants_session) ? 1 : 0;
         live[app_tr_index(k->tr)][st]++;
         bin += k->bytes_in;
         bout += k->bytes_out;
     }
     app_metric_head(b, "sohub_connections", "gauge",
-                    "Open connections by transport and state (handshake: not connected yet).");
+                    "Open connections by transport and state (handshake: RTMP or WebSocket "
+                    "client not connected yet).");
     static const char *const stn[3] = {"handshake", "connected", "closing"};
     for (int t = 0; t < APP_TR_COUNT; t++)
         for (int st = 0; st < 3; st++) {
@@ -1160,6 +1167,12 @@ static void render_metrics(app_server *s, sh_buf *b)
         put_counter(b, "sohub_so_room_loads_total", "Rooms read from the store.", (double)es.room_loads);
         put_counter(b, "sohub_so_room_unloads_total", "Idle rooms that left memory.",
                     (double)es.room_unloads);
+        put_counter(b, "sohub_so_object_loads_total",
+                    "Shared objects brought into memory (read from the store or created).",
+                    (double)es.object_loads);
+        put_counter(b, "sohub_so_object_unloads_total",
+                    "Shared objects that left memory (room unloaded, temporary object unused).",
+                    (double)es.object_unloads);
         put_counter(b, "sohub_so_updates_total", "Versions made (changes applied).",
                     (double)es.updates);
         app_metric_head(b, "sohub_so_refusals_total", "counter",
@@ -1188,8 +1201,8 @@ static void render_metrics(app_server *s, sh_buf *b)
     put_counter(b, "sohub_chat_messages_delivered_total",
                 "Private messages sent to a connection (live or from the store).",
                 (double)cs.delivered);
-    put_counter(b, "sohub_chat_messages_acked_total", "Private messages acknowledged.",
-                (double)cs.acked);
+    put_counter(b, "sohub_chat_messages_acknowledged_total",
+                "Private messages acknowledged by their recipient.", (double)cs.acked);
     put_gauge(b, "sohub_chat_messages_queued", "Private messages stored, not yet acknowledged.",
               (double)cs.unacked);
     put_counter(b, "sohub_chat_store_failures_total", "Chat store batches that failed.",
@@ -1197,11 +1210,19 @@ static void render_metrics(app_server *s, sh_buf *b)
     /* the process */
     app_metric_histo(b, "sohub_event_loop_lag_seconds",
                      "How late a 100 ms timer of the event loop fired.", s->lag);
-    long rss = proc_kb("VmRSS"), hwm = proc_kb("VmHWM");
+    long rss, hwm;
+    proc_mem_kb(&rss, &hwm);
     put_gauge(b, "sohub_process_resident_memory_bytes", "Resident memory (VmRSS).",
               rss < 0 ? NAN : (double)rss * 1024);
     put_gauge(b, "sohub_process_resident_memory_peak_bytes", "Peak resident memory (VmHWM).",
               hwm < 0 ? NAN : (double)hwm * 1024);
+    struct rusage ru;
+    double cpu = NAN;
+    if (getrusage(RUSAGE_SELF, &ru) == 0)
+        cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
+              ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) / 1e6;
+    put_counter(b, "sohub_process_cpu_seconds_total",
+                "CPU time of the process, user and system, all threads.", cpu);
 }
 
 /* /readyz: listeners up and the stores writing. */
@@ -1211,8 +1232,17 @@ static bool ready(app_server *s, const char **why)
         *why = "stopping";
         return false;
     }
+    const app_config *cfg = s->cfg;
     if (!s->rtmp.active) {
         *why = "rtmp listener down";
+        return false;
+    }
+    if (*cfg->http_listen && !s->http.active) {
+        *why = "http listener down";
+        return false;
+    }
+    if (*cfg->https_listen && !s->https.active) {
+        *why = "https listener down";
         return false;
     }
     app_so_glue *g = app_so_glue_of(s);
