@@ -7,15 +7,16 @@
 #        JSON_DIR       keep every raw JSON result in this directory
 #        ROUNDS (3)     alternations of each comparison
 #
-# Starts two sohub-servers on 127.0.0.1 (port 0) with admin_listen and a
-# write API key: "default" with the default so_congestion_bytes (256 KiB)
-# and "c16k" with so_congestion_bytes = 16 KiB (a subscriber that falls
-# behind by that much gets diffs instead of every change sooner: rule 7).
+# Starts three sohub-servers on 127.0.0.1 (port 0) with admin_listen and
+# a write API key: "default" with the default so_congestion_bytes (256
+# KiB), "c16k" and "c4k" with so_congestion_bytes = 16 KiB and 4 KiB (a
+# subscriber that falls behind by that much gets diffs instead of every
+# change sooner: rule 7).
 #   api:     sohub-benchmark api: W keep-alive HTTP writers (one process)
 #            POST {"persistent":false,"set":{"wN":<send time>}} to one
 #            temporary object that S RTMP subscribers use (two processes);
-#            flat out with a window of pipelined requests, both servers
-#            alternately, ROUNDS times; then paced at a light rate for the
+#            flat out with a window of pipelined requests, the three
+#            servers alternately, ROUNDS times; then paced at a light rate for the
 #            latency floor.  API writes/s (200 answers), request ->
 #            delivery p50 / p99, request -> answer p50 / p99.
 #   metrics: the fan-out scenario of run.sh (1 object, 2,000 subscribers,
@@ -135,11 +136,12 @@ PY
 
 start default
 start c16k --set so_congestion_bytes=16384
+start c4k --set so_congestion_bytes=4096
 
 uptime > "$OUT/load-before.txt"
 r=1
 while [ $r -le "$ROUNDS" ]; do
-    for srv in default c16k; do
+    for srv in default c16k c4k; do
         api "api-$srv-$r" "$srv" -s "$SUBS" -w "$WRITERS" --window "$WINDOW" -P 3 -d "$DUR" \
             --so-prefix "r$r"
     done
@@ -222,7 +224,8 @@ print("load before: " + text("load-before.txt"))
 print("load after:  " + text("load-after.txt"))
 print("api: %s HTTP writers x window %s, %s RTMP subscribers, one temporary object" % (writers, window, subs))
 best = 0
-for srv, label in (("default", "so_congestion_bytes 256k"), ("c16k", "so_congestion_bytes 16k")):
+for srv, label in (("default", "so_congestion_bytes 256k"), ("c16k", "so_congestion_bytes 16k"),
+                   ("c4k", "so_congestion_bytes 4k")):
     for r in range(1, rounds + 1):
         d = load("api-%s-%d" % (srv, r))
         if not d:
