@@ -6,11 +6,13 @@
 #include <http_parser.h>
 #include <math.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -63,6 +65,10 @@ typedef struct api {
     api_lock *locks;
     uv_timer_t lock_timer;
     bool timer_on;
+    /* SHA-256 fetched once: OpenSSL 3's one-shot SHA256() fetches the
+     * algorithm on every call, about two thirds of its cost */
+    EVP_MD *sha256;
+    EVP_MD_CTX *md_ctx;
 } api;
 
 /* ---- small helpers ---- */
@@ -208,9 +214,18 @@ static cJSON *slots_json(const so_object *o)
 
 /* ---- authentication ---- */
 
+static void key_digest(api *a, const char *v, size_t n, uint8_t d[SHA256_DIGEST_LENGTH])
+{
+    unsigned int len = 0;
+    if (!a->sha256 || !a->md_ctx || EVP_DigestInit_ex(a->md_ctx, a->sha256, NULL) != 1 ||
+        EVP_DigestUpdate(a->md_ctx, v, n) != 1 || EVP_DigestFinal_ex(a->md_ctx, d, &len) != 1 ||
+        len != SHA256_DIGEST_LENGTH)
+        SHA256((const unsigned char *)v, n, d);
+}
+
 /* The key the request presents, NULL when none matches.  Every key is
  * compared, in constant time, as SHA-256 digests (equal length). */
-static const api_key *authenticate(const api *a, const app_http_req *r)
+static const api_key *authenticate(api *a, const app_http_req *r)
 {
     const char *v = app_http_header(r, "X-Api-Key");
     const char *auth = app_http_header(r, "Authorization");
@@ -219,7 +234,7 @@ static const api_key *authenticate(const api *a, const app_http_req *r)
     if (!v)
         return NULL;
     uint8_t d[SHA256_DIGEST_LENGTH];
-    SHA256((const unsigned char *)v, strlen(v), d);
+    key_digest(a, v, strlen(v), d);
     const api_key *found = NULL;
     for (size_t i = 0; i < a->nkeys; i++)
         if (CRYPTO_memcmp(d, a->keys[i].digest, sizeof(d)) == 0)
@@ -298,6 +313,20 @@ static void idem_done(idem *e, int status, const char *body)
     e->body = strdup(body ? body : "");
 }
 
+/* Sends text (len bytes, then a newline the buffer has room for; text is
+ * NUL-terminated and the NUL is overwritten) as the JSON answer of a write
+ * and remembers it for its key. */
+static void answer_text(api *a, app_conn *c, const app_http_req *r, const app_http_later *later,
+                        idem *e, int status, char *text, size_t n)
+{
+    idem_done(e, status, text);
+    text[n++] = '\n';
+    if (later)
+        app_http_respond_later(a->srv, later, status, "application/json", NULL, text, n);
+    else
+        app_http_respond(c, r, status, "application/json", NULL, text, n);
+}
+
 /* Sends the JSON answer of a write and remembers it for its key. */
 static void answer(api *a, app_conn *c, const app_http_req *r, const app_http_later *later,
                    idem *e, int status, cJSON *j)
@@ -306,15 +335,24 @@ static void answer(api *a, app_conn *c, const app_http_req *r, const app_http_la
     cJSON_Delete(j);
     if (!text)
         text = strdup("{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}");
-    idem_done(e, status, text);
-    size_t n = text ? strlen(text) : 0;
-    if (text)
-        text[n++] = '\n'; /* overwrites the NUL: sent with its length */
-    if (later)
-        app_http_respond_later(a->srv, later, status, "application/json", NULL, text, n);
-    else
-        app_http_respond(c, r, status, "application/json", NULL, text, n);
+    if (!text) {
+        /* nothing left to build an answer with: the client gets a 500 */
+        char fallback[] = "{}";
+        answer_text(a, c, r, later, e, 500, fallback, 2);
+        return;
+    }
+    answer_text(a, c, r, later, e, status, text, strlen(text));
     free(text);
+}
+
+/* {"version":N}: the answer of every successful object write, the API's
+ * most frequent, made without building and printing a cJSON tree. */
+static void answer_version(api *a, app_conn *c, const app_http_req *r,
+                           const app_http_later *later, idem *e, uint32_t version)
+{
+    char text[48];
+    int n = snprintf(text, sizeof(text), "{\"version\":%u}", (unsigned)version);
+    answer_text(a, c, r, later, e, 200, text, (size_t)n);
 }
 
 static cJSON *error_json(const char *code, const char *msg)
@@ -366,16 +404,11 @@ typedef struct write_wait {
 static void on_write_durable(void *ud, int status)
 {
     write_wait *w = ud;
-    cJSON *j;
-    int st = 200;
-    if (status == 0) {
-        j = cJSON_CreateObject();
-        cJSON_AddNumberToObject(j, "version", w->version);
-    } else {
-        st = 503;
-        j = error_json("store_failed", "the change is applied in memory but was not stored");
-    }
-    answer(w->a, NULL, NULL, &w->later, w->e, st, j);
+    if (status == 0)
+        answer_version(w->a, NULL, NULL, &w->later, w->e, w->version);
+    else
+        answer(w->a, NULL, NULL, &w->later, w->e, 503,
+               error_json("store_failed", "the change is applied in memory but was not stored"));
     free(w);
 }
 
@@ -486,9 +519,7 @@ static bool object_post(api *a, app_conn *c, const app_http_req *r, idem *ie, co
         return true;
     }
     if (!persistent) {
-        cJSON *out = cJSON_CreateObject();
-        cJSON_AddNumberToObject(out, "version", version);
-        answer(a, c, r, NULL, ie, 200, out);
+        answer_version(a, c, r, NULL, ie, version);
         return true;
     }
     /* answered once stored, like a client's Success */
@@ -1072,18 +1103,22 @@ static void put_gauge(sh_buf *b, const char *name, const char *help, double v)
     app_metric_value(b, name, NULL, v);
 }
 
-static long proc_kb(const char *field)
+/* VmRSS and VmHWM of this process in KiB (-1 when unknown), one read of
+ * /proc/self/status. */
+static void proc_mem_kb(long *rss, long *hwm)
 {
+    *rss = *hwm = -1;
     FILE *f = fopen("/proc/self/status", "r");
+    if (!f)
+        return;
     char line[256];
-    long kb = -1;
-    size_t fl = strlen(field);
-    while (f && fgets(line, sizeof(line), f))
-        if (strncmp(line, field, fl) == 0 && line[fl] == ':')
-            kb = atol(line + fl + 1);
-    if (f)
-        fclose(f);
-    return kb;
+    while (fgets(line, sizeof(line), f)) {
+        if (strncmp(line, "VmRSS:", 6) == 0)
+            *rss = atol(line + 6);
+        else if (strncmp(line, "VmHWM:", 6) == 0)
+            *hwm = atol(line + 6);
+    }
+    fclose(f);
 }
 
 static void render_metrics(app_server *s, sh_buf *b)
@@ -1101,13 +1136,15 @@ static void render_metrics(app_server *s, sh_buf *b)
     size_t live[APP_TR_COUNT][3] = {{0}};
     uint64_t bin = s->st.bytes_in, bout = s->st.bytes_out;
     for (app_conn *k = s->conns; k; k = k->next) {
-        int st = k->closing ? 2 : k->nc_connected ? 1 : 0;
+        /* HTTP has no connect step: a request connection counts as connected */
+        int st = k->closing ? 2 : (k->nc_connected || !k->tr->wants_session) ? 1 : 0;
         live[app_tr_index(k->tr)][st]++;
         bin += k->bytes_in;
         bout += k->bytes_out;
     }
     app_metric_head(b, "sohub_connections", "gauge",
-                    "Open connections by transport and state (handshake: not connected yet).");
+                    "Open connections by transport and state (handshake: RTMP or WebSocket "
+                    "client not connected yet).");
     static const char *const stn[3] = {"handshake", "connected", "closing"};
     for (int t = 0; t < APP_TR_COUNT; t++)
         for (int st = 0; st < 3; st++) {
@@ -1160,6 +1197,12 @@ static void render_metrics(app_server *s, sh_buf *b)
         put_counter(b, "sohub_so_room_loads_total", "Rooms read from the store.", (double)es.room_loads);
         put_counter(b, "sohub_so_room_unloads_total", "Idle rooms that left memory.",
                     (double)es.room_unloads);
+        put_counter(b, "sohub_so_object_loads_total",
+                    "Shared objects brought into memory (read from the store or created).",
+                    (double)es.object_loads);
+        put_counter(b, "sohub_so_object_unloads_total",
+                    "Shared objects that left memory (room unloaded, temporary object unused).",
+                    (double)es.object_unloads);
         put_counter(b, "sohub_so_updates_total", "Versions made (changes applied).",
                     (double)es.updates);
         app_metric_head(b, "sohub_so_refusals_total", "counter",
@@ -1188,8 +1231,8 @@ static void render_metrics(app_server *s, sh_buf *b)
     put_counter(b, "sohub_chat_messages_delivered_total",
                 "Private messages sent to a connection (live or from the store).",
                 (double)cs.delivered);
-    put_counter(b, "sohub_chat_messages_acked_total", "Private messages acknowledged.",
-                (double)cs.acked);
+    put_counter(b, "sohub_chat_messages_acknowledged_total",
+                "Private messages acknowledged by their recipient.", (double)cs.acked);
     put_gauge(b, "sohub_chat_messages_queued", "Private messages stored, not yet acknowledged.",
               (double)cs.unacked);
     put_counter(b, "sohub_chat_store_failures_total", "Chat store batches that failed.",
@@ -1197,11 +1240,19 @@ static void render_metrics(app_server *s, sh_buf *b)
     /* the process */
     app_metric_histo(b, "sohub_event_loop_lag_seconds",
                      "How late a 100 ms timer of the event loop fired.", s->lag);
-    long rss = proc_kb("VmRSS"), hwm = proc_kb("VmHWM");
+    long rss, hwm;
+    proc_mem_kb(&rss, &hwm);
     put_gauge(b, "sohub_process_resident_memory_bytes", "Resident memory (VmRSS).",
               rss < 0 ? NAN : (double)rss * 1024);
     put_gauge(b, "sohub_process_resident_memory_peak_bytes", "Peak resident memory (VmHWM).",
               hwm < 0 ? NAN : (double)hwm * 1024);
+    struct rusage ru;
+    double cpu = NAN;
+    if (getrusage(RUSAGE_SELF, &ru) == 0)
+        cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
+              ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) / 1e6;
+    put_counter(b, "sohub_process_cpu_seconds_total",
+                "CPU time of the process, user and system, all threads.", cpu);
 }
 
 /* /readyz: listeners up and the stores writing. */
@@ -1211,8 +1262,17 @@ static bool ready(app_server *s, const char **why)
         *why = "stopping";
         return false;
     }
+    const app_config *cfg = s->cfg;
     if (!s->rtmp.active) {
         *why = "rtmp listener down";
+        return false;
+    }
+    if (*cfg->http_listen && !s->http.active) {
+        *why = "http listener down";
+        return false;
+    }
+    if (*cfg->https_listen && !s->https.active) {
+        *why = "https listener down";
         return false;
     }
     app_so_glue *g = app_so_glue_of(s);
@@ -1285,6 +1345,10 @@ static void on_shutdown(app_server *s, void *ud)
     sh_map_cleanup(&a->idem);
     free(a->keys);
     a->keys = NULL;
+    EVP_MD_CTX_free(a->md_ctx);
+    EVP_MD_free(a->sha256);
+    a->md_ctx = NULL;
+    a->sha256 = NULL;
     app_server_set_ext(s, APP_EXT_API, NULL);
     uv_close((uv_handle_t *)&a->lock_timer, on_timer_closed); /* frees a */
 }
@@ -1328,6 +1392,8 @@ int app_api_register(app_server *srv)
         free(a);
         return SH_ENOMEM;
     }
+    a->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL); /* NULL: SHA256() is used instead */
+    a->md_ctx = EVP_MD_CTX_new();
     uv_timer_init(app_server_loop(srv), &a->lock_timer);
     a->lock_timer.data = a;
     int rc = app_server_add_http_handler(srv, 1u << APP_LISTEN_ADMIN, "/", handle, a);
@@ -1336,8 +1402,11 @@ int app_api_register(app_server *srv)
     if (rc == 0)
         rc = app_server_on_reconfigure(srv, on_reconfigure, a);
     if (rc) {
+        EVP_MD_CTX_free(a->md_ctx);
+        EVP_MD_free(a->sha256);
         free(a->keys);
-        free(a);
+        sh_map_cleanup(&a->idem);
+        uv_close((uv_handle_t *)&a->lock_timer, on_timer_closed); /* frees a */
         return rc;
     }
     app_server_set_ext(srv, APP_EXT_API, a);

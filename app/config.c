@@ -227,6 +227,13 @@ int app_config_set_server(app_config *c, const char *key, const char *value,
         else return errf(err, errsz, SH_EINVAL, "ws_deflate: '%s' is not true|false", value);
         return 0;
     }
+    if (strcmp(key, "log_format") == 0) {
+        int f = sh_log_format_parse(value);
+        if (f < 0)
+            return errf(err, errsz, SH_EINVAL, "log_format: '%s' is not text|json", value);
+        c->log_format = f;
+        return 0;
+    }
     if (strcmp(key, "store_sync") == 0) {
         if (strcmp(value, "normal") == 0) c->store_sync_full = false;
         else if (strcmp(value, "full") == 0) c->store_sync_full = true;

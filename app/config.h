@@ -136,6 +136,7 @@ typedef struct app_config {
     uint32_t so_unload_idle_s;       /* idle rooms' persistent objects leave memory, 0 = never */
     uint64_t chat_max_stored;        /* unacknowledged private messages, whole server */
     bool store_sync_full;            /* store_sync = full: SQLite synchronous=FULL */
+    int log_format;                  /* log_format: sh_log_format (text, json) */
 
     /* [sample NAME] sections: settings of the sample applications,
      * kept as text in file order and validated by samples/ at start. */

@@ -156,6 +156,7 @@ int main(int argc, char **argv)
         return 2;
     }
     sh_log_set_level((sh_log_level)cfg.log_level_num);
+    sh_log_set_format((sh_log_format)cfg.log_format);
     signal(SIGPIPE, SIG_IGN);
     /* Everything the server creates (the database and its -wal / -shm,
      * the port file) is for this user only, whatever the directory. */

@@ -726,6 +726,7 @@ static so_object *object_new(so_engine *e, so_room *r, const char *name, size_t 
         return NULL;
     }
     e->nobjects++;
+    e->st.object_loads++;
     return o;
 }
 
@@ -737,6 +738,7 @@ static void room_free_objects(so_engine *e, so_room *r)
     while ((o = sh_map_next(&r->objects, &it)) != NULL) {
         object_free(e, o);
         e->nobjects--;
+        e->st.object_unloads++;
     }
     sh_map_cleanup(&r->objects); /* leaves the map empty and usable */
 }
@@ -764,6 +766,7 @@ static void object_maybe_drop(so_engine *e, so_object *o)
     sh_map_del(&r->objects, o->name, o->name_len);
     object_free(e, o);
     e->nobjects--;
+    e->st.object_unloads++;
     room_maybe_drop(e, r);
 }
 

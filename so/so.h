@@ -410,6 +410,9 @@ typedef struct so_engine_stats {
     uint64_t store_failures;
     uint64_t room_loads;       /* rooms read from the store */
     uint64_t room_unloads;     /* rooms freed by so_engine_unload_idle */
+    uint64_t object_loads;     /* objects brought into memory (read from the store or new) */
+    uint64_t object_unloads;   /* objects freed (their room unloaded, or a temporary
+                                  object nobody uses any more) */
     uint64_t uses_deferred;    /* Use answered without the state (caught up later) */
     uint64_t catch_ups;        /* objects caught up after congestion */
     /* Refused requests by kind: refused[i] counts so_refusal_name(i)

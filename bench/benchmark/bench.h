@@ -24,6 +24,7 @@ typedef enum bench_scenario {
     BENCH_FANOUT,
     BENCH_PERSIST,
     BENCH_CHAT,
+    BENCH_API,
 } bench_scenario;
 
 /* Caps: every run is bounded in count and time. */
@@ -52,6 +53,13 @@ typedef struct bench_opts {
     uint32_t procs;
     uint32_t src_ips;     /* 0 = do not bind; n = 127.0.0.1 .. 127.0.0.n */
     const char *so_prefix;
+    /* api: the admin listener ("http://HOST:PORT"), the API key, and the
+     * room the subscribers are in, split for the API's path */
+    const char *api_url;
+    char api_host[256];
+    int api_port;
+    const char *api_key;
+    char room_app[256], room_inst[256];
     bool digest;
     bool json;
     bool quiet;
@@ -91,6 +99,7 @@ typedef struct bench_report {
     char first_error[BENCH_ERRMSG]; /* first failure reason seen, "" if none */
     bench_hist connect_lat;  /* TCP connect start -> connect _result */
     bench_hist lat;          /* scenario latency: delivery / ack */
+    bench_hist lat2;         /* api: request sent -> answer received */
 } bench_report;
 
 /* Runs one worker to completion; returns the process exit code. */

@@ -22,6 +22,7 @@ const char *bench_scenario_name(bench_scenario s)
     case BENCH_FANOUT: return "fanout";
     case BENCH_PERSIST: return "persist";
     case BENCH_CHAT: return "chat";
+    case BENCH_API: return "api";
     }
     return "?";
 }
@@ -36,6 +37,8 @@ static void usage(FILE *f)
         "  fanout    R rooms x S subscribers x W writers on temporary shared objects\n"
         "  persist   durable changes per second on persistent shared objects\n"
         "  chat      private messages between U users (chat.sendPrivate / chat.onPrivate)\n"
+        "  api       W keep-alive HTTP writers on the server API (--api, --api-key) change one\n"
+        "            temporary object that S RTMP subscribers use\n"
         "options:\n"
         "  -n, --connections N   connections (connect, idle; default 1000)\n"
         "  -c, --concurrency C   connect: connections in flight; others: setups in flight (default 100)\n"
@@ -46,13 +49,16 @@ static void usage(FILE *f)
         "      --pid PID         the server process: idle reads its VmRSS, all report its CPU time\n"
         "  -r, --rooms R         fanout rooms (default 1)\n"
         "  -s, --subs S          fanout subscribers per room (default 100)\n"
-        "  -w, --writers W       writers per room (fanout, default 1) or in total (persist, default 4)\n"
+        "  -w, --writers W       writers per room (fanout, default 1) or in total (persist, default 4;\n"
+        "                        api: HTTP connections, default 8)\n"
         "  -U, --users U         chat users (default 100)\n"
         "      --rate X          changes per second per writer; 0 = flat out (default 0)\n"
         "      --window K        outstanding changes per writer (default 1 flat out, 1000 with --rate)\n"
         "  -P, --procs N         worker processes (default 1)\n"
         "      --src-ips M       bind sources to 127.0.0.1 .. 127.0.0.M (default: no bind)\n"
         "      --so-prefix P     shared object name prefix (default \"bench\")\n"
+        "      --api URL         api: the admin listener, http://HOST:PORT\n"
+        "      --api-key KEY     api: a write API key (default: env SOHUB_API_KEY)\n"
         "      --digest          sign C1 (digest handshake)\n"
         "      --json            print the result as JSON on stdout\n"
         "  -q, --quiet           no progress line\n");
@@ -111,7 +117,26 @@ static int parse_secs(const char *s, double *out)
 }
 
 enum { OPT_KEEP = 256, OPT_TIMEOUT, OPT_SETTLE, OPT_PID, OPT_RATE, OPT_WINDOW,
-       OPT_SRC, OPT_PREFIX, OPT_DIGEST, OPT_JSON };
+       OPT_SRC, OPT_PREFIX, OPT_DIGEST, OPT_JSON, OPT_API, OPT_API_KEY };
+
+/* "http://HOST:PORT[/]" into o->api_host / o->api_port. */
+static int parse_api_url(bench_opts *o, const char *url)
+{
+    if (strncmp(url, "http://", 7) != 0)
+        return -1;
+    const char *h = url + 7;
+    const char *colon = strchr(h, ':');
+    if (!colon || colon == h || (size_t)(colon - h) >= sizeof o->api_host)
+        return -1;
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (end == colon + 1 || (*end && strcmp(end, "/") != 0) || port <= 0 || port > 65535)
+        return -1;
+    memcpy(o->api_host, h, (size_t)(colon - h));
+    o->api_host[colon - h] = 0;
+    o->api_port = (int)port;
+    return 0;
+}
 
 static int parse_args(bench_opts *o, int argc, char **argv)
 {
@@ -135,6 +160,8 @@ static int parse_args(bench_opts *o, int argc, char **argv)
         {"so-prefix", required_argument, NULL, OPT_PREFIX},
         {"digest", no_argument, NULL, OPT_DIGEST},
         {"json", no_argument, NULL, OPT_JSON},
+        {"api", required_argument, NULL, OPT_API},
+        {"api-key", required_argument, NULL, OPT_API_KEY},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -181,6 +208,8 @@ static int parse_args(bench_opts *o, int argc, char **argv)
         case OPT_PREFIX: o->so_prefix = optarg; break;
         case OPT_DIGEST: o->digest = true; break;
         case OPT_JSON: o->json = true; break;
+        case OPT_API: o->api_url = optarg; bad = parse_api_url(o, optarg); break;
+        case OPT_API_KEY: o->api_key = optarg; break;
         case 'q': o->quiet = true; break;
         case 'h': usage(stdout); exit(0);
         default: return -1;
@@ -200,6 +229,7 @@ static int parse_args(bench_opts *o, int argc, char **argv)
     else if (strcmp(sc, "fanout") == 0) o->scenario = BENCH_FANOUT;
     else if (strcmp(sc, "persist") == 0) o->scenario = BENCH_PERSIST;
     else if (strcmp(sc, "chat") == 0) o->scenario = BENCH_CHAT;
+    else if (strcmp(sc, "api") == 0) o->scenario = BENCH_API;
     else {
         fprintf(stderr, "sohub-benchmark: unknown scenario '%s'\n", sc);
         return -1;
@@ -209,7 +239,26 @@ static int parse_args(bench_opts *o, int argc, char **argv)
         return -1;
     }
     if (!writers_set)
-        o->writers = o->scenario == BENCH_PERSIST ? 4 : 1;
+        o->writers = o->scenario == BENCH_PERSIST ? 4 : o->scenario == BENCH_API ? 8 : 1;
+    if (o->scenario == BENCH_API) {
+        if (!o->api_key)
+            o->api_key = getenv("SOHUB_API_KEY");
+        if (!o->api_url || !o->api_key || !*o->api_key || strpbrk(o->api_key, "\r\n")) {
+            fprintf(stderr, "sohub-benchmark: api needs --api http://HOST:PORT and --api-key\n");
+            return -1;
+        }
+        /* the room of the URL's path: APP[/INSTANCE], the instance
+         * _definst_ when none is given (as the server does) */
+        const char *slash = strchr(o->app, '/');
+        size_t al = slash ? (size_t)(slash - o->app) : strlen(o->app);
+        if (al == 0 || al >= sizeof o->room_app || (slash && (!slash[1] || strchr(slash + 1, '/')))) {
+            fprintf(stderr, "sohub-benchmark: api wants -u rtmp://HOST:PORT/APP[/INSTANCE]\n");
+            return -1;
+        }
+        memcpy(o->room_app, o->app, al);
+        o->room_app[al] = 0;
+        snprintf(o->room_inst, sizeof o->room_inst, "%s", slash ? slash + 1 : "_definst_");
+    }
     if (o->procs == 0)
         o->procs = 1;
     if (o->concurrency == 0)
@@ -226,13 +275,15 @@ static int parse_args(bench_opts *o, int argc, char **argv)
     case BENCH_FANOUT: total = (uint64_t)o->rooms * (o->subs + o->writers); break;
     case BENCH_PERSIST: total = o->writers; break;
     case BENCH_CHAT: total = o->users; break;
+    case BENCH_API: total = (uint64_t)o->subs + o->writers; break;
     }
     if (total == 0 || total > BENCH_MAX_CONNECTIONS) {
         fprintf(stderr, "sohub-benchmark: %llu connections (allowed 1..%u)\n",
                 (unsigned long long)total, BENCH_MAX_CONNECTIONS);
         return -1;
     }
-    if ((o->scenario == BENCH_FANOUT || o->scenario == BENCH_PERSIST) && o->writers == 0) {
+    if ((o->scenario == BENCH_FANOUT || o->scenario == BENCH_PERSIST ||
+         o->scenario == BENCH_API) && o->writers == 0) {
         fprintf(stderr, "sohub-benchmark: %s needs at least one writer\n",
                 bench_scenario_name(o->scenario));
         return -1;
@@ -401,7 +452,7 @@ static void progress_tick(progress *p, const bench_opts *o, const wproc *w, uint
     fprintf(stderr, "[%6.1fs] %-7s connected %llu failed %llu",
             (double)(now - p->start) / 1e6, phase,
             (unsigned long long)c.connected, (unsigned long long)c.failed);
-    if (o->scenario == BENCH_FANOUT || o->scenario == BENCH_PERSIST || o->scenario == BENCH_CHAT)
+    if (o->scenario >= BENCH_FANOUT)
         fprintf(stderr, " | sent %llu acked %llu delivered %llu (%.0f/s)",
                 (unsigned long long)c.sent, (unsigned long long)c.acked,
                 (unsigned long long)c.delivered,
@@ -541,14 +592,16 @@ int main(int argc, char **argv)
     /* aggregate */
     bench_counts c;
     sum_counts(w, n, &c);
-    bench_hist clat, lat;
+    bench_hist clat, lat, lat2;
     bench_hist_init(&clat);
     bench_hist_init(&lat);
+    bench_hist_init(&lat2);
     uint64_t first = 0, last = 0;
     const char *first_error = "";
     for (uint32_t i = 0; i < n; i++) {
         bench_hist_merge(&clat, &w[i].last.connect_lat);
         bench_hist_merge(&lat, &w[i].last.lat);
+        bench_hist_merge(&lat2, &w[i].last.lat2);
         if (w[i].last.t_first && (first == 0 || w[i].last.t_first < first))
             first = w[i].last.t_first;
         if (w[i].last.t_last > last)
@@ -570,6 +623,7 @@ int main(int argc, char **argv)
     case BENCH_FANOUT: expected = (uint64_t)o->rooms * (o->subs + o->writers); break;
     case BENCH_PERSIST: expected = o->writers; break;
     case BENCH_CHAT: expected = o->users; break;
+    case BENCH_API: expected = (uint64_t)o->subs + o->writers; break;
     }
     /* server CPU over the measured window (connect: the whole run) */
     double server_cpu = cpu_go >= 0 && cpu_stop >= cpu_go ? cpu_stop - cpu_go : -1;
@@ -587,6 +641,8 @@ int main(int argc, char **argv)
         ok = ok && c.delivered > 0;
     if (o->scenario == BENCH_CHAT)
         ok = ok && c.acked > 0 && c.delivered > 0;
+    if (o->scenario == BENCH_API)
+        ok = ok && c.subscribed == o->subs && c.acked > 0 && (o->subs == 0 || c.delivered > 0);
 
     if (o->json) {
         cJSON *root = cJSON_CreateObject();
@@ -616,6 +672,10 @@ int main(int argc, char **argv)
             cJSON_AddNumberToObject(root, "acked_per_second", ack_rate);
             cJSON_AddNumberToObject(root, "deliveries_per_second", deliver_rate);
             lat_json(root, o->scenario == BENCH_PERSIST ? "ack_latency_us" : "delivery_latency_us", &lat);
+            if (o->scenario == BENCH_API) {
+                cJSON_AddNumberToObject(root, "api_writes_per_second", ack_rate);
+                lat_json(root, "answer_latency_us", &lat2);
+            }
         }
         if (server_cpu >= 0) {
             cJSON_AddNumberToObject(root, "server_cpu_seconds", server_cpu);
@@ -662,6 +722,16 @@ int main(int argc, char **argv)
                    "changes", (unsigned long long)c.sent, (unsigned long long)c.acked,
                    ack_rate, (unsigned long long)c.rejected);
             lat_line("ack latency", &lat);
+        }
+        if (o->scenario == BENCH_API) {
+            printf("%-18s %u HTTP writers, %u RTMP subscribers, %s, window %u, %.2f s\n", "run",
+                   o->writers, o->subs, o->rate > 0 ? "paced" : "flat out", o->window, run_s);
+            printf("%-18s sent %llu, answered 200 %llu (%.1f API writes/s)\n", "writes",
+                   (unsigned long long)c.sent, (unsigned long long)c.acked, ack_rate);
+            printf("%-18s %llu (%.1f/s)\n", "deliveries", (unsigned long long)c.delivered,
+                   deliver_rate);
+            lat_line("answer latency", &lat2);
+            lat_line("request->delivery", &lat);
         }
         if (o->scenario == BENCH_CHAT) {
             printf("%-18s %u users, window %u, %.2f s\n", "run", o->users, o->window, run_s);

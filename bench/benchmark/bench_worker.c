@@ -7,6 +7,11 @@
  * uv_check) each dirty connection is flushed with one uv_try_write /
  * uv_write of up to BENCH_IOV slices.
  *
+ * The api scenario's writers are HTTP/1.1 keep-alive connections to the
+ * admin listener instead: each change is one POST to the server API, up to
+ * `window` of them pipelined, and their answers are read in place
+ * (status line and Content-Length, nothing else).
+ *
  * Setup is paced: at most `concurrency` connections are between TCP connect
  * and the end of their setup (connect _result, plus UseSuccess where the
  * scenario uses a shared object), so the server's listen backlog is never
@@ -20,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -88,6 +94,8 @@ typedef struct wconn {
     double chat_acked;    /* chat: highest id acknowledged with chat.ack */
     double ack_txid;
     uint32_t wslot;       /* index in w->writers when role == ROLE_WRITER */
+    bool http;            /* api: an HTTP writer on the admin listener (rc is NULL) */
+    sh_buf hin;           /* api: answer bytes not yet complete */
 } wconn;
 
 struct worker {
@@ -101,6 +109,7 @@ struct worker {
     uv_poll_t ctl;
     int ctl_fd, rep_fd;
     struct sockaddr_in dst;
+    struct sockaddr_in api_dst; /* api: the admin listener */
     uint8_t random[RTMP_HANDSHAKE_SIZE];
     uint8_t *rbuf;
     bool rbuf_busy;
@@ -271,6 +280,7 @@ static void on_close(uv_handle_t *h)
             }
     }
     rtmp_conn_free(c->rc);
+    sh_buf_cleanup(&c->hin);
     sh_outq_cleanup(&c->outq);
     free(c->send_times);
     w->conns[c->local] = NULL;
@@ -414,9 +424,32 @@ static void note_ack(wconn *c)
         uint64_t t = c->send_times[c->st_head];
         c->st_head = (c->st_head + 1) % cap;
         c->st_count--;
-        if (w->running && w->o->scenario != BENCH_FANOUT && w->o->scenario != BENCH_CHAT)
+        if (w->running && w->o->scenario == BENCH_API)
+            bench_hist_add(&w->rep.lat2, w->t_read > t ? w->t_read - t : 0);
+        else if (w->running && w->o->scenario != BENCH_FANOUT && w->o->scenario != BENCH_CHAT)
             bench_hist_add(&w->rep.lat, w->t_read > t ? w->t_read - t : 0);
     }
+}
+
+/* One POST of the api scenario: the writer's key set to the send time, in
+ * a temporary object (what the subscribers use). */
+static int api_send(wconn *c, uint64_t now)
+{
+    const bench_opts *o = c->w->o;
+    char body[160], req[1024];
+    int bn = snprintf(body, sizeof body, "{\"persistent\":false,\"set\":{\"%s\":%llu}}",
+                      c->key, (unsigned long long)now);
+    int n = snprintf(req, sizeof req,
+                     "POST /api/v1/apps/%s/instances/%s/objects/%s HTTP/1.1\r\n"
+                     "Host: %s:%d\r\nAuthorization: Bearer %s\r\n"
+                     "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
+                     o->room_app, o->room_inst, c->so_name, o->api_host, o->api_port,
+                     o->api_key, bn, body);
+    if (bn < 0 || (size_t)bn >= sizeof body || n < 0 || (size_t)n >= sizeof req)
+        return SH_EINVAL;
+    int rc = sh_outq_push_copy(&c->outq, req, (size_t)n);
+    mark_dirty(c);
+    return rc;
 }
 
 static void send_one(wconn *c)
@@ -424,7 +457,9 @@ static void send_one(wconn *c)
     worker *w = c->w;
     uint64_t now = bench_now_us();
     int rc;
-    if (w->o->scenario == BENCH_CHAT) {
+    if (c->http) {
+        rc = api_send(c, now);
+    } else if (w->o->scenario == BENCH_CHAT) {
         char to[32], text[48];
         uint32_t users = w->o->users;
         snprintf(to, sizeof to, "bench_user%u", (c->gidx + 1) % users);
@@ -579,7 +614,8 @@ static void on_connected(wconn *c)
     w->rep.c.connected++;
     bench_hist_add(&w->rep.connect_lat, bench_now_us() - c->t_start);
     c->state = ST_READY;
-    if (w->o->scenario == BENCH_FANOUT || w->o->scenario == BENCH_PERSIST)
+    if (w->o->scenario == BENCH_FANOUT || w->o->scenario == BENCH_PERSIST ||
+        w->o->scenario == BENCH_API)
         send_use(c);
     else
         setup_finish(c, true);
@@ -747,6 +783,78 @@ static void on_message(wconn *c, const rtmp_msg *m)
     }
 }
 
+/* Content-Length of the header block h[0..n), -1 when absent or bad. */
+static long api_content_length(const char *h, size_t n)
+{
+    static const char name[] = "\r\ncontent-length:";
+    size_t k = sizeof name - 1;
+    for (size_t i = 0; i + k <= n; i++) {
+        if (strncasecmp(h + i, name, k) != 0)
+            continue;
+        long v = 0;
+        size_t j = i + k;
+        while (j < n && h[j] == ' ')
+            j++;
+        if (j >= n || h[j] < '0' || h[j] > '9')
+            return -1;
+        while (j < n && h[j] >= '0' && h[j] <= '9' && v < (1L << 30))
+            v = v * 10 + (h[j++] - '0');
+        return v;
+    }
+    return -1;
+}
+
+/* The answers in bytes just read: each complete one is one acknowledged
+ * write (200) or an error; the writer then sends its next. */
+static void api_read(wconn *c, const uint8_t *p, size_t n)
+{
+    worker *w = c->w;
+    if (sh_buf_append(&c->hin, p, n) < 0) {
+        conn_fail(c, "api: an answer larger than %s", "1 MiB");
+        return;
+    }
+    size_t off = 0;
+    while (!c->closing) {
+        const char *s = (const char *)c->hin.data + off;
+        size_t left = c->hin.len - off;
+        const char *eoh = left >= 4 ? memmem(s, left, "\r\n\r\n", 4) : NULL;
+        if (!eoh)
+            break;
+        size_t hl = (size_t)(eoh - s) + 4;
+        long cl = api_content_length(s, hl);
+        if (cl < 0 || left < 12 || memcmp(s, "HTTP/1.1 ", 9) != 0) {
+            conn_fail(c, "api: a malformed answer%s", "");
+            return;
+        }
+        if (left < hl + (size_t)cl)
+            break;
+        int status = atoi(s + 9);
+        if (status == 200) {
+            if (w->running)
+                w->rep.c.acked++;
+        } else {
+            char text[96];
+            size_t tl = (size_t)cl < sizeof text - 1 ? (size_t)cl : sizeof text - 1;
+            memcpy(text, s + hl, tl);
+            text[tl] = 0;
+            for (size_t i = 0; i < tl; i++)
+                if (text[i] < 0x20 || text[i] > 0x7e)
+                    text[i] = '?';
+            w->rep.c.server_errors++;
+            if (!w->rep.first_error[0])
+                snprintf(w->rep.first_error, sizeof w->rep.first_error, "api: HTTP %d %s",
+                         status, text);
+        }
+        off += hl + (size_t)cl;
+        note_ack(c);
+    }
+    if (off) {
+        memmove(c->hin.data, c->hin.data + off, c->hin.len - off);
+        c->hin.len -= off;
+    }
+    writer_fill(c);
+}
+
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     (void)suggested;
@@ -782,6 +890,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     w->rep.c.bytes_in += (uint64_t)nread;
     w->t_read = bench_now_us();
+    if (c->http) {
+        api_read(c, (const uint8_t *)buf->base, (size_t)nread);
+        return;
+    }
     const uint8_t *p = (const uint8_t *)buf->base;
     size_t left = (size_t)nread;
     while (!c->closing) {
@@ -820,6 +932,18 @@ static void on_connect(uv_connect_t *req, int status)
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
+    if (c->http) {
+        sh_buf_init(&c->hin, 1 << 20);
+        c->state = ST_READY;
+        w->rep.c.connected++;
+        bench_hist_add(&w->rep.connect_lat, bench_now_us() - c->t_start);
+        int r = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+        if (r < 0)
+            conn_fail(c, "read start failed: %s", uv_strerror(r));
+        else
+            setup_finish(c, true);
+        return;
+    }
     rtmp_conn_config cfg;
     rtmp_conn_config_default(&cfg, RTMP_ROLE_CLIENT);
     cfg.client_digest = w->o->digest;
@@ -852,6 +976,16 @@ static void conn_plan(wconn *c)
         }
         break;
     }
+    case BENCH_API:
+        snprintf(c->so_name, sizeof c->so_name, "%s_api", o->so_prefix);
+        if (c->gidx < o->writers) {
+            c->role = ROLE_WRITER;
+            c->http = true;
+            snprintf(c->key, sizeof c->key, "w%u", c->gidx);
+        } else {
+            c->role = ROLE_SUB;
+        }
+        break;
     case BENCH_PERSIST:
         snprintf(c->so_name, sizeof c->so_name, "%s_persist%u", o->so_prefix, c->gidx);
         snprintf(c->key, sizeof c->key, "k");
@@ -866,6 +1000,14 @@ static void conn_plan(wconn *c)
     }
 }
 
+/* api with two or more processes: worker 0 has every HTTP writer, the
+ * others share the subscribers, so the writers' pace is not tied to the
+ * loop that reads a thousand subscriber sockets. */
+static bool api_split(const bench_opts *o)
+{
+    return o->scenario == BENCH_API && o->procs >= 2 && o->subs >= o->procs - 1;
+}
+
 static int conn_start(worker *w)
 {
     const bench_opts *o = w->o;
@@ -875,7 +1017,8 @@ static int conn_start(worker *w)
         return SH_ENOMEM;
     c->w = w;
     c->local = local;
-    c->gidx = local * o->procs + w->id;
+    c->gidx = api_split(o) ? (w->id == 0 ? local : o->writers + local * (o->procs - 1) + w->id - 1)
+                           : local * o->procs + w->id;
     c->t_start = bench_now_us();
     c->txid = 1;
     sh_outq_init(&c->outq);
@@ -919,7 +1062,8 @@ static int conn_start(worker *w)
     }
     if (r == 0) {
         c->creq.data = c;
-        r = uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)&w->dst, on_connect);
+        r = uv_tcp_connect(&c->creq, &c->tcp,
+                           (const struct sockaddr *)(c->http ? &w->api_dst : &w->dst), on_connect);
     }
     if (r < 0) {
         conn_fail(c, "cannot start a connection: %s", uv_strerror(r));
@@ -1078,6 +1222,7 @@ int bench_worker_main(const bench_opts *o, uint32_t id, int ctl_fd, int rep_fd)
     w->rep_fd = rep_fd;
     bench_hist_init(&w->rep.connect_lat);
     bench_hist_init(&w->rep.lat);
+    bench_hist_init(&w->rep.lat2);
     sh_buf_init(&w->scratch, 1 << 20);
     w->rbuf = malloc(BENCH_READ_BUF);
 
@@ -1086,10 +1231,14 @@ int bench_worker_main(const bench_opts *o, uint32_t id, int ctl_fd, int rep_fd)
     case BENCH_CONNECT:
     case BENCH_IDLE: n = o->connections; break;
     case BENCH_FANOUT: n = o->rooms * (o->subs + o->writers); break;
+    case BENCH_API: n = o->subs + o->writers; break;
     case BENCH_PERSIST: n = o->writers; break;
     case BENCH_CHAT: n = o->users; break;
     }
-    w->total = n > id ? (n - id + o->procs - 1) / o->procs : 0;
+    if (api_split(o))
+        w->total = id == 0 ? o->writers : (o->subs - (id - 1) + o->procs - 2) / (o->procs - 1);
+    else
+        w->total = n > id ? (n - id + o->procs - 1) / o->procs : 0;
     w->conc = (o->concurrency + o->procs - 1) / o->procs;
     if (w->conc == 0)
         w->conc = 1;
@@ -1118,6 +1267,17 @@ int bench_worker_main(const bench_opts *o, uint32_t id, int ctl_fd, int rep_fd)
     }
     w->dst.sin_addr = ((struct sockaddr_in *)ai->ai_addr)->sin_addr;
     freeaddrinfo(ai);
+    if (o->scenario == BENCH_API) {
+        ai = NULL;
+        if (getaddrinfo(o->api_host, NULL, &hints, &ai) != 0 || !ai) {
+            fprintf(stderr, "sohub-benchmark: cannot resolve %s\n", o->api_host);
+            return 1;
+        }
+        w->api_dst.sin_family = AF_INET;
+        w->api_dst.sin_port = htons((uint16_t)o->api_port);
+        w->api_dst.sin_addr = ((struct sockaddr_in *)ai->ai_addr)->sin_addr;
+        freeaddrinfo(ai);
+    }
 
     uv_loop_init(&w->loop);
     uv_prepare_init(&w->loop, &w->prepare);

@@ -5,7 +5,10 @@
 #    `sohub-benchmark connect` with 20 connections reports 20 successes;
 # 2. starts sohub-raw-fanout and checks that a 1-second fanout run delivers
 #    changes that the client parses (the SO path of the tool and the
-#    baseline).  No speed is asserted anywhere.
+#    baseline);
+# 3. starts sohub-server with admin_listen and an API key and checks that a
+#    1-second `api` run (2 HTTP writers, 5 RTMP subscribers) gets 200
+#    answers and deliveries with latencies.  No speed is asserted anywhere.
 set -u
 BENCH=$1 SERVER=$2 RAW=$3
 TMP=$(mktemp -d /tmp/sohub-bench-smoke.XXXXXX)
@@ -23,7 +26,7 @@ wait_file() {
 }
 fail() { echo "not ok - $*"; cat "$TMP"/*.log "$TMP"/*.json 2>/dev/null; exit 1; }
 
-echo "1..2"
+echo "1..3"
 mkdir -p "$TMP/data"
 "$SERVER" --listen 127.0.0.1:0 --port-file "$TMP/sohub.port" --data-dir "$TMP/data" \
     --log-level warn > "$TMP/sohub.log" 2>&1 &
@@ -47,3 +50,28 @@ grep -q '"subscribed":[[:space:]]*6,' "$TMP/fanout.json" || fail "fanout: 6 subs
 grep -q '"ok":[[:space:]]*true' "$TMP/fanout.json" || fail "fanout: run not ok"
 [ $rc -eq 0 ] || fail "fanout: exit code $rc"
 echo "ok 2 - fanout 1 x 5 x 1 against sohub-raw-fanout"
+
+cat > "$TMP/api.ini" <<INI
+[server]
+admin_listen = 127.0.0.1:0
+[api_key smoke]
+secret = smoke-key-0123456789
+scope = write
+INI
+mkdir -p "$TMP/data2"
+"$SERVER" --config "$TMP/api.ini" --listen 127.0.0.1:0 --port-file "$TMP/api.port" \
+    --data-dir "$TMP/data2" --log-level warn > "$TMP/api.log" 2>&1 &
+PIDS="$PIDS $!"
+i=0
+while ! grep -q admin "$TMP/api.port" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
+grep -q admin "$TMP/api.port" 2>/dev/null || fail "sohub-server with admin_listen did not start"
+timeout 30 "$BENCH" -u "rtmp://127.0.0.1:$(head -1 "$TMP/api.port")/bench/smoke" api \
+    --api "http://127.0.0.1:$(sed -n 's/^admin //p' "$TMP/api.port")" --api-key smoke-key-0123456789 \
+    -s 5 -w 2 --window 4 -P 2 -d 1 --timeout 5 --json -q > "$TMP/api.json" 2> "$TMP/api.err"
+rc=$?
+grep -q '"subscribed":[[:space:]]*5,' "$TMP/api.json" || fail "api: 5 subscriptions expected"
+grep -q '"ok":[[:space:]]*true' "$TMP/api.json" || fail "api: run not ok"
+grep -q '"api_writes_per_second":[[:space:]]*[1-9]' "$TMP/api.json" || fail "api: no write answered"
+grep -q '"deliveries_per_second":[[:space:]]*[1-9]' "$TMP/api.json" || fail "api: nothing delivered"
+[ $rc -eq 0 ] || fail "api: exit code $rc"
+echo "ok 3 - api: 2 HTTP writers x 5 RTMP subscribers against sohub-server"
