@@ -227,9 +227,7 @@ export function toAmfJSON(v, seen = new Set()) {
   if (v instanceof SohubInt) return v.toJSON();
   if (v instanceof Number || v instanceof String || v instanceof Boolean) return toAmfJSON(v.valueOf(), seen);
   if (v instanceof Date) {
-    const d = { $amf: 'date', ms: tagNumber(v.getTime()) };
-    if (v.amfTz) d.tz = v.amfTz;
-    return d;
+    return { $amf: 'date', ms: tagNumber(v.getTime()), tz: v.amfTz ?? 0 };
   }
   if (v instanceof Uint8Array) return { $amf: 'bytes', hex: bytesToHex(v) };
   if (v instanceof ArrayBuffer) return { $amf: 'bytes', hex: bytesToHex(new Uint8Array(v)) };
