@@ -209,8 +209,10 @@ export async function startProxy(port) {
   const socks = new Set();
   let blocked = false;
   let accepted = 0;
+  const waiters = new Set();
   const server = net.createServer((c) => {
     accepted++;
+    for (const w of [...waiters]) if (accepted >= w.n) { waiters.delete(w); w.resolve(); }
     if (blocked) {
       c.destroy();
       return;
@@ -232,6 +234,15 @@ export async function startProxy(port) {
     port: p,
     get accepted() { return accepted; },
     block(on = true) { blocked = on; },
+    /** Resolves once n connections in all have come to the proxy. */
+    waitAccepted(n, timeoutMs = WAIT_MS) {
+      if (accepted >= n) return Promise.resolve();
+      return new Promise((resolve, reject) => {
+        const w = { n, resolve: () => { clearTimeout(w.t); resolve(); } };
+        w.t = setTimeout(() => { waiters.delete(w); reject(new Error(`timed out waiting for connection ${n} to the proxy`)); }, timeoutMs);
+        waiters.add(w);
+      });
+    },
     drop() { for (const s of socks) s.destroy(); socks.clear(); },
     close() {
       this.drop();

@@ -43,7 +43,9 @@ joinForm($('join'), ({ user, room, token }) => {
     badge.className = `badge ${state}`;
     badge.textContent = state;
     li.querySelector('.price').textContent = d.price == null ? '–' : fmt(d.price);
-    li.querySelector('.leader').textContent = d.leader ? String(d.leader) + (d.leader === user ? ' (you)' : '') : 'no bids yet';
+    const who = state === 'closed' ? d.winner : d.leader;
+    li.querySelector('.leader-label').textContent = state === 'closed' ? 'Winner' : 'Leader';
+    li.querySelector('.leader').textContent = who ? String(who) + (who === user ? ' (you)' : '') : state === 'closed' ? 'nobody' : 'no bids yet';
     li.querySelector('.bids').textContent = d.bids == null ? '0' : String(Number(d.bids));
     li.querySelector('.clock-label').textContent = state === 'open' ? 'Ends in' : 'Ended';
     const next = Number(d.bids) > 0 ? Number(d.price) + Number(d.increment ?? 1) : Number(d.price);
@@ -81,11 +83,11 @@ joinForm($('join'), ({ user, room, token }) => {
       el('span', { class: 'muted id', text: `item ${id}` }),
       el('dl', {},
         el('dt', { text: 'Price' }), el('dd', { class: 'price', text: '–' }),
-        el('dt', { text: 'Leader' }), el('dd', { class: 'leader', text: '' }),
+        el('dt', { class: 'leader-label', text: 'Leader' }), el('dd', { class: 'leader', text: '' }),
         el('dt', { text: 'Bids' }), el('dd', { class: 'bids', text: '0' }),
         el('dt', { class: 'clock-label', text: 'Ends in' }), el('dd', { class: 'clock', 'aria-live': 'off' })),
       el('p', { class: 'note', role: 'status' }));
-    const form = el('form', { class: 'row bid' },
+    const form = el('form', { class: 'row bid', novalidate: true },
       el('label', {}, 'Your bid', el('input', { name: 'amount', type: 'number', step: 'any', required: true, inputmode: 'decimal' })),
       el('button', { type: 'submit', text: 'Bid' }));
     li.append(form);
