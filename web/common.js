@@ -43,7 +43,14 @@ export function showConnection(nc, pill) {
     if (info?.code === 'NetConnection.Connect.Rejected' || (nc.state === 'closed' && info?.description))
       pill.title = info.description;
   };
-  nc.addEventListener('netStatus', (e) => update(e.info));
+  // the connection's history, for the console (and the tests' failure reports)
+  const log = (window.sohubLog = []);
+  nc.addEventListener('netStatus', (e) => {
+    const { code, description, wsCode, attempt, delayMs } = e.info;
+    log.push({ t: Math.round(performance.now()), code, description, wsCode, attempt, delayMs });
+    if (log.length > 200) log.shift();
+    update(e.info);
+  });
   update();
 }
 

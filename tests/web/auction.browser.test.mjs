@@ -2,11 +2,12 @@
 // bidder outbid each other; both see every bid, the outbid and the close.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { chromiumMissing, cliOk, launchBrowser, runCli, screenshot, spawnCli, startServer } from './harness.mjs';
+import { chromiumMissing, cliOk, launchBrowser, runCli, screenshot, spawnCli, startServer, explained, assertCleanStop } from './harness.mjs';
 
 const skip = chromiumMissing() ?? false;
 let server;
 let browser;
+const ctx = () => ({ server, browser });
 
 // No anti-sniping extension: the item closes at the time it was given.
 const CONFIG = `[sample auction]
@@ -25,7 +26,7 @@ after(async () => {
   await server?.stop();
 });
 
-test('auction: bids from a page and from RTMP, outbid and close seen by both', { skip }, async (t) => {
+test('auction: bids from a page and from RTMP, outbid and close seen by both', { skip }, explained(ctx, async (t) => {
   const inst = 'spring';
   const url = `${server.rtmp}/auction/${inst}`;
 
@@ -116,4 +117,9 @@ test('auction: bids from a page and from RTMP, outbid and close seen by both', {
   console.log(`# screenshot ${await screenshot(bob, 'auction-won')}`);
   console.log(`# screenshot ${await screenshot(admin, 'auction-admin-phone')}`);
   assert.deepEqual(browser.errors, []);
+}));
+
+test('the server stops cleanly (exit status 0)', { skip }, async () => {
+  await browser.close();
+  await assertCleanStop(server);
 });

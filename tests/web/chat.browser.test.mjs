@@ -2,11 +2,12 @@
 // room: group messages, private messages and presence, each way.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { chromiumMissing, launchBrowser, screenshot, spawnCli, startServer } from './harness.mjs';
+import { chromiumMissing, launchBrowser, screenshot, spawnCli, startServer, explained, assertCleanStop } from './harness.mjs';
 
 const skip = chromiumMissing() ?? false;
 let server;
 let browser;
+const ctx = () => ({ server, browser });
 
 before(async () => {
   if (skip) return;
@@ -22,7 +23,7 @@ after(async () => {
 const msg = (page, from, text) =>
   page.locator('#messages li').filter({ has: page.locator('.from', { hasText: from }) }).filter({ hasText: text });
 
-test('chat: two pages and sohub-cli see each other\'s group and private messages and presence', { skip }, async (t) => {
+test('chat: two pages and sohub-cli see each other\'s group and private messages and presence', { skip }, explained(ctx, async (t) => {
   const room = 'lobby';
   const alice = await browser.newPage();
   await alice.goto(`${server.http}/chat/?user=alice&room=${room}`);
@@ -112,4 +113,9 @@ test('chat: two pages and sohub-cli see each other\'s group and private messages
   await alice.locator('#online li[data-user="bob"]').waitFor({ state: 'detached' });
   assert.equal(await alice.locator('#online-count').textContent(), '(1)');
   assert.deepEqual(browser.errors, []);
+}));
+
+test('the server stops cleanly (exit status 0)', { skip }, async () => {
+  await browser.close();
+  await assertCleanStop(server);
 });

@@ -87,6 +87,7 @@ export async function startServer({ config = '', args = [] } = {}) {
     ws: `ws://127.0.0.1:${ports.http}/ws`,
     dataDir: dir,
     log: () => log,
+    get exited() { return exited; },
     async stop() {
       if (!exited) {
         proc.kill('SIGTERM');
@@ -105,15 +106,18 @@ export async function startServer({ config = '', args = [] } = {}) {
 /** Runs sohub-cli to its end: {code, stdout, stderr}. */
 export function runCli(args, { input, timeoutMs = WAIT_MS } = {}) {
   return new Promise((resolve, reject) => {
-    const p = spawn(CLI, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    const p = spawn(CLI, args, { stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     p.stdout.on('data', (d) => { stdout += d; });
     p.stderr.on('data', (d) => { stderr += d; });
     const t = setTimeout(() => { p.kill('SIGKILL'); reject(new Error(`sohub-cli ${args.join(' ')}: timed out\n${stderr}`)); }, timeoutMs);
     p.on('error', reject);
-    p.on('exit', (code) => { clearTimeout(t); resolve({ code, stdout, stderr }); });
-    p.stdin.end(input ?? '');
+    p.on('close', (code) => { clearTimeout(t); resolve({ code, stdout, stderr }); });
+    if (input !== undefined) {
+      p.stdin.on('error', () => {}); // it may have exited before reading
+      p.stdin.end(input);
+    }
   });
 }
 
@@ -135,6 +139,7 @@ export async function cliOk(args, opts) {
  */
 export function spawnCli(args) {
   const p = spawn(CLI, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  p.stdin.on('error', () => {}); // writes after it exited: the waits report that
   const lines = [];
   let buf = '';
   let stderr = '';
@@ -273,7 +278,9 @@ export async function launchBrowser() {
   });
   context.setDefaultTimeout(WAIT_MS);
   const errors = [];
+  const pages = [];
   const watch = (page) => {
+    pages.push(page);
     page.on('pageerror', (e) => errors.push(`pageerror ${page.url()}: ${e.message}`));
     page.on('console', (m) => { if (m.type() === 'error') errors.push(`console ${page.url()}: ${m.text()}`); });
   };
@@ -282,6 +289,7 @@ export async function launchBrowser() {
   return {
     context,
     errors,
+    pages,
     async newPage({ width, height } = {}) {
       const page = spare.shift() ?? (await context.newPage());
       if (width) await page.setViewportSize({ width, height: height ?? 800 });
@@ -301,4 +309,51 @@ export async function screenshot(page, name) {
   const file = path.join(ARTIFACTS, `${name}.png`);
   await page.screenshot({ path: file, fullPage: true });
   return file;
+}
+
+// ---------------------------------------------------------------- failures
+
+/** What every page shows of its connection, for a failure's message. */
+export async function pageStates(pages) {
+  const out = [];
+  for (const page of pages) {
+    if (page.isClosed()) continue;
+    const state = await page.evaluate(() => ({
+      pill: document.getElementById('conn')?.dataset.state,
+      nc: window.app?.nc?.state,
+      log: window.sohubLog ?? null,
+    })).catch((e) => `(page not readable: ${e.message})`);
+    out.push(`${page.url()}: ${JSON.stringify(state)}`);
+  }
+  return out.join('\n');
+}
+
+/**
+ * Wraps a test function: when it fails, the pages' connection states,
+ * the browser's errors and the end of the server's log are added to the
+ * error message.
+ */
+export function explained(getContext, fn) {
+  return async (t) => {
+    try {
+      await fn(t);
+    } catch (err) {
+      const { server, browser } = getContext();
+      let more = '';
+      try {
+        if (browser) more += `pages:\n${await pageStates(browser.pages)}\nbrowser errors: ${JSON.stringify(browser.errors)}\n`;
+        if (server) more += `server log (end):\n${server.log().slice(-6000)}`;
+      } catch (e) {
+        more += `(no diagnostics: ${e.message})`;
+      }
+      err.message = `${err.message}\n--- diagnostics ---\n${more}`;
+      throw err;
+    }
+  };
+}
+
+/** A test of its own: the server stops on SIGTERM with status 0 (no sanitizer report, no crash). */
+export async function assertCleanStop(server) {
+  const st = await server.stop();
+  if (!st || st.code !== 0) throw new Error(`sohub-server exited with ${JSON.stringify(st)}:\n${server.log().slice(-6000)}`);
 }

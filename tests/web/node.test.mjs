@@ -5,10 +5,11 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import WebSocket from 'ws';
 import { Chat, CallError, NetConnection, Responder, SharedObject, SohubInt, AmfValue } from '../../web/lib/sohub.js';
-import { WAIT_MS, cliOk, runCli, startProxy, startServer } from './harness.mjs';
+import { WAIT_MS, cliOk, runCli, startProxy, startServer, explained, assertCleanStop } from './harness.mjs';
 
 let server;
 let proxy;
+const ctx = () => ({ server });
 
 before(async () => {
   server = await startServer();
@@ -92,7 +93,7 @@ async function subscribe(nc, name, persistent = false) {
   return so;
 }
 
-test('node: connect, calls as Promise and Responder, calls from the server', async (t) => {
+test('node: connect, calls as Promise and Responder, calls from the server', explained(ctx, async (t) => {
   const early = new NetConnection({ WebSocket: RecordingWebSocket });
   await assert.rejects(early.invoke('echo', 1), (e) => e instanceof CallError && e.info.description === 'Not connected.');
 
@@ -124,9 +125,9 @@ test('node: connect, calls as Promise and Responder, calls from the server', asy
   assert.equal((await closed).info.level, 'status');
   assert.equal(nc.connected, false);
   await assert.rejects(nc.invoke('echo', 1), /Not connected/);
-});
+}));
 
-test('node: writes of one turn are one version; success, change, delete, send', async (t) => {
+test('node: writes of one turn are one version; success, change, delete, send', explained(ctx, async (t) => {
   const a = await open('sohub/batch');
   const b = await open('sohub/batch');
   t.after(() => { a.close(); b.close(); });
@@ -175,9 +176,9 @@ test('node: writes of one turn are one version; success, change, delete, send', 
   sa.client = sa;
   sb.send('close');
   assert.equal((await noHandler).handler, 'close');
-});
+}));
 
-test('node: a refused write is reported as reject with the server value', async (t) => {
+test('node: a refused write is reported as reject with the server value', explained(ctx, async (t) => {
   const nc = await open('chat/refused', { user: 'eve' });
   t.after(() => nc.close());
   await nc.invoke('room.post', 'the real one');
@@ -192,9 +193,9 @@ test('node: a refused write is reported as reject with the server value', async 
   assert.deepEqual(r, { code: 'reject', name: '1', oldValue: 'forged' });
   assert.equal(room.data['1'].text, 'the real one');
   assert.deepEqual((await noWrite).info, { level: 'error', code: 'SharedObject.NoWriteAccess', description: undefined });
-});
+}));
 
-test('node: offline writes wait for the resume; a stale one is rejected, the rest applied', async (t) => {
+test('node: offline writes wait for the resume; a stale one is rejected, the rest applied', explained(ctx, async (t) => {
   const a = await open('sohub/offline');
   const b = await open('sohub/offline', {}, proxy.port);
   t.after(() => { a.close(); b.close(); proxy.block(false); });
@@ -253,9 +254,9 @@ test('node: offline writes wait for the resume; a stale one is rejected, the res
   const write = socket.log.sent.find((m) => m.op === 'so' && m.events.some((e) => e.t === 'change'));
   assert.equal(write.version, held);
   assert.deepEqual(write.events, [{ t: 'change', slots: [['title', 'from b'], ['note', 'written offline']] }]);
-});
+}));
 
-test('node: AMF values written by RTMP come back unchanged', async (t) => {
+test('node: AMF values written by RTMP come back unchanged', explained(ctx, async (t) => {
   const url = `${server.rtmp}/sohub/values`;
   const values = {
     i: '{"$amf":"int","value":42}',
@@ -308,9 +309,9 @@ test('node: AMF values written by RTMP come back unchanged', async (t) => {
   const received = sockets.at(-1).log.received.find((m) => m.events?.some((e) => e.t === 'use_success'));
   const byKey = Object.fromEntries(received.events.filter((e) => e.t === 'change').flatMap((e) => e.slots));
   for (const [k, v] of sent.events[0].slots) assert.deepEqual(v, byKey[k.slice(0, -1)], k);
-});
+}));
 
-test('node: private messages and presence with Chat; no duplicates across drops', async (t) => {
+test('node: private messages and presence with Chat; no duplicates across drops', explained(ctx, async (t) => {
   const alice = await open('chat/pm', { user: 'alice' }, proxy.port);
   const bob = await open('chat/pm', { user: 'bob' });
   t.after(() => { alice.close(); bob.close(); proxy.block(false); });
@@ -364,9 +365,9 @@ test('node: private messages and presence with Chat; no duplicates across drops'
   const left = next(ca, 'presence', (e) => e.left.includes('bob'));
   bob.close();
   assert.deepEqual((await left).users, ['alice']);
-});
+}));
 
-test('node: a refused connect is final; a good token connects', async (t) => {
+test('node: a refused connect is final; a good token connects', explained(ctx, async (t) => {
   const secret = 'web-test-secret';
   const s = await startServer({ config: `[app chat]\nauth = token\nsecret = ${secret}\n` });
   t.after(() => s.stop());
@@ -394,4 +395,8 @@ test('node: a refused connect is final; a good token connects', async (t) => {
   room.connect(good);
   await next(room, 'sync', () => room.data['1']);
   assert.equal(room.data['1'].from, 'alice');
-});
+  good.close();
+  await assertCleanStop(s);
+}));
+
+test('the server stops cleanly (exit status 0)', () => assertCleanStop(server));

@@ -4,11 +4,12 @@
 // answered with a diff: no `clear` on the wire, only the new messages.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { chromiumMissing, cliOk, launchBrowser, screenshot, spawnCli, startProxy, startServer } from './harness.mjs';
+import { chromiumMissing, cliOk, launchBrowser, screenshot, spawnCli, startProxy, startServer, explained, assertCleanStop } from './harness.mjs';
 
 const skip = chromiumMissing() ?? false;
 let server;
 let browser;
+const ctx = () => ({ server, browser });
 let proxy;
 
 before(async () => {
@@ -24,7 +25,7 @@ after(async () => {
   await server?.stop();
 });
 
-test('resume: a dropped page comes back with a diff, not a reload', { skip }, async (t) => {
+test('resume: a dropped page comes back with a diff, not a reload', { skip }, explained(ctx, async (t) => {
   const room = 'resume';
   const url = `${server.rtmp}/chat/${room}`;
   const post = (text) => cliOk(['-u', url, '--user', 'carol', 'call', 'room.post', JSON.stringify(text)]);
@@ -104,4 +105,9 @@ test('resume: a dropped page comes back with a diff, not a reload', { skip }, as
   assert.ok(!infos.some((i) => i.code === 'NetConnection.Connect.Closed'));
   console.log(`# screenshot ${await screenshot(page, 'chat-resumed')}`);
   assert.deepEqual(browser.errors.filter((e) => !/WebSocket/.test(e)), []);
+}));
+
+test('the server stops cleanly (exit status 0)', { skip }, async () => {
+  await browser.close();
+  await assertCleanStop(server);
 });

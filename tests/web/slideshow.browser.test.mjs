@@ -2,11 +2,12 @@
 // presenter in a page with the viewer on RTMP.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { chromiumMissing, cliOk, launchBrowser, runCli, screenshot, spawnCli, startServer } from './harness.mjs';
+import { chromiumMissing, cliOk, launchBrowser, runCli, screenshot, spawnCli, startServer, explained, assertCleanStop } from './harness.mjs';
 
 const skip = chromiumMissing() ?? false;
 let server;
 let browser;
+const ctx = () => ({ server, browser });
 
 before(async () => {
   if (skip) return;
@@ -21,7 +22,7 @@ after(async () => {
 
 const slideIs = (page, n) => page.locator(`#slide[data-slide="${n}"]`).waitFor();
 
-test('slideshow: presenter on RTMP, viewer in a page', { skip }, async () => {
+test('slideshow: presenter on RTMP, viewer in a page', { skip }, explained(ctx, async () => {
   const url = `${server.rtmp}/slideshow/rtmp-led`;
   const set = (k, v) => cliOk(['-u', url, '--user', 'alice', 'so', 'set', 'show', k, v, '--persistent']);
   await set('slide', '2'); // alice is first: she presents
@@ -70,9 +71,9 @@ test('slideshow: presenter on RTMP, viewer in a page', { skip }, async () => {
   assert.equal(refused.code, 1);
   assert.match(refused.stderr, /NoWriteAccess/);
   assert.deepEqual(browser.errors, []);
-});
+}));
 
-test('slideshow: presenter in a page, viewer on RTMP', { skip }, async (t) => {
+test('slideshow: presenter in a page, viewer on RTMP', { skip }, explained(ctx, async (t) => {
   const url = `${server.rtmp}/slideshow/page-led`;
   const alice = await browser.newPage();
   await alice.goto(`${server.http}/slideshow/?user=alice&room=page-led`);
@@ -113,4 +114,9 @@ test('slideshow: presenter in a page, viewer on RTMP', { skip }, async (t) => {
   await cliOk(['-u', url, '--user', 'bob', 'so', 'set', 'show', 'slide', '6', '--persistent']);
   await slideIs(alice, 6);
   assert.deepEqual(browser.errors, []);
+}));
+
+test('the server stops cleanly (exit status 0)', { skip }, async () => {
+  await browser.close();
+  await assertCleanStop(server);
 });

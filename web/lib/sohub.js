@@ -401,6 +401,8 @@ export class NetConnection extends Emitter {
   connect(url, ...args) {
     if (!this.#WS) throw new Error('sohub: no WebSocket constructor (pass options.WebSocket in Node)');
     this.#teardown();
+    // calls of a previous connection get no answer on this one
+    this.#failAll('The connection was replaced.', false);
     this.#url = String(url);
     this.#args = args;
     this.#final = null;
