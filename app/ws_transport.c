@@ -925,19 +925,24 @@ bool app_ws_upgrade(app_conn *c, const app_http_req *r)
                      deflate ? "Sec-WebSocket-Extensions: permessage-deflate; "
                                "server_no_context_takeover; client_no_context_takeover\r\n"
                              : "");
+    /* The header values live in the HTTP transport's buffers, which its
+     * close frees: copy what the WebSocket keeps first. */
+    char *origin_copy = origin ? strdup(origin) : NULL;
+    char *path_copy = r->path[pl] == '/' && r->path[pl + 1] ? strdup(r->path + pl + 1) : NULL;
     /* From here the connection is a WebSocket: swap the transports. */
     const app_transport *http = c->tr;
     http->close(c);
     c->tr = &app_ws_transport;
     if (c->tr->open(c, NULL) != 0) {
+        free(origin_copy);
+        free(path_copy);
         app_conn_abort(c, "out of memory");
         return true;
     }
     ws_tr *t = tr_of(c);
     t->deflate = deflate;
-    t->origin = origin ? strdup(origin) : NULL;
-    if (r->path[pl] == '/' && r->path[pl + 1])
-        t->path_app = strdup(r->path + pl + 1);
+    t->origin = origin_copy;
+    t->path_app = path_copy;
     sh_outq_push_copy(&c->outq, resp, (size_t)n);
     app_conn_output(c);
     SH_LOG(SH_LOG_DEBUG, "conn=%llu websocket upgrade%s", (unsigned long long)c->id,
