@@ -399,4 +399,25 @@ test('node: a refused connect is final; a good token connects', explained(ctx, a
   await assertCleanStop(s);
 }));
 
+test('node: Origin is read on upgrade: an allowed page origin connects, another is refused', explained(ctx, async () => {
+  const s = await startServer({ config: '[app slideshow]\norigins = http://allowed.test\n' });
+  try {
+    const from = (origin) => class extends WebSocket {
+      constructor(url, protocols) { super(url, protocols, { origin }); }
+    };
+    const ok = new NetConnection({ WebSocket: from('http://allowed.test'), user: 'pat', reconnect: false });
+    const success = status(ok, 'NetConnection.Connect.Success');
+    ok.connect(`${s.ws}/slideshow/o1`);
+    await success;
+    ok.close();
+    const no = new NetConnection({ WebSocket: from('http://elsewhere.test'), user: 'pat', reconnect: false });
+    const refused = status(no, 'NetConnection.Connect.Rejected');
+    no.connect(`${s.ws}/slideshow/o1`);
+    assert.equal((await refused).info.description, 'Origin not allowed');
+    await status(no, 'NetConnection.Connect.Closed');
+  } finally {
+    await assertCleanStop(s);
+  }
+}));
+
 test('the server stops cleanly (exit status 0)', () => assertCleanStop(server));
