@@ -1,0 +1,359 @@
+// Test harness of the web tests: a real sohub-server per test (127.0.0.1,
+// port 0, its own data directory), sohub-cli processes, Chromium through
+// playwright-core, a TCP proxy that can drop connections, screenshots.
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const repo = path.resolve(here, '../..');
+export const SERVER = process.env.SOHUB_SERVER || path.join(repo, 'build/app/sohub-server');
+export const CLI = process.env.SOHUB_CLI || path.join(repo, 'build/app/cli/sohub-cli');
+export const WEB_ROOT = process.env.SOHUB_WEB_ROOT || path.join(repo, 'web');
+export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+export const ARTIFACTS = process.env.SOHUB_WEB_ARTIFACTS || path.join(here, 'artifacts');
+
+/** How long a wait for something that must happen may take (a loaded 2-core machine). */
+export const WAIT_MS = Number(process.env.SOHUB_WEB_WAIT_MS || 20000);
+
+export function chromiumMissing() {
+  try {
+    fs.accessSync(CHROMIUM, fs.constants.X_OK);
+    return null;
+  } catch {
+    return `${CHROMIUM} not found: install Debian's chromium (scripts/install-deps.sh)`;
+  }
+}
+
+/** Resolves when cond() is true; checks again whenever poke() is called or every `every` ms. */
+export async function until(cond, what, timeoutMs = WAIT_MS, every = 25) {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await cond();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, every));
+  }
+}
+
+// ---------------------------------------------------------------- server
+
+/**
+ * Starts sohub-server with HTTP/WebSocket on; `config` is INI text.
+ * Returns {rtmp, http, ws, rtmpPort, httpPort, dataDir, log(), stop()}.
+ */
+export async function startServer({ config = '', args = [] } = {}) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sohub-web-'));
+  const portFile = path.join(dir, 'ports');
+  const argv = ['--listen', '127.0.0.1:0', '--port-file', portFile, '--data-dir', path.join(dir, 'data'),
+    '--set', 'http_listen=127.0.0.1:0', '--set', `web_root=${WEB_ROOT}`, ...args];
+  if (config) {
+    fs.writeFileSync(path.join(dir, 'sohub.ini'), config);
+    argv.push('--config', path.join(dir, 'sohub.ini'));
+  }
+  fs.mkdirSync(path.join(dir, 'data'));
+  const proc = spawn(SERVER, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  proc.stdout.on('data', (d) => { log += d; });
+  proc.stderr.on('data', (d) => { log += d; });
+  let exited = null;
+  const exit = new Promise((r) => proc.on('exit', (code, sig) => { exited = { code, sig }; r(exited); }));
+  let ports;
+  try {
+    ports = await until(() => {
+      if (exited) throw new Error(`sohub-server exited (${JSON.stringify(exited)}):\n${log}`);
+      let text = '';
+      try {
+        text = fs.readFileSync(portFile, 'utf8');
+      } catch {
+        return null;
+      }
+      const rtmp = text.match(/^(\d+)\s*$/m);
+      const http = text.match(/^http (\d+)\s*$/m);
+      return rtmp && http ? { rtmp: Number(rtmp[1]), http: Number(http[1]) } : null;
+    }, 'the server port file', 15000, 20);
+  } catch (err) {
+    proc.kill('SIGKILL');
+    throw err;
+  }
+  return {
+    rtmpPort: ports.rtmp,
+    httpPort: ports.http,
+    rtmp: `rtmp://127.0.0.1:${ports.rtmp}`,
+    http: `http://127.0.0.1:${ports.http}`,
+    ws: `ws://127.0.0.1:${ports.http}/ws`,
+    dataDir: dir,
+    log: () => log,
+    get exited() { return exited; },
+    async stop() {
+      if (!exited) {
+        proc.kill('SIGTERM');
+        const t = setTimeout(() => proc.kill('SIGKILL'), 5000);
+        await exit;
+        clearTimeout(t);
+      }
+      fs.rmSync(dir, { recursive: true, force: true });
+      return exited;
+    },
+  };
+}
+
+// ---------------------------------------------------------------- sohub-cli
+
+/** Runs sohub-cli to its end: {code, stdout, stderr}. */
+export function runCli(args, { input, timeoutMs = WAIT_MS } = {}) {
+  return new Promise((resolve, reject) => {
+    const p = spawn(CLI, args, { stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d) => { stdout += d; });
+    p.stderr.on('data', (d) => { stderr += d; });
+    const t = setTimeout(() => { p.kill('SIGKILL'); reject(new Error(`sohub-cli ${args.join(' ')}: timed out\n${stderr}`)); }, timeoutMs);
+    p.on('error', reject);
+    p.on('close', (code) => { clearTimeout(t); resolve({ code, stdout, stderr }); });
+    if (input !== undefined) {
+      p.stdin.on('error', () => {}); // it may have exited before reading
+      p.stdin.end(input);
+    }
+  });
+}
+
+/** Runs sohub-cli and fails unless it exits 0; returns stdout parsed as JSON when it is JSON. */
+export async function cliOk(args, opts) {
+  const r = await runCli(args, opts);
+  if (r.code !== 0) throw new Error(`sohub-cli ${args.join(' ')} exited ${r.code}: ${r.stderr}${r.stdout}`);
+  try {
+    return JSON.parse(r.stdout);
+  } catch {
+    return r.stdout;
+  }
+}
+
+/**
+ * A long-running sohub-cli (watch, listen, chat room): its output lines,
+ * waitLine(match) for the next line matching (regex, string or predicate),
+ * write(text) to its stdin, end() to close stdin, stop() to kill it.
+ */
+export function spawnCli(args) {
+  const p = spawn(CLI, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  p.stdin.on('error', () => {}); // writes after it exited: the waits report that
+  const lines = [];
+  let buf = '';
+  let stderr = '';
+  const waiters = new Set();
+  let exited = null;
+  const check = () => {
+    for (const w of [...waiters]) {
+      const i = lines.findIndex((l, k) => k >= w.from && w.test(l));
+      if (i >= 0) {
+        waiters.delete(w);
+        clearTimeout(w.timer);
+        w.resolve(lines[i]);
+      } else if (exited) {
+        waiters.delete(w);
+        clearTimeout(w.timer);
+        w.reject(new Error(`sohub-cli ${args.join(' ')} exited (${exited.code}) before ${w.what}\nout:\n${lines.join('\n')}\nerr:\n${stderr}`));
+      }
+    }
+  };
+  p.stdout.on('data', (d) => {
+    buf += d;
+    let nl;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      lines.push(buf.slice(0, nl));
+      buf = buf.slice(nl + 1);
+    }
+    check();
+  });
+  p.stderr.on('data', (d) => { stderr += d; });
+  const done = new Promise((r) => p.on('exit', (code, sig) => { exited = { code, sig }; check(); r(exited); }));
+  const toTest = (m) => (typeof m === 'function' ? m : typeof m === 'string' ? (l) => l.includes(m) : (l) => m.test(l));
+  return {
+    lines,
+    get stderr() { return stderr; },
+    /** The first line (from index `from`, default 0) matching m. */
+    waitLine(m, { from = 0, timeoutMs = WAIT_MS } = {}) {
+      return new Promise((resolve, reject) => {
+        const w = { test: toTest(m), from, resolve, reject, what: String(m) };
+        w.timer = setTimeout(() => {
+          waiters.delete(w);
+          reject(new Error(`timed out waiting for a line matching ${m} from sohub-cli ${args.join(' ')}\nout:\n${lines.join('\n')}\nerr:\n${stderr}`));
+        }, timeoutMs);
+        waiters.add(w);
+        check();
+      });
+    },
+    /** JSON lines (so watch) */
+    json() { return lines.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l)); },
+    write(text) { p.stdin.write(text); },
+    end() { p.stdin.end(); return done; },
+    async stop() {
+      if (!exited) {
+        p.kill('SIGTERM');
+        const t = setTimeout(() => p.kill('SIGKILL'), 3000);
+        await done;
+        clearTimeout(t);
+      }
+      return exited;
+    },
+    done,
+  };
+}
+
+// ---------------------------------------------------------------- proxy
+
+/**
+ * A TCP proxy to 127.0.0.1:port.  drop() cuts every connection (the
+ * client sees its socket die, as on a network failure); block(true)
+ * makes new connections fail at once until block(false).
+ */
+export async function startProxy(port) {
+  const socks = new Set();
+  let blocked = false;
+  let accepted = 0;
+  const waiters = new Set();
+  const server = net.createServer((c) => {
+    accepted++;
+    for (const w of [...waiters]) if (accepted >= w.n) { waiters.delete(w); w.resolve(); }
+    if (blocked) {
+      c.destroy();
+      return;
+    }
+    const u = net.connect(port, '127.0.0.1');
+    socks.add(c);
+    socks.add(u);
+    const end = () => { c.destroy(); u.destroy(); socks.delete(c); socks.delete(u); };
+    c.on('error', end);
+    u.on('error', end);
+    c.on('close', end);
+    u.on('close', end);
+    c.pipe(u);
+    u.pipe(c);
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  const p = server.address().port;
+  return {
+    port: p,
+    get accepted() { return accepted; },
+    block(on = true) { blocked = on; },
+    /** Resolves once n connections in all have come to the proxy. */
+    waitAccepted(n, timeoutMs = WAIT_MS) {
+      if (accepted >= n) return Promise.resolve();
+      return new Promise((resolve, reject) => {
+        const w = { n, resolve: () => { clearTimeout(w.t); resolve(); } };
+        w.t = setTimeout(() => { waiters.delete(w); reject(new Error(`timed out waiting for connection ${n} to the proxy`)); }, timeoutMs);
+        waiters.add(w);
+      });
+    },
+    drop() { for (const s of socks) s.destroy(); socks.clear(); },
+    close() {
+      this.drop();
+      return new Promise((r) => server.close(r));
+    },
+  };
+}
+
+// ---------------------------------------------------------------- browser
+
+export const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+
+/**
+ * Debian's Chromium through playwright-core, with a new empty profile
+ * directory.  Returns {context, newPage(opts), close()}; every page's
+ * console errors and page errors are collected in `errors`.
+ */
+export async function launchBrowser() {
+  const { chromium } = await import('playwright-core');
+  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'sohub-chromium-'));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: CHROMIUM_ARGS,
+    viewport: { width: 1100, height: 760 },
+    timeout: 60000,
+  });
+  context.setDefaultTimeout(WAIT_MS);
+  const errors = [];
+  const pages = [];
+  const watch = (page) => {
+    pages.push(page);
+    page.on('pageerror', (e) => errors.push(`pageerror ${page.url()}: ${e.message}`));
+    page.on('console', (m) => { if (m.type() === 'error') errors.push(`console ${page.url()}: ${m.text()}`); });
+  };
+  // the persistent context opens one blank page; reuse it first
+  const spare = [...context.pages()];
+  return {
+    context,
+    errors,
+    pages,
+    async newPage({ width, height } = {}) {
+      const page = spare.shift() ?? (await context.newPage());
+      if (width) await page.setViewportSize({ width, height: height ?? 800 });
+      watch(page);
+      return page;
+    },
+    async close() {
+      await context.close().catch(() => {});
+      fs.rmSync(profile, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Saves a full-page screenshot under ARTIFACTS; returns its path. */
+export async function screenshot(page, name) {
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  const file = path.join(ARTIFACTS, `${name}.png`);
+  await page.screenshot({ path: file, fullPage: true });
+  return file;
+}
+
+// ---------------------------------------------------------------- failures
+
+/** What every page shows of its connection, for a failure's message. */
+export async function pageStates(pages) {
+  const out = [];
+  for (const page of pages) {
+    if (page.isClosed()) continue;
+    const state = await page.evaluate(() => ({
+      pill: document.getElementById('conn')?.dataset.state,
+      nc: window.app?.nc?.state,
+      log: window.sohubLog ?? null,
+    })).catch((e) => `(page not readable: ${e.message})`);
+    out.push(`${page.url()}: ${JSON.stringify(state)}`);
+  }
+  return out.join('\n');
+}
+
+/**
+ * Wraps a test function: when it fails, the pages' connection states,
+ * the browser's errors and the end of the server's log are added to the
+ * error message.
+ */
+export function explained(getContext, fn) {
+  return async (t) => {
+    try {
+      await fn(t);
+    } catch (err) {
+      const { server, browser } = getContext();
+      let more = '';
+      try {
+        if (browser) more += `pages:\n${await pageStates(browser.pages)}\nbrowser errors: ${JSON.stringify(browser.errors)}\n`;
+        if (server) more += `server log (end):\n${server.log().slice(-6000)}`;
+      } catch (e) {
+        more += `(no diagnostics: ${e.message})`;
+      }
+      err.message = `${err.message}\n--- diagnostics ---\n${more}`;
+      throw err;
+    }
+  };
+}
+
+/** A test of its own: the server stops on SIGTERM with status 0 (no sanitizer report, no crash). */
+export async function assertCleanStop(server) {
+  const st = await server.stop();
+  if (!st || st.code !== 0) throw new Error(`sohub-server exited with ${JSON.stringify(st)}:\n${server.log().slice(-6000)}`);
+}
