@@ -111,6 +111,7 @@ void app_app_config_defaults(app_app_config *a)
     a->max_persistent_objects = 100000;
     a->max_persistent_bytes = (uint64_t)1 << 30;
     a->users = NULL; /* no allocation: callers free only the strings they know */
+    a->redis = xstrdup("");
     a->presence = false;
     a->chat_max_text = 4096;
     a->chat_rate = 20;
@@ -124,6 +125,7 @@ void app_app_config_cleanup(app_app_config *a)
     free(a->write_access);
     free(a->users);
     free(a->origins);
+    free(a->redis);
 }
 
 void app_config_init(app_config *c)
@@ -141,6 +143,10 @@ void app_config_init(app_config *c)
     c->admin_root = xstrdup("");
     c->ws_path = xstrdup("/ws");
     c->ws_deflate = true;
+    c->cluster_redis = xstrdup("");
+    c->cluster_node = xstrdup("");
+    c->cluster_timeout_ms = 2000;
+    c->cluster_node_ttl_ms = 10000;
     for (size_t i = 0; i < NUM_OPTS; i++) {
         char *f = (char *)c + num_opts[i].off;
         if (num_opts[i].kind == OPT_U32)
@@ -158,6 +164,8 @@ void app_config_cleanup(app_config *c)
     free(c->port_file);
     free(c->config_path);
     free(c->http_listen);
+    free(c->cluster_redis);
+    free(c->cluster_node);
     free(c->admin_listen);
     free(c->https_listen);
     free(c->tls_cert);
@@ -339,6 +347,15 @@ static int app_config_set_app(app_app_config *a, const char *key, const char *va
     if (strcmp(key, "max_connections") == 0)
         return set_app_u32(&a->max_connections, key, value, 0, 1000000, err, errsz);
     if (strcmp(key, "origins") == 0) { set_str(&a->origins, value); return 0; }
+    if (strcmp(key, "redis") == 0) {
+        char host[64];
+        int port;
+        if (*value && strcmp(value, "off") != 0 &&
+            app_config_split_hostport(value, host, sizeof(host), &port) != 0)
+            return errf(err, errsz, SH_EINVAL, "redis: '%s' is not HOST:PORT or off", value);
+        set_str(&a->redis, value);
+        return 0;
+    }
     return errf(err, errsz, SH_ENOTFOUND, "unknown key '%s' in [app %s]", key, a->name);
 }
 
@@ -484,7 +501,7 @@ static void ini_note_section(ini_ctx *x, const char *line)
     while (n > 0 && (sec[n - 1] == ' ' || sec[n - 1] == '\t'))
         sec[--n] = '\0';
     const char *name = app_section_name(sec);
-    if (strcmp(sec, "server") == 0)
+    if (strcmp(sec, "server") == 0 || strcmp(sec, "cluster") == 0)
         return;
     const char *sample = sample_section_name(sec);
     if (sample) {
@@ -501,8 +518,8 @@ static void ini_note_section(ini_ctx *x, const char *line)
         return;
     }
     if (!name)
-        ini_fail(x, "unknown section [%s] (expected [server], [app NAME], [api_key NAME] or "
-                    "[sample NAME])", sec);
+        ini_fail(x, "unknown section [%s] (expected [server], [cluster], [app NAME], "
+                    "[api_key NAME] or [sample NAME])", sec);
     else if (!valid_name(name))
         ini_fail(x, "bad application name '%s' (letters, digits, _ - . or *)", name);
     else if (!find_or_add_app(x, name))
@@ -545,6 +562,11 @@ static int ini_handler_fn(void *user, const char *section, const char *name, con
         return 0;
     if (strcmp(section, "server") == 0) {
         if (app_config_set_server(x->c, name, value, err, sizeof(err)))
+            return ini_fail(x, "%s", err);
+        return 1;
+    }
+    if (strcmp(section, "cluster") == 0) {
+        if (app_config_set_cluster(x->c, name, value, err, sizeof(err)))
             return ini_fail(x, "%s", err);
         return 1;
     }
@@ -697,7 +719,9 @@ int app_config_parse_args(app_config *c, int argc, char **argv, char *err, size_
                 return errf(err, errsz, SH_EINVAL, "--set wants KEY=VALUE, got '%s'", optarg);
             memcpy(key, optarg, (size_t)(eq - optarg));
             key[eq - optarg] = '\0';
-            int rc = app_config_set_server(c, key, eq + 1, err, errsz);
+            int rc = strncmp(key, "cluster.", 8) == 0
+                         ? app_config_set_cluster(c, key + 8, eq + 1, err, errsz)
+                         : app_config_set_server(c, key, eq + 1, err, errsz);
             if (rc)
                 return rc;
             break;
@@ -741,6 +765,52 @@ static int parse_hostport(const char *key, const char *s, char *hostout, size_t 
         snprintf(hostout, hostsz, "127.0.0.1");
     *port_out = (int)port;
     return 0;
+}
+
+int app_config_split_hostport(const char *s, char *host, size_t hostsz, int *port)
+{
+    char err[APP_CONFIG_ERR_MAX];
+    return parse_hostport("redis", s, host, hostsz, port, err, sizeof(err)) ? SH_EINVAL : 0;
+}
+
+int app_config_set_cluster(app_config *c, const char *key, const char *value, char *err,
+                           size_t errsz)
+{
+    if (strcmp(key, "redis") == 0) {
+        char host[64];
+        int port;
+        if (*value && app_config_split_hostport(value, host, sizeof(host), &port) != 0)
+            return errf(err, errsz, SH_EINVAL, "redis: '%s' is not HOST:PORT", value);
+        set_str(&c->cluster_redis, value);
+        return 0;
+    }
+    if (strcmp(key, "node") == 0) {
+        if (strlen(value) > 64 || strpbrk(value, " \t\r\n"))
+            return errf(err, errsz, SH_EINVAL, "node: '%s' is not a name (64 bytes, no spaces)",
+                        value);
+        set_str(&c->cluster_node, value);
+        return 0;
+    }
+    uint32_t *f = strcmp(key, "timeout_ms") == 0    ? &c->cluster_timeout_ms
+                  : strcmp(key, "node_ttl_ms") == 0 ? &c->cluster_node_ttl_ms
+                                                    : NULL;
+    if (!f)
+        return errf(err, errsz, SH_ENOTFOUND, "unknown key '%s' in [cluster]", key);
+    uint64_t n;
+    if (parse_u64(value, &n) || n < 100 || n > 600000)
+        return errf(err, errsz, SH_EINVAL, "%s: '%s' is not a number in 100..600000", key,
+                    value);
+    *f = (uint32_t)n;
+    return 0;
+}
+
+const char *app_config_app_redis(const app_config *c, const app_app_config *a)
+{
+    if (a && strcmp(a->redis, "off") == 0)
+        return NULL;
+    if (a && *a->redis)
+        return a->redis;
+    return *c->cluster_redis ? c->cluster_redis : NULL;
 }
 
 static int parse_listen(app_config *c, char *err, size_t errsz)

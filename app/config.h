@@ -9,6 +9,8 @@
  *   [server]            listen, log_level, data_dir and every limit
  *   [app NAME]          one section per application (also [app:NAME]);
  *                       NAME "*" configures the fallback for any name.
+ *   [cluster]           redis, node, timeout_ms, node_ttl_ms: nodes sharing
+ *                       applications through Redis (docs/cluster.md)
  *   [sample NAME]       settings of a sample application (samples/README.md),
  *                       stored as text here and checked by samples/ at start.
  * Unknown sections and keys are errors that name the file and line.
@@ -64,6 +66,8 @@ typedef struct app_app_config {
     uint32_t max_connections;    /* accepted connections to the application, 0 = no cap */
     char *origins;               /* owned; WebSocket Origins allowed: "" or "*" = any,
                                     else "https://a.example, http://127.0.0.1:8080" */
+    char *redis;                 /* owned; "" = [cluster] redis, "off" = not clustered,
+                                    else HOST:PORT of this application's Redis */
 } app_app_config;
 
 /* One key of a [sample NAME] section. */
@@ -143,6 +147,12 @@ typedef struct app_config {
     struct app_config_setting *sample_settings; /* owned */
     size_t nsample_settings;
 
+    /* [cluster] (docs/cluster.md) */
+    char *cluster_redis;         /* owned; HOST:PORT, "" = no cluster */
+    char *cluster_node;          /* owned; this node's name in logs and listings, "" = host:port */
+    uint32_t cluster_timeout_ms; /* Redis connect and command time-out */
+    uint32_t cluster_node_ttl_ms; /* a silent node's presence and leases expire after this */
+
     /* [api_key NAME] sections */
     app_api_key *api_keys;     /* owned */
     size_t napi_keys;
@@ -187,6 +197,17 @@ int app_config_parse_args(app_config *c, int argc, char **argv, char *err, size_
 /* Checks ranges and cross-field rules, derives listen_host/port and
  * log_level_num.  Returns 0 or SH_EINVAL with a message. */
 int app_config_validate(app_config *c, char *err, size_t errsz);
+
+/* Sets one [cluster] key (INI, and --set cluster.KEY=VALUE).  Returns 0
+ * or SH_ENOTFOUND / SH_EINVAL with a message. */
+int app_config_set_cluster(app_config *c, const char *key, const char *value, char *err,
+                           size_t errsz);
+/* The Redis of an application: HOST:PORT, or NULL when it is not
+ * clustered (no [cluster] redis and none of its own, or redis = off).
+ * a may be NULL (an application without a section).  Borrowed. */
+const char *app_config_app_redis(const app_config *c, const app_app_config *a);
+/* Splits HOST:PORT ("[V6]:PORT" too).  Returns 0 or SH_EINVAL. */
+int app_config_split_hostport(const char *s, char *host, size_t hostsz, int *port);
 
 /* The section configuring application `name`: its own [app NAME] section,
  * else [app *], else NULL.  Borrowed. */

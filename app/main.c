@@ -9,6 +9,7 @@
 #include "api.h"
 #include "app.h"
 #include "chat.h"
+#include "cluster.h"
 #include "samples.h"
 #include "so_glue.h"
 #include "sh_log.h"
@@ -70,6 +71,10 @@ static void keep_fixed(app_config *n, const app_config *cur)
     keep_str(&n->https_listen, cur->https_listen, "https_listen");
     keep_str(&n->admin_listen, cur->admin_listen, "admin_listen");
     keep_str(&n->data_dir, cur->data_dir, "data_dir");
+    keep_str(&n->cluster_redis, cur->cluster_redis, "[cluster] redis");
+    keep_str(&n->cluster_node, cur->cluster_node, "[cluster] node");
+    n->cluster_timeout_ms = cur->cluster_timeout_ms;
+    n->cluster_node_ttl_ms = cur->cluster_node_ttl_ms;
     memcpy(n->listen_host, cur->listen_host, sizeof(n->listen_host));
     n->listen_port = cur->listen_port;
     memcpy(n->http_host, cur->http_host, sizeof(n->http_host));
@@ -86,11 +91,13 @@ static void keep_fixed(app_config *n, const app_config *cur)
     }
     for (size_t i = 0; i < n->napps; i++) {
         const app_app_config *o = app_config_find_app(cur, n->apps[i].name);
-        if (o && (o->store != n->apps[i].store || o->history_depth != n->apps[i].history_depth)) {
-            SH_LOG(SH_LOG_WARN, "reload: [app %s] store / history_depth changed: they take "
-                                "effect at the next restart", n->apps[i].name);
+        if (o && (o->store != n->apps[i].store || o->history_depth != n->apps[i].history_depth ||
+                  strcmp(o->redis, n->apps[i].redis) != 0)) {
+            SH_LOG(SH_LOG_WARN, "reload: [app %s] store / history_depth / redis changed: they "
+                                "take effect at the next restart", n->apps[i].name);
             n->apps[i].store = o->store;
             n->apps[i].history_depth = o->history_depth;
+            keep_str(&n->apps[i].redis, o->redis, "redis");
         }
     }
     bool samples_same = n->nsample_settings == cur->nsample_settings;
@@ -189,6 +196,14 @@ int main(int argc, char **argv)
     app_server *srv = app_server_new(&cfg, NULL);
     if (!srv) {
         SH_LOG(SH_LOG_ERROR, "cannot create the server");
+        app_config_cleanup(&cfg);
+        return 1;
+    }
+    /* Redis links of clustered applications, before the modules that use
+     * them: its shutdown hook runs after theirs. */
+    if (!cfg.check_only && app_cluster_register(srv) != 0) {
+        SH_LOG(SH_LOG_ERROR, "cluster: cannot set up the Redis links");
+        app_server_free(srv);
         app_config_cleanup(&cfg);
         return 1;
     }

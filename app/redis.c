@@ -58,6 +58,8 @@ struct app_redis {
     pend *head, *tail;      /* in flight */
     size_t npending;
     sh_map subs;            /* channel -> sub */
+    const app_redis_script **scripts;
+    size_t nscripts;
     app_redis_opts o;
     char *host, *name;
 };
@@ -212,11 +214,35 @@ static void on_script_loaded(app_redis *r, redisReply *rep, void *ud)
         drop(r, "a script did not load");
         return;
     }
-    if (--r->loading == 0 && r->st == ST_LOADING)
+    if (r->loading)
+        r->loading--;
+    if (r->loading == 0 && r->st == ST_LOADING)
         became_up(r);
 }
 
 static void on_sub_reply(redisAsyncContext *ac, void *reply, void *priv);
+
+static void load_script(app_redis *r, const app_redis_script *s)
+{
+    const char *argv[3] = {"SCRIPT", "LOAD", s->src};
+    size_t lens[3] = {6, 4, strlen(s->src)};
+    if (issue(r, on_script_loaded, (void *)s, 3, argv, lens) != 0)
+        drop(r, "SCRIPT LOAD could not be sent");
+    else
+        r->loading++;
+}
+
+int app_redis_add_script(app_redis *r, const app_redis_script *s)
+{
+    const app_redis_script **n = realloc(r->scripts, (r->nscripts + 1) * sizeof(*n));
+    if (!n)
+        return SH_ENOMEM;
+    r->scripts = n;
+    r->scripts[r->nscripts++] = s;
+    if (r->st == ST_UP || r->st == ST_LOADING)
+        load_script(r, s);
+    return 0;
+}
 
 static void send_subscribe(app_redis *r, sub *s)
 {
@@ -256,17 +282,9 @@ static void on_connect(const redisAsyncContext *ac, int status)
     }
     set_state(r, ST_LOADING);
     r->loading = 0;
-    for (size_t i = 0; i < r->o.nscripts; i++) {
-        const app_redis_script *s = r->o.scripts[i];
-        const char *argv[3] = {"SCRIPT", "LOAD", s->src};
-        size_t lens[3] = {6, 4, strlen(s->src)};
-        if (issue(r, on_script_loaded, (void *)s, 3, argv, lens) != 0) {
-            drop(r, "SCRIPT LOAD could not be sent");
-            return;
-        }
-        r->loading++;
-    }
-    if (r->loading == 0)
+    for (size_t i = 0; i < r->nscripts && r->ac; i++)
+        load_script(r, r->scripts[i]);
+    if (r->ac && r->loading == 0)
         became_up(r);
 }
 
@@ -367,6 +385,7 @@ app_redis *app_redis_new(uv_loop_t *loop, const app_redis_opts *opts)
 static void on_closed(uv_handle_t *h)
 {
     app_redis *r = h->data;
+    free(r->scripts);
     free(r->host);
     free(r->name);
     free(r);

@@ -69,8 +69,6 @@ typedef struct app_redis_opts {
     const char *name;          /* for logs: "cmd", "sub" */
     uint32_t timeout_ms;       /* connect and command time-out; 0 = 2000 */
     uint32_t max_pending;      /* commands in flight; 0 = 65536 */
-    const app_redis_script *const *scripts; /* loaded on every connect */
-    size_t nscripts;
     /* The connection came up (scripts loaded) or went down. */
     void (*on_state)(app_redis *r, bool up, void *ud);
     void *ud;
@@ -79,6 +77,10 @@ typedef struct app_redis_opts {
 /* Starts connecting at once.  opts is copied (host and name too; scripts
  * borrowed).  Returns NULL on allocation failure. */
 app_redis *app_redis_new(uv_loop_t *loop, const app_redis_opts *opts);
+/* Registers a script, loaded on every connect (and at once when up: the
+ * SCRIPT LOAD goes before any EVALSHA issued after this call).  s is
+ * borrowed.  Returns 0 or SH_ENOMEM. */
+int app_redis_add_script(app_redis *r, const app_redis_script *s);
 /* Closes the connection; commands in flight get NULL replies (possibly from
  * inside this call), subscriptions are dropped without a LOST event.  The
  * memory goes in a close callback.  Accepts NULL. */

@@ -155,18 +155,14 @@ int main(void)
     }
     app_redis_script_init(&echo_script, "echo",
                           "return {KEYS[1], ARGV[1], redis.call('INCR', KEYS[1])}");
-    const app_redis_script *scripts[] = {&echo_script};
-
     rig g = {0};
     uv_loop_init(&g.loop);
     app_redis_opts o = {.host = "127.0.0.1", .port = rp.port, .name = "cmd",
-                        .timeout_ms = 500, .max_pending = 4, .scripts = scripts,
-                        .nscripts = 1, .on_state = on_state, .ud = &g};
+                        .timeout_ms = 500, .max_pending = 4, .on_state = on_state, .ud = &g};
     g.cmd = app_redis_new(&g.loop, &o);
+    app_redis_add_script(g.cmd, &echo_script);
     app_redis_opts os = o;
     os.name = "sub";
-    os.scripts = NULL;
-    os.nscripts = 0;
     os.on_state = NULL;
     g.sub = app_redis_new(&g.loop, &os);
     E2E_CHECK(cmd(&g, "PING", NULL, NULL) == SH_ESTATE, "a command before the connection is up is refused at once");
