@@ -543,18 +543,25 @@ bool app_ws_upgrade(app_conn *c, const app_http_req *r)
                      deflate ? "Sec-WebSocket-Extensions: permessage-deflate; "
                                "server_no_context_takeover; client_no_context_takeover\r\n"
                              : "");
+    /* r (its path and headers) lives in the HTTP transport's parser,
+     * which closing that transport frees: copy what the WebSocket keeps
+     * first. */
+    char *origin_copy = origin ? strdup(origin) : NULL;
+    char *app_copy = r->path[pl] == '/' && r->path[pl + 1] ? strdup(r->path + pl + 1) : NULL;
     /* From here the connection is a WebSocket: swap the transports. */
     const app_transport *http = c->tr;
     http->close(c);
+    r = NULL;
     c->tr = &app_ws_transport;
     if (c->tr->open(c, NULL) != 0 || ws_start(c, deflate) != 0) {
+        free(origin_copy);
+        free(app_copy);
         app_conn_abort(c, "out of memory");
         return true;
     }
     ws_tr *t = tr_of(c);
-    t->origin = origin ? strdup(origin) : NULL;
-    if (r->path[pl] == '/' && r->path[pl + 1])
-        t->path_app = strdup(r->path + pl + 1);
+    t->origin = origin_copy;
+    t->path_app = app_copy;
     sh_outq_push_copy(&c->outq, resp, (size_t)n);
     app_conn_output(c);
     SH_LOG(SH_LOG_DEBUG, "conn=%llu websocket upgrade%s", (unsigned long long)c->id,
