@@ -26,6 +26,13 @@ typedef enum bench_scenario {
     BENCH_CHAT,
 } bench_scenario;
 
+/* How the connections talk to the server: RTMP (rtmp://, the default) or
+ * WebSocket with the sohub.v1 JSON protocol (ws://, docs/websocket.md). */
+typedef enum bench_transport {
+    BENCH_TR_RTMP,
+    BENCH_TR_WS,
+} bench_transport;
+
 /* Caps: every run is bounded in count and time. */
 #define BENCH_MAX_CONNECTIONS 200000u
 #define BENCH_MAX_PROCS 64u
@@ -35,10 +42,13 @@ typedef enum bench_scenario {
 
 typedef struct bench_opts {
     bench_scenario scenario;
+    bench_transport transport;
     const char *url;
     char host[256];
     int port;
     char app[512];        /* connect's "app": the URL path without its leading '/' */
+    char path[512];       /* ws: the request path, with its leading '/' */
+    bool ws_deflate;      /* ws: offer permessage-deflate */
     uint32_t connections; /* connect, idle */
     uint32_t concurrency; /* connect: connections in flight; others: handshakes in flight */
     bool keep;            /* connect: hold connections until the end */

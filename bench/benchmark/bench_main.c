@@ -30,6 +30,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
         "usage: sohub-benchmark -u rtmp://HOST[:PORT]/APP[/INSTANCE] SCENARIO [options]\n"
+        "       sohub-benchmark --transport ws -u ws://HOST[:PORT]/PATH SCENARIO [options]\n"
         "scenarios:\n"
         "  connect   handshake + connect + _result per second, with latency percentiles\n"
         "  idle      hold N connections; server RSS growth per connection (--pid)\n"
@@ -54,6 +55,9 @@ static void usage(FILE *f)
         "      --src-ips M       bind sources to 127.0.0.1 .. 127.0.0.M (default: no bind)\n"
         "      --so-prefix P     shared object name prefix (default \"bench\")\n"
         "      --digest          sign C1 (digest handshake)\n"
+        "      --transport T     rtmp (default) or ws: WebSocket with sohub.v1 JSON; the URL is\n"
+        "                        then ws://HOST:PORT/PATH, PATH the endpoint (sohub: /ws/APP[/INSTANCE])\n"
+        "      --ws-deflate      ws: offer permessage-deflate (default: not offered)\n"
         "      --json            print the result as JSON on stdout\n"
         "  -q, --quiet           no progress line\n");
 }
@@ -61,15 +65,19 @@ static void usage(FILE *f)
 static int parse_url(bench_opts *o, const char *url)
 {
     const char *p = url;
-    if (strncmp(p, "rtmp://", 7) != 0)
+    bool ws = o->transport == BENCH_TR_WS;
+    if (strncmp(p, ws ? "ws://" : "rtmp://", ws ? 5 : 7) != 0)
         return -1;
-    p += 7;
+    p += ws ? 5 : 7;
     const char *slash = strchr(p, '/');
     if (!slash || slash[1] == 0)
         return -1;
+    if (strlen(slash) >= sizeof o->path || strpbrk(slash, " \r\n"))
+        return -1;
+    snprintf(o->path, sizeof o->path, "%s", slash);
     size_t hostlen = (size_t)(slash - p);
     const char *colon = memchr(p, ':', hostlen);
-    o->port = 1935;
+    o->port = ws ? 80 : 1935;
     if (colon) {
         char *end;
         long port = strtol(colon + 1, &end, 10);
@@ -111,7 +119,7 @@ static int parse_secs(const char *s, double *out)
 }
 
 enum { OPT_KEEP = 256, OPT_TIMEOUT, OPT_SETTLE, OPT_PID, OPT_RATE, OPT_WINDOW,
-       OPT_SRC, OPT_PREFIX, OPT_DIGEST, OPT_JSON };
+       OPT_SRC, OPT_PREFIX, OPT_DIGEST, OPT_JSON, OPT_TRANSPORT, OPT_WS_DEFLATE };
 
 static int parse_args(bench_opts *o, int argc, char **argv)
 {
@@ -135,6 +143,8 @@ static int parse_args(bench_opts *o, int argc, char **argv)
         {"so-prefix", required_argument, NULL, OPT_PREFIX},
         {"digest", no_argument, NULL, OPT_DIGEST},
         {"json", no_argument, NULL, OPT_JSON},
+        {"transport", required_argument, NULL, OPT_TRANSPORT},
+        {"ws-deflate", no_argument, NULL, OPT_WS_DEFLATE},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -151,7 +161,7 @@ static int parse_args(bench_opts *o, int argc, char **argv)
     o->users = 100;
     o->procs = 1;
     o->so_prefix = "bench";
-    bool writers_set = false;
+    bool writers_set = false, transport_set = false;
     uint32_t pid = 0;
     int ch;
     while ((ch = getopt_long(argc, argv, "u:n:c:d:r:s:w:U:P:qh", longs, NULL)) != -1) {
@@ -181,6 +191,13 @@ static int parse_args(bench_opts *o, int argc, char **argv)
         case OPT_PREFIX: o->so_prefix = optarg; break;
         case OPT_DIGEST: o->digest = true; break;
         case OPT_JSON: o->json = true; break;
+        case OPT_TRANSPORT:
+            transport_set = true;
+            if (strcmp(optarg, "rtmp") == 0) o->transport = BENCH_TR_RTMP;
+            else if (strcmp(optarg, "ws") == 0) o->transport = BENCH_TR_WS;
+            else bad = 1;
+            break;
+        case OPT_WS_DEFLATE: o->ws_deflate = true; break;
         case 'q': o->quiet = true; break;
         case 'h': usage(stdout); exit(0);
         default: return -1;
@@ -204,8 +221,18 @@ static int parse_args(bench_opts *o, int argc, char **argv)
         fprintf(stderr, "sohub-benchmark: unknown scenario '%s'\n", sc);
         return -1;
     }
+    /* a ws:// URL alone picks the WebSocket transport */
+    if (!transport_set && o->url && strncmp(o->url, "ws://", 5) == 0)
+        o->transport = BENCH_TR_WS;
     if (!o->url || parse_url(o, o->url) < 0) {
-        fprintf(stderr, "sohub-benchmark: -u rtmp://host:port/app/instance is required\n");
+        if (o->transport == BENCH_TR_WS)
+            fprintf(stderr, "sohub-benchmark: --transport ws needs -u ws://host:port/path\n");
+        else
+            fprintf(stderr, "sohub-benchmark: -u rtmp://host:port/app/instance is required\n");
+        return -1;
+    }
+    if (o->ws_deflate && o->transport != BENCH_TR_WS) {
+        fprintf(stderr, "sohub-benchmark: --ws-deflate is for --transport ws\n");
         return -1;
     }
     if (!writers_set)
@@ -592,6 +619,7 @@ int main(int argc, char **argv)
         cJSON *root = cJSON_CreateObject();
         cJSON_AddStringToObject(root, "scenario", bench_scenario_name(o->scenario));
         cJSON_AddStringToObject(root, "url", o->url);
+        cJSON_AddStringToObject(root, "transport", o->transport == BENCH_TR_WS ? "ws" : "rtmp");
         cJSON_AddNumberToObject(root, "procs", n);
         cJSON_AddNumberToObject(root, "expected", (double)expected);
         cJSON_AddNumberToObject(root, "attempted", (double)c.attempted);
