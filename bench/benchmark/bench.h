@@ -97,6 +97,7 @@ typedef struct bench_report {
     uint64_t t_first;     /* first connection start (us, monotonic) */
     uint64_t t_last;      /* last connection done */
     uint64_t t_go, t_stop;
+    uint64_t cpu_go, cpu_stop; /* the worker's own CPU time (us) at go and stop */
     bench_counts c;
     char first_error[BENCH_ERRMSG]; /* first failure reason seen, "" if none */
     bench_hist connect_lat;  /* TCP connect start -> connect _result */
@@ -107,6 +108,8 @@ typedef struct bench_report {
 int bench_worker_main(const bench_opts *o, uint32_t worker, int ctl_fd, int rep_fd);
 
 uint64_t bench_now_us(void);
+/* CPU time the calling process has used, in microseconds. */
+uint64_t bench_cpu_us(void);
 const char *bench_scenario_name(bench_scenario s);
 
 #endif

@@ -573,6 +573,11 @@ int main(int argc, char **argv)
     bench_hist_init(&lat);
     uint64_t first = 0, last = 0;
     const char *first_error = "";
+    /* the load generator's own CPU over the run window (connect: go to stop) */
+    double client_cpu = 0;
+    for (uint32_t i = 0; i < n; i++)
+        if (w[i].last.cpu_stop > w[i].last.cpu_go && w[i].last.cpu_go > 0)
+            client_cpu += (double)(w[i].last.cpu_stop - w[i].last.cpu_go) / 1e6;
     for (uint32_t i = 0; i < n; i++) {
         bench_hist_merge(&clat, &w[i].last.connect_lat);
         bench_hist_merge(&lat, &w[i].last.lat);
@@ -649,6 +654,8 @@ int main(int argc, char **argv)
             cJSON_AddNumberToObject(root, "server_cpu_seconds", server_cpu);
             cJSON_AddNumberToObject(root, "window_seconds", (double)(t_stop - t_go) / 1e6);
         }
+        if (o->scenario != BENCH_IDLE)
+            cJSON_AddNumberToObject(root, "client_cpu_seconds", client_cpu);
         cJSON_AddNumberToObject(root, "server_errors", (double)c.server_errors);
         cJSON_AddNumberToObject(root, "so_status", (double)c.so_status);
         cJSON_AddNumberToObject(root, "closed_by_peer", (double)c.closed_by_peer);
@@ -702,6 +709,10 @@ int main(int argc, char **argv)
             printf("%-18s %.2f s of CPU in %.2f s (%.0f %% of one core)\n", "server CPU",
                    server_cpu, (double)(t_stop - t_go) / 1e6,
                    100.0 * server_cpu / ((double)(t_stop - t_go) / 1e6));
+        if (o->scenario != BENCH_IDLE)
+            printf("%-18s %.2f s of CPU in %.2f s, all workers (%.0f %% of one core)\n",
+                   "client CPU", client_cpu, (double)(t_stop - t_go) / 1e6,
+                   100.0 * client_cpu / ((double)(t_stop - t_go) / 1e6));
         if (c.server_errors || c.closed_by_peer || c.so_status)
             printf("%-18s %llu _error answers, %llu shared-object Status events, "
                    "%llu connections closed by the server\n",

@@ -53,6 +53,13 @@ uint64_t bench_now_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
+uint64_t bench_cpu_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 enum conn_state {
     ST_TCP,        /* TCP connect in progress */
     ST_HANDSHAKE,  /* RTMP handshake (ws: the HTTP upgrade) in progress */
@@ -1285,6 +1292,7 @@ static void worker_stop(worker *w)
     w->running = false;
     w->stopped = true;
     w->rep.t_stop = bench_now_us();
+    w->rep.cpu_stop = bench_cpu_us();
     if (!w->final_sent) {
         w->final_sent = true;
         send_report(w, BENCH_REP_FINAL);
@@ -1307,6 +1315,7 @@ static void worker_go(worker *w)
         return;
     w->running = true;
     w->t_go = bench_now_us();
+    w->rep.cpu_go = bench_cpu_us();
     if (w->o->scenario == BENCH_CONNECT) {
         worker_pump(w);
         return;
