@@ -42,6 +42,10 @@
 
 typedef struct ws_tr {
     ws_in *in;                   /* the reader */
+    size_t in_mem;               /* ws_in_mem(in), kept here: the server asks for it
+                                    with every queued message (its memory count), and
+                                    reading it from ws_in costs a cache miss per
+                                    recipient of a fan-out; it changes only on input */
     bool deflate;                /* permessage-deflate agreed */
     bool close_done;             /* a close frame went out */
     char *origin;                /* Origin of the upgrade request (owned, NULL if none) */
@@ -395,6 +399,7 @@ static bool on_event(void *ud, ws_in_event ev, const uint8_t *data, size_t len)
     ws_tr *t = tr_of(c);
     switch (ev) {
     case WS_IN_TEXT:
+        t->in_mem = ws_in_mem(t->in); /* what the reader holds now, mid-feed */
         on_text(c, (const char *)data, len);
         break;
     case WS_IN_BINARY:
@@ -420,6 +425,7 @@ static void tr_feed(app_conn *c, const uint8_t *in, size_t len, size_t *used, ui
     sh_buf replies;
     sh_buf_init(&replies, 4096);
     int code = ws_in_feed(t->in, in, len, used, *budget, on_event, c, &replies);
+    t->in_mem = ws_in_mem(t->in);
     /* pongs and close frames wslay made: sent before anything queued later */
     if (replies.len)
         sh_outq_push_copy(&c->outq, replies.data, replies.len);
@@ -452,6 +458,7 @@ static int ws_start(app_conn *c, bool deflate)
     ws_zip *zip = deflate ? zip_of(c->srv) : NULL;
     t->deflate = deflate && zip;
     t->in = ws_in_new(c->srv->cfg->max_message_size, t->deflate, zip);
+    t->in_mem = t->in ? ws_in_mem(t->in) : 0;
     return t->in ? 0 : SH_ENOMEM;
 }
 
@@ -468,7 +475,7 @@ static void tr_close(app_conn *c)
 static size_t tr_input_mem(const app_conn *c)
 {
     const ws_tr *t = tr_of(c);
-    return sizeof(*t) + (t->in ? ws_in_mem(t->in) : 0);
+    return sizeof(*t) + t->in_mem;
 }
 
 static bool tr_handshake_done(const app_conn *c)
