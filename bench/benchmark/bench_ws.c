@@ -627,9 +627,80 @@ static bool walk_events(jp *j, uint32_t version, bench_so_visit_fn visit, void *
     return j_eat(j, ']');
 }
 
+static uint32_t u32_of(double v)
+{
+    return v >= 0 && v <= 4294967295.0 ? (uint32_t)v : 0;
+}
+
+/* Matches the literal lit at j->p and moves past it. */
+static bool j_expect(jp *j, const char *lit, size_t n)
+{
+    if ((size_t)(j->end - j->p) < n || memcmp(j->p, lit, n) != 0)
+        return false;
+    j->p += n;
+    return true;
+}
+#define J_EXPECT(j, lit) j_expect((j), (lit), sizeof(lit) - 1)
+
+/* A string without escapes up to the next quote (the quote is eaten). */
+static bool j_plain_string(jp *j, const char **s, size_t *n)
+{
+    const char *q = memchr(j->p, '"', (size_t)(j->end - j->p));
+    if (!q || memchr(j->p, '\\', (size_t)(q - j->p)))
+        return false;
+    *s = j->p;
+    *n = (size_t)(q - j->p);
+    j->p = q + 1;
+    return true;
+}
+
+/* The two messages of a fan-out run, in the member order both sohub and
+ * the ws-broadcast peer write them (JSON.stringify keeps insertion order):
+ *   {"op":"so","name":N,"version":V,"persistent":B,"events":[{"t":"change","slots":[[K,NUMBER]]}]}
+ *   {"op":"so","name":N,"version":V,"persistent":B,"events":[{"t":"success","key":K}]}
+ * matched as literals, the way the RTMP path reads chat messages in place.
+ * Returns false, having visited nothing, for anything else (the general
+ * walk below then takes it). */
+static bool so_fast(const char *text, size_t n, const char **name, size_t *name_len,
+                    bench_so_visit_fn visit, void *ud)
+{
+    jp j = {text, text + n};
+    const char *nm;
+    size_t nl;
+    double version;
+    bench_so_event ev;
+    memset(&ev, 0, sizeof ev);
+    if (!J_EXPECT(&j, "{\"op\":\"so\",\"name\":\"") || !j_plain_string(&j, &nm, &nl) ||
+        !J_EXPECT(&j, ",\"version\":") || !j_number(&j, &version) ||
+        !J_EXPECT(&j, ",\"persistent\":") || !(J_EXPECT(&j, "false") || J_EXPECT(&j, "true")) ||
+        !J_EXPECT(&j, ",\"events\":[{\"t\":\""))
+        return false;
+    if (J_EXPECT(&j, "change\",\"slots\":[[\"")) {
+        ev.type = BENCH_SO_CHANGE;
+        if (!j_plain_string(&j, &ev.key, &ev.key_len) || !J_EXPECT(&j, ",") ||
+            !j_number(&j, &ev.number) || !J_EXPECT(&j, "]]}]}"))
+            return false;
+        ev.has_number = true;
+    } else if (J_EXPECT(&j, "success\",\"key\":\"")) {
+        ev.type = BENCH_SO_SUCCESS;
+        if (!j_plain_string(&j, &ev.key, &ev.key_len) || !J_EXPECT(&j, "}]}"))
+            return false;
+    } else {
+        return false;
+    }
+    if (j.p != j.end)
+        return false;
+    *name = nm;
+    *name_len = nl;
+    visit(ud, u32_of(version), &ev);
+    return true;
+}
+
 int bench_ws_so_decode(const char *text, size_t n, const char **name, size_t *name_len,
                        bench_so_visit_fn visit, void *ud)
 {
+    if (so_fast(text, n, name, name_len, visit, ud))
+        return 0;
     jp j = {text, text + n};
     int op = -1; /* unknown, 0 not so, 1 so */
     bool have_version = false;
@@ -665,7 +736,7 @@ int bench_ws_so_decode(const char *text, size_t n, const char **name, size_t *na
             } else if (str_is(k, kn, "events")) {
                 j_ws(&j);
                 if (op == 1 && have_version && !walked) {
-                    if (!walk_events(&j, (uint32_t)version, visit, ud))
+                    if (!walk_events(&j, u32_of(version), visit, ud))
                         return SH_EPROTO;
                     walked = true;
                 } else {
@@ -687,7 +758,7 @@ int bench_ws_so_decode(const char *text, size_t n, const char **name, size_t *na
         return 1;
     if (events && !walked) {
         jp ej = {events, text + n};
-        if (!walk_events(&ej, (uint32_t)version, visit, ud))
+        if (!walk_events(&ej, u32_of(version), visit, ud))
             return SH_EPROTO;
     }
     return 0;

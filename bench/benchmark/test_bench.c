@@ -542,3 +542,69 @@ Test(ws, so_json_any_member_order)
         cr_assert(bench_ws_so_decode(bad[i], strlen(bad[i]), &name, &nl, visit, &s) < 0,
                   "bad %zu", i);
 }
+
+/* The fan-out's two messages take the literal fast path; the same text
+ * with an escape in the name takes the general walk: same events. */
+Test(ws, so_json_fast_path_agrees)
+{
+    sh_buf b;
+    sh_buf_init(&b, 4096);
+    size_t mark;
+    amf_value *num = amf_number(4412345678.0);
+    cr_assert_eq(so_wire_put_header(&b, SO_MSG_AMF0, "fan1_room0", 10, 77, false), 0);
+    cr_assert_eq(so_wire_event_begin(&b, SO_EV_CHANGE, &mark), 0);
+    so_wire_event_key(&b, "w0", 2);
+    so_wire_event_value(&b, NULL, num);
+    cr_assert_eq(so_wire_event_end(&b, mark), 0);
+    amf_unref(num);
+    sh_rcbuf *change = so_json_from_amf0(b.data, b.len, NULL);
+    sh_buf_reset(&b);
+    cr_assert_eq(so_wire_put_header(&b, SO_MSG_AMF0, "fan1_room0", 10, 78, false), 0);
+    cr_assert_eq(so_wire_put_key(&b, SO_EV_SUCCESS, "w0", 2), 0);
+    sh_rcbuf *success = so_json_from_amf0(b.data, b.len, NULL);
+    sh_buf_cleanup(&b);
+    cr_assert(change && success);
+    sh_rcbuf *msgs[2] = {change, success};
+    for (int m = 0; m < 2; m++) {
+        const char *text = (const char *)msgs[m]->data;
+        size_t n = msgs[m]->len;
+        /* the escaped twin: "fan1_room0" -> "fan1_r\u006fom0" */
+        char twin[512];
+        const char *at = strstr(text, "fan1_room0");
+        cr_assert(at);
+        size_t pre = (size_t)(at - text);
+        int tn = snprintf(twin, sizeof twin, "%.*sfan1_r\\u006fom0%s", (int)pre, text, at + 10);
+        seen a, e;
+        memset(&a, 0, sizeof a);
+        memset(&e, 0, sizeof e);
+        const char *name;
+        size_t nl;
+        cr_assert_eq(bench_ws_so_decode(text, n, &name, &nl, visit, &a), 0, "%.*s", (int)n, text);
+        cr_assert_eq(nl, 10);
+        cr_assert_eq(bench_ws_so_decode(twin, (size_t)tn, &name, &nl, visit, &e), 0, "%s", twin);
+        cr_assert_eq(a.n, 1);
+        cr_assert_eq(e.n, 1);
+        cr_assert_eq(a.version, 77 + m);
+        cr_assert_eq(e.version, a.version);
+        cr_assert_eq(a.types[0], m ? BENCH_SO_SUCCESS : BENCH_SO_CHANGE);
+        cr_assert_eq(e.types[0], a.types[0]);
+        cr_assert_str_eq(a.keys[0], "w0");
+        cr_assert_str_eq(e.keys[0], "w0");
+        cr_assert_eq(a.has_number[0], !m);
+        cr_assert_eq(e.has_number[0], !m);
+        if (!m) {
+            cr_assert_eq(a.numbers[0], 4412345678.0);
+            cr_assert_eq(e.numbers[0], 4412345678.0);
+        }
+        for (size_t k = 0; k < n; k++) {
+            seen t;
+            memset(&t, 0, sizeof t);
+            char *copy = malloc(k ? k : 1);
+            memcpy(copy, text, k);
+            cr_assert(bench_ws_so_decode(copy, k, &name, &nl, visit, &t) < 0, "cut at %zu", k);
+            free(copy);
+        }
+    }
+    sh_rcbuf_unref(change);
+    sh_rcbuf_unref(success);
+}
