@@ -157,6 +157,8 @@ static void report_error(worker *w, const char *fmt, const char *detail)
 
 static void send_report(worker *w, uint32_t kind)
 {
+    if (kind == BENCH_REP_FINAL && w->rep.cpu_go && !w->rep.cpu_stop)
+        w->rep.cpu_stop = bench_cpu_us(); /* connect ends before the stop */
     w->rep.magic = BENCH_REPORT_MAGIC;
     w->rep.kind = kind;
     w->rep.worker = w->id;
