@@ -31,6 +31,9 @@ for (let i = 0; i < args.length; i++) {
   }
 }
 
+// ws sends a Buffer as a binary message unless told otherwise; sohub.v1 is text.
+const TEXT = { binary: false };
+
 // One room per shared-object name: its version, its slots, its members.
 const rooms = new Map();
 let nextClientId = 1;
@@ -76,7 +79,7 @@ function onSo(ws, m) {
       const text = soMessage(name, r.version, [{ t: 'change', slots: ev.slots }]);
       const data = sharedBuffer ? Buffer.from(text) : text;
       for (const peer of r.members) {
-        if (peer !== ws && peer.readyState === WebSocket.OPEN) peer.send(data);
+        if (peer !== ws && peer.readyState === WebSocket.OPEN) peer.send(data, TEXT);
       }
       // ... and a success per key for the writer
       ws.send(soMessage(name, r.version, ev.slots.map(([key]) => ({ t: 'success', key }))));
