@@ -44,7 +44,7 @@ die() { echo "ab.sh: $*" >&2; exit 1; }
 [ -x "$A" ] || die "$A is not an executable"
 [ -x "$B" ] || die "$B is not an executable"
 command -v python3 >/dev/null || die "python3 is needed for the table"
-[ "$ROUNDS" -ge 1 ] 2>/dev/null && [ "$ROUNDS" -le 20 ] || die "ROUNDS must be 1..20"
+if ! [ "$ROUNDS" -ge 1 ] 2>/dev/null || [ "$ROUNDS" -gt 20 ]; then die "ROUNDS must be 1..20"; fi
 mkdir -p "$OUT"
 
 # start NAME BINARY: RTMP (and WebSocket when the binary has http_listen);

@@ -54,7 +54,7 @@ die() { echo "ws-peers.sh: $*" >&2; exit 1; }
 [ -x "$BENCH" ] || die "no $BENCH (build first: ninja -C $BUILD)"
 [ -x "$SERVER" ] || die "no $SERVER (build first: ninja -C $BUILD)"
 command -v python3 >/dev/null || die "python3 is needed to print the table"
-[ "$ROUNDS" -ge 1 ] 2>/dev/null && [ "$ROUNDS" -le 20 ] || die "ROUNDS must be 1..20"
+if ! [ "$ROUNDS" -ge 1 ] 2>/dev/null || [ "$ROUNDS" -gt 20 ]; then die "ROUNDS must be 1..20"; fi
 mkdir -p "$OUT"
 
 note() { printf '%s\n' "$2" > "$OUT/$1.note"; }
