@@ -386,7 +386,7 @@ static int send_msg(wconn *c, uint8_t type, const uint8_t *data, size_t len)
 
 static bool is_ws(const wconn *c) { return c->w->o->transport == BENCH_TR_WS; }
 
-/* ws: one text message as one masked frame.  The masking key comes from a
+/* ws: one message (text, pong or close) as one masked frame.  The key comes from a
  * cheap generator: it only has to vary (RFC 6455 10.3 asks browsers for
  * unpredictable keys to protect proxies; there is none on loopback). */
 static int ws_send(wconn *c, uint8_t opcode, const void *p, size_t n)
