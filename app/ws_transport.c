@@ -43,6 +43,10 @@
 
 typedef struct ws_tr {
     ws_in *in;                   /* the reader */
+    size_t in_mem;               /* ws_in_mem(in), kept here: the server asks for it
+                                    with every queued message (its memory count), and
+                                    reading it from ws_in costs a cache miss per
+                                    recipient of a fan-out; it changes only on input */
     bool deflate;                /* permessage-deflate agreed */
     bool close_done;             /* a close frame went out */
     char *origin;                /* Origin of the upgrade request (owned, NULL if none) */
@@ -407,6 +411,7 @@ static bool on_event(void *ud, ws_in_event ev, const uint8_t *data, size_t len)
     push_replies(f);
     switch (ev) {
     case WS_IN_TEXT:
+        t->in_mem = ws_in_mem(t->in); /* what the reader holds now, mid-feed */
         on_text(c, (const char *)data, len);
         break;
     case WS_IN_BINARY:
@@ -432,6 +437,7 @@ static void tr_feed(app_conn *c, const uint8_t *in, size_t len, size_t *used, ui
     feed_ctx f = {.c = c};
     sh_buf_init(&f.replies, len + WS_IN_REPLY_SLACK);
     int code = ws_in_feed(t->in, in, len, used, *budget, on_event, &f, &f.replies);
+    t->in_mem = ws_in_mem(t->in);
     push_replies(&f);
     sh_buf_cleanup(&f.replies);
     if (*budget)
@@ -463,6 +469,7 @@ static int ws_start(app_conn *c, bool deflate)
     t->deflate = deflate && zip;
     /* until connect is accepted: preconnect_max_message_size, as for RTMP */
     t->in = ws_in_new(c->srv->cfg->preconnect_max_message_size, t->deflate, zip);
+    t->in_mem = t->in ? ws_in_mem(t->in) : 0;
     return t->in ? 0 : SH_ENOMEM;
 }
 
@@ -481,7 +488,7 @@ static void tr_close(app_conn *c)
 static size_t tr_input_mem(const app_conn *c)
 {
     const ws_tr *t = tr_of(c);
-    return t ? sizeof(*t) + (t->in ? ws_in_mem(t->in) : 0) : 0;
+    return t ? sizeof(*t) + t->in_mem : 0;
 }
 
 static bool tr_handshake_done(const app_conn *c)
@@ -575,6 +582,7 @@ bool app_ws_upgrade(app_conn *c, const app_http_req *r)
     /* From here the connection is a WebSocket: swap the transports. */
     const app_transport *http = c->tr;
     http->close(c);
+    r = NULL;
     c->tr = &app_ws_transport;
     if (c->tr->open(c, NULL) != 0 || ws_start(c, deflate) != 0) {
         free(origin_copy);

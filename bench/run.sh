@@ -3,27 +3,34 @@
 #
 # usage: sh bench/run.sh [BUILD_DIR]
 # env:   SOHUB_APP (default bench)  app path used against sohub-server
+#        SOHUB_SERVER                the server binary (default BUILD_DIR/app/sohub-server);
+#                                    one without http_listen gets no WebSocket rows
 #        QUICK=1                     smaller counts and shorter runs
 #        JSON_DIR                    keep every raw JSON result in this directory
 #        FAN_WINDOW (default 32)     changes outstanding per fan-out writer
+#        NO_WS=1                     leave the WebSocket rows out
 #
-# Starts sohub-server and sohub-raw-fanout on 127.0.0.1 (port 0) and runs,
-# one after the other: connect, idle; fan-out of one object to 2,000
-# subscribers (one writer) and of 100 rooms x 20 subscribers (one writer
-# each), each against the raw ceiling and sohub alternately, twice (best run
-# of each kept: sohub's fan-out is also given as a ratio to the ceiling
-# measured in the same run); fan-out latency paced at half the best
-# deliveries/s of sohub and at a light 25 changes/s; persist; chat (window 1
-# for latency, window 16 for throughput).  Prints one table with the
-# project's targets beside the figures, and the load average before and
+# Starts sohub-server (RTMP, and WebSocket on http_listen) and
+# sohub-raw-fanout on 127.0.0.1 (port 0) and runs, one after the other:
+# connect (RTMP, then WebSocket), idle (RTMP; WebSocket on a fresh server);
+# fan-out of one object to 2,000 subscribers (one writer) and of 100 rooms
+# x 20 subscribers (one writer each), each against the raw ceiling, sohub
+# over RTMP and (one object) sohub over WebSocket alternately, twice (best
+# run of each kept: sohub's RTMP fan-out is also given as a ratio to the
+# ceiling, the WebSocket one as a ratio to RTMP, both measured in the same
+# run); fan-out latency paced at half the best RTMP deliveries/s of sohub
+# (over RTMP and over WebSocket) and at a light 25 changes/s; persist; chat
+# (window 1 for latency, window 16 for throughput).  Prints one table with
+# the project's targets beside the figures, and the load average before and
 # after.  For the comparison with nginx-rtmp and node-media-server run
-# bench/peers.sh.  See docs/benchmarks.md.
+# bench/peers.sh; with a Node.js ws server, bench/ws-peers.sh.  See
+# docs/benchmarks.md.
 set -u
 
 BUILD=${1:-build}
 SOHUB_APP=${SOHUB_APP:-bench}
 BENCH="$BUILD/bench/benchmark/sohub-benchmark"
-SERVER="$BUILD/app/sohub-server"
+SERVER=${SOHUB_SERVER:-$BUILD/app/sohub-server}
 RAW="$BUILD/bench/raw/sohub-raw-fanout"
 TMP=$(mktemp -d /tmp/sohub-bench.XXXXXX)
 OUT=${JSON_DIR:-$TMP}
@@ -53,7 +60,8 @@ command -v python3 >/dev/null || { echo "run.sh: python3 is needed for the table
 mkdir -p "$OUT"
 
 # start NAME CMD...: runs CMD with --port-file, waits for the port;
-# returns 1 when it did not start
+# sets NAME_pid, NAME_port (first line) and NAME_http (the "http PORT"
+# line, empty when none); returns 1 when it did not start
 start() {
     name=$1
     shift
@@ -69,9 +77,20 @@ start() {
         kill "$pid" 2>/dev/null
         return 1
     fi
+    # (the server writes the file whole, with rename)
     PIDS="$PIDS $pid"
     eval "${name}_pid=$pid"
-    eval "${name}_port=$(cat "$TMP/$name.port")"
+    eval "${name}_port=$(head -1 "$TMP/$name.port")"
+    eval "${name}_http=$(sed -n 's/^http //p' "$TMP/$name.port")"
+}
+
+# stop NAME: ends a server started with start
+stop() {
+    eval "p=\${${1}_pid}"
+    kill "$p" 2>/dev/null
+    i=0
+    while kill -0 "$p" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+    kill -9 "$p" 2>/dev/null
 }
 
 # bench NAME URL SCENARIO ARGS...: one run, JSON kept in $OUT/NAME.json
@@ -92,29 +111,57 @@ mkdir -p "$TMP/data"
 SOHUB_ARGS="--listen 127.0.0.1:0 --data-dir $TMP/data --log-level error
     --set max_connections=19000 --set max_connections_per_ip=19000
     --set so_max_updates_per_sec=0"
-# shellcheck disable=SC2086
-if ! start sohub "$SERVER" --config "$TMP/sohub.ini" $SOHUB_ARGS; then
-    echo "run.sh: sohub-server refused the config file (chat_rate unknown?); running without it:" >&2
-    tail -2 "$TMP/sohub.log" >&2
+# WebSocket: the HTTP listener on port 0 (a server built before it refuses
+# the key: then no WebSocket rows)
+WS_ARGS=""
+[ "${NO_WS:-0}" = 1 ] || WS_ARGS="--set http_listen=127.0.0.1:0"
+# start_sohub NAME: with the config file and WebSocket when the server takes them
+start_sohub() {
     # shellcheck disable=SC2086
-    start sohub "$SERVER" $SOHUB_ARGS || { echo "run.sh: sohub-server did not start:" >&2; cat "$TMP/sohub.log" >&2; exit 1; }
-fi
+    start "$1" "$SERVER" --config "$TMP/sohub.ini" $SOHUB_ARGS $WS_ARGS && return 0
+    if [ -n "$WS_ARGS" ] && grep -q "http_listen" "$TMP/$1.log"; then
+        echo "run.sh: $SERVER has no http_listen: no WebSocket rows" >&2
+        WS_ARGS=""
+        # shellcheck disable=SC2086
+        start "$1" "$SERVER" --config "$TMP/sohub.ini" $SOHUB_ARGS && return 0
+    fi
+    echo "run.sh: sohub-server refused the config file (chat_rate unknown?); running without it:" >&2
+    tail -2 "$TMP/$1.log" >&2
+    # shellcheck disable=SC2086
+    start "$1" "$SERVER" $SOHUB_ARGS $WS_ARGS
+}
+start_sohub sohub || { echo "run.sh: sohub-server did not start:" >&2; cat "$TMP/sohub.log" >&2; exit 1; }
 start raw "$RAW" --listen 127.0.0.1:0 || { echo "run.sh: sohub-raw-fanout did not start" >&2; exit 1; }
 S="rtmp://127.0.0.1:$sohub_port/$SOHUB_APP"
 R="rtmp://127.0.0.1:$raw_port/$SOHUB_APP"
+# the WebSocket endpoint, app in the path (docs/websocket.md)
+W=""
+[ -n "$sohub_http" ] && W="ws://127.0.0.1:$sohub_http/ws/$SOHUB_APP"
 
 uptime > "$OUT/load-before.txt"
 bench connect "$S" connect -n "$CONN_N" -c 100 -P 2 --src-ips 4 -d 60
 sleep 1
+if [ -n "$W" ]; then
+    bench ws-connect "$W" connect -n "$CONN_N" -c 100 -P 2 --src-ips 4 -d 60
+    sleep 1
+fi
 bench idle "$S" idle -n "$IDLE_N" -c 100 -P 2 --src-ips 4 --pid "$sohub_pid" --settle 2
+# WebSocket idle memory on a server that has held nothing yet, so that no
+# memory freed by earlier steps is reused and hidden
+if [ -n "$W" ] && start_sohub sohubws; then
+    bench ws-idle "ws://127.0.0.1:$sohubws_http/ws/$SOHUB_APP" idle -n "$IDLE_N" -c 100 -P 2 \
+        --src-ips 4 --pid "$sohubws_pid" --settle 2
+    stop sohubws
+fi
 # one object, 1 writer, SUBS subscribers; then ROOMS rooms x 20 subscribers,
-# 1 writer each.  Ceiling and sohub alternate twice; the best run of each
-# is kept.
+# 1 writer each.  Ceiling, sohub over RTMP and (one object) sohub over
+# WebSocket alternate twice; the best run of each is kept.
 FAN1="-r 1 -s $SUBS -w 1 --window $FAN_WINDOW -P 2 -d $DUR"
 FANR="-r $ROOMS -s 20 -w 1 --window $FAN_WINDOW -P 2 -d $DUR"
 for round in 1 2; do
     bench "fanout-raw-$round" "$R" fanout $FAN1 --so-prefix "raw$round" --pid "$raw_pid"
     bench "fanout-$round" "$S" fanout $FAN1 --so-prefix "fan$round" --pid "$sohub_pid"
+    [ -n "$W" ] && bench "fanout-ws-$round" "$W" fanout $FAN1 --so-prefix "ws$round" --pid "$sohub_pid"
     bench "rooms-raw-$round" "$R" fanout $FANR --so-prefix "rraw$round" --pid "$raw_pid"
     bench "rooms-$round" "$S" fanout $FANR --so-prefix "rooms$round" --pid "$sohub_pid"
 done
@@ -135,6 +182,8 @@ PY
 echo "$HALF" > "$OUT/half-rate.txt"
 bench fanout-half "$S" fanout -r 1 -s "$SUBS" -w 1 --rate "$HALF" -P 2 -d "$DUR" \
     --so-prefix half --pid "$sohub_pid"
+[ -n "$W" ] && bench fanout-ws-half "$W" fanout -r 1 -s "$SUBS" -w 1 --rate "$HALF" -P 2 -d "$DUR" \
+    --so-prefix wshalf --pid "$sohub_pid"
 bench fanout-light "$S" fanout -r 1 -s "$SUBS" -w 1 --rate 25 -P 2 -d "$DUR" \
     --so-prefix light --pid "$sohub_pid"
 bench persist "$S" persist -w 16 --window 16 -d "$DUR" --so-prefix persist --pid "$sohub_pid"
@@ -175,41 +224,63 @@ c = load("connect")
 if c:
     rows.append(("connect", "%.0f connect/s (%d/%d)" % (c["connect_per_second"], c["connected"], c["expected"]),
                  lat(c, "connect_latency_us"), ">= 2x nginx-rtmp: see peers.sh", status(c)))
-i = load("idle")
-if i:
-    per = i["rss_bytes_per_connection"]
-    rows.append(("idle", "%.2f KiB RSS per connection (%d held)" % (per / 1024.0, i["connected"]) if per >= 0 else "not measured",
-                 "", "<= 2 KiB: %s" % mark(0 <= per <= 2048), status(i)))
+c = load("ws-connect")
+if c:
+    rows.append(("ws connect", "%.0f connect/s (%d/%d)" % (c["connect_per_second"], c["connected"], c["expected"]),
+                 lat(c, "connect_latency_us"), "", status(c)))
+def idle_row(name, label, limit):
+    i = load(name)
+    if i:
+        per = i["rss_bytes_per_connection"]
+        rows.append((label, "%.2f KiB RSS per connection (%d held)" % (per / 1024.0, i["connected"]) if per >= 0 else "not measured",
+                     "", "<= %d KiB: %s" % (limit, mark(0 <= per <= limit * 1024)), status(i)))
+idle_row("idle", "idle", 2)
+idle_row("ws-idle", "ws idle (fresh server)", 3)
 def per_cpu(d):
     cpu = d.get("server_cpu_seconds", -1)
     if cpu is None or cpu <= 0:
         return None
     return d["delivered"] / cpu
+def cpu_share(d):
+    cpu, win = d.get("server_cpu_seconds", -1), d.get("window_seconds", 0)
+    return cpu / win if cpu is not None and cpu >= 0 and win else None
 def best(*names):
     runs = [d for d in (load(n) for n in names) if d]
     return max(runs, key=lambda d: d.get("deliveries_per_second", 0)) if runs else None
-def fan_rows(label, raw, soh, target):
+def fan_row(name, d, tgt):
+    pc, share = per_cpu(d), cpu_share(d)
+    extra = (", %.0fk/server CPU-s" % (pc / 1e3)) if pc else ""
+    extra += (", server %.0f%% CPU" % (share * 100)) if share is not None else ""
+    rows.append((name, "%.0f deliveries/s%s" % (d["deliveries_per_second"], extra),
+                 lat(d, "delivery_latency_us"), tgt, status(d)))
+def ratio_row(name, a, b, what, target):
+    if not (a and b and b["deliveries_per_second"] > 0):
+        return
+    r = a["deliveries_per_second"] / b["deliveries_per_second"]
+    txt = "%s = %.2f (deliveries/s)" % (what, r)
+    if per_cpu(a) and per_cpu(b):
+        txt += ", %.2f (per server CPU-s)" % (per_cpu(a) / per_cpu(b))
+    rows.append((name, txt, "", (">= 0.7: %s" % mark(r >= 0.7)) if target else "", ""))
+def fan_rows(label, raw, soh, target, ws=None):
     fr, fs = best(raw + "-1", raw + "-2"), best(soh + "-1", soh + "-2")
-    for name, d in ((label + " ceiling", fr), (label + " sohub", fs)):
-        if d:
-            pc = per_cpu(d)
-            extra = (", %.0fk/server CPU-s" % (pc / 1e3)) if pc else ""
-            tgt = ""
-            if d is fs:
-                tgt = ">= 1,000,000/s: %s" % mark(d["deliveries_per_second"] >= 1e6)
-            rows.append((name, "%.0f deliveries/s%s" % (d["deliveries_per_second"], extra),
-                         lat(d, "delivery_latency_us"), tgt, status(d)))
-    if fr and fs and fr["deliveries_per_second"] > 0:
-        r = fs["deliveries_per_second"] / fr["deliveries_per_second"]
-        txt = "sohub / raw = %.2f (deliveries/s)" % r
-        if per_cpu(fr) and per_cpu(fs):
-            txt += ", %.2f (per server CPU-s)" % (per_cpu(fs) / per_cpu(fr))
-        rows.append((label + " ratio", txt, "", (">= 0.7: %s" % mark(r >= 0.7)) if target else "", ""))
-fan_rows("fanout 1x%s w%s" % (subs, win), "fanout-raw", "fanout", True)
+    fw = best(ws + "-1", ws + "-2") if ws else None
+    if fr:
+        fan_row(label + " ceiling", fr, "")
+    if fs:
+        fan_row(label + " sohub", fs, ">= 1,000,000/s: %s" % mark(fs["deliveries_per_second"] >= 1e6))
+    ratio_row(label + " ratio", fs, fr, "sohub / raw", target)
+    if fw:
+        fan_row(label + " sohub ws", fw, ">= 1,000,000/s: %s" % mark(fw["deliveries_per_second"] >= 1e6))
+        ratio_row(label + " ws/rtmp", fw, fs, "ws / rtmp", True)
+fan_rows("fanout 1x%s w%s" % (subs, win), "fanout-raw", "fanout", True, "fanout-ws")
 fan_rows("rooms %sx20 w%s" % (rooms, win), "rooms-raw", "rooms", False)
 p = load("fanout-half")
 if p:
     rows.append(("fanout half load", "%.0f deliveries/s (%s changes/s paced)" % (p["deliveries_per_second"], text("half-rate.txt")),
+                 lat(p, "delivery_latency_us"), "p99 <= 10 ms: %s" % mark(p99(p, "delivery_latency_us") <= 10), status(p)))
+p = load("fanout-ws-half")
+if p:
+    rows.append(("ws fanout half load", "%.0f deliveries/s (same pacing as RTMP)" % p["deliveries_per_second"],
                  lat(p, "delivery_latency_us"), "p99 <= 10 ms: %s" % mark(p99(p, "delivery_latency_us") <= 10), status(p)))
 p = load("fanout-light")
 if p:

@@ -27,6 +27,13 @@ typedef enum bench_scenario {
     BENCH_API,
 } bench_scenario;
 
+/* How the connections talk to the server: RTMP (rtmp://, the default) or
+ * WebSocket with the sohub.v1 JSON protocol (ws://, docs/websocket.md). */
+typedef enum bench_transport {
+    BENCH_TR_RTMP,
+    BENCH_TR_WS,
+} bench_transport;
+
 /* Caps: every run is bounded in count and time. */
 #define BENCH_MAX_CONNECTIONS 200000u
 #define BENCH_MAX_PROCS 64u
@@ -36,10 +43,13 @@ typedef enum bench_scenario {
 
 typedef struct bench_opts {
     bench_scenario scenario;
+    bench_transport transport;
     const char *url;
     char host[256];
     int port;
     char app[512];        /* connect's "app": the URL path without its leading '/' */
+    char path[512];       /* ws: the request path, with its leading '/' */
+    bool ws_deflate;      /* ws: offer permessage-deflate */
     uint32_t connections; /* connect, idle */
     uint32_t concurrency; /* connect: connections in flight; others: handshakes in flight */
     bool keep;            /* connect: hold connections until the end */
@@ -95,6 +105,7 @@ typedef struct bench_report {
     uint64_t t_first;     /* first connection start (us, monotonic) */
     uint64_t t_last;      /* last connection done */
     uint64_t t_go, t_stop;
+    uint64_t cpu_go, cpu_stop; /* the worker's own CPU time (us) at go and stop */
     bench_counts c;
     char first_error[BENCH_ERRMSG]; /* first failure reason seen, "" if none */
     bench_hist connect_lat;  /* TCP connect start -> connect _result */
@@ -106,6 +117,8 @@ typedef struct bench_report {
 int bench_worker_main(const bench_opts *o, uint32_t worker, int ctl_fd, int rep_fd);
 
 uint64_t bench_now_us(void);
+/* CPU time the calling process has used, in microseconds. */
+uint64_t bench_cpu_us(void);
 const char *bench_scenario_name(bench_scenario s);
 
 #endif

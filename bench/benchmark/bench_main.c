@@ -31,6 +31,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
         "usage: sohub-benchmark -u rtmp://HOST[:PORT]/APP[/INSTANCE] SCENARIO [options]\n"
+        "       sohub-benchmark --transport ws -u ws://HOST[:PORT]/PATH SCENARIO [options]\n"
         "scenarios:\n"
         "  connect   handshake + connect + _result per second, with latency percentiles\n"
         "  idle      hold N connections; server RSS growth per connection (--pid)\n"
@@ -60,6 +61,9 @@ static void usage(FILE *f)
         "      --api URL         api: the admin listener, http://HOST:PORT\n"
         "      --api-key KEY     api: a write API key (default: env SOHUB_API_KEY)\n"
         "      --digest          sign C1 (digest handshake)\n"
+        "      --transport T     rtmp (default) or ws: WebSocket with sohub.v1 JSON; the URL is\n"
+        "                        then ws://HOST:PORT/PATH, PATH the endpoint (sohub: /ws/APP[/INSTANCE])\n"
+        "      --ws-deflate      ws: offer permessage-deflate (default: not offered)\n"
         "      --json            print the result as JSON on stdout\n"
         "  -q, --quiet           no progress line\n");
 }
@@ -67,15 +71,19 @@ static void usage(FILE *f)
 static int parse_url(bench_opts *o, const char *url)
 {
     const char *p = url;
-    if (strncmp(p, "rtmp://", 7) != 0)
+    bool ws = o->transport == BENCH_TR_WS;
+    if (strncmp(p, ws ? "ws://" : "rtmp://", ws ? 5 : 7) != 0)
         return -1;
-    p += 7;
+    p += ws ? 5 : 7;
     const char *slash = strchr(p, '/');
     if (!slash || slash[1] == 0)
         return -1;
+    if (strlen(slash) >= sizeof o->path || strpbrk(slash, " \r\n"))
+        return -1;
+    snprintf(o->path, sizeof o->path, "%s", slash);
     size_t hostlen = (size_t)(slash - p);
     const char *colon = memchr(p, ':', hostlen);
-    o->port = 1935;
+    o->port = ws ? 80 : 1935;
     if (colon) {
         char *end;
         long port = strtol(colon + 1, &end, 10);
@@ -117,7 +125,8 @@ static int parse_secs(const char *s, double *out)
 }
 
 enum { OPT_KEEP = 256, OPT_TIMEOUT, OPT_SETTLE, OPT_PID, OPT_RATE, OPT_WINDOW,
-       OPT_SRC, OPT_PREFIX, OPT_DIGEST, OPT_JSON, OPT_API, OPT_API_KEY };
+       OPT_SRC, OPT_PREFIX, OPT_DIGEST, OPT_JSON, OPT_API, OPT_API_KEY,
+       OPT_TRANSPORT, OPT_WS_DEFLATE };
 
 /* "http://HOST:PORT[/]" into o->api_host / o->api_port. */
 static int parse_api_url(bench_opts *o, const char *url)
@@ -162,6 +171,8 @@ static int parse_args(bench_opts *o, int argc, char **argv)
         {"json", no_argument, NULL, OPT_JSON},
         {"api", required_argument, NULL, OPT_API},
         {"api-key", required_argument, NULL, OPT_API_KEY},
+        {"transport", required_argument, NULL, OPT_TRANSPORT},
+        {"ws-deflate", no_argument, NULL, OPT_WS_DEFLATE},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -178,7 +189,7 @@ static int parse_args(bench_opts *o, int argc, char **argv)
     o->users = 100;
     o->procs = 1;
     o->so_prefix = "bench";
-    bool writers_set = false;
+    bool writers_set = false, transport_set = false;
     uint32_t pid = 0;
     int ch;
     while ((ch = getopt_long(argc, argv, "u:n:c:d:r:s:w:U:P:qh", longs, NULL)) != -1) {
@@ -210,6 +221,13 @@ static int parse_args(bench_opts *o, int argc, char **argv)
         case OPT_JSON: o->json = true; break;
         case OPT_API: o->api_url = optarg; bad = parse_api_url(o, optarg); break;
         case OPT_API_KEY: o->api_key = optarg; break;
+        case OPT_TRANSPORT:
+            transport_set = true;
+            if (strcmp(optarg, "rtmp") == 0) o->transport = BENCH_TR_RTMP;
+            else if (strcmp(optarg, "ws") == 0) o->transport = BENCH_TR_WS;
+            else bad = 1;
+            break;
+        case OPT_WS_DEFLATE: o->ws_deflate = true; break;
         case 'q': o->quiet = true; break;
         case 'h': usage(stdout); exit(0);
         default: return -1;
@@ -234,8 +252,18 @@ static int parse_args(bench_opts *o, int argc, char **argv)
         fprintf(stderr, "sohub-benchmark: unknown scenario '%s'\n", sc);
         return -1;
     }
+    /* a ws:// URL alone picks the WebSocket transport */
+    if (!transport_set && o->url && strncmp(o->url, "ws://", 5) == 0)
+        o->transport = BENCH_TR_WS;
     if (!o->url || parse_url(o, o->url) < 0) {
-        fprintf(stderr, "sohub-benchmark: -u rtmp://host:port/app/instance is required\n");
+        if (o->transport == BENCH_TR_WS)
+            fprintf(stderr, "sohub-benchmark: --transport ws needs -u ws://host:port/path\n");
+        else
+            fprintf(stderr, "sohub-benchmark: -u rtmp://host:port/app/instance is required\n");
+        return -1;
+    }
+    if (o->ws_deflate && o->transport != BENCH_TR_WS) {
+        fprintf(stderr, "sohub-benchmark: --ws-deflate is for --transport ws\n");
         return -1;
     }
     if (!writers_set)
@@ -598,6 +626,11 @@ int main(int argc, char **argv)
     bench_hist_init(&lat2);
     uint64_t first = 0, last = 0;
     const char *first_error = "";
+    /* the load generator's own CPU over the run window (connect: go to stop) */
+    double client_cpu = 0;
+    for (uint32_t i = 0; i < n; i++)
+        if (w[i].last.cpu_stop > w[i].last.cpu_go && w[i].last.cpu_go > 0)
+            client_cpu += (double)(w[i].last.cpu_stop - w[i].last.cpu_go) / 1e6;
     for (uint32_t i = 0; i < n; i++) {
         bench_hist_merge(&clat, &w[i].last.connect_lat);
         bench_hist_merge(&lat, &w[i].last.lat);
@@ -648,6 +681,7 @@ int main(int argc, char **argv)
         cJSON *root = cJSON_CreateObject();
         cJSON_AddStringToObject(root, "scenario", bench_scenario_name(o->scenario));
         cJSON_AddStringToObject(root, "url", o->url);
+        cJSON_AddStringToObject(root, "transport", o->transport == BENCH_TR_WS ? "ws" : "rtmp");
         cJSON_AddNumberToObject(root, "procs", n);
         cJSON_AddNumberToObject(root, "expected", (double)expected);
         cJSON_AddNumberToObject(root, "attempted", (double)c.attempted);
@@ -681,6 +715,8 @@ int main(int argc, char **argv)
             cJSON_AddNumberToObject(root, "server_cpu_seconds", server_cpu);
             cJSON_AddNumberToObject(root, "window_seconds", (double)(t_stop - t_go) / 1e6);
         }
+        if (o->scenario != BENCH_IDLE)
+            cJSON_AddNumberToObject(root, "client_cpu_seconds", client_cpu);
         cJSON_AddNumberToObject(root, "server_errors", (double)c.server_errors);
         cJSON_AddNumberToObject(root, "so_status", (double)c.so_status);
         cJSON_AddNumberToObject(root, "closed_by_peer", (double)c.closed_by_peer);
@@ -744,6 +780,10 @@ int main(int argc, char **argv)
             printf("%-18s %.2f s of CPU in %.2f s (%.0f %% of one core)\n", "server CPU",
                    server_cpu, (double)(t_stop - t_go) / 1e6,
                    100.0 * server_cpu / ((double)(t_stop - t_go) / 1e6));
+        if (o->scenario != BENCH_IDLE)
+            printf("%-18s %.2f s of CPU in %.2f s, all workers (%.0f %% of one core)\n",
+                   "client CPU", client_cpu, (double)(t_stop - t_go) / 1e6,
+                   100.0 * client_cpu / ((double)(t_stop - t_go) / 1e6));
         if (c.server_errors || c.closed_by_peer || c.so_status)
             printf("%-18s %llu _error answers, %llu shared-object Status events, "
                    "%llu connections closed by the server\n",

@@ -1,6 +1,9 @@
 /* bench_worker.c - one sohub-benchmark worker process: a libuv loop that
  * opens its share of the connections with our own RTMP client
- * (rtmp_conn, client role) and plays the scenario on them.
+ * (rtmp_conn, client role), or as WebSocket clients speaking sohub.v1
+ * JSON (bench_ws.h, --transport ws), and plays the scenario on them.
+ * Both transports share everything above the wire: the scenarios, the
+ * pacing, the shared-object events (bench_so_event) and the clocks.
  *
  * Output: every connection has an sh_outq; a connection with pending bytes
  * is put on the loop's dirty list, and once per loop turn (uv_prepare and
@@ -30,19 +33,24 @@
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
+#include <cjson/cJSON.h>
 
 #include "amf.h"
 #include "bench_so.h"
+#include "bench_ws.h"
 #include "rtmp.h"
 #include "sh_buf.h"
 #include "sh_err.h"
 #include "sh_rcbuf.h"
+#include "so_json.h"
 #include "so_wire.h"
 
 #define BENCH_IOV 64
 /* chat.ack calls use transaction ids from here up, sendPrivate below */
 #define CHAT_ACK_TXID 1e12
 #define BENCH_READ_BUF 65536
+/* ws: the largest message the client accepts from the server */
+#define BENCH_WS_MAX_MSG (1u << 20)
 
 uint64_t bench_now_us(void)
 {
@@ -51,9 +59,16 @@ uint64_t bench_now_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
+uint64_t bench_cpu_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 enum conn_state {
     ST_TCP,        /* TCP connect in progress */
-    ST_HANDSHAKE,  /* RTMP handshake in progress */
+    ST_HANDSHAKE,  /* RTMP handshake (ws: the HTTP upgrade) in progress */
     ST_CONNECTING, /* connect sent, waiting for _result */
     ST_USING,      /* Use sent, waiting for UseSuccess */
     ST_READY,      /* set up */
@@ -62,6 +77,14 @@ enum conn_state {
 enum conn_role { ROLE_PLAIN, ROLE_SUB, ROLE_WRITER };
 
 typedef struct worker worker;
+
+/* The WebSocket side of one connection (--transport ws). */
+typedef struct wsconn {
+    bench_ws_rd rd;       /* server frames */
+    sh_buf hs;            /* the upgrade answer while it is incomplete */
+    char key[25];         /* Sec-WebSocket-Key */
+    bool upgraded;
+} wsconn;
 
 typedef struct wconn {
     uv_tcp_t tcp;
@@ -73,6 +96,7 @@ typedef struct wconn {
     enum conn_state state;
     enum conn_role role;
     rtmp_conn *rc;
+    wsconn *ws;           /* --transport ws */
     sh_outq outq;
     uint64_t t_start;
     bool closing, writing, dirty, in_pend, setup_done, connect_sent;
@@ -125,6 +149,9 @@ struct worker {
     uint64_t t_read;      /* time of the read being decoded: one clock read per read */
     uint64_t last_ack;
     sh_buf scratch;
+    sh_buf frame;         /* ws: one outgoing frame */
+    ws_zip *zip;          /* ws: the inflater when --ws-deflate */
+    uint64_t mask_state;  /* ws: masking keys (xorshift64) */
     bench_report rep;
 };
 
@@ -139,6 +166,8 @@ static void report_error(worker *w, const char *fmt, const char *detail)
 
 static void send_report(worker *w, uint32_t kind)
 {
+    if (kind == BENCH_REP_FINAL && w->rep.cpu_go && !w->rep.cpu_stop)
+        w->rep.cpu_stop = bench_cpu_us(); /* connect ends before the stop */
     w->rep.magic = BENCH_REPORT_MAGIC;
     w->rep.kind = kind;
     w->rep.worker = w->id;
@@ -281,6 +310,11 @@ static void on_close(uv_handle_t *h)
     }
     rtmp_conn_free(c->rc);
     sh_buf_cleanup(&c->hin);
+    if (c->ws) {
+        bench_ws_rd_cleanup(&c->ws->rd);
+        sh_buf_cleanup(&c->ws->hs);
+        free(c->ws);
+    }
     sh_outq_cleanup(&c->outq);
     free(c->send_times);
     w->conns[c->local] = NULL;
@@ -360,9 +394,75 @@ static int send_msg(wconn *c, uint8_t type, const uint8_t *data, size_t len)
     return rc;
 }
 
+static bool is_ws(const wconn *c) { return c->w->o->transport == BENCH_TR_WS; }
+
+/* ws: one message (text, pong or close) as one masked frame.  The key comes from a
+ * cheap generator: it only has to vary (RFC 6455 10.3 asks browsers for
+ * unpredictable keys to protect proxies; there is none on loopback). */
+static int ws_send(wconn *c, uint8_t opcode, const void *p, size_t n)
+{
+    worker *w = c->w;
+    uint64_t x = w->mask_state;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    w->mask_state = x;
+    uint8_t mask[4] = {(uint8_t)x, (uint8_t)(x >> 8), (uint8_t)(x >> 16), (uint8_t)(x >> 24)};
+    sh_buf_reset(&w->frame);
+    int rc = bench_ws_put_frame(&w->frame, opcode, p, n, mask);
+    if (rc == 0)
+        rc = sh_outq_push_copy(&c->outq, w->frame.data, w->frame.len);
+    mark_dirty(c);
+    return rc;
+}
+
+/* ws: the so message with one event (use, or a change of one key). */
+static int ws_send_so(wconn *c, uint8_t type, const char *key, amf_value *val)
+{
+    sh_buf *b = &c->w->scratch;
+    sh_buf_reset(b);
+    so_kv kv;
+    memset(&kv, 0, sizeof kv);
+    so_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.type = type;
+    if (key) {
+        kv.key = (char *)key;
+        kv.key_len = strlen(key);
+        kv.value = val;
+        ev.kv = &kv;
+        ev.nkv = 1;
+    }
+    so_msg m;
+    memset(&m, 0, sizeof m);
+    m.name = c->so_name;
+    m.name_len = strlen(c->so_name);
+    m.version = c->so_version;
+    m.persistent = c->persistent;
+    m.events = &ev;
+    m.nevents = 1;
+    int rc = so_json_encode(&m, b);
+    return rc ? rc : ws_send(c, WS_OP_TEXT, b->data, b->len);
+}
+
 static void send_connect(wconn *c)
 {
     const bench_opts *o = c->w->o;
+    if (is_ws(c)) {
+        /* the app comes from the request path (sohub: /ws/APP/INSTANCE) */
+        char msg[128];
+        int n;
+        if (o->scenario == BENCH_CHAT)
+            n = snprintf(msg, sizeof msg, "{\"op\":\"connect\",\"id\":1,\"user\":\"bench_user%u\"}",
+                         c->gidx);
+        else
+            n = snprintf(msg, sizeof msg, "{\"op\":\"connect\",\"id\":1}");
+        c->connect_sent = true;
+        c->state = ST_CONNECTING;
+        if (ws_send(c, WS_OP_TEXT, msg, (size_t)n) < 0)
+            conn_fail(c, "cannot send connect%s", NULL);
+        return;
+    }
     char tc[1024];
     snprintf(tc, sizeof tc, "rtmp://%s:%d/%s", o->host, o->port, o->app);
     amf_value *obj = amf_object_new(NULL);
@@ -397,6 +497,14 @@ static void send_use(wconn *c)
 {
     sh_buf *b = &c->w->scratch;
     sh_buf_reset(b);
+    if (is_ws(c)) {
+        if (ws_send_so(c, SO_EV_USE, NULL, NULL) < 0) {
+            conn_fail(c, "cannot send use%s", NULL);
+            return;
+        }
+        c->state = ST_USING;
+        return;
+    }
     if (so_wire_client_use(b, SO_MSG_AMF0, c->so_name, c->so_version, c->persistent) < 0 ||
         send_msg(c, RTMP_MSG_SO_AMF0, b->data, b->len) < 0) {
         conn_fail(c, "cannot send Use%s", NULL);
@@ -464,12 +572,25 @@ static void send_one(wconn *c)
         uint32_t users = w->o->users;
         snprintf(to, sizeof to, "bench_user%u", (c->gidx + 1) % users);
         snprintf(text, sizeof text, "ts:%llu", (unsigned long long)now);
-        amf_value *args[2] = { amf_string_cstr(to), amf_string_cstr(text) };
         c->txid += 1;
+        if (is_ws(c)) {
+            char msg[192];
+            int n = snprintf(msg, sizeof msg,
+                             "{\"op\":\"call\",\"id\":%.0f,\"method\":\"chat.sendPrivate\","
+                             "\"args\":[\"%s\",\"%s\"]}", c->txid, to, text);
+            rc = ws_send(c, WS_OP_TEXT, msg, (size_t)n);
+            goto sent;
+        }
+        amf_value *args[2] = { amf_string_cstr(to), amf_string_cstr(text) };
         rc = rtmp_conn_send_cmd(c->rc, 0, false, "chat.sendPrivate", c->txid, NULL, args, 2);
         amf_unref(args[0]);
         amf_unref(args[1]);
         mark_dirty(c);
+    } else if (is_ws(c)) {
+        /* the same change as the RTMP path: the key set to the send time */
+        amf_value *val = amf_number((double)now);
+        rc = val ? ws_send_so(c, SO_EV_CHANGE, c->key, val) : SH_ENOMEM;
+        amf_unref(val);
     } else {
         sh_buf *b = &w->scratch;
         sh_buf_reset(b);
@@ -483,6 +604,7 @@ static void send_one(wconn *c)
         if (rc == 0)
             rc = send_msg(c, RTMP_MSG_SO_AMF0, b->data, b->len);
     }
+sent:
     if (rc < 0) {
         conn_fail(c, "cannot send: %s", sh_strerror(rc));
         return;
@@ -855,6 +977,178 @@ static void api_read(wconn *c, const uint8_t *p, size_t n)
     writer_fill(c);
 }
 
+/* ---- receiving over WebSocket ---- */
+
+static void printable(char *s)
+{
+    for (; *s; s++)
+        if (*s < 0x20 || *s > 0x7e)
+            *s = '?';
+}
+
+/* Text of a result's value for the report: its description or code. */
+static const char *json_error_text(const cJSON *v, char *out, size_t outsz)
+{
+    const cJSON *d = cJSON_GetObjectItemCaseSensitive(v, "description");
+    const cJSON *k = cJSON_GetObjectItemCaseSensitive(v, "code");
+    const char *s = cJSON_IsString(d) ? d->valuestring
+                    : cJSON_IsString(k) ? k->valuestring
+                    : cJSON_IsString(v) ? v->valuestring : "(no description)";
+    snprintf(out, outsz, "%s", s);
+    printable(out);
+    return out;
+}
+
+/* The rare messages (connect's result, chat calls and results) through
+ * cJSON; the shared-object messages never come here. */
+static void ws_on_json(wconn *c, const char *text, size_t n)
+{
+    worker *w = c->w;
+    cJSON *j = cJSON_ParseWithLength(text, n);
+    const cJSON *op = cJSON_GetObjectItemCaseSensitive(j, "op");
+    if (!j || !cJSON_IsString(op)) {
+        cJSON_Delete(j);
+        conn_fail(c, "bad JSON message from the server%s", NULL);
+        return;
+    }
+    char msg[128];
+    const cJSON *idj = cJSON_GetObjectItemCaseSensitive(j, "id");
+    double id = cJSON_IsNumber(idj) ? idj->valuedouble : 0;
+    if (strcmp(op->valuestring, "result") == 0) {
+        bool ok = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "ok"));
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "value");
+        if (id == 1 && c->state == ST_CONNECTING) {
+            if (ok) {
+                on_connected(c);
+            } else {
+                w->rep.c.server_errors++;
+                conn_fail(c, "connect refused: %s", json_error_text(v, msg, sizeof msg));
+            }
+        } else if (w->o->scenario == BENCH_CHAT && id >= CHAT_ACK_TXID) {
+            if (!ok)
+                report_error(w, "server answered an error to chat.ack: %s",
+                             json_error_text(v, msg, sizeof msg));
+        } else if (w->o->scenario == BENCH_CHAT && id > 1) {
+            if (ok) {
+                chat_answered(c);
+            } else {
+                w->rep.c.server_errors++;
+                c->stopped = true;
+                report_error(w, "server answered an error to chat.sendPrivate: %s",
+                             json_error_text(v, msg, sizeof msg));
+                note_ack(c);
+            }
+        }
+    } else if (strcmp(op->valuestring, "call") == 0) {
+        const cJSON *m = cJSON_GetObjectItemCaseSensitive(j, "method");
+        const cJSON *args = cJSON_GetObjectItemCaseSensitive(j, "args");
+        if (cJSON_IsString(m) && strcmp(m->valuestring, "chat.onPrivate") == 0) {
+            const cJSON *a;
+            cJSON_ArrayForEach(a, args) {
+                const cJSON *t = cJSON_GetObjectItemCaseSensitive(a, "text");
+                const cJSON *mid = cJSON_GetObjectItemCaseSensitive(a, "id");
+                double idv = cJSON_IsNumber(mid) ? mid->valuedouble : 0;
+                if (idv > c->chat_seen)
+                    c->chat_seen = idv;
+                const char *s = cJSON_IsString(t) ? t->valuestring
+                                : cJSON_IsString(a) ? a->valuestring : NULL;
+                if (s && strncmp(s, "ts:", 3) == 0) {
+                    chat_received(c, idv, strtoull(s + 3, NULL, 10));
+                    break;
+                }
+            }
+        }
+    }
+    cJSON_Delete(j);
+}
+
+static bool ws_on_msg(void *ud, uint8_t opcode, const uint8_t *p, size_t n)
+{
+    wconn *c = ud;
+    switch (opcode) {
+    case WS_OP_TEXT: {
+        const char *name;
+        size_t name_len;
+        int rc = bench_ws_so_decode((const char *)p, n, &name, &name_len, on_so_event, c);
+        if (rc == 1)
+            ws_on_json(c, (const char *)p, n);
+        else if (rc < 0)
+            conn_fail(c, "bad so message from the server%s", NULL);
+        break;
+    }
+    case WS_OP_PING:
+        if (ws_send(c, WS_OP_PONG, p, n) < 0)
+            conn_fail(c, "cannot send a pong%s", NULL);
+        break;
+    case WS_OP_CLOSE: {
+        char why[160];
+        unsigned code = n >= 2 ? (unsigned)p[0] << 8 | p[1] : 0;
+        size_t k = n > 2 ? n - 2 : 0;
+        if (k > 100)
+            k = 100;
+        snprintf(why, sizeof why, "%u %.*s", code, (int)k, n > 2 ? (const char *)p + 2 : "");
+        printable(why);
+        /* answer the close, then drop the connection */
+        ws_send(c, WS_OP_CLOSE, p, n >= 2 ? 2 : 0);
+        conn_flush(c);
+        conn_fail(c, c->setup_done ? "server closed the WebSocket: %s"
+                                   : "server closed the WebSocket during setup: %s", why);
+        break;
+    }
+    case WS_OP_PONG:
+        break;
+    default:
+        conn_fail(c, "binary message from the server%s", NULL);
+        break;
+    }
+    return !c->closing;
+}
+
+/* Bytes from the server: the upgrade answer first, then frames. */
+static void ws_on_read(wconn *c, const uint8_t *p, size_t n)
+{
+    wsconn *ws = c->ws;
+    if (!ws->upgraded) {
+        /* the answer is small and comes once: always gathered in hs */
+        if (sh_buf_append(&ws->hs, p, n)) {
+            conn_fail(c, "upgrade answer too long%s", NULL);
+            return;
+        }
+        const uint8_t *b = ws->hs.data;
+        size_t bn = ws->hs.len;
+        char why[128];
+        bool deflate;
+        int hl = bench_ws_response(b, bn, ws->key, c->w->o->ws_deflate, &deflate, why,
+                                   sizeof why);
+        if (hl == 0)
+            return;
+        if (hl < 0) {
+            conn_fail(c, "%s", why);
+            return;
+        }
+        ws->upgraded = true;
+        send_connect(c);
+        if (c->closing)
+            return;
+        /* what came after the answer is frames already */
+        size_t rest = bn - (size_t)hl;
+        int rc = 0;
+        const char *fwhy = NULL;
+        if (rest > 0) {
+            /* the reader copies what it keeps, so hs can go afterwards */
+            rc = bench_ws_rd_feed(&ws->rd, b + hl, rest, ws_on_msg, c, &fwhy);
+        }
+        sh_buf_cleanup(&ws->hs);
+        if (rc < 0)
+            conn_fail(c, "bad frame from the server: %s", fwhy);
+        return;
+    }
+    const char *why = NULL;
+    int rc = bench_ws_rd_feed(&ws->rd, p, n, ws_on_msg, c, &why);
+    if (rc < 0)
+        conn_fail(c, "bad frame from the server: %s", why);
+}
+
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     (void)suggested;
@@ -896,6 +1190,12 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     const uint8_t *p = (const uint8_t *)buf->base;
     size_t left = (size_t)nread;
+    if (c->ws) {
+        ws_on_read(c, p, left);
+        if (!c->closing && c->outq.bytes > 0)
+            mark_dirty(c);
+        return;
+    }
     while (!c->closing) {
         size_t used = 0;
         rtmp_msg m;
@@ -942,6 +1242,38 @@ static void on_connect(uv_connect_t *req, int status)
             conn_fail(c, "read start failed: %s", uv_strerror(r));
         else
             setup_finish(c, true);
+        return;
+    }
+    if (is_ws(c)) {
+        c->ws = calloc(1, sizeof *c->ws);
+        if (!c->ws) {
+            conn_fail(c, "out of memory%s", NULL);
+            return;
+        }
+        bench_ws_rd_init(&c->ws->rd, BENCH_WS_MAX_MSG, w->zip);
+        sh_buf_init(&c->ws->hs, BENCH_WS_MAX_RESPONSE);
+        /* the key only has to be fresh per connection: the worker's
+         * random bytes mixed with the connection index */
+        uint8_t k[16];
+        for (int i = 0; i < 16; i++)
+            k[i] = (uint8_t)(w->random[i] ^ (c->gidx >> (8 * (i & 3))));
+        bench_ws_make_key(k, c->ws->key);
+        sh_buf req;
+        sh_buf_init(&req, 4096);
+        int rc = bench_ws_request(&req, w->o->host, w->o->port, w->o->path, c->ws->key,
+                                  w->o->ws_deflate);
+        if (rc == 0)
+            rc = sh_outq_push_copy(&c->outq, req.data, req.len);
+        sh_buf_cleanup(&req);
+        if (rc < 0) {
+            conn_fail(c, "cannot queue the upgrade request%s", NULL);
+            return;
+        }
+        c->state = ST_HANDSHAKE;
+        mark_dirty(c);
+        int r = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+        if (r < 0)
+            conn_fail(c, "read start failed: %s", uv_strerror(r));
         return;
     }
     rtmp_conn_config cfg;
@@ -1106,6 +1438,7 @@ static void worker_stop(worker *w)
     w->running = false;
     w->stopped = true;
     w->rep.t_stop = bench_now_us();
+    w->rep.cpu_stop = bench_cpu_us();
     if (!w->final_sent) {
         w->final_sent = true;
         send_report(w, BENCH_REP_FINAL);
@@ -1128,6 +1461,7 @@ static void worker_go(worker *w)
         return;
     w->running = true;
     w->t_go = bench_now_us();
+    w->rep.cpu_go = bench_cpu_us();
     if (w->o->scenario == BENCH_CONNECT) {
         worker_pump(w);
         return;
@@ -1165,8 +1499,20 @@ static void chat_ack(wconn *c)
 {
     if (c->closing || c->state != ST_READY || c->chat_seen <= c->chat_acked)
         return;
-    amf_value *arg = amf_number(c->chat_seen);
     c->ack_txid = c->ack_txid < CHAT_ACK_TXID ? CHAT_ACK_TXID : c->ack_txid + 1;
+    if (is_ws(c)) {
+        char msg[128];
+        int n = snprintf(msg, sizeof msg,
+                         "{\"op\":\"call\",\"id\":%.0f,\"method\":\"chat.ack\",\"args\":[%.0f]}",
+                         c->ack_txid, c->chat_seen);
+        if (ws_send(c, WS_OP_TEXT, msg, (size_t)n) < 0) {
+            conn_fail(c, "cannot send chat.ack%s", NULL);
+            return;
+        }
+        c->chat_acked = c->chat_seen;
+        return;
+    }
+    amf_value *arg = amf_number(c->chat_seen);
     int rc = arg ? rtmp_conn_send_cmd(c->rc, 0, false, "chat.ack", c->ack_txid, NULL, &arg, 1)
                  : SH_ENOMEM;
     amf_unref(arg);
@@ -1187,8 +1533,13 @@ static void on_house(uv_timer_t *t)
         [ST_TCP] = "TCP connect", [ST_HANDSHAKE] = "the RTMP handshake",
         [ST_CONNECTING] = "connect _result", [ST_USING] = "UseSuccess", [ST_READY] = "?",
     };
+    static const char *const waiting_ws[] = {
+        [ST_TCP] = "TCP connect", [ST_HANDSHAKE] = "the WebSocket upgrade",
+        [ST_CONNECTING] = "connect's result", [ST_USING] = "use_success", [ST_READY] = "?",
+    };
+    const char *const *wt = w->o->transport == BENCH_TR_WS ? waiting_ws : waiting;
     while (w->pend_head && now - w->pend_head->t_start > limit)
-        conn_fail(w->pend_head, "setup timed out waiting for %s", waiting[w->pend_head->state]);
+        conn_fail(w->pend_head, "setup timed out waiting for %s", wt[w->pend_head->state]);
     if (w->o->scenario == BENCH_CHAT && now - w->last_ack > 100000) {
         w->last_ack = now;
         for (uint32_t i = 0; i < w->nwriters; i++)
@@ -1224,6 +1575,7 @@ int bench_worker_main(const bench_opts *o, uint32_t id, int ctl_fd, int rep_fd)
     bench_hist_init(&w->rep.lat);
     bench_hist_init(&w->rep.lat2);
     sh_buf_init(&w->scratch, 1 << 20);
+    sh_buf_init(&w->frame, 1 << 20);
     w->rbuf = malloc(BENCH_READ_BUF);
 
     uint32_t n = 0;
@@ -1254,6 +1606,13 @@ int bench_worker_main(const bench_opts *o, uint32_t id, int ctl_fd, int rep_fd)
     }
     if (rnd)
         fclose(rnd);
+    memcpy(&w->mask_state, w->random + 16, sizeof w->mask_state);
+    w->mask_state |= 1; /* never 0: xorshift would stay there */
+    if (o->transport == BENCH_TR_WS && o->ws_deflate) {
+        w->zip = ws_zip_new();
+        if (!w->zip)
+            return 1;
+    }
 
     w->dst.sin_family = AF_INET;
     w->dst.sin_port = htons((uint16_t)o->port);
@@ -1309,6 +1668,8 @@ int bench_worker_main(const bench_opts *o, uint32_t id, int ctl_fd, int rep_fd)
     uv_run(&w->loop, UV_RUN_DEFAULT);
     uv_loop_close(&w->loop);
     sh_buf_cleanup(&w->scratch);
+    sh_buf_cleanup(&w->frame);
+    ws_zip_free(w->zip);
     free(w->rbuf);
     free(w->conns);
     free(w->writers);

@@ -6,7 +6,9 @@
 # 2. starts sohub-raw-fanout and checks that a 1-second fanout run delivers
 #    changes that the client parses (the SO path of the tool and the
 #    baseline);
-# 3. starts sohub-server with admin_listen and an API key and checks that a
+# 3. and 4. the same against sohub-server over WebSocket (--transport ws,
+#    http_listen on port 0): 20 connects, then a 1-second fanout;
+# 5. starts sohub-server with admin_listen and an API key and checks that a
 #    1-second `api` run (2 HTTP writers, 5 RTMP subscribers) gets 200
 #    answers and deliveries with latencies.  No speed is asserted anywhere.
 set -u
@@ -26,13 +28,14 @@ wait_file() {
 }
 fail() { echo "not ok - $*"; cat "$TMP"/*.log "$TMP"/*.json 2>/dev/null; exit 1; }
 
-echo "1..3"
+echo "1..5"
 mkdir -p "$TMP/data"
 "$SERVER" --listen 127.0.0.1:0 --port-file "$TMP/sohub.port" --data-dir "$TMP/data" \
-    --log-level warn > "$TMP/sohub.log" 2>&1 &
+    --set http_listen=127.0.0.1:0 --set so_max_updates_per_sec=0 --log-level warn \
+    > "$TMP/sohub.log" 2>&1 &
 PIDS="$PIDS $!"
 wait_file "$TMP/sohub.port" || fail "sohub-server did not write its port file"
-timeout 30 "$BENCH" -u "rtmp://127.0.0.1:$(cat "$TMP/sohub.port")/bench" connect \
+timeout 30 "$BENCH" -u "rtmp://127.0.0.1:$(head -1 "$TMP/sohub.port")/bench" connect \
     -n 20 -c 5 -d 10 --timeout 5 --json -q > "$TMP/connect.json" 2> "$TMP/connect.log"
 rc=$?
 grep -q '"connected":[[:space:]]*20,' "$TMP/connect.json" || fail "connect: 20 connections expected (rc $rc)"
@@ -50,6 +53,24 @@ grep -q '"subscribed":[[:space:]]*6,' "$TMP/fanout.json" || fail "fanout: 6 subs
 grep -q '"ok":[[:space:]]*true' "$TMP/fanout.json" || fail "fanout: run not ok"
 [ $rc -eq 0 ] || fail "fanout: exit code $rc"
 echo "ok 2 - fanout 1 x 5 x 1 against sohub-raw-fanout"
+
+HTTP_PORT=$(sed -n 's/^http //p' "$TMP/sohub.port")
+[ -n "$HTTP_PORT" ] || fail "sohub-server wrote no http port"
+WS="ws://127.0.0.1:$HTTP_PORT/ws/bench"
+timeout 30 "$BENCH" --transport ws -u "$WS" connect \
+    -n 20 -c 5 -d 10 --timeout 5 --json -q > "$TMP/ws-connect.json" 2> "$TMP/ws-connect.log"
+rc=$?
+grep -q '"connected":[[:space:]]*20,' "$TMP/ws-connect.json" || fail "ws connect: 20 connections expected (rc $rc)"
+[ $rc -eq 0 ] || fail "ws connect: exit code $rc"
+echo "ok 3 - connect x 20 over WebSocket against sohub-server"
+
+timeout 30 "$BENCH" --transport ws -u "$WS" fanout \
+    -r 1 -s 5 -w 1 -d 1 --timeout 5 --json -q > "$TMP/ws-fanout.json" 2> "$TMP/ws-fanout.log"
+rc=$?
+grep -q '"subscribed":[[:space:]]*6,' "$TMP/ws-fanout.json" || fail "ws fanout: 6 subscriptions expected"
+grep -q '"ok":[[:space:]]*true' "$TMP/ws-fanout.json" || fail "ws fanout: run not ok"
+[ $rc -eq 0 ] || fail "ws fanout: exit code $rc"
+echo "ok 4 - fanout 1 x 5 x 1 over WebSocket against sohub-server"
 
 cat > "$TMP/api.ini" <<INI
 [server]
@@ -74,4 +95,4 @@ grep -q '"ok":[[:space:]]*true' "$TMP/api.json" || fail "api: run not ok"
 grep -q '"api_writes_per_second":[[:space:]]*[1-9]' "$TMP/api.json" || fail "api: no write answered"
 grep -q '"deliveries_per_second":[[:space:]]*[1-9]' "$TMP/api.json" || fail "api: nothing delivered"
 [ $rc -eq 0 ] || fail "api: exit code $rc"
-echo "ok 3 - api: 2 HTTP writers x 5 RTMP subscribers against sohub-server"
+echo "ok 5 - api: 2 HTTP writers x 5 RTMP subscribers against sohub-server"
