@@ -125,6 +125,7 @@ struct app_conn {
     uint64_t close_deadline;
     size_t write_bytes;         /* of the uv_write in flight (its request is malloc'd) */
     size_t mem_counted;         /* what this connection adds to the server's total */
+    size_t mem_in;               /* input side of mem_counted, as last counted */
 
     /* intrusive lists */
     app_conn *prev, *next;      /* all connections */

@@ -111,24 +111,42 @@ static size_t conn_pending(const app_conn *c)
 
 /* ---- memory accounting ---- */
 
-static size_t conn_mem(const app_conn *c)
+/* What the input side holds (unread backlog, the transport's partial
+ * messages).  It changes only when bytes are read or messages handled, so
+ * it is counted then and kept in c->mem_in: the output path, which runs
+ * once per recipient of every update, adds only the queues. */
+static size_t conn_mem_in(const app_conn *c)
 {
-    size_t n = sh_outq_mem(&c->outq) + (c->backlog ? c->backlog_len : 0);
-    if (c->tls)
-        n += app_tls_mem(c->tls);
+    size_t n = c->backlog ? c->backlog_len : 0;
     if (c->tr_state && c->tr->input_mem)
         n += c->tr->input_mem(c);
     return n;
+}
+
+static size_t conn_mem_out(const app_conn *c)
+{
+    return sh_outq_mem(&c->outq) + (c->tls ? app_tls_mem(c->tls) : 0);
+}
+
+static void mem_set(app_conn *c, size_t m)
+{
+    app_server *s = c->srv;
+    s->mem_total = s->mem_total - c->mem_counted + m;
+    c->mem_counted = m;
 }
 
 /* Brings c's share of s->mem_total up to date.  A closing connection
  * counts nothing: its memory goes with its teardown. */
 static void mem_update(app_conn *c)
 {
-    app_server *s = c->srv;
-    size_t m = c->closing ? 0 : conn_mem(c);
-    s->mem_total = s->mem_total - c->mem_counted + m;
-    c->mem_counted = m;
+    c->mem_in = c->closing ? 0 : conn_mem_in(c);
+    mem_set(c, c->closing ? 0 : c->mem_in + conn_mem_out(c));
+}
+
+/* The same after output only: the input side is as last counted. */
+static void mem_update_out(app_conn *c)
+{
+    mem_set(c, c->mem_in + conn_mem_out(c));
 }
 
 static void mem_evict(app_server *s);
@@ -180,7 +198,7 @@ int app_conn_output(app_conn *c)
         app_conn_mark_dirty(c);
     }
     if (!c->closing) {
-        mem_update(c);
+        mem_update_out(c);
         if (s->cfg->max_client_memory && s->mem_total > s->cfg->max_client_memory) {
             mem_evict(s);
             if (c->closing)
@@ -312,7 +330,7 @@ static void conn_wrote(app_conn *c, size_t n)
     c->bytes_out += n;
     if (n)
         c->t_out_progress = now_ms(c->srv);
-    mem_update(c);
+    mem_update_out(c);
 }
 
 /* The queue is empty after a write: tell the session once per burst. */
@@ -456,8 +474,10 @@ static size_t conn_process(app_conn *c, const uint8_t *in, size_t len)
     uint32_t budget = c->srv->cfg->messages_per_read;
     size_t used = 0;
     c->tr->feed(c, in, len, &used, &budget);
-    if (!c->closing)
+    if (!c->closing) {
+        mem_update(c);      /* the input side changes here, and only here */
         app_conn_output(c); /* replies the transport made by itself */
+    }
     return used;
 }
 
