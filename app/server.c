@@ -123,12 +123,12 @@ static size_t conn_mem_in(const app_conn *c)
     return n;
 }
 
-static size_t conn_mem_out(const app_conn *c)
+static inline size_t conn_mem_out(const app_conn *c)
 {
     return sh_outq_mem(&c->outq) + (c->tls ? app_tls_mem(c->tls) : 0);
 }
 
-static void mem_set(app_conn *c, size_t m)
+static inline void mem_set(app_conn *c, size_t m)
 {
     app_server *s = c->srv;
     s->mem_total = s->mem_total - c->mem_counted + m;
@@ -144,7 +144,7 @@ static void mem_update(app_conn *c)
 }
 
 /* The same after output only: the input side is as last counted. */
-static void mem_update_out(app_conn *c)
+static inline void mem_update_out(app_conn *c)
 {
     mem_set(c, c->mem_in + conn_mem_out(c));
 }

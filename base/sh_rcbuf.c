@@ -110,11 +110,6 @@ int sh_outq_push_copy(sh_outq *q, const void *p, size_t n)
     return rc;
 }
 
-size_t sh_outq_mem(const sh_outq *q)
-{
-    return q->bytes + q->count * SH_OUTQ_SLICE_COST + q->cap * sizeof(sh_outq_item);
-}
-
 size_t sh_outq_iov(const sh_outq *q, struct iovec *iov, size_t max)
 {
     size_t n = q->count < max ? q->count : max;

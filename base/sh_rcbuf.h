@@ -68,7 +68,10 @@ int sh_outq_push_copy(sh_outq *q, const void *p, size_t n);
  * plus SH_OUTQ_SLICE_COST per slice plus the ring.  Shared buffers count
  * in full on every queue they are in: this bounds what one connection can
  * keep alive, which is what the caps are about. */
-size_t sh_outq_mem(const sh_outq *q);
+static inline size_t sh_outq_mem(const sh_outq *q)
+{
+    return q->bytes + q->count * SH_OUTQ_SLICE_COST + q->cap * sizeof(*q->items);
+}
 /* Fills up to max iovecs with the oldest pending bytes; returns how many. */
 size_t sh_outq_iov(const sh_outq *q, struct iovec *iov, size_t max);
 /* Drops n written bytes from the front. */
