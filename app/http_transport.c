@@ -85,6 +85,7 @@ static const char *status_text(int st)
     case 200: return "OK";
     case 201: return "Created";
     case 204: return "No Content";
+    case 301: return "Moved Permanently";
     case 304: return "Not Modified";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
@@ -160,8 +161,16 @@ static int respond(app_conn *c, bool keep_alive, bool head_only, int status, con
     if (extra_headers)
         head_put(&h, extra_headers);
     head_put(&h, "\r\n");
-    if (h.overflow)
-        return SH_EINVAL;
+    if (h.overflow) {
+        /* the extra header lines did not fit: an answer without them, then
+         * close, rather than none (the client would wait for ever) */
+        static const char msg[] = "Response headers too long\n";
+        if (!extra_headers)
+            return SH_EINVAL; /* cannot happen: the fixed lines fit */
+        t->close_after = true;
+        return respond(c, false, head_only, 500, "text/plain; charset=utf-8", NULL, msg,
+                       sizeof(msg) - 1);
+    }
     int rc = sh_outq_push_copy(&c->outq, h.b, h.n);
     if (rc == 0 && len && !head_only)
         rc = sh_outq_push_copy(&c->outq, body, len);
@@ -327,7 +336,7 @@ static void static_respond(app_conn *c, const app_http_req *r, const static_site
                            int status, const char *ctype, const char *extra, const void *body,
                            size_t len)
 {
-    char hdr[PATH_MAX + 1024];
+    char hdr[3 * PATH_MAX + 1024];
     snprintf(hdr, sizeof(hdr), "%s%s", site->headers, extra ? extra : "");
     app_http_respond(c, r, status, ctype, hdr, body, len);
 }
@@ -369,9 +378,22 @@ static bool serve_static(app_conn *c, const app_http_req *r, const static_site *
         return true;
     }
     if (S_ISDIR(st.st_mode)) {
-        /* a directory without its slash: send the browser to it */
-        char loc[PATH_MAX + 32];
-        snprintf(loc, sizeof(loc), "Location: %s/\r\n", r->path);
+        /* a directory without its slash: send the browser to it.  The
+         * path is decoded and may hold any byte but NUL (CR and LF
+         * included): percent-encoded again for the header */
+        static const char hex[] = "0123456789ABCDEF";
+        char loc[32 + 3 * PATH_MAX];
+        size_t k = (size_t)snprintf(loc, sizeof(loc), "Location: ");
+        for (const unsigned char *p = (const unsigned char *)r->path; *p && k + 8 < sizeof(loc); p++) {
+            if (isalnum(*p) || strchr("/-._~", *p)) {
+                loc[k++] = (char)*p;
+            } else {
+                loc[k++] = '%';
+                loc[k++] = hex[*p >> 4];
+                loc[k++] = hex[*p & 15];
+            }
+        }
+        memcpy(loc + k, "/\r\n", 4); /* with its NUL */
         static_respond(c, r, site, 301, NULL, loc, NULL, 0);
         return true;
     }
