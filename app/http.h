@@ -7,8 +7,11 @@
  * a time, keep-alive as the client asks.  A request goes to the first
  * handler whose prefix matches its path; built in: the WebSocket upgrade
  * at ws_path (the connection then switches to the WebSocket transport,
- * ws_transport.c) and static files from web_root.  Other modules (the
- * admin API) add handlers with app_server_add_http_handler().
+ * ws_transport.c) and, when no handler answered, static files: web_root
+ * on the public listeners, admin_root (the admin page, with headers that
+ * keep it from being framed or loading anything from elsewhere) on the
+ * admin listener.  Other modules (the admin API) add handlers with
+ * app_server_add_http_handler().
  *
  * Everything here runs on the loop thread.
  */

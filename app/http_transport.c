@@ -85,6 +85,7 @@ static const char *status_text(int st)
     case 200: return "OK";
     case 201: return "Created";
     case 204: return "No Content";
+    case 301: return "Moved Permanently";
     case 304: return "Not Modified";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
@@ -160,8 +161,16 @@ static int respond(app_conn *c, bool keep_alive, bool head_only, int status, con
     if (extra_headers)
         head_put(&h, extra_headers);
     head_put(&h, "\r\n");
-    if (h.overflow)
-        return SH_EINVAL;
+    if (h.overflow) {
+        /* the extra header lines did not fit: an answer without them, then
+         * close, rather than none (the client would wait for ever) */
+        static const char msg[] = "Response headers too long\n";
+        if (!extra_headers)
+            return SH_EINVAL; /* cannot happen: the fixed lines fit */
+        t->close_after = true;
+        return respond(c, false, head_only, 500, "text/plain; charset=utf-8", NULL, msg,
+                       sizeof(msg) - 1);
+    }
     int rc = sh_outq_push_copy(&c->outq, h.b, h.n);
     if (rc == 0 && len && !head_only)
         rc = sh_outq_push_copy(&c->outq, body, len);
@@ -287,47 +296,113 @@ static void http_date(time_t t, char *out, size_t sz)
     strftime(out, sz, "%a, %d %b %Y %H:%M:%S GMT", &tm);
 }
 
-static bool serve_static(app_conn *c, const app_http_req *r, void *ud)
+/* What a listener serves from disk: the directory (a config key, "" =
+ * nothing) and the header lines every answer from it carries. */
+typedef struct static_site {
+    const char *root;
+    const char *headers;
+} static_site;
+
+/* The admin page shows and spends an API key: it is never framed by
+ * another page, loads nothing from elsewhere (no inline script either),
+ * sends no Referer, and its files are taken for the type they are served
+ * as. */
+#define ADMIN_PAGE_HEADERS                                                                   \
+    "Content-Security-Policy: default-src 'self'; base-uri 'none'; form-action 'self'; "     \
+    "frame-ancestors 'none'\r\n"                                                             \
+    "X-Frame-Options: DENY\r\n"                                                              \
+    "Referrer-Policy: no-referrer\r\n"                                                       \
+    "X-Content-Type-Options: nosniff\r\n"
+
+/* web_root on http_listen / https_listen, admin_root on admin_listen. */
+static bool static_site_of(const app_conn *c, static_site *out)
 {
-    (void)ud;
     const app_config *cfg = c->srv->cfg;
-    if (!cfg->web_root || !*cfg->web_root || app_conn_listener(c) != APP_LISTEN_HTTP)
+    switch (app_conn_listener(c)) {
+    case APP_LISTEN_HTTP:
+        *out = (static_site){cfg->web_root, ""};
+        break;
+    case APP_LISTEN_ADMIN:
+        *out = (static_site){cfg->admin_root, ADMIN_PAGE_HEADERS};
+        break;
+    default:
         return false;
+    }
+    return out->root && *out->root;
+}
+
+/* app_http_respond with the site's headers before extra (may be NULL). */
+static void static_respond(app_conn *c, const app_http_req *r, const static_site *site,
+                           int status, const char *ctype, const char *extra, const void *body,
+                           size_t len)
+{
+    char hdr[3 * PATH_MAX + 1024];
+    snprintf(hdr, sizeof(hdr), "%s%s", site->headers, extra ? extra : "");
+    app_http_respond(c, r, status, ctype, hdr, body, len);
+}
+
+#define STATIC_TEXT(c, r, site, status, text)                                                \
+    static_respond(c, r, site, status, "text/plain; charset=utf-8", NULL, text,              \
+                   sizeof(text) - 1)
+
+/* The file of r->path under site->root: GET and HEAD, index.html for a
+ * directory, ETag / Last-Modified and 304, nothing outside the root by
+ * name (path_safe) or by a link (realpath).  False when the site's root
+ * cannot be resolved (the request then gets the plain 404). */
+static bool serve_static(app_conn *c, const app_http_req *r, const static_site *site)
+{
+    const app_config *cfg = c->srv->cfg;
     if (r->method != HTTP_GET && r->method != HTTP_HEAD) {
-        app_http_respond(c, r, 405, "text/plain; charset=utf-8", "Allow: GET, HEAD\r\n",
-                         "Method not allowed\n", 19);
+        static_respond(c, r, site, 405, "text/plain; charset=utf-8", "Allow: GET, HEAD\r\n",
+                       "Method not allowed\n", 19);
         return true;
     }
     if (!path_safe(r->path)) {
-        app_http_respond(c, r, 400, "text/plain; charset=utf-8", NULL, "Bad path\n", 9);
+        STATIC_TEXT(c, r, site, 400, "Bad path\n");
         return true;
     }
     char root[PATH_MAX], full[PATH_MAX], real[PATH_MAX];
-    if (!realpath(cfg->web_root, root))
+    if (!realpath(site->root, root))
         return false;
     size_t pl = strlen(r->path);
     int n = snprintf(full, sizeof(full), "%s%s%s", root, r->path,
                      pl && r->path[pl - 1] == '/' ? "index.html" : "");
     struct stat st;
     if (n < 0 || (size_t)n >= sizeof(full) || !realpath(full, real) || stat(real, &st) != 0) {
-        app_http_respond(c, r, 404, "text/plain; charset=utf-8", NULL, "Not found\n", 10);
-        return true;
-    }
-    if (S_ISDIR(st.st_mode)) {
-        /* a directory without its slash: send the browser to it */
-        char loc[PATH_MAX + 32];
-        snprintf(loc, sizeof(loc), "Location: %s/\r\n", r->path);
-        app_http_respond(c, r, 301, NULL, loc, NULL, 0);
+        STATIC_TEXT(c, r, site, 404, "Not found\n");
         return true;
     }
     size_t rl = strlen(root);
-    if (strncmp(real, root, rl) != 0 || real[rl] != '/' || !S_ISREG(st.st_mode)) {
-        app_http_respond(c, r, 404, "text/plain; charset=utf-8", NULL, "Not found\n", 10);
+    if (strncmp(real, root, rl) != 0 || real[rl] != '/') {
+        STATIC_TEXT(c, r, site, 404, "Not found\n");
+        return true;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        /* a directory without its slash: send the browser to it.  The
+         * path is decoded and may hold any byte but NUL (CR and LF
+         * included): percent-encoded again for the header */
+        static const char hex[] = "0123456789ABCDEF";
+        char loc[32 + 3 * PATH_MAX];
+        size_t k = (size_t)snprintf(loc, sizeof(loc), "Location: ");
+        for (const unsigned char *p = (const unsigned char *)r->path; *p && k + 8 < sizeof(loc); p++) {
+            if (isalnum(*p) || strchr("/-._~", *p)) {
+                loc[k++] = (char)*p;
+            } else {
+                loc[k++] = '%';
+                loc[k++] = hex[*p >> 4];
+                loc[k++] = hex[*p & 15];
+            }
+        }
+        memcpy(loc + k, "/\r\n", 4); /* with its NUL */
+        static_respond(c, r, site, 301, NULL, loc, NULL, 0);
+        return true;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        STATIC_TEXT(c, r, site, 404, "Not found\n");
         return true;
     }
     if ((uint64_t)st.st_size > cfg->http_max_file) {
-        app_http_respond(c, r, 403, "text/plain; charset=utf-8", NULL,
-                         "File larger than http_max_file\n", 31);
+        STATIC_TEXT(c, r, site, 403, "File larger than http_max_file\n");
         return true;
     }
     char etag[64], lm[64], hdr[256];
@@ -340,7 +415,7 @@ static bool serve_static(app_conn *c, const app_http_req *r, void *ud)
     const char *inm = app_http_header(r, "If-None-Match");
     const char *ims = app_http_header(r, "If-Modified-Since");
     if ((inm && strstr(inm, etag)) || (!inm && ims && strcmp(ims, lm) == 0)) {
-        app_http_respond(c, r, 304, NULL, hdr, NULL, 0);
+        static_respond(c, r, site, 304, NULL, hdr, NULL, 0);
         return true;
     }
     int fd = open(real, O_RDONLY | O_CLOEXEC);
@@ -357,10 +432,10 @@ static bool serve_static(app_conn *c, const app_http_req *r, void *ud)
         close(fd);
     if (!buf || got != (size_t)st.st_size) {
         free(buf);
-        app_http_respond(c, r, 500, "text/plain; charset=utf-8", NULL, "Read error\n", 11);
+        STATIC_TEXT(c, r, site, 500, "Read error\n");
         return true;
     }
-    app_http_respond(c, r, 200, mime_of(real), hdr, buf, got);
+    static_respond(c, r, site, 200, mime_of(real), hdr, buf, got);
     free(buf);
     return true;
 }
@@ -383,7 +458,8 @@ static void handle_request(app_conn *c, const app_http_req *r)
         if (h->fn(c, r, h->ud))
             return;
     }
-    if (serve_static(c, r, NULL))
+    static_site site;
+    if (static_site_of(c, &site) && serve_static(c, r, &site))
         return;
     app_http_respond(c, r, 404, "text/plain; charset=utf-8", NULL, "Not found\n", 10);
 }

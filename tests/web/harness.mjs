@@ -1,6 +1,7 @@
 // Test harness of the web tests: a real sohub-server per test (127.0.0.1,
 // port 0, its own data directory), sohub-cli processes, Chromium through
-// playwright-core, a TCP proxy that can drop connections, screenshots.
+// playwright-core, a TCP proxy that can drop connections, raw HTTP
+// requests, screenshots.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -13,6 +14,7 @@ export const repo = path.resolve(here, '../..');
 export const SERVER = process.env.SOHUB_SERVER || path.join(repo, 'build/app/sohub-server');
 export const CLI = process.env.SOHUB_CLI || path.join(repo, 'build/app/cli/sohub-cli');
 export const WEB_ROOT = process.env.SOHUB_WEB_ROOT || path.join(repo, 'web');
+export const ADMIN_ROOT = process.env.SOHUB_ADMIN_ROOT || path.join(repo, 'admin');
 export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 export const ARTIFACTS = process.env.SOHUB_WEB_ARTIFACTS || path.join(here, 'artifacts');
 
@@ -43,7 +45,8 @@ export async function until(cond, what, timeoutMs = WAIT_MS, every = 25) {
 
 /**
  * Starts sohub-server with HTTP/WebSocket on; `config` is INI text.
- * Returns {rtmp, http, ws, rtmpPort, httpPort, dataDir, log(), stop()}.
+ * Returns {rtmp, http, ws, rtmpPort, httpPort, dataDir, log(), stop()},
+ * and {admin, adminPort} when args turn admin_listen on.
  */
 export async function startServer({ config = '', args = [] } = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sohub-web-'));
@@ -73,7 +76,8 @@ export async function startServer({ config = '', args = [] } = {}) {
       }
       const rtmp = text.match(/^(\d+)\s*$/m);
       const http = text.match(/^http (\d+)\s*$/m);
-      return rtmp && http ? { rtmp: Number(rtmp[1]), http: Number(http[1]) } : null;
+      const admin = text.match(/^admin (\d+)\s*$/m);
+      return rtmp && http ? { rtmp: Number(rtmp[1]), http: Number(http[1]), admin: admin && Number(admin[1]) } : null;
     }, 'the server port file', 15000, 20);
   } catch (err) {
     proc.kill('SIGKILL');
@@ -85,6 +89,8 @@ export async function startServer({ config = '', args = [] } = {}) {
     rtmp: `rtmp://127.0.0.1:${ports.rtmp}`,
     http: `http://127.0.0.1:${ports.http}`,
     ws: `ws://127.0.0.1:${ports.http}/ws`,
+    adminPort: ports.admin,
+    admin: ports.admin ? `http://127.0.0.1:${ports.admin}` : null,
     dataDir: dir,
     log: () => log,
     get exited() { return exited; },
@@ -99,6 +105,43 @@ export async function startServer({ config = '', args = [] } = {}) {
       return exited;
     },
   };
+}
+
+// ---------------------------------------------------------------- raw HTTP
+
+/**
+ * Sends `request` (the bytes of one HTTP request, sent as they are: no
+ * URL normalisation, unlike fetch) to 127.0.0.1:port and reads until
+ * the server closes.  Returns {status, headers (lower-case names), body}.
+ */
+export function rawHttp(port, request, timeoutMs = WAIT_MS) {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(port, '127.0.0.1');
+    const chunks = [];
+    const t = setTimeout(() => { sock.destroy(); reject(new Error(`no answer to ${JSON.stringify(request.slice(0, 80))}`)); }, timeoutMs);
+    sock.on('data', (d) => chunks.push(d));
+    sock.on('error', (e) => { clearTimeout(t); reject(e); });
+    sock.on('close', () => {
+      clearTimeout(t);
+      const all = Buffer.concat(chunks).toString('latin1');
+      const end = all.indexOf('\r\n\r\n');
+      const head = (end < 0 ? all : all.slice(0, end)).split('\r\n');
+      const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(head[0] ?? '')?.[1] ?? 0);
+      const headers = {};
+      for (const line of head.slice(1)) {
+        const i = line.indexOf(':');
+        if (i > 0) headers[line.slice(0, i).trim().toLowerCase()] = line.slice(i + 1).trim();
+      }
+      resolve({ status, headers, body: end < 0 ? '' : all.slice(end + 4) });
+    });
+    sock.end(request);
+  });
+}
+
+/** A GET of path (sent as is) with Connection: close and extra header lines. */
+export function rawGet(port, target, headers = {}) {
+  const extra = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+  return rawHttp(port, `GET ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n${extra}\r\n`);
 }
 
 // ---------------------------------------------------------------- sohub-cli
