@@ -576,34 +576,34 @@ static bool object_post(api *a, app_conn *c, const app_http_req *r, idem *ie, co
     /* locked through the API (or by an application): the changes queue
      * and are applied, as one version with the others, at the release */
     bool queued = so_object_locked(o);
+    size_t nch = nvals + (size_t)(rem ? cJSON_GetArraySize(rem) : 0);
+    so_change *ch = nch ? calloc(nch, sizeof(*ch)) : NULL;
+    /* the removals first: they make room for the sets, and a key in both
+     * ends up set */
+    size_t i = 0, k = 0;
+    if (ch) {
+        cJSON_ArrayForEach(it, rem) {
+            ch[i++] = (so_change){it->valuestring, strlen(it->valuestring), NULL};
+        }
+        cJSON_ArrayForEach(it, set) {
+            ch[i++] = (so_change){it->string, strlen(it->string), vals[k++]};
+        }
+    }
     so_effects fx;
     so_effects_init(&fx);
-    so_object_lock(e, o);
-    rc = 0;
-    size_t i = 0;
-    cJSON_ArrayForEach(it, set) {
-        rc = so_object_set(e, o, it->string, strlen(it->string), vals[i++], &fx);
-        if (rc < 0)
-            break;
-    }
-    cJSON_ArrayForEach(it, rem) {
-        if (rc < 0)
-            break;
-        rc = so_object_remove(e, o, it->valuestring, strlen(it->valuestring), &fx);
-    }
-    int urc = so_object_unlock(e, o, &fx);
-    if (rc == 0)
-        rc = urc;
+    rc = nch && !ch ? SH_ENOMEM : so_object_apply(e, o, ch, nch, &fx);
     app_so_deliver(g, &fx);
     so_effects_cleanup(&fx);
+    free(ch);
     uint32_t version = so_object_version(o);
     so_engine_object_close(e, o);
     values_free(vals, nvals);
     cJSON_Delete(j);
     if (rc == SH_ELIMIT) {
         answer(a, c, r, NULL, ie, 422,
-               error_json("limit", "a limit of the object refused a change (value bytes, "
-                                   "slots, object bytes or a persistent quota)"));
+               error_json("limit", "a limit of the object refused the write, nothing was "
+                                   "applied (value bytes, slots, object bytes or a "
+                                   "persistent quota)"));
         return true;
     }
     if (rc < 0) {

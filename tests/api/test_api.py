@@ -266,6 +266,11 @@ def t_persistence(env):
     a = api.call("GET", obj("levels/1/map"))
     check(a.status == 200 and a.json["name"] == "levels/1/map" and a.json["slots"] == {"w": 64},
           "GET levels/1/map (%r)" % a)
+    api.call("POST", obj("both"), {"set": {"k": 1, "j": 1}})
+    a = api.call("POST", obj("both"), {"set": {"k": 2}, "remove": ["k", "j"]})
+    g = api.call("GET", obj("both")).json
+    check(a.status == 200 and g["slots"] == {"k": 2}, "remove is applied before set: a key "
+          "in both ends up set (%s)" % json.dumps(g["slots"]))
     a = api.call("POST", obj("scratch"), {"persistent": False, "set": {"x": 1}})
     check(a.status == 200, "a temporary write with no subscriber: %r" % a)
     v = (a.json or {}).get("version")
@@ -697,10 +702,22 @@ def t_bad_input(env):
     a = api.call("POST", obj("deep"), {"set": {"deep": deep}})
     check(a.status == 422, "a deep value to a persistent object is refused too (%r)" % a)
 
-    many = {"persistent": False, "set": {"k%d" % i: i for i in range(25)}}
-    a = api.call("POST", obj("full"), many)
+    a = api.call("POST", obj("full"), {"set": {"k%d" % i: i for i in range(25)}})
     check(a.status == 422 and a.code() == "limit", "25 slots with max_so_slots = 20: 422 "
           "limit (%r)" % a)
+    a = api.call("GET", obj("full"))
+    check(a.status == 200 and a.json["slots"] == {}, "... and none of them applied (%d "
+          "slots)" % len(a.json["slots"]))
+    a = api.call("POST", obj("full"), {"set": {"k%d" % i: i for i in range(20)}})
+    check(a.status == 200, "20 slots fit (%r)" % a)
+    a = api.call("POST", obj("full"), {"set": {"k0": "changed", "k20": 20}})
+    g = api.call("GET", obj("full")).json
+    check(a.status == 422 and g["slots"]["k0"] == 0 and len(g["slots"]) == 20,
+          "a 21st slot refuses the whole write, k0 unchanged (%r)" % a)
+    a = api.call("POST", obj("full"), {"remove": ["k19"], "set": {"k20": 20}})
+    g = api.call("GET", obj("full")).json
+    check(a.status == 200 and "k19" not in g["slots"] and g["slots"]["k20"] == 20,
+          "removing one makes room in the same write (%r)" % a)
 
     a = api.call("POST", obj("board"), {"persistent": False, "set": {"a": [0] * 5000}})
     check(a.status == 413 and a.code() == "too_large", "a body with more JSON values than "
