@@ -25,6 +25,7 @@
 #include "sh_log.h"
 #include "sh_map.h"
 #include "so_glue.h"
+#include "so_json.h"
 
 #define IDEM_MAX 10000                       /* answers remembered */
 #define IDEM_TTL_MS (24ull * 3600 * 1000)    /* for this long */
@@ -42,10 +43,12 @@ typedef struct api_key {
 typedef struct idem {
     struct idem *next;           /* FIFO, oldest first */
     char *key;                   /* "KEYNAME\nIDEMKEY" (owned; the map's key) */
+    uint8_t request[SHA256_DIGEST_LENGTH]; /* digest of method, target and body */
     uint64_t t_ms;
     bool pending;                /* the first request is still waiting */
     int status;
-    char *body;                  /* owned */
+    char *body;                  /* owned: the bytes sent, newline included */
+    size_t body_len;
 } idem;
 
 /* An API lock with its time-out. */
@@ -92,39 +95,6 @@ static bool err(app_conn *c, const app_http_req *r, int status, const char *code
                 const char *msg)
 {
     app_http_error(c, r, status, code, msg);
-    return true;
-}
-
-/* Next '/'-separated segment of *p into out (NUL-terminated); false when
- * there is none. */
-static bool seg(const char **p, char *out, size_t outsz)
-{
-    const char *s = *p;
-    while (*s == '/')
-        s++;
-    if (!*s)
-        return false;
-    const char *e = strchr(s, '/');
-    size_t n = e ? (size_t)(e - s) : strlen(s);
-    if (n >= outsz)
-        return false;
-    memcpy(out, s, n);
-    out[n] = '\0';
-    *p = s + n;
-    return true;
-}
-
-static bool name_ok(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > APP_NAME_MAX || s[0] == '.')
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char ch = s[i];
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-              ch == '_' || ch == '-' || ch == '.'))
-            return false;
-    }
     return true;
 }
 
@@ -214,13 +184,43 @@ static cJSON *slots_json(const so_object *o)
 
 /* ---- authentication ---- */
 
+static bool digest_run(EVP_MD_CTX *ctx, const EVP_MD *md, size_t n, const void *const *p,
+                       const size_t *len, uint8_t d[SHA256_DIGEST_LENGTH])
+{
+    unsigned int dl = 0;
+    bool ok = ctx && md && EVP_DigestInit_ex(ctx, md, NULL) == 1;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = EVP_DigestUpdate(ctx, p[i], len[i]) == 1;
+    return ok && EVP_DigestFinal_ex(ctx, d, &dl) == 1 && dl == SHA256_DIGEST_LENGTH;
+}
+
+/* SHA-256 of the n pieces p[i] (len[i] bytes) one after the other, with
+ * the context made once; without it (out of memory at start) a context
+ * of the moment; without that, all zeros (which matches no key). */
+static void digest_of(api *a, size_t n, const void *const *p, const size_t *len,
+                      uint8_t d[SHA256_DIGEST_LENGTH])
+{
+    if (digest_run(a->md_ctx, a->sha256, n, p, len, d))
+        return;
+    EVP_MD_CTX *t = EVP_MD_CTX_new();
+    if (!digest_run(t, EVP_sha256(), n, p, len, d))
+        memset(d, 0, SHA256_DIGEST_LENGTH);
+    EVP_MD_CTX_free(t);
+}
+
 static void key_digest(api *a, const char *v, size_t n, uint8_t d[SHA256_DIGEST_LENGTH])
 {
-    unsigned int len = 0;
-    if (!a->sha256 || !a->md_ctx || EVP_DigestInit_ex(a->md_ctx, a->sha256, NULL) != 1 ||
-        EVP_DigestUpdate(a->md_ctx, v, n) != 1 || EVP_DigestFinal_ex(a->md_ctx, d, &len) != 1 ||
-        len != SHA256_DIGEST_LENGTH)
-        SHA256((const unsigned char *)v, n, d);
+    const void *p[1] = {v};
+    digest_of(a, 1, p, &n, d);
+}
+
+/* What an Idempotency-Key stands for: the method, the request target
+ * (path and query as sent) and the body. */
+static void request_digest(api *a, const app_http_req *r, uint8_t d[SHA256_DIGEST_LENGTH])
+{
+    const void *p[5] = {r->method_name, "\n", r->target, "\n", r->body ? (const void *)r->body : ""};
+    size_t len[5] = {strlen(r->method_name), 1, strlen(r->target), 1, r->body_len};
+    digest_of(a, 5, p, len, d);
 }
 
 /* The key the request presents, NULL when none matches.  Every key is
@@ -267,7 +267,11 @@ static void idem_expire(api *a)
 }
 
 /* Answers a repeated Idempotency-Key (true), or registers a new one in
- * *out (false, *out NULL when the request has none). */
+ * *out (false, *out NULL when the request has none).  A repeat is the
+ * same key of the same API key: with the same method, target and body it
+ * gets the first answer again, byte for byte (or 409 in_progress while
+ * that is not given yet); with another request, 422 (the key was reused
+ * for something else: nothing is applied). */
 static bool idem_check(api *a, app_conn *c, const app_http_req *r, const api_key *k, idem **out)
 {
     *out = NULL;
@@ -279,13 +283,18 @@ static bool idem_check(api *a, app_conn *c, const app_http_req *r, const api_key
     idem_expire(a);
     char key[APP_NAME_MAX + IDEM_KEY_MAX + 4];
     snprintf(key, sizeof(key), "%s\n%s", k->cfg->name, ik);
+    uint8_t d[SHA256_DIGEST_LENGTH];
+    request_digest(a, r, d);
     idem *e = sh_map_get(&a->idem, key, strlen(key));
     if (e) {
+        if (CRYPTO_memcmp(d, e->request, sizeof(d)) != 0)
+            return err(c, r, 422, "idempotency_key_reused",
+                       "this Idempotency-Key was used for another request");
         if (e->pending)
             return err(c, r, 409, "in_progress",
                        "a request with this Idempotency-Key is still being applied");
         app_http_respond(c, r, e->status, "application/json", "Idempotent-Replayed: true\r\n",
-                         e->body, strlen(e->body));
+                         e->body, e->body_len);
         return true;
     }
     e = calloc(1, sizeof(*e));
@@ -295,6 +304,7 @@ static bool idem_check(api *a, app_conn *c, const app_http_req *r, const api_key
         free(e);
         return err(c, r, 500, "internal", "out of memory");
     }
+    memcpy(e->request, d, sizeof(d));
     e->pending = true;
     e->t_ms = now_ms(a);
     *a->idem_tail = e;
@@ -304,13 +314,18 @@ static bool idem_check(api *a, app_conn *c, const app_http_req *r, const api_key
     return false;
 }
 
-static void idem_done(idem *e, int status, const char *body)
+/* Remembers the answer (body[0..len)) of e's first request; out of
+ * memory, a replay gets an empty body with the same status. */
+static void idem_done(idem *e, int status, const char *body, size_t len)
 {
     if (!e)
         return;
     e->pending = false;
     e->status = status;
-    e->body = strdup(body ? body : "");
+    e->body = malloc(len ? len : 1);
+    if (e->body)
+        memcpy(e->body, body, len);
+    e->body_len = e->body ? len : 0;
 }
 
 /* Sends text (len bytes, then a newline the buffer has room for; text is
@@ -319,8 +334,8 @@ static void idem_done(idem *e, int status, const char *body)
 static void answer_text(api *a, app_conn *c, const app_http_req *r, const app_http_later *later,
                         idem *e, int status, char *text, size_t n)
 {
-    idem_done(e, status, text);
     text[n++] = '\n';
+    idem_done(e, status, text, n);
     if (later)
         app_http_respond_later(a->srv, later, status, "application/json", NULL, text, n);
     else
@@ -412,7 +427,76 @@ static void on_write_durable(void *ud, int status)
     free(w);
 }
 
-/* {"persistent":B, "set":{k:v...}, "remove":[k...], "expect_version":N} */
+/* The answer to a value the API refuses: 400 bad_value (not a value of
+ * the mapping) or 422 limit (past the AMF limits an RTMP client's message
+ * is held to). */
+static void answer_value_error(api *a, app_conn *c, const app_http_req *r, idem *ie, int rc,
+                               const sh_error *se)
+{
+    if (rc == SH_ELIMIT)
+        answer(a, c, r, NULL, ie, 422,
+               error_json("limit", se->what ? se->what : "a value past the AMF limits"));
+    else if (rc == SH_ENOMEM)
+        answer(a, c, r, NULL, ie, 500, error_json("internal", "out of memory"));
+    else
+        answer(a, c, r, NULL, ie, 400,
+               error_json("bad_value", se->what ? se->what : "a value the AMF mapping refuses"));
+}
+
+/* The answer to an object that cannot be opened (rc from
+ * so_engine_object_open). */
+static void answer_open_error(api *a, app_conn *c, const app_http_req *r, idem *ie, int rc)
+{
+    if (rc == SH_EEXIST)
+        answer(a, c, r, NULL, ie, 409,
+               error_json("bad_persistence", "the object exists with the other persistence"));
+    else if (rc == SH_ELIMIT)
+        answer(a, c, r, NULL, ie, 422, error_json("limit", "too many objects in the room"));
+    else
+        answer(a, c, r, NULL, ie, 400, error_json("bad_request", "cannot open the object"));
+}
+
+static void values_free(amf_value **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        amf_unref(v[i]);
+    free(v);
+}
+
+/* The values of "set", each held to what an RTMP client could send in a
+ * shared-object message (max_amf_depth, max_amf_string, max_amf_elements):
+ * a value past them would make its room unreadable from the store.
+ * Returns 0 with *out (owned, one per member; NULL when there are none)
+ * or the code of the first refusal with se. */
+static int set_values(app_so_glue *g, const cJSON *set, amf_value ***out, size_t *n,
+                      sh_error *se)
+{
+    *out = NULL;
+    *n = 0;
+    int k = set ? cJSON_GetArraySize(set) : 0;
+    if (k == 0)
+        return 0;
+    amf_value **v = calloc((size_t)k, sizeof(*v));
+    if (!v)
+        return SH_ENOMEM;
+    const cJSON *it;
+    size_t i = 0;
+    cJSON_ArrayForEach(it, set) {
+        int rc = so_json_value(it, app_so_wire_limits(g), &v[i], se);
+        if (rc < 0) {
+            values_free(v, i);
+            return rc;
+        }
+        i++;
+    }
+    *out = v;
+    *n = i;
+    return 0;
+}
+
+/* {"persistent":B, "set":{k:v...}, "remove":[k...], "expect_version":N}
+ * Everything the API can check (members, values, keys) is checked before
+ * the engine sees anything, so a refused request applies nothing. */
 static bool object_post(api *a, app_conn *c, const app_http_req *r, idem *ie, const char *room,
                         const char *name)
 {
@@ -434,6 +518,7 @@ static bool object_post(api *a, app_conn *c, const app_http_req *r, idem *ie, co
     const cJSON *rem = cJSON_GetObjectItemCaseSensitive(j, "remove");
     const cJSON *exp = cJSON_GetObjectItemCaseSensitive(j, "expect_version");
     const char *bad = NULL;
+    const cJSON *it;
     if (pers && !cJSON_IsBool(pers))
         bad = "\"persistent\" is true or false";
     else if (set && !cJSON_IsObject(set))
@@ -441,24 +526,41 @@ static bool object_post(api *a, app_conn *c, const app_http_req *r, idem *ie, co
     else if (rem && !cJSON_IsArray(rem))
         bad = "\"remove\" is an array of keys";
     else if (exp && (!cJSON_IsNumber(exp) || exp->valuedouble < 0 ||
+                     exp->valuedouble > UINT32_MAX ||
                      exp->valuedouble != floor(exp->valuedouble)))
         bad = "\"expect_version\" is a version number";
     else if (!set && !rem)
         bad = "nothing to do: give \"set\" and/or \"remove\"";
+    cJSON_ArrayForEach(it, rem) {
+        if (!bad && !cJSON_IsString(it))
+            bad = "\"remove\" holds strings";
+        else if (!bad && strlen(it->valuestring) > UINT16_MAX)
+            bad = "a key is longer than 65535 bytes";
+    }
+    cJSON_ArrayForEach(it, set) {
+        if (!bad && strlen(it->string) > UINT16_MAX)
+            bad = "a key is longer than 65535 bytes";
+    }
     if (bad) {
         cJSON_Delete(j);
         answer(a, c, r, NULL, ie, 400, error_json("bad_request", bad));
         return true;
     }
+    amf_value **vals;
+    size_t nvals;
+    sh_error se = {0};
+    int rc = set_values(g, set, &vals, &nvals, &se);
+    if (rc < 0) {
+        cJSON_Delete(j);
+        answer_value_error(a, c, r, ie, rc, &se);
+        return true;
+    }
     bool persistent = !pers || cJSON_IsTrue(pers);
-    int rc = 0;
     so_object *o = so_engine_object_open(e, room, name, persistent, &rc);
     if (!o) {
+        values_free(vals, nvals);
         cJSON_Delete(j);
-        answer(a, c, r, NULL, ie, rc == SH_EEXIST ? 409 : 400,
-               error_json(rc == SH_EEXIST ? "bad_persistence" : "bad_request",
-                          rc == SH_EEXIST ? "the object exists with the other persistence"
-                                          : "cannot open the object"));
+        answer_open_error(a, c, r, ie, rc);
         return true;
     }
     if (exp && so_object_version(o) != (uint32_t)exp->valuedouble) {
@@ -466,56 +568,54 @@ static bool object_post(api *a, app_conn *c, const app_http_req *r, idem *ie, co
         cJSON_AddNumberToObject(out, "version", so_object_version(o));
         cJSON_AddItemToObject(out, "slots", slots_json(o));
         so_engine_object_close(e, o);
+        values_free(vals, nvals);
         cJSON_Delete(j);
         answer(a, c, r, NULL, ie, 409, out);
         return true;
     }
+    /* locked through the API (or by an application): the changes queue
+     * and are applied, as one version with the others, at the release */
+    bool queued = so_object_locked(o);
+    size_t nch = nvals + (size_t)(rem ? cJSON_GetArraySize(rem) : 0);
+    so_change *ch = nch ? calloc(nch, sizeof(*ch)) : NULL;
+    /* the removals first: they make room for the sets, and a key in both
+     * ends up set */
+    size_t i = 0, k = 0;
+    if (ch) {
+        cJSON_ArrayForEach(it, rem) {
+            ch[i++] = (so_change){it->valuestring, strlen(it->valuestring), NULL};
+        }
+        cJSON_ArrayForEach(it, set) {
+            ch[i++] = (so_change){it->string, strlen(it->string), vals[k++]};
+        }
+    }
     so_effects fx;
     so_effects_init(&fx);
-    so_object_lock(e, o);
-    const cJSON *it;
-    rc = 0;
-    cJSON_ArrayForEach(it, set) {
-        amf_value *v = NULL;
-        const char *why = NULL;
-        if (amf_json_to_value(it, &v, &why, NULL) != 0) {
-            bad = why ? why : "a value the AMF mapping refuses";
-            break;
-        }
-        rc = so_object_set(e, o, it->string, strlen(it->string), v, &fx);
-        amf_unref(v);
-        if (rc < 0)
-            break;
-    }
-    cJSON_ArrayForEach(it, rem) {
-        if (bad || rc < 0)
-            break;
-        if (!cJSON_IsString(it)) {
-            bad = "\"remove\" holds strings";
-            break;
-        }
-        rc = so_object_remove(e, o, it->valuestring, strlen(it->valuestring), &fx);
-    }
-    int urc = so_object_unlock(e, o, &fx);
-    if (rc == 0)
-        rc = urc;
+    rc = nch && !ch ? SH_ENOMEM : so_object_apply(e, o, ch, nch, &fx);
     app_so_deliver(g, &fx);
     so_effects_cleanup(&fx);
+    free(ch);
     uint32_t version = so_object_version(o);
     so_engine_object_close(e, o);
+    values_free(vals, nvals);
     cJSON_Delete(j);
-    if (bad) {
-        answer(a, c, r, NULL, ie, 400, error_json("bad_value", bad));
-        return true;
-    }
     if (rc == SH_ELIMIT) {
         answer(a, c, r, NULL, ie, 422,
-               error_json("limit", "a limit of the object refused the change (value bytes, "
-                                   "slots, object bytes or a persistent quota)"));
+               error_json("limit", "a limit of the object refused the write, nothing was "
+                                   "applied (value bytes, slots, object bytes or a "
+                                   "persistent quota)"));
         return true;
     }
     if (rc < 0) {
-        answer(a, c, r, NULL, ie, 500, error_json("internal", sh_strerror(rc)));
+        answer(a, c, r, NULL, ie, rc == SH_EINVAL ? 400 : 500,
+               error_json(rc == SH_EINVAL ? "bad_request" : "internal", sh_strerror(rc)));
+        return true;
+    }
+    if (queued) {
+        char text[64];
+        int n = snprintf(text, sizeof(text), "{\"version\":%u,\"queued\":true}",
+                         (unsigned)version);
+        answer_text(a, c, r, NULL, ie, 200, text, (size_t)n);
         return true;
     }
     if (!persistent) {
@@ -554,25 +654,33 @@ static bool message_post(api *a, app_conn *c, const app_http_req *r, idem *ie, c
     const cJSON *args = cJSON_GetObjectItemCaseSensitive(j, "args");
     const cJSON *pers = cJSON_GetObjectItemCaseSensitive(j, "persistent");
     int n = args ? cJSON_GetArraySize(args) : 0;
-    if (!obj || !h || (args && !cJSON_IsArray(args)) || n > RTMP_MAX_CMD_ARGS) {
+    if (!obj || !h || (args && !cJSON_IsArray(args)) || n > RTMP_MAX_CMD_ARGS ||
+        (pers && !cJSON_IsBool(pers))) {
         cJSON_Delete(j);
         answer(a, c, r, NULL, ie, 400,
-               error_json("bad_request", "give \"object\", \"handler\" and an \"args\" array"));
+               error_json("bad_request", "give \"object\", \"handler\", an \"args\" array of "
+                                         "at most 64 values and \"persistent\" true or false"));
         return true;
     }
     amf_value *av[RTMP_MAX_CMD_ARGS];
     size_t na = 0;
     const cJSON *it;
-    bool ok = true;
+    int rc = 0;
+    sh_error se = {0};
     cJSON_ArrayForEach(it, args) {
-        if (amf_json_to_value(it, &av[na], NULL, NULL) != 0) {
-            ok = false;
+        if ((rc = so_json_value(it, app_so_wire_limits(g), &av[na], &se)) < 0)
             break;
-        }
         na++;
     }
-    int rc = 0;
-    so_object *o = ok ? so_engine_object_open(e, room, obj, !pers || cJSON_IsTrue(pers), &rc) : NULL;
+    if (rc < 0) {
+        for (size_t i = 0; i < na; i++)
+            amf_unref(av[i]);
+        cJSON_Delete(j);
+        answer_value_error(a, c, r, ie, rc, &se);
+        return true;
+    }
+    so_object *o = so_engine_object_open(e, room, obj, !pers || cJSON_IsTrue(pers), &rc);
+    int orc = rc;
     if (o) {
         so_effects fx;
         so_effects_init(&fx);
@@ -584,13 +692,12 @@ static bool message_post(api *a, app_conn *c, const app_http_req *r, idem *ie, c
     for (size_t i = 0; i < na; i++)
         amf_unref(av[i]);
     cJSON_Delete(j);
-    if (!ok || !o || rc < 0) {
-        answer(a, c, r, NULL, ie, 400,
-               error_json("bad_request", !ok ? "an argument the AMF mapping refuses"
-                                             : "cannot send to that object"));
-        return true;
-    }
-    answer(a, c, r, NULL, ie, 200, cJSON_CreateObject());
+    if (!o)
+        answer_open_error(a, c, r, ie, orc);
+    else if (rc < 0)
+        answer(a, c, r, NULL, ie, 400, error_json("bad_request", "cannot send to that object"));
+    else
+        answer(a, c, r, NULL, ie, 200, cJSON_CreateObject());
     return true;
 }
 
@@ -643,9 +750,12 @@ static bool lock_post(api *a, app_conn *c, const app_http_req *r, idem *ie, cons
     const cJSON *pers = cJSON_GetObjectItemCaseSensitive(j, "persistent");
     const cJSON *ttl = cJSON_GetObjectItemCaseSensitive(j, "ttl_ms");
     bool persistent = !pers || cJSON_IsTrue(pers);
-    if (!obj || !cJSON_IsBool(lk)) {
+    if (!obj || !cJSON_IsBool(lk) || (pers && !cJSON_IsBool(pers)) ||
+        (ttl && !cJSON_IsNumber(ttl))) {
         cJSON_Delete(j);
-        answer(a, c, r, NULL, ie, 400, error_json("bad_request", "give \"object\" and \"lock\""));
+        answer(a, c, r, NULL, ie, 400,
+               error_json("bad_request", "give \"object\", \"lock\" true or false, "
+                                         "\"persistent\" true or false and a number \"ttl_ms\""));
         return true;
     }
     so_object *held = so_engine_object_find(e, room, obj);
@@ -662,11 +772,14 @@ static bool lock_post(api *a, app_conn *c, const app_http_req *r, idem *ie, cons
             int rc = 0;
             so_object *o = so_engine_object_open(e, room, obj, persistent, &rc);
             api_lock *l = o ? calloc(1, sizeof(*l)) : NULL;
-            if (!l) {
-                if (o)
-                    so_engine_object_close(e, o);
-                st = 400;
-                out = error_json("bad_request", "cannot open the object");
+            if (!o) {
+                cJSON_Delete(j);
+                answer_open_error(a, c, r, ie, rc);
+                return true;
+            } else if (!l) {
+                so_engine_object_close(e, o);
+                st = 500;
+                out = error_json("internal", "out of memory");
             } else {
                 double t = cJSON_IsNumber(ttl) ? ttl->valuedouble : 10000;
                 if (!(t >= 1))
@@ -881,9 +994,9 @@ static bool conns_list(app_conn *c, const app_http_req *r)
     return true;
 }
 
-static bool conn_delete(api *a, app_conn *c, const app_http_req *r, idem *ie, const char *id)
+static bool conn_delete(api *a, app_conn *c, const app_http_req *r, idem *ie, uint64_t id)
 {
-    app_conn *k = app_server_conn_by_id(c->srv, strtoull(id, NULL, 10));
+    app_conn *k = app_server_conn_by_id(c->srv, id);
     if (!k || k == c || k->closing) {
         answer(a, c, r, NULL, ie, 404, error_json("not_found", "no such connection"));
         return true;
@@ -1009,84 +1122,287 @@ static bool chat_user_get(app_conn *c, const app_http_req *r, const char *app, c
 
 /* ---- the router ---- */
 
+/* The resources of docs/api.md, each with the methods it takes. */
+typedef enum api_res {
+    RES_NONE = 0,           /* no such resource: 404 */
+    RES_BAD,                /* a name in the path is malformed: 400 */
+    RES_APPS,               /* /apps */
+    RES_INSTANCES,          /* /apps/A/instances */
+    RES_OBJECTS,            /* /apps/A/instances/I/objects */
+    RES_OBJECT,             /* /apps/A/instances/I/objects/NAME... */
+    RES_MESSAGES,           /* /apps/A/instances/I/messages */
+    RES_LOCKS,              /* /apps/A/instances/I/locks */
+    RES_PRESENCE,           /* /apps/A/instances/I/presence */
+    RES_CHAT_MESSAGES,      /* /apps/A/chat/messages */
+    RES_CHAT_USER,          /* /apps/A/chat/users/U */
+    RES_USER_CONNS,         /* /apps/A/users/U/connections */
+    RES_CONNS,              /* /connections */
+    RES_CONN,               /* /connections/ID */
+    RES_COUNT
+} api_res;
+
+enum { M_GET = 1, M_POST = 2, M_DELETE = 4 };
+
+static const struct {
+    unsigned methods;
+    const char *allow;      /* the Allow header of a 405 */
+} res_methods[RES_COUNT] = {
+    [RES_APPS] = {M_GET, "Allow: GET, HEAD\r\n"},
+    [RES_INSTANCES] = {M_GET, "Allow: GET, HEAD\r\n"},
+    [RES_OBJECTS] = {M_GET, "Allow: GET, HEAD\r\n"},
+    [RES_OBJECT] = {M_GET | M_POST, "Allow: GET, HEAD, POST\r\n"},
+    [RES_MESSAGES] = {M_POST, "Allow: POST\r\n"},
+    [RES_LOCKS] = {M_POST, "Allow: POST\r\n"},
+    [RES_PRESENCE] = {M_GET, "Allow: GET, HEAD\r\n"},
+    [RES_CHAT_MESSAGES] = {M_POST, "Allow: POST\r\n"},
+    [RES_CHAT_USER] = {M_GET, "Allow: GET, HEAD\r\n"},
+    [RES_USER_CONNS] = {M_DELETE, "Allow: DELETE\r\n"},
+    [RES_CONNS] = {M_GET, "Allow: GET, HEAD\r\n"},
+    [RES_CONN] = {M_DELETE, "Allow: DELETE\r\n"},
+};
+
+/* A request path taken apart: the resource and the names in it. */
+typedef struct api_path {
+    api_res res;
+    const char *bad;                      /* RES_BAD: what is wrong (static) */
+    char app[APP_NAME_MAX + 1];
+    char room[2 * APP_NAME_MAX + 2];      /* "APP/INSTANCE" */
+    char user[APP_NAME_MAX + 1];
+    const char *name;                     /* RES_OBJECT: the rest of the path */
+    uint64_t id;                          /* RES_CONN */
+} api_path;
+
+/* A cursor over the '/'-separated segments of a path (empty segments
+ * are skipped, as they always were).  A segment points into the path. */
+typedef struct path_cur {
+    const char *p;
+} path_cur;
+
+static bool seg_next(path_cur *c, const char **s, size_t *n)
+{
+    const char *q = c->p;
+    while (*q == '/')
+        q++;
+    if (!*q)
+        return false;
+    const char *e = strchr(q, '/');
+    *s = q;
+    *n = e ? (size_t)(e - q) : strlen(q);
+    c->p = q + *n;
+    return true;
+}
+
+static bool seg_is(const char *s, size_t n, const char *lit)
+{
+    return strlen(lit) == n && memcmp(s, lit, n) == 0;
+}
+
+/* True when the path has no segment left. */
+static bool seg_end(path_cur *c)
+{
+    const char *s;
+    size_t n;
+    path_cur t = *c;
+    return !seg_next(&t, &s, &n);
+}
+
+/* An application or instance name: [A-Za-z0-9_.-], 1 to APP_NAME_MAX
+ * bytes, not starting with a dot (what clients may connect to). */
+static bool name_ok(const char *s, size_t n)
+{
+    if (n == 0 || n > APP_NAME_MAX || s[0] == '.')
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '_' || ch == '-' || ch == '.'))
+            return false;
+    }
+    return true;
+}
+
+/* A user name as connects give them: printable ASCII, 1 to APP_NAME_MAX
+ * bytes (session.c sanitises and cuts them so). */
+static bool user_ok(const char *s, size_t n)
+{
+    if (n == 0 || n > APP_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] > 0x7e)
+            return false;
+    return true;
+}
+
+static api_res path_bad(api_path *out, const char *why)
+{
+    out->bad = why;
+    return out->res = RES_BAD;
+}
+
+static void copy_seg(char *dst, const char *s, size_t n)
+{
+    memcpy(dst, s, n);
+    dst[n] = '\0';
+}
+
+/* /apps/APP/instances/INST/... after the instance */
+static api_res parse_instance(path_cur *c, api_path *out)
+{
+    const char *s;
+    size_t n;
+    if (!seg_next(c, &s, &n))
+        return RES_NONE; /* nothing at the instance itself */
+    if (seg_is(s, n, "objects")) {
+        const char *name = c->p;
+        while (*name == '/')
+            name++;
+        if (!*name)
+            return RES_OBJECTS;
+        out->name = name;
+        return RES_OBJECT;
+    }
+    api_res r = seg_is(s, n, "messages") ? RES_MESSAGES
+                : seg_is(s, n, "locks")  ? RES_LOCKS
+                : seg_is(s, n, "presence") ? RES_PRESENCE
+                                          : RES_NONE;
+    return r != RES_NONE && seg_end(c) ? r : RES_NONE;
+}
+
+/* /apps/APP/... after the application */
+static api_res parse_app(path_cur *c, api_path *out)
+{
+    const char *s, *u;
+    size_t n, un;
+    if (!seg_next(c, &s, &n))
+        return RES_NONE;
+    if (seg_is(s, n, "instances")) {
+        if (!seg_next(c, &s, &n))
+            return RES_INSTANCES;
+        if (!name_ok(s, n))
+            return path_bad(out, "bad instance name");
+        snprintf(out->room, sizeof(out->room), "%s/%.*s", out->app, (int)n, s);
+        return parse_instance(c, out);
+    }
+    if (seg_is(s, n, "chat")) {
+        if (!seg_next(c, &s, &n))
+            return RES_NONE;
+        if (seg_is(s, n, "messages"))
+            return seg_end(c) ? RES_CHAT_MESSAGES : RES_NONE;
+        if (!seg_is(s, n, "users") || !seg_next(c, &u, &un))
+            return RES_NONE;
+        if (!seg_end(c))
+            return RES_NONE;
+        if (!user_ok(u, un))
+            return path_bad(out, "bad user name");
+        copy_seg(out->user, u, un);
+        return RES_CHAT_USER;
+    }
+    if (seg_is(s, n, "users") && seg_next(c, &u, &un) && seg_next(c, &s, &n) &&
+        seg_is(s, n, "connections") && seg_end(c)) {
+        if (!user_ok(u, un))
+            return path_bad(out, "bad user name");
+        copy_seg(out->user, u, un);
+        return RES_USER_CONNS;
+    }
+    return RES_NONE;
+}
+
+/* Takes apart path, the part after "/api/v1" (percent-decoded, no NUL).
+ * Pure: out->res is the resource (RES_NONE: 404, RES_BAD: 400 with
+ * out->bad) and out's names are NUL-terminated copies, except out->name
+ * which points into path. */
+static void api_path_parse(const char *path, api_path *out)
+{
+    memset(out, 0, sizeof(*out));
+    path_cur c = {path};
+    const char *s;
+    size_t n;
+    if (!seg_next(&c, &s, &n)) {
+        out->res = RES_NONE;
+        return;
+    }
+    if (seg_is(s, n, "connections")) {
+        if (!seg_next(&c, &s, &n)) {
+            out->res = RES_CONNS;
+            return;
+        }
+        if (!seg_end(&c)) {
+            out->res = RES_NONE;
+            return;
+        }
+        uint64_t id = 0;
+        bool ok = n > 0 && n <= 20;
+        for (size_t i = 0; ok && i < n; i++) {
+            unsigned d = (unsigned)(s[i] - '0');
+            ok = d <= 9 && id <= (UINT64_MAX - d) / 10;
+            id = id * 10 + d;
+        }
+        if (!ok) {
+            path_bad(out, "bad connection id");
+            return;
+        }
+        out->id = id;
+        out->res = RES_CONN;
+        return;
+    }
+    if (!seg_is(s, n, "apps")) {
+        out->res = RES_NONE;
+        return;
+    }
+    if (!seg_next(&c, &s, &n)) {
+        out->res = RES_APPS;
+        return;
+    }
+    if (!name_ok(s, n)) {
+        path_bad(out, "bad application name");
+        return;
+    }
+    copy_seg(out->app, s, n);
+    out->res = parse_app(&c, out);
+}
+
 static bool route(api *a, app_conn *c, const app_http_req *r, const api_key *k)
 {
-    const char *p = r->path + strlen("/api/v1");
-    char s1[64], s2[APP_NAME_MAX + 1], s3[64], s4[APP_NAME_MAX + 1], s5[64], s6[APP_NAME_MAX + 1];
-    bool get = r->method == HTTP_GET || r->method == HTTP_HEAD;
-    bool post = r->method == HTTP_POST, del = r->method == HTTP_DELETE;
-    if (!get && !k->cfg->write)
+    unsigned m = r->method == HTTP_GET || r->method == HTTP_HEAD ? M_GET
+                 : r->method == HTTP_POST                        ? M_POST
+                 : r->method == HTTP_DELETE                      ? M_DELETE
+                                                                 : 0;
+    if (m != M_GET && !k->cfg->write)
         return err(c, r, 403, "forbidden", "this API key may only read (scope = read)");
-    if (!seg(&p, s1, sizeof(s1)))
-        return err(c, r, 404, "not_found", "see docs/api.md");
-    idem *ie = NULL;
-    if ((post || del) && idem_check(a, c, r, k, &ie))
+    api_path ap;
+    api_path_parse(r->path + strlen("/api/v1"), &ap);
+    if (ap.res == RES_NONE)
+        return err(c, r, 404, "not_found", "no such resource (docs/api.md)");
+    if (ap.res == RES_BAD)
+        return err(c, r, 400, "bad_request", ap.bad);
+    if (!(res_methods[ap.res].methods & m)) {
+        static const char body[] = "{\"error\":{\"code\":\"method_not_allowed\",\"message\":"
+                                   "\"not a method of this resource (see Allow)\"}}\n";
+        app_http_respond(c, r, 405, "application/json", res_methods[ap.res].allow, body,
+                         sizeof(body) - 1);
         return true;
-    /* /connections[/ID] */
-    if (strcmp(s1, "connections") == 0) {
-        if (!seg(&p, s2, sizeof(s2))) {
-            if (get)
-                return conns_list(c, r);
-        } else if (del && !seg(&p, s3, sizeof(s3))) {
-            return conn_delete(a, c, r, ie, s2);
-        }
-        idem_done(ie, 405, "{}");
-        return err(c, r, 405, "method_not_allowed", "not for this path");
     }
-    if (strcmp(s1, "apps") != 0) {
-        idem_done(ie, 404, "{}");
-        return err(c, r, 404, "not_found", "see docs/api.md");
+    idem *ie = NULL;
+    if (m != M_GET && idem_check(a, c, r, k, &ie))
+        return true;
+    switch (ap.res) {
+    case RES_APPS: return apps_list(c, r);
+    case RES_INSTANCES: return instances_list(c, r, ap.app);
+    case RES_OBJECTS: return objects_list(c, r, ap.room);
+    case RES_OBJECT:
+        return m == M_GET ? object_get(c, r, ap.room, ap.name)
+                          : object_post(a, c, r, ie, ap.room, ap.name);
+    case RES_MESSAGES: return message_post(a, c, r, ie, ap.room);
+    case RES_LOCKS: return lock_post(a, c, r, ie, ap.room);
+    case RES_PRESENCE: return presence_get(c, r, ap.room);
+    case RES_CHAT_MESSAGES: return chat_post(a, c, r, ie, ap.app);
+    case RES_CHAT_USER: return chat_user_get(c, r, ap.app, ap.user);
+    case RES_USER_CONNS: return user_conns_delete(a, c, r, ie, ap.app, ap.user);
+    case RES_CONNS: return conns_list(c, r);
+    case RES_CONN: return conn_delete(a, c, r, ie, ap.id);
+    default: break;
     }
-    if (!seg(&p, s2, sizeof(s2))) {
-        if (get)
-            return apps_list(c, r);
-        idem_done(ie, 405, "{}");
-        return err(c, r, 405, "method_not_allowed", "not for this path");
-    }
-    if (!name_ok(s2)) {
-        idem_done(ie, 400, "{}");
-        return err(c, r, 400, "bad_request", "bad application name");
-    }
-    bool more = seg(&p, s3, sizeof(s3));
-    if (more && strcmp(s3, "instances") == 0) {
-        if (!seg(&p, s4, sizeof(s4))) {
-            if (get)
-                return instances_list(c, r, s2);
-        } else if (name_ok(s4)) {
-            char room[2 * APP_NAME_MAX + 2];
-            snprintf(room, sizeof(room), "%s/%s", s2, s4);
-            if (!seg(&p, s5, sizeof(s5))) {
-                /* nothing at the instance itself */
-            } else if (strcmp(s5, "objects") == 0) {
-                const char *name = p;
-                while (*name == '/')
-                    name++;
-                if (!*name && get)
-                    return objects_list(c, r, room);
-                if (*name && get)
-                    return object_get(c, r, room, name);
-                if (*name && post)
-                    return object_post(a, c, r, ie, room, name);
-            } else if (strcmp(s5, "messages") == 0 && post && !seg(&p, s6, sizeof(s6))) {
-                return message_post(a, c, r, ie, room);
-            } else if (strcmp(s5, "locks") == 0 && post && !seg(&p, s6, sizeof(s6))) {
-                return lock_post(a, c, r, ie, room);
-            } else if (strcmp(s5, "presence") == 0 && get && !seg(&p, s6, sizeof(s6))) {
-                return presence_get(c, r, room);
-            }
-        }
-    } else if (more && strcmp(s3, "chat") == 0 && seg(&p, s4, sizeof(s4))) {
-        if (strcmp(s4, "messages") == 0 && post && !seg(&p, s5, sizeof(s5)))
-            return chat_post(a, c, r, ie, s2);
-        if (strcmp(s4, "users") == 0 && get && seg(&p, s5, sizeof(s5)) &&
-            !seg(&p, s6, sizeof(s6)))
-            return chat_user_get(c, r, s2, s5);
-    } else if (more && strcmp(s3, "users") == 0 && seg(&p, s4, sizeof(s4)) &&
-               seg(&p, s5, sizeof(s5)) && strcmp(s5, "connections") == 0 && del) {
-        return user_conns_delete(a, c, r, ie, s2, s4);
-    }
-    idem_done(ie, 404, "{}");
-    return err(c, r, 404, "not_found", "no such resource or method (docs/api.md)");
+    return err(c, r, 500, "internal", "unrouted resource"); /* cannot happen */
 }
 
 /* ---- metrics and health ---- */

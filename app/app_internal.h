@@ -290,6 +290,20 @@ struct app_server {
 /* The live connection with this id, NULL when it is gone. */
 app_conn *app_server_conn_by_id(const app_server *s, uint64_t id);
 
+/* A server without listeners, for a harness that hands it connections
+ * itself (fuzz/fuzz_api.c): app_server_start's timers and per-turn
+ * flush, no socket bound, no signal taken.  Stop, run and free it as
+ * any server.  Returns 0. */
+int app_server_start_unbound(app_server *s);
+/* Takes fd, a connected stream socket (any family: a socketpair end
+ * does), as a connection accepted on the listener of kind (an unbound
+ * one will do: its transport and caps apply), exactly as an accept would.
+ * Returns 0 (the server owns fd from then on, also when a cap refuses
+ * the connection), or SH_EINVAL (no such listener kind, or the server is
+ * stopping), SH_ENOMEM or a libuv code (fd not usable): fd stays the
+ * caller's. */
+int app_server_adopt(app_server *s, int kind, uv_os_sock_t fd);
+
 /* ---- server.c (the socket side) ---- */
 
 /* Output was queued on c (by its transport, for any reason): applies

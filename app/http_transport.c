@@ -464,15 +464,32 @@ static void handle_request(app_conn *c, const app_http_req *r)
     app_http_respond(c, r, 404, "text/plain; charset=utf-8", NULL, "Not found\n", 10);
 }
 
-/* A cap broke or the request is malformed: answer and close. */
+/* The error code of a refused request's status, for the JSON answers of
+ * the admin listener (the server API's error form, docs/api.md). */
+static const char *refusal_code(int status)
+{
+    switch (status) {
+    case 413: return "too_large";
+    case 414: return "uri_too_long";
+    case 431: return "headers_too_large";
+    default: return "bad_request";
+    }
+}
+
+/* A cap broke or the request is malformed: answer and close.  The admin
+ * listener answers in the API's JSON error form, the others in text. */
 static void refuse(app_conn *c, int status, const char *why)
 {
     http_tr *t = tr_of(c);
     t->close_after = true;
-    char body[160];
-    int n = snprintf(body, sizeof(body), "%s\n", why);
-    app_http_respond(c, NULL, status, "text/plain; charset=utf-8", NULL, body,
-                     n > 0 ? (size_t)n : 0);
+    if (c->listen_kind == APP_LISTEN_ADMIN) {
+        app_http_error(c, NULL, status, refusal_code(status), why);
+    } else {
+        char body[160];
+        int n = snprintf(body, sizeof(body), "%s\n", why);
+        app_http_respond(c, NULL, status, "text/plain; charset=utf-8", NULL, body,
+                         n > 0 ? (size_t)n : 0);
+    }
     char reason[200];
     snprintf(reason, sizeof(reason), "http %d: %s", status, why);
     app_conn_close(c, reason);

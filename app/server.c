@@ -629,26 +629,11 @@ static const uint8_t *conn_random(app_server *s)
 
 static void on_reject_closed(uv_handle_t *h) { free(h); }
 
-static void on_connection(uv_stream_t *server, int status)
+/* Makes c (its tcp handle open, nothing else set) a connection of
+ * listener l: caps, transport, the lists, reading.  c is freed (through
+ * its handle's close) when it is refused or memory runs out. */
+static void conn_adopt(app_server *s, app_listener *l, app_conn *c)
 {
-    app_listener *l = server->data;
-    app_server *s = l->srv;
-    if (status < 0) {
-        SH_LOG(SH_LOG_WARN, "accept error: %s", uv_strerror(status));
-        return;
-    }
-    if (s->stopping)
-        return;
-    app_conn *c = calloc(1, sizeof(*c));
-    if (!c) {
-        SH_LOG(SH_LOG_ERROR, "accept: out of memory");
-        return;
-    }
-    uv_tcp_init(s->loop, &c->tcp);
-    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
-        uv_close((uv_handle_t *)&c->tcp, on_reject_closed);
-        return;
-    }
     c->id = ++s->next_id;
     c->tr = l->tr;
     c->listen_kind = l->kind;
@@ -711,6 +696,50 @@ static void on_connection(uv_stream_t *server, int status)
         app_conn_abort(c, uv_strerror(rc));
     else
         app_conn_output(c); /* what the transport queued at open */
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    app_listener *l = server->data;
+    app_server *s = l->srv;
+    if (status < 0) {
+        SH_LOG(SH_LOG_WARN, "accept error: %s", uv_strerror(status));
+        return;
+    }
+    if (s->stopping)
+        return;
+    app_conn *c = calloc(1, sizeof(*c));
+    if (!c) {
+        SH_LOG(SH_LOG_ERROR, "accept: out of memory");
+        return;
+    }
+    uv_tcp_init(s->loop, &c->tcp);
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+        uv_close((uv_handle_t *)&c->tcp, on_reject_closed);
+        return;
+    }
+    conn_adopt(s, l, c);
+}
+
+int app_server_adopt(app_server *s, int kind, uv_os_sock_t fd)
+{
+    app_listener *l = kind == APP_LISTEN_RTMP   ? &s->rtmp
+                      : kind == APP_LISTEN_HTTP ? &s->http
+                      : kind == APP_LISTEN_ADMIN ? &s->admin
+                                                 : NULL;
+    if (!l || s->stopping)
+        return SH_EINVAL;
+    app_conn *c = calloc(1, sizeof(*c));
+    if (!c)
+        return SH_ENOMEM;
+    uv_tcp_init(s->loop, &c->tcp);
+    int rc = uv_tcp_open(&c->tcp, fd);
+    if (rc < 0) {
+        uv_close((uv_handle_t *)&c->tcp, on_reject_closed);
+        return rc;
+    }
+    conn_adopt(s, l, c);
+    return 0;
 }
 
 /* ---- timers: handshake, idle, ping, send time-out, close grace ---- */
@@ -1099,6 +1128,8 @@ static int listener_start(app_server *s, app_listener *l, const char *host, int 
     return 0;
 }
 
+static void loop_start(app_server *s, bool signals);
+
 int app_server_start(app_server *s)
 {
     const app_config *cfg = s->cfg;
@@ -1119,6 +1150,29 @@ int app_server_start(app_server *s)
     }
     if (rc < 0)
         return rc;
+    loop_start(s, true);
+    if (cfg->port_file) {
+        rc = write_port_file(cfg->port_file, s->rtmp.port, s->http.port, s->admin.port,
+                             s->https.port);
+        if (rc < 0) {
+            SH_LOG(SH_LOG_ERROR, "port file %s: %s", cfg->port_file, strerror(-rc));
+            return rc;
+        }
+    }
+    return 0;
+}
+
+int app_server_start_unbound(app_server *s)
+{
+    loop_start(s, false);
+    return 0;
+}
+
+/* The timers and per-turn handles of a started server; signals when
+ * asked (SIGINT and SIGTERM stop it, SIGHUP reloads). */
+static void loop_start(app_server *s, bool signals)
+{
+    const app_config *cfg = s->cfg;
     uv_timer_init(s->loop, &s->tick);
     s->tick.data = s;
     uint64_t iv = tick_interval(cfg);
@@ -1136,6 +1190,9 @@ int app_server_start(app_server *s)
     uv_check_start(&s->check, on_check);
     uv_idle_init(s->loop, &s->idle);
     s->idle.data = s;
+    s->started = true;
+    if (!signals)
+        return;
     uv_signal_init(s->loop, &s->sigint);
     s->sigint.data = s;
     uv_signal_start(&s->sigint, on_signal, SIGINT);
@@ -1145,16 +1202,6 @@ int app_server_start(app_server *s)
     uv_signal_init(s->loop, &s->sighup);
     s->sighup.data = s;
     uv_signal_start(&s->sighup, on_sighup, SIGHUP);
-    s->started = true;
-    if (cfg->port_file) {
-        rc = write_port_file(cfg->port_file, s->rtmp.port, s->http.port, s->admin.port,
-                             s->https.port);
-        if (rc < 0) {
-            SH_LOG(SH_LOG_ERROR, "port file %s: %s", cfg->port_file, strerror(-rc));
-            return rc;
-        }
-    }
-    return 0;
 }
 
 int app_server_run(app_server *s)

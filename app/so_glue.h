@@ -91,6 +91,10 @@ void app_so_glue_free(app_so_glue *g);
 app_so_glue *app_so_glue_of(const app_server *srv);
 /* The engine (borrowed; lives as long as the glue). */
 so_engine *app_so_engine(app_so_glue *g);
+/* The limits a shared-object message of a client is decoded under
+ * (borrowed): a value written by server code that an RTMP client could
+ * not have sent would be refused when its room is read from the store. */
+const so_wire_limits *app_so_wire_limits(const app_so_glue *g);
 
 /* Delivers effects made by the engine's server-side API: each body is
  * framed once per transport and queued to every recipient (app_conn *

@@ -424,6 +424,7 @@ commit_interval_ms = 20
     http_seeds()
     ws_in_seeds()
     ws_json_seeds()
+    api_seeds()
     return 0
 
 
@@ -450,6 +451,92 @@ def http_seeds():
     put("fuzz_http_req", "bad", b"\x01\x05\x00\x00\x01" + bad)
     put("fuzz_http_req", "many_headers", b"\x01\x09\x00\x00\x01" + many)
     put("fuzz_http_req", "long_target", b"\x00\x03\x00\x00\x01GET /" + b"a" * 70 + b" HTTP/1.1\r\n\r\n")
+
+
+# ---- the server API (fuzz_api): a mode byte (bits 0-3: write size 1 << n),
+# then the requests of one admin connection ----
+def api_req(method, target, body=None, key="w", extra=b""):
+    secret = {"w": b"fuzz-write-key-0123456789", "r": b"fuzz-read-key-0123456789"}.get(key)
+    h = b"%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\n" % (method.encode(), target.encode())
+    if secret:
+        h += b"Authorization: Bearer " + secret + b"\r\n"
+    h += extra
+    if body is not None:
+        h += b"Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body)
+    return h + b"\r\n" + (body or b"")
+
+
+def api_seeds():
+    room = "/api/v1/apps/demo/instances/room1"
+    seeds = {
+        "write_read": [
+            api_req("POST", room + "/objects/doc", b'{"set":{"a":1,"b":{"$amf":"int","value":2}}}'),
+            api_req("GET", room + "/objects/doc"),
+            api_req("GET", room + "/objects?limit=5"),
+            api_req("POST", room + "/objects/doc", b'{"remove":["a"],"set":{"c":[1,"x",null]}}'),
+            api_req("GET", room + "/objects/doc?persistent=true", key="r")],
+        "temporary_cas": [
+            api_req("POST", room + "/objects/t/a/b", b'{"persistent":false,"set":{"k":1}}'),
+            api_req("POST", room + "/objects/t/a/b",
+                    b'{"persistent":false,"set":{"k":2},"expect_version":7}'),
+            api_req("GET", room + "/objects/t/a/b?persistent=false"),
+            api_req("POST", room + "/objects/t/a/b", b'{"persistent":true,"set":{"k":3}}')],
+        "locks": [
+            api_req("POST", room + "/locks", b'{"object":"l","persistent":false,"lock":true,"ttl_ms":50}'),
+            api_req("POST", room + "/objects/l", b'{"persistent":false,"set":{"q":1}}'),
+            api_req("POST", room + "/locks", b'{"object":"l","persistent":false,"lock":true}'),
+            api_req("POST", room + "/locks", b'{"object":"l","persistent":false,"lock":false}'),
+            api_req("POST", room + "/locks", b'{"object":"l","persistent":false,"lock":false}'),
+            api_req("POST", room + "/locks", b'{"object":"p","lock":true,"ttl_ms":999999}')],
+        "idempotency": [
+            api_req("POST", room + "/objects/i", b'{"set":{"n":1}}', extra=b"Idempotency-Key: k1\r\n"),
+            api_req("POST", room + "/objects/i", b'{"set":{"n":1}}', extra=b"Idempotency-Key: k1\r\n"),
+            api_req("POST", room + "/objects/i", b'{"set":{"n":2}}', extra=b"Idempotency-Key: k1\r\n"),
+            api_req("POST", room + "/objects/i", b'{"set":', extra=b"Idempotency-Key: k2\r\n"),
+            api_req("DELETE", "/api/v1/connections/1", extra=b"Idempotency-Key: k3\r\n"),
+            api_req("DELETE", "/api/v1/connections/1", extra=b"Idempotency-Key: k3\r\n")],
+        "messages": [
+            api_req("POST", room + "/messages",
+                    b'{"object":"m","persistent":false,"handler":"h","args":["a",{"$amf":"date","ms":1,"tz":0},'
+                    b'{"$amf":"bytes","hex":"00ff"},[[[1]]]]}'),
+            api_req("POST", room + "/messages", b'{"object":"m","handler":"h","args":[{"$amf":"nope"}]}'),
+            api_req("POST", room + "/messages", b'{"object":"m","handler":"h","args":' +
+                    b"[" + b",".join([b"0"] * 65) + b"]}")],
+        "listings": [
+            api_req("GET", "/api/v1/apps"),
+            api_req("GET", "/api/v1/apps/demo/instances?limit=1"),
+            api_req("GET", "/api/v1/connections?app=demo&instance=room1&user=u&transport=ws&after=0&limit=2"),
+            api_req("GET", room + "/presence"),
+            api_req("GET", "/api/v1/apps/demo/chat/users/bob"),
+            api_req("POST", "/api/v1/apps/demo/chat/messages", b'{"to":"bob","text":"hi","client_id":"c1"}'),
+            api_req("DELETE", "/api/v1/apps/demo/users/bob/connections"),
+            api_req("HEAD", "/api/v1/apps")],
+        "errors": [
+            api_req("GET", "/api/v1/apps", key=None),
+            api_req("GET", "/api/v1/apps", key="bad"),
+            api_req("POST", room + "/objects/x", b'{"set":{"a":1}}', key="r"),
+            api_req("PUT", "/api/v1/apps", b"{}"),
+            api_req("GET", "/api/v1/apps/" + "a" * 130 + "/instances"),
+            api_req("GET", "/api/v1/apps/demo/instances/b%21d/objects"),
+            api_req("DELETE", "/api/v1/connections/12x"),
+            api_req("POST", room + "/objects/x", b"[1,2]"),
+            api_req("POST", room + "/objects/x", b'{"set":{"d":[[[[[[[[[[1]]]]]]]]]]}}'),
+            api_req("POST", room + "/objects/x", b'{"set":{' +
+                    b",".join(b'"k%d":%d' % (i, i) for i in range(10)) + b"}}"),
+            api_req("GET", "/api/v1/nothing")],
+        "health": [
+            api_req("GET", "/healthz", key=None),
+            api_req("GET", "/readyz", key=None),
+            api_req("GET", "/metrics", key=None)],
+        "too_large": [
+            b"POST " + room.encode() + b"/objects/x HTTP/1.1\r\nAuthorization: Bearer "
+            b"fuzz-write-key-0123456789\r\nContent-Length: 5000\r\n\r\n{"],
+    }
+    for name, reqs in seeds.items():
+        data = b"".join(reqs)
+        put("fuzz_api", name, b"\x0f" + data)
+        put("fuzz_api", name + "_pieces", b"\x03" + data)
+    put("fuzz_api", "write_read_bytewise", b"\x00" + b"".join(seeds["write_read"][:2]))
 
 
 def ws_frame(op, payload, fin=True, rsv=0, mask=b"\x11\x22\x33\x44"):

@@ -5,7 +5,9 @@
 # sanitizers, libraries instrumented for coverage), then runs each target
 # (default: every fuzz/fuzz_*.c) for SECONDS (default 60) on a fresh copy
 # of its seed corpus fuzz/corpus/<target>/ plus the stored reproducers
-# tests/data/fuzz-regress/<target>/.  One fuzzer at a time, in-process (no -jobs).
+# tests/data/fuzz-regress/<target>/, with the dictionary fuzz/<target>.dict and
+# the libFuzzer flags of fuzz/<target>.options (one a line) when they exist.
+# One fuzzer at a time, in-process (no -jobs).
 #
 # Prints the executions of every target (libFuzzer's final
 # stat::number_of_executed_units) and exits non-zero when any target
@@ -80,6 +82,12 @@ for t in "${targets[@]}"; do
     [ -d "tests/data/fuzz-regress/$t" ] && cp -r "tests/data/fuzz-regress/$t/." "$dir/corpus/"
     extra=()
     [ -f "fuzz/$t.dict" ] && extra+=("-dict=$root/fuzz/$t.dict")
+    # fuzz/<target>.options: libFuzzer flags of that target, one a line
+    if [ -f "fuzz/$t.options" ]; then
+        while read -r opt; do
+            case "$opt" in ''|'#'*) ;; *) extra+=("$opt") ;; esac
+        done < "fuzz/$t.options"
+    fi
     log="$dir/log.txt"
     echo "== $t: ${secs}s"
     # A bounded wall clock on top of -max_total_time: a hung target must

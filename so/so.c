@@ -980,18 +980,27 @@ static int64_t stored_growth(const so_slot *s, size_t klen, bool set, size_t vby
 /* The quota a change of o would pass (its Status code), or NULL.  A first
  * change stores the object; a change that does not grow the stored bytes
  * is always allowed, so an application over its quota can still shrink. */
-static const char *quota_refusal(const so_engine *e, const so_object *o, int64_t grow)
+static const char *quota_refusal_at(const so_engine *e, const so_object *o, bool stored,
+                                    int64_t before, int64_t grow)
 {
     if (!persisting(e, o))
         return NULL;
     const so_room_settings *q = &o->room->set;
     const so_app *a = app_find(e, o->room->name);
     uint64_t objects = a ? a->objects : 0, bytes = a ? a->bytes : 0;
-    if (!o->stored && q->max_persistent_objects && objects >= q->max_persistent_objects)
+    if (!stored && q->max_persistent_objects && objects >= q->max_persistent_objects)
         return SO_STATUS_LIMIT_PERSISTENT_OBJECTS;
+    /* the bytes once the earlier changes of the same request are counted
+     * (quota_count stops at 0) */
+    bytes = before < 0 && (uint64_t)-before > bytes ? 0 : bytes + (uint64_t)before;
     if (grow > 0 && q->max_persistent_bytes && bytes + (uint64_t)grow > q->max_persistent_bytes)
         return SO_STATUS_LIMIT_PERSISTENT_BYTES;
     return NULL;
+}
+
+static const char *quota_refusal(const so_engine *e, const so_object *o, int64_t grow)
+{
+    return quota_refusal_at(e, o, o->stored, 0, grow);
 }
 
 /* A change of o was applied (it goes into the batch being built). */
@@ -2026,6 +2035,109 @@ static int server_change(so_engine *e, so_object *o, const char *key, size_t kle
     return 0;
 }
 
+static void srv_change_free(srv_change *c)
+{
+    free(c->key);
+    free(c->wire);
+    amf_unref(c->v);
+}
+
+/* c as a change apply_server takes, with owned copies of its key and of
+ * its value's wire form (out is freeable by srv_change_free whatever
+ * the result).  SH_ELIMIT past max_value_bytes, as server_change. */
+static int srv_change_make(so_engine *e, const so_change *c, srv_change *out)
+{
+    *out = (srv_change){.klen = c->klen};
+    if (c->klen > UINT16_MAX)
+        return SH_EINVAL;
+    if (!(out->key = sh_memdup0(c->key, c->klen)))
+        return SH_ENOMEM;
+    if (!c->v)
+        return 0;
+    sh_buf_reset(&e->scratch);
+    if (so_wire_event_value(&e->scratch, e->enc, c->v) < 0)
+        return SH_ENOMEM;
+    out->vbytes = e->scratch.len;
+    out->vmem = amf_value_mem(c->v);
+    if (out->vbytes > e->cfg.max_value_bytes ||
+        out->vmem > SO_VALUE_MEM_FACTOR * (size_t)e->cfg.max_value_bytes)
+        return SH_ELIMIT;
+    if (!(out->wire = (uint8_t *)sh_memdup0(e->scratch.data, out->vbytes)))
+        return SH_ENOMEM;
+    out->v = amf_ref(c->v);
+    return 0;
+}
+
+/* Would apply_server take every change of ch?  Its checks (slots per
+ * object, object bytes, the persistent quotas), each against the state
+ * the changes before it leave (a key changed twice is counted at its
+ * latest value), nothing written. */
+static bool server_changes_fit(const so_engine *e, const so_object *o, const srv_change *ch,
+                               size_t n)
+{
+    size_t nlive = o->nlive, bytes = o->bytes;
+    int64_t grown = 0;
+    bool stored = o->stored;
+    for (size_t i = 0; i < n; i++) {
+        const srv_change *c = &ch[i], *prev = NULL;
+        for (size_t j = 0; j < i; j++)
+            if (ch[j].klen == c->klen && memcmp(ch[j].key, c->key, c->klen) == 0)
+                prev = &ch[j];
+        const so_slot *s = prev ? NULL : slot_get(o, c->key, c->klen);
+        bool live = prev ? prev->v != NULL : s && s->v;
+        size_t held = !live ? 0 : prev ? slot_mem(prev->klen, prev->vbytes, prev->vmem) : s->held;
+        int64_t had = !live ? 0 : prev ? (int64_t)(prev->klen + prev->vbytes)
+                                       : (int64_t)(s->klen + s->vbytes);
+        if (!c->v && !live)
+            continue; /* removing what is not there: skipped, as apply_server does */
+        size_t mem = c->v ? slot_mem(c->klen, c->vbytes, c->vmem) : 0;
+        if (c->v && ((!live && nlive >= o->room->set.max_slots_per_object) ||
+                     bytes - held + mem > e->cfg.max_object_bytes))
+            return false;
+        int64_t grow = (c->v ? (int64_t)(c->klen + c->vbytes) : 0) - had;
+        if (quota_refusal_at(e, o, stored, grown, grow))
+            return false;
+        nlive = nlive + (c->v && !live) - (!c->v && live);
+        bytes = bytes - held + mem;
+        grown += grow;
+        stored = true;
+    }
+    return true;
+}
+
+int so_object_apply(so_engine *e, so_object *o, const so_change *ch, size_t n, so_effects *out)
+{
+    srv_change *arr = n ? calloc(n, sizeof(*arr)) : NULL;
+    if (n && !arr)
+        return SH_ENOMEM;
+    int rc = 0;
+    size_t made = 0;
+    while (made < n && rc == 0) {
+        rc = srv_change_make(e, &ch[made], &arr[made]);
+        made++;
+    }
+    if (rc == 0 && o->lock) {
+        /* queued with the lock's others; checked one by one at the unlock */
+        if (sh_array_grow((void **)&o->pend, &o->cappend, o->npend + n, sizeof(*o->pend), 8)) {
+            rc = SH_ENOMEM;
+        } else {
+            if (n)
+                memcpy(o->pend + o->npend, arr, n * sizeof(*arr));
+            o->npend += n;
+            free(arr);
+            return 0;
+        }
+    }
+    if (rc == 0 && !server_changes_fit(e, o, arr, n))
+        rc = SH_ELIMIT;
+    if (rc == 0)
+        rc = apply_server(e, o, arr, n, out);
+    for (size_t i = 0; i < made; i++)
+        srv_change_free(&arr[i]);
+    free(arr);
+    return rc;
+}
+
 int so_object_set(so_engine *e, so_object *o, const char *key, size_t key_len,
                   amf_value *v, so_effects *out)
 {
@@ -2053,11 +2165,8 @@ int so_object_unlock(so_engine *e, so_object *o, so_effects *out)
     if (--o->lock)
         return 0;
     int rc = apply_server(e, o, o->pend, o->npend, out);
-    for (size_t i = 0; i < o->npend; i++) {
-        free(o->pend[i].key);
-        free(o->pend[i].wire);
-        amf_unref(o->pend[i].v);
-    }
+    for (size_t i = 0; i < o->npend; i++)
+        srv_change_free(&o->pend[i]);
     o->npend = 0;
     return rc;
 }

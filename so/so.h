@@ -364,6 +364,23 @@ int so_object_remove(so_engine *e, so_object *o, const char *key, size_t key_len
                      so_effects *out);
 void so_object_lock(so_engine *e, so_object *o);
 int so_object_unlock(so_engine *e, so_object *o, so_effects *out);
+/* One change of so_object_apply: key[0..klen) set to v (borrowed), or
+ * removed when v is NULL. */
+typedef struct so_change {
+    const char *key;
+    size_t klen;
+    amf_value *v;
+} so_change;
+/* Applies ch[0..n) as the server, as one request: all of them as one
+ * version, or none with SH_ELIMIT when a cap would refuse any of them
+ * (max_value_bytes, slots per object, object bytes, a persistent quota),
+ * each checked against the state the changes before it leave.  (A set
+ * under lock/unlock is checked key by key instead, and the keys a cap
+ * refuses are left out.)  While o is locked the changes are queued, all
+ * or none by value bytes, and applied with the lock's others at the
+ * unlock.  SH_EINVAL for a key over 65535 bytes, SH_ENOMEM. */
+int so_object_apply(so_engine *e, so_object *o, const so_change *ch, size_t n,
+                    so_effects *out);
 /* SendMessage from the server to every subscriber.  args borrowed. */
 int so_object_send(so_engine *e, so_object *o, const char *handler,
                    size_t nargs, amf_value *const *args, so_effects *out);

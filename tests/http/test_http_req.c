@@ -289,6 +289,7 @@ Test(http_req, cap_target)
 static char *header_req(size_t n)
 {
     char *req = malloc(n + 64);
+    cr_assert_not_null(req);
     size_t k = (size_t)sprintf(req, "GET / HTTP/1.1\r\nX: ");
     memset(req + k, 'v', n - 1);
     k += n - 1;
@@ -310,6 +311,7 @@ Test(http_req, cap_header_bytes)
 static char *many_headers(size_t n)
 {
     char *req = malloc(64 + n * 16);
+    cr_assert_not_null(req);
     size_t k = (size_t)sprintf(req, "GET / HTTP/1.1\r\n");
     for (size_t i = 0; i < n; i++)
         k += (size_t)sprintf(req + k, "H%zu: v\r\n", i);

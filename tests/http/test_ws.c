@@ -379,7 +379,8 @@ static size_t close_frame(uint8_t *out, uint16_t code, const char *reason)
     p[0] = (uint8_t)(code >> 8);
     p[1] = (uint8_t)code;
     size_t rl = reason ? strlen(reason) : 0;
-    memcpy(p + 2, reason, rl);
+    if (rl)
+        memcpy(p + 2, reason, rl); /* memcpy's source may not be NULL, even for 0 bytes */
     return cframe(out, WS_OP_CLOSE, true, 0, p, 2 + rl);
 }
 

@@ -163,6 +163,12 @@ class Admin:
 
     def request(self, method, path, body=None, headers=None, timeout=10.0):
         """Returns (status, body bytes); status 0 when the request failed."""
+        status, _, data = self.request_full(method, path, body, headers, timeout)
+        return status, data
+
+    def request_full(self, method, path, body=None, headers=None, timeout=10.0):
+        """Returns (status, headers as a dict with lower-case names, body
+        bytes); status 0 when the request failed."""
         h = dict(headers or {})
         if self.key:
             h["Authorization"] = "Bearer " + self.key
@@ -180,12 +186,12 @@ class Admin:
                 if r.getheader("Connection", "").lower() == "close":
                     self.conn.close()
                     self.conn = None
-                return r.status, data
+                return r.status, {k.lower(): v for k, v in r.getheaders()}, data
             except (OSError, http.client.HTTPException):
                 if self.conn:
                     self.conn.close()
                 self.conn = None
-        return 0, b""
+        return 0, {}, b""
 
     def get(self, path):
         return self.request("GET", path)

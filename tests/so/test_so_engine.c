@@ -771,6 +771,75 @@ Test(so_engine, server_api_set_remove_lock_send, .init = engine_a)
     amf_unref(args[0]);
 }
 
+/* so_object_apply (the server API's writes): one request is one version,
+ * or nothing when any of its changes passes a cap. */
+Test(so_engine, server_apply_is_all_or_nothing)
+{
+    so_config cfg = cfg_default();
+    cfg.max_slots_per_object = 3;
+    cfg.max_value_bytes = 64;
+    open_engine(&cfg);
+    t_register(e, &a, AMF_ENC_AMF0, ROOM);
+    int err = 0;
+    so_object *o = so_engine_object_open(e, ROOM, "o", false, &err);
+    cr_assert_not_null(o);
+    t_use(e, &a, "o", 0, false, &fx);
+    deliver(&a, &fx);
+    so_effects_clear(&fx);
+    uint32_t v0 = so_object_version(o);
+    amf_value *n1 = amf_number(1), *big = amf_string_cstr(
+        "a string of more than sixty-four bytes, encoded, which max_value_bytes refuses");
+    so_change four[] = {{"a", 1, n1}, {"b", 1, n1}, {"c", 1, n1}, {"d", 1, n1}};
+    cr_assert_eq(so_object_apply(e, o, four, 4, &fx), SH_ELIMIT, "4 slots over a cap of 3");
+    cr_assert_eq(so_object_version(o), v0, "no version");
+    cr_assert_eq(so_object_slot_count(o), 0, "nothing applied");
+    cr_assert_eq(fx.len, 0, "nothing sent");
+    so_change toobig[] = {{"a", 1, n1}, {"z", 1, big}};
+    cr_assert_eq(so_object_apply(e, o, toobig, 2, &fx), SH_ELIMIT, "a value over 64 bytes");
+    cr_assert_eq(so_object_slot_count(o), 0);
+    cr_assert_eq(so_object_apply(e, o, four, 3, &fx), 0, "3 slots fit");
+    cr_assert_eq(so_object_version(o), v0 + 1, "one version for three slots");
+    cr_assert_eq(count_for(&a, &fx), 1, "one message to the subscriber");
+    deliver(&a, &fx);
+    assert_model_eq(&a, o);
+    so_effects_clear(&fx);
+    /* full: a new key first is refused whole; a removal first makes room */
+    so_change add_then_rm[] = {{"d", 1, n1}, {"a", 1, NULL}};
+    cr_assert_eq(so_object_apply(e, o, add_then_rm, 2, &fx), SH_ELIMIT);
+    cr_assert_not_null(so_object_get(o, "a", 1), "the removal was not applied either");
+    so_change rm_then_add[] = {{"a", 1, NULL}, {"d", 1, n1}};
+    cr_assert_eq(so_object_apply(e, o, rm_then_add, 2, &fx), 0);
+    cr_assert_eq(so_object_version(o), v0 + 2);
+    cr_assert_null(so_object_get(o, "a", 1));
+    cr_assert_not_null(so_object_get(o, "d", 1));
+    /* a key set, removed and set again counts once */
+    so_change again[] = {{"d", 1, NULL}, {"e", 1, n1}, {"e", 1, NULL}, {"e", 1, n1}};
+    cr_assert_eq(so_object_apply(e, o, again, 4, &fx), 0);
+    cr_assert_eq(so_object_slot_count(o), 3);
+    deliver(&a, &fx);
+    assert_model_eq(&a, o);
+    so_effects_clear(&fx);
+    /* locked: queued, applied at the unlock with the others */
+    so_object_lock(e, o);
+    uint32_t vl = so_object_version(o);
+    so_change one[] = {{"b", 1, big}};
+    cr_assert_eq(so_object_apply(e, o, one, 1, &fx), SH_ELIMIT, "value bytes: refused at once");
+    so_change q[] = {{"b", 1, NULL}, {"g", 1, n1}};
+    cr_assert_eq(so_object_apply(e, o, q, 2, &fx), 0, "queued");
+    cr_assert_eq(so_object_version(o), vl);
+    cr_assert_not_null(so_object_get(o, "b", 1), "reads show the committed state");
+    cr_assert_eq(fx.len, 0);
+    cr_assert_eq(so_object_unlock(e, o, &fx), 0);
+    cr_assert_eq(so_object_version(o), vl + 1);
+    cr_assert_null(so_object_get(o, "b", 1));
+    cr_assert_not_null(so_object_get(o, "g", 1));
+    deliver(&a, &fx);
+    assert_model_eq(&a, o);
+    so_engine_object_close(e, o);
+    amf_unref(n1);
+    amf_unref(big);
+}
+
 Test(so_engine, large_state_is_split_into_bounded_messages)
 {
     so_config cfg = cfg_default();

@@ -318,6 +318,7 @@ static char *events_text(size_t n, const char *event)
 {
     size_t el = strlen(event);
     char *t = malloc(64 + n * (el + 1));
+    cr_assert_not_null(t);
     size_t k = (size_t)sprintf(t, "{\"name\":\"o\",\"events\":[");
     for (size_t i = 0; i < n; i++) {
         if (i)

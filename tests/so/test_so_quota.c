@@ -307,6 +307,35 @@ Test(so_quota, server_writes_past_a_quota_get_elimit)
     flush();
 }
 
+/* so_object_apply checks the bytes quota against the whole request: two
+ * slots that fit alone but not together are refused together. */
+Test(so_quota, server_apply_counts_the_whole_request)
+{
+    open_mem(0, 220, "app/i1");
+    int err = 0;
+    so_object *o = so_engine_object_open(e, "app/i1", "p", true, &err);
+    cr_assert_not_null(o);
+    char text[101];
+    memset(text, 'x', 100);
+    text[100] = '\0';
+    amf_value *v = amf_string_cstr(text); /* 2 + 103 bytes stored per slot */
+    so_change three[] = {{"k1", 2, v}, {"k2", 2, v}, {"k3", 2, v}};
+    cr_assert_eq(so_object_apply(e, o, three, 3, &fx), SH_ELIMIT, "315 would pass 220");
+    cr_assert_eq(so_object_slot_count(o), 0, "nothing applied");
+    uint64_t n, bytes;
+    usage("app", &n, &bytes);
+    cr_assert_eq(bytes, 0);
+    cr_assert_eq(so_object_apply(e, o, three, 2, &fx), 0, "210 fits");
+    cr_assert_eq(so_object_slot_count(o), 2);
+    so_change swap[] = {{"k1", 2, NULL}, {"k3", 2, v}};
+    cr_assert_eq(so_object_apply(e, o, swap, 2, &fx), 0, "a removal first makes room");
+    usage("app", &n, &bytes);
+    cr_assert_eq(bytes, 210);
+    amf_unref(v);
+    so_engine_object_close(e, o);
+    flush();
+}
+
 /* Usage is per application: the rooms of "app" share one quota, "other"
  * has its own; a room that was never loaded counts from the store. */
 Test(so_quota, usage_is_recounted_from_the_store_at_start)
