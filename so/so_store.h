@@ -111,6 +111,11 @@ extern const so_store_ops so_store_sqlite_ops;
 int so_store_open(const so_store_ops *ops, const char *spec,
                   const so_store_options *opts, so_store **out);
 int so_store_load_room(so_store *s, const char *room, const so_store_visitor *v);
+/* Reads room into *out (a new batch, owned by the caller; empty when
+ * nothing is stored): SO_STORE_OBJECT ops (name, version), then
+ * SO_STORE_SET ops (name, key, slot version, value), what
+ * so_engine_room_loaded takes.  Returns 0 or the load's error (*out NULL). */
+int so_store_load_image(so_store *s, const char *room, so_store_batch **out);
 int so_store_write_batch(so_store *s, const so_store_batch *b);
 void so_store_close(so_store *s);
 /* SH_EUNSUPPORTED when the backend has no usage op. */
@@ -125,12 +130,17 @@ void so_store_memory_fail_next(so_store *s, int n);
 size_t so_store_memory_count(so_store *s, size_t *slots);
 
 /* SQLite backend extras.  The store keeps two connections to the same
- * file (WAL): `writer` is used by write_batch (worker thread), `reader` by
- * load_room (loop thread).  Later features may add their own tables on the
- * same file through these handles (same thread rules) or open their own
- * connection to so_store_sqlite_path(). */
+ * file (WAL): `writer` is used by write_batch, `reader` by load_room and
+ * usage.  Other tables may live in the same file and share these
+ * connections (same thread rules: app/store_sqlite.c writes chat's tables
+ * in the writer's transactions), or open their own connection to
+ * so_store_sqlite_path(). */
 struct sqlite3;
 struct sqlite3 *so_store_sqlite_db(so_store *s, bool writer);
 const char *so_store_sqlite_path(so_store *s);
+/* Applies b's ops on the writer inside a transaction the caller opened
+ * (write_batch is BEGIN IMMEDIATE, this, COMMIT).  Returns 0 or SH_EIO
+ * (the caller rolls back). */
+int so_store_sqlite_apply(so_store *s, const so_store_batch *b);
 
 #endif
