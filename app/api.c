@@ -63,6 +63,7 @@ typedef struct api {
     api_lock *locks;
     uv_timer_t lock_timer;
     bool timer_on;
+    struct api_open *opens;      /* requests waiting for their room's load */
 } api;
 
 /* ---- small helpers ---- */
@@ -333,27 +334,99 @@ static so_engine *engine_of(app_server *s)
     return app_so_engine(app_so_glue_of(s));
 }
 
-static bool object_get(app_conn *c, const app_http_req *r, const char *room, const char *name)
+/* ---- objects whose room may have to be loaded first ----
+ * A request that needs an object runs the rest of its work in an
+ * api_obj_fn with the open object (or NULL and the error): at once when
+ * the room is in memory (c and r set, later NULL), else once the room is
+ * loaded (so_engine_object_open_async), the request deferred meanwhile
+ * (c and r NULL, later set).  arg is the request's parsed input, freed by
+ * the function (or by arg_free when the wait is cancelled at shutdown). */
+typedef void (*api_obj_fn)(api *a, app_conn *c, const app_http_req *r,
+                           const app_http_later *later, idem *ie, so_object *o, int rc,
+                           void *arg);
+
+typedef struct api_open {
+    struct api_open *next;
+    api *a;
+    app_http_later later;
+    idem *ie;
+    api_obj_fn fn;
+    void *arg;
+    void (*arg_free)(void *arg);
+} api_open;
+
+static void on_api_open(void *ud, so_object *o, int err)
+{
+    api_open *w = ud;
+    for (api_open **pp = &w->a->opens; *pp; pp = &(*pp)->next)
+        if (*pp == w) {
+            *pp = w->next;
+            break;
+        }
+    w->fn(w->a, NULL, NULL, &w->later, w->ie, o, err, w->arg);
+    free(w);
+}
+
+static bool with_object(api *a, app_conn *c, const app_http_req *r, idem *ie, const char *room,
+                        const char *name, bool persistent, api_obj_fn fn, void *arg,
+                        void (*arg_free)(void *arg))
 {
     so_engine *e = engine_of(c->srv);
-    if (!e)
-        return err(c, r, 503, "unavailable", "shared objects are not enabled");
     int rc = 0;
-    bool persistent = qbool(r, "persistent", true);
     so_object *o = so_engine_object_open(e, room, name, persistent, &rc);
-    if (!o)
-        return err(c, r, rc == SH_EEXIST ? 409 : 400, rc == SH_EEXIST ? "bad_persistence" : "bad_request",
-                   rc == SH_EEXIST ? "the object exists with the other persistence"
-                                   : "cannot open the object");
+    api_open *w = !o && rc == SH_ESTATE ? calloc(1, sizeof(*w)) : NULL;
+    if (!w) {
+        fn(a, c, r, NULL, ie, o, o || rc != SH_ESTATE ? rc : SH_ENOMEM, arg);
+        return true;
+    }
+    *w = (api_open){.a = a, .ie = ie, .fn = fn, .arg = arg, .arg_free = arg_free};
+    app_http_defer(c, r, &w->later);
+    w->next = a->opens;
+    a->opens = w;
+    rc = so_engine_object_open_async(e, room, name, persistent, on_api_open, w);
+    if (rc < 0)
+        on_api_open(w, NULL, rc);
+    return true;
+}
+
+static cJSON *open_error(int rc)
+{
+    return error_json(rc == SH_EEXIST ? "bad_persistence" : "bad_request",
+                      rc == SH_EEXIST ? "the object exists with the other persistence"
+                                      : "cannot open the object");
+}
+
+static void object_got(api *a, app_conn *c, const app_http_req *r, const app_http_later *later,
+                       idem *ie, so_object *o, int rc, void *arg)
+{
+    char *name = arg;
+    if (!o) {
+        answer(a, c, r, later, ie, rc == SH_EEXIST ? 409 : 400, open_error(rc));
+        free(name);
+        return;
+    }
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "name", name);
     cJSON_AddBoolToObject(j, "persistent", so_object_persistent(o));
     cJSON_AddNumberToObject(j, "version", so_object_version(o));
     cJSON_AddNumberToObject(j, "subscribers", (double)so_object_subscriber_count(o));
     cJSON_AddItemToObject(j, "slots", slots_json(o));
-    so_engine_object_close(e, o);
-    send_json(c, r, 200, j);
-    return true;
+    so_engine_object_close(engine_of(a->srv), o);
+    answer(a, c, r, later, ie, 200, j);
+    free(name);
+}
+
+static bool object_get(app_conn *c, const app_http_req *r, const char *room, const char *name)
+{
+    so_engine *e = engine_of(c->srv);
+    if (!e)
+        return err(c, r, 503, "unavailable", "shared objects are not enabled");
+    bool persistent = qbool(r, "persistent", true);
+    char *arg = strdup(name);
+    if (!arg)
+        return err(c, r, 500, "internal", "out of memory");
+    return with_object(app_server_ext(c->srv, APP_EXT_API), c, r, NULL, room, name, persistent,
+                       object_got, arg, free);
 }
 
 typedef struct write_wait {
@@ -379,54 +452,38 @@ static void on_write_durable(void *ud, int status)
     free(w);
 }
 
-/* {"persistent":B, "set":{k:v...}, "remove":[k...], "expect_version":N} */
-static bool object_post(api *a, app_conn *c, const app_http_req *r, idem *ie, const char *room,
-                        const char *name)
+/* The parsed body of an object write. */
+typedef struct post_arg {
+    cJSON *j;
+    bool persistent;
+} post_arg;
+
+static void post_arg_free(void *p)
 {
-    app_so_glue *g = app_so_glue_of(c->srv);
+    post_arg *x = p;
+    cJSON_Delete(x->j);
+    free(x);
+}
+
+/* {"persistent":B, "set":{k:v...}, "remove":[k...], "expect_version":N},
+ * once the object is open (or could not be). */
+static void object_post(api *a, app_conn *c, const app_http_req *r, const app_http_later *later,
+                        idem *ie, so_object *o, int rc, void *arg)
+{
+    post_arg *x = arg;
+    cJSON *j = x->j;
+    bool persistent = x->persistent;
+    free(x);
+    app_so_glue *g = app_so_glue_of(a->srv);
     so_engine *e = app_so_engine(g);
-    if (!e) {
-        answer(a, c, r, NULL, ie, 503, error_json("unavailable", "shared objects are not enabled"));
-        return true;
-    }
-    int bst;
-    cJSON *berr = NULL;
-    cJSON *j = body_json(c, r, &bst, &berr);
-    if (!j) {
-        answer(a, c, r, NULL, ie, bst, berr);
-        return true;
-    }
-    const cJSON *pers = cJSON_GetObjectItemCaseSensitive(j, "persistent");
     const cJSON *set = cJSON_GetObjectItemCaseSensitive(j, "set");
     const cJSON *rem = cJSON_GetObjectItemCaseSensitive(j, "remove");
     const cJSON *exp = cJSON_GetObjectItemCaseSensitive(j, "expect_version");
     const char *bad = NULL;
-    if (pers && !cJSON_IsBool(pers))
-        bad = "\"persistent\" is true or false";
-    else if (set && !cJSON_IsObject(set))
-        bad = "\"set\" is an object of slot values";
-    else if (rem && !cJSON_IsArray(rem))
-        bad = "\"remove\" is an array of keys";
-    else if (exp && (!cJSON_IsNumber(exp) || exp->valuedouble < 0 ||
-                     exp->valuedouble != floor(exp->valuedouble)))
-        bad = "\"expect_version\" is a version number";
-    else if (!set && !rem)
-        bad = "nothing to do: give \"set\" and/or \"remove\"";
-    if (bad) {
-        cJSON_Delete(j);
-        answer(a, c, r, NULL, ie, 400, error_json("bad_request", bad));
-        return true;
-    }
-    bool persistent = !pers || cJSON_IsTrue(pers);
-    int rc = 0;
-    so_object *o = so_engine_object_open(e, room, name, persistent, &rc);
     if (!o) {
         cJSON_Delete(j);
-        answer(a, c, r, NULL, ie, rc == SH_EEXIST ? 409 : 400,
-               error_json(rc == SH_EEXIST ? "bad_persistence" : "bad_request",
-                          rc == SH_EEXIST ? "the object exists with the other persistence"
-                                          : "cannot open the object"));
-        return true;
+        answer(a, c, r, later, ie, rc == SH_EEXIST ? 409 : 400, open_error(rc));
+        return;
     }
     if (exp && so_object_version(o) != (uint32_t)exp->valuedouble) {
         cJSON *out = error_json("conflict", "the object is at another version");
@@ -434,8 +491,8 @@ static bool object_post(api *a, app_conn *c, const app_http_req *r, idem *ie, co
         cJSON_AddItemToObject(out, "slots", slots_json(o));
         so_engine_object_close(e, o);
         cJSON_Delete(j);
-        answer(a, c, r, NULL, ie, 409, out);
-        return true;
+        answer(a, c, r, later, ie, 409, out);
+        return;
     }
     so_effects fx;
     so_effects_init(&fx);
@@ -472,37 +529,126 @@ static bool object_post(api *a, app_conn *c, const app_http_req *r, idem *ie, co
     so_engine_object_close(e, o);
     cJSON_Delete(j);
     if (bad) {
-        answer(a, c, r, NULL, ie, 400, error_json("bad_value", bad));
-        return true;
+        answer(a, c, r, later, ie, 400, error_json("bad_value", bad));
+        return;
     }
     if (rc == SH_ELIMIT) {
-        answer(a, c, r, NULL, ie, 422,
+        answer(a, c, r, later, ie, 422,
                error_json("limit", "a limit of the object refused the change (value bytes, "
                                    "slots, object bytes or a persistent quota)"));
-        return true;
+        return;
     }
     if (rc < 0) {
-        answer(a, c, r, NULL, ie, 500, error_json("internal", sh_strerror(rc)));
-        return true;
+        answer(a, c, r, later, ie, 500, error_json("internal", sh_strerror(rc)));
+        return;
     }
     if (!persistent) {
         cJSON *out = cJSON_CreateObject();
         cJSON_AddNumberToObject(out, "version", version);
-        answer(a, c, r, NULL, ie, 200, out);
-        return true;
+        answer(a, c, r, later, ie, 200, out);
+        return;
     }
     /* answered once stored, like a client's Success */
     write_wait *w = calloc(1, sizeof(*w));
     if (!w || app_so_when_durable(g, on_write_durable, w) != 0) {
         free(w);
-        answer(a, c, r, NULL, ie, 500, error_json("internal", "out of memory"));
-        return true;
+        answer(a, c, r, later, ie, 500, error_json("internal", "out of memory"));
+        return;
     }
     w->a = a;
     w->e = ie;
     w->version = version;
-    app_http_defer(c, r, &w->later);
-    return true;
+    if (later)
+        w->later = *later;
+    else
+        app_http_defer(c, r, &w->later);
+}
+
+/* The body of an object write is checked, then the object opened. */
+static bool object_post_begin(api *a, app_conn *c, const app_http_req *r, idem *ie,
+                              const char *room, const char *name)
+{
+    app_so_glue *g = app_so_glue_of(c->srv);
+    so_engine *e = app_so_engine(g);
+    if (!e) {
+        answer(a, c, r, NULL, ie, 503, error_json("unavailable", "shared objects are not enabled"));
+        return true;
+    }
+    int bst;
+    cJSON *berr = NULL;
+    cJSON *j = body_json(c, r, &bst, &berr);
+    if (!j) {
+        answer(a, c, r, NULL, ie, bst, berr);
+        return true;
+    }
+    const cJSON *pers = cJSON_GetObjectItemCaseSensitive(j, "persistent");
+    const cJSON *set = cJSON_GetObjectItemCaseSensitive(j, "set");
+    const cJSON *rem = cJSON_GetObjectItemCaseSensitive(j, "remove");
+    const cJSON *exp = cJSON_GetObjectItemCaseSensitive(j, "expect_version");
+    const char *bad = NULL;
+    if (pers && !cJSON_IsBool(pers))
+        bad = "\"persistent\" is true or false";
+    else if (set && !cJSON_IsObject(set))
+        bad = "\"set\" is an object of slot values";
+    else if (rem && !cJSON_IsArray(rem))
+        bad = "\"remove\" is an array of keys";
+    else if (exp && (!cJSON_IsNumber(exp) || exp->valuedouble < 0 ||
+                     exp->valuedouble != floor(exp->valuedouble)))
+        bad = "\"expect_version\" is a version number";
+    else if (!set && !rem)
+        bad = "nothing to do: give \"set\" and/or \"remove\"";
+    if (bad) {
+        cJSON_Delete(j);
+        answer(a, c, r, NULL, ie, 400, error_json("bad_request", bad));
+        return true;
+    }
+    post_arg *x = malloc(sizeof(*x));
+    if (!x) {
+        cJSON_Delete(j);
+        answer(a, c, r, NULL, ie, 500, error_json("internal", "out of memory"));
+        return true;
+    }
+    *x = (post_arg){.j = j, .persistent = !pers || cJSON_IsTrue(pers)};
+    return with_object(a, c, r, ie, room, name, x->persistent, object_post, x, post_arg_free);
+}
+
+/* The parsed body of a SendMessage. */
+typedef struct msg_arg {
+    cJSON *j;
+    amf_value *av[RTMP_MAX_CMD_ARGS];
+    size_t na;
+} msg_arg;
+
+static void msg_arg_free(void *p)
+{
+    msg_arg *x = p;
+    for (size_t i = 0; i < x->na; i++)
+        amf_unref(x->av[i]);
+    cJSON_Delete(x->j);
+    free(x);
+}
+
+static void message_sent(api *a, app_conn *c, const app_http_req *r, const app_http_later *later,
+                         idem *ie, so_object *o, int rc, void *arg)
+{
+    msg_arg *x = arg;
+    app_so_glue *g = app_so_glue_of(a->srv);
+    so_engine *e = app_so_engine(g);
+    if (o) {
+        const char *h = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(x->j, "handler"));
+        so_effects fx;
+        so_effects_init(&fx);
+        rc = so_object_send(e, o, h, x->na, x->av, &fx);
+        app_so_deliver(g, &fx);
+        so_effects_cleanup(&fx);
+        so_engine_object_close(e, o);
+    }
+    msg_arg_free(x);
+    if (!o || rc < 0) {
+        answer(a, c, r, later, ie, 400, error_json("bad_request", "cannot send to that object"));
+        return;
+    }
+    answer(a, c, r, later, ie, 200, cJSON_CreateObject());
 }
 
 /* {"object":N, "persistent":B, "handler":H, "args":[...]} */
@@ -529,38 +675,25 @@ static bool message_post(api *a, app_conn *c, const app_http_req *r, idem *ie, c
                error_json("bad_request", "give \"object\", \"handler\" and an \"args\" array"));
         return true;
     }
-    amf_value *av[RTMP_MAX_CMD_ARGS];
-    size_t na = 0;
-    const cJSON *it;
-    bool ok = true;
-    cJSON_ArrayForEach(it, args) {
-        if (amf_json_to_value(it, &av[na], NULL, NULL) != 0) {
-            ok = false;
-            break;
-        }
-        na++;
-    }
-    int rc = 0;
-    so_object *o = ok ? so_engine_object_open(e, room, obj, !pers || cJSON_IsTrue(pers), &rc) : NULL;
-    if (o) {
-        so_effects fx;
-        so_effects_init(&fx);
-        rc = so_object_send(e, o, h, na, av, &fx);
-        app_so_deliver(g, &fx);
-        so_effects_cleanup(&fx);
-        so_engine_object_close(e, o);
-    }
-    for (size_t i = 0; i < na; i++)
-        amf_unref(av[i]);
-    cJSON_Delete(j);
-    if (!ok || !o || rc < 0) {
-        answer(a, c, r, NULL, ie, 400,
-               error_json("bad_request", !ok ? "an argument the AMF mapping refuses"
-                                             : "cannot send to that object"));
+    msg_arg *x = calloc(1, sizeof(*x));
+    if (!x) {
+        cJSON_Delete(j);
+        answer(a, c, r, NULL, ie, 500, error_json("internal", "out of memory"));
         return true;
     }
-    answer(a, c, r, NULL, ie, 200, cJSON_CreateObject());
-    return true;
+    x->j = j;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, args) {
+        if (amf_json_to_value(it, &x->av[x->na], NULL, NULL) != 0) {
+            msg_arg_free(x);
+            answer(a, c, r, NULL, ie, 400,
+                   error_json("bad_request", "an argument the AMF mapping refuses"));
+            return true;
+        }
+        x->na++;
+    }
+    return with_object(a, c, r, ie, room, obj, !pers || cJSON_IsTrue(pers), message_sent, x,
+                       msg_arg_free);
 }
 
 static void lock_release(api *a, api_lock *l)
@@ -593,6 +726,46 @@ static void on_lock_timer(uv_timer_t *t)
         uv_timer_stop(t);
         a->timer_on = false;
     }
+}
+
+/* The object of a lock request is open: locked for ttl (*arg) ms unless
+ * an API lock holds it already (another request may have taken it while
+ * this one waited for the room). */
+static void lock_taken(api *a, app_conn *c, const app_http_req *r, const app_http_later *later,
+                       idem *ie, so_object *o, int rc, void *arg)
+{
+    (void)rc;
+    double t = *(double *)arg;
+    free(arg);
+    so_engine *e = engine_of(a->srv);
+    api_lock *l = NULL;
+    for (l = a->locks; o && l && l->o != o;)
+        l = l->next;
+    if (o && l) {
+        so_engine_object_close(e, o);
+        answer(a, c, r, later, ie, 409,
+               error_json("locked", "the object is locked through the API already"));
+        return;
+    }
+    l = o ? calloc(1, sizeof(*l)) : NULL;
+    if (!l) {
+        if (o)
+            so_engine_object_close(e, o);
+        answer(a, c, r, later, ie, 400, error_json("bad_request", "cannot open the object"));
+        return;
+    }
+    so_object_lock(e, o);
+    l->o = o;
+    l->deadline = now_ms(a) + (uint64_t)t;
+    l->next = a->locks;
+    a->locks = l;
+    if (!a->timer_on) {
+        uv_timer_start(&a->lock_timer, on_lock_timer, 100, 100);
+        a->timer_on = true;
+    }
+    cJSON *out = cJSON_CreateObject();
+    cJSON_AddNumberToObject(out, "ttl_ms", t);
+    answer(a, c, r, later, ie, 200, out);
 }
 
 /* {"object":N, "persistent":B, "lock":true|false, "ttl_ms":T} */
@@ -628,32 +801,19 @@ static bool lock_post(api *a, app_conn *c, const app_http_req *r, idem *ie, cons
             st = 409;
             out = error_json("locked", "the object is locked through the API already");
         } else {
-            int rc = 0;
-            so_object *o = so_engine_object_open(e, room, obj, persistent, &rc);
-            api_lock *l = o ? calloc(1, sizeof(*l)) : NULL;
-            if (!l) {
-                if (o)
-                    so_engine_object_close(e, o);
-                st = 400;
-                out = error_json("bad_request", "cannot open the object");
-            } else {
-                double t = cJSON_IsNumber(ttl) ? ttl->valuedouble : 10000;
-                if (!(t >= 1))
-                    t = 1;
-                if (t > LOCK_TTL_MAX_MS)
-                    t = LOCK_TTL_MAX_MS;
-                so_object_lock(e, o);
-                l->o = o;
-                l->deadline = now_ms(a) + (uint64_t)t;
-                l->next = a->locks;
-                a->locks = l;
-                if (!a->timer_on) {
-                    uv_timer_start(&a->lock_timer, on_lock_timer, 100, 100);
-                    a->timer_on = true;
-                }
-                out = cJSON_CreateObject();
-                cJSON_AddNumberToObject(out, "ttl_ms", t);
+            double *t = malloc(sizeof(*t));
+            if (t) {
+                *t = cJSON_IsNumber(ttl) ? ttl->valuedouble : 10000;
+                if (!(*t >= 1))
+                    *t = 1;
+                if (*t > LOCK_TTL_MAX_MS)
+                    *t = LOCK_TTL_MAX_MS;
+                with_object(a, c, r, ie, room, obj, persistent, lock_taken, t, free);
+                cJSON_Delete(j);
+                return true;
             }
+            st = 500;
+            out = error_json("internal", "out of memory");
         }
     } else {
         if (!*pp) {
@@ -1035,7 +1195,7 @@ static bool route(api *a, app_conn *c, const app_http_req *r, const api_key *k)
                 if (*name && get)
                     return object_get(c, r, room, name);
                 if (*name && post)
-                    return object_post(a, c, r, ie, room, name);
+                    return object_post_begin(a, c, r, ie, room, name);
             } else if (strcmp(s5, "messages") == 0 && post && !seg(&p, s6, sizeof(s6))) {
                 return message_post(a, c, r, ie, room);
             } else if (strcmp(s5, "locks") == 0 && post && !seg(&p, s6, sizeof(s6))) {
@@ -1272,6 +1432,16 @@ static void on_timer_closed(uv_handle_t *h)
 static void on_shutdown(app_server *s, void *ud)
 {
     api *a = ud;
+    so_engine *e = engine_of(s);
+    while (a->opens) {
+        /* waiting for a room: nobody is left to answer */
+        api_open *w = a->opens;
+        a->opens = w->next;
+        if (e)
+            so_engine_object_open_cancel(e, on_api_open, w);
+        w->arg_free(w->arg);
+        free(w);
+    }
     while (a->locks) {
         api_lock *l = a->locks;
         a->locks = l->next;

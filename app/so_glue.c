@@ -8,6 +8,7 @@
 
 #include "sh_err.h"
 #include "sh_log.h"
+#include "sh_mem.h"
 #include "so_json.h"
 
 /* ---- the routing store: one so_store for the engine, SQLite or memory
@@ -215,6 +216,8 @@ struct app_so_glue {
     uint64_t done;              /* batches handed back so far */
     struct glue_waiter *waiters; /* app_so_when_durable, oldest first */
     struct glue_waiter **waiters_tail;
+    char **loads;               /* rooms the engine asked for (load_room) */
+    size_t nloads, caploads;
 
     app_so_glue_stats st;
     so_wire_limits wire_limits; /* the engine's: JSON messages are decoded under them */
@@ -516,7 +519,50 @@ static void commit_kick(app_so_glue *g)
     }
 }
 
-static void on_check(uv_check_t *h) { commit_kick(h->data); }
+/* so_hooks.load_room: the room is read at the next loop turn, never
+ * inside the engine's call. */
+static void hook_load_room(void *ud, const char *room)
+{
+    app_so_glue *g = ud;
+    char *r = strdup(room);
+    if (!r || sh_array_grow((void **)&g->loads, &g->caploads, g->nloads + 1,
+                            sizeof(*g->loads), 8) < 0) {
+        /* Out of memory: the room stays loading, and what its clients
+         * send is refused once the engine's bounds are reached. */
+        free(r);
+        SH_LOG(SH_LOG_ERROR, "so: out of memory asking for room %s", room);
+        return;
+    }
+    g->loads[g->nloads++] = r;
+}
+
+/* Answers the loads asked for (still read on this thread). */
+static void serve_loads(app_so_glue *g)
+{
+    while (g->nloads) {
+        char *room = g->loads[0];
+        memmove(g->loads, g->loads + 1, --g->nloads * sizeof(*g->loads));
+        so_store_batch *img = NULL;
+        int st = g->store ? so_store_load_image(&g->store->base, room, &img) : SH_ESTATE;
+        if (st < 0)
+            SH_LOG(SH_LOG_ERROR, "so: cannot load room %s: %s", room, sh_strerror(st));
+        so_engine_room_loaded(g->eng, room, st, img, &g->fx);
+        app_so_deliver(g, &g->fx);
+        so_store_batch_free(img);
+        free(room);
+    }
+}
+
+static void on_check(uv_check_t *h)
+{
+    serve_loads(h->data);
+    commit_kick(h->data);
+}
+
+static int usage_add(void *ud, const char *app, uint64_t objects, uint64_t bytes)
+{
+    return so_engine_usage_add(ud, app, objects, bytes);
+}
 
 static void on_unload_timer(uv_timer_t *t)
 {
@@ -771,14 +817,17 @@ app_so_glue *app_so_glue_new(app_server *srv, char *err, size_t errsz)
     so_config sc;
     engine_config(cfg, &sc, &g->commit_interval_ms);
     g->wire_limits = sc.wire;
-    g->eng = so_engine_new(&sc, &g->store->base);
-    if (!g->eng) {
-        snprintf(err, errsz, "out of memory (engine)");
+    g->eng = so_engine_new(&sc, true);
+    int urc = g->eng ? so_store_usage(&g->store->base, usage_add, g->eng) : SH_ENOMEM;
+    if (urc < 0) {
+        snprintf(err, errsz, "cannot read the shared-object store's usage: %s",
+                 sh_strerror(urc));
+        so_engine_free(g->eng);
         so_store_close(&g->store->base);
         free(g);
         return NULL;
     }
-    so_hooks hooks = {.room_settings = room_settings, .ud = g};
+    so_hooks hooks = {.room_settings = room_settings, .load_room = hook_load_room, .ud = g};
     so_engine_set_hooks(g->eng, &hooks);
     uv_check_init(g->loop, &g->check);
     g->check.data = g;
@@ -821,6 +870,9 @@ void app_so_glue_free(app_so_glue *g)
     }
     waiters_fire(g, true, SH_ESTATE);
     so_engine_free(g->eng);
+    for (size_t i = 0; i < g->nloads; i++)
+        free(g->loads[i]);
+    free(g->loads);
     if (g->store)
         so_store_close(&g->store->base);
     so_effects_cleanup(&g->fx);

@@ -30,6 +30,11 @@
  * the configured applications); a lone change after a quiet period is
  * committed at once.
  *
+ * Loads: the engine asks for a room it needs (so_hooks.load_room); the
+ * glue reads it from the store at the next loop turn and hands it back
+ * (so_engine_room_loaded); what the room's clients and server code sent
+ * meanwhile waits in the engine.
+ *
  * Stores: one SQLite file DATA_DIR/sohub.db (WAL; synchronous NORMAL, or
  * FULL with [server] store_sync = full) for applications with
  * store = sqlite (the default), a memory store for store = memory.  The
@@ -44,18 +49,27 @@
  * Threading: loop thread only, except the store write that runs on a
  * worker thread and touches nothing but the batch and the store.
  *
- * For other server modules (chat presence, samples) that use the engine's
- * server-side API (so_engine_object_open, so_object_set, ...):
+ * For other server modules (chat presence, samples, the server API) that
+ * use the engine's server-side API (so_engine_object_open_async,
+ * so_object_set, ...): a room that is not in memory is loaded first, so an
+ * open answers through a callback (at once when the room is there):
  *
- *     app_so_glue *g = app_so_glue_of(srv);      // NULL when not enabled
- *     so_engine *e = app_so_engine(g);
- *     so_effects fx;
- *     so_effects_init(&fx);
- *     so_object *o = so_engine_object_open(e, "chat/_definst_", "presence",
- *                                          false, &err);
- *     so_object_set(e, o, "alice", 5, v, &fx);
- *     app_so_deliver(g, &fx);                    // sends and clears fx
- *     so_effects_cleanup(&fx);
+ *     static void opened(void *ud, so_object *o, int err)
+ *     {
+ *         app_so_glue *g = app_so_glue_of(srv);
+ *         so_engine *e = app_so_engine(g);
+ *         so_effects fx;
+ *         so_effects_init(&fx);
+ *         so_object_set(e, o, "alice", 5, v, &fx);
+ *         app_so_deliver(g, &fx);                // sends and clears fx
+ *         so_effects_cleanup(&fx);
+ *     }
+ *     so_engine_object_open_async(app_so_engine(app_so_glue_of(srv)),
+ *                                 "chat/_definst_", "presence", false, opened, ud);
+ *
+ * An owner that goes away first cancels (so_engine_object_open_cancel).
+ * so_engine_object_open works for a room already in memory (one of an
+ * object the module holds open).
  *
  * Rooms are "APP/INSTANCE" exactly as app_conn_app_name() and
  * app_conn_instance() give them (app_so_room_of() builds it).  The user

@@ -1,16 +1,20 @@
 /* so_store.h - durable storage of persistent shared objects.
  *
- * An so_store is an ops table plus the backend's state.  Two backends are
- * here: memory (tests, temporary use) and SQLite (so_store_sqlite.c); a
- * Redis backend can implement the same ops.
+ * An so_store is an ops table plus the backend's state: blocking calls,
+ * which the server makes off its loop thread.  Two backends are here:
+ * memory (tests, temporary use) and SQLite (so_store_sqlite.c).  The
+ * engine never calls a store: it asks for a room (so_hooks.load_room) and
+ * is handed the room's image, a batch of OBJECT and SET ops that
+ * so_store_load_image() builds; it hands out batches to write.  A backend
+ * that completes from callbacks (Redis) does not fit these blocking ops:
+ * the server's store layer is where such a backend plugs in.
  *
- * Threads: load_room runs on the loop thread (synchronously, when a room
- * is first touched).  write_batch runs on ONE worker thread at a time,
- * possibly while the loop thread calls load_room: backends must allow that
- * (the SQLite backend uses two connections, the memory backend a mutex).
- * A batch owns plain copies of everything it writes (strings and values
- * already serialised to bytes), so writing it never touches engine
- * state or reference-counted amf values.
+ * Threads: load_room and write_batch may run at the same time on two
+ * worker threads, each call by one thread at a time (the SQLite backend
+ * uses two connections, the memory backend a mutex).  A batch owns plain
+ * copies of everything it writes (strings and values already serialised
+ * to bytes), so writing it never touches engine state or
+ * reference-counted amf values.
  *
  * Values are stored as their exact wire form (so_wire_event_value): AMF0
  * when AMF0 carries the value exactly, else AMF0 0x11 + AMF3.  Plain AMF3

@@ -202,10 +202,10 @@ Test(so_store, batch_done_out_of_order_refused, .init = mem_engine)
 {
     int err;
     amf_value *v = amf_number(1);
-    so_object *o1 = so_engine_object_open(e, ROOM, "a", true, &err);
+    so_object *o1 = t_open(e, ROOM, "a", true, &err);
     so_object_set(e, o1, "k", 1, v, &fx);
     so_store_batch *b1 = so_engine_take_batch(e);
-    so_object *o2 = so_engine_object_open(e, ROOM, "b", true, &err);
+    so_object *o2 = t_open(e, ROOM, "b", true, &err);
     so_object_set(e, o2, "k", 1, v, &fx);
     so_store_batch *b2 = so_engine_take_batch(e);
     amf_unref(v);
@@ -301,7 +301,7 @@ Test(so_store, memory_store_reopen_is_empty_but_engine_reload_works, .init = mem
     /* the memory store lives as long as its handle: reload through a
      * second engine on the same handle */
     int err;
-    so_object *o = so_engine_object_open(e, ROOM, "srv", true, &err);
+    so_object *o = t_open(e, ROOM, "srv", true, &err);
     amf_value *v = tv_typed();
     so_object_set(e, o, "t", 1, v, &fx);
     cr_assert_eq(flush(), 0);
@@ -309,7 +309,7 @@ Test(so_store, memory_store_reopen_is_empty_but_engine_reload_works, .init = mem
     so_engine_object_close(e, o);
     close_engine();
     e = t_engine_new(NULL, s);
-    o = so_engine_object_open(e, ROOM, "srv", true, &err);
+    o = t_open(e, ROOM, "srv", true, &err);
     cr_assert_not_null(o);
     cr_assert_eq(so_object_version(o), ver);
     cr_assert(amf_equal(so_object_get(o, "t", 1), v));
@@ -337,7 +337,7 @@ Test(so_store, sqlite_raw_batch_handles_and_reload, .init = sqlite_file)
     cr_assert_eq(so_store_open(&so_store_sqlite_ops, db, NULL, &s), 0);
     e = t_engine_new(NULL, s);
     int err;
-    so_object *o = so_engine_object_open(e, ROOM, "o", true, &err);
+    so_object *o = t_open(e, ROOM, "o", true, &err);
     cr_assert_not_null(o, "load failed: %d", err);
     cr_assert_eq(so_object_version(o), 3);
     cr_assert_eq(amf_as_number(so_object_get(o, "k", 1)), 1);
@@ -416,7 +416,7 @@ Test(so_store, sqlite_write_on_worker_thread_while_loop_runs, .init = sqlite_a)
     cr_assert_eq(so_store_open(&so_store_sqlite_ops, db, NULL, &s), 0);
     e = t_engine_new(NULL, s);
     int err;
-    so_object *o = so_engine_object_open(e, ROOM, "p", true, &err);
+    so_object *o = t_open(e, ROOM, "p", true, &err);
     cr_assert_eq(so_object_version(o), version);
     cr_assert_eq(so_object_slot_count(o), 5 * 50 + 5);
     so_engine_object_close(e, o);
@@ -454,7 +454,7 @@ Test(so_store, use_alone_stores_nothing, .init = mem_ab)
         t_release(e, &a, name, &fx);
     }
     int err = 0;
-    so_object *o = so_engine_object_open(e, ROOM, "server", true, &err);
+    so_object *o = t_open(e, ROOM, "server", true, &err);
     cr_assert_not_null(o);
     so_engine_object_close(e, o);
     cr_assert_null(so_engine_take_batch(e), "nothing to write");
