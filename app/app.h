@@ -85,6 +85,7 @@ typedef enum app_ext {
     APP_EXT_SO = 0,     /* app_so_glue */
     APP_EXT_CHAT,       /* app/chat */
     APP_EXT_API,        /* app/api.c */
+    APP_EXT_STORE,      /* app/store.c */
     APP_EXT_COUNT
 } app_ext;
 void *app_server_ext(const app_server *s, app_ext which);

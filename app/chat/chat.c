@@ -8,7 +8,7 @@
  *               and the messages not yet known to be committed.
  *   chat_pmsg   a message between its acceptance and its commit.
  *   chat_batch  the store operations of one transaction: `pending` is
- *               being filled, `inflight` is on a worker thread.
+ *               being filled, `inflight` is in the store module's round.
  * A user record is loaded from the store when first needed and dropped by
  * the sweep timer once nothing refers to it; the store is the truth for
  * everything committed.
@@ -28,6 +28,7 @@
 #include "auth.h"
 #include "chat_internal.h"
 #include "chat_store.h"
+#include "store.h"
 #include "sh_err.h"
 #include "sh_log.h"
 #include "sh_map.h"
@@ -129,7 +130,6 @@ struct chat_user {
 };
 
 typedef struct chat_batch {
-    uv_work_t work;
     chat *ch;
     chat_pmsg **msgs;
     size_t nmsgs, capm;
@@ -143,7 +143,8 @@ typedef struct chat_batch {
 struct chat {
     app_server *srv;
     uv_loop_t *loop;
-    chat_store *store;
+    app_store *st;          /* the server's store module: writes */
+    chat_store *store;      /* own connections: reads, on this thread */
     chat_presence *presence;
     sh_map users;          /* user_key -> chat_user */
     chat_batch *pending;
@@ -155,6 +156,7 @@ struct chat {
     uv_timer_t pump;        /* runs while `catching` is not empty */
     int open_handles;
     bool stopping;
+    bool store_stopped;     /* the store wrote its last round */
     uint64_t batches, batch_failures, messages;
     uint64_t stored;            /* messages committed */
     uint64_t delivered;         /* chat.onPrivate sent (live and from the store) */
@@ -597,49 +599,57 @@ static void batch_finish(chat *ch, chat_batch *b)
     free(b);
 }
 
-static void work_cb(uv_work_t *req)
-{
-    chat_batch *b = req->data;
-    b->status = b->ops ? chat_store_write(b->ch->store, b->ops, b->nops) : SH_ENOMEM;
-}
+/* ---- the store module's source: one batch per round ---- */
 
-static void chat_finish_shutdown(chat *ch);
-
-static void after_work_cb(uv_work_t *req, int status)
+/* Messages go at once; counters alone (acknowledgements, rewrites after a
+ * failure) wait for the store's back-off while rounds keep failing. */
+static int64_t src_wait_ms(void *ud, uint32_t fail_streak)
 {
-    chat_batch *b = req->data;
-    chat *ch = b->ch;
-    if (status < 0 && b->status == 0)
-        b->status = SH_EIO;
-    ch->inflight = NULL;
-    batch_finish(ch, b);
-    if (ch->stopping)
-        chat_finish_shutdown(ch);
-}
-
-/* Starts writing the pending batch if none is in flight. */
-static void batch_submit(chat *ch)
-{
+    chat *ch = ud;
     chat_batch *b = ch->pending;
-    if (ch->inflight || !b || (b->nmsgs == 0 && b->nusers == 0))
+    if (!b || (b->nmsgs == 0 && b->nusers == 0))
+        return -1;
+    return b->nmsgs ? 0 : (int64_t)app_store_retry_delay_ms(fail_streak);
+}
+
+static void src_take(void *ud, app_store_round *r)
+{
+    chat *ch = ud;
+    chat_batch *b = ch->pending;
+    if (!b || (b->nmsgs == 0 && b->nusers == 0))
         return;
     ch->pending = NULL;
     batch_build_ops(b);
-    b->work.data = b;
     ch->inflight = b;
-    int rc = uv_queue_work(ch->loop, &b->work, work_cb, after_work_cb);
-    if (rc < 0) {
-        ch->inflight = NULL;
-        b->status = SH_EIO;
-        batch_finish(ch, b);
-    }
+    r->chat = b->ops;
+    r->nchat = b->ops ? b->nops : 0;
+}
+
+static void chat_maybe_free(chat *ch);
+
+static void src_done(void *ud, const app_store_round *r, int status)
+{
+    (void)r;
+    chat *ch = ud;
+    chat_batch *b = ch->inflight;
+    if (!b)
+        return; /* a round of other sources only */
+    ch->inflight = NULL;
+    b->status = !b->ops ? SH_ENOMEM : status;
+    batch_finish(ch, b);
+}
+
+static void src_stopped(void *ud)
+{
+    chat *ch = ud;
+    ch->store_stopped = true;
+    chat_maybe_free(ch);
 }
 
 static void pump_all(chat *ch);
 
 static void on_check(uv_check_t *h)
 {
-    batch_submit(h->data);
     pump_all(h->data);
 }
 
@@ -1151,6 +1161,14 @@ static int method_ack(app_conn *c, const rtmp_cmd *cmd, void *ud)
 
 static void chat_free(chat *ch)
 {
+    chat_batch *b = ch->pending;
+    ch->pending = NULL;
+    if (b) {
+        /* never written: the store had stopped */
+        batch_build_ops(b);
+        b->status = SH_ESTATE;
+        batch_finish(ch, b);
+    }
     users_sweep(ch, true);
     sh_map_cleanup(&ch->users);
     chat_presence_free(ch->presence);
@@ -1161,32 +1179,23 @@ static void chat_free(chat *ch)
     free(ch);
 }
 
+/* Freed once its handles are closed and the store will not call it again
+ * (it wrote the last round at shutdown). */
+static void chat_maybe_free(chat *ch)
+{
+    if (ch->stopping && ch->open_handles == 0 && ch->store_stopped && !ch->inflight)
+        chat_free(ch);
+}
+
 static void on_handle_closed(uv_handle_t *h)
 {
     chat *ch = h->data;
-    if (--ch->open_handles == 0 && !ch->inflight)
-        chat_free(ch);
+    ch->open_handles--;
+    chat_maybe_free(ch);
 }
 
-/* Called at shutdown (every connection is gone) and after the last
- * in-flight batch: writes what is pending on this thread, then closes. */
-static void chat_finish_shutdown(chat *ch)
-{
-    if (ch->inflight)
-        return;
-    chat_batch *b = ch->pending;
-    ch->pending = NULL;
-    if (b && (b->nmsgs || b->nusers)) {
-        batch_build_ops(b);
-        b->status = b->ops ? chat_store_write(ch->store, b->ops, b->nops) : SH_ENOMEM;
-        batch_finish(ch, b);
-    } else if (b) {
-        batch_finish(ch, b);
-    }
-    if (ch->open_handles == 0)
-        chat_free(ch);
-}
-
+/* Every connection is gone.  What is pending is written by the store's
+ * shutdown hook, which runs after this one. */
 static void on_shutdown(app_server *s, void *ud)
 {
     chat *ch = ud;
@@ -1195,13 +1204,10 @@ static void on_shutdown(app_server *s, void *ud)
     uv_check_stop(&ch->check);
     uv_timer_stop(&ch->sweep);
     uv_timer_stop(&ch->pump);
-    /* Handles first: chat_free runs when all three are closed and nothing
-     * is in flight, whichever happens last. */
     ch->open_handles = 3;
     uv_close((uv_handle_t *)&ch->check, on_handle_closed);
     uv_close((uv_handle_t *)&ch->sweep, on_handle_closed);
     uv_close((uv_handle_t *)&ch->pump, on_handle_closed);
-    chat_finish_shutdown(ch);
 }
 
 int chat_register(app_server *srv)
@@ -1214,18 +1220,24 @@ int chat_register(app_server *srv)
     ch->srv = srv;
     ch->loop = app_server_loop(srv);
     app_server_set_ext(srv, APP_EXT_CHAT, ch);
-    app_server_on_reconfigure(srv, on_reconfigure, ch);
-    char path[4096], err[512];
+    char path[4096], err[512] = "no store module";
     snprintf(path, sizeof(path), "%s/%s", cfg->data_dir, CHAT_DB_NAME);
-    int rc = chat_store_open(path, &ch->store, err, sizeof(err));
-    if (rc == 0 && (rc = chat_store_count_unacked(ch->store, &ch->unacked)) != 0)
+    ch->st = app_store_of(srv);
+    int rc = ch->st ? chat_store_open(path, &ch->store, err, sizeof(err)) : SH_ESTATE;
+    if (rc == 0 && (rc = app_store_chat_unacked(ch->st, &ch->unacked)) != 0)
         snprintf(err, sizeof(err), "cannot count the stored messages");
+    app_store_source src = {.wait_ms = src_wait_ms, .take = src_take, .done = src_done,
+                            .stopped = src_stopped, .ud = ch};
+    if (rc == 0 && (rc = app_store_add_source(ch->st, &src)) != 0)
+        snprintf(err, sizeof(err), "cannot join the store's rounds");
     if (rc) {
         SH_LOG(SH_LOG_ERROR, "chat: cannot open the store: %s", err);
         chat_store_close(ch->store);
+        app_server_set_ext(srv, APP_EXT_CHAT, NULL);
         free(ch);
         return rc;
     }
+    app_server_on_reconfigure(srv, on_reconfigure, ch);
     ch->max_unacked = cfg->chat_max_stored;
     if (ch->unacked >= ch->max_unacked)
         SH_LOG(SH_LOG_WARN, "chat: %llu unacknowledged messages stored, chat_max_stored is "

@@ -32,8 +32,8 @@
  * rather than left with a gap.  A client that acknowledges the highest id
  * it has processed therefore never acknowledges one it was not given.
  * Both answers ("queued", "delivered") and the chat.onPrivate wait for the
- * commit.  One transaction per batch, one batch in flight, on libuv's
- * thread pool.
+ * commit.  The store module (app/store.h) writes chat's batch and the
+ * shared objects' in one transaction per round, one round in flight.
  *
  * Presence ([app] presence = true): each instance keeps a temporary
  * shared object `presence`, written by the server only, with one slot per
@@ -41,7 +41,7 @@
  * Needs the shared-object glue (app/so_glue.h); without it presence is
  * off.
  *
- * Threading: loop thread only, except the store write (worker thread).
+ * Threading: loop thread only.
  */
 #ifndef APP_CHAT_H
 #define APP_CHAT_H
