@@ -1116,23 +1116,73 @@ static bool chat_post(api *a, app_conn *c, const app_http_req *r, idem *ie, cons
     return true;
 }
 
+/* A user's counters, read from the store when the user is not in memory
+ * (the request is deferred meanwhile). */
+typedef struct state_wait {
+    app_server *srv;
+    app_http_later later;
+    bool deferred;
+    app_conn *c;                 /* while not deferred */
+    const app_http_req *r;
+    char app[APP_NAME_MAX + 1];
+    char user[APP_NAME_MAX + 1];
+} state_wait;
+
+static void on_user_state(void *ud, int status, uint64_t last, uint64_t acked)
+{
+    state_wait *w = ud;
+    int st = 200;
+    cJSON *j;
+    if (status < 0) {
+        st = 503;
+        j = error_json("unavailable", status == SH_ESTATE ? "chat is not available"
+                                                          : "cannot read the user from the store");
+    } else {
+        j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "user", w->user);
+        cJSON_AddNumberToObject(j, "last_id", (double)last);
+        cJSON_AddNumberToObject(j, "acked", (double)acked);
+        cJSON_AddNumberToObject(j, "queued", (double)(last > acked ? last - acked : 0));
+        size_t online = 0;
+        for (app_conn *k = w->srv->conns; k; k = k->next)
+            online += k->nc_connected && !k->closing && strcmp(k->app_name, w->app) == 0 &&
+                      strcmp(k->user, w->user) == 0;
+        cJSON_AddNumberToObject(j, "connections", (double)online);
+    }
+    if (!w->deferred) {
+        send_json(w->c, w->r, st, j);
+        w->c = NULL; /* answered */
+        return;
+    }
+    char *text = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    if (text) {
+        size_t n = strlen(text);
+        text[n++] = '\n'; /* overwrites the NUL: sent with its length */
+        app_http_respond_later(w->srv, &w->later, st, "application/json", NULL, text, n);
+    }
+    free(text);
+    free(w);
+}
+
 static bool chat_user_get(app_conn *c, const app_http_req *r, const char *app, const char *user)
 {
-    uint64_t last = 0, acked = 0;
-    int rc = chat_user_state(c->srv, app, user, &last, &acked);
-    if (rc < 0)
-        return err(c, r, 503, "unavailable", "chat is not available");
-    cJSON *j = cJSON_CreateObject();
-    cJSON_AddStringToObject(j, "user", user);
-    cJSON_AddNumberToObject(j, "last_id", (double)last);
-    cJSON_AddNumberToObject(j, "acked", (double)acked);
-    cJSON_AddNumberToObject(j, "queued", (double)(last > acked ? last - acked : 0));
-    size_t online = 0;
-    for (app_conn *k = c->srv->conns; k; k = k->next)
-        online += k->nc_connected && !k->closing && strcmp(k->app_name, app) == 0 &&
-                  strcmp(k->user, user) == 0;
-    cJSON_AddNumberToObject(j, "connections", (double)online);
-    send_json(c, r, 200, j);
+    state_wait *w = calloc(1, sizeof(*w));
+    if (!w)
+        return err(c, r, 500, "internal", "out of memory");
+    *w = (state_wait){.srv = c->srv, .c = c, .r = r};
+    snprintf(w->app, sizeof(w->app), "%s", app);
+    snprintf(w->user, sizeof(w->user), "%s", user);
+    if (chat_user_state(c->srv, app, user, on_user_state, w) < 0) {
+        free(w);
+        return err(c, r, 500, "internal", "out of memory");
+    }
+    if (!w->c) {
+        free(w); /* answered at once */
+        return true;
+    }
+    w->deferred = true; /* answered once the user is read */
+    app_http_defer(c, r, &w->later);
     return true;
 }
 
