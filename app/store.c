@@ -404,19 +404,23 @@ static void on_shutdown(app_server *s, void *ud)
 
 app_store *app_store_new(app_server *srv, char *err, size_t errsz)
 {
+    app_store_backend *be = app_store_sqlite_new(app_server_loop(srv), app_server_config(srv),
+                                                 err, errsz);
+    return be ? app_store_new_on(srv, be, err, errsz) : NULL;
+}
+
+app_store *app_store_new_on(app_server *srv, app_store_backend *be, char *err, size_t errsz)
+{
     app_store *st = calloc(1, sizeof(*st));
     if (!st) {
         snprintf(err, errsz, "out of memory");
+        be->ops->close(be);
         return NULL;
     }
     st->srv = srv;
     st->loop = app_server_loop(srv);
     st->rq_tail = &st->rq;
-    st->be = app_store_sqlite_new(st->loop, app_server_config(srv), err, errsz);
-    if (!st->be) {
-        free(st);
-        return NULL;
-    }
+    st->be = be;
     if (app_server_on_shutdown(srv, on_shutdown, st) != 0) {
         snprintf(err, errsz, "out of memory");
         st->be->ops->close(st->be);

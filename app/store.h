@@ -54,6 +54,7 @@
 #include "so_store.h"
 
 typedef struct app_store app_store;
+typedef struct app_store_backend app_store_backend; /* below */
 
 /* ---- writes ---- */
 
@@ -113,6 +114,8 @@ int app_store_chat_page(app_store *st, const char *app, const char *user, uint64
  * hook and makes the store findable (app_store_of).  Call before the
  * modules that use it register theirs.  NULL with a message in err. */
 app_store *app_store_new(app_server *srv, char *err, size_t errsz);
+/* The same on a backend the caller made (taken: closed by the store). */
+app_store *app_store_new_on(app_server *srv, app_store_backend *be, char *err, size_t errsz);
 /* After app_server_run() returned (or instead of it).  Accepts NULL. */
 void app_store_free(app_store *st);
 app_store *app_store_of(const app_server *srv);
@@ -176,7 +179,6 @@ typedef struct app_store_read {
     uint64_t asked_ms;
 } app_store_read;
 
-typedef struct app_store_backend app_store_backend;
 typedef void (*app_store_read_done)(void *ud);
 typedef void (*app_store_write_done)(void *ud, int status);
 
