@@ -94,6 +94,7 @@ struct so_room {
     bool idle_seen;     /* found idle by the last so_engine_unload_idle */
     so_wait *wq, **wq_tail; /* waiting for the load, oldest first */
     so_wait *drain;     /* what so_engine_room_loaded is replaying now */
+    bool replaying;     /* inside that replay: the room is not dropped */
     size_t nwait;       /* items in wq and drain */
     size_t wbytes;      /* their bytes */
 };
@@ -811,7 +812,7 @@ static void room_free(so_engine *e, so_room *r)
 static void room_maybe_drop(so_engine *e, so_room *r)
 {
     if (r->nclients == 0 && r->objects.count == 0 && !r->conflict_set && !r->loading &&
-        r->nwait == 0) {
+        r->nwait == 0 && !r->replaying) {
         sh_map_del(&e->rooms, r->name, strlen(r->name));
         room_free(e, r);
     }
@@ -1760,6 +1761,7 @@ int so_engine_room_loaded(so_engine *e, const char *room, int status,
     r->drain = r->wq;
     r->wq = NULL;
     r->wq_tail = &r->wq;
+    r->replaying = true; /* a callback may empty the room: it stays until the end */
     int rc = 0;
     so_wait *w;
     while ((w = r->drain) != NULL) {
@@ -1779,6 +1781,7 @@ int so_engine_room_loaded(so_engine *e, const char *room, int status,
             rc = x;
         wait_free(w);
     }
+    r->replaying = false;
     room_maybe_drop(e, r);
     return status < 0 ? status : rc;
 }

@@ -451,3 +451,24 @@ Test(so_loading, cancelled_opens_are_never_called)
     cr_assert_eq(y.calls, 1);
     so_engine_object_close(e, y.o);
 }
+
+static void open_then_close(void *ud, so_object *o, int err)
+{
+    t_open_cb(ud, o, err);
+    so_engine_object_close(e, o); /* a temporary object, the room's only thing */
+}
+
+/* A callback that empties the room while the replay runs: the room stays
+ * until the replay is over, then goes. */
+Test(so_loading, callback_that_empties_the_room)
+{
+    t_opened x = {0}, y = {0};
+    cr_assert_eq(so_engine_object_open_async(e, "app/empty", "t", false, open_then_close, &x),
+                 0);
+    cr_assert_eq(so_engine_object_open_async(e, "app/empty", "u", false, open_then_close, &y),
+                 0);
+    release_loads();
+    cr_assert(x.calls == 1 && y.calls == 1);
+    cr_assert_eq(stats().rooms, 0, "the empty room is dropped after the replay");
+    cr_assert_eq(stats().objects, 0);
+}
