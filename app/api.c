@@ -72,6 +72,7 @@ typedef struct api {
      * algorithm on every call, about two thirds of its cost */
     EVP_MD *sha256;
     EVP_MD_CTX *md_ctx;
+    struct api_open *opens;      /* requests waiting for their room's load */
 } api;
 
 /* ---- small helpers ---- */
@@ -386,27 +387,107 @@ static so_engine *engine_of(app_server *s)
     return app_so_engine(app_so_glue_of(s));
 }
 
-static bool object_get(app_conn *c, const app_http_req *r, const char *room, const char *name)
+static void answer_open_error(api *a, app_conn *c, const app_http_req *r,
+                              const app_http_later *later, idem *ie, int rc)
+{
+    if (rc == SH_EEXIST)
+        answer(a, c, r, later, ie, 409,
+               error_json("bad_persistence", "the object exists with the other persistence"));
+    else if (rc == SH_ELIMIT)
+        answer(a, c, r, later, ie, 422, error_json("limit", "too many objects in the room"));
+    else if (rc == SH_EIO)
+        answer(a, c, r, later, ie, 503,
+               error_json("store_failed", "the room could not be read from the store"));
+    else
+        answer(a, c, r, later, ie, 400, error_json("bad_request", "cannot open the object"));
+}
+
+/* ---- objects whose room may have to be loaded first ----
+ * A request that needs an object runs the rest of its work in an
+ * api_obj_fn with the open object (or NULL and the error): at once when
+ * the room is in memory (c and r set, later NULL), else once the room is
+ * loaded (so_engine_object_open_async), the request deferred meanwhile
+ * (c and r NULL, later set).  arg is the request's parsed input, freed by
+ * the function (or by arg_free when the wait is cancelled at shutdown). */
+typedef void (*api_obj_fn)(api *a, app_conn *c, const app_http_req *r,
+                           const app_http_later *later, idem *ie, so_object *o, int rc,
+                           void *arg);
+
+typedef struct api_open {
+    struct api_open *next;
+    api *a;
+    app_http_later later;
+    idem *ie;
+    api_obj_fn fn;
+    void *arg;
+    void (*arg_free)(void *arg);
+} api_open;
+
+static void on_api_open(void *ud, so_object *o, int err)
+{
+    api_open *w = ud;
+    for (api_open **pp = &w->a->opens; *pp; pp = &(*pp)->next)
+        if (*pp == w) {
+            *pp = w->next;
+            break;
+        }
+    w->fn(w->a, NULL, NULL, &w->later, w->ie, o, err, w->arg);
+    free(w);
+}
+
+static bool with_object(api *a, app_conn *c, const app_http_req *r, idem *ie, const char *room,
+                        const char *name, bool persistent, api_obj_fn fn, void *arg,
+                        void (*arg_free)(void *arg))
 {
     so_engine *e = engine_of(c->srv);
-    if (!e)
-        return err(c, r, 503, "unavailable", "shared objects are not enabled");
     int rc = 0;
-    bool persistent = qbool(r, "persistent", true);
     so_object *o = so_engine_object_open(e, room, name, persistent, &rc);
-    if (!o)
-        return err(c, r, rc == SH_EEXIST ? 409 : 400, rc == SH_EEXIST ? "bad_persistence" : "bad_request",
-                   rc == SH_EEXIST ? "the object exists with the other persistence"
-                                   : "cannot open the object");
+    api_open *w = !o && rc == SH_ESTATE ? calloc(1, sizeof(*w)) : NULL;
+    if (!w) {
+        fn(a, c, r, NULL, ie, o, o || rc != SH_ESTATE ? rc : SH_ENOMEM, arg);
+        return true;
+    }
+    *w = (api_open){.a = a, .ie = ie, .fn = fn, .arg = arg, .arg_free = arg_free};
+    app_http_defer(c, r, &w->later);
+    w->next = a->opens;
+    a->opens = w;
+    rc = so_engine_object_open_async(e, room, name, persistent, on_api_open, w);
+    if (rc < 0)
+        on_api_open(w, NULL, rc);
+    return true;
+}
+
+static void object_got(api *a, app_conn *c, const app_http_req *r, const app_http_later *later,
+                       idem *ie, so_object *o, int rc, void *arg)
+{
+    char *name = arg;
+    if (!o) {
+        answer_open_error(a, c, r, later, ie, rc);
+        free(name);
+        return;
+    }
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "name", name);
     cJSON_AddBoolToObject(j, "persistent", so_object_persistent(o));
     cJSON_AddNumberToObject(j, "version", so_object_version(o));
     cJSON_AddNumberToObject(j, "subscribers", (double)so_object_subscriber_count(o));
     cJSON_AddItemToObject(j, "slots", slots_json(o));
-    so_engine_object_close(e, o);
-    send_json(c, r, 200, j);
-    return true;
+    so_engine_object_close(engine_of(a->srv), o);
+    answer(a, c, r, later, ie, 200, j);
+    free(name);
+}
+
+static bool object_get(app_conn *c, const app_http_req *r, const char *room, const char *name)
+{
+    so_engine *e = engine_of(c->srv);
+    if (!e)
+        return err(c, r, 503, "unavailable", "shared objects are not enabled");
+    bool persistent = qbool(r, "persistent", true);
+    char *arg = strdup(name);
+    if (!arg)
+        return err(c, r, 500, "internal", "out of memory");
+    return with_object(app_server_ext(c->srv, APP_EXT_API), c, r, NULL, room, name, persistent,
+                       object_got, arg, free);
 }
 
 typedef struct write_wait {
@@ -445,16 +526,6 @@ static void answer_value_error(api *a, app_conn *c, const app_http_req *r, idem 
 
 /* The answer to an object that cannot be opened (rc from
  * so_engine_object_open). */
-static void answer_open_error(api *a, app_conn *c, const app_http_req *r, idem *ie, int rc)
-{
-    if (rc == SH_EEXIST)
-        answer(a, c, r, NULL, ie, 409,
-               error_json("bad_persistence", "the object exists with the other persistence"));
-    else if (rc == SH_ELIMIT)
-        answer(a, c, r, NULL, ie, 422, error_json("limit", "too many objects in the room"));
-    else
-        answer(a, c, r, NULL, ie, 400, error_json("bad_request", "cannot open the object"));
-}
 
 static void values_free(amf_value **v, size_t n)
 {
@@ -494,11 +565,125 @@ static int set_values(app_so_glue *g, const cJSON *set, amf_value ***out, size_t
     return 0;
 }
 
+/* The checked body of an object write and its values. */
+typedef struct post_arg {
+    cJSON *j;
+    bool persistent;
+    amf_value **vals;            /* one per member of "set" */
+    size_t nvals;
+} post_arg;
+
+static void post_arg_free(void *p)
+{
+    post_arg *x = p;
+    values_free(x->vals, x->nvals);
+    cJSON_Delete(x->j);
+    free(x);
+}
+
+/* The write, once the object is open (or could not be). */
+static void object_post(api *a, app_conn *c, const app_http_req *r, const app_http_later *later,
+                        idem *ie, so_object *o, int rc, void *arg)
+{
+    post_arg *x = arg;
+    cJSON *j = x->j;
+    bool persistent = x->persistent;
+    amf_value **vals = x->vals;
+    size_t nvals = x->nvals;
+    free(x);
+    app_so_glue *g = app_so_glue_of(a->srv);
+    so_engine *e = app_so_engine(g);
+    const cJSON *set = cJSON_GetObjectItemCaseSensitive(j, "set");
+    const cJSON *rem = cJSON_GetObjectItemCaseSensitive(j, "remove");
+    const cJSON *exp = cJSON_GetObjectItemCaseSensitive(j, "expect_version");
+    const cJSON *it;
+    if (!o) {
+        values_free(vals, nvals);
+        cJSON_Delete(j);
+        answer_open_error(a, c, r, later, ie, rc);
+        return;
+    }
+    if (exp && so_object_version(o) != (uint32_t)exp->valuedouble) {
+        cJSON *out = error_json("conflict", "the object is at another version");
+        cJSON_AddNumberToObject(out, "version", so_object_version(o));
+        cJSON_AddItemToObject(out, "slots", slots_json(o));
+        so_engine_object_close(e, o);
+        values_free(vals, nvals);
+        cJSON_Delete(j);
+        answer(a, c, r, later, ie, 409, out);
+        return;
+    }
+    /* locked through the API (or by an application): the changes queue
+     * and are applied, as one version with the others, at the release */
+    bool queued = so_object_locked(o);
+    size_t nch = nvals + (size_t)(rem ? cJSON_GetArraySize(rem) : 0);
+    so_change *ch = nch ? calloc(nch, sizeof(*ch)) : NULL;
+    /* the removals first: they make room for the sets, and a key in both
+     * ends up set */
+    size_t i = 0, k = 0;
+    if (ch) {
+        cJSON_ArrayForEach(it, rem) {
+            ch[i++] = (so_change){it->valuestring, strlen(it->valuestring), NULL};
+        }
+        cJSON_ArrayForEach(it, set) {
+            ch[i++] = (so_change){it->string, strlen(it->string), vals[k++]};
+        }
+    }
+    so_effects fx;
+    so_effects_init(&fx);
+    rc = nch && !ch ? SH_ENOMEM : so_object_apply(e, o, ch, nch, &fx);
+    app_so_deliver(g, &fx);
+    so_effects_cleanup(&fx);
+    free(ch);
+    uint32_t version = so_object_version(o);
+    so_engine_object_close(e, o);
+    values_free(vals, nvals);
+    cJSON_Delete(j);
+    if (rc == SH_ELIMIT) {
+        answer(a, c, r, later, ie, 422,
+               error_json("limit", "a limit of the object refused the write, nothing was "
+                                   "applied (value bytes, slots, object bytes or a "
+                                   "persistent quota)"));
+        return;
+    }
+    if (rc < 0) {
+        answer(a, c, r, later, ie, rc == SH_EINVAL ? 400 : 500,
+               error_json(rc == SH_EINVAL ? "bad_request" : "internal", sh_strerror(rc)));
+        return;
+    }
+    if (queued) {
+        char text[64];
+        int n = snprintf(text, sizeof(text), "{\"version\":%u,\"queued\":true}",
+                         (unsigned)version);
+        answer_text(a, c, r, later, ie, 200, text, (size_t)n);
+        return;
+    }
+    if (!persistent) {
+        answer_version(a, c, r, later, ie, version);
+        return;
+    }
+    /* answered once stored, like a client's Success */
+    write_wait *w = calloc(1, sizeof(*w));
+    if (!w || app_so_when_durable(g, on_write_durable, w) != 0) {
+        free(w);
+        answer(a, c, r, later, ie, 500, error_json("internal", "out of memory"));
+        return;
+    }
+    w->a = a;
+    w->e = ie;
+    w->version = version;
+    if (later)
+        w->later = *later;
+    else
+        app_http_defer(c, r, &w->later);
+}
+
 /* {"persistent":B, "set":{k:v...}, "remove":[k...], "expect_version":N}
  * Everything the API can check (members, values, keys) is checked before
- * the engine sees anything, so a refused request applies nothing. */
-static bool object_post(api *a, app_conn *c, const app_http_req *r, idem *ie, const char *room,
-                        const char *name)
+ * the engine sees anything, so a refused request applies nothing; then the
+ * object is opened (its room loaded first if it must be). */
+static bool object_post_begin(api *a, app_conn *c, const app_http_req *r, idem *ie,
+                              const char *room, const char *name)
 {
     app_so_glue *g = app_so_glue_of(c->srv);
     so_engine *e = app_so_engine(g);
@@ -555,85 +740,57 @@ static bool object_post(api *a, app_conn *c, const app_http_req *r, idem *ie, co
         answer_value_error(a, c, r, ie, rc, &se);
         return true;
     }
-    bool persistent = !pers || cJSON_IsTrue(pers);
-    so_object *o = so_engine_object_open(e, room, name, persistent, &rc);
-    if (!o) {
+    post_arg *x = malloc(sizeof(*x));
+    if (!x) {
         values_free(vals, nvals);
         cJSON_Delete(j);
-        answer_open_error(a, c, r, ie, rc);
-        return true;
-    }
-    if (exp && so_object_version(o) != (uint32_t)exp->valuedouble) {
-        cJSON *out = error_json("conflict", "the object is at another version");
-        cJSON_AddNumberToObject(out, "version", so_object_version(o));
-        cJSON_AddItemToObject(out, "slots", slots_json(o));
-        so_engine_object_close(e, o);
-        values_free(vals, nvals);
-        cJSON_Delete(j);
-        answer(a, c, r, NULL, ie, 409, out);
-        return true;
-    }
-    /* locked through the API (or by an application): the changes queue
-     * and are applied, as one version with the others, at the release */
-    bool queued = so_object_locked(o);
-    size_t nch = nvals + (size_t)(rem ? cJSON_GetArraySize(rem) : 0);
-    so_change *ch = nch ? calloc(nch, sizeof(*ch)) : NULL;
-    /* the removals first: they make room for the sets, and a key in both
-     * ends up set */
-    size_t i = 0, k = 0;
-    if (ch) {
-        cJSON_ArrayForEach(it, rem) {
-            ch[i++] = (so_change){it->valuestring, strlen(it->valuestring), NULL};
-        }
-        cJSON_ArrayForEach(it, set) {
-            ch[i++] = (so_change){it->string, strlen(it->string), vals[k++]};
-        }
-    }
-    so_effects fx;
-    so_effects_init(&fx);
-    rc = nch && !ch ? SH_ENOMEM : so_object_apply(e, o, ch, nch, &fx);
-    app_so_deliver(g, &fx);
-    so_effects_cleanup(&fx);
-    free(ch);
-    uint32_t version = so_object_version(o);
-    so_engine_object_close(e, o);
-    values_free(vals, nvals);
-    cJSON_Delete(j);
-    if (rc == SH_ELIMIT) {
-        answer(a, c, r, NULL, ie, 422,
-               error_json("limit", "a limit of the object refused the write, nothing was "
-                                   "applied (value bytes, slots, object bytes or a "
-                                   "persistent quota)"));
-        return true;
-    }
-    if (rc < 0) {
-        answer(a, c, r, NULL, ie, rc == SH_EINVAL ? 400 : 500,
-               error_json(rc == SH_EINVAL ? "bad_request" : "internal", sh_strerror(rc)));
-        return true;
-    }
-    if (queued) {
-        char text[64];
-        int n = snprintf(text, sizeof(text), "{\"version\":%u,\"queued\":true}",
-                         (unsigned)version);
-        answer_text(a, c, r, NULL, ie, 200, text, (size_t)n);
-        return true;
-    }
-    if (!persistent) {
-        answer_version(a, c, r, NULL, ie, version);
-        return true;
-    }
-    /* answered once stored, like a client's Success */
-    write_wait *w = calloc(1, sizeof(*w));
-    if (!w || app_so_when_durable(g, on_write_durable, w) != 0) {
-        free(w);
         answer(a, c, r, NULL, ie, 500, error_json("internal", "out of memory"));
         return true;
     }
-    w->a = a;
-    w->e = ie;
-    w->version = version;
-    app_http_defer(c, r, &w->later);
-    return true;
+    *x = (post_arg){.j = j, .persistent = !pers || cJSON_IsTrue(pers), .vals = vals,
+                    .nvals = nvals};
+    return with_object(a, c, r, ie, room, name, x->persistent, object_post, x, post_arg_free);
+}
+
+/* The parsed body of a SendMessage. */
+typedef struct msg_arg {
+    cJSON *j;
+    amf_value *av[RTMP_MAX_CMD_ARGS];
+    size_t na;
+} msg_arg;
+
+static void msg_arg_free(void *p)
+{
+    msg_arg *x = p;
+    for (size_t i = 0; i < x->na; i++)
+        amf_unref(x->av[i]);
+    cJSON_Delete(x->j);
+    free(x);
+}
+
+/* The message, once the object is open (or could not be). */
+static void message_sent(api *a, app_conn *c, const app_http_req *r, const app_http_later *later,
+                         idem *ie, so_object *o, int rc, void *arg)
+{
+    msg_arg *x = arg;
+    app_so_glue *g = app_so_glue_of(a->srv);
+    so_engine *e = app_so_engine(g);
+    if (o) {
+        const char *h = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(x->j, "handler"));
+        so_effects fx;
+        so_effects_init(&fx);
+        rc = so_object_send(e, o, h, x->na, x->av, &fx);
+        app_so_deliver(g, &fx);
+        so_effects_cleanup(&fx);
+        so_engine_object_close(e, o);
+    }
+    msg_arg_free(x);
+    if (!o)
+        answer_open_error(a, c, r, later, ie, rc);
+    else if (rc < 0)
+        answer(a, c, r, later, ie, 400, error_json("bad_request", "cannot send to that object"));
+    else
+        answer(a, c, r, later, ie, 200, cJSON_CreateObject());
 }
 
 /* {"object":N, "persistent":B, "handler":H, "args":[...]} */
@@ -662,43 +819,28 @@ static bool message_post(api *a, app_conn *c, const app_http_req *r, idem *ie, c
                                          "at most 64 values and \"persistent\" true or false"));
         return true;
     }
-    amf_value *av[RTMP_MAX_CMD_ARGS];
-    size_t na = 0;
+    msg_arg *x = calloc(1, sizeof(*x));
+    if (!x) {
+        cJSON_Delete(j);
+        answer(a, c, r, NULL, ie, 500, error_json("internal", "out of memory"));
+        return true;
+    }
+    x->j = j;
     const cJSON *it;
     int rc = 0;
     sh_error se = {0};
     cJSON_ArrayForEach(it, args) {
-        if ((rc = so_json_value(it, app_so_wire_limits(g), &av[na], &se)) < 0)
+        if ((rc = so_json_value(it, app_so_wire_limits(g), &x->av[x->na], &se)) < 0)
             break;
-        na++;
+        x->na++;
     }
     if (rc < 0) {
-        for (size_t i = 0; i < na; i++)
-            amf_unref(av[i]);
-        cJSON_Delete(j);
+        msg_arg_free(x);
         answer_value_error(a, c, r, ie, rc, &se);
         return true;
     }
-    so_object *o = so_engine_object_open(e, room, obj, !pers || cJSON_IsTrue(pers), &rc);
-    int orc = rc;
-    if (o) {
-        so_effects fx;
-        so_effects_init(&fx);
-        rc = so_object_send(e, o, h, na, av, &fx);
-        app_so_deliver(g, &fx);
-        so_effects_cleanup(&fx);
-        so_engine_object_close(e, o);
-    }
-    for (size_t i = 0; i < na; i++)
-        amf_unref(av[i]);
-    cJSON_Delete(j);
-    if (!o)
-        answer_open_error(a, c, r, ie, orc);
-    else if (rc < 0)
-        answer(a, c, r, NULL, ie, 400, error_json("bad_request", "cannot send to that object"));
-    else
-        answer(a, c, r, NULL, ie, 200, cJSON_CreateObject());
-    return true;
+    return with_object(a, c, r, ie, room, obj, !pers || cJSON_IsTrue(pers), message_sent, x,
+                       msg_arg_free);
 }
 
 static void lock_release(api *a, api_lock *l)
@@ -731,6 +873,48 @@ static void on_lock_timer(uv_timer_t *t)
         uv_timer_stop(t);
         a->timer_on = false;
     }
+}
+
+/* The object of a lock request is open: locked for ttl (*arg) ms unless
+ * an API lock holds it already (another request may have taken it while
+ * this one waited for the room). */
+static void lock_taken(api *a, app_conn *c, const app_http_req *r, const app_http_later *later,
+                       idem *ie, so_object *o, int rc, void *arg)
+{
+    double t = *(double *)arg;
+    free(arg);
+    if (!o) {
+        answer_open_error(a, c, r, later, ie, rc);
+        return;
+    }
+    so_engine *e = engine_of(a->srv);
+    api_lock *l = a->locks;
+    while (l && l->o != o)
+        l = l->next;
+    if (l) {
+        so_engine_object_close(e, o);
+        answer(a, c, r, later, ie, 409,
+               error_json("locked", "the object is locked through the API already"));
+        return;
+    }
+    l = calloc(1, sizeof(*l));
+    if (!l) {
+        so_engine_object_close(e, o);
+        answer(a, c, r, later, ie, 500, error_json("internal", "out of memory"));
+        return;
+    }
+    so_object_lock(e, o);
+    l->o = o;
+    l->deadline = now_ms(a) + (uint64_t)t;
+    l->next = a->locks;
+    a->locks = l;
+    if (!a->timer_on) {
+        uv_timer_start(&a->lock_timer, on_lock_timer, 100, 100);
+        a->timer_on = true;
+    }
+    cJSON *out = cJSON_CreateObject();
+    cJSON_AddNumberToObject(out, "ttl_ms", t);
+    answer(a, c, r, later, ie, 200, out);
 }
 
 /* {"object":N, "persistent":B, "lock":true|false, "ttl_ms":T} */
@@ -769,35 +953,19 @@ static bool lock_post(api *a, app_conn *c, const app_http_req *r, idem *ie, cons
             st = 409;
             out = error_json("locked", "the object is locked through the API already");
         } else {
-            int rc = 0;
-            so_object *o = so_engine_object_open(e, room, obj, persistent, &rc);
-            api_lock *l = o ? calloc(1, sizeof(*l)) : NULL;
-            if (!o) {
+            double *t = malloc(sizeof(*t));
+            if (t) {
+                *t = cJSON_IsNumber(ttl) ? ttl->valuedouble : 10000;
+                if (!(*t >= 1))
+                    *t = 1;
+                if (*t > LOCK_TTL_MAX_MS)
+                    *t = LOCK_TTL_MAX_MS;
+                with_object(a, c, r, ie, room, obj, persistent, lock_taken, t, free);
                 cJSON_Delete(j);
-                answer_open_error(a, c, r, ie, rc);
                 return true;
-            } else if (!l) {
-                so_engine_object_close(e, o);
-                st = 500;
-                out = error_json("internal", "out of memory");
-            } else {
-                double t = cJSON_IsNumber(ttl) ? ttl->valuedouble : 10000;
-                if (!(t >= 1))
-                    t = 1;
-                if (t > LOCK_TTL_MAX_MS)
-                    t = LOCK_TTL_MAX_MS;
-                so_object_lock(e, o);
-                l->o = o;
-                l->deadline = now_ms(a) + (uint64_t)t;
-                l->next = a->locks;
-                a->locks = l;
-                if (!a->timer_on) {
-                    uv_timer_start(&a->lock_timer, on_lock_timer, 100, 100);
-                    a->timer_on = true;
-                }
-                out = cJSON_CreateObject();
-                cJSON_AddNumberToObject(out, "ttl_ms", t);
             }
+            st = 500;
+            out = error_json("internal", "out of memory");
         }
     } else {
         if (!*pp) {
@@ -1100,23 +1268,73 @@ static bool chat_post(api *a, app_conn *c, const app_http_req *r, idem *ie, cons
     return true;
 }
 
+/* A user's counters, read from the store when the user is not in memory
+ * (the request is deferred meanwhile). */
+typedef struct state_wait {
+    app_server *srv;
+    app_http_later later;
+    bool deferred;
+    app_conn *c;                 /* while not deferred */
+    const app_http_req *r;
+    char app[APP_NAME_MAX + 1];
+    char user[APP_NAME_MAX + 1];
+} state_wait;
+
+static void on_user_state(void *ud, int status, uint64_t last, uint64_t acked)
+{
+    state_wait *w = ud;
+    int st = 200;
+    cJSON *j;
+    if (status < 0) {
+        st = 503;
+        j = error_json("unavailable", status == SH_ESTATE ? "chat is not available"
+                                                          : "cannot read the user from the store");
+    } else {
+        j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "user", w->user);
+        cJSON_AddNumberToObject(j, "last_id", (double)last);
+        cJSON_AddNumberToObject(j, "acked", (double)acked);
+        cJSON_AddNumberToObject(j, "queued", (double)(last > acked ? last - acked : 0));
+        size_t online = 0;
+        for (app_conn *k = w->srv->conns; k; k = k->next)
+            online += k->nc_connected && !k->closing && strcmp(k->app_name, w->app) == 0 &&
+                      strcmp(k->user, w->user) == 0;
+        cJSON_AddNumberToObject(j, "connections", (double)online);
+    }
+    if (!w->deferred) {
+        send_json(w->c, w->r, st, j);
+        w->c = NULL; /* answered */
+        return;
+    }
+    char *text = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    if (text) {
+        size_t n = strlen(text);
+        text[n++] = '\n'; /* overwrites the NUL: sent with its length */
+        app_http_respond_later(w->srv, &w->later, st, "application/json", NULL, text, n);
+    }
+    free(text);
+    free(w);
+}
+
 static bool chat_user_get(app_conn *c, const app_http_req *r, const char *app, const char *user)
 {
-    uint64_t last = 0, acked = 0;
-    int rc = chat_user_state(c->srv, app, user, &last, &acked);
-    if (rc < 0)
-        return err(c, r, 503, "unavailable", "chat is not available");
-    cJSON *j = cJSON_CreateObject();
-    cJSON_AddStringToObject(j, "user", user);
-    cJSON_AddNumberToObject(j, "last_id", (double)last);
-    cJSON_AddNumberToObject(j, "acked", (double)acked);
-    cJSON_AddNumberToObject(j, "queued", (double)(last > acked ? last - acked : 0));
-    size_t online = 0;
-    for (app_conn *k = c->srv->conns; k; k = k->next)
-        online += k->nc_connected && !k->closing && strcmp(k->app_name, app) == 0 &&
-                  strcmp(k->user, user) == 0;
-    cJSON_AddNumberToObject(j, "connections", (double)online);
-    send_json(c, r, 200, j);
+    state_wait *w = calloc(1, sizeof(*w));
+    if (!w)
+        return err(c, r, 500, "internal", "out of memory");
+    *w = (state_wait){.srv = c->srv, .c = c, .r = r};
+    snprintf(w->app, sizeof(w->app), "%s", app);
+    snprintf(w->user, sizeof(w->user), "%s", user);
+    if (chat_user_state(c->srv, app, user, on_user_state, w) < 0) {
+        free(w);
+        return err(c, r, 500, "internal", "out of memory");
+    }
+    if (!w->c) {
+        free(w); /* answered at once */
+        return true;
+    }
+    w->deferred = true; /* answered once the user is read */
+    app_http_defer(c, r, &w->later);
     return true;
 }
 
@@ -1391,7 +1609,7 @@ static bool route(api *a, app_conn *c, const app_http_req *r, const api_key *k)
     case RES_OBJECTS: return objects_list(c, r, ap.room);
     case RES_OBJECT:
         return m == M_GET ? object_get(c, r, ap.room, ap.name)
-                          : object_post(a, c, r, ie, ap.room, ap.name);
+                          : object_post_begin(a, c, r, ie, ap.room, ap.name);
     case RES_MESSAGES: return message_post(a, c, r, ie, ap.room);
     case RES_LOCKS: return lock_post(a, c, r, ie, ap.room);
     case RES_PRESENCE: return presence_get(c, r, ap.room);
@@ -1648,6 +1866,16 @@ static void on_timer_closed(uv_handle_t *h)
 static void on_shutdown(app_server *s, void *ud)
 {
     api *a = ud;
+    so_engine *e = engine_of(s);
+    while (a->opens) {
+        /* waiting for a room: nobody is left to answer */
+        api_open *w = a->opens;
+        a->opens = w->next;
+        if (e)
+            so_engine_object_open_cancel(e, on_api_open, w);
+        w->arg_free(w->arg);
+        free(w);
+    }
     while (a->locks) {
         api_lock *l = a->locks;
         a->locks = l->next;

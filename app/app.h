@@ -86,6 +86,7 @@ typedef enum app_ext {
     APP_EXT_CHAT,       /* app/chat */
     APP_EXT_API,        /* app/api.c */
     APP_EXT_CLUSTER,    /* app/cluster.c */
+    APP_EXT_STORE,      /* app/store.c */
     APP_EXT_COUNT
 } app_ext;
 void *app_server_ext(const app_server *s, app_ext which);
@@ -140,6 +141,9 @@ typedef struct app_connect_info {
 /* What on_connect decides. */
 typedef struct app_verdict {
     bool reject;
+    /* on_connect only: decide later with app_conn_accept (the
+     * application waits for something, e.g. its objects' room to load). */
+    bool pending;
     char description[256];   /* sent in NetConnection.Connect.Rejected */
 } app_verdict;
 
@@ -152,7 +156,9 @@ typedef struct app_app_ops {
      * and free it in on_disconnect. */
     void (*on_connect)(app_app *a, app_conn *c, const app_connect_info *info,
                        app_verdict *v, void *ud);
-    /* Called once for every accepted connection when it goes away. */
+    /* Called once for every connection on_connect accepted or left
+     * pending, when it goes away (also after a pending connect was
+     * rejected). */
     void (*on_disconnect)(app_app *a, app_conn *c, const char *reason, void *ud);
     /* Called when the server is freed. */
     void (*on_free)(app_app *a, void *ud);
@@ -162,6 +168,15 @@ typedef struct app_app_ops {
  * otherwise).  ops is copied; ud is borrowed (freed by on_free if needed).
  * Registering a name twice replaces nothing: returns NULL. */
 app_app *app_server_add_app(app_server *s, const char *name, const app_app_ops *ops, void *ud);
+/* Decides a connect that on_connect left pending (v->pending): rejected
+ * with v->description when v->reject, else accepted (v NULL = accepted);
+ * the client gets its answer now, then the shared-object engine and the
+ * observers follow as for a connect accepted at once (their
+ * app_connect_info then carries the application, instance, user and
+ * encoding only).  Until then the client gets no answer and may send
+ * nothing else; handshake_timeout_ms bounds the wait.  Does nothing when
+ * c has no pending connect or is closing. */
+void app_conn_accept(app_conn *c, const app_verdict *v);
 app_app *app_server_find_app(app_server *s, const char *name);
 const char *app_app_name(const app_app *a);
 

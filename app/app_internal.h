@@ -151,6 +151,10 @@ struct app_conn {
     char user[APP_NAME_MAX + 1];
     app_app *app;
     const app_app_config *app_cfg;
+    bool app_attached;          /* on_connect accepted it or left it pending:
+                                 * on_disconnect is owed */
+    bool connect_pending;       /* waiting for app_conn_accept */
+    double connect_txid;        /* of the pending connect */
     double next_txid;
     app_pending_call *calls;
     size_t ncalls;

@@ -13,6 +13,7 @@
 #include "samples.h"
 #include "so_glue.h"
 #include "sh_log.h"
+#include "store.h"
 #include "sh_map.h"
 
 /* True for 127.0.0.0/8, ::1 and localhost. */
@@ -199,6 +200,14 @@ int main(int argc, char **argv)
         app_config_cleanup(&cfg);
         return 1;
     }
+    /* The admin listener (server API, metrics) first: its shutdown hook
+     * runs last, after the store wrote what was pending and answered. */
+    if (app_api_register(srv) != 0) {
+        SH_LOG(SH_LOG_ERROR, "cannot set up the admin API");
+        app_server_free(srv);
+        app_config_cleanup(&cfg);
+        return 1;
+    }
     /* Redis links of clustered applications, before the modules that use
      * them: its shutdown hook runs after theirs. */
     if (!cfg.check_only && app_cluster_register(srv) != 0) {
@@ -207,20 +216,21 @@ int main(int argc, char **argv)
         app_config_cleanup(&cfg);
         return 1;
     }
-    /* The shared-object engine: hooks on the server, store under data_dir. */
+    /* The store (every read and write of durable state, under data_dir),
+     * before the modules that use it: its shutdown hook runs after theirs. */
     char so_err[512];
-    app_so_glue *so = app_so_glue_new(srv, so_err, sizeof(so_err));
-    if (!so) {
-        SH_LOG(SH_LOG_ERROR, "shared objects: %s", so_err);
+    app_store *store = app_store_new(srv, so_err, sizeof(so_err));
+    if (!store) {
+        SH_LOG(SH_LOG_ERROR, "store: %s", so_err);
         app_server_free(srv);
         app_config_cleanup(&cfg);
         return 1;
     }
-    /* The admin listener (server API, metrics) first: its shutdown hook
-     * runs last, after chat and the engine answered what was pending. */
-    if (app_api_register(srv) != 0) {
-        SH_LOG(SH_LOG_ERROR, "cannot set up the admin API");
-        app_so_glue_free(so);
+    /* The shared-object engine: hooks on the server. */
+    app_so_glue *so = app_so_glue_new(srv, so_err, sizeof(so_err));
+    if (!so) {
+        SH_LOG(SH_LOG_ERROR, "shared objects: %s", so_err);
+        app_store_free(store);
         app_server_free(srv);
         app_config_cleanup(&cfg);
         return 1;
@@ -238,6 +248,7 @@ int main(int argc, char **argv)
         app_server_stop(srv, "check only");
         app_server_run(srv);
         app_so_glue_free(so);
+        app_store_free(store);
         app_server_free(srv);
         uv_loop_close(uv_default_loop());
         app_config_cleanup(&cfg);
@@ -253,6 +264,7 @@ int main(int argc, char **argv)
         app_server_run(srv);
     }
     app_so_glue_free(so);
+    app_store_free(store);
     app_server_free(srv);
     uv_loop_close(uv_default_loop());
     for (size_t i = 0; i < rl.nold; i++) {

@@ -315,9 +315,71 @@ static void connect_reject(app_conn *c, double txid, int kind, const char *desc)
     app_conn_close(c, why);
 }
 
+/* The connect was decided (at once, or later by app_conn_accept). */
+static void connect_decided(app_conn *c, app_app *a, double txid, const app_connect_info *info,
+                            const app_verdict *v, int why)
+{
+    app_server *s = c->srv;
+    if (v->reject) {
+        char d[256];
+        safe(d, sizeof(d), v->description[0] ? v->description : "Rejected");
+        SH_LOG(SH_LOG_INFO, "conn=%llu connect rejected peer=%s app=%s instance=%s: %s",
+               (unsigned long long)c->id, c->peer, c->app_name, c->instance, d);
+        connect_reject(c, txid, why, d);
+        return;
+    }
+    if (!c->app_attached) {
+        c->app = a;
+        a->nconns++;
+        c->app_attached = true;
+    }
+    s->st.connects[app_tr_index(c->tr)]++;
+    c->nc_connected = true;
+
+    amf_value *inf = app_status_info("status", "NetConnection.Connect.Success",
+                                     "Connection succeeded.");
+    obj_set(inf, "objectEncoding", amf_number(c->encoding == APP_ENC_AMF3 ? 3 : 0));
+    obj_set(inf, "clientId", amf_number((double)c->id));
+    int rc = c->tr->connect_reply(c, txid, true, inf);
+    amf_unref(inf);
+    if (rc == 0)
+        rc = app_conn_output(c);
+    SH_LOG(SH_LOG_INFO, "conn=%llu connect peer=%s transport=%s app=%s instance=%s encoding=%s%s%s",
+           (unsigned long long)c->id, c->peer, c->tr->name, c->app_name, c->instance,
+           c->encoding == APP_ENC_JSON ? "json" : c->encoding == APP_ENC_AMF3 ? "3" : "0",
+           c->user[0] ? " user=" : "", c->user);
+    if (rc < 0) {
+        app_conn_abort(c, "cannot send connect reply");
+        return;
+    }
+    if (s->have_so && s->so.on_connect) {
+        rc = s->so.on_connect(s->so.ud, c);
+        if (rc < 0)
+            app_conn_abort(c, "shared-object engine refused the client");
+    }
+    for (app_observer_entry *o = s->observers; o && !c->closing; o = o->next)
+        if (o->ops.on_connect)
+            o->ops.on_connect(c, info, o->ud);
+}
+
+void app_conn_accept(app_conn *c, const app_verdict *v)
+{
+    if (!c->connect_pending)
+        return;
+    c->connect_pending = false;
+    if (c->closing)
+        return;
+    app_verdict ok = {0};
+    app_connect_info info = {
+        .app = c->app_name, .instance = c->instance, .tc_url = "", .query = "",
+        .user = c->user, .token = "", .object_encoding = c->encoding,
+    };
+    connect_decided(c, c->app, c->connect_txid, &info, v ? v : &ok, APP_REFUSE_APPLICATION);
+}
+
 void app_session_connect(app_conn *c, const app_connect_req *r)
 {
-    if (c->nc_connected) {
+    if (c->nc_connected || c->connect_pending) {
         app_conn_abort(c, "second connect on one connection");
         return;
     }
@@ -373,43 +435,19 @@ void app_session_connect(app_conn *c, const app_connect_req *r)
         if (a->ops.on_connect)
             a->ops.on_connect(a, c, &info, &v, a->ud);
     }
-    if (v.reject) {
-        char d[256];
-        safe(d, sizeof(d), v.description[0] ? v.description : "Rejected");
-        SH_LOG(SH_LOG_INFO, "conn=%llu connect rejected peer=%s app=%s instance=%s: %s",
-               (unsigned long long)c->id, c->peer, c->app_name, c->instance, d);
-        connect_reject(c, r->txid, why, d);
+    if (!v.reject && v.pending) {
+        /* The application answers later (app_conn_accept); it holds the
+         * connection from now on, so it counts and gets on_disconnect. */
+        c->app = a;
+        a->nconns++;
+        c->app_attached = true;
+        c->connect_pending = true;
+        c->connect_txid = r->txid;
+        SH_LOG(SH_LOG_DEBUG, "conn=%llu connect pending app=%s instance=%s",
+               (unsigned long long)c->id, c->app_name, c->instance);
         return;
     }
-    c->app = a;
-    s->st.connects[app_tr_index(c->tr)]++;
-    a->nconns++;
-    c->nc_connected = true;
-
-    amf_value *inf = app_status_info("status", "NetConnection.Connect.Success",
-                                     "Connection succeeded.");
-    obj_set(inf, "objectEncoding", amf_number(r->encoding == APP_ENC_AMF3 ? 3 : 0));
-    obj_set(inf, "clientId", amf_number((double)c->id));
-    int rc = c->tr->connect_reply(c, r->txid, true, inf);
-    amf_unref(inf);
-    if (rc == 0)
-        rc = app_conn_output(c);
-    SH_LOG(SH_LOG_INFO, "conn=%llu connect peer=%s transport=%s app=%s instance=%s encoding=%s%s%s",
-           (unsigned long long)c->id, c->peer, c->tr->name, c->app_name, c->instance,
-           r->encoding == APP_ENC_JSON ? "json" : r->encoding == APP_ENC_AMF3 ? "3" : "0",
-           c->user[0] ? " user=" : "", c->user);
-    if (rc < 0) {
-        app_conn_abort(c, "cannot send connect reply");
-        return;
-    }
-    if (s->have_so && s->so.on_connect) {
-        rc = s->so.on_connect(s->so.ud, c);
-        if (rc < 0)
-            app_conn_abort(c, "shared-object engine refused the client");
-    }
-    for (app_observer_entry *o = s->observers; o && !c->closing; o = o->next)
-        if (o->ops.on_connect)
-            o->ops.on_connect(c, &info, o->ud);
+    connect_decided(c, a, r->txid, &info, &v, why);
 }
 
 void app_session_end(app_conn *c, const char *reason)
@@ -424,6 +462,13 @@ void app_session_end(app_conn *c, const char *reason)
             if (o->ops.on_disconnect)
                 o->ops.on_disconnect(c, o->ud);
         if (c->app && c->app->nconns)
+            c->app->nconns--;
+    } else if (c->app_attached) {
+        /* left pending by on_connect, never accepted */
+        c->connect_pending = false;
+        if (c->app->ops.on_disconnect)
+            c->app->ops.on_disconnect(c->app, c, reason, c->app->ud);
+        if (c->app->nconns)
             c->app->nconns--;
     }
     fail_calls(c);

@@ -1,187 +1,26 @@
 /* so_glue.c - see so_glue.h: the shared-object engine on the server's loop. */
 #include "so_glue.h"
 
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "sh_err.h"
 #include "sh_log.h"
+#include "sh_mem.h"
 #include "so_json.h"
-
-/* ---- the routing store: one so_store for the engine, SQLite or memory
- * per application ---- */
-
-typedef struct glue_store {
-    so_store base;          /* ops = &glue_store_ops */
-    const app_config *cfg;  /* borrowed, immutable: safe on the worker thread */
-    so_store *sql;          /* NULL when no application uses SQLite */
-    so_store *mem;
-} glue_store;
-
-static const so_store_ops glue_store_ops;
+#include "store.h"
 
 /* The [app] section of room "app/instance" (NULL when none applies). */
 static const app_app_config *room_app(const app_config *cfg, const char *room)
 {
-    const char *slash = strchr(room, '/');
-    size_t len = slash ? (size_t)(slash - room) : strlen(room);
+    size_t len = so_store_app_len(room);
     char name[APP_NAME_MAX + 1];
     if (len > APP_NAME_MAX)
         len = APP_NAME_MAX;
     memcpy(name, room, len);
     name[len] = '\0';
     return app_config_find_app(cfg, name);
-}
-
-/* The backend of room "app/instance". */
-static so_store *glue_route(glue_store *s, const char *room)
-{
-    const app_app_config *a = s->sql ? room_app(s->cfg, room) : NULL;
-    if (!s->sql || (a && a->store == APP_STORE_MEMORY))
-        return s->mem;
-    return s->sql;
-}
-
-static int glue_store_open(const char *spec, const so_store_options *opts, so_store **out)
-{
-    (void)spec;
-    (void)opts;
-    (void)out;
-    return SH_EUNSUPPORTED; /* built by glue_store_new only */
-}
-
-static int glue_store_load_room(so_store *st, const char *room, const so_store_visitor *v)
-{
-    glue_store *s = (glue_store *)st;
-    return so_store_load_room(glue_route(s, room), room, v);
-}
-
-/* Writes the ops of b that belong to `target`, as one batch (borrowing the
- * op contents: the sub-batch only holds shallow copies). */
-static int write_part(glue_store *s, const so_store_batch *b, so_store *target)
-{
-    so_store_op *ops = malloc(b->nops * sizeof(*ops));
-    if (!ops)
-        return SH_ENOMEM;
-    so_store_batch part = {.seq = b->seq, .ops = ops};
-    for (size_t i = 0; i < b->nops; i++)
-        if (glue_route(s, b->ops[i].room) == target)
-            ops[part.nops++] = b->ops[i];
-    int rc = part.nops ? so_store_write_batch(target, &part) : 0;
-    free(ops);
-    return rc;
-}
-
-static int glue_store_write_batch(so_store *st, const so_store_batch *b)
-{
-    glue_store *s = (glue_store *)st;
-    if (b->nops == 0)
-        return 0;
-    so_store *first = glue_route(s, b->ops[0].room);
-    bool mixed = false;
-    for (size_t i = 1; i < b->nops && !mixed; i++)
-        mixed = glue_route(s, b->ops[i].room) != first;
-    if (!mixed)
-        return so_store_write_batch(first, b);
-    /* Memory ops cannot fail for I/O reasons; the SQLite part is the one
-     * transaction that matters. */
-    int rc = s->sql ? write_part(s, b, s->sql) : 0;
-    int rc2 = write_part(s, b, s->mem);
-    return rc < 0 ? rc : rc2;
-}
-
-/* The store's usage, each application counted from the backend that
- * serves it now. */
-typedef struct glue_usage {
-    glue_store *s;
-    so_store *from;
-    so_store_usage_fn fn;
-    void *ud;
-} glue_usage;
-
-static int glue_usage_routed(void *ud, const char *app, uint64_t objects, uint64_t bytes)
-{
-    glue_usage *u = ud;
-    return glue_route(u->s, app) == u->from ? u->fn(u->ud, app, objects, bytes) : 0;
-}
-
-static int glue_store_usage(so_store *st, so_store_usage_fn fn, void *ud)
-{
-    glue_store *s = (glue_store *)st;
-    glue_usage u = {.s = s, .from = s->mem, .fn = fn, .ud = ud};
-    int rc = so_store_usage(s->mem, glue_usage_routed, &u);
-    if (rc == 0 && s->sql) {
-        u.from = s->sql;
-        rc = so_store_usage(s->sql, glue_usage_routed, &u);
-    }
-    return rc;
-}
-
-static void glue_store_close(so_store *st)
-{
-    glue_store *s = (glue_store *)st;
-    so_store_close(s->sql);
-    so_store_close(s->mem);
-    free(s);
-}
-
-static const so_store_ops glue_store_ops = {
-    .name = "sohub-router",
-    .open = glue_store_open,
-    .load_room = glue_store_load_room,
-    .write_batch = glue_store_write_batch,
-    .close = glue_store_close,
-    .usage = glue_store_usage,
-};
-
-/* SQLite is needed unless every name a client can reach uses memory. */
-static bool need_sqlite(const app_config *cfg)
-{
-    bool star_memory = false;
-    for (size_t i = 0; i < cfg->napps; i++) {
-        const app_app_config *a = &cfg->apps[i];
-        if (a->store != APP_STORE_MEMORY)
-            return true;
-        if (strcmp(a->name, "*") == 0)
-            star_memory = true;
-    }
-    /* Without an [app *] section built-in applications (chat, samples)
-     * are served with the defaults, which use SQLite. */
-    return !star_memory;
-}
-
-static glue_store *glue_store_new(const app_config *cfg, char *path, size_t pathsz,
-                                  char *err, size_t errsz)
-{
-    glue_store *s = calloc(1, sizeof(*s));
-    if (!s) {
-        snprintf(err, errsz, "out of memory");
-        return NULL;
-    }
-    s->base.ops = &glue_store_ops;
-    s->cfg = cfg;
-    so_store_options opts = {.sync_full = cfg->store_sync_full, .busy_timeout_ms = 0};
-    int rc = so_store_open(&so_store_memory_ops, "", &opts, &s->mem);
-    if (rc < 0) {
-        snprintf(err, errsz, "memory store: %s", sh_strerror(rc));
-        free(s);
-        return NULL;
-    }
-    path[0] = '\0';
-    if (need_sqlite(cfg)) {
-        snprintf(path, pathsz, "%s/sohub.db", cfg->data_dir);
-        rc = so_store_open(&so_store_sqlite_ops, path, &opts, &s->sql);
-        if (rc < 0) {
-            snprintf(err, errsz, "cannot open the shared-object store %s: %s", path,
-                     sh_strerror(rc));
-            so_store_close(s->mem);
-            free(s);
-            return NULL;
-        }
-    }
-    return s;
 }
 
 /* ---- the glue ---- */
@@ -191,25 +30,17 @@ struct app_so_glue {
     const app_config *cfg;      /* borrowed */
     uv_loop_t *loop;
     so_engine *eng;
-    glue_store *store;          /* owned until closed at shutdown */
+    app_store *store;           /* borrowed: the server's store module */
     so_effects fx;              /* scratch list, empty between calls */
     size_t congestion_bytes;
 
-    /* grouped commits */
-    uv_check_t check;
-    uv_timer_t timer;
+    /* grouped commits (the store module's rounds) */
     uv_timer_t unload_timer;    /* so_engine_unload_idle every so_unload_idle_s */
-    uv_work_t work;
-    so_store_batch *inflight;   /* batch being written by the worker */
+    so_store_batch *inflight;   /* the batch of the round in flight */
     uint64_t inflight_t0;       /* uv_hrtime when it was taken */
-    int inflight_status;
-    bool busy;
-    bool started_once;
-    uint64_t last_start;
     uint32_t commit_interval_ms;
-    uint32_t fail_streak;       /* batches failed in a row (back-off, logging) */
-    uint64_t fail_logged;       /* loop time of the last "still failing" line */
-    bool shutting_down;
+    bool store_stopped;         /* the store wrote its last round */
+    int last_status;            /* of the last round that held a batch */
     bool handles_closed;
     uint64_t taken;             /* batches taken so far */
     uint64_t done;              /* batches handed back so far */
@@ -251,7 +82,7 @@ typedef struct glue_client {
 
 bool app_so_store_ok(const app_so_glue *g)
 {
-    return g->store && g->fail_streak == 0;
+    return app_store_ok(g->store);
 }
 
 bool app_so_conn_congested(const app_conn *c)
@@ -420,104 +251,97 @@ static void waiters_fire(app_so_glue *g, bool all, int status)
     }
 }
 
-static void commit_kick(app_so_glue *g);
+/* ---- the store module's source: one batch per round ---- */
 
-static void on_work(uv_work_t *req)
+/* Pending changes wait for the commit interval; while rounds keep failing,
+ * a batch that holds nobody's answer (only the rewrites a failed batch
+ * queues) also waits for the store's back-off.  With nothing pending and
+ * nothing in flight, every durability waiter is answered. */
+static int64_t src_wait_ms(void *ud, uint32_t fail_streak)
 {
-    app_so_glue *g = req->data;
-    g->inflight_status = so_store_write_batch(&g->store->base, g->inflight);
+    app_so_glue *g = ud;
+    if (!so_engine_has_batch(g->eng)) {
+        if (g->waiters && !g->inflight)
+            waiters_fire(g, true, 0);
+        return -1;
+    }
+    uint64_t wait = g->commit_interval_ms;
+    uint64_t retry = so_engine_held_count(g->eng) ? 0 : app_store_retry_delay_ms(fail_streak);
+    return (int64_t)(retry > wait ? retry : wait);
 }
 
-static void final_flush(app_so_glue *g);
-
-static void on_after_work(uv_work_t *req, int status)
+static void src_take(void *ud, app_store_round *r)
 {
-    app_so_glue *g = req->data;
+    app_so_glue *g = ud;
+    so_store_batch *b = so_engine_take_batch(g->eng);
+    if (!b)
+        return;
+    g->taken++;
+    g->inflight = b;
+    g->inflight_t0 = uv_hrtime();
+    r->so = b;
+}
+
+static void src_done(void *ud, const app_store_round *r, int status)
+{
+    (void)r;
+    app_so_glue *g = ud;
     so_store_batch *b = g->inflight;
-    int st = status < 0 ? SH_EIO : g->inflight_status;
+    if (!b)
+        return; /* a round of other sources only */
     g->inflight = NULL;
-    g->busy = false;
     g->st.batches++;
     app_histo_add(&g->st.commit_seconds, (double)(uv_hrtime() - g->inflight_t0) / 1e9);
-    if (st < 0) {
+    if (status < 0)
         g->st.batch_failures++;
-        uint64_t now = uv_now(g->loop);
-        if (g->fail_streak++ == 0 || now - g->fail_logged >= 10000) {
-            g->fail_logged = now;
-            SH_LOG(SH_LOG_WARN, "so: store batch %llu (%zu ops) failed: %s (%u in a row); "
-                   "retried with the next batch", (unsigned long long)b->seq, b->nops,
-                   sh_strerror(st), g->fail_streak);
-        }
-    } else if (g->fail_streak) {
-        SH_LOG(SH_LOG_WARN, "so: store writes work again after %u failed batches",
-               g->fail_streak);
-        g->fail_streak = 0;
-    }
-    int rc = so_engine_batch_done(g->eng, b, st, &g->fx);
+    g->last_status = status;
+    int rc = so_engine_batch_done(g->eng, b, status, &g->fx);
     if (rc < 0)
         SH_LOG(SH_LOG_ERROR, "so: batch_done: %s", sh_strerror(rc));
     app_so_deliver(g, &g->fx);
     g->done++;
-    waiters_fire(g, false, st);
-    if (g->shutting_down)
-        final_flush(g);
-    else
-        commit_kick(g);
+    waiters_fire(g, false, status);
 }
 
-static void on_timer(uv_timer_t *t) { commit_kick(t->data); }
-
-/* While the store keeps failing (a full disk), a batch that nobody waits
- * for (no held answer: only the rewrites a failed batch queues) is retried
- * after 10 ms, 20 ms, ... up to 1 s instead of back to back; without the
- * pause the loop and the worker would spin on rewrites that fail.  A batch
- * that holds a client's answer goes at once, so writers still learn of
- * the failure without delay. */
-static uint64_t retry_delay_ms(uint32_t streak)
+/* Shutdown: the store wrote what it could; what still waits is answered
+ * with the last round's status. */
+static void src_stopped(void *ud)
 {
-    if (streak == 0)
-        return 0;
-    uint64_t d = (uint64_t)10 << (streak > 7 ? 7 : streak - 1);
-    return d > 1000 ? 1000 : d;
+    app_so_glue *g = ud;
+    g->store_stopped = true;
+    waiters_fire(g, true, so_engine_has_batch(g->eng) ? SH_ESTATE : g->last_status);
+    SH_LOG(SH_LOG_INFO, "so: stopped (%llu messages, %llu batches, %llu congestion events)",
+           (unsigned long long)g->st.messages, (unsigned long long)g->st.batches,
+           (unsigned long long)g->st.congested);
 }
 
-static void commit_kick(app_so_glue *g)
+/* ---- loads ---- */
+
+static void on_room_read(void *ud, const char *room, int status, so_store_batch *image)
 {
-    if (g->busy || !g->store || g->shutting_down)
-        return;
-    uint64_t now = uv_now(g->loop);
-    uint64_t wait = g->commit_interval_ms;
-    uint64_t retry = so_engine_held_count(g->eng) ? 0 : retry_delay_ms(g->fail_streak);
-    if (retry > wait)
-        wait = retry;
-    if (wait && g->started_once && now - g->last_start < wait) {
-        if (!uv_is_active((uv_handle_t *)&g->timer))
-            uv_timer_start(&g->timer, on_timer, wait - (now - g->last_start), 0);
-        return;
-    }
-    so_store_batch *b = so_engine_take_batch(g->eng);
-    if (!b) {
-        if (g->waiters)
-            waiters_fire(g, true, 0); /* nothing pending, nothing in flight */
-        return;
-    }
-    g->taken++;
-    g->inflight = b;
-    g->inflight_t0 = uv_hrtime();
-    g->busy = true;
-    g->started_once = true;
-    g->last_start = now;
-    g->work.data = g;
-    int rc = uv_queue_work(g->loop, &g->work, on_work, on_after_work);
-    if (rc < 0) {
-        /* No thread pool: write here rather than lose the batch. */
-        SH_LOG(SH_LOG_WARN, "so: uv_queue_work: %s; writing on the loop", uv_strerror(rc));
-        on_work(&g->work);
-        on_after_work(&g->work, 0);
-    }
+    app_so_glue *g = ud;
+    if (status < 0)
+        SH_LOG(SH_LOG_ERROR, "so: cannot load room %s: %s", room, sh_strerror(status));
+    so_engine_room_loaded(g->eng, room, status, image, &g->fx);
+    app_so_deliver(g, &g->fx);
+    so_store_batch_free(image);
 }
 
-static void on_check(uv_check_t *h) { commit_kick(h->data); }
+/* so_hooks.load_room: read by the store module, answered on a later loop
+ * turn. */
+static void hook_load_room(void *ud, const char *room)
+{
+    app_so_glue *g = ud;
+    if (app_store_load_room(g->store, room, on_room_read, g) < 0)
+        /* Out of memory: the room stays loading, and what its clients
+         * send is refused once the engine's bounds are reached. */
+        SH_LOG(SH_LOG_ERROR, "so: out of memory asking for room %s", room);
+}
+
+static int usage_add(void *ud, const char *app, uint64_t objects, uint64_t bytes)
+{
+    return so_engine_usage_add(ud, app, objects, bytes);
+}
 
 static void on_unload_timer(uv_timer_t *t)
 {
@@ -532,37 +356,7 @@ static void close_handles(app_so_glue *g)
     if (g->handles_closed)
         return;
     g->handles_closed = true;
-    uv_close((uv_handle_t *)&g->check, NULL);
-    uv_close((uv_handle_t *)&g->timer, NULL);
     uv_close((uv_handle_t *)&g->unload_timer, NULL);
-}
-
-/* Shutdown, nothing in flight: write what is pending synchronously, close
- * the store.  No client is left to answer. */
-static void final_flush(app_so_glue *g)
-{
-    if (!g->store)
-        return;
-    size_t n = 0;
-    int last = 0;
-    so_store_batch *b;
-    while ((b = so_engine_take_batch(g->eng)) != NULL) {
-        int st = so_store_write_batch(&g->store->base, b);
-        last = st;
-        if (st < 0)
-            SH_LOG(SH_LOG_ERROR, "so: final store batch failed: %s", sh_strerror(st));
-        n++;
-        (void)so_engine_batch_done(g->eng, b, st, &g->fx);
-        so_effects_clear(&g->fx);
-        if (st < 0 || n > 4)
-            break; /* a failed batch schedules a rewrite: try a few times only */
-    }
-    so_store_close(&g->store->base);
-    g->store = NULL;
-    waiters_fire(g, true, last);
-    SH_LOG(SH_LOG_INFO, "so: store closed (%llu messages, %llu batches, %llu congestion events)",
-           (unsigned long long)g->st.messages, (unsigned long long)g->st.batches,
-           (unsigned long long)g->st.congested);
 }
 
 /* ---- server hooks ---- */
@@ -651,14 +445,11 @@ static void hook_drain(void *ud, app_conn *c)
         mark_congested(g, c); /* objects left: paused until the next drain */
 }
 
+/* Every connection is gone; the store module writes what is pending
+ * (its shutdown hook runs after this one). */
 static void hook_shutdown(void *ud)
 {
-    app_so_glue *g = ud;
-    g->shutting_down = true;
-    close_handles(g);
-    if (!g->busy)
-        final_flush(g);
-    /* else on_after_work finishes the job */
+    close_handles(ud);
 }
 
 /* ---- creation ---- */
@@ -763,29 +554,30 @@ app_so_glue *app_so_glue_new(app_server *srv, char *err, size_t errsz)
                                            0.05, 0.1, 0.25, 0.5, 1, 2.5};
     app_histo_init(&g->st.commit_seconds, commit_bounds,
                    sizeof(commit_bounds) / sizeof(commit_bounds[0]));
-    char path[4096];
-    g->store = glue_store_new(cfg, path, sizeof(path), err, errsz);
+    g->store = app_store_of(srv);
     if (!g->store) {
+        snprintf(err, errsz, "no store module (app_store_new first)");
         free(g);
         return NULL;
     }
     so_config sc;
     engine_config(cfg, &sc, &g->commit_interval_ms);
     g->wire_limits = sc.wire;
-    g->eng = so_engine_new(&sc, &g->store->base);
-    if (!g->eng) {
-        snprintf(err, errsz, "out of memory (engine)");
-        so_store_close(&g->store->base);
+    g->eng = so_engine_new(&sc, true);
+    int urc = g->eng ? app_store_usage(g->store, usage_add, g->eng) : SH_ENOMEM;
+    app_store_source src = {.wait_ms = src_wait_ms, .take = src_take, .done = src_done,
+                            .stopped = src_stopped, .ud = g};
+    if (urc == 0)
+        urc = app_store_add_source(g->store, &src);
+    if (urc < 0) {
+        snprintf(err, errsz, "cannot read the shared-object store's usage: %s",
+                 sh_strerror(urc));
+        so_engine_free(g->eng);
         free(g);
         return NULL;
     }
-    so_hooks hooks = {.room_settings = room_settings, .ud = g};
+    so_hooks hooks = {.room_settings = room_settings, .load_room = hook_load_room, .ud = g};
     so_engine_set_hooks(g->eng, &hooks);
-    uv_check_init(g->loop, &g->check);
-    g->check.data = g;
-    uv_check_start(&g->check, on_check);
-    uv_timer_init(g->loop, &g->timer);
-    g->timer.data = g;
     uv_timer_init(g->loop, &g->unload_timer);
     g->unload_timer.data = g;
     if (cfg->so_unload_idle_s) {
@@ -803,10 +595,8 @@ app_so_glue *app_so_glue_new(app_server *srv, char *err, size_t errsz)
     };
     app_server_set_so_hooks(srv, &h);
     app_server_on_reconfigure(srv, on_reconfigure, g);
-    SH_LOG(SH_LOG_INFO, "so: engine ready (store %s%s, commit_interval_ms=%u, "
-           "congestion_bytes=%zu, history_depth=%u)",
-           path[0] ? path : "memory", path[0] ? (cfg->store_sync_full ? " sync=full" : " sync=normal") : "",
-           g->commit_interval_ms, g->congestion_bytes, sc.history_depth);
+    SH_LOG(SH_LOG_INFO, "so: engine ready (commit_interval_ms=%u, congestion_bytes=%zu, "
+           "history_depth=%u)", g->commit_interval_ms, g->congestion_bytes, sc.history_depth);
     return g;
 }
 
@@ -822,8 +612,7 @@ void app_so_glue_free(app_so_glue *g)
     }
     waiters_fire(g, true, SH_ESTATE);
     so_engine_free(g->eng);
-    if (g->store)
-        so_store_close(&g->store->base);
+    so_store_batch_free(g->inflight); /* the loop never ran its round's end */
     so_effects_cleanup(&g->fx);
     free(g);
 }

@@ -20,42 +20,55 @@
  * would lose it.  Memory per client stays bounded by the threshold plus
  * one message per object (plus replies to its own requests).
  *
- * Durability: once per loop turn (uv_check), if no batch is being written,
- * the pending store batch is taken and written on libuv's thread pool
- * (uv_queue_work); the after-work callback hands it back to the engine on
- * the loop thread and delivers the effects it released (Success of
- * persistent changes).  One batch in flight at a time, so batches are
- * written in order, and the engine keeps grouping changes meanwhile.  A
- * batch starts at most once per commit_interval_ms (the smallest value of
- * the configured applications); a lone change after a quiet period is
- * committed at once.
+ * Durability: the glue is a source of the store module (app/store.h):
+ * when a round starts it takes the engine's pending batch, and when the
+ * round comes back (written in one transaction with chat's operations) it
+ * hands the batch back to the engine on the loop thread and delivers the
+ * effects it released (Success of persistent changes).  One round in
+ * flight at a time, so batches are written in order, and the engine keeps
+ * grouping changes meanwhile.  The engine's changes wait at most
+ * commit_interval_ms (the smallest value of the configured applications)
+ * from the start of the previous round; a lone change after a quiet
+ * period is committed at once.  While rounds fail, a batch that holds
+ * nobody's answer waits for the store's back-off.
  *
- * Stores: one SQLite file DATA_DIR/sohub.db (WAL; synchronous NORMAL, or
- * FULL with [server] store_sync = full) for applications with
- * store = sqlite (the default), a memory store for store = memory.  The
- * engine sees one store that routes each operation by the application part
- * of its room ("app/instance").
+ * Loads: the engine asks for a room it needs (so_hooks.load_room); the
+ * store module reads it off the loop thread and the glue hands it back
+ * (so_engine_room_loaded) from the read's callback; what the room's
+ * clients and server code sent meanwhile waits in the engine.  The usage
+ * of every application is read once, when the glue is made.
+ *
+ * Where objects are stored (SQLite, or memory for store = memory) is the
+ * store module's business.
  *
  * Shutdown: the server's on_shutdown hook (after every connection closed)
- * waits for the batch in flight, writes what is pending synchronously and
- * closes the store.  Functions registered with app_server_on_shutdown run
- * AFTER that: persistent writes made there are not stored.
+ * stops the unload timer; the store module's shutdown hook, which runs
+ * after those of the modules that write (chat, the samples), writes what
+ * is pending and answers the durability waiters (app_so_when_durable).
  *
- * Threading: loop thread only, except the store write that runs on a
- * worker thread and touches nothing but the batch and the store.
+ * Threading: loop thread only.
  *
- * For other server modules (chat presence, samples) that use the engine's
- * server-side API (so_engine_object_open, so_object_set, ...):
+ * For other server modules (chat presence, samples, the server API) that
+ * use the engine's server-side API (so_engine_object_open_async,
+ * so_object_set, ...): a room that is not in memory is loaded first, so an
+ * open answers through a callback (at once when the room is there):
  *
- *     app_so_glue *g = app_so_glue_of(srv);      // NULL when not enabled
- *     so_engine *e = app_so_engine(g);
- *     so_effects fx;
- *     so_effects_init(&fx);
- *     so_object *o = so_engine_object_open(e, "chat/_definst_", "presence",
- *                                          false, &err);
- *     so_object_set(e, o, "alice", 5, v, &fx);
- *     app_so_deliver(g, &fx);                    // sends and clears fx
- *     so_effects_cleanup(&fx);
+ *     static void opened(void *ud, so_object *o, int err)
+ *     {
+ *         app_so_glue *g = app_so_glue_of(srv);
+ *         so_engine *e = app_so_engine(g);
+ *         so_effects fx;
+ *         so_effects_init(&fx);
+ *         so_object_set(e, o, "alice", 5, v, &fx);
+ *         app_so_deliver(g, &fx);                // sends and clears fx
+ *         so_effects_cleanup(&fx);
+ *     }
+ *     so_engine_object_open_async(app_so_engine(app_so_glue_of(srv)),
+ *                                 "chat/_definst_", "presence", false, opened, ud);
+ *
+ * An owner that goes away first cancels (so_engine_object_open_cancel).
+ * so_engine_object_open works for a room already in memory (one of an
+ * object the module holds open).
  *
  * Rooms are "APP/INSTANCE" exactly as app_conn_app_name() and
  * app_conn_instance() give them (app_so_room_of() builds it).  The user
@@ -77,14 +90,13 @@
 
 typedef struct app_so_glue app_so_glue;
 
-/* Creates the engine and its stores for srv (borrowed; the glue must be
- * freed after app_server_run() returned and before app_server_free()),
- * and installs the server's shared-object hooks.  Opens the SQLite store
- * under the config's data_dir when any application may use it.  Returns
- * NULL with a message in err on failure. */
+/* Creates the engine for srv (borrowed; the glue must be freed after
+ * app_server_run() returned and before app_server_free()), joins the
+ * store module's rounds (app_store_new must have run) and installs the
+ * server's shared-object hooks.  Returns NULL with a message in err on
+ * failure. */
 app_so_glue *app_so_glue_new(app_server *srv, char *err, size_t errsz);
-/* Frees the engine (the store was closed by the shutdown hook; closes it
- * here otherwise).  Accepts NULL. */
+/* Frees the engine.  Accepts NULL. */
 void app_so_glue_free(app_so_glue *g);
 
 /* The glue installed on srv, or NULL.  Loop thread. */
@@ -112,7 +124,7 @@ char *app_so_room_of(const app_conn *c, char *buf, size_t bufsz);
 
 /* Counters (for logs and tests). */
 typedef struct app_so_glue_stats {
-    app_histo commit_seconds; /* store batch: taken -> handed back */
+    app_histo commit_seconds; /* store batch: taken -> handed back (its round) */
     uint64_t messages;        /* SO messages handled */
     uint64_t effects;         /* effects delivered */
     uint64_t sends;           /* (effect, recipient) pairs queued */
@@ -121,7 +133,7 @@ typedef struct app_so_glue_stats {
     uint64_t batch_failures;
 } app_so_glue_stats;
 void app_so_glue_get_stats(const app_so_glue *g, app_so_glue_stats *st);
-/* False while store batches keep failing (readiness). */
+/* False while store rounds keep failing, and after shutdown (readiness). */
 bool app_so_store_ok(const app_so_glue *g);
 /* True when c is a congested subscriber (rule 7) right now. */
 bool app_so_conn_congested(const app_conn *c);

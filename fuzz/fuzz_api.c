@@ -8,8 +8,8 @@
  * requests also arrive cut at every kind of place and several per read.
  *
  * Each input gets a fresh server on a loop of its own, set up as
- * sohub-server sets up its admin listener (app_so_glue_new, then
- * app_api_register), with a memory store for every application ([app *]
+ * sohub-server sets up its admin listener (app_api_register, the store
+ * module, then app_so_glue_new), with a memory store for every application ([app *]
  * store = memory), small limits (so the 413, 422 and limit paths are
  * near), two API keys (write: "fuzz-write-key-0123456789", read:
  * "fuzz-read-key-0123456789"; fuzz/fuzz_api.dict has them and the paths)
@@ -37,6 +37,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <http_parser.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/ioctl.h>
@@ -52,6 +54,7 @@
 #include "sh_buf.h"
 #include "sh_log.h"
 #include "so_glue.h"
+#include "store.h"
 
 #define MAX_REQUESTS 4096
 #define OUT_MAX ((size_t)64 << 20)
@@ -77,6 +80,17 @@ static const char config_text[] =
 static app_config cfg;
 static bool cfg_ready;
 
+static void remove_dir(void)
+{
+    char path[4096];
+    static const char *const files[] = {"sohub.db", "sohub.db-wal", "sohub.db-shm"};
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        snprintf(path, sizeof(path), "%s/%s", cfg.data_dir, files[i]);
+        unlink(path);
+    }
+    rmdir(cfg.data_dir);
+}
+
 static void config_once(void)
 {
     if (cfg_ready)
@@ -84,6 +98,15 @@ static void config_once(void)
     char err[APP_CONFIG_ERR_MAX] = "";
     app_config_init(&cfg);
     FZ_CHECK(app_config_load_string(&cfg, config_text, "fuzz_api.ini", err, sizeof(err)) == 0);
+    /* the store module opens its SQLite file (chat's tables) under
+     * data_dir even when every object is in memory: a directory of the
+     * process's own, removed at exit */
+    static char dir[] = "/tmp/sohub-fuzz-api-XXXXXX";
+    FZ_CHECK(mkdtemp(dir) != NULL);
+    free(cfg.data_dir);
+    cfg.data_dir = strdup(dir);
+    FZ_CHECK(cfg.data_dir != NULL);
+    atexit(remove_dir);
     FZ_CHECK(app_config_validate(&cfg, err, sizeof(err)) == 0);
     sh_log_set_level(SH_LOG_ERROR);
     cfg_ready = true;
@@ -247,9 +270,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     app_server *s = app_server_new(&cfg, &loop);
     FZ_CHECK(s != NULL);
     char err[256];
+    FZ_CHECK(app_api_register(s) == 0);
+    app_store *st = app_store_new(s, err, sizeof(err));
+    FZ_CHECK(st != NULL);
     app_so_glue *g = app_so_glue_new(s, err, sizeof(err));
     FZ_CHECK(g != NULL);
-    FZ_CHECK(app_api_register(s) == 0);
     FZ_CHECK(app_server_start_unbound(s) == 0);
     int sv[2];
     FZ_CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
@@ -293,6 +318,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     drain(sv[1], &out, &eof);
     close(sv[1]);
     app_so_glue_free(g);
+    app_store_free(st);
     app_server_free(s);
     FZ_CHECK(uv_loop_close(&loop) == 0);
 

@@ -6,7 +6,10 @@
  * half the clients speak AMF3 (type 16), bit 3 no store, bit 4 room
  * "app/a" switched to last-writer-wins by so_engine_room_set_conflict, bit 5
  * a room_settings hook gives room "app/b" last-writer-wins, 2 slots per
- * object and 2 objects per client (each time the room is created).
+ * object and 2 objects per client (each time the room is created), bit 6
+ * rooms load late (with a store: the loads the engine asks for are
+ * answered only by op 1 records with who bit 6 set, and at the end;
+ * otherwise after every record).
  * An allow_write hook refuses keys that start with '!'.
  * Clients 0..2 live in room "app/a", client 3 in "app/b"; who % 4 picks
  * the client, who >> 2 advances the clock by that many x 37 ms.
@@ -14,7 +17,9 @@
  *   0 the client sends body as a shared-object message (its type)
  *   1 the app takes the pending store batch (kept in a FIFO); with who
  *     bit 7 set instead it calls so_engine_unload_idle twice (idle rooms
- *     leave memory, to be loaded from the store when next touched)
+ *     leave memory, to be loaded from the store when next touched); with
+ *     who bit 6 set (and mode bit 6) it answers the oldest load asked
+ *     for instead, failing it (SH_EIO) when who bit 5 is set
  *   2 the oldest taken batch is written to the store and handed back
  *     (fails with SH_EIO when who bit 7 is set)
  *   3 / 4 the client becomes congested / drains (op 4 with who bit 7
@@ -22,7 +27,8 @@
  *     first body byte, that may leave objects behind for a later drain)
  *   5 the client disconnects and a new one takes its place
  *   6 the server sets slot "srv" of object `body` (persistent when who
- *     bit 7 is set), under a lock when body is even in length
+ *     bit 7 is set), under a lock when body is even in length (opened
+ *     with so_engine_object_open_async: done when the room is there)
  *   7 new access lists: body = read NUL write
  *   (op 5 with who bit 7 set: the client leaves and comes back only at
  *   its next record, so a room can empty and be loaded from the store)
@@ -88,6 +94,8 @@ typedef struct fz_state {
     fz_client cl[NCLIENTS];
     so_store_batch *batches[MAX_BATCHES];
     size_t nbatches;
+    char *loads[8];     /* rooms the engine asked for, oldest first */
+    size_t nloads;
     so_effects fx;
     model_obj model[MODEL_OBJS];
     size_t nmodel;
@@ -362,6 +370,44 @@ static int usage_of_app(void *ud, const char *app, uint64_t objects, uint64_t by
     return 0;
 }
 
+static void load_hook(void *ud, const char *room)
+{
+    fz_state *s = ud;
+    FZ_CHECK(s->nloads < 8);
+    s->loads[s->nloads] = strdup(room);
+    FZ_CHECK(s->loads[s->nloads] != NULL);
+    s->nloads++;
+}
+
+/* Answers the oldest load asked for, from the store or with status. */
+static void serve_load(fz_state *s, int status)
+{
+    if (s->nloads == 0)
+        return;
+    char *room = s->loads[0];
+    memmove(&s->loads[0], &s->loads[1], --s->nloads * sizeof(s->loads[0]));
+    so_store_batch *img = NULL;
+    if (status == 0)
+        status = so_store_load_image(s->store, room, &img);
+    FZ_CHECK(so_engine_room_loaded(s->e, room, status, img, &s->fx) == status);
+    so_store_batch_free(img);
+    free(room);
+}
+
+static int usage_add(void *ud, const char *app, uint64_t objects, uint64_t bytes)
+{
+    return so_engine_usage_add(ud, app, objects, bytes);
+}
+
+static so_engine *engine_new(fz_state *s, const so_config *cfg)
+{
+    so_engine *e = so_engine_new(cfg, s->store != NULL);
+    FZ_CHECK(e != NULL);
+    if (s->store)
+        FZ_CHECK(so_store_usage(s->store, usage_add, e) == 0);
+    return e;
+}
+
 /* Every batch is back: the quota counts equal the store's, stay within
  * the quotas, and are what a new engine on the same store reads. */
 static void usage_check(fz_state *s, const so_config *cfg)
@@ -377,8 +423,7 @@ static void usage_check(fz_state *s, const so_config *cfg)
     FZ_CHECK(objects == st.objects && bytes == st.bytes);
     FZ_CHECK(!cfg->max_persistent_objects || objects <= cfg->max_persistent_objects);
     FZ_CHECK(!cfg->max_persistent_bytes || bytes <= cfg->max_persistent_bytes);
-    so_engine *again = so_engine_new(cfg, s->store);
-    FZ_CHECK(again != NULL);
+    so_engine *again = engine_new(s, cfg);
     uint64_t o2, b2;
     so_engine_app_usage(again, "app", &o2, &b2);
     FZ_CHECK(o2 == objects && b2 == bytes);
@@ -465,29 +510,49 @@ static void tight_config(so_config *c)
     c->wire.max_value = 256;
 }
 
+typedef struct srv_set {
+    fz_state *s;
+    char name[64];
+    bool lock;
+    bool remove;
+    uint64_t now;
+} srv_set;
+
+static void server_set_now(void *ud, so_object *o, int err)
+{
+    srv_set *x = ud;
+    fz_state *s = x->s;
+    FZ_CHECK((o != NULL) == (err == 0));
+    if (o) {
+        if (x->lock)
+            so_object_lock(s->e, o);
+        amf_value *v = amf_number((double)x->now);
+        FZ_CHECK(v != NULL);
+        (void)so_object_set(s->e, o, "srv", 3, v, &s->fx);
+        amf_unref(v);
+        if (x->remove)
+            (void)so_object_remove(s->e, o, x->name, strlen(x->name), &s->fx);
+        if (x->lock)
+            (void)so_object_unlock(s->e, o, &s->fx);
+        so_engine_object_close(s->e, o);
+    }
+    free(x);
+}
+
 static void server_set(fz_state *s, const uint8_t *body, size_t n, bool persistent,
                        uint64_t now)
 {
-    char name[64];
-    size_t k = n < sizeof(name) - 1 ? n : sizeof(name) - 1;
-    memcpy(name, body, k);
-    name[k] = '\0';
-    int err = 0;
-    so_object *o = so_engine_object_open(s->e, "app/a", name, persistent, &err);
-    if (!o)
-        return;
-    bool lock = (n % 2) == 0;
-    if (lock)
-        so_object_lock(s->e, o);
-    amf_value *v = amf_number((double)now);
-    FZ_CHECK(v != NULL);
-    (void)so_object_set(s->e, o, "srv", 3, v, &s->fx);
-    amf_unref(v);
-    if (n > 1)
-        (void)so_object_remove(s->e, o, name, strlen(name), &s->fx);
-    if (lock)
-        (void)so_object_unlock(s->e, o, &s->fx);
-    so_engine_object_close(s->e, o);
+    srv_set *x = calloc(1, sizeof(*x));
+    FZ_CHECK(x != NULL);
+    size_t k = n < sizeof(x->name) - 1 ? n : sizeof(x->name) - 1;
+    memcpy(x->name, body, k);
+    x->name[k] = '\0';
+    x->s = s;
+    x->lock = (n % 2) == 0;
+    x->remove = n > 1;
+    x->now = now;
+    if (so_engine_object_open_async(s->e, "app/a", x->name, persistent, server_set_now, x) < 0)
+        free(x);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -507,11 +572,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         tight_config(&cfg);
     if (!(mode & 8))
         FZ_CHECK(so_store_open(&so_store_memory_ops, "", NULL, &s.store) == 0);
-    s.e = so_engine_new(&cfg, s.store);
-    FZ_CHECK(s.e != NULL);
+    s.e = engine_new(&s, &cfg);
     so_hooks hooks = {.allow_write = allow_write,
-                      .room_settings = (mode & 32) ? room_settings : NULL};
+                      .room_settings = (mode & 32) ? room_settings : NULL,
+                      .load_room = s.store ? load_hook : NULL, .ud = &s};
     so_engine_set_hooks(s.e, &hooks);
+    bool late_loads = mode & 64;
     if (mode & 16)
         FZ_CHECK(so_engine_room_set_conflict(s.e, "app/a", SO_CONFLICT_LWW) == 0);
     for (size_t i = 0; i < NCLIENTS; i++)
@@ -520,6 +586,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint64_t now = 1000;
     int steps = 0;
     while (fz_left(&in) >= 4 && steps++ < 256) {
+        while (!late_loads && s.nloads)
+            serve_load(&s, 0);
+        check_effects(&s);
         uint8_t op = fz_u8(&in) % 8;
         uint8_t who = fz_u8(&in);
         size_t n;
@@ -574,7 +643,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         }
         case 1:
-            if (who & 0x80) {
+            if (late_loads && (who & 0x40)) {
+                serve_load(&s, (who & 0x20) ? SH_EIO : 0);
+            } else if (who & 0x80) {
                 size_t nu = so_engine_unload_idle(s.e);
                 nu += so_engine_unload_idle(s.e);
                 if (getenv("FUZZ_TRACE"))
@@ -638,12 +709,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_effects(&s);
     }
 
-    /* The app's end of turn: everyone drains (paced: one object per
-     * call, each call making progress), every batch is written and
-     * handed back. */
-    for (size_t i = 0; i < NCLIENTS; i++) {
+    /* The app's end of turn: every room is loaded, everyone drains
+     * (paced: one object per call, each call making progress), every
+     * batch is written and handed back. */
+    for (size_t i = 0; i < NCLIENTS; i++)
         if (s.cl[i].away)
             connect_client(&s, i, mode & 4);
+    while (s.nloads)
+        serve_load(&s, 0);
+    check_effects(&s);
+    for (size_t i = 0; i < NCLIENTS; i++) {
         int rc = 1;
         for (int guard = 0; rc == 1 && so_client_is_behind(s.cl[i].c); guard++) {
             FZ_CHECK(guard < 64);

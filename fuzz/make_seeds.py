@@ -356,6 +356,22 @@ def main():
         rec(1, 3) + rec(2, 3) + rec(5, 0x83) + rec(1, 0x80) +
         rec(0, 3, so_use("saved", 0, True)) +
         rec(0, 3, so_change("saved", 2, [("y", a0_num(8))], persistent=True)))
+    # rooms load late (mode 0x40): clients and the server (op 6) act while
+    # app/a and app/b wait for their loads; op 1 with who bit 6 answers the
+    # oldest load (app/a first), with bit 5 too it fails it, and the next
+    # message asks again
+    waiting = (rec(0, 2, so_use("saved", 0, True)) +
+               rec(0, 0, so_use("saved", 0, True)) +
+               rec(0, 0, so_change("saved", 0, [("k", a0_num(1))], persistent=True)) +
+               rec(6, 0x80, b"saved") +
+               rec(0, 3, so_use("other", 0, True)) +
+               rec(0, 1, so_send("saved", 0, "msg", a0_str("x"))))
+    put("fuzz_so_engine", "late_load", b"\x40" + waiting +
+        rec(1, 0x40) + rec(1, 0) + rec(2, 0) + rec(1, 0x40) +
+        rec(0, 3, so_change("other", 1, [("o", a0_num(3))], persistent=True)))
+    put("fuzz_so_engine", "late_load_fail", b"\x40" + waiting +
+        rec(1, 0x60) + rec(0, 1, so_use("saved", 0, True)) + rec(1, 0x60) +
+        rec(0, 2, so_use("saved", 0, True)) + rec(1, 0x40) + rec(1, 0) + rec(2, 0))
     # tight caps (mode 2): quotas of 3 persistent objects / 300 bytes for
     # application "app" (a fourth object and a growth past 300 bytes are
     # refused), a 128-byte reply budget (the observer's Use of p1 is

@@ -8,6 +8,7 @@
 
 #include "samples_int.h"
 #include "sh_log.h"
+#include "sh_mem.h"
 
 /* ---- settings ---- */
 
@@ -113,6 +114,52 @@ so_object *samples_open(app_server *srv, const char *room, const char *name, boo
     return o;
 }
 
+static void reject_text(app_verdict *v, const char *what)
+{
+    v->reject = true;
+    snprintf(v->description, sizeof(v->description), "The %s is not available.", what);
+}
+
+void samples_wait(samples_waiting *w, app_conn *c, app_verdict *v, const char *what)
+{
+    if (sh_array_grow((void **)&w->c, &w->cap, w->n + 1, sizeof(*w->c), 4) < 0) {
+        reject_text(v, what);
+        return;
+    }
+    w->c[w->n++] = c;
+    v->pending = true;
+}
+
+void samples_wait_done(samples_waiting *w, bool ok, const char *what)
+{
+    /* Taken off w first: answering may end a connection, whose
+     * on_disconnect then finds nothing to forget. */
+    samples_waiting now = *w;
+    *w = (samples_waiting){0};
+    app_verdict v = {0};
+    if (!ok)
+        reject_text(&v, what);
+    for (size_t i = 0; i < now.n; i++)
+        app_conn_accept(now.c[i], &v);
+    free(now.c);
+}
+
+void samples_wait_forget(samples_waiting *w, app_conn *c)
+{
+    for (size_t i = 0; i < w->n; i++)
+        if (w->c[i] == c) {
+            memmove(&w->c[i], &w->c[i + 1], (w->n - i - 1) * sizeof(*w->c));
+            w->n--;
+            return;
+        }
+}
+
+void samples_wait_cleanup(samples_waiting *w)
+{
+    free(w->c);
+    *w = (samples_waiting){0};
+}
+
 void samples_deliver(app_server *srv, so_effects *fx)
 {
     app_so_glue *g = app_so_glue_of(srv);
@@ -127,8 +174,7 @@ amf_value *samples_str(const char *s) { return amf_string_cstr(s ? s : ""); }
 void samples_accept(app_conn *c, app_verdict *v, void *p, size_t *nconns, const char *what)
 {
     if (!p) {
-        v->reject = true;
-        snprintf(v->description, sizeof(v->description), "The %s is not available.", what);
+        reject_text(v, what);
         return;
     }
     (*nconns)++;

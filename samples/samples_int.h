@@ -36,9 +36,26 @@ int sample_slideshow_register(app_server *srv, const samples_settings *s);
 /* Unix time in ms. */
 int64_t samples_wall_ms(void);
 /* Opens (creating if needed) object `name` in `room`, server-only when
- * asked.  NULL with a log line on failure. */
+ * asked, in a room that is in memory (the room of an object the sample
+ * holds open, or one opened with so_engine_object_open_async).  NULL with
+ * a log line on failure. */
 so_object *samples_open(app_server *srv, const char *room, const char *name, bool persistent,
                         bool server_only);
+
+/* Connects waiting for an instance's objects (their room may have to be
+ * loaded first: so_engine_object_open_async).  on_connect calls
+ * samples_wait to leave c pending; once the objects are open,
+ * samples_wait_done accepts (ok) or rejects ("The WHAT is not
+ * available.") every waiting connect, in arrival order.  A connection
+ * that goes away while waiting is forgotten in on_disconnect. */
+typedef struct samples_waiting {
+    app_conn **c;
+    size_t n, cap;
+} samples_waiting;
+void samples_wait(samples_waiting *w, app_conn *c, app_verdict *v, const char *what);
+void samples_wait_done(samples_waiting *w, bool ok, const char *what);
+void samples_wait_forget(samples_waiting *w, app_conn *c);
+void samples_wait_cleanup(samples_waiting *w);
 /* Delivers fx through the glue of srv. */
 void samples_deliver(app_server *srv, so_effects *fx);
 /* An AMF string of s (owned). */

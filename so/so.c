@@ -69,6 +69,20 @@ struct so_object {
     bool stored;           /* counted in its application's usage (quotas) */
 };
 
+/* Something waiting for its room's load: a client's message (c set) or
+ * a server open (cb set).  Rooms keep them in arrival order. */
+typedef struct so_wait {
+    struct so_wait *next;
+    so_client *c;
+    so_msg m;           /* owned */
+    uint64_t now_ms;
+    size_t bytes;       /* counted in c's and the room's queue */
+    char *name;         /* server open: owned */
+    bool persistent;
+    so_open_fn cb;
+    void *ud;
+} so_wait;
+
 struct so_room {
     char *name;
     sh_map objects;
@@ -76,7 +90,13 @@ struct so_room {
     so_room_settings set;  /* from the config and the room_settings hook */
     bool conflict_set;     /* so_engine_room_set_conflict: kept for the engine's life */
     bool loaded;
+    bool loading;       /* load_room asked, so_engine_room_loaded not yet called */
     bool idle_seen;     /* found idle by the last so_engine_unload_idle */
+    so_wait *wq, **wq_tail; /* waiting for the load, oldest first */
+    so_wait *drain;     /* what so_engine_room_loaded is replaying now */
+    bool replaying;     /* inside that replay: the room is not dropped */
+    size_t nwait;       /* items in wq and drain */
+    size_t wbytes;      /* their bytes */
 };
 
 struct so_sub {
@@ -108,6 +128,8 @@ struct so_client {
     uint32_t rate_count;
     uint32_t held_refs; /* held effects naming this client */
     bool gone;          /* unregistered; freed when held_refs drops to 0 */
+    size_t nqueued;     /* messages waiting for the room's load */
+    size_t qbytes;      /* their bytes */
 };
 
 /* An effect waiting for batch `seq`.  Recipients are kept as clients (not
@@ -123,7 +145,7 @@ typedef struct held {
 
 struct so_engine {
     so_config cfg;
-    so_store *store;
+    bool durable;       /* persistent objects are stored (batches, loads) */
     so_hooks hooks;
     sh_map rooms;
     sh_map apps;        /* so_app by application name: stored usage (quotas) */
@@ -142,6 +164,8 @@ struct so_engine {
     size_t to_cap;
     so_slot **upd_buf;  /* an update's changed-slot list, lent to one upd at a time */
     size_t upd_cap;
+    size_t nloading;    /* rooms waiting for their load */
+    size_t nwaiting;    /* so_wait items over every room */
     so_engine_stats st;
 };
 
@@ -164,6 +188,9 @@ void so_config_default(so_config *c)
     c->max_reply_bytes = SO_DEFAULT_MAX_REPLY_BYTES;
     c->max_persistent_objects = SO_DEFAULT_MAX_PERSISTENT_OBJECTS;
     c->max_persistent_bytes = SO_DEFAULT_MAX_PERSISTENT_BYTES;
+    c->max_loading_messages = SO_DEFAULT_MAX_LOADING_MESSAGES;
+    c->max_loading_bytes = SO_DEFAULT_MAX_LOADING_BYTES;
+    c->max_loading_room_bytes = SO_DEFAULT_MAX_LOADING_ROOM_BYTES;
     c->conflict = SO_CONFLICT_REJECT;
     c->wire = so_wire_default_limits;
 }
@@ -484,7 +511,7 @@ static const char *const refusal_names[SO_REFUSALS] = {
     SO_STATUS_LIMIT_SLOTS, SO_STATUS_LIMIT_VALUE, SO_STATUS_LIMIT_OBJECT_BYTES,
     SO_STATUS_LIMIT_SUBSCRIBERS, SO_STATUS_LIMIT_CLIENT_OBJECTS, SO_STATUS_LIMIT_RATE,
     SO_STATUS_LIMIT_KEY, SO_STATUS_LIMIT_PERSISTENT_OBJECTS, SO_STATUS_LIMIT_PERSISTENT_BYTES,
-    "other",
+    SO_STATUS_LIMIT_LOADING, "other",
 };
 
 const char *so_refusal_name(size_t i)
@@ -743,8 +770,42 @@ static void room_free_objects(so_engine *e, so_room *r)
     sh_map_cleanup(&r->objects); /* leaves the map empty and usable */
 }
 
+static void wait_free(so_wait *w)
+{
+    so_msg_cleanup(&w->m);
+    free(w->name);
+    free(w);
+}
+
+/* Takes w out of its room's and its client's counts. */
+static void wait_uncount(so_engine *e, so_room *r, const so_wait *w)
+{
+    r->nwait--;
+    r->wbytes -= w->bytes;
+    e->nwaiting--;
+    if (w->c) {
+        w->c->nqueued--;
+        w->c->qbytes -= w->bytes;
+    }
+}
+
+static void wait_list_free(so_engine *e, so_room *r, so_wait *w)
+{
+    while (w) {
+        so_wait *n = w->next;
+        wait_uncount(e, r, w);
+        wait_free(w);
+        w = n;
+    }
+}
+
+/* Waits are dropped without answers (so_engine_free). */
 static void room_free(so_engine *e, so_room *r)
 {
+    wait_list_free(e, r, r->wq);
+    wait_list_free(e, r, r->drain);
+    if (r->loading)
+        e->nloading--;
     room_free_objects(e, r);
     free(r->name);
     free(r);
@@ -752,7 +813,8 @@ static void room_free(so_engine *e, so_room *r)
 
 static void room_maybe_drop(so_engine *e, so_room *r)
 {
-    if (r->nclients == 0 && r->objects.count == 0 && !r->conflict_set) {
+    if (r->nclients == 0 && r->objects.count == 0 && !r->conflict_set && !r->loading &&
+        r->nwait == 0 && !r->replaying) {
         sh_map_del(&e->rooms, r->name, strlen(r->name));
         room_free(e, r);
     }
@@ -770,66 +832,65 @@ static void object_maybe_drop(so_engine *e, so_object *o)
     room_maybe_drop(e, r);
 }
 
-typedef struct load_ctx {
-    so_engine *e;
-    so_room *r;
-    so_object *last;
-    amf_dec *dec;
-} load_ctx;
-
-static int load_object(void *ud, const char *name, uint32_t version)
+/* Makes the objects of a room image (so_engine_room_loaded); values are
+ * decoded here, on the caller's thread. */
+static int room_apply_image(so_engine *e, so_room *r, const so_store_batch *img)
 {
-    load_ctx *l = ud;
-    size_t nlen = strlen(name);
-    if (sh_map_get(&l->r->objects, name, nlen))
-        return 0;
-    l->last = object_new(l->e, l->r, name, nlen, true, version ? version : 1);
-    if (l->last)
-        l->last->stored = true; /* counted by the store's usage at start */
-    return l->last ? 0 : SH_ENOMEM;
-}
-
-static int load_slot(void *ud, const char *name, const char *key, size_t klen,
-                     uint32_t version, const uint8_t *value, size_t vlen)
-{
-    load_ctx *l = ud;
-    so_object *o = l->last && !strcmp(l->last->name, name)
-                       ? l->last : sh_map_get(&l->r->objects, name, strlen(name));
-    if (!o)
-        return 0; /* a slot without its object row: ignore */
-    l->last = o;
-    amf_value *v = NULL;
-    size_t used = 0;
-    amf_dec_reset(l->dec);
-    int rc = amf_decode(l->dec, AMF_ENC_AMF0, value, vlen, &used, &v, NULL);
-    if (rc < 0 || used != vlen) {
-        amf_unref(v);
-        return SH_EIO; /* stored bytes we cannot read: corruption */
-    }
-    slot_write(o, key, klen, v, value, vlen, amf_dec_last_mem(l->dec), version, 0, &rc);
-    amf_unref(v);
-    return rc;
-}
-
-static int room_load(so_engine *e, so_room *r)
-{
-    if (r->loaded || !e->store)
-        return (r->loaded = true), 0;
-    load_ctx l = {.e = e, .r = r};
-    l.dec = amf_dec_new(NULL);
-    if (!l.dec)
+    amf_dec *dec = amf_dec_new(NULL);
+    if (!dec)
         return SH_ENOMEM;
-    so_store_visitor v = {.object = load_object, .slot = load_slot, .ud = &l};
-    int rc = so_store_load_room(e->store, r->name, &v);
-    amf_dec_free(l.dec);
-    if (rc == 0) {
-        r->loaded = true;
-        e->st.room_loads++;
+    int rc = 0;
+    so_object *last = NULL;
+    for (size_t i = 0; rc == 0 && img && i < img->nops; i++) {
+        const so_store_op *op = &img->ops[i];
+        if (op->kind != SO_STORE_OBJECT)
+            continue;
+        size_t nlen = strlen(op->name);
+        if (sh_map_get(&r->objects, op->name, nlen))
+            continue;
+        last = object_new(e, r, op->name, nlen, true, op->version ? op->version : 1);
+        if (!last)
+            rc = SH_ENOMEM;
+        else
+            last->stored = true; /* counted by the store's usage at start */
     }
+    for (size_t i = 0; rc == 0 && img && i < img->nops; i++) {
+        const so_store_op *op = &img->ops[i];
+        if (op->kind != SO_STORE_SET)
+            continue;
+        so_object *o = last && !strcmp(last->name, op->name)
+                           ? last : sh_map_get(&r->objects, op->name, strlen(op->name));
+        if (!o)
+            continue; /* a slot without its object row: ignore */
+        last = o;
+        amf_value *v = NULL;
+        size_t used = 0;
+        amf_dec_reset(dec);
+        rc = amf_decode(dec, AMF_ENC_AMF0, op->value, op->value_len, &used, &v, NULL);
+        if (rc < 0 || used != op->value_len) {
+            amf_unref(v);
+            rc = SH_EIO; /* stored bytes we cannot read: corruption */
+            break;
+        }
+        slot_write(o, op->key, op->key_len, v, op->value, op->value_len,
+                   amf_dec_last_mem(dec), op->version, 0, &rc);
+        amf_unref(v);
+    }
+    amf_dec_free(dec);
     return rc;
 }
 
-static so_room *room_get(so_engine *e, const char *name, bool load, int *rc)
+/* Asks the caller for the room's objects (so_hooks.load_room). */
+static void room_request_load(so_engine *e, so_room *r)
+{
+    assert(e->hooks.load_room); /* rooms are made loaded without it */
+    r->loading = true;
+    e->nloading++;
+    e->hooks.load_room(e->hooks.ud, r->name);
+}
+
+/* The room entry of name, created (empty, not loaded) when missing. */
+static so_room *room_get(so_engine *e, const char *name, int *rc)
 {
     *rc = 0;
     so_room *r = sh_map_get(&e->rooms, name, strlen(name));
@@ -841,6 +902,9 @@ static so_room *room_get(so_engine *e, const char *name, bool load, int *rc)
             return NULL;
         }
         sh_map_init(&r->objects);
+        r->wq_tail = &r->wq;
+        /* nothing to read unless a store keeps the room */
+        r->loaded = !(e->durable && e->hooks.load_room);
         r->set = (so_room_settings){e->cfg.conflict, e->cfg.max_slots_per_object,
                                     e->cfg.max_objects_per_client,
                                     e->cfg.max_persistent_objects,
@@ -860,10 +924,6 @@ static so_room *room_get(so_engine *e, const char *name, bool load, int *rc)
         }
     }
     r->idle_seen = false; /* touched */
-    if (load && !r->loaded && (*rc = room_load(e, r)) < 0) {
-        room_maybe_drop(e, r);
-        return NULL;
-    }
     return r;
 }
 
@@ -921,7 +981,7 @@ static int persist_full(so_engine *e, so_object *o)
 
 static bool persisting(const so_engine *e, const so_object *o)
 {
-    return e->store && o->persistent;
+    return e->durable && o->persistent;
 }
 
 /* ================================================================ quotas */
@@ -1561,8 +1621,199 @@ static void on_release(so_engine *e, so_client *c, const so_msg *m)
         sub_remove(e, s);
 }
 
+/* ================================================================ loading */
+
+/* Memory a queued message holds (an estimate on the amf_mem_block model). */
+static size_t msg_mem(const so_msg *m)
+{
+    size_t n = sizeof(so_wait) + m->name_len + 1 + m->nevents * sizeof(so_event);
+    for (size_t i = 0; i < m->nevents; i++) {
+        const so_event *ev = &m->events[i];
+        n += ev->nkv * sizeof(so_kv) + ev->handler_len + ev->nargs * sizeof(amf_value *);
+        for (size_t k = 0; k < ev->nkv; k++) {
+            const so_kv *kv = &ev->kv[k];
+            n += kv->key_len + 1;
+            if (kv->value)
+                n += kv->value_mem ? kv->value_mem : amf_value_mem(kv->value);
+        }
+        for (size_t k = 0; k < ev->nargs; k++)
+            n += amf_value_mem(ev->args[k]);
+        n += (ev->code ? strlen(ev->code) : 0) + (ev->level ? strlen(ev->level) : 0);
+    }
+    return n;
+}
+
+/* A message that will not be handled: Status `code` for its Use, for each
+ * key it writes and for each SendMessage, in one message to c.  Its
+ * Release has nothing to release (the client holds nothing in a room that
+ * is not loaded). */
+static int refuse_msg(so_engine *e, so_client *c, const so_msg *m, const char *code,
+                      so_effects *out)
+{
+    sh_buf ev;
+    sh_buf_init(&ev, SH_BUF_MAX_DEFAULT);
+    bool used = false;
+    for (size_t i = 0; i < m->nevents; i++) {
+        const so_event *x = &m->events[i];
+        size_t n = x->type == SO_EV_USE ? !used
+                   : x->type == SO_EV_SEND_MESSAGE ? 1
+                   : is_write(x->type) ? x->nkv : 0;
+        used |= x->type == SO_EV_USE;
+        for (size_t k = 0; k < n; k++) {
+            count_refusal(e, code);
+            so_wire_put_status(&ev, code, SO_STATUS_LEVEL_ERROR);
+        }
+    }
+    hdr h = {NULL, m->name, m->name_len, 0, m->persistent};
+    int rc = emit(e, &h, &ev, NULL, &c, 1, out);
+    sh_buf_cleanup(&ev);
+    return rc;
+}
+
+static void wait_push(so_engine *e, so_room *r, so_wait *w)
+{
+    *r->wq_tail = w;
+    r->wq_tail = &w->next;
+    r->nwait++;
+    r->wbytes += w->bytes;
+    e->nwaiting++;
+    if (w->c) {
+        w->c->nqueued++;
+        w->c->qbytes += w->bytes;
+    }
+    if (!r->loading)
+        room_request_load(e, r);
+}
+
+/* c's room is not loaded: m waits for it (taken when take, else copied),
+ * or is refused at once when a bound would be passed. */
+static int wait_msg(so_engine *e, so_client *c, so_msg *m, bool take, uint64_t now_ms,
+                    so_effects *out)
+{
+    so_room *r = c->room;
+    size_t bytes = msg_mem(m);
+    int rc = 0;
+    if ((c->nqueued > 0 && (c->nqueued >= e->cfg.max_loading_messages ||
+                            c->qbytes + bytes > e->cfg.max_loading_bytes)) ||
+        (r->nwait > 0 && r->wbytes + bytes > e->cfg.max_loading_room_bytes)) {
+        rc = refuse_msg(e, c, m, SO_STATUS_LIMIT_LOADING, out);
+        if (take)
+            so_msg_cleanup(m);
+        return rc;
+    }
+    so_wait *w = calloc(1, sizeof(*w));
+    if (w && take) {
+        w->m = *m;
+        so_msg_init(m);
+    } else if (w) {
+        rc = so_msg_copy(&w->m, m);
+    }
+    if (!w || rc < 0) {
+        free(w);
+        if (take)
+            so_msg_cleanup(m);
+        return SH_ENOMEM;
+    }
+    w->c = c;
+    w->now_ms = now_ms;
+    w->bytes = bytes;
+    wait_push(e, r, w);
+    return 0;
+}
+
+/* Drops the messages of c still waiting in its room (c goes away). */
+static void wait_drop_client(so_engine *e, so_client *c)
+{
+    so_room *r = c->room;
+    so_wait **lists[2] = {&r->wq, &r->drain};
+    for (int l = 0; l < 2 && c->nqueued; l++) {
+        so_wait **pp = lists[l];
+        while (*pp) {
+            so_wait *w = *pp;
+            if (w->c != c) {
+                pp = &w->next;
+                continue;
+            }
+            *pp = w->next;
+            if (l == 0 && r->wq_tail == &w->next)
+                r->wq_tail = pp;
+            wait_uncount(e, r, w);
+            wait_free(w);
+        }
+    }
+}
+
+static int handle_now(so_engine *e, so_client *c, const so_msg *m, uint64_t now_ms,
+                      so_effects *out);
+static so_object *open_now(so_engine *e, so_room *r, const char *name, bool persistent,
+                           int *err);
+
+int so_engine_room_loaded(so_engine *e, const char *room, int status,
+                          const so_store_batch *image, so_effects *out)
+{
+    so_room *r = sh_map_get(&e->rooms, room, strlen(room));
+    if (!r || !r->loading)
+        return SH_ESTATE;
+    r->loading = false;
+    e->nloading--;
+    if (status == 0) {
+        status = room_apply_image(e, r, image);
+        if (status < 0)
+            room_free_objects(e, r); /* half a room is no room */
+    }
+    if (status == 0) {
+        r->loaded = true;
+        e->st.room_loads++;
+    } else {
+        e->st.load_failures++;
+    }
+    /* What waited is replayed in order.  It is taken off wq first: a
+     * callback may make something wait again (after a failure), which
+     * then waits for the next load. */
+    r->drain = r->wq;
+    r->wq = NULL;
+    r->wq_tail = &r->wq;
+    r->replaying = true; /* a callback may empty the room: it stays until the end */
+    int rc = 0;
+    so_wait *w;
+    while ((w = r->drain) != NULL) {
+        r->drain = w->next;
+        wait_uncount(e, r, w);
+        int x = 0;
+        if (w->c && status == 0) {
+            x = handle_now(e, w->c, &w->m, w->now_ms, out);
+        } else if (w->c) {
+            x = refuse_msg(e, w->c, &w->m, SO_STATUS_STORE_FAILED, out);
+        } else {
+            int err = status < 0 ? SH_EIO : 0;
+            so_object *o = status == 0 ? open_now(e, r, w->name, w->persistent, &err) : NULL;
+            w->cb(w->ud, o, err);
+        }
+        if (x < 0 && rc == 0)
+            rc = x;
+        wait_free(w);
+    }
+    r->replaying = false;
+    room_maybe_drop(e, r);
+    return status < 0 ? status : rc;
+}
+
+bool so_engine_room_loading(const so_engine *e, const char *room)
+{
+    const so_room *r = sh_map_get(&e->rooms, room, strlen(room));
+    return r && r->loading;
+}
+
 int so_engine_handle_msg(so_engine *e, so_client *c, const so_msg *m,
                          uint64_t now_ms, so_effects *out)
+{
+    if (!c->room->loaded)
+        return wait_msg(e, c, (so_msg *)m, false, now_ms, out);
+    return handle_now(e, c, m, now_ms, out);
+}
+
+static int handle_now(so_engine *e, so_client *c, const so_msg *m, uint64_t now_ms,
+                      so_effects *out)
 {
     int rc = 0;
     bool release = false, used = false;
@@ -1608,14 +1859,16 @@ int so_engine_handle(so_engine *e, so_client *c, uint8_t msg_type,
     int rc = so_wire_decode(msg_type, body, len, &e->cfg.wire, &m, err);
     if (rc < 0)
         return rc == SH_EMORE ? SH_EPROTO : rc;
-    rc = so_engine_handle_msg(e, c, &m, now_ms, out);
+    if (!c->room->loaded)
+        return wait_msg(e, c, &m, true, now_ms, out); /* takes m */
+    rc = handle_now(e, c, &m, now_ms, out);
     so_msg_cleanup(&m);
     return rc;
 }
 
 /* ================================================================ engine, clients */
 
-so_engine *so_engine_new(const so_config *config, so_store *store)
+so_engine *so_engine_new(const so_config *config, bool durable)
 {
     so_engine *e = calloc(1, sizeof(*e));
     if (!e)
@@ -1624,23 +1877,22 @@ so_engine *so_engine_new(const so_config *config, so_store *store)
         e->cfg = *config;
     else
         so_config_default(&e->cfg);
-    e->store = store;
+    e->durable = durable;
     sh_map_init(&e->rooms);
     sh_map_init(&e->apps);
     e->next_seq = 1;
     sh_buf_init(&e->scratch, SH_BUF_MAX_DEFAULT);
     e->enc = amf_enc_new();
-    int rc = e->enc ? 0 : SH_ENOMEM;
-    if (rc == 0 && store) {
-        rc = so_store_usage(store, app_usage_add, e);
-        if (rc == SH_EUNSUPPORTED)
-            rc = 0; /* a backend without usage: counted from zero */
-    }
-    if (rc < 0) {
+    if (!e->enc) {
         so_engine_free(e);
         return NULL;
     }
     return e;
+}
+
+int so_engine_usage_add(so_engine *e, const char *app, uint64_t objects, uint64_t bytes)
+{
+    return app_usage_add(e, app, objects, bytes);
 }
 
 void so_engine_free(so_engine *e)
@@ -1684,7 +1936,7 @@ void so_engine_set_hooks(so_engine *e, const so_hooks *h)
 int so_engine_room_set_conflict(so_engine *e, const char *room, so_conflict mode)
 {
     int rc;
-    so_room *r = room_get(e, room, false, &rc);
+    so_room *r = room_get(e, room, &rc);
     if (!r)
         return rc;
     r->set.conflict = mode;
@@ -1705,7 +1957,7 @@ so_client *so_client_register(so_engine *e, void *user, amf_encoding enc,
     c->enc = enc;
     if ((rc = pathlist_parse(&c->rd, "/")) < 0 || (rc = pathlist_parse(&c->wr, "/")) < 0)
         goto fail;
-    c->room = room_get(e, room ? room : "", true, &rc);
+    c->room = room_get(e, room ? room : "", &rc);
     if (!c->room)
         goto fail;
     c->room->nclients++;
@@ -1715,6 +1967,8 @@ so_client *so_client_register(so_engine *e, void *user, amf_encoding enc,
     if (e->clients)
         e->clients->prev = c;
     e->clients = c;
+    if (!c->room->loaded && !c->room->loading)
+        room_request_load(e, c->room); /* its messages wait for it */
     return c;
 fail:
     if (c) {
@@ -1735,6 +1989,7 @@ void so_client_unregister(so_engine *e, so_client *c)
         sub_remove(e, c->subs[c->nsubs - 1]);
     free(c->subs);
     c->subs = NULL;
+    wait_drop_client(e, c);
     so_room *r = c->room;
     r->nclients--;
     e->nclients--;
@@ -1871,10 +2126,15 @@ size_t so_engine_held_count(const so_engine *e)
     return e->nheld;
 }
 
+bool so_engine_has_batch(const so_engine *e)
+{
+    return e->batch && e->batch->nops > 0;
+}
+
 /* Nothing refers to r's objects and everything in them is durable. */
 static bool room_idle(const so_engine *e, const so_room *r)
 {
-    if (r->nclients || !r->loaded)
+    if (r->nclients || !r->loaded || r->nwait)
         return false;
     size_t it = 0;
     const so_object *o;
@@ -1887,8 +2147,8 @@ static bool room_idle(const so_engine *e, const so_room *r)
 
 size_t so_engine_unload_idle(so_engine *e)
 {
-    if (!e->store)
-        return 0; /* the objects live only here */
+    if (!e->durable || !e->hooks.load_room)
+        return 0; /* the objects live only here, or could not come back */
     size_t n = 0, it = 0;
     so_room *r;
     so_room **gone = NULL; /* emptied rooms to drop after the walk */
@@ -1903,7 +2163,7 @@ size_t so_engine_unload_idle(so_engine *e)
             continue;
         }
         room_free_objects(e, r);
-        r->loaded = false;
+        r->loaded = false; /* read again when next touched */
         r->idle_seen = false;
         e->st.room_unloads++;
         n++;
@@ -1919,20 +2179,13 @@ size_t so_engine_unload_idle(so_engine *e)
 
 /* ================================================================ server API */
 
-so_object *so_engine_object_open(so_engine *e, const char *room, const char *name,
-                                 bool persistent, int *err)
+/* Opens name in r, which is loaded. */
+static so_object *open_now(so_engine *e, so_room *r, const char *name, bool persistent,
+                           int *err)
 {
     int rc = 0;
-    so_object *o = NULL;
     size_t nlen = strlen(name);
-    if (!name_ok(e, name, nlen)) {
-        rc = SH_EINVAL;
-        goto out;
-    }
-    so_room *r = room_get(e, room, true, &rc);
-    if (!r)
-        goto out;
-    o = sh_map_get(&r->objects, name, nlen);
+    so_object *o = sh_map_get(&r->objects, name, nlen);
     if (o && o->persistent != persistent) {
         o = NULL;
         rc = SH_EEXIST;
@@ -1944,12 +2197,96 @@ so_object *so_engine_object_open(so_engine *e, const char *room, const char *nam
     }
     if (o)
         o->server_refs++;
-    if (rc < 0 && !o)
+    *err = rc;
+    return o;
+}
+
+so_object *so_engine_object_open(so_engine *e, const char *room, const char *name,
+                                 bool persistent, int *err)
+{
+    int rc = 0;
+    so_object *o = NULL;
+    so_room *r = NULL;
+    if (!name_ok(e, name, strlen(name)))
+        rc = SH_EINVAL;
+    else if ((r = room_get(e, room, &rc)) != NULL && !r->loaded)
+        rc = SH_ESTATE; /* so_engine_object_open_async waits for the load */
+    else if (r)
+        o = open_now(e, r, name, persistent, &rc);
+    if (r && !o)
         room_maybe_drop(e, r);
-out:
     if (err)
         *err = rc;
     return o;
+}
+
+int so_engine_object_open_async(so_engine *e, const char *room, const char *name,
+                                bool persistent, so_open_fn cb, void *ud)
+{
+    size_t nlen = strlen(name);
+    if (!cb || !name_ok(e, name, nlen))
+        return SH_EINVAL;
+    int rc;
+    so_room *r = room_get(e, room, &rc);
+    if (!r)
+        return rc;
+    if (r->loaded) {
+        so_object *o = open_now(e, r, name, persistent, &rc);
+        if (!o)
+            room_maybe_drop(e, r);
+        cb(ud, o, rc);
+        return 0;
+    }
+    size_t bytes = sizeof(so_wait) + nlen + 1;
+    so_wait *w = NULL;
+    if (r->nwait > 0 && r->wbytes + bytes > e->cfg.max_loading_room_bytes)
+        rc = SH_ELIMIT;
+    else if (!(w = calloc(1, sizeof(*w))) || !(w->name = sh_memdup0(name, nlen)))
+        rc = SH_ENOMEM;
+    if (rc < 0) {
+        free(w);
+        room_maybe_drop(e, r);
+        return rc;
+    }
+    w->persistent = persistent;
+    w->cb = cb;
+    w->ud = ud;
+    w->bytes = bytes;
+    wait_push(e, r, w);
+    return 0;
+}
+
+static size_t cancel_in(so_engine *e, so_room *r, so_wait **pp, bool is_wq, so_open_fn cb,
+                        void *ud)
+{
+    size_t n = 0;
+    while (*pp) {
+        so_wait *w = *pp;
+        if (w->c || w->cb != cb || w->ud != ud) {
+            pp = &w->next;
+            continue;
+        }
+        *pp = w->next;
+        if (is_wq && r->wq_tail == &w->next)
+            r->wq_tail = pp;
+        wait_uncount(e, r, w);
+        wait_free(w);
+        n++;
+    }
+    return n;
+}
+
+size_t so_engine_object_open_cancel(so_engine *e, so_open_fn cb, void *ud)
+{
+    size_t n = 0, it = 0;
+    so_room *r;
+    while ((r = sh_map_next(&e->rooms, &it)) != NULL) {
+        if (!r->nwait)
+            continue;
+        n += cancel_in(e, r, &r->wq, true, cb, ud);
+        n += cancel_in(e, r, &r->drain, false, cb, ud);
+    }
+    return n;
 }
 
 void so_engine_object_close(so_engine *e, so_object *o)
@@ -2263,4 +2600,6 @@ void so_engine_get_stats(const so_engine *e, so_engine_stats *s)
     s->objects = e->nobjects;
     s->clients = e->nclients;
     s->held = e->nheld;
+    s->loading = e->nloading;
+    s->queued = e->nwaiting;
 }

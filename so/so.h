@@ -85,6 +85,22 @@
  * message makes the engine build is bounded by max_reply_bytes, and what
  * one drain makes it build by max(budget, one object's state).
  *
+ * Loading (durable engines): a room's persistent objects live in a store
+ * the engine never reads itself.  The first time a room is needed (a
+ * client registers in it, or server code opens an object in it) the room
+ * becomes LOADING and the engine asks for it through so_hooks.load_room;
+ * the caller reads the store (off the loop thread, or over the network)
+ * and hands the objects back with so_engine_room_loaded().  Meanwhile the
+ * room's clients' messages and the server's so_engine_object_open_async
+ * calls wait in one queue, in arrival order, and are replayed in that
+ * order once the room is there.  The queue is bounded per client
+ * (max_loading_messages, max_loading_bytes) and per room
+ * (max_loading_room_bytes): a message past a bound is not kept and gets
+ * Status(SO_STATUS_LIMIT_LOADING) for its Use and each of its writes at
+ * once.  A load that fails answers what waited: Status(SO_STATUS_STORE_FAILED)
+ * for each Use, write and SendMessage, and the server opens get SH_EIO;
+ * the room is asked for again when next needed.
+ *
  * Quotas (with a store): an application (the part of a room name before
  * its first '/') may store at most max_persistent_objects objects and
  * max_persistent_bytes key + value bytes (per room: so_room_settings).
@@ -127,6 +143,7 @@
 #define SO_STATUS_LIMIT_KEY "SharedObject.LimitExceeded.KeyLength"
 #define SO_STATUS_LIMIT_PERSISTENT_OBJECTS "SharedObject.LimitExceeded.PersistentObjects"
 #define SO_STATUS_LIMIT_PERSISTENT_BYTES "SharedObject.LimitExceeded.PersistentBytes"
+#define SO_STATUS_LIMIT_LOADING "SharedObject.LimitExceeded.Loading"
 #define SO_STATUS_LEVEL_ERROR "error"
 
 typedef enum so_conflict {
@@ -158,6 +175,14 @@ typedef struct so_config {
                                        * a larger one is sent by so_client_catch_up */
     uint64_t max_persistent_objects;  /* stored objects per application, 0 = no quota */
     uint64_t max_persistent_bytes;    /* stored key + value bytes per application, 0 = no quota */
+    /* Waiting for a room's load (see "Loading"): messages and their memory
+     * (decoded, as the engine counts it) one client may have queued, and
+     * the memory of everything queued in one room.  A message alone in its
+     * client's queue passes the client bounds whatever its size, one alone
+     * in its room's queue the room bound. */
+    uint32_t max_loading_messages;
+    size_t max_loading_bytes;
+    size_t max_loading_room_bytes;
     so_conflict conflict;             /* default mode; per room: so_hooks.room_settings */
     so_wire_limits wire;              /* hard decode caps (violations close the client) */
 } so_config;
@@ -191,6 +216,9 @@ typedef struct so_config {
 #define SO_DEFAULT_MAX_REPLY_BYTES (2 * SO_DEFAULT_MAX_OBJECT_BYTES)
 #define SO_DEFAULT_MAX_PERSISTENT_OBJECTS 100000
 #define SO_DEFAULT_MAX_PERSISTENT_BYTES ((uint64_t)1 << 30)
+#define SO_DEFAULT_MAX_LOADING_MESSAGES 256
+#define SO_DEFAULT_MAX_LOADING_BYTES ((size_t)1 << 20)
+#define SO_DEFAULT_MAX_LOADING_ROOM_BYTES ((size_t)16 << 20)
 
 void so_config_default(so_config *c);
 
@@ -243,15 +271,25 @@ typedef struct so_hooks {
      * (the server: the [app] section of the room's application).  Rooms
      * set up this way are dropped when nothing is left in them. */
     void (*room_settings)(void *ud, const char *room, so_room_settings *s);
+    /* Durable engines: room (borrowed for the call) must be read from the
+     * store; answer later with so_engine_room_loaded(), never from inside
+     * this call.  Asked once per load: the room stays LOADING until the
+     * answer.  Without this hook a durable engine takes every room as
+     * loaded and empty at once (tests that need no store reads). */
+    void (*load_room)(void *ud, const char *room);
     void *ud;
 } so_hooks;
 
-/* config NULL = defaults (copied).  store may be NULL (persistent objects
- * then live in memory only); it is borrowed and must outlive the engine.
- * The store's usage per application (so_store_usage) is read here for the
- * quotas.  Returns NULL when out of memory or when the store cannot
- * report its usage. */
-so_engine *so_engine_new(const so_config *config, so_store *store);
+/* config NULL = defaults (copied).  durable: persistent objects are kept
+ * in a store (changes go into batches, rooms are loaded through
+ * so_hooks.load_room, quotas apply, idle rooms may be unloaded); false:
+ * they live in memory only.  Returns NULL when out of memory. */
+so_engine *so_engine_new(const so_config *config, bool durable);
+/* What the store holds for application app (a so_store_usage_fn shape;
+ * may be called several times per application: the counts add up).  The
+ * caller reads the store's usage once, before the engine serves anyone,
+ * for the quotas.  Returns 0 or SH_ENOMEM. */
+int so_engine_usage_add(so_engine *e, const char *app, uint64_t objects, uint64_t bytes);
 /* Frees everything, including clients still registered (their so_client
  * pointers become invalid), held effects and the batch being built.
  * Batches already taken stay owned by the caller (so_store_batch_free).
@@ -269,8 +307,9 @@ int so_engine_room_set_conflict(so_engine *e, const char *room, so_conflict mode
  * Registers a client in room (copied; "app/instance").  user is an opaque
  * pointer handed back in effects.  enc AMF0 -> messages of type 19, AMF3
  * -> type 16, SO_ENC_JSON -> JSON text (SO_MSG_JSON), each body made once
- * per update for all the clients of that encoding.  Read and write access default to "/" (everything).  Loads
- * the room's persistent objects from the store on first touch.  Returns
+ * per update for all the clients of that encoding.  Read and write access default to "/" (everything).  The
+ * first touch of a room of a durable engine asks for its load
+ * (so_hooks.load_room); the client's messages wait for it.  Returns
  * NULL and sets *err (may be NULL) on failure. */
 so_client *so_client_register(so_engine *e, void *user, amf_encoding enc,
                               const char *room, int *err);
@@ -314,9 +353,23 @@ uint64_t so_client_id(const so_client *c);
 int so_engine_handle(so_engine *e, so_client *c, uint8_t msg_type,
                      const uint8_t *body, size_t len, uint64_t now_ms,
                      so_effects *out, sh_error *err);
-/* Same with an already decoded message (borrowed). */
+/* Same with an already decoded message (borrowed; copied when it has to
+ * wait for the room's load). */
 int so_engine_handle_msg(so_engine *e, so_client *c, const so_msg *m,
                          uint64_t now_ms, so_effects *out);
+/* The answer to so_hooks.load_room: status 0 with the room's stored
+ * objects in image (borrowed; SO_STORE_OBJECT ops with name and version,
+ * SO_STORE_SET ops with name, key, version and value, an object's row
+ * before its slots; NULL = nothing stored), or a negative code.  The
+ * objects are made, then what waited is replayed in arrival order:
+ * client messages (their effects appended to out, each handled with the
+ * now_ms it came with) and server opens (their callbacks run).  A stored
+ * value that does not decode fails the load (SH_EIO).  Returns 0, or
+ * SH_ESTATE when room is not loading, or the load's error. */
+int so_engine_room_loaded(so_engine *e, const char *room, int status,
+                          const so_store_batch *image, so_effects *out);
+/* True while room waits for its load. */
+bool so_engine_room_loading(const so_engine *e, const char *room);
 
 /* ---- persistence (see the header comment) ----
  * Returns the batch built since the last call (owned by the caller until
@@ -329,25 +382,45 @@ so_store_batch *so_engine_take_batch(so_engine *e);
 int so_engine_batch_done(so_engine *e, so_store_batch *b, int status, so_effects *out);
 /* Number of effects held waiting for durability. */
 size_t so_engine_held_count(const so_engine *e);
+/* True when changes wait for so_engine_take_batch. */
+bool so_engine_has_batch(const so_engine *e);
 /* Memory bound for persistent objects: frees the objects of every room
  * that was idle at the previous call and still is.  Idle: no client
  * registered in it, no object held open by server code, locked or with
  * queued server changes, and every change of its objects durable (its
- * batch came back successfully).  The room is read from the store again
+ * batch came back successfully).  The room is loaded again (load_room)
  * when next touched (a client registering, the server opening an
  * object), as after a restart: a client coming back with an old version
  * gets Clear and everything, since the history is gone.  Does nothing
- * without a store.  Call it periodically: a room is unloaded one to two
+ * when the engine is not durable.  Call it periodically: a room is unloaded one to two
  * periods after it went idle.  Returns the number of rooms unloaded. */
 size_t so_engine_unload_idle(so_engine *e);
 
 /* ---- server-side API ----
- * Gets or creates an object in room (loading the room first).  The handle
- * keeps a temporary object alive until so_engine_object_close.  Errors:
+ * Gets or creates an object in a room that is loaded.  The handle keeps a
+ * temporary object alive (and the room in memory) until
+ * so_engine_object_close.  Errors: SH_ESTATE (the room is not loaded, or
+ * still loading: nothing is asked; use so_engine_object_open_async),
  * SH_EEXIST (exists with the other persistence), SH_ELIMIT (objects per
- * room), SH_EINVAL (bad name), SH_ENOMEM. */
+ * room), SH_EINVAL (bad name), SH_ENOMEM.  Rooms of an engine that is not
+ * durable are always loaded. */
 so_object *so_engine_object_open(so_engine *e, const char *room, const char *name,
                                  bool persistent, int *err);
+/* The same for any room: cb(ud, o, err) runs exactly once with the
+ * handle (or NULL and an error as above, SH_EIO when the load failed):
+ * before this call returns when the room is loaded, else from
+ * so_engine_room_loaded(), in arrival order with the room's client
+ * messages (the load is asked for when needed).  The callback may call
+ * the engine.  Returns 0, or SH_EINVAL / SH_ELIMIT (the room's queue is
+ * full) / SH_ENOMEM, and then cb is never called.  so_engine_free drops
+ * callbacks that are still waiting without calling them. */
+typedef void (*so_open_fn)(void *ud, so_object *o, int err);
+int so_engine_object_open_async(so_engine *e, const char *room, const char *name,
+                                bool persistent, so_open_fn cb, void *ud);
+/* Forgets the waiting opens of (cb, ud), in every room, without calling
+ * them (their owner goes away before the load is answered).  Returns how
+ * many were dropped. */
+size_t so_engine_object_open_cancel(so_engine *e, so_open_fn cb, void *ud);
 void so_engine_object_close(so_engine *e, so_object *o);
 /* Borrowed lookup without creating or loading; NULL when absent. */
 so_object *so_engine_object_find(so_engine *e, const char *room, const char *name);
@@ -417,7 +490,7 @@ bool so_object_slot_next(const so_object *o, size_t *iter, const char **key,
                          size_t *key_len, amf_value **value);
 
 /* Kinds of refusals counted in so_engine_stats.refused. */
-#define SO_REFUSALS 18
+#define SO_REFUSALS 19
 
 typedef struct so_engine_stats {
     uint64_t rooms, objects, clients;
@@ -426,6 +499,9 @@ typedef struct so_engine_stats {
     uint64_t held;             /* effects waiting for durability */
     uint64_t store_failures;
     uint64_t room_loads;       /* rooms read from the store */
+    uint64_t load_failures;    /* loads answered with an error */
+    uint64_t loading;          /* rooms waiting for their load now */
+    uint64_t queued;           /* messages and opens waiting for a load now */
     uint64_t room_unloads;     /* rooms freed by so_engine_unload_idle */
     uint64_t object_loads;     /* objects brought into memory (read from the store or new) */
     uint64_t object_unloads;   /* objects freed (their room unloaded, or a temporary

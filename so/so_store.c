@@ -83,6 +83,32 @@ int so_store_write_batch(so_store *s, const so_store_batch *b)
     return s->ops->write_batch(s, b);
 }
 
+static int image_object(void *ud, const char *name, uint32_t version)
+{
+    return so_store_batch_add(ud, SO_STORE_OBJECT, "", name, NULL, 0, version, NULL, 0);
+}
+
+static int image_slot(void *ud, const char *name, const char *key, size_t key_len,
+                      uint32_t version, const uint8_t *value, size_t value_len)
+{
+    return so_store_batch_add(ud, SO_STORE_SET, "", name, key, key_len, version,
+                              value ? value : (const uint8_t *)"", value_len);
+}
+
+int so_store_load_image(so_store *s, const char *room, so_store_batch **out)
+{
+    *out = so_store_batch_new(0);
+    if (!*out)
+        return SH_ENOMEM;
+    so_store_visitor v = {.object = image_object, .slot = image_slot, .ud = *out};
+    int rc = so_store_load_room(s, room, &v);
+    if (rc < 0) {
+        so_store_batch_free(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
 void so_store_close(so_store *s)
 {
     if (s)

@@ -1,16 +1,20 @@
 /* so_store.h - durable storage of persistent shared objects.
  *
- * An so_store is an ops table plus the backend's state.  Two backends are
- * here: memory (tests, temporary use) and SQLite (so_store_sqlite.c); a
- * Redis backend can implement the same ops.
+ * An so_store is an ops table plus the backend's state: blocking calls,
+ * which the server makes off its loop thread.  Two backends are here:
+ * memory (tests, temporary use) and SQLite (so_store_sqlite.c).  The
+ * engine never calls a store: it asks for a room (so_hooks.load_room) and
+ * is handed the room's image, a batch of OBJECT and SET ops that
+ * so_store_load_image() builds; it hands out batches to write.  A backend
+ * that completes from callbacks (Redis) does not fit these blocking ops:
+ * the server's store layer is where such a backend plugs in.
  *
- * Threads: load_room runs on the loop thread (synchronously, when a room
- * is first touched).  write_batch runs on ONE worker thread at a time,
- * possibly while the loop thread calls load_room: backends must allow that
- * (the SQLite backend uses two connections, the memory backend a mutex).
- * A batch owns plain copies of everything it writes (strings and values
- * already serialised to bytes), so writing it never touches engine
- * state or reference-counted amf values.
+ * Threads: load_room and write_batch may run at the same time on two
+ * worker threads, each call by one thread at a time (the SQLite backend
+ * uses two connections, the memory backend a mutex).  A batch owns plain
+ * copies of everything it writes (strings and values already serialised
+ * to bytes), so writing it never touches engine state or
+ * reference-counted amf values.
  *
  * Values are stored as their exact wire form (so_wire_event_value): AMF0
  * when AMF0 carries the value exactly, else AMF0 0x11 + AMF3.  Plain AMF3
@@ -111,6 +115,11 @@ extern const so_store_ops so_store_sqlite_ops;
 int so_store_open(const so_store_ops *ops, const char *spec,
                   const so_store_options *opts, so_store **out);
 int so_store_load_room(so_store *s, const char *room, const so_store_visitor *v);
+/* Reads room into *out (a new batch, owned by the caller; empty when
+ * nothing is stored): SO_STORE_OBJECT ops (name, version), then
+ * SO_STORE_SET ops (name, key, slot version, value), what
+ * so_engine_room_loaded takes.  Returns 0 or the load's error (*out NULL). */
+int so_store_load_image(so_store *s, const char *room, so_store_batch **out);
 int so_store_write_batch(so_store *s, const so_store_batch *b);
 void so_store_close(so_store *s);
 /* SH_EUNSUPPORTED when the backend has no usage op. */
@@ -125,12 +134,17 @@ void so_store_memory_fail_next(so_store *s, int n);
 size_t so_store_memory_count(so_store *s, size_t *slots);
 
 /* SQLite backend extras.  The store keeps two connections to the same
- * file (WAL): `writer` is used by write_batch (worker thread), `reader` by
- * load_room (loop thread).  Later features may add their own tables on the
- * same file through these handles (same thread rules) or open their own
- * connection to so_store_sqlite_path(). */
+ * file (WAL): `writer` is used by write_batch, `reader` by load_room and
+ * usage.  Other tables may live in the same file and share these
+ * connections (same thread rules: app/store_sqlite.c writes chat's tables
+ * in the writer's transactions), or open their own connection to
+ * so_store_sqlite_path(). */
 struct sqlite3;
 struct sqlite3 *so_store_sqlite_db(so_store *s, bool writer);
 const char *so_store_sqlite_path(so_store *s);
+/* Applies b's ops on the writer inside a transaction the caller opened
+ * (write_batch is BEGIN IMMEDIATE, this, COMMIT).  Returns 0 or SH_EIO
+ * (the caller rolls back). */
+int so_store_sqlite_apply(so_store *s, const so_store_batch *b);
 
 #endif

@@ -1,8 +1,8 @@
 /* so_store_sqlite.c - SQLite backend of so_store.
  *
  * One file, WAL journal, synchronous NORMAL (or FULL by option).  Two
- * connections: the writer (write_batch, one worker thread at a time) and
- * the reader (load_room, loop thread); WAL lets the reader run while the
+ * connections: the writer (write_batch) and the reader (load_room, usage),
+ * each used by one thread at a time; WAL lets the reader run while the
  * writer commits.  One transaction per batch, prepared statements kept for
  * the life of the store.
  *
@@ -69,9 +69,10 @@ static void sql_close(so_store *s)
 }
 
 /* Each connection is used by one thread at a time (the writer by the one
- * batch in flight, or by the loop when none is; the reader by the loop),
- * handed over through libuv's queue, so SQLite's per-connection mutex is
- * not needed (NOMUTEX: "multi-thread" mode). */
+ * batch in flight, the reader by the one read job in flight, or by the
+ * loop at start and shutdown when nothing is in flight), handed over
+ * through libuv's queue, so SQLite's per-connection mutex is not needed
+ * (NOMUTEX: "multi-thread" mode). */
 static int open_conn(const char *path, const so_store_options *opts, sqlite3 **db)
 {
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
@@ -170,6 +171,15 @@ static int apply_op(sql_store *q, const so_store_op *op)
     return step_done(st);
 }
 
+int so_store_sqlite_apply(so_store *s, const so_store_batch *b)
+{
+    sql_store *q = (sql_store *)s;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < b->nops; i++)
+        rc = apply_op(q, &b->ops[i]);
+    return rc;
+}
+
 static int sql_write_batch(so_store *s, const so_store_batch *b)
 {
     sql_store *q = (sql_store *)s;
@@ -177,9 +187,7 @@ static int sql_write_batch(so_store *s, const so_store_batch *b)
         return 0;
     if (step_done(q->st[ST_BEGIN]) < 0)
         return SH_EIO;
-    int rc = 0;
-    for (size_t i = 0; rc == 0 && i < b->nops; i++)
-        rc = apply_op(q, &b->ops[i]);
+    int rc = so_store_sqlite_apply(s, b);
     if (rc == 0)
         rc = step_done(q->st[ST_COMMIT]);
     if (rc < 0)

@@ -1,6 +1,8 @@
 /* so_wire.c - shared-object message codec; contract in so_wire.h. */
 #include "so_wire.h"
 
+#include "sh_mem.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -59,6 +61,60 @@ void so_msg_cleanup(so_msg *m)
     free(m->events);
     free(m->name);
     so_msg_init(m);
+}
+
+static int event_copy(so_event *d, const so_event *s)
+{
+    d->type = s->type;
+    if (s->nkv) {
+        if (!(d->kv = calloc(s->nkv, sizeof(*d->kv))))
+            return SH_ENOMEM;
+        for (size_t i = 0; i < s->nkv; i++, d->nkv++) {
+            d->kv[i] = s->kv[i];
+            if (!(d->kv[i].key = sh_memdup0(s->kv[i].key, s->kv[i].key_len))) {
+                d->kv[i].value = NULL;
+                return SH_ENOMEM;
+            }
+            if (d->kv[i].value)
+                amf_ref(d->kv[i].value);
+        }
+    }
+    if (s->handler) {
+        if (!(d->handler = sh_memdup0(s->handler, s->handler_len)))
+            return SH_ENOMEM;
+        d->handler_len = s->handler_len;
+    }
+    if (s->nargs) {
+        if (!(d->args = calloc(s->nargs, sizeof(*d->args))))
+            return SH_ENOMEM;
+        for (; d->nargs < s->nargs; d->nargs++)
+            d->args[d->nargs] = amf_ref(s->args[d->nargs]);
+    }
+    if ((s->code && !(d->code = sh_memdup0(s->code, strlen(s->code)))) ||
+        (s->level && !(d->level = sh_memdup0(s->level, strlen(s->level)))))
+        return SH_ENOMEM;
+    return 0;
+}
+
+int so_msg_copy(so_msg *dst, const so_msg *src)
+{
+    so_msg_init(dst);
+    dst->name_len = src->name_len;
+    dst->version = src->version;
+    dst->persistent = src->persistent;
+    dst->flags = src->flags;
+    int rc = (dst->name = sh_memdup0(src->name ? src->name : "", src->name_len)) ? 0 : SH_ENOMEM;
+    if (rc == 0 && src->nevents && !(dst->events = calloc(src->nevents, sizeof(*dst->events))))
+        rc = SH_ENOMEM;
+    if (rc == 0)
+        dst->cap_events = src->nevents;
+    for (size_t i = 0; rc == 0 && i < src->nevents; i++) {
+        dst->nevents++;
+        rc = event_copy(&dst->events[i], &src->events[i]);
+    }
+    if (rc < 0)
+        so_msg_cleanup(dst);
+    return rc;
 }
 
 /* ---------------------------------------------------------------- decode */

@@ -152,6 +152,10 @@ extern const so_wire_limits so_wire_default_limits;
 void so_msg_init(so_msg *m);
 /* Frees everything m owns; m is left empty (so_msg_init state). */
 void so_msg_cleanup(so_msg *m);
+/* Makes dst (in the init state) an independent copy of src: strings and
+ * arrays are copied, values shared (one more reference each).  Returns 0
+ * or SH_ENOMEM (dst left empty). */
+int so_msg_copy(so_msg *dst, const so_msg *src);
 
 /* Decodes one complete message body of RTMP type msg_type (16 or 19).
  * limits may be NULL (defaults).  On success returns 0 and fills *m (which

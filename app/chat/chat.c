@@ -8,8 +8,13 @@
  *               and the messages not yet known to be committed.
  *   chat_pmsg   a message between its acceptance and its commit.
  *   chat_batch  the store operations of one transaction: `pending` is
- *               being filled, `inflight` is on a worker thread.
- * A user record is loaded from the store when first needed and dropped by
+ *               being filled, `inflight` is in the store module's round.
+ * A user record is made when first needed; its counters are read from
+ * the store (by the store module, off the loop thread) when it receives,
+ * acknowledges or connects.  Until they are known, what needs them waits
+ * on the record in arrival order (a message for the user, an
+ * acknowledgement, a question of the server API) and the user's
+ * connections wait for their stored messages.  The record is dropped by
  * the sweep timer once nothing refers to it; the store is the truth for
  * everything committed.
  *
@@ -28,6 +33,7 @@
 #include "auth.h"
 #include "chat_internal.h"
 #include "chat_store.h"
+#include "store.h"
 #include "sh_err.h"
 #include "sh_log.h"
 #include "sh_map.h"
@@ -45,8 +51,9 @@
  * max_output_bytes). */
 #define CHAT_PAGE_ROWS 64
 #define CHAT_PUMP_MS 10
+/* Requests that may wait for one user's counters. */
+#define CHAT_USER_WAIT_MAX 4096
 #define CHAT_LOW_WATER_MAX (256u * 1024)
-#define CHAT_DB_NAME "sohub.db"
 
 typedef struct chat chat;
 typedef struct chat_user chat_user;
@@ -73,6 +80,7 @@ struct chat_conn {
                                 * first: the user's acknowledged id) */
     size_t resent;             /* stored messages sent by catch-up reads */
     bool catching_up;
+    bool reading;              /* a page read is in flight */
     bool failed;               /* closed by us: nothing more is sent */
 };
 
@@ -107,18 +115,37 @@ struct chat_pmsg {
     size_t nwaiters;
 };
 
+/* Something that waits for a user's counters. */
+typedef enum { UWAIT_SEND, UWAIT_ACK, UWAIT_STATE } chat_uwait_kind;
+typedef struct chat_uwait {
+    struct chat_uwait *next;
+    chat_uwait_kind kind;
+    chat_pmsg *pm;         /* SEND: a message for the user */
+    uint32_t queue;        /* SEND: chat_queue of the recipient's application */
+    uint64_t conn_id;      /* ACK: the connection that asked */
+    double txid;
+    double ack;            /* ACK: the id acknowledged */
+    chat_state_fn fn;      /* STATE */
+    void *ud;
+} chat_uwait;
+
 struct chat_user {
+    chat *ch;
     char *key;             /* owned: app, NUL, name, NUL (the users map's key) */
     size_t klen;           /* without the last NUL */
     char *app;             /* in key */
     char *name;            /* in key */
+    bool loaded;           /* last_id, acked, committed come from the store */
+    bool loading;          /* read asked (counted in refs) */
+    chat_uwait *wait_head, *wait_tail; /* until loaded, oldest first */
+    size_t nwait;
     uint64_t last_id;
     uint64_t acked;
     uint64_t committed;    /* highest id known to be stored (or acknowledged) */
     chat_conn *conns;
     size_t nconns;
     chat_pmsg *unconf_head, *unconf_tail;
-    size_t refs;           /* pmsgs and batches pointing here */
+    size_t refs;           /* pmsgs, batches and reads pointing here */
     bool dirty;            /* counters go into the pending batch */
     double tokens;
     uint64_t bucket_ms;
@@ -129,7 +156,6 @@ struct chat_user {
 };
 
 typedef struct chat_batch {
-    uv_work_t work;
     chat *ch;
     chat_pmsg **msgs;
     size_t nmsgs, capm;
@@ -143,7 +169,7 @@ typedef struct chat_batch {
 struct chat {
     app_server *srv;
     uv_loop_t *loop;
-    chat_store *store;
+    app_store *st;          /* the server's store module: reads and writes */
     chat_presence *presence;
     sh_map users;          /* user_key -> chat_user */
     chat_batch *pending;
@@ -155,6 +181,8 @@ struct chat {
     uv_timer_t pump;        /* runs while `catching` is not empty */
     int open_handles;
     bool stopping;
+    bool store_stopped;     /* the store wrote its last round */
+    size_t nreads;          /* store reads in flight (they point here) */
     uint64_t batches, batch_failures, messages;
     uint64_t stored;            /* messages committed */
     uint64_t delivered;         /* chat.onPrivate sent (live and from the store) */
@@ -266,39 +294,53 @@ static chat_user *user_find(chat *ch, const char *app, const char *name, size_t 
     return klen ? sh_map_get(&ch->users, k, klen) : NULL;
 }
 
-/* The record of (app, name), loaded from the store when not in memory.
- * NULL on allocation or store failure (*rc says which). */
-static chat_user *user_get(chat *ch, const char *app, const char *name, size_t nlen, int *rc)
+static int user_load(chat *ch, chat_user *u);
+
+/* The record of (app, name), made when not in memory.  With load, its
+ * counters are asked for when they are not known (u->loaded says when
+ * they are; what needs them waits on the record).  NULL when out of
+ * memory, the name is too long, or the read cannot be asked (*rc). */
+static chat_user *user_get(chat *ch, const char *app, const char *name, size_t nlen, bool load,
+                           int *rc)
 {
     char k[USER_KEY_MAX];
     size_t klen = user_key(k, app, name, nlen);
     *rc = klen ? 0 : SH_ELIMIT;
     chat_user *u = klen ? sh_map_get(&ch->users, k, klen) : NULL;
-    if (u || !klen)
-        return u;
-    u = calloc(1, sizeof(*u));
-    if (!u || !(u->key = dup_n(k, klen))) {
-        free(u);
-        *rc = SH_ENOMEM;
-        return NULL;
+    if (!u && klen) {
+        u = calloc(1, sizeof(*u));
+        if (!u || !(u->key = dup_n(k, klen))) {
+            free(u);
+            *rc = SH_ENOMEM;
+            return NULL;
+        }
+        u->ch = ch;
+        u->klen = klen;
+        u->app = u->key;
+        u->name = u->key + strlen(app) + 1;
+        if ((*rc = sh_map_put(&ch->users, u->key, u->klen, u)) != 0) {
+            free(u->key);
+            free(u);
+            return NULL;
+        }
     }
-    u->klen = klen;
-    u->app = u->key;
-    u->name = u->key + strlen(app) + 1;
-    *rc = chat_store_load_user(ch->store, u->app, u->name, &u->last_id, &u->acked);
-    u->committed = u->last_id;
-    if (*rc) {
-        SH_LOG(SH_LOG_ERROR, "chat: cannot load user %s of %s from the store", u->name, app);
-    } else if ((*rc = sh_map_put(&ch->users, u->key, u->klen, u)) == 0) {
-        return u;
-    }
-    free(u->key);
-    free(u);
-    return NULL;
+    if (u && load && (*rc = user_load(ch, u)) < 0)
+        return NULL; /* an idle record goes with the next sweep */
+    return u;
 }
 
 static void user_free(chat_user *u)
 {
+    while (u->wait_head) {
+        /* only at the end (chat_free): nobody is left to answer */
+        chat_uwait *w = u->wait_head;
+        u->wait_head = w->next;
+        if (w->pm) {
+            free(w->pm->text);
+            free(w->pm);
+        }
+        free(w);
+    }
     while (u->conns) {
         chat_conn *n = u->conns->next;
         free(u->conns);
@@ -311,7 +353,7 @@ static void user_free(chat_user *u)
 
 static bool user_idle(const chat_user *u, uint64_t now)
 {
-    return u->nconns == 0 && u->refs == 0 && !u->dirty && !u->unconf_head &&
+    return u->nconns == 0 && u->refs == 0 && !u->dirty && !u->unconf_head && !u->wait_head &&
            (u->dedup_ms == 0 || now - u->dedup_ms > CHAT_DEDUP_WINDOW_MS);
 }
 
@@ -597,49 +639,57 @@ static void batch_finish(chat *ch, chat_batch *b)
     free(b);
 }
 
-static void work_cb(uv_work_t *req)
-{
-    chat_batch *b = req->data;
-    b->status = b->ops ? chat_store_write(b->ch->store, b->ops, b->nops) : SH_ENOMEM;
-}
+/* ---- the store module's source: one batch per round ---- */
 
-static void chat_finish_shutdown(chat *ch);
-
-static void after_work_cb(uv_work_t *req, int status)
+/* Messages go at once; counters alone (acknowledgements, rewrites after a
+ * failure) wait for the store's back-off while rounds keep failing. */
+static int64_t src_wait_ms(void *ud, uint32_t fail_streak)
 {
-    chat_batch *b = req->data;
-    chat *ch = b->ch;
-    if (status < 0 && b->status == 0)
-        b->status = SH_EIO;
-    ch->inflight = NULL;
-    batch_finish(ch, b);
-    if (ch->stopping)
-        chat_finish_shutdown(ch);
-}
-
-/* Starts writing the pending batch if none is in flight. */
-static void batch_submit(chat *ch)
-{
+    chat *ch = ud;
     chat_batch *b = ch->pending;
-    if (ch->inflight || !b || (b->nmsgs == 0 && b->nusers == 0))
+    if (!b || (b->nmsgs == 0 && b->nusers == 0))
+        return -1;
+    return b->nmsgs ? 0 : (int64_t)app_store_retry_delay_ms(fail_streak);
+}
+
+static void src_take(void *ud, app_store_round *r)
+{
+    chat *ch = ud;
+    chat_batch *b = ch->pending;
+    if (!b || (b->nmsgs == 0 && b->nusers == 0))
         return;
     ch->pending = NULL;
     batch_build_ops(b);
-    b->work.data = b;
     ch->inflight = b;
-    int rc = uv_queue_work(ch->loop, &b->work, work_cb, after_work_cb);
-    if (rc < 0) {
-        ch->inflight = NULL;
-        b->status = SH_EIO;
-        batch_finish(ch, b);
-    }
+    r->chat = b->ops;
+    r->nchat = b->ops ? b->nops : 0;
+}
+
+static void chat_maybe_free(chat *ch);
+
+static void src_done(void *ud, const app_store_round *r, int status)
+{
+    (void)r;
+    chat *ch = ud;
+    chat_batch *b = ch->inflight;
+    if (!b)
+        return; /* a round of other sources only */
+    ch->inflight = NULL;
+    b->status = !b->ops ? SH_ENOMEM : status;
+    batch_finish(ch, b);
+}
+
+static void src_stopped(void *ud)
+{
+    chat *ch = ud;
+    ch->store_stopped = true;
+    chat_maybe_free(ch);
 }
 
 static void pump_all(chat *ch);
 
 static void on_check(uv_check_t *h)
 {
-    batch_submit(h->data);
     pump_all(h->data);
 }
 
@@ -650,82 +700,119 @@ static void on_sweep(uv_timer_t *t)
 
 /* ---- catch-up reads ---- */
 
-typedef struct page_ctx {
+/* A page read in flight for connection conn_id of u (both kept: u by a
+ * reference, the connection looked up again when the page comes). */
+typedef struct page_read {
     chat *ch;
-    chat_conn *cc;
-    size_t rows;
-    bool full;      /* the output queue reached the low-water mark */
-    bool failed;    /* a message could not be queued */
-} page_ctx;
+    chat_user *u;
+    uint64_t conn_id;
+} page_read;
 
-static int page_row(void *ud, uint64_t id, const char *sender, int64_t ts, const char *text,
-                    size_t text_len)
+static chat_conn *conn_of(chat_user *u, uint64_t conn_id)
 {
-    page_ctx *x = ud;
-    chat_conn *cc = x->cc;
-    x->rows++;
-    if (id <= cc->sent)
-        return 0;
-    amf_value *m = message_value(id, sender, cc->u->name, text, text_len, ts);
-    bool ok = send_private(cc->c, m);
-    amf_unref(m);
-    if (!ok) {
-        x->failed = true;
-        return 1;
-    }
-    cc->sent = id;
-    cc->resent++;
-    x->ch->delivered++;
-    if (app_conn_out_bytes(cc->c) >= x->ch->low_water) {
-        x->full = true;
-        return 1;
-    }
-    return 0;
+    for (chat_conn *cc = u->conns; cc; cc = cc->next)
+        if (app_conn_id(cc->c) == conn_id)
+            return cc;
+    return NULL;
 }
 
-/* Feeds cc from the store until its output queue is at the low-water
- * mark or every stored message was sent; in the second case cc goes live
- * (messages committed later are sent by deliver_one, in order, since
- * batches commit and finish in id order).  Rows of a batch that committed
- * but was not finished yet may be read here: deliver_one then skips them. */
-static void conn_pump(chat *ch, chat_conn *cc)
+static void conn_pump(chat *ch, chat_conn *cc);
+
+/* cc has every stored message it is owed: from now on commits send to it
+ * directly (deliver_one), in order since batches finish in id order. */
+static void conn_live(chat *ch, chat_conn *cc)
 {
-    chat_user *u = cc->u;
-    while (cc->catching_up) {
-        if (cc->failed || !app_conn_connected(cc->c)) {
-            catch_stop(ch, cc); /* closing: nothing more goes out */
-            return;
-        }
-        if (app_conn_out_bytes(cc->c) >= ch->low_water)
-            return;
-        if (cc->sent < u->acked)
-            cc->sent = u->acked;
-        page_ctx x = {.ch = ch, .cc = cc};
-        int rc = cc->sent >= u->committed
-                     ? 0
-                     : chat_store_load_messages(ch->store, u->app, u->name, cc->sent,
-                                                CHAT_PAGE_ROWS, page_row, &x);
-        if (rc) {
-            SH_LOG(SH_LOG_ERROR, "conn=%llu chat: cannot read the stored messages of %s",
-                   (unsigned long long)app_conn_id(cc->c), u->name);
-            conn_fail(ch, cc, "cannot read stored private messages");
-            return;
-        }
-        if (x.failed) {
+    catch_stop(ch, cc);
+    if (cc->resent)
+        SH_LOG(SH_LOG_DEBUG, "conn=%llu chat: %zu stored message(s) sent, up to id %llu",
+               (unsigned long long)app_conn_id(cc->c), cc->resent, (unsigned long long)cc->sent);
+    cc->resent = 0;
+}
+
+/* A page of stored messages for a connection that is catching up.  The
+ * page was read in one snapshot taken after it was asked for: a page
+ * shorter than asked means the store had nothing more then.  A message
+ * committed later, whose commit finished (u->committed) before this
+ * answer, may not be in it, and deliver_one did not send it (the
+ * connection was catching up): the connection goes live only when it
+ * has everything up to u->committed, else it reads again. */
+static void on_page(void *ud, int status, const chat_store_msg *msgs, size_t n)
+{
+    page_read *pr = ud;
+    chat *ch = pr->ch;
+    chat_user *u = pr->u;
+    chat_conn *cc = conn_of(u, pr->conn_id);
+    free(pr);
+    ch->nreads--;
+    u->refs--;
+    if (!cc) {
+        chat_maybe_free(ch);
+        return;
+    }
+    cc->reading = false;
+    if (status < 0) {
+        SH_LOG(SH_LOG_ERROR, "conn=%llu chat: cannot read the stored messages of %s: %s",
+               (unsigned long long)app_conn_id(cc->c), u->name, sh_strerror(status));
+        conn_fail(ch, cc, "cannot read stored private messages");
+        return;
+    }
+    bool full = false;
+    for (size_t i = 0; i < n && !full && cc->catching_up && !cc->failed; i++) {
+        if (msgs[i].id <= cc->sent)
+            continue;
+        amf_value *m = message_value(msgs[i].id, msgs[i].sender, u->name, msgs[i].text,
+                                     msgs[i].text_len, msgs[i].ts);
+        bool ok = app_conn_connected(cc->c) && send_private(cc->c, m);
+        amf_unref(m);
+        if (!ok) {
             conn_fail(ch, cc, "cannot queue a stored private message");
             return;
         }
-        if (x.full)
-            return;
-        if (x.rows < CHAT_PAGE_ROWS) {
-            catch_stop(ch, cc);
-            if (cc->resent)
-                SH_LOG(SH_LOG_DEBUG, "conn=%llu chat: %zu stored message(s) sent, up to id %llu",
-                       (unsigned long long)app_conn_id(cc->c), cc->resent,
-                       (unsigned long long)cc->sent);
-            cc->resent = 0;
-        }
+        cc->sent = msgs[i].id;
+        cc->resent++;
+        ch->delivered++;
+        full = app_conn_out_bytes(cc->c) >= ch->low_water;
     }
+    if (!cc->catching_up || cc->failed || full)
+        return; /* a full queue: the pump timer goes on once it drained */
+    if (n < CHAT_PAGE_ROWS && cc->sent >= u->committed)
+        conn_live(ch, cc);
+    else
+        conn_pump(ch, cc);
+}
+
+/* Feeds cc from the store while its output queue is under the low-water
+ * mark: one page read in flight at a time, answered by on_page.  A
+ * connection whose user's counters are not known yet waits for them. */
+static void conn_pump(chat *ch, chat_conn *cc)
+{
+    chat_user *u = cc->u;
+    if (!cc->catching_up || cc->reading || !u->loaded)
+        return;
+    if (cc->failed || !app_conn_connected(cc->c)) {
+        catch_stop(ch, cc); /* closing: nothing more goes out */
+        return;
+    }
+    if (app_conn_out_bytes(cc->c) >= ch->low_water)
+        return;
+    if (cc->sent < u->acked)
+        cc->sent = u->acked;
+    if (cc->sent >= u->committed) {
+        conn_live(ch, cc);
+        return;
+    }
+    page_read *pr = malloc(sizeof(*pr));
+    if (pr)
+        *pr = (page_read){.ch = ch, .u = u, .conn_id = app_conn_id(cc->c)};
+    if (!pr || app_store_chat_page(ch->st, u->app, u->name, cc->sent, CHAT_PAGE_ROWS, on_page,
+                                   pr) < 0) {
+        free(pr);
+        conn_fail(ch, cc, "cannot read stored private messages");
+        return;
+    }
+    cc->reading = true;
+    u->refs++;
+    ch->nreads++;
 }
 
 static void pump_all(chat *ch)
@@ -760,7 +847,7 @@ static void on_connect(app_conn *c, const app_connect_info *info, void *ud)
     if (!*name || ch->stopping)
         return;
     int rc;
-    chat_user *u = user_get(ch, app_conn_app_name(c), name, strlen(name), &rc);
+    chat_user *u = user_get(ch, app_conn_app_name(c), name, strlen(name), true, &rc);
     chat_conn *cc = u ? calloc(1, sizeof(*cc)) : NULL;
     if (!cc) {
         /* Kept open, the connection would get none of its messages and
@@ -780,8 +867,9 @@ static void on_connect(app_conn *c, const app_connect_info *info, void *ud)
     limits_of(c, &l);
     if (l.presence)
         chat_presence_update(ch->presence, c, u->name, instance_count(u, c), wall_ms());
-    /* Stored messages first (now, as far as the output queue allows, the
-     * rest from the check handle and the pump timer), then live ones. */
+    /* Stored messages first (read now, or once the user's counters are
+     * known; the rest from the check handle and the pump timer as far as
+     * the output queue allows), then live ones. */
     catch_start(ch, cc);
     conn_pump(ch, cc);
 }
@@ -919,6 +1007,86 @@ typedef struct send_outcome {
  * joins the pending batch and w is answered once it is committed.
  * Returns 0 (w will be answered, or *o says what happened at once) or
  * SH_ENOMEM. */
+/* Why a message for r (whose counters are known) cannot be stored now, or
+ * NULL. */
+static const char *admit_refusal(const chat *ch, const chat_user *r, uint32_t queue,
+                                 const char **desc)
+{
+    if (ch->stopping) {
+        *desc = "Server is shutting down";
+        return CHAT_E_STORE_FAILED;
+    }
+    if (r->last_id - r->acked >= queue) {
+        *desc = "The recipient has too many unacknowledged messages";
+        return CHAT_E_QUEUE_FULL;
+    }
+    if (ch->unacked >= ch->max_unacked) {
+        *desc = "The server holds too many unacknowledged messages (chat_max_stored)";
+        return CHAT_E_STORE_FULL;
+    }
+    return NULL;
+}
+
+/* pm gets the next id of its recipient and joins the pending batch; it is
+ * delivered and answered ("delivered" or "queued") once committed
+ * (pmsg_finish).  Returns 0 or SH_ENOMEM (nothing changed). */
+static int pmsg_assign(chat *ch, chat_pmsg *pm)
+{
+    chat_user *r = pm->to;
+    chat_batch *b = batch_pending(ch);
+    if (!b || push_ptr((void ***)&b->msgs, &b->nmsgs, &b->capm, pm) != 0)
+        return SH_ENOMEM;
+    pm->id = ++r->last_id;
+    ch->unacked++;
+    if (r->unconf_tail)
+        r->unconf_tail->next = pm;
+    else
+        r->unconf_head = pm;
+    r->unconf_tail = pm;
+    user_mark_dirty(ch, r);
+    ch->messages++;
+    chat_user *s = pm->sender;
+    for (size_t i = 0; s->dedup && i < CHAT_DEDUP_MAX; i++)
+        if (s->dedup[i].pm == pm)
+            s->dedup[i].id = pm->id;
+    return 0;
+}
+
+/* A message that waited for its recipient's counters and is not stored:
+ * its waiters get the refusal, a retry of its clientId may try again. */
+static void pmsg_refuse(chat *ch, chat_pmsg *pm, const char *code, const char *desc)
+{
+    (void)ch;
+    chat_user *s = pm->sender;
+    for (size_t i = 0; s->dedup && i < CHAT_DEDUP_MAX; i++)
+        if (s->dedup[i].pm == pm) {
+            s->dedup[i].pm = NULL;
+            s->dedup[i].used = false;
+        }
+    for (size_t i = 0; i < pm->nwaiters; i++) {
+        chat_waiter *w = &pm->waiters[i];
+        app_conn *c = w->fn ? NULL : user_conn_by_id(s, w->conn_id);
+        if (w->fn)
+            w->fn(w->ud, code, desc, 0, false);
+        else if (c)
+            app_conn_reply_error(c, w->txid, code, desc);
+    }
+    pm->to->refs--;
+    s->refs--;
+    free(pm->text);
+    free(pm);
+}
+
+static int user_wait(chat_user *u, chat_uwait *w);
+
+/* The one path of a private message, for clients and server code alike:
+ * checks, de-duplication, rate, queue and store caps, then the message
+ * joins the pending batch and w is answered once it is committed.  A
+ * recipient whose counters are not known yet is read first: the message
+ * waits on its record, in order with everything else that needs them,
+ * and the caps are checked then (refusals go to w).
+ * Returns 0 (w will be answered, or *o says what happened at once) or
+ * SH_ENOMEM. */
 static int submit(chat *ch, const char *app, const chat_limits *l, const char *me,
                   const char *to, size_t tolen, const char *text, size_t textlen,
                   const char *cid, chat_waiter w, send_outcome *o)
@@ -939,7 +1107,9 @@ static int submit(chat *ch, const char *app, const chat_limits *l, const char *m
         REFUSE(CHAT_E_STORE_FAILED, "Server is shutting down");
 
     int rc;
-    chat_user *s = user_get(ch, app, me, strlen(me), &rc);
+    /* The sender's record holds its rate and clientIds: its counters are
+     * not needed. */
+    chat_user *s = user_get(ch, app, me, strlen(me), false, &rc);
     if (!s)
         REFUSE(CHAT_E_STORE_FAILED, "Cannot load the sender");
     uint64_t now = uv_now(ch->loop);
@@ -960,51 +1130,48 @@ static int submit(chat *ch, const char *app, const chat_limits *l, const char *m
     }
     if (!rate_take(s, l->rate, now))
         REFUSE(CHAT_E_RATE_LIMITED, "Too many messages (chat_rate)");
-    s->refs++; /* keep s while the recipient is loaded */
-    chat_user *r = user_get(ch, app, to, tolen, &rc);
+    s->refs++; /* keep s while the recipient is made */
+    chat_user *r = user_get(ch, app, to, tolen, true, &rc);
     s->refs--;
     if (!r)
         REFUSE(CHAT_E_STORE_FAILED, "Cannot load the recipient");
-    if (r->last_id - r->acked >= l->queue)
-        REFUSE(CHAT_E_QUEUE_FULL, "The recipient has too many unacknowledged messages");
-    if (ch->unacked >= ch->max_unacked)
-        REFUSE(CHAT_E_STORE_FULL,
-               "The server holds too many unacknowledged messages (chat_max_stored)");
+    const char *code = NULL, *desc = NULL;
+    if (r->loaded && (code = admit_refusal(ch, r, l->queue, &desc)) != NULL)
+        REFUSE(code, desc);
+    if (!r->loaded && r->nwait >= CHAT_USER_WAIT_MAX)
+        REFUSE(CHAT_E_STORE_FAILED, "Too many requests wait for the store");
 #undef REFUSE
 
     chat_pmsg *pm = calloc(1, sizeof(*pm));
-    chat_batch *b = batch_pending(ch);
-    if (!pm || !b || !(pm->text = dup_n(text, textlen)) ||
-        push_ptr((void ***)&b->msgs, &b->nmsgs, &b->capm, pm) != 0) {
+    chat_uwait *uw = r->loaded ? NULL : calloc(1, sizeof(*uw));
+    if (!pm || !(pm->text = dup_n(text, textlen)) || (!r->loaded && !uw)) {
         if (pm)
             free(pm->text);
         free(pm);
+        free(uw);
         return SH_ENOMEM;
     }
-    pm->id = ++r->last_id;
-    ch->unacked++;
     pm->ts = wall_ms();
     pm->text_len = textlen;
     pm->to = r;
     pm->sender = s;
+    if (r->loaded && pmsg_assign(ch, pm) < 0) {
+        free(pm->text);
+        free(pm);
+        return SH_ENOMEM;
+    }
     r->refs++;
     s->refs++;
-    if (r->unconf_tail)
-        r->unconf_tail->next = pm;
-    else
-        r->unconf_head = pm;
-    r->unconf_tail = pm;
-    user_mark_dirty(ch, r);
-    ch->messages++;
-
-    /* Delivered to the recipient's connections and answered ("delivered"
-     * or "queued") once the message is committed (pmsg_finish). */
     chat_dedup *d = cid[0] ? dedup_add(s, cid, now) : NULL;
     if (d) {
-        d->id = pm->id;
+        d->id = pm->id; /* 0 until the recipient is read: retries wait on pm */
         d->pm = pm;
     }
     pm->waiters[pm->nwaiters++] = w;
+    if (uw) {
+        *uw = (chat_uwait){.kind = UWAIT_SEND, .pm = pm, .queue = l->queue};
+        user_wait(r, uw);
+    }
     return 0;
 }
 
@@ -1097,18 +1264,53 @@ void chat_get_stats(const app_server *srv, chat_stats *st)
     st->batch_failures = ch->batch_failures;
 }
 
-int chat_user_state(app_server *srv, const char *app, const char *user, uint64_t *last_id,
-                    uint64_t *acked)
+int chat_user_state(app_server *srv, const char *app, const char *user, chat_state_fn fn,
+                    void *ud)
 {
     chat *ch = app_server_ext(srv, APP_EXT_CHAT);
-    if (!ch)
-        return SH_ESTATE;
+    if (!ch) {
+        fn(ud, SH_ESTATE, 0, 0);
+        return 0;
+    }
     int rc;
-    chat_user *u = user_get(ch, app, user, strlen(user), &rc);
-    if (!u)
-        return rc < 0 ? rc : SH_ENOMEM;
-    *last_id = u->committed;
-    *acked = u->acked;
+    chat_user *u = user_get(ch, app, user, strlen(user), true, &rc);
+    if (!u) {
+        fn(ud, rc == SH_ENOMEM ? SH_EIO : rc, 0, 0);
+        return 0;
+    }
+    if (u->loaded) {
+        fn(ud, 0, u->committed, u->acked);
+        return 0;
+    }
+    chat_uwait *w = u->nwait < CHAT_USER_WAIT_MAX ? calloc(1, sizeof(*w)) : NULL;
+    if (!w)
+        return SH_ENOMEM;
+    *w = (chat_uwait){.kind = UWAIT_STATE, .fn = fn, .ud = ud};
+    return user_wait(u, w);
+}
+
+/* chat.ack(id) of connection c (NULL: it went away while the user's
+ * counters were read; the acknowledgement still counts). */
+static int ack_apply(chat *ch, chat_user *u, app_conn *c, double txid, double d)
+{
+    /* Never past the last stored id: a message not yet committed was sent
+     * to nobody, and acknowledging it would delete it in its own batch. */
+    uint64_t id = d >= (double)u->committed ? u->committed : (uint64_t)d;
+    if (id > u->acked && !ch->stopping) {
+        uint64_t k = id - u->acked;
+        ch->unacked = ch->unacked > k ? ch->unacked - k : 0;
+        ch->acked += k;
+        u->acked = id;
+        if (user_mark_dirty(ch, u) != 0)
+            return SH_ENOMEM;
+    }
+    if (!c)
+        return 0;
+    amf_value *o = amf_object_new(NULL);
+    if (o)
+        amf_object_set_cstr(o, "acked", amf_number((double)u->acked));
+    app_conn_reply_result(c, txid, o);
+    amf_unref(o);
     return 0;
 }
 
@@ -1125,68 +1327,157 @@ static int method_ack(app_conn *c, const rtmp_cmd *cmd, void *ud)
     if (!isfinite(d) || d < 0)
         return reply_error(c, cmd->txid, CHAT_E_BAD_REQUEST, "Bad message id");
     int rc;
-    chat_user *u = user_get(ch, app_conn_app_name(c), me, strlen(me), &rc);
+    chat_user *u = user_get(ch, app_conn_app_name(c), me, strlen(me), true, &rc);
     if (!u)
         return reply_error(c, cmd->txid, CHAT_E_STORE_FAILED, "Cannot load the user");
-    /* Never past the last stored id: a message not yet committed was sent
-     * to nobody, and acknowledging it would delete it in its own batch. */
-    uint64_t id = d >= (double)u->committed ? u->committed : (uint64_t)d;
-    if (id > u->acked && !ch->stopping) {
-        uint64_t k = id - u->acked;
-        ch->unacked = ch->unacked > k ? ch->unacked - k : 0;
-        ch->acked += k;
-        u->acked = id;
-        if (user_mark_dirty(ch, u) != 0)
-            return SH_ENOMEM;
-    }
-    amf_value *o = amf_object_new(NULL);
-    if (o)
-        amf_object_set_cstr(o, "acked", amf_number((double)u->acked));
-    app_conn_reply_result(c, cmd->txid, o);
-    amf_unref(o);
+    if (u->loaded)
+        return ack_apply(ch, u, c, cmd->txid, d);
+    /* after what came before it for this user */
+    chat_uwait *w = u->nwait < CHAT_USER_WAIT_MAX ? calloc(1, sizeof(*w)) : NULL;
+    if (!w)
+        return reply_error(c, cmd->txid, CHAT_E_STORE_FAILED,
+                           "Too many requests wait for the store");
+    *w = (chat_uwait){.kind = UWAIT_ACK, .conn_id = app_conn_id(c), .txid = cmd->txid, .ack = d};
+    return user_wait(u, w);
+}
+
+/* ---- a user's counters ---- */
+
+/* w waits for u's counters (u is being read).  Returns 0. */
+static int user_wait(chat_user *u, chat_uwait *w)
+{
+    if (u->wait_tail)
+        u->wait_tail->next = w;
+    else
+        u->wait_head = w;
+    u->wait_tail = w;
+    u->nwait++;
     return 0;
+}
+
+static void on_user_read(void *ud, int status, uint64_t last_id, uint64_t acked);
+
+/* Asks for u's counters unless they are known or asked for already. */
+static int user_load(chat *ch, chat_user *u)
+{
+    if (u->loaded || u->loading)
+        return 0;
+    int rc = app_store_chat_user(ch->st, u->app, u->name, on_user_read, u);
+    if (rc < 0)
+        return rc;
+    u->loading = true;
+    u->refs++;
+    ch->nreads++;
+    return 0;
+}
+
+/* What waited for u's counters, in order: status 0 (they are known now)
+ * or the read's error. */
+static void user_waits_run(chat *ch, chat_user *u, int status)
+{
+    chat_uwait *w = u->wait_head;
+    u->wait_head = u->wait_tail = NULL;
+    u->nwait = 0;
+    while (w) {
+        chat_uwait *next = w->next;
+        const char *code = NULL, *desc = "Cannot load the recipient";
+        app_conn *c;
+        switch (w->kind) {
+        case UWAIT_SEND:
+            if (status == 0 && !(code = admit_refusal(ch, u, w->queue, &desc)) &&
+                pmsg_assign(ch, w->pm) < 0) {
+                code = CHAT_E_STORE_FAILED;
+                desc = "Out of memory";
+            } else if (status < 0) {
+                code = CHAT_E_STORE_FAILED;
+            }
+            if (code)
+                pmsg_refuse(ch, w->pm, code, desc);
+            break;
+        case UWAIT_ACK:
+            c = user_conn_by_id(u, w->conn_id);
+            if (status == 0 && ack_apply(ch, u, c, w->txid, w->ack) == 0)
+                break;
+            if (c)
+                app_conn_reply_error(c, w->txid, CHAT_E_STORE_FAILED, "Cannot load the user");
+            break;
+        case UWAIT_STATE:
+            w->fn(w->ud, status < 0 ? SH_EIO : 0, u->committed, u->acked);
+            break;
+        }
+        free(w);
+        w = next;
+    }
+}
+
+/* u's counters came from the store (or could not be read: what waited
+ * for them is refused and the user's connections closed, since they
+ * would get none of their stored messages; the next need asks again). */
+static void on_user_read(void *ud, int status, uint64_t last_id, uint64_t acked)
+{
+    chat_user *u = ud;
+    chat *ch = u->ch;
+    ch->nreads--;
+    u->loading = false;
+    u->refs--;
+    if (status == 0) {
+        u->last_id = last_id;
+        u->acked = acked;
+        u->committed = last_id;
+        u->loaded = true;
+    } else {
+        SH_LOG(SH_LOG_ERROR, "chat: cannot load user %s of %s from the store: %s", u->name,
+               u->app, sh_strerror(status));
+    }
+    user_waits_run(ch, u, status);
+    for (chat_conn *cc = u->conns; cc; cc = cc->next) {
+        if (status == 0)
+            conn_pump(ch, cc); /* its stored messages first */
+        else
+            conn_fail(ch, cc, "cannot load the user's messages");
+    }
+    chat_maybe_free(ch);
 }
 
 /* ---- life cycle ---- */
 
 static void chat_free(chat *ch)
 {
+    chat_batch *b = ch->pending;
+    ch->pending = NULL;
+    if (b) {
+        /* never written: the store had stopped */
+        batch_build_ops(b);
+        b->status = SH_ESTATE;
+        batch_finish(ch, b);
+    }
     users_sweep(ch, true);
     sh_map_cleanup(&ch->users);
     chat_presence_free(ch->presence);
-    chat_store_close(ch->store);
     SH_LOG(SH_LOG_INFO, "chat: stopped (%llu messages, %llu batches, %llu failed)",
            (unsigned long long)ch->messages, (unsigned long long)ch->batches,
            (unsigned long long)ch->batch_failures);
     free(ch);
 }
 
+/* Freed once its handles are closed and the store will not call it again
+ * (it wrote the last round at shutdown). */
+static void chat_maybe_free(chat *ch)
+{
+    if (ch->stopping && ch->open_handles == 0 && ch->store_stopped && !ch->inflight &&
+        ch->nreads == 0)
+        chat_free(ch);
+}
+
 static void on_handle_closed(uv_handle_t *h)
 {
     chat *ch = h->data;
-    if (--ch->open_handles == 0 && !ch->inflight)
-        chat_free(ch);
+    ch->open_handles--;
+    chat_maybe_free(ch);
 }
 
-/* Called at shutdown (every connection is gone) and after the last
- * in-flight batch: writes what is pending on this thread, then closes. */
-static void chat_finish_shutdown(chat *ch)
-{
-    if (ch->inflight)
-        return;
-    chat_batch *b = ch->pending;
-    ch->pending = NULL;
-    if (b && (b->nmsgs || b->nusers)) {
-        batch_build_ops(b);
-        b->status = b->ops ? chat_store_write(ch->store, b->ops, b->nops) : SH_ENOMEM;
-        batch_finish(ch, b);
-    } else if (b) {
-        batch_finish(ch, b);
-    }
-    if (ch->open_handles == 0)
-        chat_free(ch);
-}
-
+/* Every connection is gone.  What is pending is written by the store's
+ * shutdown hook, which runs after this one. */
 static void on_shutdown(app_server *s, void *ud)
 {
     chat *ch = ud;
@@ -1195,13 +1486,10 @@ static void on_shutdown(app_server *s, void *ud)
     uv_check_stop(&ch->check);
     uv_timer_stop(&ch->sweep);
     uv_timer_stop(&ch->pump);
-    /* Handles first: chat_free runs when all three are closed and nothing
-     * is in flight, whichever happens last. */
     ch->open_handles = 3;
     uv_close((uv_handle_t *)&ch->check, on_handle_closed);
     uv_close((uv_handle_t *)&ch->sweep, on_handle_closed);
     uv_close((uv_handle_t *)&ch->pump, on_handle_closed);
-    chat_finish_shutdown(ch);
 }
 
 int chat_register(app_server *srv)
@@ -1214,18 +1502,22 @@ int chat_register(app_server *srv)
     ch->srv = srv;
     ch->loop = app_server_loop(srv);
     app_server_set_ext(srv, APP_EXT_CHAT, ch);
-    app_server_on_reconfigure(srv, on_reconfigure, ch);
-    char path[4096], err[512];
-    snprintf(path, sizeof(path), "%s/%s", cfg->data_dir, CHAT_DB_NAME);
-    int rc = chat_store_open(path, &ch->store, err, sizeof(err));
-    if (rc == 0 && (rc = chat_store_count_unacked(ch->store, &ch->unacked)) != 0)
+    char err[512] = "no store module";
+    ch->st = app_store_of(srv);
+    int rc = ch->st ? 0 : SH_ESTATE;
+    if (rc == 0 && (rc = app_store_chat_unacked(ch->st, &ch->unacked)) != 0)
         snprintf(err, sizeof(err), "cannot count the stored messages");
+    app_store_source src = {.wait_ms = src_wait_ms, .take = src_take, .done = src_done,
+                            .stopped = src_stopped, .ud = ch};
+    if (rc == 0 && (rc = app_store_add_source(ch->st, &src)) != 0)
+        snprintf(err, sizeof(err), "cannot join the store's rounds");
     if (rc) {
         SH_LOG(SH_LOG_ERROR, "chat: cannot open the store: %s", err);
-        chat_store_close(ch->store);
+        app_server_set_ext(srv, APP_EXT_CHAT, NULL);
         free(ch);
         return rc;
     }
+    app_server_on_reconfigure(srv, on_reconfigure, ch);
     ch->max_unacked = cfg->chat_max_stored;
     if (ch->unacked >= ch->max_unacked)
         SH_LOG(SH_LOG_WARN, "chat: %llu unacknowledged messages stored, chat_max_stored is "
@@ -1253,6 +1545,7 @@ int chat_register(app_server *srv)
     }
     uv_check_start(&ch->check, on_check);
     uv_timer_start(&ch->sweep, on_sweep, CHAT_SWEEP_MS, CHAT_SWEEP_MS);
-    SH_LOG(SH_LOG_INFO, "chat: ready (store %s)", path);
+    SH_LOG(SH_LOG_INFO, "chat: ready (%llu unacknowledged messages stored)",
+           (unsigned long long)ch->unacked);
     return 0;
 }

@@ -32,8 +32,8 @@
  * rather than left with a gap.  A client that acknowledges the highest id
  * it has processed therefore never acknowledges one it was not given.
  * Both answers ("queued", "delivered") and the chat.onPrivate wait for the
- * commit.  One transaction per batch, one batch in flight, on libuv's
- * thread pool.
+ * commit.  The store module (app/store.h) writes chat's batch and the
+ * shared objects' in one transaction per round, one round in flight.
  *
  * Presence ([app] presence = true): each instance keeps a temporary
  * shared object `presence`, written by the server only, with one slot per
@@ -41,7 +41,7 @@
  * Needs the shared-object glue (app/so_glue.h); without it presence is
  * off.
  *
- * Threading: loop thread only, except the store write (worker thread).
+ * Threading: loop thread only.
  */
 #ifndef APP_CHAT_H
 #define APP_CHAT_H
@@ -96,9 +96,14 @@ typedef struct chat_stats {
 } chat_stats;
 void chat_get_stats(const app_server *srv, chat_stats *st);
 
-/* A user's counters: the last stored id and the acknowledged one
- * (their difference is the queue).  Loads the user from the store. */
-int chat_user_state(app_server *srv, const char *app, const char *user, uint64_t *last_id,
-                    uint64_t *acked);
+/* A user's counters: the last stored id and the acknowledged one (their
+ * difference is the queue).  fn(ud, status, last_id, acked) runs once:
+ * before chat_user_state returns when the user is in memory, else once
+ * its counters are read from the store (status SH_EIO when they cannot
+ * be, SH_ESTATE when chat is not available).  Returns 0, or SH_ENOMEM
+ * (fn not called). */
+typedef void (*chat_state_fn)(void *ud, int status, uint64_t last_id, uint64_t acked);
+int chat_user_state(app_server *srv, const char *app, const char *user, chat_state_fn fn,
+                    void *ud);
 
 #endif

@@ -3,7 +3,11 @@
  * One temporary, server-only object named "presence" per room
  * ("APP/INSTANCE"), opened through the shared-object glue's engine when
  * the first user of the room comes online and closed (it then vanishes
- * once no client uses it) when the last one leaves.  Slot key = user
+ * once no client uses it) when the last one leaves.  The open waits for
+ * the room's load when the room is not in memory
+ * (so_engine_object_open_async); the counts that change meanwhile are
+ * kept and applied in order once it is open, before any client's message
+ * that came later, so the object is server-only first.  Slot key = user
  * name, value {since: Unix ms of the first connection in this instance,
  * connections: live connections of the user in this instance}.  Each
  * update is one version; its effects go out through app_so_deliver (one
@@ -19,10 +23,21 @@
 
 #define PRESENCE_NAME "presence"
 
+/* A change of one user's count, kept while the room's object is being
+ * opened (its room is loading), applied in order once it is open. */
+typedef struct presence_change {
+    struct presence_change *next;
+    char *user;            /* owned */
+    size_t count;
+    int64_t now_ms;
+} presence_change;
+
 typedef struct presence_room {
     struct presence_room *next;
+    struct chat_presence *p;
     char *room;            /* owned "APP/INSTANCE" */
-    so_object *obj;        /* handle keeps the temporary object alive */
+    so_object *obj;        /* handle keeps the temporary object alive; NULL while opening */
+    presence_change *pend, **pend_tail; /* while opening */
 } presence_room;
 
 struct chat_presence {
@@ -41,34 +56,19 @@ chat_presence *chat_presence_new(app_server *srv)
     return p;
 }
 
-static presence_room *room_get(chat_presence *p, so_engine *e, const char *room, bool create)
+static void room_free(presence_room *r)
 {
-    for (presence_room *r = p->rooms; r; r = r->next)
-        if (strcmp(r->room, room) == 0)
-            return r;
-    if (!create)
-        return NULL;
-    presence_room *r = calloc(1, sizeof(*r));
-    if (!r || !(r->room = strdup(room))) {
-        free(r);
-        return NULL;
+    while (r->pend) {
+        presence_change *x = r->pend;
+        r->pend = x->next;
+        free(x->user);
+        free(x);
     }
-    int err = 0;
-    r->obj = so_engine_object_open(e, room, PRESENCE_NAME, false, &err);
-    if (!r->obj) {
-        SH_LOG(SH_LOG_WARN, "presence: cannot open %s in %s: %s", PRESENCE_NAME, room,
-               sh_strerror(err));
-        free(r->room);
-        free(r);
-        return NULL;
-    }
-    so_object_set_server_only(r->obj, true);
-    r->next = p->rooms;
-    p->rooms = r;
-    return r;
+    free(r->room);
+    free(r);
 }
 
-static void room_drop(chat_presence *p, so_engine *e, presence_room *r)
+static void room_unlink(chat_presence *p, presence_room *r)
 {
     for (presence_room **pp = &p->rooms; *pp; pp = &(*pp)->next) {
         if (*pp == r) {
@@ -76,23 +76,19 @@ static void room_drop(chat_presence *p, so_engine *e, presence_room *r)
             break;
         }
     }
-    so_engine_object_close(e, r->obj);
-    free(r->room);
-    free(r);
 }
 
-void chat_presence_update(chat_presence *p, app_conn *c, const char *user, size_t count,
-                          int64_t now_ms)
+static void room_drop(chat_presence *p, so_engine *e, presence_room *r)
 {
-    app_so_glue *g = p ? app_so_glue_of(p->srv) : NULL;
-    so_engine *e = app_so_engine(g);
-    if (!e)
-        return;
-    char room[2 * APP_NAME_MAX + 2];
-    app_so_room_of(c, room, sizeof(room));
-    presence_room *r = room_get(p, e, room, count > 0);
-    if (!r)
-        return;
+    room_unlink(p, r);
+    so_engine_object_close(e, r->obj);
+    room_free(r);
+}
+
+/* Sets or removes the slot of user in r's object (open). */
+static void apply(chat_presence *p, so_engine *e, presence_room *r, const char *user,
+                  size_t count, int64_t now_ms)
+{
     size_t klen = strlen(user);
     int rc;
     if (count == 0) {
@@ -112,8 +108,113 @@ void chat_presence_update(chat_presence *p, app_conn *c, const char *user, size_
         amf_unref(v);
     }
     if (rc < 0)
-        SH_LOG(SH_LOG_WARN, "conn=%llu presence: cannot update %s in %s: %s",
-               (unsigned long long)app_conn_id(c), user, room, sh_strerror(rc));
+        SH_LOG(SH_LOG_WARN, "presence: cannot update %s in %s: %s", user, r->room,
+               sh_strerror(rc));
+}
+
+/* The room's object is open (or could not be): the changes made meanwhile
+ * are applied in order. */
+static void on_open(void *ud, so_object *o, int err)
+{
+    presence_room *r = ud;
+    chat_presence *p = r->p;
+    app_so_glue *g = app_so_glue_of(p->srv);
+    so_engine *e = app_so_engine(g);
+    if (!o) {
+        SH_LOG(SH_LOG_WARN, "presence: cannot open %s in %s: %s", PRESENCE_NAME, r->room,
+               sh_strerror(err));
+        room_unlink(p, r);
+        room_free(r);
+        return;
+    }
+    r->obj = o;
+    so_object_set_server_only(o, true);
+    while (r->pend) {
+        presence_change *x = r->pend;
+        r->pend = x->next;
+        apply(p, e, r, x->user, x->count, x->now_ms);
+        free(x->user);
+        free(x);
+    }
+    r->pend_tail = &r->pend;
+    app_so_deliver(g, &p->fx);
+    if (so_object_slot_count(o) == 0)
+        room_drop(p, e, r);
+}
+
+static presence_room *room_find(chat_presence *p, const char *room)
+{
+    for (presence_room *r = p->rooms; r; r = r->next)
+        if (strcmp(r->room, room) == 0)
+            return r;
+    return NULL;
+}
+
+static int pend_add(presence_room *r, const char *user, size_t count, int64_t now_ms)
+{
+    presence_change *x = calloc(1, sizeof(*x));
+    if (!x || !(x->user = strdup(user))) {
+        free(x);
+        return SH_ENOMEM;
+    }
+    x->count = count;
+    x->now_ms = now_ms;
+    *r->pend_tail = x;
+    r->pend_tail = &x->next;
+    return 0;
+}
+
+/* A room entry for room, its object opened with the first change waiting
+ * in it (applied by on_open, maybe before this returns). */
+static void room_open(chat_presence *p, so_engine *e, const char *room, const char *user,
+                      size_t count, int64_t now_ms)
+{
+    presence_room *r = calloc(1, sizeof(*r));
+    if (!r || !(r->room = strdup(room))) {
+        free(r);
+        SH_LOG(SH_LOG_WARN, "presence: out of memory for %s", room);
+        return;
+    }
+    r->p = p;
+    r->pend_tail = &r->pend;
+    if (pend_add(r, user, count, now_ms) < 0) {
+        room_free(r);
+        SH_LOG(SH_LOG_WARN, "presence: out of memory for %s", room);
+        return;
+    }
+    r->next = p->rooms;
+    p->rooms = r;
+    int rc = so_engine_object_open_async(e, room, PRESENCE_NAME, false, on_open, r);
+    if (rc < 0) {
+        SH_LOG(SH_LOG_WARN, "presence: cannot open %s in %s: %s", PRESENCE_NAME, room,
+               sh_strerror(rc));
+        room_unlink(p, r);
+        room_free(r);
+    }
+}
+
+void chat_presence_update(chat_presence *p, app_conn *c, const char *user, size_t count,
+                          int64_t now_ms)
+{
+    app_so_glue *g = p ? app_so_glue_of(p->srv) : NULL;
+    so_engine *e = app_so_engine(g);
+    if (!e)
+        return;
+    char room[2 * APP_NAME_MAX + 2];
+    app_so_room_of(c, room, sizeof(room));
+    presence_room *r = room_find(p, room);
+    if (!r) {
+        if (count > 0)
+            room_open(p, e, room, user, count, now_ms);
+        return;
+    }
+    if (!r->obj) {
+        if (pend_add(r, user, count, now_ms) < 0)
+            SH_LOG(SH_LOG_WARN, "conn=%llu presence: out of memory",
+                   (unsigned long long)app_conn_id(c));
+        return;
+    }
+    apply(p, e, r, user, count, now_ms);
     app_so_deliver(g, &p->fx);
     if (so_object_slot_count(r->obj) == 0)
         room_drop(p, e, r);
@@ -128,10 +229,11 @@ void chat_presence_free(chat_presence *p)
     while (p->rooms) {
         presence_room *r = p->rooms;
         p->rooms = r->next;
-        if (e)
+        if (e && r->obj)
             so_engine_object_close(e, r->obj);
-        free(r->room);
-        free(r);
+        else if (e)
+            so_engine_object_open_cancel(e, on_open, r);
+        room_free(r);
     }
     so_effects_cleanup(&p->fx);
     free(p);

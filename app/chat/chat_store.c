@@ -15,6 +15,7 @@ enum { R_USER, R_MSGS, R_COUNT };
 struct chat_store {
     sqlite3 *wdb;
     sqlite3 *rdb;
+    bool own;           /* opened by chat_store_open: closed with the store */
     sqlite3_stmt *w[W_COUNT];
     sqlite3_stmt *r[R_COUNT];
 };
@@ -62,8 +63,10 @@ void chat_store_close(chat_store *s)
         sqlite3_finalize(s->w[i]);
     for (int i = 0; i < R_COUNT; i++)
         sqlite3_finalize(s->r[i]);
-    sqlite3_close(s->wdb);
-    sqlite3_close(s->rdb);
+    if (s->own) {
+        sqlite3_close(s->wdb);
+        sqlite3_close(s->rdb);
+    }
     free(s);
 }
 
@@ -83,39 +86,55 @@ static int open_conn(const char *path, const char *sync, sqlite3 **db)
     return 0;
 }
 
+/* Schema on the writer, statements on both. */
+static int prepare(chat_store *s, char *err, size_t errsz)
+{
+    if (sqlite3_exec(s->wdb, schema_sql, NULL, NULL, NULL) != SQLITE_OK)
+        return fail(err, errsz, s->wdb, "chat schema");
+    for (int i = 0; i < W_COUNT; i++)
+        if (sqlite3_prepare_v2(s->wdb, wsql[i], -1, &s->w[i], NULL) != SQLITE_OK)
+            return fail(err, errsz, s->wdb, "chat statement");
+    for (int i = 0; i < R_COUNT; i++)
+        if (sqlite3_prepare_v2(s->rdb, rsql[i], -1, &s->r[i], NULL) != SQLITE_OK)
+            return fail(err, errsz, s->rdb, "chat statement");
+    return 0;
+}
+
 int chat_store_open(const char *path, chat_store **out, char *err, size_t errsz)
 {
     *out = NULL;
     chat_store *s = calloc(1, sizeof(*s));
     if (!s)
         return fail(err, errsz, NULL, "chat store");
-    if (open_conn(path, "PRAGMA synchronous=FULL;", &s->wdb) != 0) {
-        int rc = fail(err, errsz, s->wdb, path);
+    s->own = true;
+    int rc = 0;
+    if (open_conn(path, "PRAGMA synchronous=FULL;", &s->wdb) != 0)
+        rc = fail(err, errsz, s->wdb, path);
+    else if (open_conn(path, "PRAGMA synchronous=NORMAL;", &s->rdb) != 0)
+        rc = fail(err, errsz, s->rdb, path);
+    else
+        rc = prepare(s, err, errsz);
+    if (rc) {
         chat_store_close(s);
         return rc;
     }
-    if (sqlite3_exec(s->wdb, schema_sql, NULL, NULL, NULL) != SQLITE_OK) {
-        int rc = fail(err, errsz, s->wdb, "chat schema");
+    *out = s;
+    return 0;
+}
+
+int chat_store_attach(sqlite3 *wdb, sqlite3 *rdb, chat_store **out, char *err, size_t errsz)
+{
+    *out = NULL;
+    chat_store *s = calloc(1, sizeof(*s));
+    if (!s)
+        return fail(err, errsz, NULL, "chat store");
+    s->wdb = wdb;
+    s->rdb = rdb;
+    int rc = prepare(s, err, errsz);
+    if (rc) {
         chat_store_close(s);
         return rc;
     }
-    if (open_conn(path, "PRAGMA synchronous=NORMAL;", &s->rdb) != 0) {
-        int rc = fail(err, errsz, s->rdb, path);
-        chat_store_close(s);
-        return rc;
-    }
-    for (int i = 0; i < W_COUNT; i++)
-        if (sqlite3_prepare_v2(s->wdb, wsql[i], -1, &s->w[i], NULL) != SQLITE_OK) {
-            int rc = fail(err, errsz, s->wdb, "chat statement");
-            chat_store_close(s);
-            return rc;
-        }
-    for (int i = 0; i < R_COUNT; i++)
-        if (sqlite3_prepare_v2(s->rdb, rsql[i], -1, &s->r[i], NULL) != SQLITE_OK) {
-            int rc = fail(err, errsz, s->rdb, "chat statement");
-            chat_store_close(s);
-            return rc;
-        }
     *out = s;
     return 0;
 }
@@ -156,15 +175,21 @@ static int write_op(chat_store *s, const chat_store_op *op)
     return step_done(st);
 }
 
+int chat_store_apply(chat_store *s, const chat_store_op *ops, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (write_op(s, &ops[i]) != 0)
+            return SH_EIO;
+    return 0;
+}
+
 int chat_store_write(chat_store *s, const chat_store_op *ops, size_t n)
 {
     if (step_done(s->w[W_BEGIN]) != 0)
         return SH_EIO;
-    for (size_t i = 0; i < n; i++) {
-        if (write_op(s, &ops[i]) != 0) {
-            step_done(s->w[W_ROLLBACK]);
-            return SH_EIO;
-        }
+    if (chat_store_apply(s, ops, n) != 0) {
+        step_done(s->w[W_ROLLBACK]);
+        return SH_EIO;
     }
     if (step_done(s->w[W_COMMIT]) != 0) {
         step_done(s->w[W_ROLLBACK]);
@@ -233,4 +258,66 @@ int chat_store_load_messages(chat_store *s, const char *app, const char *user, u
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
     return rc == SQLITE_DONE ? 0 : SH_EIO;
+}
+
+void chat_store_msgs_free(chat_store_msg *m, size_t n)
+{
+    for (size_t i = 0; m && i < n; i++) {
+        free(m[i].sender);
+        free(m[i].text);
+    }
+    free(m);
+}
+
+typedef struct page {
+    chat_store_msg *m;
+    size_t n, cap;
+    int rc;
+} page;
+
+static int page_add(void *ud, uint64_t id, const char *sender, int64_t ts, const char *text,
+                    size_t text_len)
+{
+    page *p = ud;
+    if (p->n == p->cap) {
+        size_t nc = p->cap ? p->cap * 2 : 16;
+        chat_store_msg *a = realloc(p->m, nc * sizeof(*a));
+        if (!a)
+            return p->rc = SH_ENOMEM, 1;
+        p->m = a;
+        p->cap = nc;
+    }
+    chat_store_msg *x = &p->m[p->n];
+    x->id = id;
+    x->ts = ts;
+    x->text_len = text_len;
+    x->sender = strdup(sender);
+    x->text = malloc(text_len + 1);
+    if (!x->sender || !x->text) {
+        free(x->sender);
+        free(x->text);
+        return p->rc = SH_ENOMEM, 1;
+    }
+    memcpy(x->text, text, text_len);
+    x->text[text_len] = '\0';
+    p->n++;
+    return 0;
+}
+
+int chat_store_read_page(chat_store *s, const char *app, const char *user, uint64_t after,
+                         size_t max, chat_store_msg **out, size_t *n)
+{
+    page p = {0};
+    int rc = chat_store_load_messages(s, app, user, after, max, page_add, &p);
+    if (rc == 0)
+        rc = p.rc;
+    if (rc < 0) {
+        chat_store_msgs_free(p.m, p.n);
+        *out = NULL;
+        *n = 0;
+        return rc;
+    }
+    *out = p.m;
+    *n = p.n;
+    return 0;
 }

@@ -158,3 +158,58 @@ Test(chat_store, shares_the_file_with_other_tables)
     chat_store_close(s);
     sqlite3_close(db);
 }
+
+static int64_t count_rows(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *st;
+    cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+    int64_t n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return n;
+}
+
+/* On connections another module owns (the store module's): chat's
+ * operations join that module's transaction, committed or rolled back
+ * with its own rows, and pages are copied out. */
+Test(chat_store, attached_ops_share_the_callers_transaction)
+{
+    sqlite3 *w, *r;
+    cr_assert_eq(sqlite3_open(path, &w), SQLITE_OK);
+    cr_assert_eq(sqlite3_open(path, &r), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(w, "PRAGMA journal_mode=WAL; CREATE TABLE objects(x);", NULL,
+                              NULL, NULL), SQLITE_OK);
+    chat_store *s;
+    char err[256];
+    cr_assert_eq(chat_store_attach(w, r, &s, err, sizeof err), 0, "%s", err);
+    chat_store_op ops[] = {msg("bob", 1, "one"), msg("bob", 2, "two"), counters("bob", 2, 0)};
+    /* rolled back: neither module's rows stay */
+    cr_assert_eq(sqlite3_exec(w, "BEGIN IMMEDIATE; INSERT INTO objects VALUES(1);", NULL, NULL,
+                              NULL), SQLITE_OK);
+    cr_assert_eq(chat_store_apply(s, ops, 3), 0);
+    cr_assert_eq(sqlite3_exec(w, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    cr_assert_eq(count_rows(r, "SELECT count(*) FROM objects"), 0);
+    cr_assert_eq(count_rows(r, "SELECT count(*) FROM chat_messages"), 0);
+    /* committed: both */
+    cr_assert_eq(sqlite3_exec(w, "BEGIN IMMEDIATE; INSERT INTO objects VALUES(1);", NULL, NULL,
+                              NULL), SQLITE_OK);
+    cr_assert_eq(chat_store_apply(s, ops, 3), 0);
+    cr_assert_eq(sqlite3_exec(w, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    cr_assert_eq(count_rows(r, "SELECT count(*) FROM objects"), 1);
+    chat_store_msg *m = NULL;
+    size_t n = 0;
+    cr_assert_eq(chat_store_read_page(s, "chat", "bob", 0, 10, &m, &n), 0);
+    cr_assert_eq(n, 2);
+    cr_assert(m[0].id == 1 && m[1].id == 2, "id order");
+    cr_assert_str_eq(m[1].text, "two");
+    cr_assert_eq(m[1].text_len, 3);
+    cr_assert_str_eq(m[0].sender, "alice");
+    chat_store_msgs_free(m, n);
+    cr_assert_eq(chat_store_read_page(s, "chat", "bob", 2, 10, &m, &n), 0);
+    cr_assert(n == 0 && m == NULL, "nothing after the last id");
+    chat_store_close(s);
+    /* the connections are the caller's: still open */
+    cr_assert_eq(count_rows(r, "SELECT count(*) FROM chat_users"), 1);
+    sqlite3_close(w);
+    sqlite3_close(r);
+}

@@ -95,7 +95,7 @@ int bench_ws_response(const uint8_t *bytes, size_t n, const char *key24, bool of
 {
     const char *p = (const char *)bytes;
     *deflate = false;
-    const char *eoh = n >= 4 ? memmem(p, n, "\r\n\r\n", 4) : NULL;
+    const char *eoh = p && n >= 4 ? memmem(p, n, "\r\n\r\n", 4) : NULL;
     if (!eoh) {
         if (n >= BENCH_WS_MAX_RESPONSE) {
             say(why, whysz, "upgrade answer too long", NULL, 0);

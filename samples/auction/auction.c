@@ -40,13 +40,17 @@
  * while the server was down are closed at once).
  *
  * Lifetime: an instance (auc_inst, its items, the server's handles on its
- * objects) stays in memory while a connection of it is open or the timer
- * of one of its open items is set (work still to do: closing the item and
- * announcing the winner).  It is made in on_connect (the catalog is
- * server-only before any client uses it) or at start for the instances in
- * the index, and released when neither holds any more: on_disconnect of
- * its last connection, the close of its last open item, or right after
- * the start.  Then the engine can unload the room; the next connect reads
+ * objects) stays in memory while a connection of it is open or waiting,
+ * or the timer of one of its open items is set (work still to do: closing
+ * the item and announcing the winner).  It is made in on_connect or at
+ * start for the instances in the index.  Making it opens the catalog (the
+ * room may have to be loaded from the store first:
+ * so_engine_object_open_async), then the items the catalog lists (their
+ * room is in memory then); connects wait (pending) until that is done,
+ * so the catalog is server-only before any client uses it.  It is
+ * released when nothing holds it any more: on_disconnect of its last
+ * connection, the close of its last open item, or once its catalog is
+ * open for an instance of the index with no open item.  Then the engine can unload the room; the next connect reads
  * the catalog and the items again from the store.  Answers waiting for
  * durability (auc_pending) hold only the connection (cleared when it goes
  * away), never an instance or an item, so they do not keep one alive: the
@@ -87,10 +91,14 @@ struct auc_inst {
     struct auc_inst *next;
     char name[APP_NAME_MAX + 1];
     char room[2 * APP_NAME_MAX + 2];
-    so_object *catalog;
+    so_object *catalog;  /* NULL until open */
     auc_item *items;
     size_t nitems;
-    size_t nconns;       /* accepted connections of the instance */
+    size_t nconns;       /* accepted or waiting connections of the instance */
+    auction *a;
+    bool opening;        /* the catalog is being opened */
+    bool in_open_call;   /* inside so_engine_object_open_async */
+    samples_waiting waiting; /* connects waiting for the catalog */
 };
 
 /* An answer waiting for its change to be stored. */
@@ -256,23 +264,32 @@ static auc_item *item_open(auction *a, auc_inst *in, const char *id)
     return it;
 }
 
-static auc_inst *inst_get(auction *a, const char *instance)
+/* The catalog is open (o), or could not be: the items it lists are opened
+ * (their room is in memory now) and their timers set, and the waiting
+ * connects are answered. */
+static void catalog_opened(void *ud, so_object *o, int err)
 {
-    for (auc_inst *in = a->insts; in; in = in->next)
-        if (!strcmp(in->name, instance))
-            return in;
-    auc_inst *in = calloc(1, sizeof(*in));
-    if (!in)
-        return NULL;
-    snprintf(in->name, sizeof(in->name), "%s", instance);
-    snprintf(in->room, sizeof(in->room), "%s/%s", AUC_APP, instance);
-    in->catalog = samples_open(a->srv, in->room, AUC_CATALOG, true, true);
-    if (!in->catalog) {
-        free(in);
-        return NULL;
+    auc_inst *in = ud;
+    auction *a = in->a;
+    in->opening = false;
+    if (!o) {
+        SH_LOG(SH_LOG_WARN, "auction: cannot open the catalog of %s: %s", in->name,
+               sh_strerror(err));
+        samples_wait_done(&in->waiting, false, "auction");
+        if (!in->in_open_call && in->nconns == 0) {
+            /* an instance of the index: it stays there for the next start */
+            for (auc_inst **pp = &a->insts; *pp; pp = &(*pp)->next)
+                if (*pp == in) {
+                    *pp = in->next;
+                    break;
+                }
+            samples_wait_cleanup(&in->waiting);
+            free(in);
+        }
+        return;
     }
-    in->next = a->insts;
-    a->insts = in;
+    so_object_set_server_only(o, true);
+    in->catalog = o;
     /* Items stored before a restart. */
     size_t iter = 0;
     const char *k;
@@ -293,6 +310,53 @@ static auc_inst *inst_get(auction *a, const char *instance)
             if (it)
                 item_arm(it);
         }
+    }
+    samples_wait_done(&in->waiting, true, "auction");
+    if (!in->in_open_call)
+        inst_maybe_release(a, in); /* an instance of the index with nothing to do */
+}
+
+/* The instance `instance`, its catalog open or being opened; NULL when it
+ * cannot be made. */
+static auc_inst *inst_get(auction *a, const char *instance)
+{
+    auc_inst *in = a->insts;
+    while (in && strcmp(in->name, instance))
+        in = in->next;
+    if (in && (in->catalog || in->opening))
+        return in;
+    if (!in) {
+        if (!(in = calloc(1, sizeof(*in))))
+            return NULL;
+        in->a = a;
+        snprintf(in->name, sizeof(in->name), "%s", instance);
+        snprintf(in->room, sizeof(in->room), "%s/%s", AUC_APP, instance);
+        in->next = a->insts;
+        a->insts = in;
+    }
+    /* new, or its last open failed: (again) */
+    so_engine *e = engine(a);
+    in->opening = true;
+    in->in_open_call = true;
+    int rc = e ? so_engine_object_open_async(e, in->room, AUC_CATALOG, true, catalog_opened, in)
+               : SH_ESTATE;
+    in->in_open_call = false;
+    if (rc < 0) {
+        in->opening = false;
+        SH_LOG(SH_LOG_WARN, "auction: cannot open the catalog of %s: %s", instance,
+               sh_strerror(rc));
+    }
+    if (!in->catalog && !in->opening) {
+        if (in->nconns == 0) {
+            for (auc_inst **pp = &a->insts; *pp; pp = &(*pp)->next)
+                if (*pp == in) {
+                    *pp = in->next;
+                    break;
+                }
+            samples_wait_cleanup(&in->waiting);
+            free(in);
+        }
+        return NULL;
     }
     return in;
 }
@@ -350,7 +414,7 @@ static void item_release(auction *a, auc_item *it)
  * index forgets it then: a restart has nothing to do for it. */
 static void inst_maybe_release(auction *a, auc_inst *in)
 {
-    if (in->nconns > 0)
+    if (in->nconns > 0 || in->opening)
         return;
     for (auc_item *it = in->items; it; it = it->next)
         if (item_pending(it))
@@ -374,6 +438,7 @@ static void inst_maybe_release(auction *a, auc_inst *in)
         item_release(a, it);
     }
     so_engine_object_close(e, in->catalog);
+    samples_wait_cleanup(&in->waiting);
     free(in);
 }
 
@@ -568,11 +633,13 @@ static void on_connect(app_app *app, app_conn *c, const app_connect_info *info, 
                        void *ud)
 {
     (void)app;
-    /* The catalog must be server-only before any client uses it.  Nothing
-     * runs between this accept and the connection counting as accepted,
-     * so on_disconnect follows for sure. */
+    /* The catalog must be server-only before any client uses it: the
+     * connect waits for it when its room is loading.  From here (accepted
+     * or pending) on_disconnect follows for sure. */
     auc_inst *in = inst_get(ud, info->instance);
-    samples_accept(c, v, in, in ? &in->nconns : NULL, "auction");
+    if (in && in->opening)
+        samples_wait(&in->waiting, c, v, "auction");
+    samples_accept(c, v, v->reject ? NULL : in, in ? &in->nconns : NULL, "auction");
 }
 
 static void on_disconnect(app_app *app, app_conn *c, const char *reason, void *ud)
@@ -585,6 +652,7 @@ static void on_disconnect(app_app *app, app_conn *c, const char *reason, void *u
             p->c = NULL;
     auc_inst *in = samples_detach(c);
     if (in) {
+        samples_wait_forget(&in->waiting, c);
         in->nconns--;
         inst_maybe_release(a, in);
     }
@@ -613,6 +681,7 @@ static void on_free(app_app *app, void *ud)
             in->items = it->next;
             free(it);
         }
+        samples_wait_cleanup(&in->waiting);
         free(in);
     }
     while (a->closing) { /* normally freed by their close callbacks */
@@ -628,6 +697,42 @@ static void on_free(app_app *app, void *ud)
     }
     so_effects_cleanup(&a->fx);
     free(a);
+}
+
+/* The index of instances with open items is open: each of them is made
+ * (its catalog and items read, its timers set); those with nothing to do
+ * are released once their catalog is open. */
+static void index_opened(void *ud, so_object *o, int err)
+{
+    auction *a = ud;
+    if (!o) {
+        SH_LOG(SH_LOG_WARN, "auction: cannot open the index: %s (open items get their "
+               "timers when somebody connects to their instance)", sh_strerror(err));
+        return;
+    }
+    so_object_set_server_only(o, true);
+    a->index = o;
+    size_t iter = 0;
+    const char *k;
+    size_t kl;
+    amf_value *v;
+    char names[64][APP_NAME_MAX + 1];
+    bool more = true;
+    while (more) {
+        size_t n = 0;
+        while (n < 64 && (more = so_object_slot_next(a->index, &iter, &k, &kl, &v)))
+            if (kl <= APP_NAME_MAX)
+                snprintf(names[n++], APP_NAME_MAX + 1, "%.*s", (int)kl, k);
+        for (size_t i = 0; i < n; i++)
+            inst_get(a, names[i]);
+    }
+    /* Catalogs read already (their room was in memory): released now when
+     * idle (a release removes the instance from the index, so after the
+     * scan). */
+    for (auc_inst *in = a->insts, *next; in; in = next) {
+        next = in->next;
+        inst_maybe_release(a, in);
+    }
 }
 
 int sample_auction_register(app_server *srv, const samples_settings *s)
@@ -650,29 +755,13 @@ int sample_auction_register(app_server *srv, const samples_settings *s)
     if (!rc) rc = app_server_on_shutdown(srv, on_shutdown, a);
     if (rc)
         return rc;
-    /* Instances known from the last run: their items' timers start now. */
-    a->index = samples_open(srv, AUC_INDEX_ROOM, AUC_INDEX_OBJECT, true, true);
-    if (a->index) {
-        size_t iter = 0;
-        const char *k;
-        size_t kl;
-        amf_value *v;
-        char names[64][APP_NAME_MAX + 1];
-        bool more = true;
-        while (more) {
-            size_t n = 0;
-            while (n < 64 && (more = so_object_slot_next(a->index, &iter, &k, &kl, &v)))
-                if (kl <= APP_NAME_MAX)
-                    snprintf(names[n++], APP_NAME_MAX + 1, "%.*s", (int)kl, k);
-            for (size_t i = 0; i < n; i++)
-                inst_get(a, names[i]);
-        }
-        /* Only the instances with an open item stay (released after the
-         * scan: a release removes the instance from the index). */
-        for (auc_inst *in = a->insts, *next; in; in = next) {
-            next = in->next;
-            inst_maybe_release(a, in);
-        }
-    }
+    /* Instances known from the last run: their items' timers start once
+     * the index and their catalogs are read. */
+    so_engine *e = engine(a);
+    rc = e ? so_engine_object_open_async(e, AUC_INDEX_ROOM, AUC_INDEX_OBJECT, true,
+                                         index_opened, a)
+           : SH_ESTATE;
+    if (rc < 0)
+        SH_LOG(SH_LOG_WARN, "auction: cannot open the index: %s", sh_strerror(rc));
     return 0;
 }

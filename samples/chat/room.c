@@ -16,10 +16,13 @@
  * file keeps the same object in the same form, so it is always there.
  *
  * Lifetime: an instance (its room_inst and the server's handles on its
- * objects) exists while at least one connection of it is open.  It is
- * made in on_connect, before the client can use any object (so `room` is
- * server-only first), and freed with the handles closed in on_disconnect
- * of its last connection, so the engine can unload the room
+ * objects) exists while at least one connection of it is open or
+ * waiting.  It is made in on_connect, which opens `room` (the room may
+ * have to be loaded from the store first: so_engine_object_open_async)
+ * and leaves the connect pending until it is open, so `room` is
+ * server-only before the client can use any object and next_id is known
+ * before its first post.  It is freed with the handles closed in
+ * on_disconnect of its last connection, so the engine can unload the room
  * (so_engine_unload_idle).  The next connect makes it again from the
  * store: next_id goes on from the highest stored message id.
  *
@@ -37,13 +40,18 @@
 #define ROOM_OBJECT "room"
 #define PRESENCE_OBJECT "presence"
 
+typedef struct chat_sample chat_sample;
+
 typedef struct room_inst {
     struct room_inst *next;
+    chat_sample *cs;
     char room[2 * APP_NAME_MAX + 2];
-    so_object *obj;          /* `room`, persistent, server-only */
+    so_object *obj;          /* `room`, persistent, server-only; NULL until open */
     so_object *pres;         /* `presence` while we keep it, else NULL */
     double next_id;
-    size_t nconns;           /* accepted connections of the instance */
+    size_t nconns;           /* accepted or waiting connections of the instance */
+    bool opening;            /* `room` is being opened */
+    samples_waiting waiting; /* connects waiting for `room` */
 } room_inst;
 
 /* Per connection (APP_SLOT_APP), from on_connect to on_disconnect. */
@@ -52,45 +60,76 @@ typedef struct room_conn {
     bool present;            /* counted in `presence` by this file */
 } room_conn;
 
-typedef struct chat_sample {
+struct chat_sample {
     app_server *srv;
     const samples_settings *s;
     app_app *app;
     room_inst *rooms;
     so_effects fx;
-} chat_sample;
+};
 
+static void inst_free(chat_sample *cs, room_inst *r);
+
+/* `room` is open (o), or could not be: the waiting connects are answered. */
+static void room_opened(void *ud, so_object *o, int err)
+{
+    room_inst *r = ud;
+    r->opening = false;
+    if (o) {
+        so_object_set_server_only(o, true);
+        r->obj = o;
+        /* Ids go on from the stored history (after a restart, or when the
+         * instance comes back after its last client left). */
+        size_t it = 0;
+        const char *k;
+        size_t kl;
+        amf_value *v;
+        r->next_id = 1;
+        while (so_object_slot_next(o, &it, &k, &kl, &v)) {
+            double id = strtod(k, NULL);
+            if (id >= r->next_id)
+                r->next_id = id + 1;
+        }
+    } else {
+        SH_LOG(SH_LOG_WARN, "chat sample: cannot open %s in %s: %s", ROOM_OBJECT, r->room,
+               sh_strerror(err));
+    }
+    samples_wait_done(&r->waiting, o != NULL, "chat room");
+}
+
+/* The instance of app/instance, its `room` opened or being opened. */
 static room_inst *inst_get(chat_sample *cs, const char *app, const char *instance)
 {
     char room[2 * APP_NAME_MAX + 2];
     snprintf(room, sizeof(room), "%s/%s", app, instance);
-    for (room_inst *r = cs->rooms; r; r = r->next)
-        if (!strcmp(r->room, room))
-            return r;
-    so_object *o = samples_open(cs->srv, room, ROOM_OBJECT, true, true);
-    if (!o)
-        return NULL;
-    room_inst *r = calloc(1, sizeof(*r));
+    room_inst *r = cs->rooms;
+    while (r && strcmp(r->room, room))
+        r = r->next;
+    if (r && (r->obj || r->opening))
+        return r;
     if (!r) {
-        so_engine_object_close(app_so_engine(app_so_glue_of(cs->srv)), o);
+        if (!(r = calloc(1, sizeof(*r))))
+            return NULL;
+        r->cs = cs;
+        snprintf(r->room, sizeof(r->room), "%s", room);
+        r->next = cs->rooms;
+        cs->rooms = r;
+    }
+    /* new, or its last open failed: (again) */
+    so_engine *e = app_so_engine(app_so_glue_of(cs->srv));
+    r->opening = true;
+    int rc = e ? so_engine_object_open_async(e, room, ROOM_OBJECT, true, room_opened, r)
+               : SH_ESTATE;
+    if (rc < 0) {
+        r->opening = false;
+        SH_LOG(SH_LOG_WARN, "chat sample: cannot open %s in %s: %s", ROOM_OBJECT, room,
+               sh_strerror(rc));
+    }
+    if (!r->obj && !r->opening) {
+        if (r->nconns == 0)
+            inst_free(cs, r);
         return NULL;
     }
-    snprintf(r->room, sizeof(r->room), "%s", room);
-    r->obj = o;
-    /* Ids go on from the stored history (after a restart, or when the
-     * instance comes back after its last client left). */
-    size_t it = 0;
-    const char *k;
-    size_t kl;
-    amf_value *v;
-    r->next_id = 1;
-    while (so_object_slot_next(o, &it, &k, &kl, &v)) {
-        double id = strtod(k, NULL);
-        if (id >= r->next_id)
-            r->next_id = id + 1;
-    }
-    r->next = cs->rooms;
-    cs->rooms = r;
     return r;
 }
 
@@ -104,9 +143,12 @@ static void inst_free(chat_sample *cs, room_inst *r)
         }
     so_engine *e = app_so_engine(app_so_glue_of(cs->srv));
     if (e) {
+        if (r->opening)
+            so_engine_object_open_cancel(e, room_opened, r);
         so_engine_object_close(e, r->pres);
         so_engine_object_close(e, r->obj);
     }
+    samples_wait_cleanup(&r->waiting);
     free(r);
 }
 
@@ -248,16 +290,22 @@ static void on_connect(app_app *a, app_conn *c, const app_connect_info *info, ap
 {
     (void)a;
     chat_sample *cs = ud;
-    /* Open `room` now: it must be server-only before any client uses it.
-     * Nothing runs between this accept and the connection counting as
-     * accepted, so on_disconnect follows for sure. */
+    /* `room` must be open (server-only) before the client can use any
+     * object: the connect waits for it when its room is loading.  From
+     * here (accepted or pending) on_disconnect follows for sure. */
     room_inst *r = inst_get(cs, info->app, info->instance);
     room_conn *rc = r ? calloc(1, sizeof(*rc)) : NULL;
-    if (rc)
+    if (rc && r->opening)
+        samples_wait(&r->waiting, c, v, "chat room");
+    if (rc && !v->reject) {
         rc->r = r;
-    else if (r && r->nconns == 0)
+        samples_accept(c, v, rc, &r->nconns, "chat room");
+        return;
+    }
+    free(rc);
+    if (r && r->nconns == 0 && !r->opening)
         inst_free(cs, r);
-    samples_accept(c, v, rc, r ? &r->nconns : NULL, "chat room");
+    samples_accept(c, v, NULL, NULL, "chat room");
 }
 
 static void on_disconnect(app_app *a, app_conn *c, const char *reason, void *ud)
@@ -266,6 +314,8 @@ static void on_disconnect(app_app *a, app_conn *c, const char *reason, void *ud)
     (void)reason;
     room_conn *rc = samples_detach(c);
     room_inst *r = rc ? rc->r : NULL;
+    if (r)
+        samples_wait_forget(&r->waiting, c);
     if (r && rc->present)
         presence_step(ud, r, c, -1);
     free(rc);
@@ -280,6 +330,7 @@ static void on_free(app_app *a, void *ud)
     while (cs->rooms) {
         room_inst *r = cs->rooms;
         cs->rooms = r->next;
+        samples_wait_cleanup(&r->waiting);
         free(r); /* the engine was freed before the server: no close */
     }
     so_effects_cleanup(&cs->fx);

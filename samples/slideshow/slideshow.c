@@ -21,9 +21,11 @@
  * connection of the instance at once.
  *
  * Lifetime: an instance (ss_inst and the server's handles on `show` and
- * `stage`) exists while at least one connection of it is open: made in
- * on_connect (so `stage` is server-only before any client uses it), freed
- * with its handles closed in on_disconnect of its last connection, so the
+ * `stage`) exists while at least one connection of it is open or
+ * waiting: made in on_connect, which opens both objects (the room may
+ * have to be loaded first) and leaves the connect pending until they are
+ * open, so `stage` is server-only before any client uses it; freed with
+ * its handles closed in on_disconnect of its last connection, so the
  * engine can unload the room.  The next connect reads both objects again
  * from the store: the current slide and the presenter are what they were.
  */
@@ -50,7 +52,10 @@ typedef struct ss_inst {
     char room[2 * APP_NAME_MAX + 2];
     so_object *show, *stage;
     ss_conn *conns;          /* connections past obs_connect (write access) */
-    size_t nconns;           /* accepted connections (on_connect) */
+    size_t nconns;           /* accepted or waiting connections (on_connect) */
+    struct slideshow *ss;
+    bool opening;            /* `show` is being opened */
+    samples_waiting waiting; /* connects waiting for the objects */
 } ss_inst;
 
 typedef struct slideshow {
@@ -80,30 +85,64 @@ static void set_presenter(slideshow *ss, ss_inst *in, const char *user)
     samples_deliver(ss->srv, &ss->fx);
 }
 
+/* `show` is open (its room is in memory now, so `stage` opens at once),
+ * or could not be: the waiting connects are answered. */
+static void show_opened(void *ud, so_object *show, int err)
+{
+    ss_inst *in = ud;
+    slideshow *ss = in->ss;
+    in->opening = false;
+    so_object *stage = show ? samples_open(ss->srv, in->room, SS_STAGE, true, true) : NULL;
+    if (!show)
+        SH_LOG(SH_LOG_WARN, "slideshow: cannot open %s in %s: %s", SS_SHOW, in->room,
+               sh_strerror(err));
+    if (show && !stage)
+        so_engine_object_close(engine(ss), show);
+    if (stage) {
+        in->show = show;
+        in->stage = stage;
+        if (ss->s->slideshow_presenter[0] &&
+            strcmp(presenter_of(in), ss->s->slideshow_presenter))
+            set_presenter(ss, in, ss->s->slideshow_presenter);
+    }
+    samples_wait_done(&in->waiting, stage != NULL, "slideshow");
+}
+
+static void inst_free(slideshow *ss, ss_inst *in);
+
+/* The instance of app/instance, its objects open or being opened. */
 static ss_inst *inst_get(slideshow *ss, const char *app, const char *instance)
 {
     char room[2 * APP_NAME_MAX + 2];
     snprintf(room, sizeof(room), "%s/%s", app, instance);
-    for (ss_inst *in = ss->insts; in; in = in->next)
-        if (!strcmp(in->room, room))
-            return in;
-    so_object *show = samples_open(ss->srv, room, SS_SHOW, true, false);
-    so_object *stage = show ? samples_open(ss->srv, room, SS_STAGE, true, true) : NULL;
-    ss_inst *in = stage ? calloc(1, sizeof(*in)) : NULL;
+    ss_inst *in = ss->insts;
+    while (in && strcmp(in->room, room))
+        in = in->next;
+    if (in && (in->stage || in->opening))
+        return in;
     if (!in) {
-        if (show)
-            so_engine_object_close(engine(ss), show);
-        if (stage)
-            so_engine_object_close(engine(ss), stage);
+        if (!(in = calloc(1, sizeof(*in))))
+            return NULL;
+        in->ss = ss;
+        snprintf(in->room, sizeof(in->room), "%s", room);
+        in->next = ss->insts;
+        ss->insts = in;
+    }
+    /* new, or its last open failed: (again) */
+    so_engine *e = engine(ss);
+    in->opening = true;
+    int rc = e ? so_engine_object_open_async(e, room, SS_SHOW, true, show_opened, in)
+               : SH_ESTATE;
+    if (rc < 0) {
+        in->opening = false;
+        SH_LOG(SH_LOG_WARN, "slideshow: cannot open %s in %s: %s", SS_SHOW, room,
+               sh_strerror(rc));
+    }
+    if (!in->stage && !in->opening) {
+        if (in->nconns == 0)
+            inst_free(ss, in);
         return NULL;
     }
-    snprintf(in->room, sizeof(in->room), "%s", room);
-    in->show = show;
-    in->stage = stage;
-    in->next = ss->insts;
-    ss->insts = in;
-    if (ss->s->slideshow_presenter[0] && strcmp(presenter_of(in), ss->s->slideshow_presenter))
-        set_presenter(ss, in, ss->s->slideshow_presenter);
     return in;
 }
 
@@ -117,9 +156,12 @@ static void inst_free(slideshow *ss, ss_inst *in)
         }
     so_engine *e = engine(ss);
     if (e) {
+        if (in->opening)
+            so_engine_object_open_cancel(e, show_opened, in);
         so_engine_object_close(e, in->show);
         so_engine_object_close(e, in->stage);
     }
+    samples_wait_cleanup(&in->waiting);
     while (in->conns) {
         ss_conn *x = in->conns;
         in->conns = x->next;
@@ -190,11 +232,16 @@ static void on_connect(app_app *a, app_conn *c, const app_connect_info *info, ap
                        void *ud)
 {
     (void)a;
-    /* `stage` must be server-only before any client uses it.  Nothing runs
-     * between this accept and the connection counting as accepted, so
-     * on_disconnect follows for sure. */
-    ss_inst *in = inst_get(ud, info->app, info->instance);
-    samples_accept(c, v, in, in ? &in->nconns : NULL, "slideshow");
+    slideshow *ss = ud;
+    /* `stage` must be server-only before any client uses it: the connect
+     * waits for the objects when their room is loading.  From here
+     * (accepted or pending) on_disconnect follows for sure. */
+    ss_inst *in = inst_get(ss, info->app, info->instance);
+    if (in && in->opening)
+        samples_wait(&in->waiting, c, v, "slideshow");
+    if (in && v->reject && in->nconns == 0 && !in->opening)
+        inst_free(ss, in);
+    samples_accept(c, v, v->reject ? NULL : in, in ? &in->nconns : NULL, "slideshow");
 }
 
 static void on_disconnect(app_app *a, app_conn *c, const char *reason, void *ud)
@@ -204,6 +251,7 @@ static void on_disconnect(app_app *a, app_conn *c, const char *reason, void *ud)
     ss_inst *in = samples_detach(c);
     if (!in)
         return;
+    samples_wait_forget(&in->waiting, c);
     for (ss_conn **pp = &in->conns; *pp; pp = &(*pp)->next)
         if ((*pp)->c == c) {
             ss_conn *x = *pp;
@@ -249,6 +297,7 @@ static void on_free(app_app *a, void *ud)
             in->conns = x->next;
             free(x);
         }
+        samples_wait_cleanup(&in->waiting);
         free(in);
     }
     so_effects_cleanup(&ss->fx);

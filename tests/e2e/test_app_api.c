@@ -4,7 +4,10 @@
  * methods answer calls, methods of one application are invisible to
  * another, the server calls a method on the client (app_conn_call) and gets
  * the client's _result back, on_disconnect runs once per accepted client,
- * and a pending call is failed when the client goes away.
+ * and a pending call is failed when the client goes away.  A connect left
+ * pending (app_verdict.pending) is answered only when the application
+ * decides (app_conn_accept): accepted, or rejected with its description;
+ * one that goes away while pending gets on_disconnect.
  * The server runs on its own loop in a thread; librtmp is the client. */
 #include <ctype.h>
 #include <pthread.h>
@@ -23,11 +26,47 @@ static char call_answer[64];
 static app_server *srv;
 static uv_async_t stop_async;
 
+/* Connects left pending (users "later", "nope", "gone"), decided by the
+ * timer 150 ms after the first of them. */
+static app_conn *waiting[4];
+static size_t nwaiting;
+static uv_timer_t decide_timer;
+static atomic_int n_pending, n_pending_gone;
+
+static void on_decide(uv_timer_t *t)
+{
+    (void)t;
+    for (size_t i = 0; i < nwaiting; i++) {
+        app_conn *c = waiting[i];
+        app_verdict v = {0};
+        if (strcmp(app_conn_user(c), "gone") == 0)
+            continue; /* never decided: the client leaves first */
+        if (strcmp(app_conn_user(c), "nope") == 0) {
+            v.reject = true;
+            snprintf(v.description, sizeof(v.description), "decided later: no");
+        } else {
+            atomic_fetch_add(&n_connect, 1);
+        }
+        app_conn_accept(c, &v);
+        app_conn_accept(c, &v); /* a second decision does nothing */
+    }
+}
+
 static void api_connect(app_app *a, app_conn *c, const app_connect_info *info, app_verdict *v,
                         void *ud)
 {
     (void)a;
     (void)ud;
+    if (!strcmp(info->user, "later") || !strcmp(info->user, "nope") ||
+        !strcmp(info->user, "gone")) {
+        app_conn_set_data(c, APP_SLOT_APP, (void *)"api-state");
+        waiting[nwaiting++] = c;
+        v->pending = true;
+        atomic_fetch_add(&n_pending, 1);
+        if (!uv_is_active((uv_handle_t *)&decide_timer))
+            uv_timer_start(&decide_timer, on_decide, 150, 0);
+        return;
+    }
     if (strcmp(info->user, "mallory") == 0) {
         v->reject = true;
         snprintf(v->description, sizeof(v->description), "go away %s", info->user);
@@ -43,6 +82,13 @@ static void api_disconnect(app_app *a, app_conn *c, const char *reason, void *ud
     (void)a;
     (void)reason;
     (void)ud;
+    for (size_t i = 0; i < nwaiting; i++)
+        if (waiting[i] == c) {
+            if (strcmp(app_conn_user(c), "gone") == 0)
+                atomic_fetch_add(&n_pending_gone, 1);
+            waiting[i] = waiting[--nwaiting];
+            break;
+        }
     if (app_conn_get_data(c, APP_SLOT_APP))
         atomic_fetch_add(&n_disconnect, 1);
 }
@@ -89,6 +135,7 @@ static void on_stop(uv_async_t *h)
 {
     app_server_stop(srv, "test done");
     uv_close((uv_handle_t *)h, NULL);
+    uv_close((uv_handle_t *)&decide_timer, NULL);
 }
 
 static void *server_thread(void *arg)
@@ -120,6 +167,7 @@ int main(void)
               "method registered");
     E2E_CHECK(app_server_start(srv) == 0, "server listening on port %d", app_server_port(srv));
     uv_async_init(&loop, &stop_async, on_stop);
+    uv_timer_init(&loop, &decide_timer);
     pthread_t th;
     pthread_create(&th, NULL, server_thread, NULL);
     int port = app_server_port(srv);
@@ -166,12 +214,44 @@ int main(void)
 
     for (int i = 0; i < 100 && atomic_load(&n_disconnect) < 1; i++)
         e2e_sleep_ms(20);
+
+    /* Connects left pending: "gone" leaves before any decision, "later"
+     * is accepted and "nope" rejected once the timer decides. */
+    e2e_lr *gone = e2e_lr_connect(port, "api?user=gone");
+    int64_t t0 = e2e_now_ms();
+    e2e_lr *later = e2e_lr_connect(port, "api?user=later");
+    e2e_lr *nope = e2e_lr_connect(port, "api?user=nope");
+    E2E_CHECK(gone && later && nope, "three clients send connect");
+    for (int i = 0; i < 100 && atomic_load(&n_pending) < 3; i++)
+        e2e_sleep_ms(5);
+    E2E_CHECK(atomic_load(&n_pending) == 3, "their connects are pending");
+    e2e_lr_close(gone);
+    rc = later ? e2e_lr_wait(later, 1, &a, 5000) : -1;
+    int64_t waited = e2e_now_ms() - t0;
+    E2E_CHECK(rc == 0 && strcmp(a.name, "_result") == 0 && waited >= 100,
+              "the pending connect is answered _result once the application decides "
+              "(after %lld ms)", (long long)waited);
+    rc = later ? e2e_lr_call(later, "upper", 2, "now", &a, 5000) : -1;
+    E2E_CHECK(rc == 0 && strcmp(a.value, "NOW") == 0, "the client accepted later is served");
+    rc = nope ? e2e_lr_wait(nope, 1, &a, 5000) : -1;
+    E2E_CHECK(rc == 0 && strcmp(a.name, "_error") == 0 && strcmp(a.desc, "decided later: no") == 0,
+              "a pending connect rejected later gets _error with its description (%s)",
+              a.desc);
+    e2e_lr_close(later);
+    e2e_lr_close(nope);
+    for (int i = 0; i < 100 && atomic_load(&n_disconnect) < 4; i++)
+        e2e_sleep_ms(20);
+    E2E_CHECK(atomic_load(&n_pending_gone) == 1, "on_disconnect for the connect that went "
+              "away while pending");
+
     uv_async_send(&stop_async);
     pthread_join(th, NULL);
-    E2E_CHECK(atomic_load(&n_reject) == 1, "one rejection");
-    E2E_CHECK(atomic_load(&n_connect) == 1, "one accepted connect");
-    E2E_CHECK(atomic_load(&n_disconnect) == 1, "on_disconnect once for the accepted client");
-    E2E_CHECK(atomic_load(&n_call_failed) == 1, "unanswered call failed at disconnect");
+    E2E_CHECK(atomic_load(&n_reject) == 1, "one rejection by on_connect");
+    E2E_CHECK(atomic_load(&n_connect) == 2, "two accepted connects (one at once, one later)");
+    E2E_CHECK(atomic_load(&n_disconnect) == 4, "on_disconnect once for each connection accepted "
+              "or left pending (%d)", atomic_load(&n_disconnect));
+    E2E_CHECK(atomic_load(&n_call_failed) == 2, "unanswered calls failed at disconnect (the "
+              "second from the client accepted later)");
     app_server_free(srv);
     E2E_CHECK(uv_loop_close(&loop) == 0, "every handle closed");
     app_config_cleanup(&cfg);

@@ -206,6 +206,89 @@ static inline void assert_model_eq(tclient *t, const so_object *o)
     }
 }
 
+/* ---- a store under the engine ----
+ * An engine made by t_engine_new with a store reads it through a load
+ * hook that records the rooms asked for; t_loads answers them from the
+ * store (the worker step, inline).  The request helpers below call it
+ * after each call, so a room is loaded before the next call unless a test
+ * holds the loads back with t_hold_loads. */
+
+typedef struct t_loader {
+    so_store *s;        /* NULL: the engine is not durable */
+    char *rooms[64];    /* asked for, not answered yet */
+    size_t n;
+    bool hold;          /* t_loads does nothing while set */
+} t_loader;
+static t_loader t_ld;
+
+static inline void t_load_hook(void *ud, const char *room)
+{
+    (void)ud;
+    cr_assert_lt(t_ld.n, 64);
+    t_ld.rooms[t_ld.n++] = strdup(room);
+}
+
+/* Answers every load asked for (effects of what waited go to fx, NULL:
+ * dropped), unless they are held. */
+static inline void t_loads(so_engine *e, so_effects *fx)
+{
+    while (!t_ld.hold && t_ld.n) {
+        char *room = t_ld.rooms[0];
+        memmove(t_ld.rooms, t_ld.rooms + 1, --t_ld.n * sizeof(t_ld.rooms[0]));
+        so_store_batch *img = NULL;
+        int st = so_store_load_image(t_ld.s, room, &img);
+        so_effects scratch;
+        so_effects_init(&scratch);
+        cr_assert_eq(so_engine_room_loaded(e, room, st, img, fx ? fx : &scratch), st);
+        so_effects_cleanup(&scratch);
+        so_store_batch_free(img);
+        free(room);
+    }
+}
+
+static inline void t_hold_loads(bool hold)
+{
+    t_ld.hold = hold;
+}
+
+/* Hooks for an engine of t_engine_new: the test's hooks plus the load
+ * hook when it has a store. */
+static inline void t_set_hooks(so_engine *e, so_hooks h)
+{
+    if (t_ld.s)
+        h.load_room = t_load_hook;
+    so_engine_set_hooks(e, &h);
+}
+
+typedef struct t_opened {
+    so_object *o;
+    int err;
+    int calls;
+} t_opened;
+
+static inline void t_open_cb(void *ud, so_object *o, int err)
+{
+    t_opened *r = ud;
+    r->o = o;
+    r->err = err;
+    r->calls++;
+}
+
+/* so_engine_object_open for any room: the asynchronous form, its load
+ * answered at once. */
+static inline so_object *t_open(so_engine *e, const char *room, const char *name,
+                                bool persistent, int *err)
+{
+    t_opened r = {0};
+    int rc = so_engine_object_open_async(e, room, name, persistent, t_open_cb, &r);
+    if (rc == 0)
+        t_loads(e, NULL);
+    cr_assert(rc < 0 || r.calls == 1, "the open was answered once");
+    if (err)
+        *err = rc < 0 ? rc : r.err;
+    return r.o;
+}
+
 /* ---- client requests ---- */
 
 static inline uint8_t mt_of(const tclient *t)
@@ -218,6 +301,7 @@ static inline int t_send_body(so_engine *e, tclient *t, sh_buf *b, uint64_t now,
     cr_assert(!b->failed);
     int rc = so_engine_handle(e, t->c, mt_of(t), b->data, b->len, now, fx, NULL);
     sh_buf_cleanup(b);
+    t_loads(e, fx);
     return rc;
 }
 
@@ -290,6 +374,7 @@ static inline void t_register(so_engine *e, tclient *t, amf_encoding enc, const 
     int err = 0;
     t->c = so_client_register(e, t, enc, room, &err);
     cr_assert_not_null(t->c, "register failed: %d", err);
+    t_loads(e, NULL);
 }
 
 static inline void t_unregister(so_engine *e, tclient *t)
@@ -301,10 +386,25 @@ static inline void t_unregister(so_engine *e, tclient *t)
 
 /* ---- set-up and checks shared by the engine and store tests ---- */
 
+static inline int t_usage_add(void *ud, const char *app, uint64_t objects, uint64_t bytes)
+{
+    return so_engine_usage_add(ud, app, objects, bytes);
+}
+
+/* An engine, durable when store is given: its usage read for the quotas
+ * and its rooms loaded from it (t_loads). */
 static inline so_engine *t_engine_new(const so_config *cfg, so_store *store)
 {
-    so_engine *e = so_engine_new(cfg, store);
+    so_engine *e = so_engine_new(cfg, store != NULL);
     cr_assert_not_null(e);
+    for (size_t i = 0; i < t_ld.n; i++)
+        free(t_ld.rooms[i]);
+    t_ld = (t_loader){.s = store};
+    if (store) {
+        int rc = so_store_usage(store, t_usage_add, e);
+        cr_assert(rc == 0 || rc == SH_EUNSUPPORTED, "usage: %d", rc);
+        t_set_hooks(e, (so_hooks){0});
+    }
     return e;
 }
 

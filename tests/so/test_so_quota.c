@@ -294,8 +294,8 @@ Test(so_quota, server_writes_past_a_quota_get_elimit)
 {
     open_mem(1, 0, "app/i1");
     int err = 0;
-    so_object *o1 = so_engine_object_open(e, "app/i1", "s1", true, &err);
-    so_object *o2 = so_engine_object_open(e, "app/i1", "s2", true, &err);
+    so_object *o1 = t_open(e, "app/i1", "s1", true, &err);
+    so_object *o2 = t_open(e, "app/i1", "s2", true, &err);
     cr_assert(o1 && o2);
     amf_value *v = amf_number(1);
     cr_assert_eq(so_object_set(e, o1, "k", 1, v, &fx), 0);
@@ -391,8 +391,7 @@ static void per_app(void *ud, const char *room, so_room_settings *rs)
 Test(so_quota, room_settings_give_each_application_its_quotas)
 {
     open_mem(1, 0, "tight/i");
-    so_hooks h = {.room_settings = per_app};
-    so_engine_set_hooks(e, &h);
+    t_set_hooks(e, (so_hooks){.room_settings = per_app});
     t_unregister(e, &a);
     t_register(e, &a, AMF_ENC_AMF0, "tight/i");
     t_register(e, &b, AMF_ENC_AMF0, "loose/i");

@@ -202,10 +202,10 @@ Test(so_store, batch_done_out_of_order_refused, .init = mem_engine)
 {
     int err;
     amf_value *v = amf_number(1);
-    so_object *o1 = so_engine_object_open(e, ROOM, "a", true, &err);
+    so_object *o1 = t_open(e, ROOM, "a", true, &err);
     so_object_set(e, o1, "k", 1, v, &fx);
     so_store_batch *b1 = so_engine_take_batch(e);
-    so_object *o2 = so_engine_object_open(e, ROOM, "b", true, &err);
+    so_object *o2 = t_open(e, ROOM, "b", true, &err);
     so_object_set(e, o2, "k", 1, v, &fx);
     so_store_batch *b2 = so_engine_take_batch(e);
     amf_unref(v);
@@ -301,7 +301,7 @@ Test(so_store, memory_store_reopen_is_empty_but_engine_reload_works, .init = mem
     /* the memory store lives as long as its handle: reload through a
      * second engine on the same handle */
     int err;
-    so_object *o = so_engine_object_open(e, ROOM, "srv", true, &err);
+    so_object *o = t_open(e, ROOM, "srv", true, &err);
     amf_value *v = tv_typed();
     so_object_set(e, o, "t", 1, v, &fx);
     cr_assert_eq(flush(), 0);
@@ -309,7 +309,7 @@ Test(so_store, memory_store_reopen_is_empty_but_engine_reload_works, .init = mem
     so_engine_object_close(e, o);
     close_engine();
     e = t_engine_new(NULL, s);
-    o = so_engine_object_open(e, ROOM, "srv", true, &err);
+    o = t_open(e, ROOM, "srv", true, &err);
     cr_assert_not_null(o);
     cr_assert_eq(so_object_version(o), ver);
     cr_assert(amf_equal(so_object_get(o, "t", 1), v));
@@ -337,7 +337,7 @@ Test(so_store, sqlite_raw_batch_handles_and_reload, .init = sqlite_file)
     cr_assert_eq(so_store_open(&so_store_sqlite_ops, db, NULL, &s), 0);
     e = t_engine_new(NULL, s);
     int err;
-    so_object *o = so_engine_object_open(e, ROOM, "o", true, &err);
+    so_object *o = t_open(e, ROOM, "o", true, &err);
     cr_assert_not_null(o, "load failed: %d", err);
     cr_assert_eq(so_object_version(o), 3);
     cr_assert_eq(amf_as_number(so_object_get(o, "k", 1)), 1);
@@ -416,7 +416,7 @@ Test(so_store, sqlite_write_on_worker_thread_while_loop_runs, .init = sqlite_a)
     cr_assert_eq(so_store_open(&so_store_sqlite_ops, db, NULL, &s), 0);
     e = t_engine_new(NULL, s);
     int err;
-    so_object *o = so_engine_object_open(e, ROOM, "p", true, &err);
+    so_object *o = t_open(e, ROOM, "p", true, &err);
     cr_assert_eq(so_object_version(o), version);
     cr_assert_eq(so_object_slot_count(o), 5 * 50 + 5);
     so_engine_object_close(e, o);
@@ -454,7 +454,7 @@ Test(so_store, use_alone_stores_nothing, .init = mem_ab)
         t_release(e, &a, name, &fx);
     }
     int err = 0;
-    so_object *o = so_engine_object_open(e, ROOM, "server", true, &err);
+    so_object *o = t_open(e, ROOM, "server", true, &err);
     cr_assert_not_null(o);
     so_engine_object_close(e, o);
     cr_assert_null(so_engine_take_batch(e), "nothing to write");
@@ -467,4 +467,51 @@ Test(so_store, use_alone_stores_nothing, .init = mem_ab)
     cr_assert_eq(flush(), 0);
     cr_assert_eq(so_store_memory_count(s, &nslots), 1);
     cr_assert_eq(nslots, 1);
+}
+
+/* The room image a store reads for so_engine_room_loaded: object rows
+ * first, then their slots, other rooms left out; the same from both
+ * backends. */
+static void image_case(const so_store_ops *ops, const char *spec)
+{
+    cr_assert_eq(so_store_open(ops, spec, NULL, &s), 0);
+    so_store_batch *w = so_store_batch_new(1);
+    const uint8_t v1[] = {0x00, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0}; /* AMF0 number 1 */
+    const uint8_t v2[] = {0x02, 0x00, 0x01, 'x'};               /* AMF0 string "x" */
+    cr_assert_eq(so_store_batch_add(w, SO_STORE_OBJECT, ROOM, "o", NULL, 0, 3, NULL, 0), 0);
+    cr_assert_eq(so_store_batch_add(w, SO_STORE_SET, ROOM, "o", "a", 1, 2, v1, sizeof(v1)), 0);
+    cr_assert_eq(so_store_batch_add(w, SO_STORE_SET, ROOM, "o", "b\0c", 3, 3, v2, sizeof(v2)), 0);
+    cr_assert_eq(so_store_batch_add(w, SO_STORE_OBJECT, "app/other", "o", NULL, 0, 9, NULL, 0), 0);
+    cr_assert_eq(so_store_write_batch(s, w), 0);
+    so_store_batch_free(w);
+    so_store_batch *img = NULL;
+    cr_assert_eq(so_store_load_image(s, ROOM, &img), 0);
+    cr_assert_eq(img->nops, 3);
+    cr_assert_eq(img->ops[0].kind, SO_STORE_OBJECT);
+    cr_assert_str_eq(img->ops[0].name, "o");
+    cr_assert_eq(img->ops[0].version, 3);
+    for (size_t i = 1; i < 3; i++) {
+        const so_store_op *op = &img->ops[i];
+        cr_assert_eq(op->kind, SO_STORE_SET);
+        bool is_a = op->key_len == 1;
+        cr_assert_eq(op->version, is_a ? 2 : 3);
+        cr_assert_eq(op->value_len, is_a ? sizeof(v1) : sizeof(v2));
+        cr_assert_eq(memcmp(op->value, is_a ? v1 : v2, op->value_len), 0);
+        if (!is_a)
+            cr_assert_eq(memcmp(op->key, "b\0c", 3), 0);
+    }
+    so_store_batch_free(img);
+    cr_assert_eq(so_store_load_image(s, "app/none", &img), 0);
+    cr_assert_eq(img->nops, 0, "nothing stored: an empty image");
+    so_store_batch_free(img);
+}
+
+Test(so_store, load_image_memory)
+{
+    image_case(&so_store_memory_ops, NULL);
+}
+
+Test(so_store, load_image_sqlite, .init = sqlite_file)
+{
+    image_case(&so_store_sqlite_ops, db);
 }

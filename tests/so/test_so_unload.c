@@ -48,7 +48,7 @@ typedef struct fixture {
 static void fx_setup(fixture *f)
 {
     f->s = open_mem();
-    f->e = so_engine_new(NULL, f->s);
+    f->e = t_engine_new(NULL, f->s);
     cr_assert_not_null(f->e);
     so_effects_init(&f->fx);
     t_register(f->e, &f->a, AMF_ENC_AMF0, ROOM);
@@ -157,7 +157,7 @@ Test(so_unload, waits_for_every_change_to_be_durable)
     cr_assert_eq(so_engine_unload_idle(f.e), 1);
     /* what comes back is what was written by the rewrite */
     int err = 0;
-    so_object *o = so_engine_object_open(f.e, ROOM, "p", true, &err);
+    so_object *o = t_open(f.e, ROOM, "p", true, &err);
     cr_assert_not_null(o);
     cr_assert_eq(so_object_version(o), 3);
     cr_assert_eq(so_object_slot_count(o), 2);
@@ -170,13 +170,13 @@ Test(so_unload, server_handle_and_lock_keep_the_room)
     fixture f;
     fx_idle(&f);
     int err = 0;
-    so_object *o = so_engine_object_open(f.e, ROOM, "p", true, &err);
+    so_object *o = t_open(f.e, ROOM, "p", true, &err);
     cr_assert_not_null(o);
     for (int i = 0; i < 3; i++)
         cr_assert_eq(so_engine_unload_idle(f.e), 0, "held by server code");
     so_engine_object_close(f.e, o);
     /* a server-held temporary object in another room keeps that room */
-    so_object *t = so_engine_object_open(f.e, "app/other", "tmp", false, &err);
+    so_object *t = t_open(f.e, "app/other", "tmp", false, &err);
     cr_assert_not_null(t);
     cr_assert_eq(so_engine_unload_idle(f.e), 0);
     cr_assert_eq(so_engine_unload_idle(f.e), 1, "only " ROOM " goes");
@@ -215,7 +215,7 @@ Test(so_unload, room_settings_survive_an_unload)
 
 Test(so_unload, without_a_store_nothing_is_unloaded)
 {
-    so_engine *e = so_engine_new(NULL, NULL);
+    so_engine *e = t_engine_new(NULL, NULL);
     tclient a;
     so_effects fx;
     so_effects_init(&fx);
@@ -234,7 +234,7 @@ Test(so_unload, without_a_store_nothing_is_unloaded)
 Test(so_unload, many_rooms_bounded)
 {
     so_store *s = open_mem();
-    so_engine *e = so_engine_new(NULL, s);
+    so_engine *e = t_engine_new(NULL, s);
     so_effects fx;
     so_effects_init(&fx);
     char room[32];
@@ -261,7 +261,7 @@ Test(so_unload, many_rooms_bounded)
     for (int i = 0; i < 500; i += 97) {
         snprintf(room, sizeof(room), "app/r%d", i);
         int err = 0;
-        so_object *o = so_engine_object_open(e, room, "p", true, &err);
+        so_object *o = t_open(e, room, "p", true, &err);
         cr_assert_not_null(o);
         size_t it = 0;
         const char *k;

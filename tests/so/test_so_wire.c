@@ -50,6 +50,27 @@ Test(so_wire, decode_vector_type19)
     so_msg_cleanup(&m);
 }
 
+/* A copy lives on its own: same content, strings its own, values shared. */
+Test(so_wire, msg_copy_is_independent)
+{
+    so_msg m, c;
+    so_msg_init(&m);
+    cr_assert_eq(so_wire_decode(SO_MSG_AMF0, vec19, sizeof(vec19), NULL, &m, NULL), 0);
+    cr_assert_eq(so_msg_copy(&c, &m), 0);
+    cr_assert_neq(c.name, m.name);
+    cr_assert_neq(c.events[1].kv[0].key, m.events[1].kv[0].key);
+    cr_assert_eq(c.events[1].kv[0].value, m.events[1].kv[0].value, "values are shared");
+    so_msg_cleanup(&m);
+    check_vec(&c);
+    sh_buf a;
+    sh_buf_init(&a, SH_BUF_MAX_DEFAULT);
+    cr_assert_eq(so_wire_encode(&c, SO_MSG_AMF0, &a), 0);
+    cr_assert_eq(a.len, sizeof(vec19));
+    cr_assert_eq(memcmp(a.data, vec19, a.len), 0, "encodes to the original body");
+    sh_buf_cleanup(&a);
+    so_msg_cleanup(&c);
+}
+
 Test(so_wire, type16_leading_byte)
 {
     uint8_t body[sizeof(vec19) + 1];
