@@ -566,8 +566,12 @@ Test(ws, so_json_fast_path_agrees)
     cr_assert(change && success);
     sh_rcbuf *msgs[2] = {change, success};
     for (int m = 0; m < 2; m++) {
-        const char *text = (const char *)msgs[m]->data;
+        /* the message is not NUL-terminated: a copy that is */
         size_t n = msgs[m]->len;
+        char text[512];
+        cr_assert_lt(n, sizeof text);
+        memcpy(text, msgs[m]->data, n);
+        text[n] = '\0';
         /* the escaped twin: "fan1_room0" -> "fan1_r\u006fom0" */
         char twin[512];
         const char *at = strstr(text, "fan1_room0");

@@ -127,6 +127,14 @@ static size_t api_read(int fd, char *buf, size_t bufsz, int timeout_ms)
     return got;
 }
 
+/* Whether a message came (freed). */
+static bool got(so_msg *m)
+{
+    bool ok = m != NULL;
+    soc_msg_free(m);
+    return ok;
+}
+
 int main(void)
 {
     /* First run: the data the reads will fetch. */
@@ -135,14 +143,14 @@ int main(void)
         return 1;
     soc *w = soc_connect(first.port, "store/r1", 0, 0);
     bool seeded = w && soc_use(w, "obj", 0, true) == 0 &&
-                  soc_wait_event(w, "obj", SO_EV_USE_SUCCESS, 5000) != NULL &&
+                  got(soc_wait_event(w, "obj", SO_EV_USE_SUCCESS, 5000)) &&
                   soc_set_num(w, "obj", 1, true, "k", 42) == 0 &&
-                  soc_wait_event(w, "obj", SO_EV_SUCCESS, 5000) != NULL;
+                  got(soc_wait_event(w, "obj", SO_EV_SUCCESS, 5000));
     soc *w2 = seeded ? soc_connect(first.port, "store/r2", 0, 0) : NULL;
     seeded = w2 && soc_use(w2, "api", 0, true) == 0 &&
-             soc_wait_event(w2, "api", SO_EV_USE_SUCCESS, 5000) != NULL &&
+             got(soc_wait_event(w2, "api", SO_EV_USE_SUCCESS, 5000)) &&
              soc_set_num(w2, "api", 1, true, "n", 7) == 0 &&
-             soc_wait_event(w2, "api", SO_EV_SUCCESS, 5000) != NULL;
+             got(soc_wait_event(w2, "api", SO_EV_SUCCESS, 5000));
     cc *alice = cc_connect(first.port, "talk", "alice", NULL, NULL, NULL, NULL, 0);
     cc_answer a;
     seeded = seeded && alice && cc_send(alice, "bob", "stored for bob", NULL, &a) == 0 && a.ok &&
