@@ -73,6 +73,8 @@ typedef struct api {
     EVP_MD *sha256;
     EVP_MD_CTX *md_ctx;
     struct api_open *opens;      /* requests waiting for their room's load */
+    size_t durable_waits;        /* answers waiting for the store */
+    bool stopping;               /* shut down: freed once durable_waits is 0 */
 } api;
 
 /* ---- small helpers ---- */
@@ -497,15 +499,22 @@ typedef struct write_wait {
     uint32_t version;
 } write_wait;
 
+static void api_free(api *a);
+
 static void on_write_durable(void *ud, int status)
 {
     write_wait *w = ud;
+    api *a = w->a;
     if (status == 0)
         answer_version(w->a, NULL, NULL, &w->later, w->e, w->version);
     else
         answer(w->a, NULL, NULL, &w->later, w->e, 503,
                error_json("store_failed", "the change is applied in memory but was not stored"));
     free(w);
+    /* the store answers the last waits of a shutdown after the API's own
+     * hook ran: the API is freed once nothing waits */
+    if (--a->durable_waits == 0 && a->stopping)
+        api_free(a);
 }
 
 /* The answer to a value the API refuses: 400 bad_value (not a value of
@@ -672,6 +681,7 @@ static void object_post(api *a, app_conn *c, const app_http_req *r, const app_ht
     w->a = a;
     w->e = ie;
     w->version = version;
+    a->durable_waits++;
     if (later)
         w->later = *later;
     else
@@ -1881,6 +1891,16 @@ static void on_shutdown(app_server *s, void *ud)
         a->locks = l->next;
         lock_release(a, l);
     }
+    app_server_set_ext(s, APP_EXT_API, NULL);
+    a->stopping = true;
+    if (a->durable_waits == 0)
+        api_free(a);
+}
+
+/* What the API holds, once nothing waits for the store (the idempotency
+ * entries of those waits are answered into). */
+static void api_free(api *a)
+{
     while (a->idem_head) {
         idem *e = a->idem_head;
         a->idem_head = e->next;
@@ -1893,7 +1913,6 @@ static void on_shutdown(app_server *s, void *ud)
     EVP_MD_free(a->sha256);
     a->md_ctx = NULL;
     a->sha256 = NULL;
-    app_server_set_ext(s, APP_EXT_API, NULL);
     uv_close((uv_handle_t *)&a->lock_timer, on_timer_closed); /* frees a */
 }
 
