@@ -17,7 +17,7 @@
 # Environment: FUZZ_BUILD (build dir, default build-fuzz), FUZZ_OUT (where
 # runs go, default $FUZZ_BUILD/fuzz-runs), FUZZ_TIMEOUT (seconds one input
 # may take, default 10), FUZZ_RSS_MB (default 2048), FUZZ_ARGS (extra
-# libFuzzer flags).  CI calls `scripts/fuzz.sh 60`.
+# libFuzzer flags).  CI calls `scripts/fuzz.sh 40`.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
