@@ -333,7 +333,7 @@ async function refreshTree() {
   try {
     let draw;
     if (!app) {
-      const { apps } = await state.api.get('/apps');
+      const { apps } = await state.api.get(`/apps?limit=${MAX_LIMIT}`);
       draw = () => drawApps(apps);
     } else if (!instance) {
       const { instances } = await state.api.get(`${appPath(app)}/instances?limit=${MAX_LIMIT}`);

@@ -20,6 +20,7 @@
 #include "app_internal.h"
 #include "chat.h"
 #include "http.h"
+#include "http_req.h"
 #include "metrics.h"
 #include "sh_err.h"
 #include "sh_log.h"
@@ -101,8 +102,9 @@ static bool err(app_conn *c, const app_http_req *r, int status, const char *code
     return true;
 }
 
-/* Value of key= in the query (raw), into out; false when absent. */
-static bool qget(const app_http_req *r, const char *key, char *out, size_t outsz)
+/* Value of key= in the query, percent-decoded into out: 1, 0 when absent,
+ * -1 when malformed or longer than out holds. */
+static int qval(const app_http_req *r, const char *key, char *out, size_t outsz)
 {
     size_t kl = strlen(key);
     for (const char *q = r->query; q && *q;) {
@@ -110,15 +112,21 @@ static bool qget(const app_http_req *r, const char *key, char *out, size_t outsz
         size_t len = amp ? (size_t)(amp - q) : strlen(q);
         if (len > kl && strncmp(q, key, kl) == 0 && q[kl] == '=') {
             size_t vl = len - kl - 1;
-            if (vl >= outsz)
-                vl = outsz - 1;
-            memcpy(out, q + kl + 1, vl);
-            out[vl] = '\0';
-            return true;
+            char tmp[1024];
+            if (vl >= sizeof(tmp) || !http_pct_decode(q + kl + 1, vl, tmp) ||
+                strlen(tmp) >= outsz)
+                return -1;
+            memcpy(out, tmp, strlen(tmp) + 1);
+            return 1;
         }
         q = amp ? amp + 1 : NULL;
     }
-    return false;
+    return 0;
+}
+
+static bool qget(const app_http_req *r, const char *key, char *out, size_t outsz)
+{
+    return qval(r, key, out, outsz) > 0;
 }
 
 static size_t qlimit(const app_http_req *r)
@@ -993,14 +1001,66 @@ static bool lock_post(api *a, app_conn *c, const app_http_req *r, idem *ie, cons
     return true;
 }
 
+/* ---- lists by name ----
+ * Lists of named things (applications, instances, objects) are sorted by
+ * name (bytes) and paged with ?after=NAME (exclusive) and ?limit=N; the
+ * answer's "next" is the name to pass as after for the next page, or null. */
+
+/* ?after= into out ("" when absent); false (answered 400) when malformed. */
+static bool qafter(app_conn *c, const app_http_req *r, char *out, size_t outsz)
+{
+    out[0] = '\0';
+    if (qval(r, "after", out, outsz) < 0) {
+        err(c, r, 400, "bad_request", "\"after\" is a percent-encoded name");
+        return false;
+    }
+    return true;
+}
+
+/* Sets "next" of j: the last name shown when more remain. */
+static void put_next(cJSON *j, bool more, const char *last)
+{
+    if (more && last)
+        cJSON_AddStringToObject(j, "next", last);
+    else
+        cJSON_AddNullToObject(j, "next");
+}
+
+static int cmp_object(const void *a, const void *b)
+{
+    return strcmp(so_object_name(*(so_object *const *)a), so_object_name(*(so_object *const *)b));
+}
+
 static bool objects_list(app_conn *c, const app_http_req *r, const char *room)
 {
     so_engine *e = engine_of(c->srv);
+    char after[1024];
+    if (!qafter(c, r, after, sizeof(after)))
+        return true;
+    size_t it = 0, n = 0, cap = 0, limit = qlimit(r);
+    so_object **all = NULL, *o;
+    while (e && (o = so_engine_object_next(e, room, &it)) != NULL) {
+        if (after[0] && strcmp(so_object_name(o), after) <= 0)
+            continue;
+        if (n == cap) {
+            size_t nc = cap ? cap * 2 : 64;
+            so_object **na = realloc(all, nc * sizeof(*na));
+            if (!na) {
+                free(all);
+                return err(c, r, 500, "internal", "out of memory");
+            }
+            all = na;
+            cap = nc;
+        }
+        all[n++] = o;
+    }
+    if (n)
+        qsort(all, n, sizeof(*all), cmp_object);
     cJSON *j = cJSON_CreateObject();
     cJSON *arr = cJSON_AddArrayToObject(j, "objects");
-    size_t it = 0, n = 0, limit = qlimit(r);
-    so_object *o;
-    while (e && (o = so_engine_object_next(e, room, &it)) != NULL && n < limit) {
+    size_t shown = n < limit ? n : limit;
+    for (size_t i = 0; i < shown; i++) {
+        o = all[i];
         cJSON *x = cJSON_CreateObject();
         cJSON_AddStringToObject(x, "name", so_object_name(o));
         cJSON_AddBoolToObject(x, "persistent", so_object_persistent(o));
@@ -1010,9 +1070,47 @@ static bool objects_list(app_conn *c, const app_http_req *r, const char *room)
         cJSON_AddNumberToObject(x, "subscribers", (double)so_object_subscriber_count(o));
         cJSON_AddBoolToObject(x, "locked", so_object_locked(o));
         cJSON_AddItemToArray(arr, x);
-        n++;
     }
+    put_next(j, n > shown, shown ? so_object_name(all[shown - 1]) : NULL);
+    free(all);
     send_json(c, r, 200, j);
+    return true;
+}
+
+static int cmp_item(const void *a, const void *b)
+{
+    return strcmp(cJSON_GetObjectItemCaseSensitive(*(cJSON *const *)a, "name")->valuestring,
+                  cJSON_GetObjectItemCaseSensitive(*(cJSON *const *)b, "name")->valuestring);
+}
+
+/* The members of arr (objects with a "name"), sorted by name, from after
+ * (exclusive), at most limit of them; "next" set on j.  False when out of
+ * memory (arr is then left as it was). */
+static bool page_items(cJSON *j, cJSON *arr, const char *after, size_t limit)
+{
+    size_t n = (size_t)cJSON_GetArraySize(arr), k = 0;
+    cJSON **items = n ? malloc(n * sizeof(*items)) : NULL;
+    if (n && !items)
+        return false;
+    while (cJSON_GetArraySize(arr) > 0) {
+        cJSON *x = cJSON_DetachItemFromArray(arr, 0);
+        if (after[0] &&
+            strcmp(cJSON_GetObjectItemCaseSensitive(x, "name")->valuestring, after) <= 0)
+            cJSON_Delete(x);
+        else
+            items[k++] = x;
+    }
+    if (k)
+        qsort(items, k, sizeof(*items), cmp_item);
+    size_t shown = k < limit ? k : limit;
+    for (size_t i = 0; i < shown; i++)
+        cJSON_AddItemToArray(arr, items[i]);
+    put_next(j, k > shown,
+             shown ? cJSON_GetObjectItemCaseSensitive(items[shown - 1], "name")->valuestring
+                   : NULL);
+    for (size_t i = shown; i < k; i++)
+        cJSON_Delete(items[i]);
+    free(items);
     return true;
 }
 
@@ -1030,6 +1128,9 @@ static bool presence_get(app_conn *c, const app_http_req *r, const char *room)
 
 static bool apps_list(app_conn *c, const app_http_req *r)
 {
+    char after[APP_NAME_MAX + 1];
+    if (!qafter(c, r, after, sizeof(after)))
+        return true;
     app_server *s = c->srv;
     const app_config *cfg = s->cfg;
     cJSON *j = cJSON_CreateObject();
@@ -1075,6 +1176,10 @@ static bool apps_list(app_conn *c, const app_http_req *r)
             cJSON_AddNumberToObject(x, "connections", 1);
     }
     sh_map_cleanup(&seen);
+    if (!page_items(j, arr, after, qlimit(r))) {
+        cJSON_Delete(j);
+        return err(c, r, 500, "internal", "out of memory");
+    }
     send_json(c, r, 200, j);
     return true;
 }
@@ -1082,24 +1187,41 @@ static bool apps_list(app_conn *c, const app_http_req *r)
 static bool instances_list(app_conn *c, const app_http_req *r, const char *appname)
 {
     so_engine *e = engine_of(c->srv);
+    char after[APP_NAME_MAX + 1];
+    if (!qafter(c, r, after, sizeof(after)))
+        return true;
     cJSON *j = cJSON_CreateObject();
     cJSON *arr = cJSON_AddArrayToObject(j, "instances");
-    size_t al = strlen(appname), it = 0, n = 0, limit = qlimit(r);
+    size_t al = strlen(appname), it = 0;
     so_room_info ri;
-    while (e && so_engine_room_next(e, &it, &ri) && n < limit) {
-        if (strncmp(ri.name, appname, al) != 0 || ri.name[al] != '/')
+    /* the names first (rooms of other applications and the ones before
+     * after skipped); the counts only for the page */
+    while (e && so_engine_room_next(e, &it, &ri)) {
+        if (strncmp(ri.name, appname, al) != 0 || ri.name[al] != '/' ||
+            (after[0] && strcmp(ri.name + al + 1, after) <= 0))
             continue;
         cJSON *x = cJSON_CreateObject();
         cJSON_AddStringToObject(x, "name", ri.name + al + 1);
+        cJSON_AddItemToArray(arr, x);
+    }
+    if (!page_items(j, arr, "", qlimit(r))) {
+        cJSON_Delete(j);
+        return err(c, r, 500, "internal", "out of memory");
+    }
+    char room[2 * APP_NAME_MAX + 2];
+    cJSON *x;
+    cJSON_ArrayForEach(x, arr) {
+        const char *inst = cJSON_GetObjectItemCaseSensitive(x, "name")->valuestring;
+        snprintf(room, sizeof(room), "%s/%s", appname, inst);
+        if (!so_engine_room_info(e, room, &ri))
+            continue;
         cJSON_AddNumberToObject(x, "so_clients", (double)ri.clients);
         cJSON_AddNumberToObject(x, "objects", (double)ri.objects);
         size_t conns = 0;
         for (app_conn *k = c->srv->conns; k; k = k->next)
             conns += k->nc_connected && strcmp(k->app_name, appname) == 0 &&
-                     strcmp(k->instance, ri.name + al + 1) == 0;
+                     strcmp(k->instance, inst) == 0;
         cJSON_AddNumberToObject(x, "connections", (double)conns);
-        cJSON_AddItemToArray(arr, x);
-        n++;
     }
     send_json(c, r, 200, j);
     return true;

@@ -174,9 +174,7 @@ static int hexv(int ch)
     return -1;
 }
 
-/* Percent-decodes src[0..n) into dst (room for n + 1); false when an
- * escape is bad or decodes to NUL. */
-static bool pct_decode(const char *src, size_t n, char *dst)
+bool http_pct_decode(const char *src, size_t n, char *dst)
 {
     size_t j = 0;
     for (size_t i = 0; i < n; i++) {
@@ -235,7 +233,7 @@ static bool req_fill(http_req_parser *r, http_request *q)
     if (http_parser_parse_url(r->target, r->target_len, q->method == HTTP_CONNECT, &u) != 0 ||
         !(u.field_set & (1u << UF_PATH)))
         return false;
-    if (!pct_decode(r->target + u.field_data[UF_PATH].off, u.field_data[UF_PATH].len, r->path))
+    if (!http_pct_decode(r->target + u.field_data[UF_PATH].off, u.field_data[UF_PATH].len, r->path))
         return false;
     q->path = r->path;
     if (u.field_set & (1u << UF_QUERY)) {

@@ -44,6 +44,11 @@ typedef struct http_request {
     bool upgrade;                /* an Upgrade request: the bytes after it are another protocol's */
 } http_request;
 
+/* Percent-decodes src[0..n) into dst (room for n + 1, NUL-terminated):
+ * the one decoder of request paths and query values.  False when an
+ * escape is bad or decodes to NUL. */
+bool http_pct_decode(const char *src, size_t n, char *dst);
+
 typedef struct http_req_parser http_req_parser;
 
 /* lim is copied.  NULL when out of memory. */

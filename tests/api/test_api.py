@@ -48,6 +48,7 @@ import socket
 import sys
 import tempfile
 import time
+import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from apiutil import Api, CliProc, Contract, WsClient, slots_of  # noqa: E402
@@ -482,6 +483,42 @@ def t_listings(env):
           "(persistent), levels/1/map (%s)" % json.dumps(b))
     a = api.call("GET", ROOM + "/objects?limit=2")
     check(a.status == 200 and len(a.json["objects"]) == 2, "objects ?limit=2: two")
+
+    # paging by name: every page sorted, each starting after the previous
+    # page's "next", together the whole list once, the last with next null
+    def pages(path, key):
+        seen, after, sizes = [], None, []
+        for _ in range(50):
+            q = "limit=2" + ("&after=" + urllib.parse.quote(after, safe="") if after else "")
+            a = api.call("GET", path + ("&" if "?" in path else "?") + q)
+            if a.status != 200:
+                return None, sizes, a
+            names = [x["name"] for x in a.json[key]]
+            sizes.append(len(names))
+            seen += names
+            after = a.json["next"]
+            if after is None:
+                return seen, sizes, a
+            if after != names[-1]:
+                return None, sizes, a
+        return None, sizes, None
+    for path, key, whole in (("/api/v1/apps", "apps", None),
+                             ("/api/v1/apps/demo/instances", "instances", None),
+                             (ROOM + "/objects", "objects", objs)):
+        got, sizes, last = pages(path, key)
+        if whole is None:
+            a = api.call("GET", path + "?limit=1000")
+            whole = {x["name"] for x in a.json[key]}
+        check(got is not None and got == sorted(got, key=lambda n: n.encode()) and
+              len(got) == len(set(got)) and set(got) == set(whole) and
+              all(n == 2 for n in sizes[:-1]) and 1 <= sizes[-1] <= 2,
+              "%s in pages of 2 by name (after/next): %s, sizes %s" % (key, got, sizes))
+    a = api.call("GET", ROOM + "/objects?after=levels%2F1%2Fmap")
+    check(a.status == 200 and "levels/1/map" not in [x["name"] for x in a.json["objects"]] and
+          all(x["name"] > "levels/1/map" for x in a.json["objects"]),
+          "objects ?after= takes a percent-encoded name (levels%2F1%2Fmap)")
+    a = api.call("GET", ROOM + "/objects?after=%zz")
+    check(a.status == 400 and a.code() == "bad_request", "a malformed after: 400 (%r)" % a)
 
     everyone = env.conns()
     ids = [c["id"] for c in everyone]
