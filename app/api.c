@@ -1763,6 +1763,19 @@ static void put_counter(sh_buf *b, const char *name, const char *help, double v)
     app_metric_value(b, name, NULL, v);
 }
 
+/* A counter with one label: one sample per value of it. */
+static void put_counters_by(sh_buf *b, const char *name, const char *help, const char *label,
+                            const char *const *values, const uint64_t *counts, int n)
+{
+    char lab[128];
+    app_metric_head(b, name, "counter", help);
+    for (int i = 0; i < n; i++) {
+        lab[0] = '\0';
+        app_metric_label(lab, sizeof(lab), label, values[i]);
+        app_metric_value(b, name, lab, (double)counts[i]);
+    }
+}
+
 static void put_gauge(sh_buf *b, const char *name, const char *help, double v)
 {
     app_metric_head(b, name, "gauge", help);
@@ -1819,32 +1832,16 @@ static void render_metrics(app_server *s, sh_buf *b)
             app_metric_label(lab, sizeof(lab), "state", stn[st]);
             app_metric_value(b, "sohub_connections", lab, (double)live[t][st]);
         }
-    app_metric_head(b, "sohub_connects_total", "counter", "Connects accepted, by transport.");
-    for (int t = 0; t < APP_TR_COUNT; t++) {
-        lab[0] = '\0';
-        app_metric_label(lab, sizeof(lab), "transport", trn[t]);
-        app_metric_value(b, "sohub_connects_total", lab, (double)s->st.connects[t]);
-    }
-    app_metric_head(b, "sohub_connect_refusals_total", "counter", "Connects refused, by reason.");
-    for (int i = 0; i < APP_REFUSE_COUNT; i++) {
-        lab[0] = '\0';
-        app_metric_label(lab, sizeof(lab), "reason", refn[i]);
-        app_metric_value(b, "sohub_connect_refusals_total", lab, (double)s->st.refused[i]);
-    }
-    app_metric_head(b, "sohub_accept_refusals_total", "counter",
-                    "TCP connections closed at accept, by limit.");
-    for (int i = 0; i < APP_DROP_COUNT; i++) {
-        lab[0] = '\0';
-        app_metric_label(lab, sizeof(lab), "limit", dropn[i]);
-        app_metric_value(b, "sohub_accept_refusals_total", lab, (double)s->st.dropped[i]);
-    }
-    app_metric_head(b, "sohub_connections_closed_total", "counter",
-                    "Connections the server closed, by cause.");
-    for (int i = 0; i < APP_CLOSE_COUNT; i++) {
-        lab[0] = '\0';
-        app_metric_label(lab, sizeof(lab), "cause", closen[i]);
-        app_metric_value(b, "sohub_connections_closed_total", lab, (double)s->st.closed[i]);
-    }
+    put_counters_by(b, "sohub_connects_total", "Connects accepted, by transport.", "transport",
+                    trn, s->st.connects, APP_TR_COUNT);
+    put_counters_by(b, "sohub_connect_refusals_total", "Connects refused, by reason.", "reason",
+                    refn, s->st.refused, APP_REFUSE_COUNT);
+    put_counters_by(b, "sohub_accept_refusals_total",
+                    "TCP connections closed at accept, by limit.", "limit", dropn,
+                    s->st.dropped, APP_DROP_COUNT);
+    put_counters_by(b, "sohub_connections_closed_total",
+                    "Connections the server closed, by cause.", "cause", closen, s->st.closed,
+                    APP_CLOSE_COUNT);
     put_counter(b, "sohub_received_bytes_total", "Bytes read from clients.", (double)bin);
     put_counter(b, "sohub_sent_bytes_total", "Bytes written to clients.", (double)bout);
     put_gauge(b, "sohub_client_memory_bytes",
