@@ -19,6 +19,7 @@
 #include "amf_json.h"
 #include "app_internal.h"
 #include "chat.h"
+#include "cluster.h"
 #include "http.h"
 #include "http_req.h"
 #include "metrics.h"
@@ -1942,6 +1943,16 @@ static bool ready(app_server *s, const char **why)
     if (g && !app_so_store_ok(g)) {
         *why = "the shared-object store is failing";
         return false;
+    }
+    /* a clustered application's writes are refused while its Redis is
+     * away: a load balancer should send new clients to another node */
+    app_cluster *cl = app_cluster_of(s);
+    size_t it = 0;
+    for (app_cluster_link *l; cl && (l = app_cluster_link_next(cl, &it)) != NULL;) {
+        if (!app_cluster_link_up(l)) {
+            *why = "a Redis link of the cluster is down";
+            return false;
+        }
     }
     return true;
 }
