@@ -40,6 +40,7 @@ typedef enum bench_transport {
 #define BENCH_MAX_SRC_IPS 250u
 #define BENCH_MAX_DURATION 3600.0
 #define BENCH_MAX_WINDOW 4096u
+#define BENCH_MAX_SUB_PORTS 16u
 
 typedef struct bench_opts {
     bench_scenario scenario;
@@ -63,6 +64,12 @@ typedef struct bench_opts {
     uint32_t procs;
     uint32_t src_ips;     /* 0 = do not bind; n = 127.0.0.1 .. 127.0.0.n */
     const char *so_prefix;
+    bool persistent;      /* fanout: the rooms' objects are persistent */
+    /* fanout: subscriber k of a room connects to sub_ports[k % nsub_ports]
+     * on the URL's host (other nodes of a cluster); writers to the URL's
+     * port.  0 ports: everyone to the URL's. */
+    uint16_t sub_ports[BENCH_MAX_SUB_PORTS];
+    uint32_t nsub_ports;
     /* api: the admin listener ("http://HOST:PORT"), the API key, and the
      * room the subscribers are in, split for the API's path */
     const char *api_url;

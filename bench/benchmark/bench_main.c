@@ -58,6 +58,10 @@ static void usage(FILE *f)
         "  -P, --procs N         worker processes (default 1)\n"
         "      --src-ips M       bind sources to 127.0.0.1 .. 127.0.0.M (default: no bind)\n"
         "      --so-prefix P     shared object name prefix (default \"bench\")\n"
+        "      --persistent      fanout: the objects are persistent (stored; clustered)\n"
+        "      --sub-ports P,... fanout: subscribers connect round-robin to these ports of the\n"
+        "                        URL's host (other nodes of a cluster); writers to the URL's\n"
+        "                        port\n"
         "      --api URL         api: the admin listener, http://HOST:PORT\n"
         "      --api-key KEY     api: a write API key (default: env SOHUB_API_KEY)\n"
         "      --digest          sign C1 (digest handshake)\n"
@@ -126,7 +130,7 @@ static int parse_secs(const char *s, double *out)
 
 enum { OPT_KEEP = 256, OPT_TIMEOUT, OPT_SETTLE, OPT_PID, OPT_RATE, OPT_WINDOW,
        OPT_SRC, OPT_PREFIX, OPT_DIGEST, OPT_JSON, OPT_API, OPT_API_KEY,
-       OPT_TRANSPORT, OPT_WS_DEFLATE };
+       OPT_TRANSPORT, OPT_WS_DEFLATE, OPT_PERSISTENT, OPT_SUB_PORTS };
 
 /* "http://HOST:PORT[/]" into o->api_host / o->api_port. */
 static int parse_api_url(bench_opts *o, const char *url)
@@ -145,6 +149,22 @@ static int parse_api_url(bench_opts *o, const char *url)
     o->api_host[colon - h] = 0;
     o->api_port = (int)port;
     return 0;
+}
+
+/* "P1,P2,..." into o->sub_ports; -1 when malformed or too many. */
+static int parse_ports(const char *text, bench_opts *o)
+{
+    o->nsub_ports = 0;
+    for (const char *p = text; *p;) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v <= 0 || v > 65535 || o->nsub_ports == BENCH_MAX_SUB_PORTS ||
+            (*end && *end != ','))
+            return -1;
+        o->sub_ports[o->nsub_ports++] = (uint16_t)v;
+        p = *end ? end + 1 : end;
+    }
+    return o->nsub_ports ? 0 : -1;
 }
 
 static int parse_args(bench_opts *o, int argc, char **argv)
@@ -173,6 +193,8 @@ static int parse_args(bench_opts *o, int argc, char **argv)
         {"api-key", required_argument, NULL, OPT_API_KEY},
         {"transport", required_argument, NULL, OPT_TRANSPORT},
         {"ws-deflate", no_argument, NULL, OPT_WS_DEFLATE},
+        {"persistent", no_argument, NULL, OPT_PERSISTENT},
+        {"sub-ports", required_argument, NULL, OPT_SUB_PORTS},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -228,6 +250,8 @@ static int parse_args(bench_opts *o, int argc, char **argv)
             else bad = 1;
             break;
         case OPT_WS_DEFLATE: o->ws_deflate = true; break;
+        case OPT_PERSISTENT: o->persistent = true; break;
+        case OPT_SUB_PORTS: bad = parse_ports(optarg, o); break;
         case 'q': o->quiet = true; break;
         case 'h': usage(stdout); exit(0);
         default: return -1;

@@ -107,6 +107,7 @@ typedef struct wconn {
     char so_name[96];
     char key[24];
     bool persistent;
+    uint16_t port;        /* 0: the URL's; else this port of its host (--sub-ports) */
     uint32_t so_version;
     uint32_t outstanding;
     uint64_t sent_total;
@@ -1300,11 +1301,14 @@ static void conn_plan(wconn *c)
         uint32_t per = o->subs + o->writers;
         uint32_t room = c->gidx / per, slot = c->gidx % per;
         snprintf(c->so_name, sizeof c->so_name, "%s_room%u", o->so_prefix, room);
+        c->persistent = o->persistent;
         if (slot < o->writers) {
             c->role = ROLE_WRITER;
             snprintf(c->key, sizeof c->key, "w%u", slot);
         } else {
             c->role = ROLE_SUB;
+            if (o->nsub_ports)
+                c->port = o->sub_ports[(slot - o->writers) % o->nsub_ports];
         }
         break;
     }
@@ -1393,9 +1397,11 @@ static int conn_start(worker *w)
         }
     }
     if (r == 0) {
+        struct sockaddr_in dst = c->http ? w->api_dst : w->dst;
+        if (c->port)
+            dst.sin_port = htons(c->port);
         c->creq.data = c;
-        r = uv_tcp_connect(&c->creq, &c->tcp,
-                           (const struct sockaddr *)(c->http ? &w->api_dst : &w->dst), on_connect);
+        r = uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)&dst, on_connect);
     }
     if (r < 0) {
         conn_fail(c, "cannot start a connection: %s", uv_strerror(r));
