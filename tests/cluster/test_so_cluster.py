@@ -1,0 +1,295 @@
+#!/usr/bin/env python3
+"""test_so_cluster.py SOHUB_SERVER - shared objects of a clustered
+application across three nodes sharing one Redis (docs/cluster.md).
+
+Clients of one room are spread over the nodes (WebSocket, sohub.v1 JSON:
+the same engine path as RTMP).  Checked: a change made on one node
+reaches the others with the same version; concurrent writers on every
+node end with one state and gap-free versions everywhere; rule 3 across
+nodes; persistent objects survive every node restarting (Redis with AOF,
+appendfsync always); Redis stopped: writes answered StoreFailed, reads
+of a loaded room still served, and Redis back: writes work again and
+every node catches up; Redis restarted empty: clients get Clear and the
+whole state (a new epoch), and the log says why."""
+
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "ws"))
+from clusterutil import Cluster, Redis, check, finish, need_redis, note, wait_for  # noqa: E402
+from wsutil import connect_app  # noqa: E402
+
+need_redis()
+server = sys.argv[1]
+ROOM = "game/r1"
+OBJ = "board"
+EXTRA = "[server]\nhttp_listen = 127.0.0.1:0\nso_max_updates_per_sec = 0\n[app game]\n"
+
+
+class Client:
+    """A WebSocket client of ROOM on one node; a reader thread keeps the
+    object's state as the messages describe it, and every message."""
+
+    def __init__(self, node, name=OBJ):
+        self.ws, res = connect_app(node.ports["http"], ROOM)
+        if not res.get("ok"):
+            raise RuntimeError("connect refused: %r" % res)
+        self.name = name
+        self.lock = threading.Lock()
+        self.msgs = []          # every "so" message, in order
+        self.state = {}
+        self.version = 0
+        self.sent = {}          # key -> values sent and not answered yet, oldest first
+        self.alive = True
+        self.t = threading.Thread(target=self._read, daemon=True)
+        self.t.start()
+
+    def _read(self):
+        while self.alive:
+            try:
+                m = self.ws.recv_json(timeout=0.2)
+            except Exception as e:  # timeouts, and the close at the end
+                if isinstance(e, TimeoutError) or "timed out" in str(e):
+                    continue
+                return
+            if m.get("op") != "so" or m.get("name") != self.name:
+                continue
+            with self.lock:
+                self.msgs.append(m)
+                for ev in m["events"]:
+                    if ev["t"] == "clear":
+                        self.state = {}
+                    elif ev["t"] == "change":
+                        for k, v in ev["slots"]:
+                            self.state[k] = v
+                    elif ev["t"] == "remove":
+                        self.state.pop(ev["key"], None)
+                    elif ev["t"] == "success":
+                        # our own change was applied: the client's copy takes it
+                        q = self.sent.get(ev["key"])
+                        if q:
+                            self.state[ev["key"]] = q.pop(0)
+                self.version = m["version"]
+
+    def send(self, events, version=None):
+        self.ws.send_json({"op": "so", "name": self.name, "persistent": True,
+                           "version": self.version if version is None else version,
+                           "events": events})
+
+    def use(self, version=0):
+        n = len(self.msgs)
+        self.send([{"t": "use"}], version)
+        return wait_for(lambda: any(e["t"] == "use_success" for m in self.msgs[n:]
+                                    for e in m["events"]), 5.0)
+
+    def change(self, slots, version=None):
+        with self.lock:
+            for k, v in slots.items():
+                self.sent.setdefault(k, []).append(v)
+        self.send([{"t": "change", "slots": [[k, v] for k, v in slots.items()]}], version)
+
+    def events_since(self, n, kind):
+        with self.lock:
+            return [(m, e) for m in self.msgs[n:] for e in m["events"] if e["t"] == kind]
+
+    def snapshot(self):
+        with self.lock:
+            return dict(self.state), self.version
+
+    def close(self):
+        self.alive = False
+        self.t.join(2)
+        self.ws.close()
+
+
+def redis_version(redis):
+    v = redis.cmd("HGET", "so:{%s}:o" % ROOM, OBJ)
+    return int(v) if v is not None and not isinstance(v, Exception) else None
+
+
+def agree(clients, redis=None, writers=()):
+    """clients show the same state and version, writers (whose copy of
+    their own concurrent writes the test does not model) that version, and
+    Redis has it too."""
+    snaps = [c.snapshot() for c in clients]
+    same = all(s == snaps[0] for s in snaps)
+    same = same and all(w.snapshot()[1] == snaps[0][1] for w in writers)
+    if redis is not None:
+        same = same and redis_version(redis) == snaps[0][1]
+    return same
+
+
+redis = Redis(aof=True)
+check(redis.start(), "redis-server (AOF, appendfsync always) on 127.0.0.1:%d" % redis.port)
+cl = Cluster(server, redis, n=3, extra=EXTRA)
+check(cl.start(), "three nodes up")
+nodes = cl.nodes
+
+# ---- one change reaches every node with the same version
+a, b, c = Client(nodes[0]), Client(nodes[1]), Client(nodes[2])
+check(all(x.use() for x in (a, b, c)), "clients on n0, n1, n2 use %s in %s" % (OBJ, ROOM))
+n_a = len(a.msgs)
+a.change({"x": 1})
+got = wait_for(lambda: a.events_since(n_a, "success") and
+               all(x.snapshot()[0].get("x") == 1 for x in (b, c)), 5.0)
+check(got, "a change on n0 is answered Success and reaches n1 and n2")
+check(wait_for(lambda: agree([b, c], redis, writers=(a,)), 3.0),
+      "every client has the same version as Redis (%s, redis %s)"
+      % ([x.snapshot()[1] for x in (a, b, c)], redis_version(redis)))
+
+# ---- concurrent writers on every node: one state, versions without gaps
+watchers = [Client(n) for n in nodes]
+check(all(w.use() for w in watchers), "a watcher per node")
+start = [len(w.msgs) for w in watchers]
+v0 = redis_version(redis)
+N = 40
+
+
+def writer(cli, tag):
+    for i in range(N):
+        cli.change({"%s%d" % (tag, i % 8): i, "shared": "%s%d" % (tag, i)})
+        time.sleep(0.002)
+
+
+ts = [threading.Thread(target=writer, args=(x, t)) for x, t in ((a, "a"), (b, "b"), (c, "c"))]
+for t in ts:
+    t.start()
+for t in ts:
+    t.join()
+
+
+def answered(cli, n0):
+    ev = [e for m in cli.msgs[n0:] for e in m["events"]]
+    return sum(1 for e in ev if e["t"] == "success")
+
+
+settled = wait_for(lambda: agree(watchers, redis, writers=(a, b, c)) and
+                   redis_version(redis) == watchers[0].snapshot()[1], 10.0)
+check(settled, "after %d concurrent writes on 3 nodes every client shows one state and "
+      "Redis' version (%s)" % (3 * N, [w.snapshot()[1] for w in watchers]))
+gapless = True
+for w, s in zip(watchers, start):
+    vs = [m["version"] for m in w.msgs[s:]]
+    if vs != list(range(v0 + 1, v0 + 1 + len(vs))):
+        gapless = False
+        note("watcher versions: %s" % vs)
+check(gapless and len(watchers[0].msgs) > start[0],
+      "every watcher saw versions %d..%d one by one, without gaps" %
+      (v0 + 1, watchers[0].snapshot()[1]))
+check(watchers[0].snapshot()[1] - v0 == len(watchers[0].msgs) - start[0],
+      "one version per applied update")
+
+# ---- rule 3 across nodes: two writers with the same base version, one wins
+time.sleep(0.2)
+base = a.snapshot()[1]
+check(b.snapshot()[1] == base, "a and b hold version %d" % base)
+na, nb = len(a.msgs), len(b.msgs)
+a.change({"k": "from-a"}, version=base)
+b.change({"k": "from-b"}, version=base)
+done = wait_for(lambda: (a.events_since(na, "success") or
+                         [1 for m, e in a.events_since(na, "change") if any(s[0] == "k" for s in e["slots"])]) and
+                (b.events_since(nb, "success") or
+                 [1 for m, e in b.events_since(nb, "change") if any(s[0] == "k" for s in e["slots"])]), 5.0)
+sa, sb = len(a.events_since(na, "success")), len(b.events_since(nb, "success"))
+check(done and sa + sb == 1,
+      "n0 and n1 write k on the same version: exactly one Success (a %d, b %d)" % (sa, sb))
+winner = "from-a" if sa else "from-b"
+check(wait_for(lambda: all(x.snapshot()[0].get("k") == winner for x in (a, b, c) + tuple(watchers)),
+               3.0),
+      "the loser got the winner's value: every client has k = %r" % winner)
+# a write based on a version older than another client's write of k is refused
+nc = len(c.msgs)
+c.change({"k": "stale"}, version=base)
+got = wait_for(lambda: [e for m, e in c.events_since(nc, "change")
+                        if any(s[0] == "k" for s in e["slots"])], 5.0)
+check(got and not c.events_since(nc, "success") and c.snapshot()[0].get("k") != "stale",
+      "a write on n2 based on version %d is stale: answered with k's current value" % base)
+time.sleep(0.3)
+check(all(x.snapshot()[0].get("k") != "stale" for x in (a, b, watchers[0])),
+      "nobody saw the stale value")
+
+# ---- every node restarts: persistent objects come back from Redis
+final_state, final_version = watchers[0].snapshot()
+for x in [a, b, c] + watchers:
+    x.close()
+check(cl.stop() == [0, 0, 0], "all three nodes stopped")
+check(all(cl.restart(i) for i in range(3)), "all three nodes started again")
+fresh = [Client(n) for n in nodes]
+check(all(x.use() for x in fresh), "new clients on each node use %s" % OBJ)
+check(wait_for(lambda: all(x.snapshot() == (final_state, final_version) for x in fresh), 5.0),
+      "each gets the state and version %d it had before (%d slots)" %
+      (final_version, len(final_state)))
+a, b, c = fresh
+
+# ---- Redis stopped: writes refused with StoreFailed, reads still served
+redis.stop()
+check(wait_for(lambda: all("down: writes are refused" in n.log_text() for n in nodes), 5.0),
+      "every node saw Redis go")
+na = len(a.msgs)
+a.change({"down": 1})
+got = wait_for(lambda: [e for m, e in a.events_since(na, "status")
+                        if e.get("code") == "SharedObject.StoreFailed"], 5.0)
+check(got and not a.events_since(na, "success"),
+      "a write while Redis is down is answered SharedObject.StoreFailed, no Success")
+check("down" not in a.snapshot()[0], "and the client's copy is restored")
+reader = Client(nodes[1])
+check(reader.use() and wait_for(lambda: reader.snapshot() == (final_state, final_version), 3.0),
+      "a new client of the loaded room on n1 still reads the whole state (v%d)" % final_version)
+
+# ---- Redis back: writes work again and every node catches up
+check(redis.start(), "redis-server started again (same AOF)")
+
+
+def write_until_ok(cli, slots, timeout=10.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        n = len(cli.msgs)
+        cli.change(slots)
+        ok = wait_for(lambda: cli.events_since(n, "success") or cli.events_since(n, "status"), 3.0)
+        if cli.events_since(n, "success"):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+check(write_until_ok(c, {"back": 1}), "a write on n2 succeeds once Redis is back")
+check(wait_for(lambda: all(x.snapshot()[0].get("back") == 1 for x in (a, b, reader)) and
+               agree([a, b, reader], redis, writers=(c,)), 10.0),
+      "n0 and n1 caught up: every client has the write and Redis' version (%s)" %
+      [x.snapshot()[1] for x in (a, b, c, reader)])
+check(write_until_ok(a, {"after": 2}) and
+      wait_for(lambda: agree([b, c, reader], redis, writers=(a,)) and
+               c.snapshot()[0].get("after") == 2, 5.0),
+      "writes from n0 flow again to every node")
+
+# ---- Redis restarted empty: a new epoch, clients get Clear and the (empty) state
+kept = redis_version(redis)
+redis.kill(signal.SIGKILL)
+shutil.rmtree(redis.dir, ignore_errors=True)
+os.makedirs(redis.dir)
+marks = [len(x.msgs) for x in (a, b, c)]
+check(redis.start(), "redis-server restarted empty (its files removed)")
+got = wait_for(lambda: all(x.events_since(m, "clear") for x, m in zip((a, b, c), marks)), 10.0)
+check(got, "every client got Clear (the room's epoch changed)")
+check(wait_for(lambda: all(x.snapshot() == ({}, 1) for x in (a, b, c)), 5.0),
+      "and the state Redis has now: empty, version 1 (was %s)" % kept)
+check(all("Redis lost the room's data" in n.log_text() for n in nodes),
+      "each node's log says why")
+check(write_until_ok(b, {"new": "epoch"}) and
+      wait_for(lambda: agree([a, c], redis, writers=(b,)) and a.snapshot()[0] == {"new": "epoch"},
+               5.0),
+      "writes go on in the new epoch, on every node")
+
+for x in (a, b, c, reader):
+    x.close()
+errs = [n.log_text() for n in nodes if "ERROR" in n.log_text()]
+for e in errs:
+    note(e[-1500:])
+check(cl.stop() == [0, 0, 0], "the nodes stop cleanly")
+redis.stop()
+finish()
