@@ -570,13 +570,15 @@ static void on_snapshot(app_redis *rd_, redisReply *rep, void *ud)
         snapshot_failed(cs, r, !rep ? "no answer from Redis" : rep->str);
         return;
     }
+    /* Live from now on: the writes that waited for the room's load are
+     * replayed inside snapshot_apply and may be proposed at once. */
+    r->state = R_LIVE;
     int rc = snapshot_apply(cs, r, rep);
     if (rc < 0) {
         snapshot_failed(cs, r, sh_strerror(rc));
         return;
     }
     /* what was published after the snapshot, in order */
-    r->state = R_LIVE;
     while (r->buf && r->state == R_LIVE) {
         buf_msg *m = r->buf;
         r->buf = m->next;

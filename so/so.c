@@ -816,6 +816,8 @@ static void room_maybe_drop(so_engine *e, so_room *r)
 {
     if (r->nclients == 0 && r->objects.count == 0 && !r->conflict_set && !r->loading &&
         r->nwait == 0 && !r->replaying) {
+        if (r->loaded && e->hooks.room_unloaded)
+            e->hooks.room_unloaded(e->hooks.ud, r->name);
         sh_map_del(&e->rooms, r->name, strlen(r->name));
         room_free(e, r);
     }

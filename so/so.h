@@ -317,7 +317,8 @@ typedef struct so_hooks {
      * return answers every key at once with SO_STATUS_STORE_FAILED and its
      * current value (the cluster cannot be reached). */
     int (*propose)(void *ud, const so_proposal *p);
-    /* Optional: room (borrowed) left memory (so_engine_unload_idle). */
+    /* Optional: room (borrowed) left memory (so_engine_unload_idle, or
+     * dropped once nothing was left in it). */
     void (*room_unloaded)(void *ud, const char *room);
     void *ud;
 } so_hooks;
