@@ -478,18 +478,30 @@ static int snapshot_apply(app_cluster_so *cs, cso_room *r, const redisReply *rep
                    "data (restarted without persistence, or a failover); its clients get "
                    "the whole state again", r->name, r->epoch, epoch);
         }
-        for (size_t i = 0; i < img->nops; i++)
-            if (img->ops[i].kind == SO_STORE_OBJECT)
-                so_engine_object_sync(cs->eng, r->name, img->ops[i].name, img->ops[i].version,
-                                      img, reset, &cs->fx);
-        if (reset) {
-            /* objects Redis no longer has: empty, version 1 */
+        for (size_t i = 0; i < img->nops; i++) {
+            if (img->ops[i].kind != SO_STORE_OBJECT)
+                continue;
+            const so_object *o = so_engine_object_find(cs->eng, r->name, img->ops[i].name);
+            bool back = !reset && o && so_object_version(o) > img->ops[i].version;
+            if (back)
+                /* Same epoch, older version: Redis lost acknowledged writes
+                 * (appendfsync everysec or no, a failover). */
+                SH_LOG(SH_LOG_WARN, "cluster: so: room %s: object %s went back from version "
+                       "%u to %u in Redis (it lost writes): its clients get the whole state "
+                       "again", r->name, img->ops[i].name, so_object_version(o),
+                       img->ops[i].version);
+            so_engine_object_sync(cs->eng, r->name, img->ops[i].name, img->ops[i].version,
+                                  img, reset || back, &cs->fx);
+        }
+        {
+            /* Objects Redis no longer has (a new epoch, or lost writes):
+             * empty, version 1.  One never written here is that already. */
             size_t it = 0;
             so_object *o;
             char **names = NULL;
             size_t nn = 0;
             while ((o = so_engine_object_next(cs->eng, r->name, &it)) != NULL) {
-                if (!so_object_persistent(o))
+                if (!so_object_persistent(o) || (!reset && so_object_version(o) <= 1))
                     continue;
                 bool have = false;
                 for (size_t i = 0; i < img->nops && !have; i++)
@@ -502,6 +514,10 @@ static int snapshot_apply(app_cluster_so *cs, cso_room *r, const redisReply *rep
                 }
             }
             for (size_t i = 0; i < nn; i++) {
+                if (names[i] && !reset)
+                    SH_LOG(SH_LOG_WARN, "cluster: so: room %s: object %s is gone from Redis "
+                           "(it lost writes): its clients get the whole state again", r->name,
+                           names[i]);
                 if (names[i])
                     so_engine_object_sync(cs->eng, r->name, names[i], 1, NULL, true, &cs->fx);
                 free(names[i]);
