@@ -341,9 +341,26 @@ static pending *pending_of_tag(app_cluster_so *cs, const char *tag, size_t tlen)
 
 static void room_resync(app_cluster_so *cs, cso_room *r);
 
-/* Applies one published update of a live room. */
+/* "S" u16 name length, name, SendMessage event: to this node's subscribers. */
+static void send_msg(app_cluster_so *cs, cso_room *r, const char *msg, size_t len)
+{
+    rd q = {(const uint8_t *)msg + 1, (const uint8_t *)msg + len, false};
+    size_t nlen = rd_uint(&q, 2);
+    const char *name = (const char *)rd_take(&q, nlen);
+    if (q.bad)
+        return;
+    so_engine_send_event(cs->eng, r->name, name, nlen, q.p, (size_t)(q.end - q.p), &cs->fx);
+    deliver(cs);
+    cs->st.messages++;
+}
+
+/* Applies one published update (or SendMessage) of a live room. */
 static void apply_msg(app_cluster_so *cs, cso_room *r, const char *msg, size_t len)
 {
+    if (len > 0 && msg[0] == 'S') {
+        send_msg(cs, r, msg, len);
+        return;
+    }
     update u;
     int rc = update_parse(msg, len, &u);
     if (rc < 0) {
@@ -759,6 +776,27 @@ void app_cluster_so_client_gone(app_cluster_so *cs, so_client *c)
 }
 
 static void on_update_reply(app_redis *rd_, redisReply *rep, void *ud);
+
+int app_cluster_so_propose_send(app_cluster_so *cs, const char *room, const char *name,
+                                size_t nlen, const uint8_t *ev, size_t len)
+{
+    cso_room *r = sh_map_get(&cs->rooms, room, strlen(room));
+    if (!r || r->state != R_LIVE || !app_cluster_link_up(r->link) || nlen > UINT16_MAX)
+        return SH_ESTATE; /* this node's subscribers only */
+    char *msg = malloc(3 + nlen + len);
+    if (!msg)
+        return SH_ENOMEM;
+    msg[0] = 'S';
+    msg[1] = (char)(nlen >> 8);
+    msg[2] = (char)(nlen & 0xff);
+    memcpy(msg + 3, name, nlen);
+    memcpy(msg + 3 + nlen, ev, len);
+    const char *argv[3] = {"PUBLISH", r->chan, msg};
+    size_t lens[3] = {7, strlen(r->chan), 3 + nlen + len};
+    int rc = app_redis_cmd(app_cluster_cmd(r->link), NULL, NULL, 3, argv, lens);
+    free(msg);
+    return rc;
+}
 
 typedef struct prop_req {
     app_cluster_so *cs;

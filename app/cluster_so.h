@@ -53,6 +53,10 @@ bool app_cluster_so_room_clustered(app_cluster_so *cs, const char *room);
 void app_cluster_so_load_room(app_cluster_so *cs, const char *room);
 /* so_hooks.propose. */
 int app_cluster_so_propose(app_cluster_so *cs, const so_proposal *p);
+/* so_hooks.propose_send: PUBLISH on the room's channel (in order with
+ * this node's writes, which use the same connection). */
+int app_cluster_so_propose_send(app_cluster_so *cs, const char *room, const char *name,
+                                size_t nlen, const uint8_t *ev, size_t len);
 /* so_hooks.room_unloaded: the room's subscription is dropped. */
 void app_cluster_so_room_unloaded(app_cluster_so *cs, const char *room);
 /* A client is about to be unregistered: its writes in flight are
@@ -67,6 +71,7 @@ typedef struct app_cluster_so_stats {
     uint64_t failed;        /* proposals answered StoreFailed */
     uint64_t snapshots;     /* room snapshots read */
     uint64_t resets;        /* rooms reset for a new epoch */
+    uint64_t messages;      /* SendMessages delivered from the cluster */
 } app_cluster_so_stats;
 void app_cluster_so_get_stats(const app_cluster_so *cs, app_cluster_so_stats *st);
 

@@ -351,6 +351,13 @@ static int hook_propose(void *ud, const so_proposal *p)
     return g->cso ? app_cluster_so_propose(g->cso, p) : SH_ESTATE;
 }
 
+static int hook_propose_send(void *ud, const char *room, const char *name, size_t nlen,
+                             const uint8_t *ev, size_t len)
+{
+    app_so_glue *g = ud;
+    return g->cso ? app_cluster_so_propose_send(g->cso, room, name, nlen, ev, len) : SH_ESTATE;
+}
+
 static void hook_room_unloaded(void *ud, const char *room)
 {
     app_so_glue *g = ud;
@@ -607,7 +614,8 @@ app_so_glue *app_so_glue_new(app_server *srv, char *err, size_t errsz)
         return NULL;
     }
     so_hooks hooks = {.room_settings = room_settings, .load_room = hook_load_room,
-                      .propose = hook_propose, .room_unloaded = hook_room_unloaded, .ud = g};
+                      .propose = hook_propose,
+                      .propose_send = hook_propose_send, .room_unloaded = hook_room_unloaded, .ud = g};
     so_engine_set_hooks(g->eng, &hooks);
     uv_timer_init(g->loop, &g->unload_timer);
     g->unload_timer.data = g;

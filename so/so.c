@@ -1645,23 +1645,42 @@ static int on_writes(so_engine *e, so_client *c, const so_msg *m, uint64_t now_m
 
 /* ================================================================ send, release */
 
+/* The SendMessage event ev (its wire bytes) to every subscriber of o that
+ * is not behind. */
+static int send_event(so_engine *e, so_object *o, const sh_buf *ev, so_effects *out)
+{
+    so_client **to = malloc((o->nsubs ? o->nsubs : 1) * sizeof(*to));
+    if (!to)
+        return SH_ENOMEM;
+    size_t nto = 0;
+    for (size_t i = 0; i < o->nsubs; i++)
+        if (!o->subs[i]->behind)
+            to[nto++] = o->subs[i]->c;
+    hdr h = obj_hdr(o);
+    int rc = emit(e, &h, ev, NULL, to, nto, out);
+    free(to);
+    return rc;
+}
+
 static int send_to_subs(so_engine *e, so_object *o, const char *handler, size_t hlen,
                         size_t nargs, amf_value *const *args, so_effects *out)
 {
     sh_buf ev;
     sh_buf_init(&ev, SH_BUF_MAX_DEFAULT);
     int rc = so_wire_put_send(&ev, e->enc, handler, hlen, nargs, args);
-    so_client **to = malloc((o->nsubs ? o->nsubs : 1) * sizeof(*to));
-    size_t nto = 0;
-    if (!to && rc == 0)
+    if (rc == 0 && ev.failed)
         rc = SH_ENOMEM;
-    for (size_t i = 0; rc == 0 && i < o->nsubs; i++)
-        if (!o->subs[i]->behind)
-            to[nto++] = o->subs[i]->c;
-    hdr h = obj_hdr(o);
+    /* A clustered object's messages go through the cluster, so that every
+     * node's subscribers get them, in order with its updates; when the
+     * cluster cannot take one, this node's subscribers still get it. */
+    if (rc == 0 && clustered(o) && e->hooks.propose_send &&
+        e->hooks.propose_send(e->hooks.ud, o->room->name, o->name, o->name_len, ev.data,
+                              ev.len) == 0) {
+        sh_buf_cleanup(&ev);
+        return 0;
+    }
     if (rc == 0)
-        rc = emit(e, &h, &ev, NULL, to, nto, out);
-    free(to);
+        rc = send_event(e, o, &ev, out);
     sh_buf_cleanup(&ev);
     return rc;
 }
@@ -2462,6 +2481,21 @@ int so_engine_answer(so_engine *e, so_client *c, const char *name, size_t nlen,
     int rc = w.rc ? w.rc : emit(e, &h, &w.req, NULL, &c, 1, out);
     sh_map_cleanup(&w.answered);
     sh_buf_cleanup(&w.req);
+    return rc;
+}
+
+int so_engine_send_event(so_engine *e, const char *room, const char *name, size_t nlen,
+                         const uint8_t *ev, size_t len, so_effects *out)
+{
+    so_room *r = sh_map_get(&e->rooms, room, strlen(room));
+    so_object *o = r && r->loaded ? sh_map_get(&r->objects, name, nlen) : NULL;
+    if (!o || !o->nsubs)
+        return 0;
+    sh_buf b;
+    sh_buf_init(&b, SH_BUF_MAX_DEFAULT);
+    sh_buf_append(&b, ev, len);
+    int rc = b.failed ? SH_ENOMEM : send_event(e, o, &b, out);
+    sh_buf_cleanup(&b);
     return rc;
 }
 

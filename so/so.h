@@ -317,6 +317,14 @@ typedef struct so_hooks {
      * return answers every key at once with SO_STATUS_STORE_FAILED and its
      * current value (the cluster cannot be reached). */
     int (*propose)(void *ud, const so_proposal *p);
+    /* Clustered rooms: a SendMessage to a persistent object (ev: its
+     * SendMessage event, wire bytes, borrowed) for every node's
+     * subscribers.  Return 0 when it was sent: it reaches this node's
+     * subscribers, the sender included, through so_engine_send_event like
+     * everyone else's.  A negative return: the engine delivers it to this
+     * node's subscribers at once. */
+    int (*propose_send)(void *ud, const char *room, const char *name, size_t nlen,
+                        const uint8_t *ev, size_t len);
     /* Optional: room (borrowed) left memory (so_engine_unload_idle, or
      * dropped once nothing was left in it). */
     void (*room_unloaded)(void *ud, const char *room);
@@ -482,6 +490,13 @@ typedef enum so_answer {
 } so_answer;
 int so_engine_answer(so_engine *e, so_client *c, const char *name, size_t nlen,
                      const so_wire_change *ch, size_t n, so_answer how, so_effects *out);
+
+/* A SendMessage event that came through the cluster (so_hooks.propose_send
+ * on some node): to every subscriber of object name of room that is not
+ * behind.  Nothing when the room or the object is not here.  Returns 0 or
+ * SH_ENOMEM. */
+int so_engine_send_event(so_engine *e, const char *room, const char *name, size_t nlen,
+                         const uint8_t *ev, size_t len, so_effects *out);
 
 /* ---- server-side API ----
  * Gets or creates an object in a room that is loaded.  The handle keeps a

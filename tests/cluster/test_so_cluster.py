@@ -142,6 +142,29 @@ check(wait_for(lambda: agree([b, c], redis, writers=(a,)), 3.0),
       "every client has the same version as Redis (%s, redis %s)"
       % ([x.snapshot()[1] for x in (a, b, c)], redis_version(redis)))
 
+# ---- SendMessage reaches every node's subscribers, after the change sent before it
+ns = [len(x.msgs) for x in (a, b, c)]
+a.change({"y": 2})
+a.send([{"t": "send", "handler": "hello", "args": ["from-a", 7]}])
+
+
+def order_ok(x, n):
+    """x got the change of y, then hello (the change first)."""
+    seen = []
+    for m in x.msgs[n:]:
+        for e in m["events"]:
+            if e["t"] == "send" and e.get("handler") == "hello":
+                seen.append(("send", e.get("args")))
+            elif e["t"] in ("change", "success") and (e.get("key") == "y" or
+                                                     any(k == "y" for k, _ in e.get("slots", []))):
+                seen.append(("y", None))
+    return seen == [("y", None), ("send", ["from-a", 7])]
+
+
+check(wait_for(lambda: all(order_ok(x, n) for x, n in zip((a, b, c), ns)), 5.0),
+      "a SendMessage from n0 reaches the subscribers on n0 (the sender), n1 and n2, each once, "
+      "after the change sent before it")
+
 # ---- concurrent writers on every node: one state, versions without gaps
 watchers = [Client(n) for n in nodes]
 check(all(w.use() for w in watchers), "a watcher per node")

@@ -22,6 +22,28 @@ static struct {
     bool remove;
 } prop;
 
+/* SendMessages handed to the cluster (the last one's event bytes). */
+static struct {
+    int calls;
+    int result;
+    uint8_t ev[256];
+    size_t len;
+} sent;
+
+static int hook_send(void *ud, const char *room, const char *name, size_t nlen,
+                     const uint8_t *ev, size_t len)
+{
+    (void)ud;
+    cr_assert_str_eq(room, ROOM);
+    cr_assert_eq(nlen, 1);
+    cr_assert_eq(name[0], 'p');
+    sent.calls++;
+    cr_assert_leq(len, sizeof(sent.ev));
+    memcpy(sent.ev, ev, len);
+    sent.len = len;
+    return sent.result;
+}
+
 static int hook_propose(void *ud, const so_proposal *p)
 {
     (void)ud;
@@ -45,7 +67,9 @@ static void setup(void)
 {
     cr_assert_eq(so_store_open(&so_store_memory_ops, NULL, NULL, &s), 0);
     e = t_engine_new(NULL, s);
-    t_set_hooks(e, (so_hooks){.room_settings = settings, .propose = hook_propose});
+    t_set_hooks(e, (so_hooks){.room_settings = settings, .propose = hook_propose,
+                              .propose_send = hook_send});
+    memset(&sent, 0, sizeof(sent));
     so_effects_init(&fx);
     memset(&prop, 0, sizeof(prop));
     t_register(e, &a, AMF_ENC_AMF0, ROOM);
@@ -236,4 +260,36 @@ Test(so_cluster, temporary_objects_and_server_writes)
     cr_assert_eq(so_object_apply(e, obj(), &c, 1, &fx), SH_EUNSUPPORTED);
     amf_unref(v);
     cr_assert_null(so_engine_take_batch(e), "nothing for the node's store");
+}
+
+static void send_hello(tclient *t)
+{
+    amf_value *arg = amf_number(7);
+    sh_buf buf;
+    sh_buf_init(&buf, SH_BUF_MAX_DEFAULT);
+    so_wire_client_send(&buf, mt_of(t), "p", 0, true, "hello", 1, &arg);
+    amf_unref(arg);
+    cr_assert_eq(t_send_body(e, t, &buf, 0, &fx), 0);
+}
+
+Test(so_cluster, send_messages_go_through_the_cluster)
+{
+    send_hello(&a);
+    cr_assert_eq(sent.calls, 1);
+    both();
+    cr_assert_eq(a.sends + b.sends, 0, "delivered when it comes back from the cluster");
+    cr_assert_eq(so_engine_send_event(e, ROOM, "p", 1, sent.ev, sent.len, &fx), 0);
+    both();
+    cr_assert_eq(a.sends, 1, "the sender too");
+    cr_assert_eq(b.sends, 1);
+    cr_assert_str_eq(b.last_handler, "hello");
+    /* a cluster that cannot take it: this node's subscribers get it now */
+    sent.result = SH_ESTATE;
+    send_hello(&a);
+    both();
+    cr_assert_eq(a.sends, 2);
+    cr_assert_eq(b.sends, 2);
+    /* an object this node does not have: nothing */
+    cr_assert_eq(so_engine_send_event(e, ROOM, "zz", 2, sent.ev, sent.len, &fx), 0);
+    cr_assert_eq(fx.len, 0);
 }
