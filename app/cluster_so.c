@@ -136,6 +136,7 @@ typedef struct cso_room {
     bool loading;           /* the engine waits for so_engine_room_loaded */
     bool loaded;            /* the engine has the room */
     char epoch[40];         /* "" until the first snapshot */
+    bool was_reset;         /* the last snapshot found another epoch */
     uint64_t snap_gen;      /* a snapshot reply of an older generation is ignored */
     uint32_t history;       /* stream length */
     buf_msg *buf, **buf_tail;
@@ -424,23 +425,27 @@ static void snapshot_failed(app_cluster_so *cs, cso_room *r, const char *why)
     }
 }
 
-/* Settles the writes whose update a snapshot brought (their message was
- * lost with the link): Success, since Redis made them. */
-static void settle_after_sync(app_cluster_so *cs, cso_room *r)
+/* Settles the writes Redis confirmed whose published update this node
+ * did not see (the link dropped in between): a snapshot read after the
+ * confirmation has them, so Success; unless Redis lost them since (a new
+ * epoch, or the version is not there): StoreFailed.  No write stays
+ * unanswered. */
+static void settle_after_sync(app_cluster_so *cs, cso_room *r, bool reset)
 {
     pending **pp = &cs->pend;
     while (*pp) {
         pending *p = *pp;
-        so_object *o = NULL;
-        if (p->replied && !p->applied && p->version && strcmp(p->room, r->name) == 0)
-            o = so_engine_object_find(cs->eng, r->name, p->name);
-        if (o && so_object_version(o) >= p->version) {
-            *pp = p->next;
-            answer(cs, p, p->keys, p->n, SO_ANSWER_SUCCESS);
-            pending_free(p);
+        if (!p->replied || p->applied || !p->version || strcmp(p->room, r->name) != 0) {
+            pp = &p->next;
             continue;
         }
-        pp = &p->next;
+        const so_object *o = so_engine_object_find(cs->eng, r->name, p->name);
+        bool have = !reset && o && so_object_version(o) >= p->version;
+        *pp = p->next;
+        if (!have)
+            cs->st.failed++;
+        answer(cs, p, p->keys, p->n, have ? SO_ANSWER_SUCCESS : SO_ANSWER_STORE_FAILED);
+        pending_free(p);
     }
 }
 
@@ -483,12 +488,14 @@ static int snapshot_apply(app_cluster_so *cs, cso_room *r, const redisReply *rep
         return rc;
     }
     cs->st.snapshots++;
+    r->was_reset = false;
     if (r->loading) {
         r->loading = false;
         rc = so_engine_room_loaded(cs->eng, r->name, 0, img, &cs->fx);
         r->loaded = rc == 0;
     } else if (so_engine_room_info(cs->eng, r->name, &(so_room_info){0})) {
         bool reset = *r->epoch && strcmp(r->epoch, epoch) != 0;
+        r->was_reset = reset;
         if (reset) {
             cs->st.resets++;
             SH_LOG(SH_LOG_WARN, "cluster: so: room %s: epoch %s -> %s: Redis lost the room's "
@@ -621,7 +628,7 @@ static void on_snapshot(app_redis *rd_, redisReply *rep, void *ud)
     }
     if (!r->buf)
         r->buf_tail = &r->buf;
-    settle_after_sync(cs, r);
+    settle_after_sync(cs, r, r->was_reset);
 }
 
 /* Reads the room again (now when subscribed, else at READY); meanwhile
@@ -965,6 +972,12 @@ static void on_update_reply(app_redis *rd_, redisReply *rep, void *ud)
     free(st);
     p->version = (uint32_t)v;
     p->replied = true;
+    const so_object *o = v ? so_engine_object_find(cs->eng, p->room, p->name) : NULL;
+    if (!p->applied && o && so_object_version(o) >= p->version) {
+        /* a snapshot read since brought the update (its message was missed) */
+        answer(cs, p, p->keys, p->n, SO_ANSWER_SUCCESS);
+        p->applied = true;
+    }
     if (v == 0 || p->applied) {
         pending_unlink(cs, p);
         pending_free(p);

@@ -65,6 +65,7 @@ app_so_glue *app_so_glue_of(const app_server *srv)
 }
 
 so_engine *app_so_engine(app_so_glue *g) { return g ? g->eng : NULL; }
+struct app_cluster_so *app_so_glue_cluster(const app_so_glue *g) { return g->cso; }
 const so_wire_limits *app_so_wire_limits(const app_so_glue *g) { return &g->wire_limits; }
 
 void app_so_glue_get_stats(const app_so_glue *g, app_so_glue_stats *st) { *st = g->st; }

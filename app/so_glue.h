@@ -122,6 +122,10 @@ so_client *app_so_client_of(app_so_glue *g, app_conn *c, int *err);
 /* Writes "APP/INSTANCE" of c into buf.  Returns buf. */
 char *app_so_room_of(const app_conn *c, char *buf, size_t bufsz);
 
+/* The clustered objects' module (app/cluster_so.h), NULL without a
+ * cluster. */
+struct app_cluster_so *app_so_glue_cluster(const app_so_glue *g);
+
 /* Counters (for logs and tests). */
 typedef struct app_so_glue_stats {
     app_histo commit_seconds; /* store batch: taken -> handed back (its round) */

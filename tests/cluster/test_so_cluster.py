@@ -22,13 +22,16 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "ws"))
 from clusterutil import Cluster, Redis, check, finish, need_redis, note, wait_for  # noqa: E402
+from opsutil import Admin, metric, parse_metrics  # noqa: E402
 from wsutil import connect_app  # noqa: E402
 
 need_redis()
 server = sys.argv[1]
 ROOM = "game/r1"
 OBJ = "board"
-EXTRA = "[server]\nhttp_listen = 127.0.0.1:0\nso_max_updates_per_sec = 0\n[app game]\n"
+KEY = "cluster-so-test-key-0123456789"
+EXTRA = ("[server]\nhttp_listen = 127.0.0.1:0\nadmin_listen = 127.0.0.1:0\n"
+         "so_max_updates_per_sec = 0\n[api_key t]\nsecret = %s\nscope = write\n[app game]\n" % KEY)
 
 
 class Client:
@@ -235,6 +238,27 @@ check(got and not c.events_since(nc, "success") and c.snapshot()[0].get("k") != 
 time.sleep(0.3)
 check(all(x.snapshot()[0].get("k") != "stale" for x in (a, b, watchers[0])),
       "nobody saw the stale value")
+
+# ---- each node applied every version once, from Redis (its own writes too)
+
+
+def metrics(node):
+    adm = Admin(node.ports["admin"], KEY)
+    st, body = adm.get("/metrics")
+    adm.close()
+    return parse_metrics(body.decode("utf-8", "replace")) if st == 200 else {}
+
+
+ms = [metrics(n) for n in nodes]
+applied = [metric(m, "sohub_cluster_so_updates_applied_total") for m in ms]
+last = redis_version(redis)
+check(applied == [last - 1] * 3,
+      "each node applied exactly the %d updates Redis made (version 1 to %d): %s"
+      % (last - 1, last, applied))
+props = sum(metric(m, "sohub_cluster_so_proposals_total") or 0 for m in ms)
+note("proposals %d, refused as stale by Redis %s, on the nodes %s" % (
+    props, [metric(m, "sohub_cluster_so_stale_total") for m in ms],
+    [metric(m, "sohub_so_refusals_total", code="stale") for m in ms]))
 
 # ---- every node restarts: persistent objects come back from Redis
 final_state, final_version = watchers[0].snapshot()
