@@ -12,9 +12,11 @@ of a loaded room still served, and Redis back: writes work again and
 every node catches up; Redis restarted empty: clients get Clear and the
 whole state (a new epoch), and the log says why."""
 
+import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -27,6 +29,7 @@ from wsutil import connect_app  # noqa: E402
 
 need_redis()
 server = sys.argv[1]
+cli_bin = os.path.join(os.path.dirname(server), "cli", "sohub-cli")
 ROOM = "game/r1"
 OBJ = "board"
 KEY = "cluster-so-test-key-0123456789"
@@ -38,15 +41,15 @@ class Client:
     """A WebSocket client of ROOM on one node; a reader thread keeps the
     object's state as the messages describe it, and every message."""
 
-    def __init__(self, node, name=OBJ):
-        self.ws, res = connect_app(node.ports["http"], ROOM)
+    def __init__(self, node, name=OBJ, room=ROOM, state=None, version=0):
+        self.ws, res = connect_app(node.ports["http"], room)
         if not res.get("ok"):
             raise RuntimeError("connect refused: %r" % res)
         self.name = name
         self.lock = threading.Lock()
         self.msgs = []          # every "so" message, in order
-        self.state = {}
-        self.version = 0
+        self.state = dict(state or {})  # a client coming back keeps what it had
+        self.version = version
         self.sent = {}          # key -> values sent and not answered yet, oldest first
         self.alive = True
         self.t = threading.Thread(target=self._read, daemon=True)
@@ -144,6 +147,25 @@ check(got, "a change on n0 is answered Success and reaches n1 and n2")
 check(wait_for(lambda: agree([b, c], redis, writers=(a,)), 3.0),
       "every client has the same version as Redis (%s, redis %s)"
       % ([x.snapshot()[1] for x in (a, b, c)], redis_version(redis)))
+
+# ---- RTMP clients (sohub-cli) in the same room: the same objects and versions
+
+
+def cli(node, *args):
+    p = subprocess.run([cli_bin, "-u", node.rtmp_url(ROOM), "--persistent", "--timeout", "5"] +
+                       list(args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=20)
+    return p.returncode, p.stdout.decode("utf-8", "replace")
+
+
+st, out = cli(nodes[2], "so", "get", OBJ)
+check(st == 0 and json.loads(out or "{}").get("x") == 1,
+      "an RTMP client on n2 reads the WebSocket client's change made on n0 (%r)" % out.strip())
+n_a = len(a.msgs)
+st, out = cli(nodes[1], "so", "set", OBJ, "rtmp", '"hi"')
+check(st == 0 and wait_for(lambda: a.snapshot()[0].get("rtmp") == "hi" and
+                           c.snapshot()[0].get("rtmp") == "hi", 5.0),
+      "an RTMP write on n1 (answered Success: exit %d) reaches WebSocket clients on n0 and n2"
+      % st)
 
 # ---- SendMessage reaches every node's subscribers, after the change sent before it
 ns = [len(x.msgs) for x in (a, b, c)]
@@ -260,6 +282,24 @@ note("proposals %d, refused as stale by Redis %s, on the nodes %s" % (
     props, [metric(m, "sohub_cluster_so_stale_total") for m in ms],
     [metric(m, "sohub_so_refusals_total", code="stale") for m in ms]))
 
+# ---- kill -9 of a node: its client comes back on another node with a diff
+stc, vc = watchers[2].snapshot()  # a subscriber of n2 (writers' copies are not modelled)
+watchers[2].close()
+c.close()
+cl.kill(2)
+a.change({"while": "n2 died"})
+check(wait_for(lambda: b.snapshot()[0].get("while") == "n2 died", 5.0), "n2 killed with -9; "
+      "a write on n0 reaches n1")
+back = Client(nodes[0], state=stc, version=vc)
+nb = len(back.msgs)
+check(back.use(version=vc), "n2's watcher uses the object again on n0 with version %d" % vc)
+check(wait_for(lambda: back.snapshot() == watchers[0].snapshot(), 5.0) and
+      not back.events_since(nb, "clear"),
+      "it gets only what changed (no Clear) and has the same state and version (%d)"
+      % back.snapshot()[1])
+check(cl.restart(2), "n2 started again")
+c = back
+
 # ---- every node restarts: persistent objects come back from Redis
 final_state, final_version = watchers[0].snapshot()
 for x in [a, b, c] + watchers:
@@ -287,6 +327,13 @@ check("down" not in a.snapshot()[0], "and the client's copy is restored")
 reader = Client(nodes[1])
 check(reader.use() and wait_for(lambda: reader.snapshot() == (final_state, final_version), 3.0),
       "a new client of the loaded room on n1 still reads the whole state (v%d)" % final_version)
+other = Client(nodes[1], room="game/r2")
+no = len(other.msgs)
+other.send([{"t": "use"}])
+check(wait_for(lambda: [e for m, e in other.events_since(no, "status")
+                        if e.get("code") == "SharedObject.StoreFailed"], 5.0),
+      "a room not in memory cannot be loaded: its Use is answered StoreFailed")
+other.close()
 
 # ---- Redis back: writes work again and every node catches up
 check(redis.start(), "redis-server started again (same AOF)")
@@ -313,6 +360,62 @@ check(write_until_ok(a, {"after": 2}) and
       wait_for(lambda: agree([b, c, reader], redis, writers=(a,)) and
                c.snapshot()[0].get("after") == 2, 5.0),
       "writes from n0 flow again to every node")
+
+# ---- a node whose subscription was dropped catches up with one diff
+# n1 is stopped (SIGSTOP), its subscription connection killed in Redis
+# (CLIENT KILL), and n0 writes: n1 misses those messages.
+
+
+def sub_client_id(pid):
+    """Redis' id of the pub/sub connection of process pid (its local port
+    found through /proc)."""
+    inodes = set()
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    ports = set()
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if fields[9] in inodes:
+                ports.add(int(fields[1].split(":")[1], 16))
+    for ln in (redis.cmd("CLIENT", "LIST", "TYPE", "pubsub") or "").splitlines():
+        kv = dict(x.split("=", 1) for x in ln.split() if "=" in x)
+        if int(kv.get("addr", ":0").rsplit(":", 1)[1]) in ports:
+            return kv["id"]
+    return None
+
+
+snaps0 = metric(metrics(nodes[1]), "sohub_cluster_so_snapshots_total") or 0
+nb, vb = len(b.msgs), b.snapshot()[1]
+sid = sub_client_id(nodes[1].proc.pid)
+check(sid is not None, "found n1's subscription connection in Redis (id %s)" % sid)
+os.kill(nodes[1].proc.pid, signal.SIGSTOP)
+try:
+    killed = redis.cmd("CLIENT", "KILL", "ID", sid) == 1
+    v_before = redis_version(redis)
+    for i in range(10):
+        a.change({"gap%d" % (i % 3): i})
+    wrote = wait_for(lambda: redis_version(redis) == v_before + 10, 10.0)
+finally:
+    os.kill(nodes[1].proc.pid, signal.SIGCONT)
+check(killed and wrote, "n1 stopped, its subscription killed, 10 updates written meanwhile")
+check(wait_for(lambda: b.snapshot()[1] == redis_version(redis) and
+               b.snapshot()[0] == c.snapshot()[0], 10.0),
+      "n1 read the room again: its client has Redis' version %d and the others' state"
+      % redis_version(redis))
+jumps = [m["version"] for m in b.msgs[nb:]]
+check(not b.events_since(nb, "clear") and jumps and jumps[0] > vb + 1,
+      "with one diff, no Clear (versions it got: %s, had %d)" % (jumps, vb))
+check((metric(metrics(nodes[1]), "sohub_cluster_so_snapshots_total") or 0) > snaps0,
+      "n1 counted the snapshot it read")
+check(write_until_ok(b, {"after-gap": 1}) and
+      wait_for(lambda: a.snapshot()[0].get("after-gap") == 1, 5.0),
+      "n1 takes writes again and they reach n0")
 
 # ---- Redis restarted empty: a new epoch, clients get Clear and the (empty) state
 kept = redis_version(redis)
