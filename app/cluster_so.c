@@ -163,7 +163,8 @@ struct app_cluster_so {
     so_engine *eng;
     app_so_glue *glue;
     sh_map rooms;           /* cso_room by name */
-    pending *pend;
+    pending *pend;          /* writes in flight, newest first */
+    sh_map pend_by_seq;     /* the same, by their seq (8 bytes, key in the entry) */
     uint64_t next_seq;
     so_effects fx;
     uv_timer_t retry;       /* reads again the rooms that are stale */
@@ -224,8 +225,14 @@ static void pending_free(pending *p)
     free(p);
 }
 
+static pending *pending_find(const app_cluster_so *cs, uint64_t seq)
+{
+    return sh_map_get(&cs->pend_by_seq, &seq, sizeof(seq));
+}
+
 static void pending_unlink(app_cluster_so *cs, pending *p)
 {
+    sh_map_del(&cs->pend_by_seq, &p->seq, sizeof(p->seq));
     for (pending **pp = &cs->pend; *pp; pp = &(*pp)->next)
         if (*pp == p) {
             *pp = p->next;
@@ -332,12 +339,12 @@ static pending *pending_of_tag(app_cluster_so *cs, const char *tag, size_t tlen)
     if (tlen <= idlen + 1 || memcmp(tag, id, idlen) != 0 || tag[idlen] != ':')
         return NULL;
     uint64_t seq = 0;
-    for (size_t i = idlen + 1; i < tlen; i++)
+    for (size_t i = idlen + 1; i < tlen; i++) {
+        if (tag[i] < '0' || tag[i] > '9')
+            return NULL;
         seq = seq * 10 + (uint64_t)(tag[i] - '0');
-    for (pending *p = cs->pend; p; p = p->next)
-        if (p->seq == seq)
-            return p;
-    return NULL;
+    }
+    return pending_find(cs, seq);
 }
 
 static void room_resync(app_cluster_so *cs, cso_room *r);
@@ -367,11 +374,6 @@ static void apply_msg(app_cluster_so *cs, cso_room *r, const char *msg, size_t l
     if (rc < 0) {
         SH_LOG(SH_LOG_WARN, "cluster: so: room %s: unreadable update (%zu bytes) ignored",
                r->name, len);
-        return;
-    }
-    char name[1024];
-    if (u.nlen >= sizeof(name)) {
-        free(u.ch);
         return;
     }
     pending *p = pending_of_tag(cs, u.tag, u.tlen);
@@ -442,6 +444,7 @@ static void settle_after_sync(app_cluster_so *cs, cso_room *r, bool reset)
         const so_object *o = so_engine_object_find(cs->eng, r->name, p->name);
         bool have = !reset && o && so_object_version(o) >= p->version;
         *pp = p->next;
+        sh_map_del(&cs->pend_by_seq, &p->seq, sizeof(p->seq));
         if (!have)
             cs->st.failed++;
         answer(cs, p, p->keys, p->n, have ? SO_ANSWER_SUCCESS : SO_ANSWER_STORE_FAILED);
@@ -502,9 +505,17 @@ static int snapshot_apply(app_cluster_so *cs, cso_room *r, const redisReply *rep
                    "data (restarted without persistence, or a failover); its clients get "
                    "the whole state again", r->name, r->epoch, epoch);
         }
+        sh_map names; /* objects of the snapshot */
+        sh_map_init(&names);
         for (size_t i = 0; i < img->nops; i++) {
             if (img->ops[i].kind != SO_STORE_OBJECT)
                 continue;
+            (void)sh_map_put(&names, img->ops[i].name, strlen(img->ops[i].name), img);
+            /* the object's ops: its row, then its slots, up to the next row */
+            size_t j = i + 1;
+            while (j < img->nops && img->ops[j].kind != SO_STORE_OBJECT)
+                j++;
+            so_store_batch view = {.ops = img->ops + i, .nops = j - i};
             const so_object *o = so_engine_object_find(cs->eng, r->name, img->ops[i].name);
             bool back = !reset && o && so_object_version(o) > img->ops[i].version;
             if (back)
@@ -515,39 +526,37 @@ static int snapshot_apply(app_cluster_so *cs, cso_room *r, const redisReply *rep
                        "again", r->name, img->ops[i].name, so_object_version(o),
                        img->ops[i].version);
             so_engine_object_sync(cs->eng, r->name, img->ops[i].name, img->ops[i].version,
-                                  img, reset || back, &cs->fx);
+                                  &view, reset || back, &cs->fx);
         }
         {
             /* Objects Redis no longer has (a new epoch, or lost writes):
              * empty, version 1.  One never written here is that already. */
             size_t it = 0;
             so_object *o;
-            char **names = NULL;
+            char **gone = NULL;
             size_t nn = 0;
             while ((o = so_engine_object_next(cs->eng, r->name, &it)) != NULL) {
                 if (!so_object_persistent(o) || (!reset && so_object_version(o) <= 1))
                     continue;
-                bool have = false;
-                for (size_t i = 0; i < img->nops && !have; i++)
-                    have = img->ops[i].kind == SO_STORE_OBJECT &&
-                           strcmp(img->ops[i].name, so_object_name(o)) == 0;
-                char **nx = have ? names : realloc(names, (nn + 1) * sizeof(*names));
+                bool have = sh_map_get(&names, so_object_name(o), strlen(so_object_name(o)));
+                char **nx = have ? gone : realloc(gone, (nn + 1) * sizeof(*gone));
                 if (!have && nx) {
-                    names = nx;
-                    names[nn++] = sh_memdup0(so_object_name(o), strlen(so_object_name(o)));
+                    gone = nx;
+                    gone[nn++] = sh_memdup0(so_object_name(o), strlen(so_object_name(o)));
                 }
             }
             for (size_t i = 0; i < nn; i++) {
-                if (names[i] && !reset)
+                if (gone[i] && !reset)
                     SH_LOG(SH_LOG_WARN, "cluster: so: room %s: object %s is gone from Redis "
                            "(it lost writes): its clients get the whole state again", r->name,
-                           names[i]);
-                if (names[i])
-                    so_engine_object_sync(cs->eng, r->name, names[i], 1, NULL, true, &cs->fx);
-                free(names[i]);
+                           gone[i]);
+                if (gone[i])
+                    so_engine_object_sync(cs->eng, r->name, gone[i], 1, NULL, true, &cs->fx);
+                free(gone[i]);
             }
-            free(names);
+            free(gone);
         }
+        sh_map_cleanup(&names);
         r->loaded = true;
     }
     deliver(cs);
@@ -904,8 +913,15 @@ int app_cluster_so_propose(app_cluster_so *cs, const so_proposal *p)
     }
     pr->cs = cs;
     pr->seq = q->seq;
-    int rc = app_redis_eval(app_cluster_cmd(r->link), &update_script, on_update_reply, pr, 5,
+    int rc = sh_map_put(&cs->pend_by_seq, &q->seq, sizeof(q->seq), q);
+    if (rc == 0) {
+        q->next = cs->pend;
+        cs->pend = q;
+        rc = app_redis_eval(app_cluster_cmd(r->link), &update_script, on_update_reply, pr, 5,
                             (int)k, argv, lens);
+        if (rc < 0)
+            pending_unlink(cs, q);
+    }
     free(argv);
     free(lens);
     free(keys);
@@ -914,8 +930,6 @@ int app_cluster_so_propose(app_cluster_so *cs, const so_proposal *p)
         pending_free(q);
         return rc;
     }
-    q->next = cs->pend;
-    cs->pend = q;
     cs->st.proposals++;
     return 0;
 }
@@ -925,10 +939,7 @@ static void on_update_reply(app_redis *rd_, redisReply *rep, void *ud)
     (void)rd_;
     prop_req *pr = ud;
     app_cluster_so *cs = pr->cs;
-    pending *p = NULL;
-    for (pending *x = cs->pend; x; x = x->next)
-        if (x->seq == pr->seq)
-            p = x;
+    pending *p = pending_find(cs, pr->seq);
     free(pr);
     if (!p)
         return;
@@ -1066,6 +1077,7 @@ void app_cluster_so_free(app_cluster_so *cs)
         cs->pend = p->next;
         pending_free(p);
     }
+    sh_map_cleanup(&cs->pend_by_seq);
     so_effects_cleanup(&cs->fx);
     free(cs);
 }

@@ -41,6 +41,12 @@
  * Where objects are stored (SQLite, or memory for store = memory) is the
  * store module's business.
  *
+ * Clustered applications (app/cluster_so.h, docs/cluster.md): their rooms
+ * are marked clustered in room_settings; such a room is loaded from Redis
+ * instead of the store, and the engine's proposals (so_hooks.propose,
+ * propose_send) go to cluster_so, which applies what Redis publishes and
+ * delivers through app_so_deliver like any other effects.
+ *
  * Shutdown: the server's on_shutdown hook (after every connection closed)
  * stops the unload timer; the store module's shutdown hook, which runs
  * after those of the modules that write (chat, the samples), writes what

@@ -2401,13 +2401,16 @@ int so_engine_object_sync(so_engine *e, const char *room, const char *name, uint
     upd u = upd_begin(e, o);
     u.newv = version;
     /* every slot the image has, then every live slot it lacks removed */
+    sh_map keys; /* the image's keys of this object */
+    sh_map_init(&keys);
     for (size_t i = 0; rc == 0 && img && i < img->nops; i++) {
         const so_store_op *op = &img->ops[i];
         if (op->kind != SO_STORE_SET || strcmp(op->name, name) != 0)
             continue;
+        rc = sh_map_put(&keys, op->key, op->key_len, (void *)op);
         const so_slot *s = slot_get(o, op->key, op->key_len);
-        if (!reset && s && s->v && s->vbytes == op->value_len &&
-            memcmp(s->wire, op->value, op->value_len) == 0)
+        if (rc < 0 || (!reset && s && s->v && s->vbytes == op->value_len &&
+                       memcmp(s->wire, op->value, op->value_len) == 0))
             continue; /* unchanged */
         rc = cluster_write(e, &u, op->key, op->key_len, op->value, op->value_len, false,
                            WRITER_REMOTE);
@@ -2416,17 +2419,10 @@ int so_engine_object_sync(so_engine *e, const char *room, const char *name, uint
     so_slot *s;
     so_slot **drop = NULL;
     size_t ndrop = 0, capdrop = 0;
-    while (rc == 0 && (s = sh_map_next(&o->slots, &it)) != NULL) {
-        if (!s->v || s->in_upd == u.newv)
-            continue;
-        bool kept = false;
-        for (size_t i = 0; img && i < img->nops && !kept; i++)
-            kept = img->ops[i].kind == SO_STORE_SET && img->ops[i].key_len == s->klen &&
-                   memcmp(img->ops[i].key, s->key, s->klen) == 0 &&
-                   strcmp(img->ops[i].name, name) == 0;
-        if (!kept)
+    while (rc == 0 && (s = sh_map_next(&o->slots, &it)) != NULL)
+        if (s->v && s->in_upd != u.newv && !sh_map_get(&keys, s->key, s->klen))
             rc = ptrs_push((void ***)&drop, &ndrop, &capdrop, s);
-    }
+    sh_map_cleanup(&keys);
     for (size_t i = 0; rc == 0 && i < ndrop; i++)
         rc = cluster_write(e, &u, drop[i]->key, drop[i]->klen, NULL, 0, true, WRITER_REMOTE);
     free(drop);
