@@ -647,6 +647,13 @@ static void object_post(api *a, app_conn *c, const app_http_req *r, const app_ht
                                    "persistent quota)"));
         return;
     }
+    if (rc == SH_EUNSUPPORTED) {
+        answer(a, c, r, later, ie, 501,
+               error_json("not_supported", "the object is a persistent object of a clustered "
+                                           "application: server writes to it do not go "
+                                           "through Redis yet (docs/cluster.md)"));
+        return;
+    }
     if (rc < 0) {
         answer(a, c, r, later, ie, rc == SH_EINVAL ? 400 : 500,
                error_json(rc == SH_EINVAL ? "bad_request" : "internal", sh_strerror(rc)));
