@@ -60,21 +60,29 @@ static const char update_src[] =
     "end\n"
     "local parts = {struct.pack('>I2', #name) .. name .. struct.pack('>I2', #ARGV[8]) ..\n"
     "               ARGV[8] .. struct.pack('>I4', #ok)}\n"
-    "local meta = newv .. ' ' .. writer\n"
     "for _, i in ipairs(ok) do\n"
     "  local k, kind, v = ARGV[10 + 3 * i], ARGV[11 + 3 * i], ARGV[12 + 3 * i]\n"
     "  if kind == 's' then\n"
-    "    redis.call('HSET', KEYS[3], k, v)\n"
     "    parts[#parts + 1] = struct.pack('>I2', #k) .. k .. '\\0' .. struct.pack('>I4', #v) .. v\n"
     "  else\n"
-    "    redis.call('HDEL', KEYS[3], k)\n"
     "    parts[#parts + 1] = struct.pack('>I2', #k) .. k .. '\\1' .. struct.pack('>I4', 0)\n"
+    "  end\n"
+    "end\n"
+    "local upd = table.concat(parts)\n"
+    "-- first the command that can refuse (a stream id not above the last):\n"
+    "-- a script is not rolled back, so nothing may be written before it\n"
+    "redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[7], newv .. '-1', 'p', upd)\n"
+    "local meta = newv .. ' ' .. writer\n"
+    "for _, i in ipairs(ok) do\n"
+    "  local k, kind = ARGV[10 + 3 * i], ARGV[11 + 3 * i]\n"
+    "  if kind == 's' then\n"
+    "    redis.call('HSET', KEYS[3], k, ARGV[12 + 3 * i])\n"
+    "  else\n"
+    "    redis.call('HDEL', KEYS[3], k)\n"
     "  end\n"
     "  redis.call('HSET', KEYS[4], k, meta)\n"
     "end\n"
     "redis.call('HSET', KEYS[2], name, newv)\n"
-    "local upd = table.concat(parts)\n"
-    "redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[7], newv .. '-1', 'p', upd)\n"
     "redis.call('PUBLISH', ARGV[6], newv .. ' ' .. upd)\n"
     "table.insert(stale, 1, newv)\n"
     "table.insert(stale, 1, 'OK')\n"
@@ -140,7 +148,7 @@ typedef struct cso_room {
     uint64_t snap_gen;      /* a snapshot reply of an older generation is ignored */
     uint32_t history;       /* stream length */
     buf_msg *buf, **buf_tail;
-    size_t nbuf;
+    size_t nbuf;            /* bytes buffered */
 } cso_room;
 
 /* A write sent to Redis and not yet settled. */
@@ -172,7 +180,7 @@ struct app_cluster_so {
     app_cluster_so_stats st;
 };
 
-#define MAX_BUFFERED 100000 /* messages held per room while it is read */
+#define MAX_BUFFERED ((size_t)64 << 20) /* bytes held per room while it is read */
 #define RETRY_MS 250
 
 /* ---- helpers ---- */
@@ -204,6 +212,7 @@ static void buf_clear(cso_room *r)
     r->buf_tail = &r->buf;
     r->nbuf = 0;
 }
+
 
 static void room_free(cso_room *r)
 {
@@ -631,7 +640,7 @@ static void on_snapshot(app_redis *rd_, redisReply *rep, void *ud)
     while (r->buf && r->state == R_LIVE) {
         buf_msg *m = r->buf;
         r->buf = m->next;
-        r->nbuf--;
+        r->nbuf -= m->len;
         apply_msg(cs, r, m->data, m->len);
         free(m);
     }
@@ -683,7 +692,7 @@ static void on_sub(app_redis *rd_, app_redis_sub_event ev, const char *msg, size
         if (r->state == R_LIVE) {
             apply_msg(cs, r, msg, len);
         } else if (r->state == R_SNAPSHOT) {
-            if (r->nbuf >= MAX_BUFFERED) {
+            if (r->nbuf + len > MAX_BUFFERED) {
                 /* the read takes too long: read again once more */
                 room_resync(cs, r);
                 return;
@@ -698,7 +707,7 @@ static void on_sub(app_redis *rd_, app_redis_sub_event ev, const char *msg, size
             memcpy(m->data, msg, len);
             *r->buf_tail = m;
             r->buf_tail = &m->next;
-            r->nbuf++;
+            r->nbuf += len;
         }
         break;
     }
