@@ -361,6 +361,49 @@ check(write_until_ok(a, {"after": 2}) and
                c.snapshot()[0].get("after") == 2, 5.0),
       "writes from n0 flow again to every node")
 
+# ---- Redis killed (-9) under writes: nothing acknowledged is lost (AOF, appendfsync always)
+stop = threading.Event()
+
+
+def keep_writing(cli, tag):
+    i = 0
+    while not stop.is_set():
+        cli.change({"d-%s-%d" % (tag, i): i})
+        i += 1
+        time.sleep(0.003)
+
+
+marks = {id(x): len(x.msgs) for x in (a, b)}
+ts = [threading.Thread(target=keep_writing, args=(x, t)) for x, t in ((a, "a"), (b, "b"))]
+for t in ts:
+    t.start()
+time.sleep(0.8)
+redis.kill(signal.SIGKILL)
+time.sleep(0.3)
+stop.set()
+for t in ts:
+    t.join()
+time.sleep(0.5)  # answers of the writes in flight (StoreFailed)
+acked, top = set(), 0
+for x in (a, b):
+    for m in x.msgs[marks[id(x)]:]:
+        for e in m["events"]:
+            if e["t"] == "success" and str(e.get("key", "")).startswith("d-"):
+                acked.add(e["key"])
+                top = max(top, m["version"])
+check(len(acked) >= 20, "writers on n0 and n1 got %d changes acknowledged before Redis was "
+      "killed with -9" % len(acked))
+check(redis.start(), "redis-server restarted from its AOF")
+check(write_until_ok(a, {"after-kill": 1}), "writes are taken again")
+lost = [k for k in acked if redis.cmd("HEXISTS", "so:{%s}:s:%s" % (ROOM, OBJ), k) != 1]
+check(not lost, "every acknowledged change is in Redis after the crash (%d lost: %s)"
+      % (len(lost), sorted(lost)[:5]))
+check(redis_version(redis) > top, "the version did not go back (acknowledged up to %d, Redis "
+      "now %d)" % (top, redis_version(redis)))
+check(wait_for(lambda: agree([reader], redis, writers=(a, b, c)) and
+               all(k in reader.snapshot()[0] for k in acked), 10.0),
+      "every node caught up: n1's reader has every acknowledged change and Redis' version")
+
 # ---- a node whose subscription was dropped catches up with one diff
 # n1 is stopped (SIGSTOP), its subscription connection killed in Redis
 # (CLIENT KILL), and n0 writes: n1 misses those messages.
