@@ -33,6 +33,10 @@
  * version, writer, conflict ("r" reject / "l" last writer wins), channel,
  * history depth, tag, n, then n times key, "s" or "r", value. */
 static const char update_src[] =
+    /* A shebang script (Redis 7): refused as a whole, before it writes
+     * anything, when Redis is out of memory; Redis does not roll a script
+     * back, so one stopped half-way would leave half an update. */
+    "#!lua\n"
     "local ep = redis.call('GET', KEYS[1])\n"
     "if ep ~= ARGV[1] then return {'EPOCH', ep or ''} end\n"
     "local name, base, writer = ARGV[2], tonumber(ARGV[3]), ARGV[4]\n"
@@ -69,9 +73,9 @@ static const char update_src[] =
     "  end\n"
     "end\n"
     "local upd = table.concat(parts)\n"
-    "-- first the command that can refuse (a stream id not above the last):\n"
-    "-- a script is not rolled back, so nothing may be written before it\n"
-    "redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[7], newv .. '-1', 'p', upd)\n"
+    "-- the stream is history, read to seed the nodes' history: best effort,\n"
+    "-- an id it refuses must never block the object's writes\n"
+    "redis.pcall('XADD', KEYS[5], 'MAXLEN', '~', ARGV[7], newv .. '-1', 'p', upd)\n"
     "local meta = newv .. ' ' .. writer\n"
     "for _, i in ipairs(ok) do\n"
     "  local k, kind = ARGV[10 + 3 * i], ARGV[11 + 3 * i]\n"
@@ -89,9 +93,26 @@ static const char update_src[] =
     "return stale\n";
 
 /* KEYS: epoch, objects.  ARGV: an epoch to use when the room has none,
- * the key prefix "so:{R}:".  Returns {epoch, name, version, {key, value,
- * slot version, ...}, name, ...}. */
+ * the key prefix "so:{R}:", how many updates of history to return per
+ * object.  Returns {epoch, name, version, {key, value, slot version, ...},
+ * {version, {keys...}, ...} (newest first), name, ...}. */
 static const char snapshot_src[] =
+    "local function keys_of(p)\n"
+    "  local nl, pos = struct.unpack('>I2', p, 1)\n"
+    "  local tl\n"
+    "  tl, pos = struct.unpack('>I2', p, pos + nl)\n"
+    "  local n\n"
+    "  n, pos = struct.unpack('>I4', p, pos + tl)\n"
+    "  local ks = {}\n"
+    "  for i = 1, n do\n"
+    "    local kl, vl\n"
+    "    kl, pos = struct.unpack('>I2', p, pos)\n"
+    "    ks[#ks + 1] = string.sub(p, pos, pos + kl - 1)\n"
+    "    vl, pos = struct.unpack('>I4', p, pos + kl + 1)\n"
+    "    pos = pos + vl\n"
+    "  end\n"
+    "  return ks\n"
+    "end\n"
     "local ep = redis.call('GET', KEYS[1])\n"
     "if not ep then\n"
     "  ep = ARGV[1]\n"
@@ -109,9 +130,18 @@ static const char snapshot_src[] =
     "    flat[#flat + 1] = slots[j + 1]\n"
     "    flat[#flat + 1] = tonumber(string.sub(m, 1, string.find(m, ' ', 1, true) - 1))\n"
     "  end\n"
+    "  local hist = {}\n"
+    "  if tonumber(ARGV[3]) > 0 then\n"
+    "    local xs = redis.call('XREVRANGE', ARGV[2] .. 'x:' .. name, '+', '-', 'COUNT', ARGV[3])\n"
+    "    for _, x in ipairs(xs) do\n"
+    "      hist[#hist + 1] = tonumber(string.sub(x[1], 1, string.find(x[1], '-', 1, true) - 1))\n"
+    "      hist[#hist + 1] = keys_of(x[2][2])\n"
+    "    end\n"
+    "  end\n"
     "  out[#out + 1] = name\n"
     "  out[#out + 1] = tonumber(objs[i + 1])\n"
     "  out[#out + 1] = flat\n"
+    "  out[#out + 1] = hist\n"
     "end\n"
     "return out\n";
 
@@ -177,11 +207,14 @@ struct app_cluster_so {
     so_effects fx;
     uv_timer_t retry;       /* reads again the rooms that are stale */
     bool closed;            /* retry closed (app_cluster_so_shutdown) */
+    const redisReply *seeding;  /* the snapshot being applied (room_ready) */
+    const char *seeding_room;
     app_cluster_so_stats st;
 };
 
 #define MAX_BUFFERED ((size_t)64 << 20) /* bytes held per room while it is read */
 #define RETRY_MS 250
+#define SEED_MAX 256 /* updates of history read per object with a snapshot */
 
 /* ---- helpers ---- */
 
@@ -461,18 +494,74 @@ static void settle_after_sync(app_cluster_so *cs, cso_room *r, bool reset)
     }
 }
 
+/* Seeds the history of the room's objects that have none (just loaded, or
+ * reset) from the stream entries of a snapshot reply, so a client coming
+ * back with a recent version gets a diff.  Best effort: an object whose
+ * entries do not end at its version keeps no history. */
+static void seed_history(app_cluster_so *cs, const cso_room *r, const redisReply *rep)
+{
+    for (size_t i = 1; i + 3 < rep->elements; i += 4) {
+        const redisReply *nm = rep->element[i], *hist = rep->element[i + 3];
+        if (nm->type != REDIS_REPLY_STRING || hist->type != REDIS_REPLY_ARRAY ||
+            hist->elements < 2 || hist->elements % 2)
+            continue;
+        size_t n = hist->elements / 2;
+        so_hist_entry *h = calloc(n, sizeof(*h));
+        const char **keys = NULL;
+        size_t *klens = NULL, nk = 0, at = 0;
+        for (size_t j = 0; j < n; j++) {
+            const redisReply *ks = hist->element[2 * j + 1];
+            nk += ks->type == REDIS_REPLY_ARRAY ? ks->elements : 0;
+        }
+        keys = calloc(nk ? nk : 1, sizeof(*keys));
+        klens = calloc(nk ? nk : 1, sizeof(*klens));
+        bool ok = h && keys && klens;
+        for (size_t j = 0; ok && j < n; j++) {
+            /* newest first in the reply; oldest first for the engine */
+            const redisReply *v = hist->element[2 * (n - 1 - j)];
+            const redisReply *ks = hist->element[2 * (n - 1 - j) + 1];
+            long long ver = 0;
+            ok = app_redis_reply_int(v, &ver) && ver > 0 && ver <= UINT32_MAX &&
+                 ks->type == REDIS_REPLY_ARRAY;
+            if (!ok)
+                break;
+            h[j] = (so_hist_entry){.version = (uint32_t)ver, .nkeys = ks->elements,
+                                   .keys = keys + at, .klens = klens + at};
+            for (size_t k = 0; k < ks->elements; k++, at++) {
+                const redisReply *key = ks->element[k];
+                keys[at] = key->type == REDIS_REPLY_STRING ? key->str : "";
+                klens[at] = key->type == REDIS_REPLY_STRING ? key->len : 0;
+            }
+        }
+        if (ok)
+            (void)so_engine_object_seed_history(cs->eng, r->name, nm->str, h, n);
+        free(h);
+        free(keys);
+        free(klens);
+    }
+}
+
+/* so_hooks.room_ready: the room's objects are made from the snapshot
+ * being applied; their history is seeded before waiting Uses are answered. */
+void app_cluster_so_room_ready(app_cluster_so *cs, const char *room)
+{
+    const cso_room *r = cs ? sh_map_get(&cs->rooms, room, strlen(room)) : NULL;
+    if (r && cs->seeding && strcmp(cs->seeding_room, room) == 0)
+        seed_history(cs, r, cs->seeding);
+}
+
 /* Applies a snapshot reply to a room.  Returns 0 or an error. */
 static int snapshot_apply(app_cluster_so *cs, cso_room *r, const redisReply *rep)
 {
     if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 ||
-        rep->element[0]->type != REDIS_REPLY_STRING || (rep->elements - 1) % 3 != 0)
+        rep->element[0]->type != REDIS_REPLY_STRING || (rep->elements - 1) % 4 != 0)
         return SH_EPROTO;
     const char *epoch = rep->element[0]->str;
     so_store_batch *img = so_store_batch_new(0);
     if (!img)
         return SH_ENOMEM;
     int rc = 0;
-    for (size_t i = 1; rc == 0 && i + 2 < rep->elements; i += 3) {
+    for (size_t i = 1; rc == 0 && i + 3 < rep->elements; i += 4) {
         const redisReply *nm = rep->element[i], *ver = rep->element[i + 1],
                          *slots = rep->element[i + 2];
         long long v = 0;
@@ -503,7 +592,10 @@ static int snapshot_apply(app_cluster_so *cs, cso_room *r, const redisReply *rep
     r->was_reset = false;
     if (r->loading) {
         r->loading = false;
+        cs->seeding = rep;
+        cs->seeding_room = r->name;
         rc = so_engine_room_loaded(cs->eng, r->name, 0, img, &cs->fx);
+        cs->seeding = NULL;
         r->loaded = rc == 0;
     } else if (so_engine_room_info(cs->eng, r->name, &(so_room_info){0})) {
         bool reset = *r->epoch && strcmp(r->epoch, epoch) != 0;
@@ -566,6 +658,7 @@ static int snapshot_apply(app_cluster_so *cs, cso_room *r, const redisReply *rep
             free(gone);
         }
         sh_map_cleanup(&names);
+        seed_history(cs, r, rep); /* the objects that were reset */
         r->loaded = true;
     }
     deliver(cs);
@@ -591,8 +684,11 @@ static void room_read(app_cluster_so *cs, cso_room *r)
     char ekey[600], okey[600];
     snprintf(ekey, sizeof(ekey), "%se", r->prefix);
     snprintf(okey, sizeof(okey), "%so", r->prefix);
-    const char *argv[4] = {ekey, okey, epoch, r->prefix};
-    size_t lens[4] = {strlen(ekey), strlen(okey), strlen(epoch), strlen(r->prefix)};
+    char hist[16];
+    snprintf(hist, sizeof(hist), "%u", r->history < SEED_MAX ? r->history : SEED_MAX);
+    const char *argv[5] = {ekey, okey, epoch, r->prefix, hist};
+    size_t lens[5] = {strlen(ekey), strlen(okey), strlen(epoch), strlen(r->prefix),
+                      strlen(hist)};
     snap_req *q = calloc(1, sizeof(*q));
     if (q && !(q->room = sh_memdup0(r->name, strlen(r->name)))) {
         free(q);
@@ -604,7 +700,7 @@ static void room_read(app_cluster_so *cs, cso_room *r)
     }
     q->cs = cs;
     q->gen = r->snap_gen;
-    int rc = app_redis_eval(app_cluster_cmd(r->link), &snapshot_script, on_snapshot, q, 2, 4,
+    int rc = app_redis_eval(app_cluster_cmd(r->link), &snapshot_script, on_snapshot, q, 2, 5,
                             argv, lens);
     if (rc < 0) {
         free(q->room);

@@ -57,6 +57,8 @@ int app_cluster_so_propose(app_cluster_so *cs, const so_proposal *p);
  * this node's writes, which use the same connection). */
 int app_cluster_so_propose_send(app_cluster_so *cs, const char *room, const char *name,
                                 size_t nlen, const uint8_t *ev, size_t len);
+/* so_hooks.room_ready: seeds the history of a room being loaded. */
+void app_cluster_so_room_ready(app_cluster_so *cs, const char *room);
 /* so_hooks.room_unloaded: the room's subscription is dropped. */
 void app_cluster_so_room_unloaded(app_cluster_so *cs, const char *room);
 /* A client is about to be unregistered: its writes in flight are

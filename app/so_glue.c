@@ -359,6 +359,13 @@ static int hook_propose_send(void *ud, const char *room, const char *name, size_
     return g->cso ? app_cluster_so_propose_send(g->cso, room, name, nlen, ev, len) : SH_ESTATE;
 }
 
+static void hook_room_ready(void *ud, const char *room)
+{
+    app_so_glue *g = ud;
+    if (g->cso)
+        app_cluster_so_room_ready(g->cso, room);
+}
+
 static void hook_room_unloaded(void *ud, const char *room)
 {
     app_so_glue *g = ud;
@@ -616,7 +623,8 @@ app_so_glue *app_so_glue_new(app_server *srv, char *err, size_t errsz)
     }
     so_hooks hooks = {.room_settings = room_settings, .load_room = hook_load_room,
                       .propose = hook_propose,
-                      .propose_send = hook_propose_send, .room_unloaded = hook_room_unloaded, .ud = g};
+                      .propose_send = hook_propose_send, .room_ready = hook_room_ready,
+                      .room_unloaded = hook_room_unloaded, .ud = g};
     so_engine_set_hooks(g->eng, &hooks);
     uv_timer_init(g->loop, &g->unload_timer);
     g->unload_timer.data = g;

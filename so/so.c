@@ -1848,6 +1848,8 @@ int so_engine_room_loaded(so_engine *e, const char *room, int status,
     if (status == 0) {
         r->loaded = true;
         e->st.room_loads++;
+        if (e->hooks.room_ready)
+            e->hooks.room_ready(e->hooks.ud, r->name);
     } else {
         e->st.load_failures++;
     }
@@ -2452,6 +2454,54 @@ int so_engine_object_sync(so_engine *e, const char *room, const char *name, uint
     e->st.updates++;
     int rc2 = cluster_send_all(e, o, out);
     return rc ? rc : rc2;
+}
+
+int so_engine_object_seed_history(so_engine *e, const char *room, const char *name,
+                                  const so_hist_entry *h, size_t n)
+{
+    so_room *r = sh_map_get(&e->rooms, room, strlen(room));
+    so_object *o = r && r->loaded ? sh_map_get(&r->objects, name, strlen(name)) : NULL;
+    uint32_t depth = e->cfg.history_depth;
+    if (!o || o->ring_count || o->hist_base != o->version)
+        return SH_ESTATE;
+    if (n == 0 || depth == 0)
+        return 0;
+    if (h[n - 1].version != o->version)
+        return SH_EINVAL;
+    for (size_t i = 1; i < n; i++)
+        if (h[i].version != h[i - 1].version + 1)
+            return SH_EINVAL;
+    if (!o->ring && !(o->ring = calloc(depth, sizeof(*o->ring))))
+        return SH_ENOMEM;
+    size_t from = n > depth ? n - depth : 0;
+    for (size_t i = from; i < n; i++) {
+        size_t bytes = 0, head = (h[i].nkeys ? h[i].nkeys : 1) *
+                                 (sizeof(char *) + sizeof(size_t));
+        for (size_t k = 0; k < h[i].nkeys; k++)
+            bytes += h[i].klens[k] + 1;
+        uint8_t *blk = malloc(head + bytes);
+        if (!blk) {
+            while (o->ring_count)
+                hist_drop_oldest(o, depth);
+            o->hist_base = o->version;
+            return SH_ENOMEM;
+        }
+        hist_ent he = {.version = h[i].version, .nkeys = h[i].nkeys};
+        he.keys = (char **)(void *)blk;
+        he.klens = (size_t *)(void *)(blk + (h[i].nkeys ? h[i].nkeys : 1) * sizeof(char *));
+        char *kb = (char *)blk + head;
+        for (size_t k = 0; k < h[i].nkeys; k++) {
+            memcpy(kb, h[i].keys[k], h[i].klens[k]);
+            kb[h[i].klens[k]] = '\0';
+            he.keys[k] = kb;
+            he.klens[k] = h[i].klens[k];
+            kb += h[i].klens[k] + 1;
+        }
+        o->ring[(o->ring_head + o->ring_count) % depth] = he;
+        o->ring_count++;
+    }
+    o->hist_base = h[from].version - 1;
+    return 0;
 }
 
 int so_engine_answer(so_engine *e, so_client *c, const char *name, size_t nlen,

@@ -325,6 +325,11 @@ typedef struct so_hooks {
      * node's subscribers at once. */
     int (*propose_send)(void *ud, const char *room, const char *name, size_t nlen,
                         const uint8_t *ev, size_t len);
+    /* Optional: the objects of a room being loaded are made (the image
+     * is applied) and what waited for the load is about to be replayed:
+     * the last chance to seed their history (so_engine_object_seed_history)
+     * before a waiting Use is answered. */
+    void (*room_ready)(void *ud, const char *room);
     /* Optional: room (borrowed) left memory (so_engine_unload_idle, or
      * dropped once nothing was left in it). */
     void (*room_unloaded)(void *ud, const char *room);
@@ -478,6 +483,24 @@ int so_engine_apply_update(so_engine *e, const char *room, const char *name, siz
  * so_engine_apply_update. */
 int so_engine_object_sync(so_engine *e, const char *room, const char *name, uint32_t version,
                           const so_store_batch *img, bool reset, so_effects *out);
+/* One update of an object's past, for so_engine_object_seed_history: the
+ * keys it changed (borrowed). */
+typedef struct so_hist_entry {
+    uint32_t version;
+    size_t nkeys;
+    const char *const *keys;
+    const size_t *klens;
+} so_hist_entry;
+/* Gives a clustered object whose history is empty (just loaded) the
+ * updates that led to its version, h[0..n) oldest first, consecutive
+ * versions ending at the object's version (the last history_depth of them
+ * are kept).  A client that comes back with a version they cover then gets
+ * the keys changed since, not Clear and everything.  Returns 0, SH_EINVAL
+ * when the entries do not end at the object's version or skip one (nothing
+ * kept), SH_ESTATE when the object has history or is not there,
+ * SH_ENOMEM. */
+int so_engine_object_seed_history(so_engine *e, const char *room, const char *name,
+                                  const so_hist_entry *h, size_t n);
 /* Answers a proposal's keys (ch: the keys; values unused) to client c
  * about object name of c's room: SO_ANSWER_SUCCESS (a key the cluster
  * had nothing to do for), SO_ANSWER_CURRENT (stale: the key's current

@@ -301,6 +301,10 @@ check(cl.restart(2), "n2 started again")
 c = back
 
 # ---- every node restarts: persistent objects come back from Redis
+old_state, old_version = watchers[0].snapshot()
+a.change({"pre-restart": 1})
+check(wait_for(lambda: watchers[0].snapshot()[0].get("pre-restart") == 1, 5.0),
+      "one more change before the restart")
 final_state, final_version = watchers[0].snapshot()
 for x in [a, b, c] + watchers:
     x.close()
@@ -312,6 +316,16 @@ check(wait_for(lambda: all(x.snapshot() == (final_state, final_version) for x in
       "each gets the state and version %d it had before (%d slots)" %
       (final_version, len(final_state)))
 a, b, c = fresh
+# a client that had an older version comes back to a node that has just read the room: its
+# history was seeded from the object's stream, so it gets a diff
+back = Client(nodes[1], state=old_state, version=old_version)
+nb = len(back.msgs)
+check(back.use(version=old_version) and
+      wait_for(lambda: back.snapshot() == (final_state, final_version), 5.0) and
+      not back.events_since(nb, "clear"),
+      "a client coming back with version %d after the restart gets only what changed since "
+      "(history from Redis' stream), no Clear" % old_version)
+back.close()
 
 # ---- Redis stopped: writes refused with StoreFailed, reads still served
 redis.stop()

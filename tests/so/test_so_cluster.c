@@ -293,3 +293,31 @@ Test(so_cluster, send_messages_go_through_the_cluster)
     cr_assert_eq(so_engine_send_event(e, ROOM, "zz", 2, sent.ev, sent.len, &fx), 0);
     cr_assert_eq(fx.len, 0);
 }
+
+Test(so_cluster, a_seeded_history_answers_a_use_with_a_diff)
+{
+    so_store_batch *img = so_store_batch_new(0);
+    so_store_batch_add(img, SO_STORE_SET, ROOM, "p", "x", 1, 2, ONE, 9);
+    so_store_batch_add(img, SO_STORE_SET, ROOM, "p", "y", 1, 3, TWO, 9);
+    cr_assert_eq(so_engine_object_sync(e, ROOM, "p", 3, img, true, &fx), 0); /* no history */
+    both();
+    const char *kx[] = {"x"}, *ky[] = {"y"};
+    size_t one[] = {1};
+    so_hist_entry bad[2] = {{2, 1, kx, one}, {4, 1, ky, one}};
+    cr_assert_eq(so_engine_object_seed_history(e, ROOM, "p", bad, 2), SH_EINVAL);
+    so_hist_entry h[2] = {{2, 1, kx, one}, {3, 1, ky, one}};
+    cr_assert_eq(so_engine_object_seed_history(e, ROOM, "p", h, 2), 0);
+    cr_assert_eq(so_object_history_len(obj()), 2);
+    cr_assert_eq(so_engine_object_seed_history(e, ROOM, "p", h, 2), SH_ESTATE, "only once");
+    tclient c;
+    t_register(e, &c, AMF_ENC_AMF0, ROOM);
+    cr_assert_eq(t_use(e, &c, "p", 2, true, &fx), 0);
+    deliver(&c, &fx);
+    so_effects_clear(&fx);
+    cr_assert_eq(c.clears, 0, "a diff, not Clear and everything");
+    cr_assert_eq(c.version, 3);
+    cr_assert_not_null(model_find(&c, "y"));
+    cr_assert_null(model_find(&c, "x"), "x did not change since version 2");
+    t_unregister(e, &c);
+    so_store_batch_free(img);
+}
