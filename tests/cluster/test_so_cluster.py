@@ -34,7 +34,8 @@ ROOM = "game/r1"
 OBJ = "board"
 KEY = "cluster-so-test-key-0123456789"
 EXTRA = ("[server]\nhttp_listen = 127.0.0.1:0\nadmin_listen = 127.0.0.1:0\n"
-         "so_max_updates_per_sec = 0\n[api_key t]\nsecret = %s\nscope = write\n[app game]\n" % KEY)
+         "so_max_updates_per_sec = 0\n[api_key t]\nsecret = %s\nscope = write\n[app game]\n"
+         "[app free]\nconflict = lww\n" % KEY)
 
 
 class Client:
@@ -281,6 +282,20 @@ props = sum(metric(m, "sohub_cluster_so_proposals_total") or 0 for m in ms)
 note("proposals %d, refused as stale by Redis %s, on the nodes %s" % (
     props, [metric(m, "sohub_cluster_so_stale_total") for m in ms],
     [metric(m, "sohub_so_refusals_total", code="stale") for m in ms]))
+
+# ---- conflict = lww: the same old-version write from two nodes is applied both times
+x, y = Client(nodes[0], room="free/r"), Client(nodes[2], room="free/r")
+check(x.use() and y.use(), "clients of a last-writer-wins application on n0 and n2")
+nx = len(x.msgs)
+x.change({"k": "x"})
+check(wait_for(lambda: x.events_since(nx, "success") and y.snapshot()[0].get("k") == "x", 5.0),
+      "x's write reaches n2")
+ny = len(y.msgs)
+y.change({"k": "y"}, version=0)
+check(wait_for(lambda: y.events_since(ny, "success") and x.snapshot()[0].get("k") == "y", 5.0),
+      "y's write based on version 0 is not stale there: Success, and n0 sees it")
+x.close()
+y.close()
 
 # ---- kill -9 of a node: its client comes back on another node with a diff
 stc, vc = watchers[2].snapshot()  # a subscriber of n2 (writers' copies are not modelled)
