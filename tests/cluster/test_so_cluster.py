@@ -134,8 +134,19 @@ def agree(clients, redis=None, writers=()):
 redis = Redis(aof=True)
 check(redis.start(), "redis-server (AOF, appendfsync always) on 127.0.0.1:%d" % redis.port)
 cl = Cluster(server, redis, n=3, extra=EXTRA)
-check(cl.start(), "three nodes up")
+UP = "up: clustered applications are served"
+
+
+def links_up(ns, times=1):
+    """Each node's log says its link (both connections) is up, `times` times
+    in all (a node's log goes on across its restarts): the heartbeat key
+    alone comes back with the command connection, the subscription one may
+    follow a moment later, and a room loads only with both."""
+    return wait_for(lambda: all(n.log_text().count(UP) >= times for n in ns), 10.0)
+
+
 nodes = cl.nodes
+check(cl.start() and links_up(nodes), "three nodes up, each with both Redis connections")
 
 # ---- one change reaches every node with the same version
 a, b, c = Client(nodes[0]), Client(nodes[1]), Client(nodes[2])
@@ -312,7 +323,7 @@ check(wait_for(lambda: back.snapshot() == watchers[0].snapshot(), 5.0) and
       not back.events_since(nb, "clear"),
       "it gets only what changed (no Clear) and has the same state and version (%d)"
       % back.snapshot()[1])
-check(cl.restart(2), "n2 started again")
+check(cl.restart(2) and links_up([nodes[2]], 2), "n2 started again")
 c = back
 
 # ---- every node restarts: persistent objects come back from Redis
@@ -324,7 +335,10 @@ final_state, final_version = watchers[0].snapshot()
 for x in [a, b, c] + watchers:
     x.close()
 check(cl.stop() == [0, 0, 0], "all three nodes stopped")
-check(all(cl.restart(i) for i in range(3)), "all three nodes started again")
+ups = [n.log_text().count(UP) for n in nodes]
+check(all(cl.restart(i) for i in range(3)) and
+      all(links_up([n], k + 1) for n, k in zip(nodes, ups)),
+      "all three nodes started again, their links up")
 fresh = [Client(n) for n in nodes]
 check(all(x.use() for x in fresh), "new clients on each node use %s" % OBJ)
 check(wait_for(lambda: all(x.snapshot() == (final_state, final_version) for x in fresh), 5.0),
