@@ -172,6 +172,7 @@ typedef struct cso_room {
     room_state state;
     bool sub_ready;         /* subscription confirmed and not lost since */
     bool loading;           /* the engine waits for so_engine_room_loaded */
+    uint64_t load_deadline; /* loop ms: a load still waiting for the link then fails */
     bool loaded;            /* the engine has the room */
     char epoch[40];         /* "" until the first snapshot */
     bool was_reset;         /* the last snapshot found another epoch */
@@ -454,19 +455,34 @@ static void room_forget(app_cluster_so *cs, cso_room *r)
     room_free(r);
 }
 
-/* The room could not be read: a load waiting for it fails (its clients'
- * messages get StoreFailed); a loaded room is read again later. */
+static uint64_t now_ms(const app_cluster_so *cs)
+{
+    return uv_now(app_server_loop(cs->srv));
+}
+
+/* A load that cannot be done: what waited for it gets StoreFailed (the
+ * engine's answer to a failed load), and the room is forgotten. */
+static void load_give_up(app_cluster_so *cs, cso_room *r, const char *why)
+{
+    SH_LOG(SH_LOG_WARN, "cluster: so: cannot load room %s: %s", r->name, why);
+    r->loading = false;
+    so_engine_room_loaded(cs->eng, r->name, SH_EIO, NULL, &cs->fx);
+    deliver(cs);
+    room_forget(cs, r);
+}
+
+/* The room could not be read.  A loaded room is read again when it can
+ * be (READY, or the retry timer).  A load keeps waiting for the link until
+ * its deadline ([cluster] timeout_ms after it was asked), then fails: a
+ * node that has just started, or a link that is coming back, does not
+ * refuse its first clients, and a Redis that stays away does not keep
+ * them waiting. */
 static void snapshot_failed(app_cluster_so *cs, cso_room *r, const char *why)
 {
     r->state = R_STALE;
     buf_clear(r);
-    if (r->loading) {
-        SH_LOG(SH_LOG_WARN, "cluster: so: cannot load room %s: %s", r->name, why);
-        r->loading = false;
-        so_engine_room_loaded(cs->eng, r->name, SH_EIO, NULL, &cs->fx);
-        deliver(cs);
-        room_forget(cs, r);
-    }
+    if (r->loading && now_ms(cs) >= r->load_deadline)
+        load_give_up(cs, r, why); /* r is gone */
 }
 
 /* Settles the writes Redis confirmed whose published update this node
@@ -867,12 +883,8 @@ void app_cluster_so_load_room(app_cluster_so *cs, const char *room)
     }
     r->loading = true;
     r->loaded = false;
-    if (!app_cluster_link_up(r->link)) {
-        /* nothing to read from: fail now rather than keep clients waiting */
-        snapshot_failed(cs, r, "Redis is not reachable");
-        return;
-    }
-    if (r->sub_ready) {
+    r->load_deadline = now_ms(cs) + app_server_config(cs->srv)->cluster_timeout_ms;
+    if (r->sub_ready && app_cluster_link_up(r->link)) {
         buf_clear(r);
         room_read(cs, r);
         return;
@@ -1116,15 +1128,30 @@ static void on_link_state(app_cluster_link *l, bool up, void *ud)
         }
 }
 
-/* Rooms whose read failed while subscribed are read again. */
+/* Rooms whose read failed while subscribed are read again; loads past
+ * their deadline fail.  The rooms are picked first (by name): acting on
+ * one may forget it. */
 static void on_retry(uv_timer_t *t)
 {
     app_cluster_so *cs = t->data;
-    size_t it = 0;
+    size_t it = 0, n = 0;
     cso_room *r;
-    while ((r = sh_map_next(&cs->rooms, &it)) != NULL)
-        if (r->state == R_STALE && r->sub_ready && app_cluster_link_up(r->link))
+    char *todo[64];
+    uint64_t now = now_ms(cs);
+    while ((r = sh_map_next(&cs->rooms, &it)) != NULL && n < 64) {
+        bool late = r->loading && now >= r->load_deadline && r->state != R_SNAPSHOT;
+        bool again = r->state == R_STALE && r->sub_ready && app_cluster_link_up(r->link);
+        if ((late || again) && (todo[n] = sh_memdup0(r->name, strlen(r->name))) != NULL)
+            n++;
+    }
+    for (size_t i = 0; i < n; i++) {
+        r = sh_map_get(&cs->rooms, todo[i], strlen(todo[i]));
+        if (r && r->loading && now >= r->load_deadline && r->state != R_SNAPSHOT)
+            load_give_up(cs, r, "Redis is not reachable");
+        else if (r && r->state == R_STALE && r->sub_ready && app_cluster_link_up(r->link))
             room_read(cs, r);
+        free(todo[i]);
+    }
 }
 
 /* ---- life ---- */

@@ -375,7 +375,8 @@ no = len(other.msgs)
 other.send([{"t": "use"}])
 check(wait_for(lambda: [e for m, e in other.events_since(no, "status")
                         if e.get("code") == "SharedObject.StoreFailed"], 5.0),
-      "a room not in memory cannot be loaded: its Use is answered StoreFailed")
+      "a room not in memory cannot be loaded: its Use is answered StoreFailed (after "
+      "timeout_ms)")
 other.close()
 
 # ---- Redis back: writes work again and every node catches up
