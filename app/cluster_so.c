@@ -173,6 +173,8 @@ typedef struct cso_room {
     bool sub_ready;         /* subscription confirmed and not lost since */
     bool loading;           /* the engine waits for so_engine_room_loaded */
     uint64_t load_deadline; /* loop ms: a load still waiting for the link then fails */
+    bool busy;              /* a snapshot is being applied: the engine may drop the room */
+    bool forget;            /* it did: forget the room once that is over */
     bool loaded;            /* the engine has the room */
     char epoch[40];         /* "" until the first snapshot */
     bool was_reset;         /* the last snapshot found another epoch */
@@ -741,24 +743,30 @@ static void on_snapshot(app_redis *rd_, redisReply *rep, void *ud)
         return;
     }
     /* Live from now on: the writes that waited for the room's load are
-     * replayed inside snapshot_apply and may be proposed at once. */
+     * replayed inside snapshot_apply and may be proposed at once.  The
+     * engine may drop the room in there (nobody left in it): busy keeps r
+     * until this function is done with it. */
     r->state = R_LIVE;
+    r->busy = true;
     int rc = snapshot_apply(cs, r, rep);
-    if (rc < 0) {
+    if (rc == 0) {
+        /* what was published after the snapshot, in order */
+        while (r->buf && r->state == R_LIVE && !r->forget) {
+            buf_msg *m = r->buf;
+            r->buf = m->next;
+            r->nbuf -= m->len;
+            apply_msg(cs, r, m->data, m->len);
+            free(m);
+        }
+        if (!r->buf)
+            r->buf_tail = &r->buf;
+        settle_after_sync(cs, r, r->was_reset);
+    }
+    r->busy = false;
+    if (r->forget)
+        room_forget(cs, r);
+    else if (rc < 0)
         snapshot_failed(cs, r, sh_strerror(rc));
-        return;
-    }
-    /* what was published after the snapshot, in order */
-    while (r->buf && r->state == R_LIVE) {
-        buf_msg *m = r->buf;
-        r->buf = m->next;
-        r->nbuf -= m->len;
-        apply_msg(cs, r, m->data, m->len);
-        free(m);
-    }
-    if (!r->buf)
-        r->buf_tail = &r->buf;
-    settle_after_sync(cs, r, r->was_reset);
 }
 
 /* Reads the room again (now when subscribed, else at READY); meanwhile
@@ -897,7 +905,9 @@ void app_cluster_so_load_room(app_cluster_so *cs, const char *room)
 void app_cluster_so_room_unloaded(app_cluster_so *cs, const char *room)
 {
     cso_room *r = sh_map_get(&cs->rooms, room, strlen(room));
-    if (r && !r->loading)
+    if (r && r->busy)
+        r->forget = true; /* from inside so_engine_room_loaded: r is in use */
+    else if (r && !r->loading)
         room_forget(cs, r);
 }
 
