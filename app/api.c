@@ -27,6 +27,7 @@
 #include "sh_log.h"
 #include "sh_map.h"
 #include "so_glue.h"
+#include "cluster_so.h"
 #include "so_json.h"
 
 #define IDEM_MAX 10000                       /* answers remembered */
@@ -662,6 +663,13 @@ static void object_post(api *a, app_conn *c, const app_http_req *r, const app_ht
                error_json("limit", "a limit of the object refused the write, nothing was "
                                    "applied (value bytes, slots, object bytes or a "
                                    "persistent quota)"));
+        return;
+    }
+    if (rc == SH_EUNSUPPORTED) {
+        answer(a, c, r, later, ie, 501,
+               error_json("not_supported", "the object is a persistent object of a clustered "
+                                           "application: server writes to it do not go "
+                                           "through Redis yet (docs/cluster.md)"));
         return;
     }
     if (rc < 0) {
@@ -1887,6 +1895,27 @@ static void render_metrics(app_server *s, sh_buf *b)
                     (double)gs.batch_failures);
         app_metric_histo(b, "sohub_store_commit_seconds",
                          "Store batch time, taken to handed back.", &gs.commit_seconds);
+        app_cluster_so *cso = app_so_glue_cluster(g);
+        if (cso) { /* clustered applications (docs/cluster.md) */
+            app_cluster_so_stats ks;
+            app_cluster_so_get_stats(cso, &ks);
+            put_counter(b, "sohub_cluster_so_proposals_total",
+                        "Client writes sent to Redis as one update script each.",
+                        (double)ks.proposals);
+            put_counter(b, "sohub_cluster_so_updates_applied_total",
+                        "Updates of clustered objects applied from Redis (every node's).",
+                        (double)ks.applied);
+            put_counter(b, "sohub_cluster_so_stale_total",
+                        "Keys Redis refused as stale (rule 3).", (double)ks.stale);
+            put_counter(b, "sohub_cluster_so_failures_total",
+                        "Writes answered StoreFailed (Redis down, time-out, lost writes).",
+                        (double)ks.failed);
+            put_counter(b, "sohub_cluster_so_snapshots_total",
+                        "Rooms read from Redis (loads and resyncs).", (double)ks.snapshots);
+            put_counter(b, "sohub_cluster_so_resets_total",
+                        "Rooms whose clients got the whole state again for a new epoch.",
+                        (double)ks.resets);
+        }
     }
     /* chat */
     chat_stats cs;

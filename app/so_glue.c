@@ -10,6 +10,8 @@
 #include "sh_mem.h"
 #include "so_json.h"
 #include "store.h"
+#include "cluster.h"
+#include "cluster_so.h"
 
 /* The [app] section of room "app/instance" (NULL when none applies). */
 static const app_app_config *room_app(const app_config *cfg, const char *room)
@@ -47,6 +49,7 @@ struct app_so_glue {
     struct glue_waiter *waiters; /* app_so_when_durable, oldest first */
     struct glue_waiter **waiters_tail;
 
+    app_cluster_so *cso;        /* clustered applications' objects; NULL without a cluster */
     app_so_glue_stats st;
     so_wire_limits wire_limits; /* the engine's: JSON messages are decoded under them */
 };
@@ -62,6 +65,7 @@ app_so_glue *app_so_glue_of(const app_server *srv)
 }
 
 so_engine *app_so_engine(app_so_glue *g) { return g ? g->eng : NULL; }
+struct app_cluster_so *app_so_glue_cluster(const app_so_glue *g) { return g->cso; }
 const so_wire_limits *app_so_wire_limits(const app_so_glue *g) { return &g->wire_limits; }
 
 void app_so_glue_get_stats(const app_so_glue *g, app_so_glue_stats *st) { *st = g->st; }
@@ -332,10 +336,41 @@ static void on_room_read(void *ud, const char *room, int status, so_store_batch 
 static void hook_load_room(void *ud, const char *room)
 {
     app_so_glue *g = ud;
+    if (app_cluster_so_room_clustered(g->cso, room)) {
+        app_cluster_so_load_room(g->cso, room); /* from Redis (cluster_so.c) */
+        return;
+    }
     if (app_store_load_room(g->store, room, on_room_read, g) < 0)
         /* Out of memory: the room stays loading, and what its clients
          * send is refused once the engine's bounds are reached. */
         SH_LOG(SH_LOG_ERROR, "so: out of memory asking for room %s", room);
+}
+
+static int hook_propose(void *ud, const so_proposal *p)
+{
+    app_so_glue *g = ud;
+    return g->cso ? app_cluster_so_propose(g->cso, p) : SH_ESTATE;
+}
+
+static int hook_propose_send(void *ud, const char *room, const char *name, size_t nlen,
+                             const uint8_t *ev, size_t len)
+{
+    app_so_glue *g = ud;
+    return g->cso ? app_cluster_so_propose_send(g->cso, room, name, nlen, ev, len) : SH_ESTATE;
+}
+
+static void hook_room_ready(void *ud, const char *room)
+{
+    app_so_glue *g = ud;
+    if (g->cso)
+        app_cluster_so_room_ready(g->cso, room);
+}
+
+static void hook_room_unloaded(void *ud, const char *room)
+{
+    app_so_glue *g = ud;
+    if (g->cso)
+        app_cluster_so_room_unloaded(g->cso, room);
 }
 
 static int usage_add(void *ud, const char *app, uint64_t objects, uint64_t bytes)
@@ -357,6 +392,7 @@ static void close_handles(app_so_glue *g)
         return;
     g->handles_closed = true;
     uv_close((uv_handle_t *)&g->unload_timer, NULL);
+    app_cluster_so_shutdown(g->cso);
 }
 
 /* ---- server hooks ---- */
@@ -411,6 +447,7 @@ static void hook_disconnect(void *ud, app_conn *c)
     if (!gc)
         return;
     app_conn_set_data(c, APP_SLOT_SO, NULL);
+    app_cluster_so_client_gone(g->cso, gc->sc);
     so_client_unregister(g->eng, gc->sc);
     free(gc);
 }
@@ -504,6 +541,7 @@ static void engine_config(const app_config *cfg, so_config *sc, uint32_t *interv
 static void room_settings(void *ud, const char *room, so_room_settings *s)
 {
     const app_so_glue *g = ud;
+    s->clustered = app_cluster_so_room_clustered(g->cso, room);
     const app_app_config *a = room_app(g->cfg, room);
     if (!a)
         return;
@@ -576,7 +614,17 @@ app_so_glue *app_so_glue_new(app_server *srv, char *err, size_t errsz)
         free(g);
         return NULL;
     }
-    so_hooks hooks = {.room_settings = room_settings, .load_room = hook_load_room, .ud = g};
+    g->cso = app_cluster_so_new(srv, g->eng, g);
+    if (!g->cso && app_cluster_of(srv)) {
+        snprintf(err, errsz, "cannot set up clustered shared objects: out of memory");
+        so_engine_free(g->eng);
+        free(g);
+        return NULL;
+    }
+    so_hooks hooks = {.room_settings = room_settings, .load_room = hook_load_room,
+                      .propose = hook_propose,
+                      .propose_send = hook_propose_send, .room_ready = hook_room_ready,
+                      .room_unloaded = hook_room_unloaded, .ud = g};
     so_engine_set_hooks(g->eng, &hooks);
     uv_timer_init(g->loop, &g->unload_timer);
     g->unload_timer.data = g;
@@ -611,6 +659,7 @@ void app_so_glue_free(app_so_glue *g)
         uv_run(g->loop, UV_RUN_NOWAIT);
     }
     waiters_fire(g, true, SH_ESTATE);
+    app_cluster_so_free(g->cso);
     so_engine_free(g->eng);
     so_store_batch_free(g->inflight); /* the loop never ran its round's end */
     so_effects_cleanup(&g->fx);

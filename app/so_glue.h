@@ -41,6 +41,12 @@
  * Where objects are stored (SQLite, or memory for store = memory) is the
  * store module's business.
  *
+ * Clustered applications (app/cluster_so.h, docs/cluster.md): their rooms
+ * are marked clustered in room_settings; such a room is loaded from Redis
+ * instead of the store, and the engine's proposals (so_hooks.propose,
+ * propose_send) go to cluster_so, which applies what Redis publishes and
+ * delivers through app_so_deliver like any other effects.
+ *
  * Shutdown: the server's on_shutdown hook (after every connection closed)
  * stops the unload timer; the store module's shutdown hook, which runs
  * after those of the modules that write (chat, the samples), writes what
@@ -121,6 +127,10 @@ so_client *app_so_client_of(app_so_glue *g, app_conn *c, int *err);
 
 /* Writes "APP/INSTANCE" of c into buf.  Returns buf. */
 char *app_so_room_of(const app_conn *c, char *buf, size_t bufsz);
+
+/* The clustered objects' module (app/cluster_so.h), NULL without a
+ * cluster. */
+struct app_cluster_so *app_so_glue_cluster(const app_so_glue *g);
 
 /* Counters (for logs and tests). */
 typedef struct app_so_glue_stats {

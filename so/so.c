@@ -159,6 +159,7 @@ struct so_engine {
     held *held;
     size_t nheld, capheld;
     amf_enc *enc;
+    amf_dec *dec;       /* clustered updates' values (made on first use) */
     sh_buf scratch;
     so_client **to_buf; /* commit's recipient list, reused from update to update */
     size_t to_cap;
@@ -815,6 +816,8 @@ static void room_maybe_drop(so_engine *e, so_room *r)
 {
     if (r->nclients == 0 && r->objects.count == 0 && !r->conflict_set && !r->loading &&
         r->nwait == 0 && !r->replaying) {
+        if (r->loaded && e->hooks.room_unloaded)
+            e->hooks.room_unloaded(e->hooks.ud, r->name);
         sh_map_del(&e->rooms, r->name, strlen(r->name));
         room_free(e, r);
     }
@@ -908,7 +911,7 @@ static so_room *room_get(so_engine *e, const char *name, int *rc)
         r->set = (so_room_settings){e->cfg.conflict, e->cfg.max_slots_per_object,
                                     e->cfg.max_objects_per_client,
                                     e->cfg.max_persistent_objects,
-                                    e->cfg.max_persistent_bytes};
+                                    e->cfg.max_persistent_bytes, false};
         if (e->hooks.room_settings) {
             e->hooks.room_settings(e->hooks.ud, r->name, &r->set);
             if (r->set.max_slots_per_object > e->cfg.max_slots_per_object)
@@ -979,9 +982,15 @@ static int persist_full(so_engine *e, so_object *o)
     return rc;
 }
 
+/* A persistent object of a clustered room: the cluster stores it. */
+static bool clustered(const so_object *o)
+{
+    return o->persistent && o->room->set.clustered;
+}
+
 static bool persisting(const so_engine *e, const so_object *o)
 {
-    return e->durable && o->persistent;
+    return e->durable && o->persistent && !o->room->set.clustered;
 }
 
 /* ================================================================ quotas */
@@ -1419,6 +1428,8 @@ typedef struct wctx {
     so_object *o;
     sh_buf req, fail;
     bool with_fail;
+    so_wire_change *prop;   /* clustered object: the accepted changes (owned copies) */
+    size_t nprop, capprop;
     sh_map answered;    /* keys whose current value is already in req */
     int rc;
 } wctx;
@@ -1454,6 +1465,55 @@ static int w_success(wctx *w, const char *key, size_t klen)
     return 0;
 }
 
+/* A change of a clustered object that passed every check: kept for the
+ * proposal (answered when the cluster ordered it). */
+static int w_propose(wctx *w, const char *key, size_t klen, const uint8_t *wire,
+                     size_t vbytes)
+{
+    so_wire_change c = {.klen = klen, .vlen = vbytes, .remove = wire == NULL};
+    c.key = sh_memdup0(key, klen);
+    c.value = wire ? (const uint8_t *)sh_memdup0(wire, vbytes) : NULL;
+    if (!c.key || (wire && !c.value) ||
+        sh_array_grow((void **)&w->prop, &w->capprop, w->nprop + 1, sizeof(*w->prop), 4)) {
+        free((void *)c.key);
+        free((void *)c.value);
+        if (!w->rc)
+            w->rc = SH_ENOMEM;
+        return 0;
+    }
+    w->prop[w->nprop++] = c;
+    return 0;
+}
+
+static void w_prop_free(wctx *w)
+{
+    for (size_t i = 0; i < w->nprop; i++) {
+        free((void *)w->prop[i].key);
+        free((void *)w->prop[i].value);
+    }
+    free(w->prop);
+    w->prop = NULL;
+    w->nprop = w->capprop = 0;
+}
+
+/* Hands the accepted changes of a clustered object to the cluster; when
+ * it cannot take them, each is answered at once with StoreFailed. */
+static void w_send_proposal(wctx *w, const so_msg *m)
+{
+    so_engine *e = w->e;
+    int rc = SH_ESTATE;
+    if (e->hooks.propose) {
+        so_proposal p = {.client = w->c, .room = w->o->room->name, .name = w->o->name,
+                         .name_len = w->o->name_len, .base_version = m->version,
+                         .conflict = w->o->room->set.conflict, .changes = w->prop,
+                         .n = w->nprop};
+        rc = e->hooks.propose(e->hooks.ud, &p);
+    }
+    if (rc < 0)
+        for (size_t i = 0; i < w->nprop; i++)
+            w_refuse(w, SO_STATUS_STORE_FAILED, w->prop[i].key, w->prop[i].klen);
+}
+
 /* One RequestChange pair (v != NULL) or RequestRemove (v == NULL). */
 static int w_one(wctx *w, upd *u, uint32_t hv, const char *key, size_t klen,
                   amf_value *v, const uint8_t *wire, size_t vbytes, size_t vmem)
@@ -1483,6 +1543,8 @@ static int w_one(wctx *w, upd *u, uint32_t hv, const char *key, size_t klen,
     } else if (!s || !s->v) {
         return w_success(w, key, klen); /* nothing to remove */
     }
+    if (clustered(o))
+        return w_propose(w, key, klen, v ? wire : NULL, vbytes);
     int64_t grow = stored_growth(s, klen, v != NULL, vbytes);
     const char *quota = quota_refusal(e, o, grow);
     if (quota)
@@ -1566,6 +1628,9 @@ static int on_writes(so_engine *e, so_client *c, const so_msg *m, uint64_t now_m
                   e->scratch.len, vmem);
         }
     }
+    if (w.nprop)
+        w_send_proposal(&w, m);
+    w_prop_free(&w);
     int rc = w.rc;
     int rc2 = commit(e, &u, c, &w.req, w.with_fail ? &w.fail : NULL, out);
     if (rc == 0)
@@ -1580,23 +1645,42 @@ static int on_writes(so_engine *e, so_client *c, const so_msg *m, uint64_t now_m
 
 /* ================================================================ send, release */
 
+/* The SendMessage event ev (its wire bytes) to every subscriber of o that
+ * is not behind. */
+static int send_event(so_engine *e, so_object *o, const sh_buf *ev, so_effects *out)
+{
+    so_client **to = malloc((o->nsubs ? o->nsubs : 1) * sizeof(*to));
+    if (!to)
+        return SH_ENOMEM;
+    size_t nto = 0;
+    for (size_t i = 0; i < o->nsubs; i++)
+        if (!o->subs[i]->behind)
+            to[nto++] = o->subs[i]->c;
+    hdr h = obj_hdr(o);
+    int rc = emit(e, &h, ev, NULL, to, nto, out);
+    free(to);
+    return rc;
+}
+
 static int send_to_subs(so_engine *e, so_object *o, const char *handler, size_t hlen,
                         size_t nargs, amf_value *const *args, so_effects *out)
 {
     sh_buf ev;
     sh_buf_init(&ev, SH_BUF_MAX_DEFAULT);
     int rc = so_wire_put_send(&ev, e->enc, handler, hlen, nargs, args);
-    so_client **to = malloc((o->nsubs ? o->nsubs : 1) * sizeof(*to));
-    size_t nto = 0;
-    if (!to && rc == 0)
+    if (rc == 0 && ev.failed)
         rc = SH_ENOMEM;
-    for (size_t i = 0; rc == 0 && i < o->nsubs; i++)
-        if (!o->subs[i]->behind)
-            to[nto++] = o->subs[i]->c;
-    hdr h = obj_hdr(o);
+    /* A clustered object's messages go through the cluster, so that every
+     * node's subscribers get them, in order with its updates; when the
+     * cluster cannot take one, this node's subscribers still get it. */
+    if (rc == 0 && clustered(o) && e->hooks.propose_send &&
+        e->hooks.propose_send(e->hooks.ud, o->room->name, o->name, o->name_len, ev.data,
+                              ev.len) == 0) {
+        sh_buf_cleanup(&ev);
+        return 0;
+    }
     if (rc == 0)
-        rc = emit(e, &h, &ev, NULL, to, nto, out);
-    free(to);
+        rc = send_event(e, o, &ev, out);
     sh_buf_cleanup(&ev);
     return rc;
 }
@@ -1764,6 +1848,8 @@ int so_engine_room_loaded(so_engine *e, const char *room, int status,
     if (status == 0) {
         r->loaded = true;
         e->st.room_loads++;
+        if (e->hooks.room_ready)
+            e->hooks.room_ready(e->hooks.ud, r->name);
     } else {
         e->st.load_failures++;
     }
@@ -1919,6 +2005,7 @@ void so_engine_free(so_engine *e)
     free(e->held);
     so_store_batch_free(e->batch);
     amf_enc_free(e->enc);
+    amf_dec_free(e->dec);
     sh_buf_cleanup(&e->scratch);
     free(e->to_buf);
     free(e->upd_buf);
@@ -2164,6 +2251,8 @@ size_t so_engine_unload_idle(so_engine *e)
         }
         room_free_objects(e, r);
         r->loaded = false; /* read again when next touched */
+        if (e->hooks.room_unloaded)
+            e->hooks.room_unloaded(e->hooks.ud, r->name);
         r->idle_seen = false;
         e->st.room_unloads++;
         n++;
@@ -2175,6 +2264,285 @@ size_t so_engine_unload_idle(so_engine *e)
         room_maybe_drop(e, gone[i]);
     free(gone);
     return n;
+}
+
+/* ================================================================ clustered rooms */
+
+#define WRITER_REMOTE UINT64_MAX /* a write made on another node */
+
+/* Decodes one value of a clustered update (the store's wire form). */
+static int cluster_decode(so_engine *e, const uint8_t *b, size_t len, amf_value **v,
+                          size_t *mem)
+{
+    if (!e->dec && !(e->dec = amf_dec_new(NULL)))
+        return SH_ENOMEM;
+    size_t used = 0;
+    amf_dec_reset(e->dec);
+    *v = NULL;
+    int rc = amf_decode(e->dec, AMF_ENC_AMF0, b, len, &used, v, NULL);
+    if (rc < 0 || used != len) {
+        amf_unref(*v);
+        *v = NULL;
+        return SH_EIO;
+    }
+    *mem = amf_dec_last_mem(e->dec);
+    return 0;
+}
+
+/* The persistent object name of a loaded clustered room, made when missing. */
+static so_object *cluster_object(so_engine *e, const char *room, const char *name,
+                                 size_t nlen, int *rc)
+{
+    so_room *r = sh_map_get(&e->rooms, room, strlen(room));
+    *rc = 0;
+    if (!r || !r->loaded) {
+        *rc = SH_ESTATE;
+        return NULL;
+    }
+    so_object *o = sh_map_get(&r->objects, name, nlen);
+    if (o && !o->persistent)
+        *rc = SH_EEXIST;
+    else if (!o && !(o = object_new(e, r, name, nlen, true, 1)))
+        *rc = SH_ENOMEM;
+    return *rc ? NULL : o;
+}
+
+/* Writes one change as part of update u (version u->newv). */
+static int cluster_write(so_engine *e, upd *u, const char *key, size_t klen,
+                         const uint8_t *value, size_t vlen, bool remove, uint64_t writer)
+{
+    so_object *o = u->o;
+    amf_value *v = NULL;
+    size_t mem = 0;
+    if (!remove) {
+        int rc = cluster_decode(e, value, vlen, &v, &mem);
+        if (rc < 0)
+            return rc;
+    } else {
+        const so_slot *s = slot_get(o, key, klen);
+        if (!s || !s->v)
+            return 0; /* nothing to remove here */
+    }
+    int rc = 0;
+    so_slot *s = slot_write(o, key, klen, v, value, vlen, mem, u->newv, writer, &rc);
+    amf_unref(v);
+    if (rc == 0 && s)
+        rc = upd_add(u, s);
+    return rc;
+}
+
+/* Ends an update made of cluster changes: the version is the cluster's
+ * even when nothing changed here. */
+static int cluster_commit(so_engine *e, upd *u, so_client *writer, const sh_buf *req,
+                          so_effects *out)
+{
+    so_object *o = u->o;
+    if (u->n == 0) {
+        o->version = u->newv;
+        (void)hist_push(e, o, NULL, 0); /* a failure forgets older history */
+    }
+    return commit(e, u, writer, req, NULL, out);
+}
+
+int so_engine_apply_update(so_engine *e, const char *room, const char *name, size_t nlen,
+                           uint32_t version, const so_wire_change *ch, size_t n,
+                           so_client *writer, so_effects *out)
+{
+    int rc;
+    so_object *o = cluster_object(e, room, name, nlen, &rc);
+    if (!o)
+        return rc;
+    if (version <= o->version)
+        return SO_APPLY_OLD;
+    if (version != o->version + 1)
+        return SO_APPLY_GAP;
+    upd u = upd_begin(e, o);
+    u.newv = version;
+    sh_buf req;
+    sh_buf_init(&req, SH_BUF_MAX_DEFAULT);
+    uint64_t wid = writer ? writer->id : WRITER_REMOTE;
+    for (size_t i = 0; i < n; i++) {
+        int x = cluster_write(e, &u, ch[i].key, ch[i].klen, ch[i].value, ch[i].vlen,
+                              ch[i].remove, wid);
+        if (x < 0 && rc == 0)
+            rc = x;
+        if (writer)
+            so_wire_put_key(&req, SO_EV_SUCCESS, ch[i].key, ch[i].klen);
+    }
+    int rc2 = cluster_commit(e, &u, writer, writer ? &req : NULL, out);
+    sh_buf_cleanup(&req);
+    return rc ? rc : rc2;
+}
+
+/* Clear and every slot to each subscriber of o (its state was replaced). */
+static int cluster_send_all(so_engine *e, so_object *o, so_effects *out)
+{
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < o->nsubs; i++) {
+        so_sub *sub = o->subs[i];
+        if (sub->behind) {
+            sub->known = 0; /* its catch-up sends Clear and everything */
+            continue;
+        }
+        size_t built = 0;
+        rc = send_state(e, sub->c, o, 0, false, &built, out);
+    }
+    return rc;
+}
+
+int so_engine_object_sync(so_engine *e, const char *room, const char *name, uint32_t version,
+                          const so_store_batch *img, bool reset, so_effects *out)
+{
+    int rc;
+    size_t nlen = strlen(name);
+    so_object *o = cluster_object(e, room, name, nlen, &rc);
+    if (!o)
+        return rc;
+    if (!reset && version <= o->version)
+        return SO_APPLY_OLD;
+    upd u = upd_begin(e, o);
+    u.newv = version;
+    /* every slot the image has, then every live slot it lacks removed */
+    sh_map keys; /* the image's keys of this object */
+    sh_map_init(&keys);
+    for (size_t i = 0; rc == 0 && img && i < img->nops; i++) {
+        const so_store_op *op = &img->ops[i];
+        if (op->kind != SO_STORE_SET || strcmp(op->name, name) != 0)
+            continue;
+        rc = sh_map_put(&keys, op->key, op->key_len, (void *)op);
+        const so_slot *s = slot_get(o, op->key, op->key_len);
+        if (rc < 0 || (!reset && s && s->v && s->vbytes == op->value_len &&
+                       memcmp(s->wire, op->value, op->value_len) == 0))
+            continue; /* unchanged */
+        rc = cluster_write(e, &u, op->key, op->key_len, op->value, op->value_len, false,
+                           WRITER_REMOTE);
+    }
+    size_t it = 0;
+    so_slot *s;
+    so_slot **drop = NULL;
+    size_t ndrop = 0, capdrop = 0;
+    while (rc == 0 && (s = sh_map_next(&o->slots, &it)) != NULL)
+        if (s->v && s->in_upd != u.newv && !sh_map_get(&keys, s->key, s->klen))
+            rc = ptrs_push((void ***)&drop, &ndrop, &capdrop, s);
+    sh_map_cleanup(&keys);
+    for (size_t i = 0; rc == 0 && i < ndrop; i++)
+        rc = cluster_write(e, &u, drop[i]->key, drop[i]->klen, NULL, 0, true, WRITER_REMOTE);
+    free(drop);
+    if (!reset) {
+        int rc2 = cluster_commit(e, &u, NULL, NULL, out);
+        return rc ? rc : rc2;
+    }
+    /* reset: the new state without history; every subscriber starts over */
+    for (size_t i = 0; i < u.n; i++)
+        u.changed[i]->in_upd = 0;
+    free(e->upd_buf);
+    e->upd_buf = u.changed;
+    e->upd_cap = u.cap;
+    if (o->ring) {
+        for (uint32_t i = 0; i < o->ring_count; i++)
+            hist_ent_free(&o->ring[(o->ring_head + i) % e->cfg.history_depth]);
+        o->ring_head = o->ring_count = 0;
+    }
+    it = 0;
+    while ((s = sh_map_next(&o->slots, &it)) != NULL)
+        if (!s->v) {
+            slot_drop(o, s);
+            it = 0; /* the map changed: start over (tombstones only get fewer) */
+        }
+    o->version = version;
+    o->hist_base = version;
+    e->st.updates++;
+    int rc2 = cluster_send_all(e, o, out);
+    return rc ? rc : rc2;
+}
+
+int so_engine_object_seed_history(so_engine *e, const char *room, const char *name,
+                                  const so_hist_entry *h, size_t n)
+{
+    so_room *r = sh_map_get(&e->rooms, room, strlen(room));
+    so_object *o = r && r->loaded ? sh_map_get(&r->objects, name, strlen(name)) : NULL;
+    uint32_t depth = e->cfg.history_depth;
+    if (!o || o->ring_count || o->hist_base != o->version)
+        return SH_ESTATE;
+    if (n == 0 || depth == 0)
+        return 0;
+    if (h[n - 1].version != o->version)
+        return SH_EINVAL;
+    for (size_t i = 1; i < n; i++)
+        if (h[i].version != h[i - 1].version + 1)
+            return SH_EINVAL;
+    if (!o->ring && !(o->ring = calloc(depth, sizeof(*o->ring))))
+        return SH_ENOMEM;
+    size_t from = n > depth ? n - depth : 0;
+    for (size_t i = from; i < n; i++) {
+        size_t bytes = 0, head = (h[i].nkeys ? h[i].nkeys : 1) *
+                                 (sizeof(char *) + sizeof(size_t));
+        for (size_t k = 0; k < h[i].nkeys; k++)
+            bytes += h[i].klens[k] + 1;
+        uint8_t *blk = malloc(head + bytes);
+        if (!blk) {
+            while (o->ring_count)
+                hist_drop_oldest(o, depth);
+            o->hist_base = o->version;
+            return SH_ENOMEM;
+        }
+        hist_ent he = {.version = h[i].version, .nkeys = h[i].nkeys};
+        he.keys = (char **)(void *)blk;
+        he.klens = (size_t *)(void *)(blk + (h[i].nkeys ? h[i].nkeys : 1) * sizeof(char *));
+        char *kb = (char *)blk + head;
+        for (size_t k = 0; k < h[i].nkeys; k++) {
+            memcpy(kb, h[i].keys[k], h[i].klens[k]);
+            kb[h[i].klens[k]] = '\0';
+            he.keys[k] = kb;
+            he.klens[k] = h[i].klens[k];
+            kb += h[i].klens[k] + 1;
+        }
+        o->ring[(o->ring_head + o->ring_count) % depth] = he;
+        o->ring_count++;
+    }
+    o->hist_base = h[from].version - 1;
+    return 0;
+}
+
+int so_engine_answer(so_engine *e, so_client *c, const char *name, size_t nlen,
+                     const so_wire_change *ch, size_t n, so_answer how, so_effects *out)
+{
+    if (c->gone)
+        return 0;
+    so_object *o = sh_map_get(&c->room->objects, name, nlen);
+    if (!o)
+        return 0; /* the room left memory: nothing to answer about */
+    wctx w = {.e = e, .c = c, .o = o};
+    sh_buf_init(&w.req, SH_BUF_MAX_DEFAULT);
+    sh_map_init(&w.answered);
+    for (size_t i = 0; i < n; i++) {
+        if (how == SO_ANSWER_SUCCESS)
+            w_success(&w, ch[i].key, ch[i].klen);
+        else
+            w_refuse(&w, how == SO_ANSWER_STORE_FAILED ? SO_STATUS_STORE_FAILED : NULL,
+                     ch[i].key, ch[i].klen);
+    }
+    hdr h = obj_hdr(o);
+    h.version = reply_version(c, o);
+    int rc = w.rc ? w.rc : emit(e, &h, &w.req, NULL, &c, 1, out);
+    sh_map_cleanup(&w.answered);
+    sh_buf_cleanup(&w.req);
+    return rc;
+}
+
+int so_engine_send_event(so_engine *e, const char *room, const char *name, size_t nlen,
+                         const uint8_t *ev, size_t len, so_effects *out)
+{
+    so_room *r = sh_map_get(&e->rooms, room, strlen(room));
+    so_object *o = r && r->loaded ? sh_map_get(&r->objects, name, nlen) : NULL;
+    if (!o || !o->nsubs)
+        return 0;
+    sh_buf b;
+    sh_buf_init(&b, SH_BUF_MAX_DEFAULT);
+    sh_buf_append(&b, ev, len);
+    int rc = b.failed ? SH_ENOMEM : send_event(e, o, &b, out);
+    sh_buf_cleanup(&b);
+    return rc;
 }
 
 /* ================================================================ server API */
@@ -2345,6 +2713,8 @@ static int server_change(so_engine *e, so_object *o, const char *key, size_t kle
     srv_change ch = {.key = (char *)key, .klen = klen, .v = v};
     if (klen > UINT16_MAX)
         return SH_EINVAL;
+    if (clustered(o))
+        return SH_EUNSUPPORTED; /* server writes do not go through the cluster yet */
     if (v) {
         sh_buf_reset(&e->scratch);
         if (so_wire_event_value(&e->scratch, e->enc, v) < 0)
@@ -2444,6 +2814,8 @@ static bool server_changes_fit(const so_engine *e, const so_object *o, const srv
 
 int so_object_apply(so_engine *e, so_object *o, const so_change *ch, size_t n, so_effects *out)
 {
+    if (clustered(o))
+        return SH_EUNSUPPORTED;
     srv_change *arr = n ? calloc(n, sizeof(*arr)) : NULL;
     if (n && !arr)
         return SH_ENOMEM;

@@ -261,7 +261,39 @@ typedef struct so_room_settings {
      * of one application should be given the same ones. */
     uint64_t max_persistent_objects;
     uint64_t max_persistent_bytes;
+    /* The room's persistent objects live in a cluster (a Redis shared by
+     * several nodes; see "Clustered rooms" below): client writes to them
+     * are proposed through so_hooks.propose instead of applied, and
+     * applied when the cluster's ordered update comes back
+     * (so_engine_apply_update).  They go into no store batch and count
+     * in no quota.  Temporary objects of the room stay on this node. */
+    bool clustered;
 } so_room_settings;
+
+/* One change of a clustered update: key[0..klen) set to the value whose
+ * wire bytes (so_wire_event_value's form) are value[0..vlen), or removed
+ * when remove is true.  Borrowed by every call that takes it. */
+typedef struct so_wire_change {
+    const char *key;
+    size_t klen;
+    const uint8_t *value;
+    size_t vlen;
+    bool remove;
+} so_wire_change;
+
+/* A client's write to a clustered object that passed the engine's checks
+ * (access, caps, update rate, rule 3 against what this node has seen),
+ * handed to so_hooks.propose.  Everything is borrowed for the call. */
+typedef struct so_proposal {
+    so_client *client;          /* valid until so_client_unregister */
+    const char *room;
+    const char *name;
+    size_t name_len;
+    uint32_t base_version;      /* the header version of the client's message (rule 3) */
+    so_conflict conflict;       /* the room's mode */
+    const so_wire_change *changes;
+    size_t n;
+} so_proposal;
 
 typedef struct so_hooks {
     bool (*allow_write)(void *ud, void *client_user, const so_object *o,
@@ -277,6 +309,30 @@ typedef struct so_hooks {
      * answer.  Without this hook a durable engine takes every room as
      * loaded and empty at once (tests that need no store reads). */
     void (*load_room)(void *ud, const char *room);
+    /* Clustered rooms (so_room_settings.clustered): a client's accepted
+     * changes to a persistent object, as one proposed update.  Return 0
+     * when it was sent: the client is answered later, Success per key by
+     * so_engine_apply_update (writer = p->client) once the cluster
+     * ordered it, or by so_engine_answer (stale, failed).  A negative
+     * return answers every key at once with SO_STATUS_STORE_FAILED and its
+     * current value (the cluster cannot be reached). */
+    int (*propose)(void *ud, const so_proposal *p);
+    /* Clustered rooms: a SendMessage to a persistent object (ev: its
+     * SendMessage event, wire bytes, borrowed) for every node's
+     * subscribers.  Return 0 when it was sent: it reaches this node's
+     * subscribers, the sender included, through so_engine_send_event like
+     * everyone else's.  A negative return: the engine delivers it to this
+     * node's subscribers at once. */
+    int (*propose_send)(void *ud, const char *room, const char *name, size_t nlen,
+                        const uint8_t *ev, size_t len);
+    /* Optional: the objects of a room being loaded are made (the image
+     * is applied) and what waited for the load is about to be replayed:
+     * the last chance to seed their history (so_engine_object_seed_history)
+     * before a waiting Use is answered. */
+    void (*room_ready)(void *ud, const char *room);
+    /* Optional: room (borrowed) left memory (so_engine_unload_idle, or
+     * dropped once nothing was left in it). */
+    void (*room_unloaded)(void *ud, const char *room);
     void *ud;
 } so_hooks;
 
@@ -395,6 +451,75 @@ bool so_engine_has_batch(const so_engine *e);
  * when the engine is not durable.  Call it periodically: a room is unloaded one to two
  * periods after it went idle.  Returns the number of rooms unloaded. */
 size_t so_engine_unload_idle(so_engine *e);
+
+/* ---- clustered rooms ----
+ * The cluster (app/cluster_so.c) is the source of truth of a clustered
+ * room's persistent objects and gives each object one order of updates,
+ * numbered without gaps.  The engine applies them in that order and fans
+ * them out to its subscribers as if they were local writes.
+ *
+ * so_engine_apply_update: update `version` of object name in a loaded
+ * room, made of ch[0..n).  writer: the local client whose proposal this
+ * is (it gets Success per key instead of the Change), or NULL.  Creates
+ * the object (persistent, version 1) when the room does not have it.
+ * Returns 0 when applied, SO_APPLY_OLD when version <= the object's (done
+ * already: nothing happens), SO_APPLY_GAP when version > the object's + 1
+ * (nothing happens: the caller must catch up first), SH_ESTATE when the
+ * room is not loaded, SH_EEXIST when a temporary object has the name,
+ * SH_EIO when a value does not decode, SH_ENOMEM. */
+#define SO_APPLY_OLD 1
+#define SO_APPLY_GAP 2
+int so_engine_apply_update(so_engine *e, const char *room, const char *name, size_t nlen,
+                           uint32_t version, const so_wire_change *ch, size_t n,
+                           so_client *writer, so_effects *out);
+/* Brings object name of a loaded room to the cluster's state: `version`
+ * with the live slots of img (SO_STORE_SET ops of that object, borrowed;
+ * NULL = no slots).  reset false: nothing when version <= the object's,
+ * else the difference is applied as one update numbered `version` (the
+ * subscribers get one Change / Remove message).  reset true (the cluster
+ * lost data: a new epoch): the object takes that state whatever its
+ * version, its history is forgotten, and every subscriber gets Clear and
+ * every slot.  Creates the object when missing.  Returns 0 or as
+ * so_engine_apply_update. */
+int so_engine_object_sync(so_engine *e, const char *room, const char *name, uint32_t version,
+                          const so_store_batch *img, bool reset, so_effects *out);
+/* One update of an object's past, for so_engine_object_seed_history: the
+ * keys it changed (borrowed). */
+typedef struct so_hist_entry {
+    uint32_t version;
+    size_t nkeys;
+    const char *const *keys;
+    const size_t *klens;
+} so_hist_entry;
+/* Gives a clustered object whose history is empty (just loaded) the
+ * updates that led to its version, h[0..n) oldest first, consecutive
+ * versions ending at the object's version (the last history_depth of them
+ * are kept).  A client that comes back with a version they cover then gets
+ * the keys changed since, not Clear and everything.  Returns 0, SH_EINVAL
+ * when the entries do not end at the object's version or skip one (nothing
+ * kept), SH_ESTATE when the object has history or is not there,
+ * SH_ENOMEM. */
+int so_engine_object_seed_history(so_engine *e, const char *room, const char *name,
+                                  const so_hist_entry *h, size_t n);
+/* Answers a proposal's keys (ch: the keys; values unused) to client c
+ * about object name of c's room: SO_ANSWER_SUCCESS (a key the cluster
+ * had nothing to do for), SO_ANSWER_CURRENT (stale: the key's current
+ * value, rule 3) or SO_ANSWER_STORE_FAILED (Status StoreFailed + the
+ * current value).  Returns 0 or SH_ENOMEM. */
+typedef enum so_answer {
+    SO_ANSWER_SUCCESS = 0,
+    SO_ANSWER_CURRENT = 1,
+    SO_ANSWER_STORE_FAILED = 2,
+} so_answer;
+int so_engine_answer(so_engine *e, so_client *c, const char *name, size_t nlen,
+                     const so_wire_change *ch, size_t n, so_answer how, so_effects *out);
+
+/* A SendMessage event that came through the cluster (so_hooks.propose_send
+ * on some node): to every subscriber of object name of room that is not
+ * behind.  Nothing when the room or the object is not here.  Returns 0 or
+ * SH_ENOMEM. */
+int so_engine_send_event(so_engine *e, const char *room, const char *name, size_t nlen,
+                         const uint8_t *ev, size_t len, so_effects *out);
 
 /* ---- server-side API ----
  * Gets or creates an object in a room that is loaded.  The handle keeps a

@@ -1,0 +1,1230 @@
+/* cluster_so.c - see cluster_so.h: clustered shared objects in Redis.
+ *
+ * Keys of room R ("app/instance"), all with the hash tag {R}:
+ *   so:{R}:e          the room's epoch (drawn by the first node that reads
+ *                     the room; a Redis that lost its data has none)
+ *   so:{R}:o          hash: object name -> version (its persistent objects)
+ *   so:{R}:s:NAME     hash: slot key -> value (wire bytes, as the store)
+ *   so:{R}:m:NAME     hash: slot key -> "VERSION WRITER" of its last write
+ *                     or removal (rule 3); WRITER = NODE_ID:CLIENT_ID
+ *   so:{R}:x:NAME     stream: one entry per update, id VERSION-1, field p =
+ *                     the update, trimmed to about history_depth entries
+ *   so:{R}            pub/sub channel: "VERSION UPDATE" per update
+ *
+ * UPDATE (built by the script): u16 name length, name, u16 tag length, tag
+ * ("NODE_ID:SEQ" of the proposal, so the writer's node knows its own),
+ * u32 count, then per change u16 key length, key, u8 0 = set / 1 = remove,
+ * u32 value length, value.  Integers big-endian. */
+#include "cluster_so.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster.h"
+#include "sh_err.h"
+#include "sh_log.h"
+#include "sh_map.h"
+#include "sh_mem.h"
+
+/* ---- scripts ---- */
+
+/* KEYS: epoch, objects, slots, meta, stream.  ARGV: epoch, name, base
+ * version, writer, conflict ("r" reject / "l" last writer wins), channel,
+ * history depth, tag, n, then n times key, "s" or "r", value. */
+static const char update_src[] =
+    /* A shebang script (Redis 7): refused as a whole, before it writes
+     * anything, when Redis is out of memory; Redis does not roll a script
+     * back, so one stopped half-way would leave half an update. */
+    "#!lua\n"
+    "local ep = redis.call('GET', KEYS[1])\n"
+    "if ep ~= ARGV[1] then return {'EPOCH', ep or ''} end\n"
+    "local name, base, writer = ARGV[2], tonumber(ARGV[3]), ARGV[4]\n"
+    "local reject, n = ARGV[5] == 'r', tonumber(ARGV[9])\n"
+    "local newv = tonumber(redis.call('HGET', KEYS[2], name) or '1') + 1\n"
+    "local stale, ok = {}, {}\n"
+    "for i = 0, n - 1 do\n"
+    "  local k = ARGV[10 + 3 * i]\n"
+    "  local bad = false\n"
+    "  if reject then\n"
+    "    local m = redis.call('HGET', KEYS[4], k)\n"
+    "    if m then\n"
+    "      local sp = string.find(m, ' ', 1, true)\n"
+    "      if string.sub(m, sp + 1) ~= writer and base < tonumber(string.sub(m, 1, sp - 1)) then\n"
+    "        bad = true\n"
+    "      end\n"
+    "    end\n"
+    "  end\n"
+    "  if bad then stale[#stale + 1] = k else ok[#ok + 1] = i end\n"
+    "end\n"
+    "if #ok == 0 then\n"
+    "  table.insert(stale, 1, 0)\n"
+    "  table.insert(stale, 1, 'OK')\n"
+    "  return stale\n"
+    "end\n"
+    "local parts = {struct.pack('>I2', #name) .. name .. struct.pack('>I2', #ARGV[8]) ..\n"
+    "               ARGV[8] .. struct.pack('>I4', #ok)}\n"
+    "for _, i in ipairs(ok) do\n"
+    "  local k, kind, v = ARGV[10 + 3 * i], ARGV[11 + 3 * i], ARGV[12 + 3 * i]\n"
+    "  if kind == 's' then\n"
+    "    parts[#parts + 1] = struct.pack('>I2', #k) .. k .. '\\0' .. struct.pack('>I4', #v) .. v\n"
+    "  else\n"
+    "    parts[#parts + 1] = struct.pack('>I2', #k) .. k .. '\\1' .. struct.pack('>I4', 0)\n"
+    "  end\n"
+    "end\n"
+    "local upd = table.concat(parts)\n"
+    "-- the stream is history, read to seed the nodes' history: best effort,\n"
+    "-- an id it refuses must never block the object's writes\n"
+    "redis.pcall('XADD', KEYS[5], 'MAXLEN', '~', ARGV[7], newv .. '-1', 'p', upd)\n"
+    "local meta = newv .. ' ' .. writer\n"
+    "for _, i in ipairs(ok) do\n"
+    "  local k, kind = ARGV[10 + 3 * i], ARGV[11 + 3 * i]\n"
+    "  if kind == 's' then\n"
+    "    redis.call('HSET', KEYS[3], k, ARGV[12 + 3 * i])\n"
+    "  else\n"
+    "    redis.call('HDEL', KEYS[3], k)\n"
+    "  end\n"
+    "  redis.call('HSET', KEYS[4], k, meta)\n"
+    "end\n"
+    "redis.call('HSET', KEYS[2], name, newv)\n"
+    "redis.call('PUBLISH', ARGV[6], newv .. ' ' .. upd)\n"
+    "table.insert(stale, 1, newv)\n"
+    "table.insert(stale, 1, 'OK')\n"
+    "return stale\n";
+
+/* KEYS: epoch, objects.  ARGV: an epoch to use when the room has none,
+ * the key prefix "so:{R}:", how many updates of history to return per
+ * object.  Returns {epoch, name, version, {key, value, slot version, ...},
+ * {version, {keys...}, ...} (newest first), name, ...}. */
+static const char snapshot_src[] =
+    "local function keys_of(p)\n"
+    "  local nl, pos = struct.unpack('>I2', p, 1)\n"
+    "  local tl\n"
+    "  tl, pos = struct.unpack('>I2', p, pos + nl)\n"
+    "  local n\n"
+    "  n, pos = struct.unpack('>I4', p, pos + tl)\n"
+    "  local ks = {}\n"
+    "  for i = 1, n do\n"
+    "    local kl, vl\n"
+    "    kl, pos = struct.unpack('>I2', p, pos)\n"
+    "    ks[#ks + 1] = string.sub(p, pos, pos + kl - 1)\n"
+    "    vl, pos = struct.unpack('>I4', p, pos + kl + 1)\n"
+    "    pos = pos + vl\n"
+    "  end\n"
+    "  return ks\n"
+    "end\n"
+    "local ep = redis.call('GET', KEYS[1])\n"
+    "if not ep then\n"
+    "  ep = ARGV[1]\n"
+    "  redis.call('SET', KEYS[1], ep)\n"
+    "end\n"
+    "local out = {ep}\n"
+    "local objs = redis.call('HGETALL', KEYS[2])\n"
+    "for i = 1, #objs, 2 do\n"
+    "  local name = objs[i]\n"
+    "  local slots = redis.call('HGETALL', ARGV[2] .. 's:' .. name)\n"
+    "  local flat = {}\n"
+    "  for j = 1, #slots, 2 do\n"
+    "    local m = redis.call('HGET', ARGV[2] .. 'm:' .. name, slots[j]) or '0 '\n"
+    "    flat[#flat + 1] = slots[j]\n"
+    "    flat[#flat + 1] = slots[j + 1]\n"
+    "    flat[#flat + 1] = tonumber(string.sub(m, 1, string.find(m, ' ', 1, true) - 1))\n"
+    "  end\n"
+    "  local hist = {}\n"
+    "  if tonumber(ARGV[3]) > 0 then\n"
+    "    local xs = redis.call('XREVRANGE', ARGV[2] .. 'x:' .. name, '+', '-', 'COUNT', ARGV[3])\n"
+    "    for _, x in ipairs(xs) do\n"
+    "      hist[#hist + 1] = tonumber(string.sub(x[1], 1, string.find(x[1], '-', 1, true) - 1))\n"
+    "      hist[#hist + 1] = keys_of(x[2][2])\n"
+    "    end\n"
+    "  end\n"
+    "  out[#out + 1] = name\n"
+    "  out[#out + 1] = tonumber(objs[i + 1])\n"
+    "  out[#out + 1] = flat\n"
+    "  out[#out + 1] = hist\n"
+    "end\n"
+    "return out\n";
+
+static app_redis_script update_script, snapshot_script;
+static bool scripts_ready;
+
+/* ---- state ---- */
+
+typedef enum room_state {
+    R_WAIT_SUB = 0, /* waiting for the subscription (READY) */
+    R_SNAPSHOT,     /* reading the snapshot; messages are buffered */
+    R_LIVE,         /* in sync: messages applied as they come, writes taken */
+    R_STALE,        /* out of sync (link lost, gap, failed read): read again */
+} room_state;
+
+typedef struct buf_msg {
+    struct buf_msg *next;
+    size_t len;
+    char data[];
+} buf_msg;
+
+typedef struct cso_room {
+    app_cluster_so *cs;
+    char *name;             /* "app/instance" */
+    char *prefix;           /* "so:{app/instance}:" */
+    char *chan;             /* "so:{app/instance}" */
+    app_cluster_link *link;
+    room_state state;
+    bool sub_ready;         /* subscription confirmed and not lost since */
+    bool loading;           /* the engine waits for so_engine_room_loaded */
+    uint64_t load_deadline; /* loop ms: a load still waiting for the link then fails */
+    bool busy;              /* a snapshot is being applied: the engine may drop the room */
+    bool forget;            /* it did: forget the room once that is over */
+    bool loaded;            /* the engine has the room */
+    char epoch[40];         /* "" until the first snapshot */
+    bool was_reset;         /* the last snapshot found another epoch */
+    uint64_t snap_gen;      /* a snapshot reply of an older generation is ignored */
+    uint32_t history;       /* stream length */
+    buf_msg *buf, **buf_tail;
+    size_t nbuf;            /* bytes buffered */
+} cso_room;
+
+/* A write sent to Redis and not yet settled. */
+typedef struct pending {
+    struct pending *next;
+    uint64_t seq;
+    so_client *client;      /* NULL once it is gone */
+    char *room, *name;
+    size_t name_len;
+    so_wire_change *keys;   /* keys only (values not kept) */
+    char **kbuf;
+    size_t n;
+    uint32_t version;       /* the update Redis made (0 = none yet) */
+    bool replied, applied;
+} pending;
+
+struct app_cluster_so {
+    app_server *srv;
+    app_cluster *cl;
+    so_engine *eng;
+    app_so_glue *glue;
+    sh_map rooms;           /* cso_room by name */
+    pending *pend;          /* writes in flight, newest first */
+    sh_map pend_by_seq;     /* the same, by their seq (8 bytes, key in the entry) */
+    uint64_t next_seq;
+    so_effects fx;
+    uv_timer_t retry;       /* reads again the rooms that are stale */
+    bool closed;            /* retry closed (app_cluster_so_shutdown) */
+    const redisReply *seeding;  /* the snapshot being applied (room_ready) */
+    const char *seeding_room;
+    app_cluster_so_stats st;
+};
+
+#define MAX_BUFFERED ((size_t)64 << 20) /* bytes held per room while it is read */
+#define RETRY_MS 250
+#define SEED_MAX 256 /* updates of history read per object with a snapshot */
+
+/* ---- helpers ---- */
+
+static void deliver(app_cluster_so *cs)
+{
+    app_so_deliver(cs->glue, &cs->fx);
+}
+
+static void random_hex(char *out, size_t nbytes)
+{
+    uint8_t rnd[16];
+    if (nbytes > sizeof(rnd))
+        nbytes = sizeof(rnd);
+    if (uv_random(NULL, NULL, rnd, nbytes, 0, NULL) != 0)
+        for (size_t i = 0; i < nbytes; i++)
+            rnd[i] = (uint8_t)(uv_hrtime() >> (i % 8));
+    for (size_t i = 0; i < nbytes; i++)
+        snprintf(out + 2 * i, 3, "%02x", rnd[i]);
+}
+
+static void buf_clear(cso_room *r)
+{
+    while (r->buf) {
+        buf_msg *m = r->buf;
+        r->buf = m->next;
+        free(m);
+    }
+    r->buf_tail = &r->buf;
+    r->nbuf = 0;
+}
+
+
+static void room_free(cso_room *r)
+{
+    buf_clear(r);
+    free(r->name);
+    free(r->prefix);
+    free(r->chan);
+    free(r);
+}
+
+static void pending_free(pending *p)
+{
+    for (size_t i = 0; i < p->n; i++)
+        free(p->kbuf[i]);
+    free(p->kbuf);
+    free(p->keys);
+    free(p->room);
+    free(p->name);
+    free(p);
+}
+
+static pending *pending_find(const app_cluster_so *cs, uint64_t seq)
+{
+    return sh_map_get(&cs->pend_by_seq, &seq, sizeof(seq));
+}
+
+static void pending_unlink(app_cluster_so *cs, pending *p)
+{
+    sh_map_del(&cs->pend_by_seq, &p->seq, sizeof(p->seq));
+    for (pending **pp = &cs->pend; *pp; pp = &(*pp)->next)
+        if (*pp == p) {
+            *pp = p->next;
+            return;
+        }
+}
+
+static void answer(app_cluster_so *cs, pending *p, const so_wire_change *keys, size_t n,
+                   so_answer how)
+{
+    if (!p->client || n == 0)
+        return;
+    so_engine_answer(cs->eng, p->client, p->name, p->name_len, keys, n, how, &cs->fx);
+    deliver(cs);
+}
+
+/* ---- reading updates ---- */
+
+typedef struct rd {
+    const uint8_t *p, *end;
+    bool bad;
+} rd;
+
+static const uint8_t *rd_take(rd *r, size_t n)
+{
+    if (r->bad || (size_t)(r->end - r->p) < n) {
+        r->bad = true;
+        return NULL;
+    }
+    const uint8_t *q = r->p;
+    r->p += n;
+    return q;
+}
+
+static uint32_t rd_uint(rd *r, size_t n)
+{
+    const uint8_t *q = rd_take(r, n);
+    uint32_t v = 0;
+    for (size_t i = 0; q && i < n; i++)
+        v = v << 8 | q[i];
+    return v;
+}
+
+/* One decoded update: name, tag and changes point into the message. */
+typedef struct update {
+    uint32_t version;
+    const char *name;
+    size_t nlen;
+    const char *tag;
+    size_t tlen;
+    so_wire_change *ch;
+    size_t n;
+} update;
+
+/* Parses "VERSION UPDATE".  ch is allocated (free it). */
+static int update_parse(const char *msg, size_t len, update *u)
+{
+    memset(u, 0, sizeof(*u));
+    const char *sp = memchr(msg, ' ', len);
+    if (!sp || sp == msg)
+        return SH_EPROTO;
+    unsigned long long v = 0;
+    for (const char *q = msg; q < sp; q++) {
+        if (*q < '0' || *q > '9' || v > UINT32_MAX)
+            return SH_EPROTO;
+        v = v * 10 + (unsigned)(*q - '0');
+    }
+    if (v == 0 || v > UINT32_MAX)
+        return SH_EPROTO;
+    u->version = (uint32_t)v;
+    rd r = {(const uint8_t *)sp + 1, (const uint8_t *)msg + len, false};
+    u->nlen = rd_uint(&r, 2);
+    u->name = (const char *)rd_take(&r, u->nlen);
+    u->tlen = rd_uint(&r, 2);
+    u->tag = (const char *)rd_take(&r, u->tlen);
+    uint32_t n = rd_uint(&r, 4);
+    if (r.bad || n > (size_t)(r.end - r.p) / 7 + 1)
+        return SH_EPROTO; /* each change takes at least 7 bytes */
+    u->ch = calloc(n ? n : 1, sizeof(*u->ch));
+    if (!u->ch)
+        return SH_ENOMEM;
+    for (uint32_t i = 0; i < n && !r.bad; i++) {
+        so_wire_change *c = &u->ch[i];
+        c->klen = rd_uint(&r, 2);
+        c->key = (const char *)rd_take(&r, c->klen);
+        c->remove = rd_uint(&r, 1) == 1;
+        c->vlen = rd_uint(&r, 4);
+        c->value = rd_take(&r, c->vlen);
+    }
+    u->n = n;
+    if (r.bad) {
+        free(u->ch);
+        u->ch = NULL;
+        return SH_EPROTO;
+    }
+    return 0;
+}
+
+/* The proposal of ours that the tag names, if any. */
+static pending *pending_of_tag(app_cluster_so *cs, const char *tag, size_t tlen)
+{
+    const char *id = app_cluster_node_id(cs->cl);
+    size_t idlen = strlen(id);
+    if (tlen <= idlen + 1 || memcmp(tag, id, idlen) != 0 || tag[idlen] != ':')
+        return NULL;
+    uint64_t seq = 0;
+    for (size_t i = idlen + 1; i < tlen; i++) {
+        if (tag[i] < '0' || tag[i] > '9')
+            return NULL;
+        seq = seq * 10 + (uint64_t)(tag[i] - '0');
+    }
+    return pending_find(cs, seq);
+}
+
+static void room_resync(app_cluster_so *cs, cso_room *r);
+
+/* "S" u16 name length, name, SendMessage event: to this node's subscribers. */
+static void send_msg(app_cluster_so *cs, cso_room *r, const char *msg, size_t len)
+{
+    rd q = {(const uint8_t *)msg + 1, (const uint8_t *)msg + len, false};
+    size_t nlen = rd_uint(&q, 2);
+    const char *name = (const char *)rd_take(&q, nlen);
+    if (q.bad)
+        return;
+    so_engine_send_event(cs->eng, r->name, name, nlen, q.p, (size_t)(q.end - q.p), &cs->fx);
+    deliver(cs);
+    cs->st.messages++;
+}
+
+/* Applies one published update (or SendMessage) of a live room. */
+static void apply_msg(app_cluster_so *cs, cso_room *r, const char *msg, size_t len)
+{
+    if (len > 0 && msg[0] == 'S') {
+        send_msg(cs, r, msg, len);
+        return;
+    }
+    update u;
+    int rc = update_parse(msg, len, &u);
+    if (rc < 0) {
+        SH_LOG(SH_LOG_WARN, "cluster: so: room %s: unreadable update (%zu bytes) ignored",
+               r->name, len);
+        return;
+    }
+    pending *p = pending_of_tag(cs, u.tag, u.tlen);
+    rc = so_engine_apply_update(cs->eng, r->name, u.name, u.nlen, u.version, u.ch, u.n,
+                                p ? p->client : NULL, &cs->fx);
+    free(u.ch);
+    deliver(cs);
+    if (rc == 0) {
+        cs->st.applied++;
+        if (p) {
+            p->applied = true;
+            if (p->replied) {
+                pending_unlink(cs, p);
+                pending_free(p);
+            }
+        }
+    } else if (rc == SO_APPLY_GAP) {
+        /* One subscription delivers in publish order: a gap means that
+         * messages were lost.  Read the room again. */
+        SH_LOG(SH_LOG_WARN, "cluster: so: room %s: update %u after a gap, reading the room again",
+               r->name, u.version);
+        room_resync(cs, r);
+    } else if (rc < 0 && rc != SH_ESTATE) {
+        SH_LOG(SH_LOG_WARN, "cluster: so: room %s: update %u not applied: %s", r->name,
+               u.version, sh_strerror(rc));
+    }
+}
+
+/* ---- snapshots ---- */
+
+static void room_forget(app_cluster_so *cs, cso_room *r)
+{
+    if (app_cluster_of(cs->srv))
+        app_redis_unsubscribe(app_cluster_sub(r->link), r->chan, strlen(r->chan));
+    sh_map_del(&cs->rooms, r->name, strlen(r->name));
+    room_free(r);
+}
+
+static uint64_t now_ms(const app_cluster_so *cs)
+{
+    return uv_now(app_server_loop(cs->srv));
+}
+
+/* A load that cannot be done: what waited for it gets StoreFailed (the
+ * engine's answer to a failed load), and the room is forgotten. */
+static void load_give_up(app_cluster_so *cs, cso_room *r, const char *why)
+{
+    SH_LOG(SH_LOG_WARN, "cluster: so: cannot load room %s: %s", r->name, why);
+    r->loading = false;
+    so_engine_room_loaded(cs->eng, r->name, SH_EIO, NULL, &cs->fx);
+    deliver(cs);
+    room_forget(cs, r);
+}
+
+/* The room could not be read.  A loaded room is read again when it can
+ * be (READY, or the retry timer).  A load keeps waiting for the link until
+ * its deadline ([cluster] timeout_ms after it was asked), then fails: a
+ * node that has just started, or a link that is coming back, does not
+ * refuse its first clients, and a Redis that stays away does not keep
+ * them waiting. */
+static void snapshot_failed(app_cluster_so *cs, cso_room *r, const char *why)
+{
+    r->state = R_STALE;
+    buf_clear(r);
+    if (r->loading && now_ms(cs) >= r->load_deadline)
+        load_give_up(cs, r, why); /* r is gone */
+}
+
+/* Settles the writes Redis confirmed whose published update this node
+ * did not see (the link dropped in between): a snapshot read after the
+ * confirmation has them, so Success; unless Redis lost them since (a new
+ * epoch, or the version is not there): StoreFailed.  No write stays
+ * unanswered. */
+static void settle_after_sync(app_cluster_so *cs, cso_room *r, bool reset)
+{
+    pending **pp = &cs->pend;
+    while (*pp) {
+        pending *p = *pp;
+        if (!p->replied || p->applied || !p->version || strcmp(p->room, r->name) != 0) {
+            pp = &p->next;
+            continue;
+        }
+        const so_object *o = so_engine_object_find(cs->eng, r->name, p->name);
+        bool have = !reset && o && so_object_version(o) >= p->version;
+        *pp = p->next;
+        sh_map_del(&cs->pend_by_seq, &p->seq, sizeof(p->seq));
+        if (!have)
+            cs->st.failed++;
+        answer(cs, p, p->keys, p->n, have ? SO_ANSWER_SUCCESS : SO_ANSWER_STORE_FAILED);
+        pending_free(p);
+    }
+}
+
+/* Seeds the history of the room's objects that have none (just loaded, or
+ * reset) from the stream entries of a snapshot reply, so a client coming
+ * back with a recent version gets a diff.  Best effort: an object whose
+ * entries do not end at its version keeps no history. */
+static void seed_history(app_cluster_so *cs, const cso_room *r, const redisReply *rep)
+{
+    for (size_t i = 1; i + 3 < rep->elements; i += 4) {
+        const redisReply *nm = rep->element[i], *hist = rep->element[i + 3];
+        if (nm->type != REDIS_REPLY_STRING || hist->type != REDIS_REPLY_ARRAY ||
+            hist->elements < 2 || hist->elements % 2)
+            continue;
+        size_t n = hist->elements / 2;
+        so_hist_entry *h = calloc(n, sizeof(*h));
+        const char **keys = NULL;
+        size_t *klens = NULL, nk = 0, at = 0;
+        for (size_t j = 0; j < n; j++) {
+            const redisReply *ks = hist->element[2 * j + 1];
+            nk += ks->type == REDIS_REPLY_ARRAY ? ks->elements : 0;
+        }
+        keys = calloc(nk ? nk : 1, sizeof(*keys));
+        klens = calloc(nk ? nk : 1, sizeof(*klens));
+        bool ok = h && keys && klens;
+        for (size_t j = 0; ok && j < n; j++) {
+            /* newest first in the reply; oldest first for the engine */
+            const redisReply *v = hist->element[2 * (n - 1 - j)];
+            const redisReply *ks = hist->element[2 * (n - 1 - j) + 1];
+            long long ver = 0;
+            ok = app_redis_reply_int(v, &ver) && ver > 0 && ver <= UINT32_MAX &&
+                 ks->type == REDIS_REPLY_ARRAY;
+            if (!ok)
+                break;
+            h[j] = (so_hist_entry){.version = (uint32_t)ver, .nkeys = ks->elements,
+                                   .keys = keys + at, .klens = klens + at};
+            for (size_t k = 0; k < ks->elements; k++, at++) {
+                const redisReply *key = ks->element[k];
+                keys[at] = key->type == REDIS_REPLY_STRING ? key->str : "";
+                klens[at] = key->type == REDIS_REPLY_STRING ? key->len : 0;
+            }
+        }
+        if (ok)
+            (void)so_engine_object_seed_history(cs->eng, r->name, nm->str, h, n);
+        free(h);
+        free(keys);
+        free(klens);
+    }
+}
+
+/* so_hooks.room_ready: the room's objects are made from the snapshot
+ * being applied; their history is seeded before waiting Uses are answered. */
+void app_cluster_so_room_ready(app_cluster_so *cs, const char *room)
+{
+    const cso_room *r = cs ? sh_map_get(&cs->rooms, room, strlen(room)) : NULL;
+    if (r && cs->seeding && strcmp(cs->seeding_room, room) == 0)
+        seed_history(cs, r, cs->seeding);
+}
+
+/* Applies a snapshot reply to a room.  Returns 0 or an error. */
+static int snapshot_apply(app_cluster_so *cs, cso_room *r, const redisReply *rep)
+{
+    if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 ||
+        rep->element[0]->type != REDIS_REPLY_STRING || (rep->elements - 1) % 4 != 0)
+        return SH_EPROTO;
+    const char *epoch = rep->element[0]->str;
+    so_store_batch *img = so_store_batch_new(0);
+    if (!img)
+        return SH_ENOMEM;
+    int rc = 0;
+    for (size_t i = 1; rc == 0 && i + 3 < rep->elements; i += 4) {
+        const redisReply *nm = rep->element[i], *ver = rep->element[i + 1],
+                         *slots = rep->element[i + 2];
+        long long v = 0;
+        if (nm->type != REDIS_REPLY_STRING || !app_redis_reply_int(ver, &v) || v < 1 ||
+            v > UINT32_MAX || slots->type != REDIS_REPLY_ARRAY || slots->elements % 3) {
+            rc = SH_EPROTO;
+            break;
+        }
+        rc = so_store_batch_add(img, SO_STORE_OBJECT, r->name, nm->str, NULL, 0, (uint32_t)v,
+                                NULL, 0);
+        for (size_t j = 0; rc == 0 && j < slots->elements; j += 3) {
+            const redisReply *k = slots->element[j], *val = slots->element[j + 1];
+            long long sv = 0;
+            if (k->type != REDIS_REPLY_STRING || val->type != REDIS_REPLY_STRING ||
+                !app_redis_reply_int(slots->element[j + 2], &sv)) {
+                rc = SH_EPROTO;
+                break;
+            }
+            rc = so_store_batch_add(img, SO_STORE_SET, r->name, nm->str, k->str, k->len,
+                                    (uint32_t)sv, (const uint8_t *)val->str, val->len);
+        }
+    }
+    if (rc < 0) {
+        so_store_batch_free(img);
+        return rc;
+    }
+    cs->st.snapshots++;
+    r->was_reset = false;
+    if (r->loading) {
+        r->loading = false;
+        cs->seeding = rep;
+        cs->seeding_room = r->name;
+        rc = so_engine_room_loaded(cs->eng, r->name, 0, img, &cs->fx);
+        cs->seeding = NULL;
+        r->loaded = rc == 0;
+    } else if (so_engine_room_info(cs->eng, r->name, &(so_room_info){0})) {
+        bool reset = *r->epoch && strcmp(r->epoch, epoch) != 0;
+        r->was_reset = reset;
+        if (reset) {
+            cs->st.resets++;
+            SH_LOG(SH_LOG_WARN, "cluster: so: room %s: epoch %s -> %s: Redis lost the room's "
+                   "data (restarted without persistence, or a failover); its clients get "
+                   "the whole state again", r->name, r->epoch, epoch);
+        }
+        sh_map names; /* objects of the snapshot */
+        sh_map_init(&names);
+        for (size_t i = 0; i < img->nops; i++) {
+            if (img->ops[i].kind != SO_STORE_OBJECT)
+                continue;
+            (void)sh_map_put(&names, img->ops[i].name, strlen(img->ops[i].name), img);
+            /* the object's ops: its row, then its slots, up to the next row */
+            size_t j = i + 1;
+            while (j < img->nops && img->ops[j].kind != SO_STORE_OBJECT)
+                j++;
+            so_store_batch view = {.ops = img->ops + i, .nops = j - i};
+            const so_object *o = so_engine_object_find(cs->eng, r->name, img->ops[i].name);
+            bool back = !reset && o && so_object_version(o) > img->ops[i].version;
+            if (back)
+                /* Same epoch, older version: Redis lost acknowledged writes
+                 * (appendfsync everysec or no, a failover). */
+                SH_LOG(SH_LOG_WARN, "cluster: so: room %s: object %s went back from version "
+                       "%u to %u in Redis (it lost writes): its clients get the whole state "
+                       "again", r->name, img->ops[i].name, so_object_version(o),
+                       img->ops[i].version);
+            so_engine_object_sync(cs->eng, r->name, img->ops[i].name, img->ops[i].version,
+                                  &view, reset || back, &cs->fx);
+        }
+        {
+            /* Objects Redis no longer has (a new epoch, or lost writes):
+             * empty, version 1.  One never written here is that already. */
+            size_t it = 0;
+            so_object *o;
+            char **gone = NULL;
+            size_t nn = 0;
+            while ((o = so_engine_object_next(cs->eng, r->name, &it)) != NULL) {
+                if (!so_object_persistent(o) || (!reset && so_object_version(o) <= 1))
+                    continue;
+                bool have = sh_map_get(&names, so_object_name(o), strlen(so_object_name(o)));
+                char **nx = have ? gone : realloc(gone, (nn + 1) * sizeof(*gone));
+                if (!have && nx) {
+                    gone = nx;
+                    gone[nn++] = sh_memdup0(so_object_name(o), strlen(so_object_name(o)));
+                }
+            }
+            for (size_t i = 0; i < nn; i++) {
+                if (gone[i] && !reset)
+                    SH_LOG(SH_LOG_WARN, "cluster: so: room %s: object %s is gone from Redis "
+                           "(it lost writes): its clients get the whole state again", r->name,
+                           gone[i]);
+                if (gone[i])
+                    so_engine_object_sync(cs->eng, r->name, gone[i], 1, NULL, true, &cs->fx);
+                free(gone[i]);
+            }
+            free(gone);
+        }
+        sh_map_cleanup(&names);
+        seed_history(cs, r, rep); /* the objects that were reset */
+        r->loaded = true;
+    }
+    deliver(cs);
+    so_store_batch_free(img);
+    snprintf(r->epoch, sizeof(r->epoch), "%s", epoch);
+    return rc;
+}
+
+static void on_snapshot(app_redis *rd_, redisReply *rep, void *ud);
+
+typedef struct snap_req {
+    app_cluster_so *cs;
+    char *room;
+    uint64_t gen;
+} snap_req;
+
+static void room_read(app_cluster_so *cs, cso_room *r)
+{
+    r->state = R_SNAPSHOT;
+    r->snap_gen++;
+    char epoch[33];
+    random_hex(epoch, 16);
+    char ekey[600], okey[600];
+    snprintf(ekey, sizeof(ekey), "%se", r->prefix);
+    snprintf(okey, sizeof(okey), "%so", r->prefix);
+    char hist[16];
+    snprintf(hist, sizeof(hist), "%u", r->history < SEED_MAX ? r->history : SEED_MAX);
+    const char *argv[5] = {ekey, okey, epoch, r->prefix, hist};
+    size_t lens[5] = {strlen(ekey), strlen(okey), strlen(epoch), strlen(r->prefix),
+                      strlen(hist)};
+    snap_req *q = calloc(1, sizeof(*q));
+    if (q && !(q->room = sh_memdup0(r->name, strlen(r->name)))) {
+        free(q);
+        q = NULL;
+    }
+    if (!q) {
+        snapshot_failed(cs, r, "out of memory");
+        return;
+    }
+    q->cs = cs;
+    q->gen = r->snap_gen;
+    int rc = app_redis_eval(app_cluster_cmd(r->link), &snapshot_script, on_snapshot, q, 2, 5,
+                            argv, lens);
+    if (rc < 0) {
+        free(q->room);
+        free(q);
+        snapshot_failed(cs, r, sh_strerror(rc));
+    }
+}
+
+static void on_snapshot(app_redis *rd_, redisReply *rep, void *ud)
+{
+    (void)rd_;
+    snap_req *q = ud;
+    app_cluster_so *cs = q->cs;
+    cso_room *r = sh_map_get(&cs->rooms, q->room, strlen(q->room));
+    bool current = r && r->snap_gen == q->gen && r->state == R_SNAPSHOT;
+    free(q->room);
+    free(q);
+    if (!current)
+        return;
+    if (!rep || rep->type == REDIS_REPLY_ERROR) {
+        snapshot_failed(cs, r, !rep ? "no answer from Redis" : rep->str);
+        return;
+    }
+    /* Live from now on: the writes that waited for the room's load are
+     * replayed inside snapshot_apply and may be proposed at once.  The
+     * engine may drop the room in there (nobody left in it): busy keeps r
+     * until this function is done with it. */
+    r->state = R_LIVE;
+    r->busy = true;
+    int rc = snapshot_apply(cs, r, rep);
+    if (rc == 0) {
+        /* what was published after the snapshot, in order */
+        while (r->buf && r->state == R_LIVE && !r->forget) {
+            buf_msg *m = r->buf;
+            r->buf = m->next;
+            r->nbuf -= m->len;
+            apply_msg(cs, r, m->data, m->len);
+            free(m);
+        }
+        if (!r->buf)
+            r->buf_tail = &r->buf;
+        settle_after_sync(cs, r, r->was_reset);
+    }
+    r->busy = false;
+    if (r->forget)
+        room_forget(cs, r);
+    else if (rc < 0)
+        snapshot_failed(cs, r, sh_strerror(rc));
+}
+
+/* Reads the room again (now when subscribed, else at READY); meanwhile
+ * messages are buffered and writes refused. */
+static void room_resync(app_cluster_so *cs, cso_room *r)
+{
+    buf_clear(r);
+    if (r->sub_ready && app_cluster_link_up(r->link))
+        room_read(cs, r);
+    else
+        r->state = R_STALE;
+}
+
+/* ---- subscriptions ---- */
+
+/* The subscription's ud is the room: it is unsubscribed before the room
+ * is freed, and app_redis never calls a dropped subscription. */
+static void on_sub(app_redis *rd_, app_redis_sub_event ev, const char *msg, size_t len,
+                   void *ud)
+{
+    (void)rd_;
+    cso_room *r = ud;
+    app_cluster_so *cs = r->cs;
+    switch (ev) {
+    case APP_REDIS_SUB_READY:
+        r->sub_ready = true;
+        /* Subscribed: what is published from now on arrives, so the
+         * snapshot read now misses nothing. */
+        buf_clear(r);
+        room_read(cs, r);
+        break;
+    case APP_REDIS_SUB_LOST:
+        r->sub_ready = false;
+        if (r->state == R_SNAPSHOT || r->loading) {
+            r->snap_gen++; /* its answer, if any, is of no use */
+            snapshot_failed(cs, r, "the Redis link was lost");
+            return;          /* r may be gone */
+        }
+        r->state = R_STALE;  /* writes refused until read again */
+        buf_clear(r);
+        break;
+    case APP_REDIS_SUB_MESSAGE:
+        if (r->state == R_LIVE) {
+            apply_msg(cs, r, msg, len);
+        } else if (r->state == R_SNAPSHOT) {
+            if (r->nbuf + len > MAX_BUFFERED) {
+                /* the read takes too long: read again once more */
+                room_resync(cs, r);
+                return;
+            }
+            buf_msg *m = malloc(sizeof(*m) + len);
+            if (!m) {
+                room_resync(cs, r);
+                return;
+            }
+            m->next = NULL;
+            m->len = len;
+            memcpy(m->data, msg, len);
+            *r->buf_tail = m;
+            r->buf_tail = &m->next;
+            r->nbuf += len;
+        }
+        break;
+    }
+}
+
+/* ---- the engine's hooks ---- */
+
+bool app_cluster_so_room_clustered(app_cluster_so *cs, const char *room)
+{
+    if (!cs)
+        return false;
+    size_t alen = so_store_app_len(room);
+    char app[APP_NAME_MAX + 1];
+    if (alen > APP_NAME_MAX)
+        return false;
+    memcpy(app, room, alen);
+    app[alen] = '\0';
+    return app_cluster_link_for(cs->cl, app) != NULL;
+}
+
+static cso_room *room_new(app_cluster_so *cs, const char *room)
+{
+    size_t alen = so_store_app_len(room);
+    char app[APP_NAME_MAX + 1];
+    if (alen > APP_NAME_MAX)
+        return NULL;
+    memcpy(app, room, alen);
+    app[alen] = '\0';
+    cso_room *r = calloc(1, sizeof(*r));
+    if (!r)
+        return NULL;
+    r->cs = cs;
+    r->link = app_cluster_link_for(cs->cl, app);
+    size_t n = strlen(room);
+    r->name = sh_memdup0(room, n);
+    r->prefix = malloc(n + 7);
+    r->chan = malloc(n + 6);
+    if (!r->link || !r->name || !r->prefix || !r->chan) {
+        room_free(r);
+        return NULL;
+    }
+    snprintf(r->prefix, n + 7, "so:{%s}:", room);
+    snprintf(r->chan, n + 6, "so:{%s}", room);
+    r->buf_tail = &r->buf;
+    const app_app_config *ac = app_config_find_app(app_server_config(cs->srv), app);
+    r->history = ac && ac->history_depth ? ac->history_depth : SO_DEFAULT_HISTORY_DEPTH;
+    if (sh_map_put(&cs->rooms, r->name, n, r) < 0) {
+        room_free(r);
+        return NULL;
+    }
+    return r;
+}
+
+void app_cluster_so_load_room(app_cluster_so *cs, const char *room)
+{
+    cso_room *r = sh_map_get(&cs->rooms, room, strlen(room));
+    if (!r && !(r = room_new(cs, room))) {
+        so_engine_room_loaded(cs->eng, room, SH_ENOMEM, NULL, &cs->fx);
+        deliver(cs);
+        return;
+    }
+    r->loading = true;
+    r->loaded = false;
+    r->load_deadline = now_ms(cs) + app_server_config(cs->srv)->cluster_timeout_ms;
+    if (r->sub_ready && app_cluster_link_up(r->link)) {
+        buf_clear(r);
+        room_read(cs, r);
+        return;
+    }
+    r->state = R_WAIT_SUB;
+    if (app_redis_subscribe(app_cluster_sub(r->link), r->chan, strlen(r->chan), on_sub, r) < 0)
+        snapshot_failed(cs, r, "out of memory");
+}
+
+void app_cluster_so_room_unloaded(app_cluster_so *cs, const char *room)
+{
+    cso_room *r = sh_map_get(&cs->rooms, room, strlen(room));
+    if (r && r->busy)
+        r->forget = true; /* from inside so_engine_room_loaded: r is in use */
+    else if (r && !r->loading)
+        room_forget(cs, r);
+}
+
+void app_cluster_so_client_gone(app_cluster_so *cs, so_client *c)
+{
+    for (pending *p = cs ? cs->pend : NULL; p; p = p->next)
+        if (p->client == c)
+            p->client = NULL;
+}
+
+static void on_update_reply(app_redis *rd_, redisReply *rep, void *ud);
+
+int app_cluster_so_propose_send(app_cluster_so *cs, const char *room, const char *name,
+                                size_t nlen, const uint8_t *ev, size_t len)
+{
+    cso_room *r = sh_map_get(&cs->rooms, room, strlen(room));
+    if (!r || r->state != R_LIVE || !app_cluster_link_up(r->link) || nlen > UINT16_MAX)
+        return SH_ESTATE; /* this node's subscribers only */
+    char *msg = malloc(3 + nlen + len);
+    if (!msg)
+        return SH_ENOMEM;
+    msg[0] = 'S';
+    msg[1] = (char)(nlen >> 8);
+    msg[2] = (char)(nlen & 0xff);
+    memcpy(msg + 3, name, nlen);
+    memcpy(msg + 3 + nlen, ev, len);
+    const char *argv[3] = {"PUBLISH", r->chan, msg};
+    size_t lens[3] = {7, strlen(r->chan), 3 + nlen + len};
+    int rc = app_redis_cmd(app_cluster_cmd(r->link), NULL, NULL, 3, argv, lens);
+    free(msg);
+    return rc;
+}
+
+typedef struct prop_req {
+    app_cluster_so *cs;
+    uint64_t seq;
+} prop_req;
+
+/* The pending entry of a proposal: its keys copied for the answers. */
+static pending *pending_new(app_cluster_so *cs, const so_proposal *p)
+{
+    pending *q = calloc(1, sizeof(*q));
+    if (!q)
+        return NULL;
+    q->seq = ++cs->next_seq;
+    q->client = p->client;
+    q->room = sh_memdup0(p->room, strlen(p->room));
+    q->name = sh_memdup0(p->name, p->name_len);
+    q->name_len = p->name_len;
+    q->keys = calloc(p->n ? p->n : 1, sizeof(*q->keys));
+    q->kbuf = calloc(p->n ? p->n : 1, sizeof(*q->kbuf));
+    bool ok = q->room && q->name && q->keys && q->kbuf;
+    for (size_t i = 0; ok && i < p->n; i++) {
+        ok = (q->kbuf[i] = sh_memdup0(p->changes[i].key, p->changes[i].klen)) != NULL;
+        q->keys[i] = (so_wire_change){.key = q->kbuf[i], .klen = p->changes[i].klen};
+        q->n = i + 1;
+    }
+    if (!ok) {
+        pending_free(q);
+        return NULL;
+    }
+    return q;
+}
+
+int app_cluster_so_propose(app_cluster_so *cs, const so_proposal *p)
+{
+    cso_room *r = sh_map_get(&cs->rooms, p->room, strlen(p->room));
+    if (!r || r->state != R_LIVE || !app_cluster_link_up(r->link))
+        return SH_ESTATE; /* out of sync or unreachable: StoreFailed now */
+    if (p->n > 20000)
+        return SH_ELIMIT;
+    pending *q = pending_new(cs, p);
+    prop_req *pr = malloc(sizeof(*pr));
+    size_t argc = 5 + 9 + 3 * p->n;
+    const char **argv = malloc(argc * sizeof(*argv));
+    size_t *lens = malloc(argc * sizeof(*lens));
+    char *keys = malloc(4 * (strlen(r->prefix) + p->name_len + 4));
+    if (!q || !pr || !argv || !lens || !keys) {
+        if (q)
+            pending_free(q);
+        free(pr);
+        free(argv);
+        free(lens);
+        free(keys);
+        return SH_ENOMEM;
+    }
+    /* KEYS */
+    size_t plen = strlen(r->prefix), at = 0, k = 0;
+    char *kp = keys;
+    const char *kinds[5] = {"e", "o", "s:", "m:", "x:"};
+    for (int i = 0; i < 5; i++) {
+        size_t kl = strlen(kinds[i]);
+        char *start = kp;
+        memcpy(kp, r->prefix, plen);
+        kp += plen;
+        memcpy(kp, kinds[i], kl);
+        kp += kl;
+        if (i >= 2) {
+            memcpy(kp, p->name, p->name_len);
+            kp += p->name_len;
+        }
+        argv[k] = start;
+        lens[k++] = (size_t)(kp - start);
+    }
+    (void)at;
+    /* ARGV */
+    char base[16], hist[16], tag[64], nstr[16], writer[64];
+    snprintf(base, sizeof(base), "%u", p->base_version);
+    snprintf(hist, sizeof(hist), "%u", r->history);
+    snprintf(tag, sizeof(tag), "%s:%llu", app_cluster_node_id(cs->cl),
+             (unsigned long long)q->seq);
+    snprintf(nstr, sizeof(nstr), "%zu", p->n);
+    snprintf(writer, sizeof(writer), "%s:%llu", app_cluster_node_id(cs->cl),
+             (unsigned long long)so_client_id(p->client));
+    const char *a[9] = {r->epoch, p->name, base, writer,
+                        p->conflict == SO_CONFLICT_LWW ? "l" : "r", r->chan, hist, tag, nstr};
+    size_t al[9] = {strlen(r->epoch), p->name_len, strlen(base), strlen(writer), 1,
+                    strlen(r->chan), strlen(hist), strlen(tag), strlen(nstr)};
+    for (int i = 0; i < 9; i++) {
+        argv[k] = a[i];
+        lens[k++] = al[i];
+    }
+    for (size_t i = 0; i < p->n; i++) {
+        argv[k] = p->changes[i].key;
+        lens[k++] = p->changes[i].klen;
+        argv[k] = p->changes[i].remove ? "r" : "s";
+        lens[k++] = 1;
+        argv[k] = p->changes[i].remove ? "" : (const char *)p->changes[i].value;
+        lens[k++] = p->changes[i].remove ? 0 : p->changes[i].vlen;
+    }
+    pr->cs = cs;
+    pr->seq = q->seq;
+    int rc = sh_map_put(&cs->pend_by_seq, &q->seq, sizeof(q->seq), q);
+    if (rc == 0) {
+        q->next = cs->pend;
+        cs->pend = q;
+        rc = app_redis_eval(app_cluster_cmd(r->link), &update_script, on_update_reply, pr, 5,
+                            (int)k, argv, lens);
+        if (rc < 0)
+            pending_unlink(cs, q);
+    }
+    free(argv);
+    free(lens);
+    free(keys);
+    if (rc < 0) {
+        free(pr);
+        pending_free(q);
+        return rc;
+    }
+    cs->st.proposals++;
+    return 0;
+}
+
+static void on_update_reply(app_redis *rd_, redisReply *rep, void *ud)
+{
+    (void)rd_;
+    prop_req *pr = ud;
+    app_cluster_so *cs = pr->cs;
+    pending *p = pending_find(cs, pr->seq);
+    free(pr);
+    if (!p)
+        return;
+    long long v = -1;
+    bool ok = rep && rep->type == REDIS_REPLY_ARRAY && rep->elements >= 2 &&
+              rep->element[0]->type == REDIS_REPLY_STRING &&
+              strcmp(rep->element[0]->str, "OK") == 0 &&
+              app_redis_reply_int(rep->element[1], &v) && v >= 0 && v <= UINT32_MAX;
+    if (!ok) {
+        cso_room *r = sh_map_get(&cs->rooms, p->room, strlen(p->room));
+        if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements >= 1 &&
+            rep->element[0]->type == REDIS_REPLY_STRING &&
+            strcmp(rep->element[0]->str, "EPOCH") == 0 && r) {
+            SH_LOG(SH_LOG_WARN, "cluster: so: room %s: Redis has another epoch, reading the "
+                   "room again", r->name);
+            room_resync(cs, r);
+        } else if (rep && rep->type == REDIS_REPLY_ERROR) {
+            SH_LOG(SH_LOG_WARN, "cluster: so: room %s: update script: %s", p->room, rep->str);
+        }
+        pending_unlink(cs, p);
+        if (!p->applied) {
+            /* Not known to be stored.  After a time-out it may have been:
+             * then its Change comes later, as any other update. */
+            cs->st.failed++;
+            answer(cs, p, p->keys, p->n, SO_ANSWER_STORE_FAILED);
+        }
+        pending_free(p);
+        return;
+    }
+    /* the keys Redis found stale get their current value (rule 3) */
+    size_t nst = rep->elements - 2;
+    so_wire_change *st = nst ? calloc(nst, sizeof(*st)) : NULL;
+    for (size_t i = 0; st && i < nst; i++) {
+        const redisReply *k = rep->element[2 + i];
+        st[i] = (so_wire_change){.key = k->type == REDIS_REPLY_STRING ? k->str : "",
+                                 .klen = k->type == REDIS_REPLY_STRING ? k->len : 0};
+    }
+    cs->st.stale += nst;
+    if (st)
+        answer(cs, p, st, nst, SO_ANSWER_CURRENT);
+    free(st);
+    p->version = (uint32_t)v;
+    p->replied = true;
+    const so_object *o = v ? so_engine_object_find(cs->eng, p->room, p->name) : NULL;
+    if (!p->applied && o && so_object_version(o) >= p->version) {
+        /* a snapshot read since brought the update (its message was missed) */
+        answer(cs, p, p->keys, p->n, SO_ANSWER_SUCCESS);
+        p->applied = true;
+    }
+    if (v == 0 || p->applied) {
+        pending_unlink(cs, p);
+        pending_free(p);
+    }
+}
+
+/* ---- link state ---- */
+
+static void on_link_state(app_cluster_link *l, bool up, void *ud)
+{
+    app_cluster_so *cs = ud;
+    if (up)
+        return; /* each room is read again at its subscription's READY */
+    size_t it = 0;
+    cso_room *r;
+    while ((r = sh_map_next(&cs->rooms, &it)) != NULL)
+        if (r->link == l && r->state == R_LIVE) {
+            r->state = R_STALE; /* writes refused from now on */
+            buf_clear(r);
+        }
+}
+
+/* Rooms whose read failed while subscribed are read again; loads past
+ * their deadline fail.  The rooms are picked first (by name): acting on
+ * one may forget it. */
+static void on_retry(uv_timer_t *t)
+{
+    app_cluster_so *cs = t->data;
+    size_t it = 0, n = 0;
+    cso_room *r;
+    char *todo[64];
+    uint64_t now = now_ms(cs);
+    while ((r = sh_map_next(&cs->rooms, &it)) != NULL && n < 64) {
+        bool late = r->loading && now >= r->load_deadline && r->state != R_SNAPSHOT;
+        bool again = r->state == R_STALE && r->sub_ready && app_cluster_link_up(r->link);
+        if ((late || again) && (todo[n] = sh_memdup0(r->name, strlen(r->name))) != NULL)
+            n++;
+    }
+    for (size_t i = 0; i < n; i++) {
+        r = sh_map_get(&cs->rooms, todo[i], strlen(todo[i]));
+        if (r && r->loading && now >= r->load_deadline && r->state != R_SNAPSHOT)
+            load_give_up(cs, r, "Redis is not reachable");
+        else if (r && r->state == R_STALE && r->sub_ready && app_cluster_link_up(r->link))
+            room_read(cs, r);
+        free(todo[i]);
+    }
+}
+
+/* ---- life ---- */
+
+app_cluster_so *app_cluster_so_new(app_server *srv, so_engine *e, app_so_glue *g)
+{
+    app_cluster *cl = app_cluster_of(srv);
+    if (!cl)
+        return NULL;
+    if (!scripts_ready) {
+        app_redis_script_init(&update_script, "so-update", update_src);
+        app_redis_script_init(&snapshot_script, "so-snapshot", snapshot_src);
+        scripts_ready = true;
+    }
+    app_cluster_so *cs = calloc(1, sizeof(*cs));
+    if (!cs)
+        return NULL;
+    cs->srv = srv;
+    cs->cl = cl;
+    cs->eng = e;
+    cs->glue = g;
+    so_effects_init(&cs->fx);
+    if (app_cluster_add_script(cl, &update_script) < 0 ||
+        app_cluster_add_script(cl, &snapshot_script) < 0 ||
+        app_cluster_on_state(cl, on_link_state, cs) < 0) {
+        free(cs);
+        return NULL;
+    }
+    uv_timer_init(app_server_loop(srv), &cs->retry);
+    cs->retry.data = cs;
+    uv_timer_start(&cs->retry, on_retry, RETRY_MS, RETRY_MS);
+    uv_unref((uv_handle_t *)&cs->retry);
+    return cs;
+}
+
+void app_cluster_so_shutdown(app_cluster_so *cs)
+{
+    if (cs && !cs->closed) {
+        cs->closed = true;
+        uv_close((uv_handle_t *)&cs->retry, NULL);
+    }
+}
+
+void app_cluster_so_free(app_cluster_so *cs)
+{
+    if (!cs)
+        return;
+    size_t it = 0;
+    cso_room *r;
+    while ((r = sh_map_next(&cs->rooms, &it)) != NULL)
+        room_free(r);
+    sh_map_cleanup(&cs->rooms);
+    while (cs->pend) {
+        pending *p = cs->pend;
+        cs->pend = p->next;
+        pending_free(p);
+    }
+    sh_map_cleanup(&cs->pend_by_seq);
+    so_effects_cleanup(&cs->fx);
+    free(cs);
+}
+
+void app_cluster_so_get_stats(const app_cluster_so *cs, app_cluster_so_stats *st)
+{
+    *st = cs ? cs->st : (app_cluster_so_stats){0};
+}

@@ -1,0 +1,323 @@
+/* Clustered rooms: writes to persistent objects are proposed, not applied;
+ * the cluster's ordered updates are applied in version order, the writer
+ * answered Success; snapshots are applied as one diff or, on a reset, as
+ * Clear and everything. */
+#include "so_test_util.h"
+
+#define ROOM "app/cl"
+
+static so_store *s;
+static so_engine *e;
+static tclient a, b;
+static so_effects fx;
+
+/* The proposals the hook got (keys of the last one). */
+static struct {
+    int calls;
+    int result;         /* what the hook returns */
+    so_client *client;
+    uint32_t base;
+    size_t n;
+    char key[64];
+    bool remove;
+} prop;
+
+/* SendMessages handed to the cluster (the last one's event bytes). */
+static struct {
+    int calls;
+    int result;
+    uint8_t ev[256];
+    size_t len;
+} sent;
+
+static int hook_send(void *ud, const char *room, const char *name, size_t nlen,
+                     const uint8_t *ev, size_t len)
+{
+    (void)ud;
+    cr_assert_str_eq(room, ROOM);
+    cr_assert_eq(nlen, 1);
+    cr_assert_eq(name[0], 'p');
+    sent.calls++;
+    cr_assert_leq(len, sizeof(sent.ev));
+    memcpy(sent.ev, ev, len);
+    sent.len = len;
+    return sent.result;
+}
+
+static int hook_propose(void *ud, const so_proposal *p)
+{
+    (void)ud;
+    prop.calls++;
+    prop.client = p->client;
+    prop.base = p->base_version;
+    prop.n = p->n;
+    snprintf(prop.key, sizeof(prop.key), "%.*s", (int)p->changes[0].klen, p->changes[0].key);
+    prop.remove = p->changes[0].remove;
+    return prop.result;
+}
+
+static void settings(void *ud, const char *room, so_room_settings *st)
+{
+    (void)ud;
+    (void)room;
+    st->clustered = true;
+}
+
+static void setup(void)
+{
+    cr_assert_eq(so_store_open(&so_store_memory_ops, NULL, NULL, &s), 0);
+    e = t_engine_new(NULL, s);
+    t_set_hooks(e, (so_hooks){.room_settings = settings, .propose = hook_propose,
+                              .propose_send = hook_send});
+    memset(&sent, 0, sizeof(sent));
+    so_effects_init(&fx);
+    memset(&prop, 0, sizeof(prop));
+    t_register(e, &a, AMF_ENC_AMF0, ROOM);
+    t_register(e, &b, AMF_ENC_AMF3, ROOM);
+    cr_assert_eq(t_use(e, &a, "p", 0, true, &fx), 0);
+    cr_assert_eq(t_use(e, &b, "p", 0, true, &fx), 0);
+    deliver(&a, &fx);
+    deliver(&b, &fx);
+    so_effects_clear(&fx);
+    /* count from here */
+    a.msgs = b.msgs = a.clears = b.clears = a.use_success = b.use_success = 0;
+}
+
+static void teardown(void)
+{
+    so_effects_cleanup(&fx);
+    t_engine_free(e, &a, &b);
+    so_store_close(s);
+}
+
+TestSuite(so_cluster, .init = setup, .fini = teardown);
+
+static const uint8_t ONE[] = {0x00, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0};   /* AMF0 number 1 */
+static const uint8_t TWO[] = {0x00, 0x40, 0x00, 0, 0, 0, 0, 0, 0};   /* 2 */
+static const uint8_t THREE[] = {0x00, 0x40, 0x08, 0, 0, 0, 0, 0, 0}; /* 3 */
+
+static so_wire_change set(const char *k, const uint8_t *v)
+{
+    return (so_wire_change){.key = k, .klen = strlen(k), .value = v, .vlen = 9};
+}
+
+static so_object *obj(void)
+{
+    return so_engine_object_find(e, ROOM, "p");
+}
+
+static void both(void)
+{
+    deliver(&a, &fx);
+    deliver(&b, &fx);
+    so_effects_clear(&fx);
+}
+
+Test(so_cluster, a_write_is_proposed_not_applied)
+{
+    cr_assert_eq(t_set1(e, &a, "p", 1, "x", 1, &fx), 0);
+    cr_assert_eq(prop.calls, 1);
+    cr_assert_eq(prop.client, a.c);
+    cr_assert_eq(prop.base, 1);
+    cr_assert_eq(prop.n, 1);
+    cr_assert_str_eq(prop.key, "x");
+    cr_assert_eq(count_for(&a, &fx) + count_for(&b, &fx), 0, "nothing is said before the cluster");
+    cr_assert_eq(so_object_version(obj()), 1);
+    cr_assert_null(so_object_get(obj(), "x", 1));
+}
+
+Test(so_cluster, the_update_answers_the_writer_and_reaches_the_others)
+{
+    cr_assert_eq(t_set1(e, &a, "p", 1, "x", 1, &fx), 0);
+    so_wire_change ch = set("x", ONE);
+    cr_assert_eq(so_engine_apply_update(e, ROOM, "p", 1, 2, &ch, 1, a.c, &fx), 0);
+    both();
+    cr_assert_eq(a.success, 1, "the writer gets Success");
+    cr_assert_eq(a.version, 2);
+    cr_assert_null(model_find(&a, "x"), "and no Change of its own write");
+    cr_assert_eq(b.version, 2);
+    cr_assert_not_null(model_find(&b, "x"));
+    cr_assert_eq(amf_as_number(model_find(&b, "x")->v), 1);
+    cr_assert_eq(so_object_version(obj()), 2);
+}
+
+Test(so_cluster, updates_apply_in_version_order_only)
+{
+    so_wire_change ch = set("x", ONE);
+    cr_assert_eq(so_engine_apply_update(e, ROOM, "p", 1, 2, &ch, 1, NULL, &fx), 0);
+    cr_assert_eq(so_engine_apply_update(e, ROOM, "p", 1, 2, &ch, 1, NULL, &fx), SO_APPLY_OLD);
+    cr_assert_eq(so_engine_apply_update(e, ROOM, "p", 1, 4, &ch, 1, NULL, &fx), SO_APPLY_GAP);
+    cr_assert_eq(so_object_version(obj()), 2);
+    both();
+    cr_assert_eq(b.msgs, 1, "one message for the one applied update");
+    /* an object the room does not have yet is made by its first update */
+    cr_assert_eq(so_engine_apply_update(e, ROOM, "q", 1, 2, &ch, 1, NULL, &fx), 0);
+    cr_assert_not_null(so_engine_object_find(e, ROOM, "q"));
+    cr_assert_eq(so_engine_apply_update(e, "app/none", "p", 1, 2, &ch, 1, NULL, &fx), SH_ESTATE);
+}
+
+Test(so_cluster, a_cluster_that_cannot_take_it_answers_store_failed)
+{
+    prop.result = SH_ESTATE;
+    cr_assert_eq(t_set1(e, &a, "p", 1, "x", 1, &fx), 0);
+    both();
+    cr_assert_eq(a.status, 1);
+    cr_assert_str_eq(a.last_status, SO_STATUS_STORE_FAILED);
+    cr_assert_eq(a.success, 0);
+    cr_assert_eq(b.msgs, 0);
+}
+
+Test(so_cluster, a_write_stale_here_is_refused_here)
+{
+    so_wire_change ch = set("x", ONE);
+    cr_assert_eq(so_engine_apply_update(e, ROOM, "p", 1, 2, &ch, 1, NULL, &fx), 0);
+    both();
+    cr_assert_eq(t_set1(e, &a, "p", 1, "x", 5, &fx), 0);
+    cr_assert_eq(prop.calls, 0, "not proposed");
+    both();
+    cr_assert_eq(a.success, 0);
+    cr_assert_eq(amf_as_number(model_find(&a, "x")->v), 1, "answered with the current value");
+}
+
+Test(so_cluster, later_answers)
+{
+    so_wire_change ch = set("x", ONE);
+    cr_assert_eq(so_engine_apply_update(e, ROOM, "p", 1, 2, &ch, 1, NULL, &fx), 0);
+    both();
+    cr_assert_eq(so_engine_answer(e, a.c, "p", 1, &ch, 1, SO_ANSWER_CURRENT, &fx), 0);
+    cr_assert_eq(so_engine_answer(e, a.c, "p", 1, &ch, 1, SO_ANSWER_STORE_FAILED, &fx), 0);
+    cr_assert_eq(so_engine_answer(e, a.c, "p", 1, &ch, 1, SO_ANSWER_SUCCESS, &fx), 0);
+    both();
+    cr_assert_eq(a.msgs, 4);
+    cr_assert_str_eq(a.last_status, SO_STATUS_STORE_FAILED);
+    cr_assert_eq(a.success, 1);
+    cr_assert_eq(b.msgs, 1, "answers go to the writer only");
+}
+
+Test(so_cluster, a_snapshot_is_applied_as_one_diff)
+{
+    so_wire_change ch[2] = {set("x", ONE), set("y", TWO)};
+    cr_assert_eq(so_engine_apply_update(e, ROOM, "p", 1, 2, ch, 2, NULL, &fx), 0);
+    both();
+    so_store_batch *img = so_store_batch_new(0);
+    so_store_batch_add(img, SO_STORE_OBJECT, ROOM, "p", NULL, 0, 5, NULL, 0);
+    so_store_batch_add(img, SO_STORE_SET, ROOM, "p", "x", 1, 2, ONE, 9);
+    so_store_batch_add(img, SO_STORE_SET, ROOM, "p", "z", 1, 5, THREE, 9);
+    size_t before = b.msgs;
+    cr_assert_eq(so_engine_object_sync(e, ROOM, "p", 5, img, false, &fx), 0);
+    both();
+    cr_assert_eq(b.msgs, before + 1, "one message");
+    cr_assert_eq(b.clears, 0);
+    cr_assert_eq(b.version, 5);
+    cr_assert_null(model_find(&b, "y"), "y removed");
+    cr_assert_eq(amf_as_number(model_find(&b, "z")->v), 3);
+    cr_assert_eq(amf_as_number(model_find(&b, "x")->v), 1);
+    assert_model_eq(&b, obj());
+    cr_assert_eq(so_engine_object_sync(e, ROOM, "p", 5, img, false, &fx), SO_APPLY_OLD);
+    /* a client that had version 2 gets the diff from the history */
+    tclient c;
+    t_register(e, &c, AMF_ENC_AMF0, ROOM);
+    cr_assert_eq(t_use(e, &c, "p", 2, true, &fx), 0);
+    deliver(&c, &fx);
+    so_effects_clear(&fx);
+    cr_assert_eq(c.clears, 0);
+    cr_assert_eq(c.version, 5);
+    t_unregister(e, &c);
+    so_store_batch_free(img);
+}
+
+Test(so_cluster, a_reset_sends_clear_and_everything)
+{
+    so_wire_change ch[2] = {set("x", ONE), set("y", TWO)};
+    cr_assert_eq(so_engine_apply_update(e, ROOM, "p", 1, 2, ch, 2, NULL, &fx), 0);
+    cr_assert_eq(so_engine_apply_update(e, ROOM, "p", 1, 3, ch, 1, NULL, &fx), 0);
+    both();
+    so_store_batch *img = so_store_batch_new(0);
+    so_store_batch_add(img, SO_STORE_SET, ROOM, "p", "z", 1, 1, THREE, 9);
+    cr_assert_eq(so_engine_object_sync(e, ROOM, "p", 1, img, true, &fx), 0);
+    both();
+    cr_assert_eq(b.clears, 1);
+    cr_assert_eq(b.version, 1, "versions may go back on a reset");
+    cr_assert_eq(b.n, 1);
+    assert_model_eq(&b, obj());
+    cr_assert_eq(so_object_version(obj()), 1);
+    cr_assert_eq(so_object_history_len(obj()), 0);
+    /* the next update follows the new version */
+    cr_assert_eq(so_engine_apply_update(e, ROOM, "p", 1, 2, ch, 1, NULL, &fx), 0);
+    so_store_batch_free(img);
+}
+
+Test(so_cluster, temporary_objects_and_server_writes)
+{
+    cr_assert_eq(t_use(e, &a, "t", 0, false, &fx), 0);
+    cr_assert_eq(t_set1(e, &a, "t", 1, "x", 1, &fx), 0);
+    both();
+    cr_assert_eq(prop.calls, 0, "a temporary object is not clustered");
+    cr_assert_eq(a.success, 1);
+    amf_value *v = amf_number(1);
+    cr_assert_eq(so_object_set(e, obj(), "k", 1, v, &fx), SH_EUNSUPPORTED);
+    so_change c = {"k", 1, v};
+    cr_assert_eq(so_object_apply(e, obj(), &c, 1, &fx), SH_EUNSUPPORTED);
+    amf_unref(v);
+    cr_assert_null(so_engine_take_batch(e), "nothing for the node's store");
+}
+
+static void send_hello(tclient *t)
+{
+    amf_value *arg = amf_number(7);
+    sh_buf buf;
+    sh_buf_init(&buf, SH_BUF_MAX_DEFAULT);
+    so_wire_client_send(&buf, mt_of(t), "p", 0, true, "hello", 1, &arg);
+    amf_unref(arg);
+    cr_assert_eq(t_send_body(e, t, &buf, 0, &fx), 0);
+}
+
+Test(so_cluster, send_messages_go_through_the_cluster)
+{
+    send_hello(&a);
+    cr_assert_eq(sent.calls, 1);
+    both();
+    cr_assert_eq(a.sends + b.sends, 0, "delivered when it comes back from the cluster");
+    cr_assert_eq(so_engine_send_event(e, ROOM, "p", 1, sent.ev, sent.len, &fx), 0);
+    both();
+    cr_assert_eq(a.sends, 1, "the sender too");
+    cr_assert_eq(b.sends, 1);
+    cr_assert_str_eq(b.last_handler, "hello");
+    /* a cluster that cannot take it: this node's subscribers get it now */
+    sent.result = SH_ESTATE;
+    send_hello(&a);
+    both();
+    cr_assert_eq(a.sends, 2);
+    cr_assert_eq(b.sends, 2);
+    /* an object this node does not have: nothing */
+    cr_assert_eq(so_engine_send_event(e, ROOM, "zz", 2, sent.ev, sent.len, &fx), 0);
+    cr_assert_eq(fx.len, 0);
+}
+
+Test(so_cluster, a_seeded_history_answers_a_use_with_a_diff)
+{
+    so_store_batch *img = so_store_batch_new(0);
+    so_store_batch_add(img, SO_STORE_SET, ROOM, "p", "x", 1, 2, ONE, 9);
+    so_store_batch_add(img, SO_STORE_SET, ROOM, "p", "y", 1, 3, TWO, 9);
+    cr_assert_eq(so_engine_object_sync(e, ROOM, "p", 3, img, true, &fx), 0); /* no history */
+    both();
+    const char *kx[] = {"x"}, *ky[] = {"y"};
+    size_t one[] = {1};
+    so_hist_entry bad[2] = {{2, 1, kx, one}, {4, 1, ky, one}};
+    cr_assert_eq(so_engine_object_seed_history(e, ROOM, "p", bad, 2), SH_EINVAL);
+    so_hist_entry h[2] = {{2, 1, kx, one}, {3, 1, ky, one}};
+    cr_assert_eq(so_engine_object_seed_history(e, ROOM, "p", h, 2), 0);
+    cr_assert_eq(so_object_history_len(obj()), 2);
+    cr_assert_eq(so_engine_object_seed_history(e, ROOM, "p", h, 2), SH_ESTATE, "only once");
+    tclient c;
+    t_register(e, &c, AMF_ENC_AMF0, ROOM);
+    cr_assert_eq(t_use(e, &c, "p", 2, true, &fx), 0);
+    deliver(&c, &fx);
+    so_effects_clear(&fx);
+    cr_assert_eq(c.clears, 0, "a diff, not Clear and everything");
+    cr_assert_eq(c.version, 3);
+    cr_assert_not_null(model_find(&c, "y"));
+    cr_assert_null(model_find(&c, "x"), "x did not change since version 2");
+    t_unregister(e, &c);
+    so_store_batch_free(img);
+}
