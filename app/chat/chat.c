@@ -809,8 +809,8 @@ static void on_page(void *ud, int status, const chat_store_msg *msgs, size_t n)
     }
     if (!cc->catching_up || cc->failed || full)
         return; /* a full queue: the pump timer goes on once it drained */
-    if (n < CHAT_PAGE_ROWS && cc->sent >= u->committed)
-        conn_live(ch, cc);
+    if (n < CHAT_PAGE_ROWS && cc->sent >= u->committed && u->loaded)
+        conn_live(ch, cc); /* (not loaded: a clustered user whose channel was lost) */
     else
         conn_pump(ch, cc);
 }

@@ -247,10 +247,12 @@ static int issue(app_cluster_link *l, const app_redis_script *s, app_redis_cb cb
     return rc;
 }
 
+/* A command without answer is the link's failure, which the link logs
+ * once; per-command lines stay at debug level. */
 static void log_error(const char *what, const redisReply *rep)
 {
     if (!rep)
-        SH_LOG(SH_LOG_WARN, "chat: redis: %s: no answer", what);
+        SH_LOG(SH_LOG_DEBUG, "chat: redis: %s: no answer", what);
     else if (rep->type == REDIS_REPLY_ERROR)
         SH_LOG(SH_LOG_WARN, "chat: redis: %s: %s", what, rep->str);
     else

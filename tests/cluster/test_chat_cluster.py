@@ -159,6 +159,11 @@ r = ok_value(bob.send("alice", "hi alice"))
 alice.until(lambda: len(alice.msgs) >= 1, 5.0)
 check(r and r["status"] == "delivered" and alice.msgs and alice.msgs[0]["id"] == r["id"] and
       alice.msgs[0]["text"] == "hi alice", "and back from n1 to n0 (%s)" % r)
+odd = "two\nlines, \u00e9t\u00e9 \U0001f600 and {braces}"
+r = ok_value(alice.send("bob", odd))
+bob.until(lambda: len(bob.msgs) >= 2, 5.0)
+check(r and bob.msgs[-1:] and bob.msgs[-1]["text"] == odd and bob.msgs[-1]["id"] == r["id"],
+      "a text with a newline and non-ASCII characters arrives unchanged")
 r = bob.send("bob", "me")
 check(r and not r["ok"] and r["value"]["code"] == "Chat.Denied", "to oneself still refused")
 
@@ -268,6 +273,44 @@ again = ok_value(alice.send("eve", "flow 0", "c0"))
 first = [k for k, t in answered.items() if t == "flow 0"]
 check(again and first and again["id"] == first[0],
       "a retried clientId is answered with its first id (%s)" % again)
+check(cl.restart(1), "n1 restarted")
+
+# ---- 5b. kill -9 of the sender's node: retries with the same clientIds ----
+kim = Client(n1, "kim")
+lee = Client(n2, "lee")
+time.sleep(0.3)
+N_K = 300
+kcalls = [kim.call("chat.sendPrivate", "lee", "k%d" % i, "k%d" % i) for i in range(N_K)]
+kim.wait_result(kcalls[N_K // 3])
+cl.kill(1)
+kim.pump(0.2)
+kanswered = {}
+for k, i in enumerate(kcalls):
+    v = ok_value(kim.results.get(i))
+    if v:
+        kanswered["k%d" % k] = v["id"]
+note("%d of %d answered before kim's node died" % (len(kanswered), N_K))
+kim = Client(n0, "kim")
+retry = {}
+for k in range(N_K):
+    if "k%d" % k not in kanswered:
+        retry["k%d" % k] = kim.call("chat.sendPrivate", "lee", "k%d" % k, "k%d" % k)
+for t, i in retry.items():
+    v = ok_value(kim.wait_result(i))
+    if v:
+        kanswered[t] = v["id"]
+check(len(kanswered) == N_K, "kim reconnected on n0, retried %d unanswered sends with their "
+      "clientIds: all %d answered" % (len(retry), N_K))
+lee.until(lambda: len(lee.msgs) >= N_K, 8.0)
+lee.pump(0.3)
+texts = [m["text"] for m in lee.msgs]
+check(sorted(texts) == sorted(kanswered) and increasing(lee.ids()),
+      "lee got each of the %d texts exactly once, in id order (%d messages)" %
+      (N_K, len(texts)))
+check(all(kanswered[m["text"]] == m["id"] for m in lee.msgs),
+      "under the id its sender was answered, also for the retried ones")
+kim.close()
+lee.close()
 check(cl.restart(1), "n1 restarted")
 
 # ---- 6. presence from every node; a killed node's users disappear ----
