@@ -34,11 +34,12 @@ static const char SEND_SRC[] =
     "local acked = tonumber(h[2]) or 0\n"
     "if last - acked >= tonumber(ARGV[1]) then return {0, -1} end\n"
     "local id = redis.call('HINCRBY', KEYS[1], 'last', 1)\n"
-    "local p = id .. '\\n' .. ARGV[2] .. '\\n' .. ARGV[3] .. '\\n' .. ARGV[4]\n"
+    "local sid = string.format('%d', id)\n"
+    "local p = sid .. '\\n' .. ARGV[2] .. '\\n' .. ARGV[3] .. '\\n' .. ARGV[4]\n"
     "redis.call('ZADD', KEYS[2], id, p)\n"
     "local st = 0\n"
     "if redis.call('PUBLISH', ARGV[5], p) > 0 then st = 1 end\n"
-    "if d then redis.call('SET', d, id .. ':' .. st, 'PX', ARGV[6]) end\n"
+    "if d then redis.call('SET', d, sid .. ':' .. st, 'PX', ARGV[6]) end\n"
     "return {id, st}\n";
 
 /* KEYS: n, q; ARGV: id.  Acknowledges up to min(id, last); returns acked. */
