@@ -128,6 +128,40 @@ class Client:
         self.ws.close()
 
 
+def subscribed(user, n=1, timeout=5.0):
+    """Waits until n nodes subscribed to user's channel (so a send is
+    answered 'delivered')."""
+    ch = "sohub:chat:{%d:%s:%s}:c" % (len(APP), APP, user)
+
+    def numsub():
+        r = redis.cmd("PUBSUB", "NUMSUB", ch)
+        return isinstance(r, list) and len(r) == 2 and r[1] >= n
+    return bool(wait_for(numsub, timeout))
+
+
+def send_when_up(c, to, text, timeout=15.0):
+    """Sends until a node whose link is back stores it; the answer's value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = ok_value(c.send(to, text))
+        if r:
+            return r
+        time.sleep(0.1)
+    return None
+
+
+UP = "up: clustered applications are served"
+
+
+def ups():
+    return [n.log_text().count(UP) for n in cl.nodes]
+
+
+def all_back(before, timeout=15.0):
+    """Every node logged its link up again since `before` (ups())."""
+    return bool(wait_for(lambda: all(a > b for a, b in zip(ups(), before)), timeout))
+
+
 def increasing(ids):
     return all(a < b for a, b in zip(ids, ids[1:]))
 
@@ -147,7 +181,7 @@ n0, n1, n2 = cl.nodes
 # ---- 1. from a user on n0 to a user on n1 ----
 alice = Client(n0, "alice")
 bob = Client(n1, "bob")
-time.sleep(0.3)  # bob's channel subscription confirmed
+check(subscribed("bob") and subscribed("alice"), "n1 subscribed to bob's channel, n0 to alice's")
 r = ok_value(alice.send("bob", "hello bob"))
 check(r and r["id"] == 1 and r["status"] == "delivered",
       "alice (n0) -> bob (n1): answered id 1, delivered (%s)" % r)
@@ -223,7 +257,7 @@ carol.close()
 # ---- 4. two connections of one user on two nodes ----
 dan1 = Client(n0, "dan")
 dan2 = Client(n2, "dan")
-time.sleep(0.3)
+check(subscribed("dan", 2), "two nodes subscribed to dan's channel")
 for i in range(20):
     ok_value(bob.send("dan", "both %d" % i))
 dan1.until(lambda: len(dan1.msgs) >= 20, 5.0)
@@ -235,7 +269,7 @@ dan2.close()
 
 # ---- 5. kill -9 of the recipient's node while messages flow ----
 eve = Client(n1, "eve")
-time.sleep(0.3)
+subscribed("eve")
 N_FLOW = 400
 calls = [alice.call("chat.sendPrivate", "eve", "flow %d" % i, "c%d" % i)
          for i in range(N_FLOW // 2)]
@@ -278,7 +312,7 @@ check(cl.restart(1), "n1 restarted")
 # ---- 5b. kill -9 of the sender's node: retries with the same clientIds ----
 kim = Client(n1, "kim")
 lee = Client(n2, "lee")
-time.sleep(0.3)
+subscribed("lee")
 N_K = 300
 kcalls = [kim.call("chat.sendPrivate", "lee", "k%d" % i, "k%d" % i) for i in range(N_K)]
 kim.wait_result(kcalls[N_K // 3])
@@ -339,9 +373,9 @@ check(watch.until(lambda: counts(watch) == want, 5.0),
 ttl_ms = 3000
 t0 = time.monotonic()
 cl.kill(1)
-gone = watch.until(lambda: "gina" not in watch.presence, 6.0)
+gone = watch.until(lambda: "gina" not in watch.presence, 8.0)
 dt = (time.monotonic() - t0) * 1000
-check(gone and dt <= ttl_ms + 1000,
+check(gone and dt <= ttl_ms + ttl_ms // 6 + 1000,
       "n1 killed: its user gone from n2's presence after %.0f ms (node_ttl_ms %d, sweep "
       "every %d)" % (dt, ttl_ms, ttl_ms // 6))
 check(frank.until(lambda: "gina" not in frank.presence, 2.0), "and from n0's")
@@ -354,12 +388,13 @@ check(cl.restart(1), "n1 restarted")
 
 # ---- 7. Redis away: sends refused with a clear error, nothing answered lost ----
 hank = Client(n1, "hank")
-time.sleep(0.3)
+subscribed("hank")
 before = [ok_value(alice.send("hank", "pre %d" % i)) for i in range(10)]
 check(all(before), "10 messages to hank answered before Redis goes")
 hank.until(lambda: len(hank.msgs) >= 10, 5.0)
 hank.close()  # hank did not ack them
 pend = [alice.call("chat.sendPrivate", "hank", "racing %d" % i) for i in range(50)]
+ups0 = ups()
 redis.kill(signal.SIGKILL)
 res = [alice.wait_result(i, 8.0) for i in pend]
 racing_ok = {v["id"]: "racing %d" % k for k, v in enumerate(ok_value(x) for x in res) if v}
@@ -377,13 +412,8 @@ r = alice.ack(1)
 check(r and not r["ok"] and r["value"]["code"] == "Chat.StoreFailed",
       "an ack while Redis is down is refused too")
 check(redis.start(), "redis-server restarted from its AOF")
-check(wait_for(lambda: cl.live_nodes() == 3, 8.0), "every node reconnected")
-r = None
-for _ in range(40):
-    r = ok_value(alice.send("hank", "after"))
-    if r:
-        break
-    time.sleep(0.1)
+check(all_back(ups0), "every node's link is up again (%s)" % ups())
+r = send_when_up(alice, "hank", "after")
 last_before = max([v["id"] for v in before] + list(racing_ok))
 check(r and r["id"] > last_before,
       "sends work again; the id %s follows every answered one (%d)" % (r and r["id"], last_before))
@@ -398,19 +428,15 @@ check(all(racing_ok.get(m["id"], m["text"]) == m["text"] for m in hank.msgs),
 
 # a connection that stays open through the outage gets what was sent meanwhile
 ivy = Client(n0, "ivy")
-time.sleep(0.3)
+subscribed("ivy")
 ok_value(alice.send("ivy", "one"))
 ivy.until(lambda: len(ivy.msgs) >= 1, 5.0)
+ups0 = ups()
 redis.kill(signal.SIGKILL)
 time.sleep(0.5)
 check(redis.start(), "Redis killed and restarted again, ivy's connection open on n0")
-check(wait_for(lambda: cl.live_nodes() == 3, 8.0), "every node reconnected")
-r = None
-for _ in range(40):
-    r = ok_value(alice.send("ivy", "two"))
-    if r:
-        break
-    time.sleep(0.1)
+check(all_back(ups0), "every node's link is up again (%s)" % ups())
+r = send_when_up(alice, "ivy", "two")
 ivy.until(lambda: len(ivy.msgs) >= 2, 8.0)
 check(ivy.ids() == [1, 2] and ivy.msgs[1]["text"] == "two",
       "ivy got the message sent after the outage on the same connection (%s)" % ivy.ids())
