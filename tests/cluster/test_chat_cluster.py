@@ -446,8 +446,15 @@ for c in (alice, bob, eve, eve2, gina, hank, ivy):
         c.close()
     except Exception:
         pass
+node_ids = [k.split(":")[-1] for k in redis.cmd("KEYS", "sohub:node:*") or []]
 statuses = cl.stop()
-check(statuses[0] == 0 and statuses[2] == 0, "nodes stop cleanly (%s)" % statuses)
+check(statuses == [0, 0, 0], "nodes stop cleanly (%s)" % statuses)
+left = []
+for k in redis.cmd("KEYS", "sohub:pres:*") or []:
+    if redis.cmd("TYPE", k) == "hash":
+        left += [v for v in (redis.cmd("HVALS", k) or []) if any(i in v for i in node_ids)]
+check(len(node_ids) == 3 and left == [],
+      "a clean stop takes the node's users out of presence in Redis (%s)" % left)
 for n in cl.nodes:
     t = n.log_text()
     if "ERROR" in t or "AddressSanitizer" in t:
