@@ -182,6 +182,8 @@ struct chat {
     app_store *st;          /* the server's store module: reads and writes */
     app_cluster *cluster;   /* NULL when no application is clustered */
     sh_map rooms;           /* clustered presence: room -> cluster_room */
+    sh_map pres_dirty;      /* clustered presence: "room\0user" whose last write
+                             * Redis did not confirm (written again when up) */
     uv_timer_t psweep;      /* clustered presence: dead nodes' entries */
     chat_presence *presence;
     sh_map users;          /* user_key -> chat_user */
@@ -716,7 +718,9 @@ static void pump_all(chat *ch);
 
 static void on_check(uv_check_t *h)
 {
-    pump_all(h->data);
+    chat *ch = h->data;
+    chat_presence_flush(ch->presence);
+    pump_all(ch);
 }
 
 static void cluster_retry(chat *ch);
@@ -1948,6 +1952,109 @@ static void room_release(chat *ch, cluster_room *r)
         room_free(r);
 }
 
+/* A presence write that Redis must confirm: one that got no answer (a
+ * leave lost in a Redis crash would leave the user listed while this node
+ * lives) is remembered and written again, with the count of that moment,
+ * when the link is back. */
+typedef struct pres_write {
+    chat *ch;
+    size_t klen;
+    char key[];            /* room, NUL, user */
+} pres_write;
+
+static void pres_dirty_add(chat *ch, const char *key, size_t klen)
+{
+    if (ch->stopping || sh_map_get(&ch->pres_dirty, key, klen))
+        return;
+    char *k = dup_n(key, klen);
+    if (!k || sh_map_put(&ch->pres_dirty, k, klen, k) != 0) {
+        free(k);
+        SH_LOG(SH_LOG_WARN, "presence: out of memory: an entry may stay in Redis until this "
+               "node stops");
+    }
+}
+
+static void pres_write_done(void *ud, int status)
+{
+    pres_write *w = ud;
+    chat *ch = w->ch;
+    ch->nreads--;
+    if (status < 0)
+        pres_dirty_add(ch, w->key, w->klen);
+    free(w);
+    chat_maybe_free(ch);
+}
+
+/* Tells Redis that this node has `count` connections of user in room. */
+static void pres_tell(chat *ch, app_cluster_link *l, const char *room, const char *user,
+                      size_t count)
+{
+    size_t rl = strlen(room), ul = strlen(user);
+    pres_write *w = malloc(sizeof(*w) + rl + 1 + ul + 1);
+    if (!w) {
+        SH_LOG(SH_LOG_WARN, "presence: out of memory for %s in %s", user, room);
+        return;
+    }
+    w->ch = ch;
+    w->klen = rl + 1 + ul;
+    memcpy(w->key, room, rl + 1);
+    memcpy(w->key + rl + 1, user, ul + 1);
+    int rc = chat_redis_presence_set(l, room, app_cluster_node_id(ch->cluster), user, count,
+                                     wall_ms(), pres_write_done, w);
+    if (rc < 0) {
+        SH_LOG(SH_LOG_DEBUG, "presence: %s in %s not told to Redis (%s): told again once it "
+               "is back", user, room, sh_strerror(rc));
+        pres_dirty_add(ch, w->key, w->klen);
+        free(w);
+        return;
+    }
+    ch->nreads++;
+}
+
+/* The link is back: the writes Redis did not confirm, again, with the
+ * counts of now (those of a Redis still away stay). */
+static void pres_dirty_retry(chat *ch, char *key)
+{
+    const char *room = key, *user = key + strlen(key) + 1;
+    const char *slash = strchr(room, '/');
+    char app[APP_NAME_MAX + 1];
+    size_t alen = slash ? (size_t)(slash - room) : 0;
+    if (!slash || alen > APP_NAME_MAX)
+        return;
+    memcpy(app, room, alen);
+    app[alen] = '\0';
+    app_cluster_link *l = app_cluster_link_for(ch->cluster, app);
+    if (!l)
+        return;
+    chat_user *u = user_find(ch, app, user, strlen(user));
+    size_t count = 0;
+    for (chat_conn *cc = u ? u->conns : NULL; cc; cc = cc->next)
+        count += strcmp(app_conn_instance(cc->c), slash + 1) == 0;
+    pres_tell(ch, l, room, user, count);
+}
+
+static bool pres_dirty_take(void *val, void *ctx)
+{
+    char ***list = ctx;
+    *(*list)++ = val;
+    return true;
+}
+
+static void pres_dirty_flush(chat *ch)
+{
+    size_t n = ch->pres_dirty.count;
+    char **keys = n ? calloc(n, sizeof(*keys)) : NULL;
+    if (!keys)
+        return;
+    char **end = keys;
+    sh_map_sweep(&ch->pres_dirty, pres_dirty_take, &end);
+    for (char **k = keys; k < end; k++) {
+        pres_dirty_retry(ch, *k);
+        free(*k);
+    }
+    free(keys);
+}
+
 /* u's connections in c's room changed (joined: c was added, else
  * removed): this node's entry goes to Redis, and the room is mirrored
  * while this node has users there. */
@@ -1968,11 +2075,7 @@ static void cluster_presence(chat *ch, chat_user *u, app_conn *c, bool joined)
             SH_LOG(SH_LOG_WARN, "conn=%llu presence: cannot follow %s",
                    (unsigned long long)app_conn_id(c), room);
     }
-    int rc = chat_redis_presence_set(u->link, room, app_cluster_node_id(ch->cluster), u->name,
-                                     count, wall_ms(), NULL, NULL);
-    if (rc < 0)
-        SH_LOG(SH_LOG_DEBUG, "presence: %s in %s not told to Redis (%s): told again once it "
-               "is back", u->name, room, sh_strerror(rc));
+    pres_tell(ch, u->link, room, u->name, count);
     if (!joined && count == 0 && r && r->users && --r->users == 0)
         room_release(ch, r);
 }
@@ -1993,8 +2096,7 @@ static bool announce_one(void *val, void *ctx)
             continue;
         char room[2 * APP_NAME_MAX + 2];
         snprintf(room, sizeof(room), "%s/%s", u->app, app_conn_instance(cc->c));
-        chat_redis_presence_set(u->link, room, app_cluster_node_id(ch->cluster), u->name,
-                                instance_count(u, cc->c), wall_ms(), NULL, NULL);
+        pres_tell(ch, u->link, room, u->name, instance_count(u, cc->c));
     }
     return false;
 }
@@ -2043,6 +2145,7 @@ static void cluster_on_state(app_cluster_link *l, bool up, void *ud)
     if (!up)
         return;
     cluster_retry(ch);
+    pres_dirty_flush(ch);
     sh_map_sweep(&ch->users, announce_one, ch);
     on_psweep(&ch->psweep);
 }
@@ -2076,6 +2179,10 @@ static void chat_free(chat *ch)
     sh_map_cleanup(&ch->users);
     sh_map_sweep(&ch->rooms, room_drop_one, ch);
     sh_map_cleanup(&ch->rooms);
+    char *k;
+    for (size_t i = 0; (k = sh_map_next(&ch->pres_dirty, &i)) != NULL;)
+        free(k);
+    sh_map_cleanup(&ch->pres_dirty);
     chat_presence_free(ch->presence);
     SH_LOG(SH_LOG_INFO, "chat: stopped (%llu messages, %llu batches, %llu failed)",
            (unsigned long long)ch->messages, (unsigned long long)ch->batches,

@@ -18,6 +18,8 @@ chat_presence *chat_presence_new(app_server *srv);
 void chat_presence_update(chat_presence *p, app_conn *c, const char *user, size_t count,
                           int64_t now_ms);
 void chat_presence_free(chat_presence *p);
+/* Delivers what the object's opening applied (call once per loop turn). */
+void chat_presence_flush(chat_presence *p);
 /* Clustered applications: the slot of user in room ("APP/INSTANCE") is
  * set to exactly (count, since_ms) as Redis says (count 0 removes it);
  * retain removes every slot whose user is not among users; drop empties

@@ -45,6 +45,7 @@ struct chat_presence {
     app_server *srv;
     presence_room *rooms;
     so_effects fx;
+    bool held;             /* fx holds effects made by on_open (see there) */
 };
 
 chat_presence *chat_presence_new(app_server *srv)
@@ -138,9 +139,23 @@ static void on_open(void *ud, so_object *o, int err)
         free(x);
     }
     r->pend_tail = &r->pend;
-    app_so_deliver(g, &p->fx);
+    /* on_open may run inside the engine's replay of a room that was
+     * loading, after a client's Use that the replay answered into the
+     * glue's own effects, delivered once the replay is over: delivering
+     * ours now would put these changes before that client's UseSuccess and
+     * Clear, which would then wipe them.  They go out with the next
+     * delivery or chat_presence_flush (the same loop turn). */
+    p->held = true;
     if (so_object_slot_count(o) == 0)
         room_drop(p, e, r);
+}
+
+void chat_presence_flush(chat_presence *p)
+{
+    if (!p || !p->held)
+        return;
+    p->held = false;
+    app_so_deliver(app_so_glue_of(p->srv), &p->fx);
 }
 
 static presence_room *room_find(chat_presence *p, const char *room)
@@ -215,6 +230,7 @@ static void room_update(chat_presence *p, const char *room, const char *user, si
         return;
     }
     apply(p, e, r, user, count, now_ms, exact);
+    p->held = false;
     app_so_deliver(g, &p->fx);
     if (so_object_slot_count(r->obj) == 0)
         room_drop(p, e, r);
