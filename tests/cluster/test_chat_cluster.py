@@ -14,20 +14,27 @@ import signal
 import sys
 import time
 
-from clusterutil import Cluster, Redis, check, finish, need_redis, note, wait_for
+import json
+
+from clusterutil import Admin, Cluster, Redis, check, finish, need_redis, note, wait_for
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "ws"))
 from wsutil import WS  # noqa: E402
 
 APP = "pm"
+WKEY = "cluster-chat-write-key-0123456789"
 EXTRA = """
 [server]
 http_listen = 127.0.0.1:0
+admin_listen = 127.0.0.1:0
+[api_key backend]
+secret = %s
+scope = write
 [app %s]
 presence = true
 chat_rate = 0
 chat_queue = 100000
-""" % APP
+""" % (WKEY, APP)
 
 
 class Client:
@@ -198,6 +205,20 @@ r = ok_value(alice.send("bob", odd))
 bob.until(lambda: len(bob.msgs) >= 2, 5.0)
 check(r and bob.msgs[-1:] and bob.msgs[-1]["text"] == odd and bob.msgs[-1]["id"] == r["id"],
       "a text with a newline and non-ASCII characters arrives unchanged")
+# the server API of a third node takes the same path
+api = Admin(n2.ports["admin"], WKEY)
+st, body = api.request("POST", "/api/v1/apps/%s/chat/messages" % APP,
+                       json.dumps({"to": "bob", "text": "from the API"}))
+v = json.loads(body or b"{}")
+bob.until(lambda: bob.msgs[-1:] and bob.msgs[-1]["text"] == "from the API", 5.0)
+check(st == 200 and v.get("status") == "delivered" and bob.msgs[-1]["id"] == v.get("id") and
+      bob.msgs[-1]["from"] == "system", "POST .../chat/messages on n2 reaches bob on n1 (%s %s)" %
+      (st, v))
+st, body = api.request("GET", "/api/v1/apps/%s/chat/users/bob" % APP)
+v = json.loads(body or b"{}")
+check(st == 200 and v.get("last_id") == bob.msgs[-1]["id"] and v.get("acked") == 0,
+      "GET .../chat/users/bob on n2 reads bob's counters from Redis (%s)" % v)
+api.close()
 r = bob.send("bob", "me")
 check(r and not r["ok"] and r["value"]["code"] == "Chat.Denied", "to oneself still refused")
 
