@@ -23,7 +23,11 @@ from wsutil import WS  # noqa: E402
 
 APP = "pm"
 WKEY = "cluster-chat-write-key-0123456789"
+# timeout_ms: Redis fsyncs every write (appendfsync always) on a disk the
+# test shares with others; a stall of a second must not fail a send.
 EXTRA = """
+[cluster]
+timeout_ms = 3000
 [server]
 http_listen = 127.0.0.1:0
 admin_listen = 127.0.0.1:0
