@@ -32,7 +32,9 @@
 
 #include "auth.h"
 #include "chat_internal.h"
+#include "chat_redis.h"
 #include "chat_store.h"
+#include "cluster.h"
 #include "store.h"
 #include "sh_err.h"
 #include "sh_log.h"
@@ -153,6 +155,14 @@ struct chat_user {
     chat_dedup *dedup;     /* owned, CHAT_DEDUP_MAX entries, made on first clientId */
     size_t dedup_next;
     uint64_t dedup_ms;     /* last time an entry was added */
+    /* Clustered application (link set): the counters and messages live in
+     * Redis (chat_redis.h); while the user has connections here, its
+     * channel is subscribed (a reference) and `loaded` means: subscribed,
+     * READY heard, counters read after it. */
+    app_cluster_link *link;
+    bool subscribed;
+    bool sub_ready;
+    bool reload;           /* READY again while a read was in flight */
 };
 
 typedef struct chat_batch {
@@ -170,6 +180,11 @@ struct chat {
     app_server *srv;
     uv_loop_t *loop;
     app_store *st;          /* the server's store module: reads and writes */
+    app_cluster *cluster;   /* NULL when no application is clustered */
+    sh_map rooms;           /* clustered presence: room -> cluster_room */
+    sh_map pres_dirty;      /* clustered presence: "room\0user" whose last write
+                             * Redis did not confirm (written again when up) */
+    uv_timer_t psweep;      /* clustered presence: dead nodes' entries */
     chat_presence *presence;
     sh_map users;          /* user_key -> chat_user */
     chat_batch *pending;
@@ -295,6 +310,7 @@ static chat_user *user_find(chat *ch, const char *app, const char *name, size_t 
 }
 
 static int user_load(chat *ch, chat_user *u);
+static int cluster_user_load(chat *ch, chat_user *u);
 
 /* The record of (app, name), made when not in memory.  With load, its
  * counters are asked for when they are not known (u->loaded says when
@@ -318,6 +334,7 @@ static chat_user *user_get(chat *ch, const char *app, const char *name, size_t n
         u->klen = klen;
         u->app = u->key;
         u->name = u->key + strlen(app) + 1;
+        u->link = app_cluster_link_for(ch->cluster, app); /* NULL at once unclustered */
         if ((*rc = sh_map_put(&ch->users, u->key, u->klen, u)) != 0) {
             free(u->key);
             free(u);
@@ -559,9 +576,48 @@ static size_t deliver_committed(chat *ch, chat_user *to, const chat_pmsg *pm)
     return n;
 }
 
+/* Answers pm's waiters and frees it: code NULL = stored as pm->id
+ * (pm->queued says how), else refused or failed with code and desc (a
+ * retry of its clientId may try again). */
+static void pmsg_answer(chat *ch, chat_pmsg *pm, const char *code, const char *desc)
+{
+    (void)ch;
+    chat_user *s = pm->sender;
+    for (size_t i = 0; s->dedup && i < CHAT_DEDUP_MAX; i++) {
+        if (s->dedup[i].pm != pm)
+            continue;
+        s->dedup[i].pm = NULL;
+        s->dedup[i].id = pm->id;
+        s->dedup[i].queued = pm->queued;
+        if (code)
+            s->dedup[i].used = false;
+    }
+    for (size_t i = 0; i < pm->nwaiters; i++) {
+        chat_waiter *w = &pm->waiters[i];
+        if (w->fn) {
+            if (!code)
+                w->fn(w->ud, NULL, NULL, pm->id, pm->queued);
+            else
+                w->fn(w->ud, code, desc, 0, false);
+            continue;
+        }
+        app_conn *c = user_conn_by_id(s, w->conn_id);
+        if (!c)
+            continue;
+        if (!code)
+            send_result(c, w->txid, pm->id, pm->queued ? "queued" : "delivered");
+        else
+            app_conn_reply_error(c, w->txid, code, desc);
+    }
+    pm->to->refs--;
+    s->refs--;
+    free(pm->text);
+    free(pm);
+}
+
 static void pmsg_finish(chat *ch, chat_pmsg *pm, int status)
 {
-    chat_user *to = pm->to, *s = pm->sender;
+    chat_user *to = pm->to;
     /* Unlink from the recipient's uncommitted list (normally the head). */
     chat_pmsg **pp = &to->unconf_head;
     chat_pmsg *prev = NULL;
@@ -581,40 +637,12 @@ static void pmsg_finish(chat *ch, chat_pmsg *pm, int status)
         if (pm->id > to->committed)
             to->committed = pm->id;
         pm->queued = deliver_committed(ch, to, pm) == 0;
+        pmsg_answer(ch, pm, NULL, NULL);
+        return;
     }
-    for (size_t i = 0; s->dedup && i < CHAT_DEDUP_MAX; i++) {
-        if (s->dedup[i].pm != pm)
-            continue;
-        s->dedup[i].pm = NULL;
-        s->dedup[i].queued = pm->queued;
-        if (status)
-            s->dedup[i].used = false; /* a retry may try again */
-    }
-    for (size_t i = 0; i < pm->nwaiters; i++) {
-        chat_waiter *w = &pm->waiters[i];
-        if (w->fn) {
-            if (status == 0)
-                w->fn(w->ud, NULL, NULL, pm->id, pm->queued);
-            else
-                w->fn(w->ud, CHAT_E_STORE_FAILED, "The message could not be stored", 0, false);
-            continue;
-        }
-        app_conn *c = user_conn_by_id(s, pm->waiters[i].conn_id);
-        if (!c)
-            continue;
-        if (status == 0)
-            send_result(c, pm->waiters[i].txid, pm->id, pm->queued ? "queued" : "delivered");
-        else
-            app_conn_reply_error(c, pm->waiters[i].txid, CHAT_E_STORE_FAILED,
-                                 "The message could not be stored");
-    }
-    if (status)
-        SH_LOG(SH_LOG_ERROR, "chat: message %llu for %s of %s was not stored",
-               (unsigned long long)pm->id, to->name, to->app);
-    to->refs--;
-    s->refs--;
-    free(pm->text);
-    free(pm);
+    SH_LOG(SH_LOG_ERROR, "chat: message %llu for %s of %s was not stored",
+           (unsigned long long)pm->id, to->name, to->app);
+    pmsg_answer(ch, pm, CHAT_E_STORE_FAILED, "The message could not be stored");
 }
 
 static void batch_finish(chat *ch, chat_batch *b)
@@ -690,12 +718,19 @@ static void pump_all(chat *ch);
 
 static void on_check(uv_check_t *h)
 {
-    pump_all(h->data);
+    chat *ch = h->data;
+    chat_presence_flush(ch->presence);
+    pump_all(ch);
 }
+
+static void cluster_retry(chat *ch);
 
 static void on_sweep(uv_timer_t *t)
 {
-    users_sweep(t->data, false);
+    chat *ch = t->data;
+    if (ch->cluster)
+        cluster_retry(ch);
+    users_sweep(ch, false);
 }
 
 /* ---- catch-up reads ---- */
@@ -717,6 +752,7 @@ static chat_conn *conn_of(chat_user *u, uint64_t conn_id)
 }
 
 static void conn_pump(chat *ch, chat_conn *cc);
+static int cluster_page(chat_user *u, uint64_t after, page_read *pr);
 
 /* cc has every stored message it is owed: from now on commits send to it
  * directly (deliver_one), in order since batches finish in id order. */
@@ -750,6 +786,8 @@ static void on_page(void *ud, int status, const chat_store_msg *msgs, size_t n)
         return;
     }
     cc->reading = false;
+    if (status < 0 && u->link)
+        return; /* Redis away: the pump reads again once it is back */
     if (status < 0) {
         SH_LOG(SH_LOG_ERROR, "conn=%llu chat: cannot read the stored messages of %s: %s",
                (unsigned long long)app_conn_id(cc->c), u->name, sh_strerror(status));
@@ -775,8 +813,8 @@ static void on_page(void *ud, int status, const chat_store_msg *msgs, size_t n)
     }
     if (!cc->catching_up || cc->failed || full)
         return; /* a full queue: the pump timer goes on once it drained */
-    if (n < CHAT_PAGE_ROWS && cc->sent >= u->committed)
-        conn_live(ch, cc);
+    if (n < CHAT_PAGE_ROWS && cc->sent >= u->committed && u->loaded)
+        conn_live(ch, cc); /* (not loaded: a clustered user whose channel was lost) */
     else
         conn_pump(ch, cc);
 }
@@ -804,9 +842,14 @@ static void conn_pump(chat *ch, chat_conn *cc)
     page_read *pr = malloc(sizeof(*pr));
     if (pr)
         *pr = (page_read){.ch = ch, .u = u, .conn_id = app_conn_id(cc->c)};
-    if (!pr || app_store_chat_page(ch->st, u->app, u->name, cc->sent, CHAT_PAGE_ROWS, on_page,
-                                   pr) < 0) {
+    int rc = !pr       ? SH_ENOMEM
+             : u->link ? cluster_page(u, cc->sent, pr)
+                       : app_store_chat_page(ch->st, u->app, u->name, cc->sent, CHAT_PAGE_ROWS,
+                                             on_page, pr);
+    if (rc < 0) {
         free(pr);
+        if (u->link && rc == SH_ESTATE)
+            return; /* Redis away: the pump tries again */
         conn_fail(ch, cc, "cannot read stored private messages");
         return;
     }
@@ -829,6 +872,9 @@ static void on_pump(uv_timer_t *t)
 }
 
 /* ---- connection observer ---- */
+
+static void cluster_conn_gone(chat *ch, chat_user *u, app_conn *c);
+static void cluster_presence(chat *ch, chat_user *u, app_conn *c, bool joined);
 
 static size_t instance_count(const chat_user *u, const app_conn *c)
 {
@@ -865,7 +911,9 @@ static void on_connect(app_conn *c, const app_connect_info *info, void *ud)
     u->nconns++;
     chat_limits l;
     limits_of(c, &l);
-    if (l.presence)
+    if (l.presence && u->link)
+        cluster_presence(ch, u, c, true);
+    else if (l.presence)
         chat_presence_update(ch->presence, c, u->name, instance_count(u, c), wall_ms());
     /* Stored messages first (read now, or once the user's counters are
      * known; the rest from the check handle and the pump timer as far as
@@ -873,6 +921,7 @@ static void on_connect(app_conn *c, const app_connect_info *info, void *ud)
     catch_start(ch, cc);
     conn_pump(ch, cc);
 }
+
 
 static void on_disconnect(app_conn *c, void *ud)
 {
@@ -894,8 +943,12 @@ static void on_disconnect(app_conn *c, void *ud)
         u->nconns--;
         chat_limits l;
         limits_of(c, &l);
-        if (l.presence)
+        if (l.presence && u->link)
+            cluster_presence(ch, u, c, false);
+        else if (l.presence)
             chat_presence_update(ch->presence, c, u->name, instance_count(u, c), wall_ms());
+        if (u->link)
+            cluster_conn_gone(ch, u, c);
         return;
     }
 }
@@ -1052,32 +1105,10 @@ static int pmsg_assign(chat *ch, chat_pmsg *pm)
     return 0;
 }
 
-/* A message that waited for its recipient's counters and is not stored:
- * its waiters get the refusal, a retry of its clientId may try again. */
-static void pmsg_refuse(chat *ch, chat_pmsg *pm, const char *code, const char *desc)
-{
-    (void)ch;
-    chat_user *s = pm->sender;
-    for (size_t i = 0; s->dedup && i < CHAT_DEDUP_MAX; i++)
-        if (s->dedup[i].pm == pm) {
-            s->dedup[i].pm = NULL;
-            s->dedup[i].used = false;
-        }
-    for (size_t i = 0; i < pm->nwaiters; i++) {
-        chat_waiter *w = &pm->waiters[i];
-        app_conn *c = w->fn ? NULL : user_conn_by_id(s, w->conn_id);
-        if (w->fn)
-            w->fn(w->ud, code, desc, 0, false);
-        else if (c)
-            app_conn_reply_error(c, w->txid, code, desc);
-    }
-    pm->to->refs--;
-    s->refs--;
-    free(pm->text);
-    free(pm);
-}
-
 static int user_wait(chat_user *u, chat_uwait *w);
+static int cluster_submit(chat *ch, chat_user *s, const chat_limits *l, const char *to,
+                          size_t tolen, const char *text, size_t textlen, const char *cid,
+                          chat_waiter w, send_outcome *o, uint64_t now);
 
 /* The one path of a private message, for clients and server code alike:
  * checks, de-duplication, rate, queue and store caps, then the message
@@ -1130,6 +1161,8 @@ static int submit(chat *ch, const char *app, const chat_limits *l, const char *m
     }
     if (!rate_take(s, l->rate, now))
         REFUSE(CHAT_E_RATE_LIMITED, "Too many messages (chat_rate)");
+    if (s->link)
+        return cluster_submit(ch, s, l, to, tolen, text, textlen, cid, w, o, now);
     s->refs++; /* keep s while the recipient is made */
     chat_user *r = user_get(ch, app, to, tolen, true, &rc);
     s->refs--;
@@ -1272,6 +1305,14 @@ int chat_user_state(app_server *srv, const char *app, const char *user, chat_sta
         fn(ud, SH_ESTATE, 0, 0);
         return 0;
     }
+    app_cluster_link *link = app_cluster_link_for(ch->cluster, app);
+    if (link) {
+        /* Redis has the truth; nothing of the user needs to be kept here */
+        int rc = chat_redis_user_read(link, app, user, fn, ud);
+        if (rc < 0 && rc != SH_ENOMEM)
+            fn(ud, SH_EIO, 0, 0);
+        return rc == SH_ENOMEM ? rc : 0;
+    }
     int rc;
     chat_user *u = user_get(ch, app, user, strlen(user), true, &rc);
     if (!u) {
@@ -1314,6 +1355,8 @@ static int ack_apply(chat *ch, chat_user *u, app_conn *c, double txid, double d)
     return 0;
 }
 
+static int cluster_ack(chat *ch, chat_user *u, app_conn *c, double txid, double d);
+
 static int method_ack(app_conn *c, const rtmp_cmd *cmd, void *ud)
 {
     chat *ch = ud;
@@ -1327,7 +1370,11 @@ static int method_ack(app_conn *c, const rtmp_cmd *cmd, void *ud)
     if (!isfinite(d) || d < 0)
         return reply_error(c, cmd->txid, CHAT_E_BAD_REQUEST, "Bad message id");
     int rc;
-    chat_user *u = user_get(ch, app_conn_app_name(c), me, strlen(me), true, &rc);
+    chat_user *u = user_get(ch, app_conn_app_name(c), me, strlen(me), false, &rc);
+    if (u && u->link)
+        return cluster_ack(ch, u, c, cmd->txid, d);
+    if (u && user_load(ch, u) < 0)
+        u = NULL; /* an idle record goes with the next sweep */
     if (!u)
         return reply_error(c, cmd->txid, CHAT_E_STORE_FAILED, "Cannot load the user");
     if (u->loaded)
@@ -1356,10 +1403,14 @@ static int user_wait(chat_user *u, chat_uwait *w)
 }
 
 static void on_user_read(void *ud, int status, uint64_t last_id, uint64_t acked);
+static void cluster_user_read(chat *ch, chat_user *u, int status, uint64_t last_id,
+                              uint64_t acked);
 
 /* Asks for u's counters unless they are known or asked for already. */
 static int user_load(chat *ch, chat_user *u)
 {
+    if (u->link)
+        return cluster_user_load(ch, u);
     if (u->loaded || u->loading)
         return 0;
     int rc = app_store_chat_user(ch->st, u->app, u->name, on_user_read, u);
@@ -1392,7 +1443,7 @@ static void user_waits_run(chat *ch, chat_user *u, int status)
                 code = CHAT_E_STORE_FAILED;
             }
             if (code)
-                pmsg_refuse(ch, w->pm, code, desc);
+                pmsg_answer(ch, w->pm, code, desc);
             break;
         case UWAIT_ACK:
             c = user_conn_by_id(u, w->conn_id);
@@ -1420,6 +1471,11 @@ static void on_user_read(void *ud, int status, uint64_t last_id, uint64_t acked)
     ch->nreads--;
     u->loading = false;
     u->refs--;
+    if (u->link) {
+        cluster_user_read(ch, u, status, last_id, acked);
+        chat_maybe_free(ch);
+        return;
+    }
     if (status == 0) {
         u->last_id = last_id;
         u->acked = acked;
@@ -1439,6 +1495,674 @@ static void on_user_read(void *ud, int status, uint64_t last_id, uint64_t acked)
     chat_maybe_free(ch);
 }
 
+/* ---- clustered applications: the same rules, state in Redis ----
+ *
+ * What differs from the SQLite path above (docs/cluster-chat.md):
+ *  - a message gets its id, is stored and is published by one script in
+ *    the recipient's Redis; the sender is answered from its reply;
+ *  - a recipient's connections on this node get live messages from the
+ *    user's channel (subscribed while the user has connections here), not
+ *    from this node's commits; u->committed is the highest id heard there
+ *    or read since the subscription was confirmed;
+ *  - pages and counters are read from Redis; an acknowledgement is a
+ *    script whose answer is the acknowledged id;
+ *  - Redis away: sends and acks are refused, connections stay open and
+ *    go back to catching up; once the channel is confirmed again the
+ *    counters are read again and each connection goes on from the last id
+ *    it was given, so nothing is skipped and nothing is sent twice.
+ * A live message whose id is not the one after the last a connection got
+ * (a publish missed) sends that connection back to the stored queue. */
+
+static void cluster_pump_user(chat *ch, chat_user *u)
+{
+    for (chat_conn *cc = u->conns; cc; cc = cc->next)
+        conn_pump(ch, cc);
+}
+
+/* Subscribes (the READY reads the counters) or reads the counters. */
+static int cluster_user_load(chat *ch, chat_user *u)
+{
+    if (!u->subscribed) {
+        int rc = chat_redis_subscribe(u->link, u->app, u->name, u);
+        if (rc < 0)
+            return rc;
+        u->subscribed = true;
+        u->sub_ready = false;
+        u->loaded = false;
+        u->committed = 0;
+        u->refs++;
+        return 0;
+    }
+    if (u->loading) {
+        u->reload = true;
+        return 0;
+    }
+    if (u->loaded || !u->sub_ready)
+        return 0;
+    int rc = chat_redis_user_read(u->link, u->app, u->name, on_user_read, u);
+    if (rc < 0)
+        return rc == SH_ESTATE ? 0 : rc; /* down: read again when it is back */
+    u->loading = true;
+    u->refs++;
+    ch->nreads++;
+    return 0;
+}
+
+static void cluster_user_read(chat *ch, chat_user *u, int status, uint64_t last_id,
+                              uint64_t acked)
+{
+    if (!u->subscribed || !u->sub_ready)
+        return; /* a later READY reads again */
+    if (u->reload) {
+        u->reload = false;
+        cluster_user_load(ch, u);
+        return;
+    }
+    if (status < 0)
+        return; /* logged; the sweep or the link's return reads again */
+    u->last_id = last_id;
+    u->acked = acked;
+    if (last_id > u->committed)
+        u->committed = last_id;
+    u->loaded = true;
+    cluster_pump_user(ch, u);
+}
+
+/* The user's channel (chat_redis_set_handlers). */
+static void cluster_on_live(void *ud, app_redis_sub_event ev, const chat_store_msg *m)
+{
+    chat_user *u = ud;
+    chat *ch = u->ch;
+    if (ev == APP_REDIS_SUB_READY) {
+        u->sub_ready = true;
+        u->loaded = false;
+        cluster_user_load(ch, u);
+        return;
+    }
+    if (ev == APP_REDIS_SUB_LOST) {
+        /* Publishes may be missed from now on: every connection goes
+         * back to the stored queue, read once the channel is back. */
+        u->sub_ready = false;
+        u->loaded = false;
+        u->committed = 0;
+        for (chat_conn *cc = u->conns; cc; cc = cc->next)
+            catch_start(ch, cc);
+        return;
+    }
+    if (!m) { /* undecodable: treat as a gap */
+        for (chat_conn *cc = u->conns; cc; cc = cc->next)
+            catch_start(ch, cc);
+        return;
+    }
+    if (m->id > u->committed)
+        u->committed = m->id;
+    if (!u->loaded)
+        return; /* the connections are catching up: the reads get it */
+    amf_value *v = NULL;
+    for (chat_conn *cc = u->conns; cc; cc = cc->next) {
+        if (cc->failed || cc->catching_up || m->id <= cc->sent)
+            continue;
+        if (m->id != cc->sent + 1) {
+            catch_start(ch, cc); /* something before it was missed */
+            continue;
+        }
+        if (!v && !(v = message_value(m->id, m->sender, u->name, m->text, m->text_len, m->ts))) {
+            conn_fail(ch, cc, "cannot queue a private message");
+            continue;
+        }
+        deliver_one(ch, cc, v, m->id);
+    }
+    amf_unref(v);
+}
+
+/* A page from Redis: its acknowledged id first (acks may come from other
+ * nodes), then the common handling. */
+static void cluster_on_page(void *ud, int status, uint64_t acked, const chat_store_msg *msgs,
+                            size_t n)
+{
+    page_read *pr = ud;
+    if (status == 0 && acked > pr->u->acked)
+        pr->u->acked = acked;
+    on_page(ud, status, msgs, n);
+}
+
+static int cluster_page(chat_user *u, uint64_t after, page_read *pr)
+{
+    return chat_redis_page(u->link, u->app, u->name, after, CHAT_PAGE_ROWS, cluster_on_page, pr);
+}
+
+/* The last connection of u on this node is gone (or one of several). */
+static void cluster_conn_gone(chat *ch, chat_user *u, app_conn *c)
+{
+    (void)ch;
+    (void)c;
+    if (u->nconns || !u->subscribed)
+        return;
+    chat_redis_unsubscribe(u->link, u->app, u->name);
+    u->subscribed = false;
+    u->sub_ready = false;
+    u->loaded = false;
+    u->reload = false;
+    u->refs--;
+}
+
+static void cluster_on_sent(void *ud, int status, uint64_t id, bool delivered)
+{
+    chat_pmsg *pm = ud;
+    chat *ch = pm->sender->ch;
+    ch->nreads--;
+    if (status == 0) {
+        pm->id = id;
+        pm->queued = !delivered;
+        ch->stored++;
+        pmsg_answer(ch, pm, NULL, NULL);
+    } else if (status == SH_ELIMIT) {
+        pmsg_answer(ch, pm, CHAT_E_QUEUE_FULL,
+                    "The recipient has too many unacknowledged messages");
+    } else {
+        pmsg_answer(ch, pm, CHAT_E_STORE_FAILED,
+                    "No answer from Redis: the message may not be stored; retry with the "
+                    "same clientId");
+    }
+    chat_maybe_free(ch);
+}
+
+/* submit's end for a clustered application: the script stores and
+ * publishes, its reply answers w.  Queue cap: in the script; the
+ * server-wide chat_max_stored does not apply (Redis holds the messages). */
+static int cluster_submit(chat *ch, chat_user *s, const chat_limits *l, const char *to,
+                          size_t tolen, const char *text, size_t textlen, const char *cid,
+                          chat_waiter w, send_outcome *o, uint64_t now)
+{
+    int rc;
+    s->refs++; /* keep s while the recipient is made */
+    chat_user *r = user_get(ch, s->app, to, tolen, false, &rc);
+    s->refs--;
+    if (!r) {
+        o->code = CHAT_E_STORE_FAILED;
+        o->desc = "Cannot make the recipient";
+        return 0;
+    }
+    chat_pmsg *pm = calloc(1, sizeof(*pm));
+    if (!pm || !(pm->text = dup_n(text, textlen))) {
+        free(pm);
+        return SH_ENOMEM;
+    }
+    pm->ts = wall_ms();
+    pm->text_len = textlen;
+    pm->to = r;
+    pm->sender = s;
+    rc = chat_redis_send(s->link, s->app, r->name, s->name, pm->ts, text, textlen, cid,
+                         l->queue, cluster_on_sent, pm);
+    if (rc < 0) {
+        free(pm->text);
+        free(pm);
+        if (rc == SH_ENOMEM)
+            return rc;
+        o->code = CHAT_E_STORE_FAILED;
+        o->desc = rc == SH_ESTATE ? "Redis is unreachable: the message was not stored"
+                                  : "The message cannot be sent to Redis";
+        return 0;
+    }
+    r->refs++;
+    s->refs++;
+    ch->nreads++;
+    ch->messages++;
+    chat_dedup *d = cid[0] ? dedup_add(s, cid, now) : NULL;
+    if (d)
+        d->pm = pm;
+    pm->waiters[pm->nwaiters++] = w;
+    return 0;
+}
+
+typedef struct cluster_ack_req {
+    chat_user *u;
+    uint64_t conn_id;
+    double txid;
+} cluster_ack_req;
+
+static void cluster_on_acked(void *ud, int status, uint64_t acked)
+{
+    cluster_ack_req *a = ud;
+    chat_user *u = a->u;
+    chat *ch = u->ch;
+    ch->nreads--;
+    u->refs--;
+    app_conn *c = user_conn_by_id(u, a->conn_id);
+    if (status == 0 && acked > u->acked) {
+        ch->acked += acked - u->acked;
+        u->acked = acked;
+    }
+    if (c && status == 0) {
+        amf_value *o = amf_object_new(NULL);
+        if (o)
+            amf_object_set_cstr(o, "acked", amf_number((double)acked));
+        app_conn_reply_result(c, a->txid, o);
+        amf_unref(o);
+    } else if (c) {
+        app_conn_reply_error(c, a->txid, CHAT_E_STORE_FAILED,
+                             "No answer from Redis: the acknowledgement may not be stored");
+    }
+    free(a);
+    chat_maybe_free(ch);
+}
+
+static int cluster_ack(chat *ch, chat_user *u, app_conn *c, double txid, double d)
+{
+    if (ch->stopping)
+        return reply_error(c, txid, CHAT_E_STORE_FAILED, "Server is shutting down");
+    uint64_t id = d >= 9007199254740992.0 ? UINT64_C(9007199254740992) : (uint64_t)d;
+    cluster_ack_req *a = malloc(sizeof(*a));
+    if (!a)
+        return SH_ENOMEM;
+    *a = (cluster_ack_req){.u = u, .conn_id = app_conn_id(c), .txid = txid};
+    int rc = chat_redis_ack(u->link, u->app, u->name, id, cluster_on_acked, a);
+    if (rc < 0) {
+        free(a);
+        return rc == SH_ENOMEM ? rc
+                               : reply_error(c, txid, CHAT_E_STORE_FAILED,
+                                             "Redis is unreachable: nothing was acknowledged");
+    }
+    u->refs++;
+    ch->nreads++;
+    return 0;
+}
+
+/* ---- clustered presence ----
+ *
+ * A room's `presence` object on this node mirrors Redis while this node
+ * has named users in the room: it subscribes to the room's channel, reads
+ * the room at one version once the subscription is confirmed, and applies
+ * every published change with a higher version (changes heard while the
+ * read is in flight wait for it).  This node's own users go to Redis
+ * (chat_redis_presence_set) and come back through the channel like
+ * everybody else's, so every node shows the same totals.  A node that dies
+ * leaves entries behind until its heartbeat key expires; every node sweeps
+ * its rooms every node_ttl_ms / 6. */
+
+#define PRES_HELD_MAX 4096
+
+typedef struct pres_change {
+    char user[APP_NAME_MAX + 1];
+    size_t count;
+    int64_t since;
+    uint64_t ver;
+} pres_change;
+
+typedef struct cluster_room {
+    chat *ch;
+    app_cluster_link *link;
+    char *room;            /* owned; the rooms map's key */
+    size_t rlen;
+    size_t users;          /* users with connections in the room here */
+    uint64_t version;      /* of the last change applied */
+    bool need_read;        /* READY heard: read the room */
+    bool reading;          /* a read in flight: changes wait in held */
+    bool dead;             /* released while reading: freed when it ends */
+    pres_change *held;
+    size_t nheld, capheld;
+    char **snap;           /* users seen by the read in flight */
+    size_t nsnap, capsnap;
+} cluster_room;
+
+static void room_free(cluster_room *r)
+{
+    for (size_t i = 0; i < r->nsnap; i++)
+        free(r->snap[i]);
+    free(r->snap);
+    free(r->held);
+    free(r->room);
+    free(r);
+}
+
+static void room_read(cluster_room *r);
+
+static void room_on_snap(void *ud, int status, uint64_t ver, const char *user, size_t count,
+                         int64_t since)
+{
+    cluster_room *r = ud;
+    chat *ch = r->ch;
+    if (user) {
+        if (r->dead)
+            return;
+        chat_presence_set(ch->presence, r->room, user, count, since);
+        if (r->nsnap == r->capsnap) {
+            size_t nc = r->capsnap ? 2 * r->capsnap : 16;
+            char **n = realloc(r->snap, nc * sizeof(*n));
+            if (!n)
+                return;
+            r->snap = n;
+            r->capsnap = nc;
+        }
+        if ((r->snap[r->nsnap] = strdup(user)) != NULL)
+            r->nsnap++;
+        return;
+    }
+    r->reading = false;
+    ch->nreads--;
+    if (r->dead) {
+        room_free(r);
+        chat_maybe_free(ch);
+        return;
+    }
+    if (status == 0) {
+        chat_presence_retain(ch->presence, r->room, r->snap, r->nsnap);
+        r->version = ver;
+        for (size_t i = 0; i < r->nheld; i++) {
+            pres_change *x = &r->held[i];
+            if (x->ver <= r->version)
+                continue;
+            chat_presence_set(ch->presence, r->room, x->user, x->count, x->since);
+            r->version = x->ver;
+        }
+    } else {
+        r->need_read = true; /* the sweep timer reads again */
+    }
+    r->nheld = 0;
+    for (size_t i = 0; i < r->nsnap; i++)
+        free(r->snap[i]);
+    r->nsnap = 0;
+    if (r->need_read)
+        room_read(r);
+}
+
+static void room_read(cluster_room *r)
+{
+    if (r->reading)
+        return; /* need_read stays: read again when this one ends */
+    if (chat_redis_presence_read(r->link, r->room, room_on_snap, r) < 0)
+        return; /* down: the sweep timer or the link's return reads */
+    r->need_read = false;
+    r->reading = true;
+    r->ch->nreads++;
+}
+
+/* The room's channel (chat_redis_set_handlers). */
+static void cluster_on_room(void *ud, app_redis_sub_event ev, uint64_t ver, const char *user,
+                            size_t count, int64_t since)
+{
+    cluster_room *r = ud;
+    if (ev == APP_REDIS_SUB_READY) {
+        r->need_read = true;
+        room_read(r);
+        return;
+    }
+    if (ev == APP_REDIS_SUB_LOST) {
+        r->version = 0; /* Redis may come back empty: take its versions */
+        return;
+    }
+    if (r->reading) {
+        if (r->nheld == PRES_HELD_MAX) {
+            r->need_read = true; /* too many: read the room again after */
+            return;
+        }
+        if (r->nheld == r->capheld) {
+            size_t nc = r->capheld ? 2 * r->capheld : 16;
+            pres_change *n = realloc(r->held, nc * sizeof(*n));
+            if (!n) {
+                r->need_read = true;
+                return;
+            }
+            r->held = n;
+            r->capheld = nc;
+        }
+        pres_change *x = &r->held[r->nheld++];
+        snprintf(x->user, sizeof(x->user), "%s", user);
+        x->count = count;
+        x->since = since;
+        x->ver = ver;
+        return;
+    }
+    if (ver <= r->version)
+        return; /* older than what the read gave */
+    r->version = ver;
+    chat_presence_set(r->ch->presence, r->room, user, count, since);
+}
+
+static cluster_room *room_make(chat *ch, app_cluster_link *l, const char *room, size_t rlen)
+{
+    cluster_room *r = calloc(1, sizeof(*r));
+    if (!r || !(r->room = dup_n(room, rlen))) {
+        free(r);
+        return NULL;
+    }
+    r->ch = ch;
+    r->link = l;
+    r->rlen = rlen;
+    if (sh_map_put(&ch->rooms, r->room, rlen, r) != 0) {
+        room_free(r);
+        return NULL;
+    }
+    if (chat_redis_presence_subscribe(l, r->room, r) != 0) {
+        sh_map_del(&ch->rooms, r->room, rlen);
+        room_free(r);
+        return NULL;
+    }
+    return r;
+}
+
+static void room_release(chat *ch, cluster_room *r)
+{
+    chat_redis_presence_unsubscribe(r->link, r->room);
+    sh_map_del(&ch->rooms, r->room, r->rlen);
+    chat_presence_drop(ch->presence, r->room);
+    if (r->reading)
+        r->dead = true;
+    else
+        room_free(r);
+}
+
+/* A presence write that Redis must confirm: one that got no answer (a
+ * leave lost in a Redis crash would leave the user listed while this node
+ * lives) is remembered and written again, with the count of that moment,
+ * when the link is back. */
+typedef struct pres_write {
+    chat *ch;
+    size_t klen;
+    char key[];            /* room, NUL, user */
+} pres_write;
+
+static void pres_dirty_add(chat *ch, const char *key, size_t klen)
+{
+    if (ch->stopping || sh_map_get(&ch->pres_dirty, key, klen))
+        return;
+    char *k = dup_n(key, klen);
+    if (!k || sh_map_put(&ch->pres_dirty, k, klen, k) != 0) {
+        free(k);
+        SH_LOG(SH_LOG_WARN, "presence: out of memory: an entry may stay in Redis until this "
+               "node stops");
+    }
+}
+
+static void pres_write_done(void *ud, int status)
+{
+    pres_write *w = ud;
+    chat *ch = w->ch;
+    ch->nreads--;
+    if (status < 0)
+        pres_dirty_add(ch, w->key, w->klen);
+    free(w);
+    chat_maybe_free(ch);
+}
+
+/* Tells Redis that this node has `count` connections of user in room. */
+static void pres_tell(chat *ch, app_cluster_link *l, const char *room, const char *user,
+                      size_t count)
+{
+    size_t rl = strlen(room), ul = strlen(user);
+    pres_write *w = malloc(sizeof(*w) + rl + 1 + ul + 1);
+    if (!w) {
+        SH_LOG(SH_LOG_WARN, "presence: out of memory for %s in %s", user, room);
+        return;
+    }
+    w->ch = ch;
+    w->klen = rl + 1 + ul;
+    memcpy(w->key, room, rl + 1);
+    memcpy(w->key + rl + 1, user, ul + 1);
+    int rc = chat_redis_presence_set(l, room, app_cluster_node_id(ch->cluster), user, count,
+                                     wall_ms(), pres_write_done, w);
+    if (rc < 0) {
+        SH_LOG(SH_LOG_DEBUG, "presence: %s in %s not told to Redis (%s): told again once it "
+               "is back", user, room, sh_strerror(rc));
+        pres_dirty_add(ch, w->key, w->klen);
+        free(w);
+        return;
+    }
+    ch->nreads++;
+}
+
+/* The link is back: the writes Redis did not confirm, again, with the
+ * counts of now (those of a Redis still away stay). */
+static void pres_dirty_retry(chat *ch, char *key)
+{
+    const char *room = key, *user = key + strlen(key) + 1;
+    const char *slash = strchr(room, '/');
+    char app[APP_NAME_MAX + 1];
+    size_t alen = slash ? (size_t)(slash - room) : 0;
+    if (!slash || alen > APP_NAME_MAX)
+        return;
+    memcpy(app, room, alen);
+    app[alen] = '\0';
+    app_cluster_link *l = app_cluster_link_for(ch->cluster, app);
+    if (!l)
+        return;
+    chat_user *u = user_find(ch, app, user, strlen(user));
+    size_t count = 0;
+    for (chat_conn *cc = u ? u->conns : NULL; cc; cc = cc->next)
+        count += strcmp(app_conn_instance(cc->c), slash + 1) == 0;
+    pres_tell(ch, l, room, user, count);
+}
+
+static bool pres_dirty_take(void *val, void *ctx)
+{
+    char ***list = ctx;
+    *(*list)++ = val;
+    return true;
+}
+
+static void pres_dirty_flush(chat *ch)
+{
+    size_t n = ch->pres_dirty.count;
+    char **keys = n ? calloc(n, sizeof(*keys)) : NULL;
+    if (!keys)
+        return;
+    char **end = keys;
+    sh_map_sweep(&ch->pres_dirty, pres_dirty_take, &end);
+    for (char **k = keys; k < end; k++) {
+        pres_dirty_retry(ch, *k);
+        free(*k);
+    }
+    free(keys);
+}
+
+/* u's connections in c's room changed (joined: c was added, else
+ * removed): this node's entry goes to Redis, and the room is mirrored
+ * while this node has users there. */
+static void cluster_presence(chat *ch, chat_user *u, app_conn *c, bool joined)
+{
+    char room[2 * APP_NAME_MAX + 2];
+    int n = snprintf(room, sizeof(room), "%s/%s", app_conn_app_name(c), app_conn_instance(c));
+    if (n < 0 || (size_t)n >= sizeof(room))
+        return;
+    size_t count = instance_count(u, c); /* after the change */
+    cluster_room *r = sh_map_get(&ch->rooms, room, (size_t)n);
+    if (joined && count == 1) {
+        if (!r)
+            r = room_make(ch, u->link, room, (size_t)n);
+        if (r)
+            r->users++;
+        else
+            SH_LOG(SH_LOG_WARN, "conn=%llu presence: cannot follow %s",
+                   (unsigned long long)app_conn_id(c), room);
+    }
+    pres_tell(ch, u->link, room, u->name, count);
+    if (!joined && count == 0 && r && r->users && --r->users == 0)
+        room_release(ch, r);
+}
+
+/* The link came back: tell Redis again who is here (it may have restarted
+ * empty, or missed a change). */
+static bool announce_one(void *val, void *ctx)
+{
+    chat_user *u = val;
+    chat *ch = ctx;
+    for (chat_conn *cc = u->conns; u->link && cc; cc = cc->next) {
+        chat_limits l;
+        limits_of(cc->c, &l);
+        bool first = l.presence;
+        for (chat_conn *p = u->conns; first && p != cc; p = p->next)
+            first = strcmp(app_conn_instance(p->c), app_conn_instance(cc->c)) != 0;
+        if (!first)
+            continue;
+        char room[2 * APP_NAME_MAX + 2];
+        snprintf(room, sizeof(room), "%s/%s", u->app, app_conn_instance(cc->c));
+        pres_tell(ch, u->link, room, u->name, instance_count(u, cc->c));
+    }
+    return false;
+}
+
+static void on_psweep(uv_timer_t *t)
+{
+    chat *ch = t->data;
+    cluster_room *r;
+    for (size_t i = 0; (r = sh_map_next(&ch->rooms, &i)) != NULL;) {
+        chat_redis_presence_sweep(r->link, r->room);
+        if (r->need_read)
+            room_read(r);
+    }
+}
+
+static bool room_drop_one(void *val, void *ctx)
+{
+    cluster_room *r = val;
+    chat_redis_presence_unsubscribe(r->link, r->room);
+    if (r->reading)
+        r->dead = true;
+    else
+        room_free(r);
+    (void)ctx;
+    return true;
+}
+
+/* Retries what waits for Redis: counters of users whose read failed. */
+static bool cluster_retry_one(void *val, void *ctx)
+{
+    chat_user *u = val;
+    if (u->link && u->nconns && u->subscribed && u->sub_ready && !u->loaded && !u->loading)
+        cluster_user_load(ctx, u);
+    return false;
+}
+
+static void cluster_retry(chat *ch)
+{
+    sh_map_sweep(&ch->users, cluster_retry_one, ch);
+}
+
+static void cluster_on_state(app_cluster_link *l, bool up, void *ud)
+{
+    chat *ch = ud;
+    (void)l;
+    if (!up)
+        return;
+    cluster_retry(ch);
+    pres_dirty_flush(ch);
+    sh_map_sweep(&ch->users, announce_one, ch);
+    on_psweep(&ch->psweep);
+}
+
+/* Every subscription goes before chat does (shutdown). */
+static bool cluster_drop_one(void *val, void *ctx)
+{
+    chat_user *u = val;
+    (void)ctx;
+    if (u->link && u->subscribed) {
+        chat_redis_unsubscribe(u->link, u->app, u->name);
+        u->subscribed = false;
+        u->refs--;
+    }
+    return false;
+}
+
 /* ---- life cycle ---- */
 
 static void chat_free(chat *ch)
@@ -1453,6 +2177,12 @@ static void chat_free(chat *ch)
     }
     users_sweep(ch, true);
     sh_map_cleanup(&ch->users);
+    sh_map_sweep(&ch->rooms, room_drop_one, ch);
+    sh_map_cleanup(&ch->rooms);
+    char *k;
+    for (size_t i = 0; (k = sh_map_next(&ch->pres_dirty, &i)) != NULL;)
+        free(k);
+    sh_map_cleanup(&ch->pres_dirty);
     chat_presence_free(ch->presence);
     SH_LOG(SH_LOG_INFO, "chat: stopped (%llu messages, %llu batches, %llu failed)",
            (unsigned long long)ch->messages, (unsigned long long)ch->batches,
@@ -1483,10 +2213,16 @@ static void on_shutdown(app_server *s, void *ud)
     chat *ch = ud;
     (void)s;
     ch->stopping = true;
+    if (ch->cluster)
+        sh_map_sweep(&ch->users, cluster_drop_one, ch);
     uv_check_stop(&ch->check);
     uv_timer_stop(&ch->sweep);
     uv_timer_stop(&ch->pump);
-    ch->open_handles = 3;
+    uv_timer_stop(&ch->psweep);
+    if (ch->cluster)
+        sh_map_sweep(&ch->rooms, room_drop_one, ch);
+    ch->open_handles = 4;
+    uv_close((uv_handle_t *)&ch->psweep, on_handle_closed);
     uv_close((uv_handle_t *)&ch->check, on_handle_closed);
     uv_close((uv_handle_t *)&ch->sweep, on_handle_closed);
     uv_close((uv_handle_t *)&ch->pump, on_handle_closed);
@@ -1501,6 +2237,7 @@ int chat_register(app_server *srv)
         return SH_ENOMEM;
     ch->srv = srv;
     ch->loop = app_server_loop(srv);
+    ch->cluster = app_cluster_of(srv);
     app_server_set_ext(srv, APP_EXT_CHAT, ch);
     char err[512] = "no store module";
     ch->st = app_store_of(srv);
@@ -1511,6 +2248,12 @@ int chat_register(app_server *srv)
                             .stopped = src_stopped, .ud = ch};
     if (rc == 0 && (rc = app_store_add_source(ch->st, &src)) != 0)
         snprintf(err, sizeof(err), "cannot join the store's rounds");
+    if (rc == 0 && ch->cluster &&
+        ((rc = chat_redis_register(ch->cluster)) != 0 ||
+         (rc = app_cluster_on_state(ch->cluster, cluster_on_state, ch)) != 0))
+        snprintf(err, sizeof(err), "cannot set up the Redis scripts");
+    if (rc == 0 && ch->cluster)
+        chat_redis_set_handlers(cluster_on_live, cluster_on_room);
     if (rc) {
         SH_LOG(SH_LOG_ERROR, "chat: cannot open the store: %s", err);
         app_server_set_ext(srv, APP_EXT_CHAT, NULL);
@@ -1531,6 +2274,8 @@ int chat_register(app_server *srv)
     uv_check_init(ch->loop, &ch->check);
     uv_timer_init(ch->loop, &ch->sweep);
     uv_timer_init(ch->loop, &ch->pump);
+    uv_timer_init(ch->loop, &ch->psweep);
+    ch->psweep.data = ch;
     ch->check.data = ch;
     ch->sweep.data = ch;
     ch->pump.data = ch;
@@ -1545,6 +2290,11 @@ int chat_register(app_server *srv)
     }
     uv_check_start(&ch->check, on_check);
     uv_timer_start(&ch->sweep, on_sweep, CHAT_SWEEP_MS, CHAT_SWEEP_MS);
+    if (ch->cluster) {
+        uint64_t every = app_cluster_node_ttl_ms(ch->cluster) / 6;
+        every = every < 100 ? 100 : every;
+        uv_timer_start(&ch->psweep, on_psweep, every, every);
+    }
     SH_LOG(SH_LOG_INFO, "chat: ready (%llu unacknowledged messages stored)",
            (unsigned long long)ch->unacked);
     return 0;

@@ -22,8 +22,10 @@
  * Server -> each connection of the recipient:
  *   chat.onPrivate({id, from, to, text, ts}) (no answer expected)
  *
- * Every message stays stored (SQLite, DATA_DIR/sohub.db, chat_store.h)
- * until its recipient acknowledges it.  Each connection of the recipient
+ * Every message stays stored (SQLite, DATA_DIR/sohub.db, chat_store.h;
+ * for a clustered application the application's Redis, chat_redis.h and
+ * docs/cluster-chat.md, with the same rules on every node) until its
+ * recipient acknowledges it.  Each connection of the recipient
  * gets, in strictly increasing id order and each id once, every stored
  * message above the acknowledged id at its connect, then every message
  * committed later: stored ones are read a page at a time while the

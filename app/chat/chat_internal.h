@@ -18,5 +18,15 @@ chat_presence *chat_presence_new(app_server *srv);
 void chat_presence_update(chat_presence *p, app_conn *c, const char *user, size_t count,
                           int64_t now_ms);
 void chat_presence_free(chat_presence *p);
+/* Delivers what the object's opening applied (call once per loop turn). */
+void chat_presence_flush(chat_presence *p);
+/* Clustered applications: the slot of user in room ("APP/INSTANCE") is
+ * set to exactly (count, since_ms) as Redis says (count 0 removes it);
+ * retain removes every slot whose user is not among users; drop empties
+ * and closes the room's object (this node stopped mirroring it). */
+void chat_presence_set(chat_presence *p, const char *room, const char *user, size_t count,
+                       int64_t since_ms);
+void chat_presence_retain(chat_presence *p, const char *room, char *const *users, size_t n);
+void chat_presence_drop(chat_presence *p, const char *room);
 
 #endif

@@ -30,6 +30,7 @@ typedef struct presence_change {
     char *user;            /* owned */
     size_t count;
     int64_t now_ms;
+    bool exact;            /* now_ms is the slot's `since` (clustered) */
 } presence_change;
 
 typedef struct presence_room {
@@ -44,6 +45,7 @@ struct chat_presence {
     app_server *srv;
     presence_room *rooms;
     so_effects fx;
+    bool held;             /* fx holds effects made by on_open (see there) */
 };
 
 chat_presence *chat_presence_new(app_server *srv)
@@ -87,7 +89,7 @@ static void room_drop(chat_presence *p, so_engine *e, presence_room *r)
 
 /* Sets or removes the slot of user in r's object (open). */
 static void apply(chat_presence *p, so_engine *e, presence_room *r, const char *user,
-                  size_t count, int64_t now_ms)
+                  size_t count, int64_t now_ms, bool exact)
 {
     size_t klen = strlen(user);
     int rc;
@@ -97,7 +99,7 @@ static void apply(chat_presence *p, so_engine *e, presence_room *r, const char *
         double since = (double)now_ms;
         const amf_value *old = so_object_get(r->obj, user, klen);
         const amf_value *os = old ? amf_object_get(old, "since") : NULL;
-        if (os && amf_type_of(os) == AMF_NUMBER)
+        if (!exact && os && amf_type_of(os) == AMF_NUMBER)
             since = amf_as_number(os);
         amf_value *v = amf_object_new(NULL);
         if (!v)
@@ -132,14 +134,28 @@ static void on_open(void *ud, so_object *o, int err)
     while (r->pend) {
         presence_change *x = r->pend;
         r->pend = x->next;
-        apply(p, e, r, x->user, x->count, x->now_ms);
+        apply(p, e, r, x->user, x->count, x->now_ms, x->exact);
         free(x->user);
         free(x);
     }
     r->pend_tail = &r->pend;
-    app_so_deliver(g, &p->fx);
+    /* on_open may run inside the engine's replay of a room that was
+     * loading, after a client's Use that the replay answered into the
+     * glue's own effects, delivered once the replay is over: delivering
+     * ours now would put these changes before that client's UseSuccess and
+     * Clear, which would then wipe them.  They go out with the next
+     * delivery or chat_presence_flush (the same loop turn). */
+    p->held = true;
     if (so_object_slot_count(o) == 0)
         room_drop(p, e, r);
+}
+
+void chat_presence_flush(chat_presence *p)
+{
+    if (!p || !p->held)
+        return;
+    p->held = false;
+    app_so_deliver(app_so_glue_of(p->srv), &p->fx);
 }
 
 static presence_room *room_find(chat_presence *p, const char *room)
@@ -150,7 +166,8 @@ static presence_room *room_find(chat_presence *p, const char *room)
     return NULL;
 }
 
-static int pend_add(presence_room *r, const char *user, size_t count, int64_t now_ms)
+static int pend_add(presence_room *r, const char *user, size_t count, int64_t now_ms,
+                    bool exact)
 {
     presence_change *x = calloc(1, sizeof(*x));
     if (!x || !(x->user = strdup(user))) {
@@ -159,6 +176,7 @@ static int pend_add(presence_room *r, const char *user, size_t count, int64_t no
     }
     x->count = count;
     x->now_ms = now_ms;
+    x->exact = exact;
     *r->pend_tail = x;
     r->pend_tail = &x->next;
     return 0;
@@ -167,7 +185,7 @@ static int pend_add(presence_room *r, const char *user, size_t count, int64_t no
 /* A room entry for room, its object opened with the first change waiting
  * in it (applied by on_open, maybe before this returns). */
 static void room_open(chat_presence *p, so_engine *e, const char *room, const char *user,
-                      size_t count, int64_t now_ms)
+                      size_t count, int64_t now_ms, bool exact)
 {
     presence_room *r = calloc(1, sizeof(*r));
     if (!r || !(r->room = strdup(room))) {
@@ -177,7 +195,7 @@ static void room_open(chat_presence *p, so_engine *e, const char *room, const ch
     }
     r->p = p;
     r->pend_tail = &r->pend;
-    if (pend_add(r, user, count, now_ms) < 0) {
+    if (pend_add(r, user, count, now_ms, exact) < 0) {
         room_free(r);
         SH_LOG(SH_LOG_WARN, "presence: out of memory for %s", room);
         return;
@@ -193,30 +211,83 @@ static void room_open(chat_presence *p, so_engine *e, const char *room, const ch
     }
 }
 
-void chat_presence_update(chat_presence *p, app_conn *c, const char *user, size_t count,
-                          int64_t now_ms)
+static void room_update(chat_presence *p, const char *room, const char *user, size_t count,
+                        int64_t now_ms, bool exact)
 {
     app_so_glue *g = p ? app_so_glue_of(p->srv) : NULL;
     so_engine *e = app_so_engine(g);
     if (!e)
         return;
-    char room[2 * APP_NAME_MAX + 2];
-    app_so_room_of(c, room, sizeof(room));
     presence_room *r = room_find(p, room);
     if (!r) {
         if (count > 0)
-            room_open(p, e, room, user, count, now_ms);
+            room_open(p, e, room, user, count, now_ms, exact);
         return;
     }
     if (!r->obj) {
-        if (pend_add(r, user, count, now_ms) < 0)
-            SH_LOG(SH_LOG_WARN, "conn=%llu presence: out of memory",
-                   (unsigned long long)app_conn_id(c));
+        if (pend_add(r, user, count, now_ms, exact) < 0)
+            SH_LOG(SH_LOG_WARN, "presence: out of memory for %s", room);
         return;
     }
-    apply(p, e, r, user, count, now_ms);
+    apply(p, e, r, user, count, now_ms, exact);
+    p->held = false;
     app_so_deliver(g, &p->fx);
     if (so_object_slot_count(r->obj) == 0)
+        room_drop(p, e, r);
+}
+
+void chat_presence_update(chat_presence *p, app_conn *c, const char *user, size_t count,
+                          int64_t now_ms)
+{
+    char room[2 * APP_NAME_MAX + 2];
+    app_so_room_of(c, room, sizeof(room));
+    room_update(p, room, user, count, now_ms, false);
+}
+
+void chat_presence_set(chat_presence *p, const char *room, const char *user, size_t count,
+                       int64_t since_ms)
+{
+    room_update(p, room, user, count, since_ms, true);
+}
+
+void chat_presence_retain(chat_presence *p, const char *room, char *const *users, size_t n)
+{
+    app_so_glue *g = p ? app_so_glue_of(p->srv) : NULL;
+    so_engine *e = app_so_engine(g);
+    presence_room *r = e ? room_find(p, room) : NULL;
+    if (!r || !r->obj)
+        return;
+    /* names first (removing while walking the slots is not allowed) */
+    size_t cap = so_object_slot_count(r->obj), k = 0;
+    char **gone = cap ? calloc(cap, sizeof(*gone)) : NULL;
+    const char *key;
+    size_t klen, it = 0;
+    amf_value *v;
+    while (gone && k < cap && so_object_slot_next(r->obj, &it, &key, &klen, &v)) {
+        bool keep = false;
+        for (size_t i = 0; i < n && !keep; i++)
+            keep = strlen(users[i]) == klen && memcmp(users[i], key, klen) == 0;
+        if (!keep && (gone[k] = malloc(klen + 1)) != NULL) {
+            memcpy(gone[k], key, klen);
+            gone[k++][klen] = '\0';
+        }
+    }
+    for (size_t i = 0; i < k; i++) {
+        room_update(p, room, gone[i], 0, 0, true);
+        free(gone[i]);
+    }
+    free(gone);
+}
+
+void chat_presence_drop(chat_presence *p, const char *room)
+{
+    app_so_glue *g = p ? app_so_glue_of(p->srv) : NULL;
+    so_engine *e = app_so_engine(g);
+    presence_room *r = e ? room_find(p, room) : NULL;
+    if (r)
+        chat_presence_retain(p, room, NULL, 0);
+    r = e ? room_find(p, room) : NULL;
+    if (r && r->obj)
         room_drop(p, e, r);
 }
 
