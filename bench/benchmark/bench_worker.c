@@ -1330,6 +1330,8 @@ static void conn_plan(wconn *c)
         break;
     case BENCH_CHAT:
         c->role = ROLE_WRITER;
+        if (o->nsub_ports) /* users spread over the nodes */
+            c->port = o->sub_ports[c->gidx % o->nsub_ports];
         break;
     default:
         break;
