@@ -1580,17 +1580,6 @@ static bool name_ok(const char *s, size_t n)
     return true;
 }
 
-/* A user name as connects give them: printable ASCII, 1 to APP_NAME_MAX
- * bytes (session.c sanitises and cuts them so). */
-static bool user_ok(const char *s, size_t n)
-{
-    if (n == 0 || n > APP_NAME_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] > 0x7e)
-            return false;
-    return true;
-}
 
 static api_res path_bad(api_path *out, const char *why)
 {
@@ -1651,14 +1640,14 @@ static api_res parse_app(path_cur *c, api_path *out)
             return RES_NONE;
         if (!seg_end(c))
             return RES_NONE;
-        if (!user_ok(u, un))
+        if (!app_user_name_ok(u, un))
             return path_bad(out, "bad user name");
         copy_seg(out->user, u, un);
         return RES_CHAT_USER;
     }
     if (seg_is(s, n, "users") && seg_next(c, &u, &un) && seg_next(c, &s, &n) &&
         seg_is(s, n, "connections") && seg_end(c)) {
-        if (!user_ok(u, un))
+        if (!app_user_name_ok(u, un))
             return path_bad(out, "bad user name");
         copy_seg(out->user, u, un);
         return RES_USER_CONNS;

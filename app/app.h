@@ -232,6 +232,10 @@ typedef enum app_slot {
     APP_SLOT_COUNT
 } app_slot;
 void *app_conn_get_data(const app_conn *c, app_slot slot);
+/* Whether s[0..n) can be a user name as connects give them: printable
+ * ASCII, 1 to APP_NAME_MAX bytes (the session sanitises and cuts the names
+ * clients send so); a name that is not cannot match a connected user. */
+bool app_user_name_ok(const char *s, size_t n);
 void app_conn_set_data(app_conn *c, app_slot slot, void *p);
 
 /* Sending.  Each queues output and schedules one write for this loop turn;

@@ -875,6 +875,18 @@ int app_config_validate(app_config *c, char *err, size_t errsz)
     return 0;
 }
 
+const app_app_config *app_config_find_room_app(const app_config *c, const char *room)
+{
+    const char *slash = strchr(room, '/');
+    size_t len = slash ? (size_t)(slash - room) : strlen(room);
+    char name[APP_NAME_MAX + 1];
+    if (len > APP_NAME_MAX)
+        len = APP_NAME_MAX;
+    memcpy(name, room, len);
+    name[len] = '\0';
+    return app_config_find_app(c, name);
+}
+
 const app_app_config *app_config_find_app(const app_config *c, const char *name)
 {
     const app_app_config *star = NULL;

@@ -212,6 +212,9 @@ int app_config_split_hostport(const char *s, char *host, size_t hostsz, int *por
 /* The section configuring application `name`: its own [app NAME] section,
  * else [app *], else NULL.  Borrowed. */
 const app_app_config *app_config_find_app(const app_config *c, const char *name);
+/* The same for room "app/instance" (the application is the part before
+ * the first '/'). */
+const app_app_config *app_config_find_room_app(const app_config *c, const char *room);
 /* Defaults of an [app] section (no name); app_app_config_cleanup frees
  * the strings it owns. */
 void app_app_config_defaults(app_app_config *a);

@@ -757,6 +757,16 @@ int app_conn_object_encoding(const app_conn *c) { return c->encoding; }
 bool app_conn_connected(const app_conn *c) { return c->nc_connected && !c->closing; }
 int64_t app_conn_rtt_ms(const app_conn *c) { return c->rtt_ms; }
 
+bool app_user_name_ok(const char *s, size_t n)
+{
+    if (n == 0 || n > APP_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] > 0x7e)
+            return false;
+    return true;
+}
+
 void *app_conn_get_data(const app_conn *c, app_slot slot)
 {
     return (unsigned)slot < APP_SLOT_COUNT ? c->slots[slot] : NULL;

@@ -13,17 +13,6 @@
 #include "cluster.h"
 #include "cluster_so.h"
 
-/* The [app] section of room "app/instance" (NULL when none applies). */
-static const app_app_config *room_app(const app_config *cfg, const char *room)
-{
-    size_t len = so_store_app_len(room);
-    char name[APP_NAME_MAX + 1];
-    if (len > APP_NAME_MAX)
-        len = APP_NAME_MAX;
-    memcpy(name, room, len);
-    name[len] = '\0';
-    return app_config_find_app(cfg, name);
-}
 
 /* ---- the glue ---- */
 
@@ -542,7 +531,7 @@ static void room_settings(void *ud, const char *room, so_room_settings *s)
 {
     const app_so_glue *g = ud;
     s->clustered = app_cluster_so_room_clustered(g->cso, room);
-    const app_app_config *a = room_app(g->cfg, room);
+    const app_app_config *a = app_config_find_room_app(g->cfg, room);
     if (!a)
         return;
     s->conflict = a->conflict == APP_CONFLICT_LWW ? SO_CONFLICT_LWW : SO_CONFLICT_REJECT;

@@ -61,23 +61,12 @@ typedef struct sql_backend {
 
 /* ---- routing of shared objects ---- */
 
-/* The [app] section of room "app/instance" (NULL when none applies). */
-static const app_app_config *room_app(const app_config *cfg, const char *room)
-{
-    size_t len = so_store_app_len(room);
-    char name[APP_NAME_MAX + 1];
-    if (len > APP_NAME_MAX)
-        len = APP_NAME_MAX;
-    memcpy(name, room, len);
-    name[len] = '\0';
-    return app_config_find_app(cfg, name);
-}
 
 static so_store *route(const sql_backend *q, const char *room)
 {
     if (!q->so_in_sql)
         return q->mem;
-    const app_app_config *a = room_app(q->cfg, room);
+    const app_app_config *a = app_config_find_room_app(q->cfg, room);
     return a && a->store == APP_STORE_MEMORY ? q->mem : q->sql;
 }
 

@@ -255,17 +255,6 @@ static bool user_listed(const char *list, const char *name, size_t n)
     return false;
 }
 
-/* A recipient name can only match a connected user when it looks like one:
- * connect names are sanitised to printable ASCII and cut at APP_NAME_MAX. */
-static bool user_name_ok(const char *s, size_t n)
-{
-    if (n == 0 || n > APP_NAME_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] > 0x7e)
-            return false;
-    return true;
-}
 
 static char *dup_n(const char *s, size_t n)
 {
@@ -1130,7 +1119,7 @@ static int submit(chat *ch, const char *app, const chat_limits *l, const char *m
         REFUSE(CHAT_E_DENIED, "Sender is not a user of this application");
     if (textlen > l->max_text)
         REFUSE(CHAT_E_TOO_LONG, "Text longer than chat_max_text");
-    if (!user_name_ok(to, tolen) || !user_listed(l->users, to, tolen))
+    if (!app_user_name_ok(to, tolen) || !user_listed(l->users, to, tolen))
         REFUSE(CHAT_E_UNKNOWN_USER, "No such user");
     if (tolen == strlen(me) && memcmp(to, me, tolen) == 0)
         REFUSE(CHAT_E_DENIED, "Cannot send a private message to yourself");
@@ -1253,7 +1242,7 @@ int chat_send(app_server *srv, const char *app, const char *from, const char *to
                       : (chat_limits){CHAT_DEFAULT_MAX_TEXT, CHAT_DEFAULT_RATE,
                                       CHAT_DEFAULT_QUEUE, false, ""};
     l.rate = 0; /* server code is not rate-limited */
-    if (!user_name_ok(from, strlen(from))) {
+    if (!app_user_name_ok(from, strlen(from))) {
         fn(ud, CHAT_E_BAD_REQUEST, "Bad sender name", 0, false);
         return 0;
     }
