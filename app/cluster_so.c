@@ -835,44 +835,46 @@ static void on_sub(app_redis *rd_, app_redis_sub_event ev, const char *msg, size
 
 /* ---- the engine's hooks ---- */
 
-bool app_cluster_so_room_clustered(app_cluster_so *cs, const char *room)
+/* The Redis link of room "app/instance", NULL when its application is not
+ * clustered (or its name is longer than an application's can be). */
+static app_cluster_link *room_link(app_cluster_so *cs, const char *room)
 {
-    if (!cs)
-        return false;
     size_t alen = so_store_app_len(room);
     char app[APP_NAME_MAX + 1];
     if (alen > APP_NAME_MAX)
-        return false;
+        return NULL;
     memcpy(app, room, alen);
     app[alen] = '\0';
-    return app_cluster_link_for(cs->cl, app) != NULL;
+    return app_cluster_link_for(cs->cl, app);
+}
+
+bool app_cluster_so_room_clustered(app_cluster_so *cs, const char *room)
+{
+    return cs && room_link(cs, room) != NULL;
 }
 
 static cso_room *room_new(app_cluster_so *cs, const char *room)
 {
-    size_t alen = so_store_app_len(room);
-    char app[APP_NAME_MAX + 1];
-    if (alen > APP_NAME_MAX)
+    app_cluster_link *link = room_link(cs, room);
+    if (!link)
         return NULL;
-    memcpy(app, room, alen);
-    app[alen] = '\0';
     cso_room *r = calloc(1, sizeof(*r));
     if (!r)
         return NULL;
     r->cs = cs;
-    r->link = app_cluster_link_for(cs->cl, app);
+    r->link = link;
     size_t n = strlen(room);
     r->name = sh_memdup0(room, n);
     r->prefix = malloc(n + 7);
     r->chan = malloc(n + 6);
-    if (!r->link || !r->name || !r->prefix || !r->chan) {
+    if (!r->name || !r->prefix || !r->chan) {
         room_free(r);
         return NULL;
     }
     snprintf(r->prefix, n + 7, "so:{%s}:", room);
     snprintf(r->chan, n + 6, "so:{%s}", room);
     r->buf_tail = &r->buf;
-    const app_app_config *ac = app_config_find_app(app_server_config(cs->srv), app);
+    const app_app_config *ac = app_config_find_room_app(app_server_config(cs->srv), room);
     r->history = ac && ac->history_depth ? ac->history_depth : SO_DEFAULT_HISTORY_DEPTH;
     if (sh_map_put(&cs->rooms, r->name, n, r) < 0) {
         room_free(r);
