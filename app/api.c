@@ -76,7 +76,7 @@ typedef struct api {
     EVP_MD *sha256;
     EVP_MD_CTX *md_ctx;
     struct api_open *opens;      /* requests waiting for their room's load */
-    size_t durable_waits;        /* answers waiting for the store */
+    size_t durable_waits;        /* answers waiting for the store or Redis */
     bool stopping;               /* shut down: freed once durable_waits is 0 */
 } api;
 
@@ -1359,10 +1359,16 @@ static void on_chat_sent(void *ud, const char *code, const char *desc, uint64_t 
         cJSON_AddNumberToObject(j, "id", (double)id);
         cJSON_AddStringToObject(j, "status", queued ? "queued" : "delivered");
     }
-    answer(w->a, w->c, w->r, w->deferred ? &w->later : NULL, w->e, st, j);
+    api *a = w->a;
+    answer(a, w->c, w->r, w->deferred ? &w->later : NULL, w->e, st, j);
     w->c = NULL; /* answered */
-    if (w->deferred)
+    if (w->deferred) {
         free(w);
+        /* a clustered send can be answered after the API's shutdown hook
+         * (Redis' answers to the last sends): like on_write_durable */
+        if (--a->durable_waits == 0 && a->stopping)
+            api_free(a);
+    }
 }
 
 /* {"to":U, "text":T, "from":F (default "system"), "client_id":ID} */
@@ -1404,6 +1410,7 @@ static bool chat_post(api *a, app_conn *c, const app_http_req *r, idem *ie, cons
         free(w); /* answered at once */
     } else {
         w->deferred = true; /* answered when stored */
+        a->durable_waits++;
         app_http_defer(c, r, &w->later);
     }
     return true;

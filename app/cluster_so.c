@@ -986,7 +986,8 @@ int app_cluster_so_propose(app_cluster_so *cs, const so_proposal *p)
     size_t argc = 5 + 9 + 3 * p->n;
     const char **argv = malloc(argc * sizeof(*argv));
     size_t *lens = malloc(argc * sizeof(*lens));
-    char *keys = malloc(4 * (strlen(r->prefix) + p->name_len + 4));
+    /* five keys: PREFIX e, PREFIX o, PREFIX s:NAME, m:NAME, x:NAME */
+    char *keys = malloc(5 * (strlen(r->prefix) + p->name_len + 2));
     if (!q || !pr || !argv || !lens || !keys) {
         if (q)
             pending_free(q);

@@ -422,15 +422,26 @@ int app_redis_cmd(app_redis *r, app_redis_cb cb, void *ud, int argc, const char 
     return issue(r, cb, ud, argc, argv, lens);
 }
 
-#define EVAL_MAX_ARGS 64
+#define EVAL_STACK_ARGS 64
+#define EVAL_MAX_ARGS (1 << 20)
 
 int app_redis_eval(app_redis *r, const app_redis_script *s, app_redis_cb cb, void *ud,
                    int nkeys, int argc, const char **argv, const size_t *lens)
 {
-    if (argc < 0 || argc > EVAL_MAX_ARGS - 3 || nkeys < 0 || nkeys > argc)
+    if (argc < 0 || argc > EVAL_MAX_ARGS || nkeys < 0 || nkeys > argc)
         return SH_EINVAL;
-    const char *av[EVAL_MAX_ARGS];
-    size_t al[EVAL_MAX_ARGS];
+    /* a write of many slots has many arguments: on the heap past a few */
+    const char *sav[EVAL_STACK_ARGS], **av = sav;
+    size_t sal[EVAL_STACK_ARGS], *al = sal;
+    if (argc + 3 > EVAL_STACK_ARGS) {
+        av = malloc((size_t)(argc + 3) * sizeof(*av));
+        al = malloc((size_t)(argc + 3) * sizeof(*al));
+        if (!av || !al) {
+            free(av);
+            free(al);
+            return SH_ENOMEM;
+        }
+    }
     char nk[16];
     av[0] = "EVALSHA";
     al[0] = 7;
@@ -440,7 +451,12 @@ int app_redis_eval(app_redis *r, const app_redis_script *s, app_redis_cb cb, voi
     av[2] = nk;
     memcpy(av + 3, argv, (size_t)argc * sizeof(*argv));
     memcpy(al + 3, lens, (size_t)argc * sizeof(*lens));
-    return app_redis_cmd(r, cb, ud, argc + 3, av, al);
+    int rc = app_redis_cmd(r, cb, ud, argc + 3, av, al);
+    if (av != sav) {
+        free(av);
+        free(al);
+    }
+    return rc;
 }
 
 static void on_sub_reply(redisAsyncContext *ac, void *reply, void *priv)

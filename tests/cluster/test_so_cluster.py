@@ -309,6 +309,20 @@ note("proposals %d, refused as stale by Redis %s, on the nodes %s" % (
     props, [metric(m, "sohub_cluster_so_stale_total") for m in ms],
     [metric(m, "sohub_so_refusals_total", code="stale") for m in ms]))
 
+# ---- one change of many slots (one script with three arguments a slot), on
+# an object whose name is shorter than its room's (the script's key names)
+many = {"m%03d" % i: i for i in range(300)}
+wide = Client(nodes[0], name="w")
+far = Client(nodes[2], name="w")
+check(wide.use() and far.use(), "clients on n0 and n2 use the object w")
+n_w = len(wide.msgs)
+wide.change(many)
+check(wait_for(lambda: len(wide.events_since(n_w, "success")) == 300 and
+               all(far.snapshot()[0].get(k) == v for k, v in many.items()), 5.0),
+      "a change of 300 slots in one message is answered Success for each and reaches n2")
+wide.close()
+far.close()
+
 # ---- conflict = lww: the same old-version write from two nodes is applied both times
 x, y = Client(nodes[0], room="free/r"), Client(nodes[2], room="free/r")
 check(x.use() and y.use(), "clients of a last-writer-wins application on n0 and n2")
