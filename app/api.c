@@ -1926,6 +1926,25 @@ static void render_metrics(app_server *s, sh_buf *b)
               (double)cs.unacked);
     put_counter(b, "sohub_chat_store_failures_total", "Chat store batches that failed.",
                 (double)cs.batch_failures);
+    /* the Redis links of a cluster */
+    app_cluster *cl = app_cluster_of(s);
+    if (cl) {
+        uint64_t downs = 0, unrepl = 0, links = 0, up = 0;
+        size_t it = 0;
+        for (app_cluster_link *l; (l = app_cluster_link_next(cl, &it)) != NULL;) {
+            links++;
+            up += app_cluster_link_up(l);
+            downs += app_cluster_link_downs(l);
+            unrepl += app_redis_unreplicated(app_cluster_cmd(l));
+        }
+        put_gauge(b, "sohub_cluster_links", "Redis links of this node.", (double)links);
+        put_gauge(b, "sohub_cluster_links_up", "Redis links up now.", (double)up);
+        put_counter(b, "sohub_cluster_link_downs_total", "Times a Redis link went down.",
+                    (double)downs);
+        put_counter(b, "sohub_cluster_writes_unreplicated_total",
+                    "Writes answered as not stored because WAIT found too few replicas.",
+                    (double)unrepl);
+    }
     /* the process */
     app_metric_histo(b, "sohub_event_loop_lag_seconds",
                      "How late a 100 ms timer of the event loop fired.", s->lag);

@@ -157,9 +157,11 @@ static int add_link(app_cluster *c, const char *addr)
     l->c = c;
     app_redis_opts o = {.host = host, .port = port, .name = "cmd",
                         .timeout_ms = cfg->cluster_timeout_ms, .on_state = on_cmd_state,
-                        .ud = l};
+                        .ud = l, .wait_replicas = cfg->cluster_wait_replicas,
+                        .wait_timeout_ms = cfg->cluster_wait_timeout_ms};
     l->cmd = app_redis_new(app_server_loop(c->srv), &o);
     o.name = "sub";
+    o.wait_replicas = 0; /* nothing is written there */
     o.on_state = on_sub_state;
     l->sub = app_redis_new(app_server_loop(c->srv), &o);
     if (!l->cmd || !l->sub) {

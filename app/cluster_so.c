@@ -196,6 +196,9 @@ typedef struct pending {
     size_t n;
     uint32_t version;       /* the update Redis made (0 = none yet) */
     bool replied, applied;
+    /* applied before Redis answered on a link that waits for replicas
+     * ([cluster] wait_replicas): the writer's Success waits for the answer */
+    bool owed;
 } pending;
 
 struct app_cluster_so {
@@ -422,14 +425,19 @@ static void apply_msg(app_cluster_so *cs, cso_room *r, const char *msg, size_t l
         return;
     }
     pending *p = pending_of_tag(cs, u.tag, u.tlen);
+    /* The writer's Success goes with the update, unless Redis has not said
+     * yet that enough replicas have it: then the writer gets the change like
+     * everyone else, and its answer when Redis' does. */
+    bool owe = p && !p->replied && app_redis_waits(app_cluster_cmd(r->link));
     rc = so_engine_apply_update(cs->eng, r->name, u.name, u.nlen, u.version, u.ch, u.n,
-                                p ? p->client : NULL, &cs->fx);
+                                p && !owe ? p->client : NULL, &cs->fx);
     free(u.ch);
     deliver(cs);
     if (rc == 0) {
         cs->st.applied++;
         if (p) {
             p->applied = true;
+            p->owed = owe;
             if (p->replied) {
                 pending_unlink(cs, p);
                 pending_free(p);
@@ -1090,7 +1098,7 @@ static void on_update_reply(app_redis *rd_, redisReply *rep, void *ud)
             SH_LOG(SH_LOG_WARN, "cluster: so: room %s: update script: %s", p->room, rep->str);
         }
         pending_unlink(cs, p);
-        if (!p->applied) {
+        if (!p->applied || p->owed) {
             /* Not known to be stored.  After a time-out it may have been:
              * then its Change comes later, as any other update. */
             cs->st.failed++;
@@ -1110,6 +1118,20 @@ static void on_update_reply(app_redis *rd_, redisReply *rep, void *ud)
     cs->st.stale += nst;
     if (st)
         answer(cs, p, st, nst, SO_ANSWER_CURRENT);
+    if (p->owed) {
+        /* Success for the keys Redis took (those not stale) */
+        size_t ns = 0;
+        for (size_t i = 0; i < p->n; i++) {
+            bool stale = false;
+            for (size_t j = 0; j < nst && !stale; j++)
+                stale = st && st[j].klen == p->keys[i].klen &&
+                        memcmp(st[j].key, p->keys[i].key, st[j].klen) == 0;
+            if (!stale)
+                p->keys[ns++] = p->keys[i];
+        }
+        answer(cs, p, p->keys, ns, SO_ANSWER_SUCCESS);
+        p->owed = false;
+    }
     free(st);
     p->version = (uint32_t)v;
     p->replied = true;
@@ -1176,6 +1198,7 @@ app_cluster_so *app_cluster_so_new(app_server *srv, so_engine *e, app_so_glue *g
         return NULL;
     if (!scripts_ready) {
         app_redis_script_init(&update_script, "so-update", update_src);
+        update_script.acks = true;
         app_redis_script_init(&snapshot_script, "so-snapshot", snapshot_src);
         scripts_ready = true;
     }

@@ -147,6 +147,7 @@ void app_config_init(app_config *c)
     c->cluster_node = xstrdup("");
     c->cluster_timeout_ms = 2000;
     c->cluster_node_ttl_ms = 10000;
+    c->cluster_wait_timeout_ms = 1000;
     for (size_t i = 0; i < NUM_OPTS; i++) {
         char *f = (char *)c + num_opts[i].off;
         if (num_opts[i].kind == OPT_U32)
@@ -791,12 +792,20 @@ int app_config_set_cluster(app_config *c, const char *key, const char *value, ch
         set_str(&c->cluster_node, value);
         return 0;
     }
-    uint32_t *f = strcmp(key, "timeout_ms") == 0    ? &c->cluster_timeout_ms
-                  : strcmp(key, "node_ttl_ms") == 0 ? &c->cluster_node_ttl_ms
-                                                    : NULL;
+    uint64_t n;
+    if (strcmp(key, "wait_replicas") == 0) {
+        if (parse_u64(value, &n) || n > 16)
+            return errf(err, errsz, SH_EINVAL, "wait_replicas: '%s' is not a number in 0..16",
+                        value);
+        c->cluster_wait_replicas = (uint32_t)n;
+        return 0;
+    }
+    uint32_t *f = strcmp(key, "timeout_ms") == 0        ? &c->cluster_timeout_ms
+                  : strcmp(key, "node_ttl_ms") == 0     ? &c->cluster_node_ttl_ms
+                  : strcmp(key, "wait_timeout_ms") == 0 ? &c->cluster_wait_timeout_ms
+                                                        : NULL;
     if (!f)
         return errf(err, errsz, SH_ENOTFOUND, "unknown key '%s' in [cluster]", key);
-    uint64_t n;
     if (parse_u64(value, &n) || n < 100 || n > 600000)
         return errf(err, errsz, SH_EINVAL, "%s: '%s' is not a number in 100..600000", key,
                     value);
@@ -862,6 +871,10 @@ int app_config_validate(app_config *c, char *err, size_t errsz)
         return errf(err, errsz, SH_EINVAL,
                     "ping_interval_ms (%u) must be below idle_timeout_ms (%u)",
                     c->ping_interval_ms, c->idle_timeout_ms);
+    if (c->cluster_wait_replicas && c->cluster_wait_timeout_ms >= c->cluster_timeout_ms)
+        return errf(err, errsz, SH_EINVAL,
+                    "[cluster] wait_timeout_ms (%u) must be below timeout_ms (%u)",
+                    c->cluster_wait_timeout_ms, c->cluster_timeout_ms);
     for (size_t i = 0; i < c->napps; i++) {
         const app_app_config *a = &c->apps[i];
         if (a->auth == APP_AUTH_TOKEN && !*a->secret)

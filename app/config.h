@@ -9,7 +9,8 @@
  *   [server]            listen, log_level, data_dir and every limit
  *   [app NAME]          one section per application (also [app:NAME]);
  *                       NAME "*" configures the fallback for any name.
- *   [cluster]           redis, node, timeout_ms, node_ttl_ms: nodes sharing
+ *   [cluster]           redis, node, timeout_ms, node_ttl_ms, wait_replicas,
+ *                       wait_timeout_ms: nodes sharing
  *                       applications through Redis (docs/cluster.md)
  *   [sample NAME]       settings of a sample application (samples/README.md),
  *                       stored as text here and checked by samples/ at start.
@@ -152,6 +153,8 @@ typedef struct app_config {
     char *cluster_node;          /* owned; this node's name in logs and listings, "" = host:port */
     uint32_t cluster_timeout_ms; /* Redis connect and command time-out */
     uint32_t cluster_node_ttl_ms; /* a silent node's presence and leases expire after this */
+    uint32_t cluster_wait_replicas;   /* replicas that must have a write before it is acknowledged */
+    uint32_t cluster_wait_timeout_ms; /* how long a write waits for them */
 
     /* [api_key NAME] sections */
     app_api_key *api_keys;     /* owned */

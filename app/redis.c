@@ -28,7 +28,19 @@ typedef struct pend {
     app_redis_cb cb;
     void *ud;
     uint64_t t0;
+    uint64_t wseq;      /* a script marked acks: its number (0 = not one) */
+    bool wait;          /* a WAIT: answered at once, it releases the held ones */
 } pend;
+
+/* An answer held until a WAIT covers it, or until the answers before it
+ * are released (app_redis_opts.wait_replicas).  rep is our own copy. */
+typedef struct held {
+    struct held *next;
+    app_redis_cb cb;
+    void *ud;
+    redisReply *rep;
+    uint64_t wseq;      /* 0: not a write; released with what is before it */
+} held;
 
 /* A channel.  An unsubscribed channel stays in the map (cb NULL) until
  * Redis confirmed the UNSUBSCRIBE, and replies are counted, so a channel
@@ -57,6 +69,12 @@ struct app_redis {
     uint32_t fails;         /* failed connects since the last success */
     pend *head, *tail;      /* in flight */
     size_t npending;
+    uv_check_t waiter;      /* sends the WAIT after this turn's writes */
+    bool wait_armed;
+    uint64_t wseq;          /* writes (acks scripts) sent so far */
+    held *hhead, *htail;    /* answers waiting for a WAIT, oldest first */
+    uint64_t unreplicated;  /* writes answered NULL: too few replicas */
+    int open_handles;
     sh_map subs;            /* channel -> sub */
     const app_redis_script **scripts;
     size_t nscripts;
@@ -120,6 +138,8 @@ static void notify_lost(app_redis *r, bool tell)
         s->cb(r, APP_REDIS_SUB_LOST, NULL, 0, s->ud);
 }
 
+static void release(app_redis *r, uint64_t upto, bool replicated);
+
 /* Takes the connection down (ours or hiredis' decision) and plans the next
  * attempt.  Pending commands get their NULL replies from hiredis' free. */
 static void went_down(app_redis *r, const char *why)
@@ -127,6 +147,8 @@ static void went_down(app_redis *r, const char *why)
     bool was_up = r->st == ST_UP;
     set_state(r, ST_DOWN);
     r->loading = 0;
+    /* Writes whose WAIT will not answer now: not acknowledged. */
+    release(r, UINT64_MAX, false);
     if (r->closing)
         return;
     schedule_retry(r);
@@ -157,6 +179,85 @@ void app_redis_reset(app_redis *r)
         drop(r, "reset");
 }
 
+/* A deep copy of a reply (hiredis frees its own after the callback);
+ * freeReplyObject frees it.  NULL when rep is NULL or memory ran out. */
+static redisReply *reply_copy(const redisReply *rep)
+{
+    if (!rep)
+        return NULL;
+    redisReply *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->type = rep->type;
+    c->integer = rep->integer;
+    if (rep->str) {
+        c->str = malloc(rep->len + 1);
+        if (!c->str) {
+            free(c);
+            return NULL;
+        }
+        memcpy(c->str, rep->str, rep->len);
+        c->str[rep->len] = '\0';
+        c->len = rep->len;
+    }
+    if (rep->type == REDIS_REPLY_ARRAY && rep->elements) {
+        c->element = calloc(rep->elements, sizeof(*c->element));
+        if (!c->element) {
+            freeReplyObject(c);
+            return NULL;
+        }
+        c->elements = rep->elements;
+        for (size_t i = 0; i < rep->elements; i++)
+            if (!(c->element[i] = reply_copy(rep->element[i]))) {
+                freeReplyObject(c);
+                return NULL;
+            }
+    }
+    return c;
+}
+
+/* Keeps p's answer until release(): a write that waits for its WAIT, or
+ * any answer behind one.  A copy that cannot be made becomes NULL (no
+ * answer), which the caller treats as a failed command. */
+static void hold(app_redis *r, const pend *p, const redisReply *write, const redisReply *rep)
+{
+    held *h = malloc(sizeof(*h));
+    if (!h) {
+        if (p->cb)
+            p->cb(r, NULL, p->ud); /* out of order, but never lost */
+        return;
+    }
+    *h = (held){.cb = p->cb, .ud = p->ud, .rep = reply_copy(rep), .wseq = write ? p->wseq : 0};
+    if (r->htail)
+        r->htail->next = h;
+    else
+        r->hhead = h;
+    r->htail = h;
+}
+
+/* Gives out the held answers, oldest first: writes numbered up to upto get
+ * their answer when `replicated`, else NULL; the first write past upto
+ * stops it.  The callbacks may send commands (and hold more). */
+static void release(app_redis *r, uint64_t upto, bool replicated)
+{
+    held *h;
+    while ((h = r->hhead) != NULL && (h->wseq == 0 || h->wseq <= upto)) {
+        r->hhead = h->next;
+        if (!r->hhead)
+            r->htail = NULL;
+        redisReply *rep = h->rep;
+        if (h->wseq && !replicated) {
+            r->unreplicated++;
+            rep = NULL;
+        }
+        if (h->cb)
+            h->cb(r, rep, h->ud);
+        if (h->rep)
+            freeReplyObject(h->rep);
+        free(h);
+    }
+}
+
 static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
 {
     (void)ac;
@@ -171,14 +272,21 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
     else
         r->tail = p->prev;
     r->npending--;
+    redisReply *rep = reply;
+    bool write_ok = p->wseq && rep && rep->type != REDIS_REPLY_ERROR;
+    if (!p->wait && (r->hhead || write_ok)) {
+        hold(r, p, write_ok ? rep : NULL, rep);
+        free(p);
+        return;
+    }
     if (p->cb)
         p->cb(r, reply, p->ud);
     free(p);
 }
 
 /* Issues a command on the current connection, tracked for the time-out. */
-static int issue(app_redis *r, app_redis_cb cb, void *ud, int argc, const char **argv,
-                 const size_t *lens)
+static int issue_w(app_redis *r, app_redis_cb cb, void *ud, int argc, const char **argv,
+                   const size_t *lens, uint64_t wseq)
 {
     if (!r->ac)
         return SH_ESTATE;
@@ -187,7 +295,7 @@ static int issue(app_redis *r, app_redis_cb cb, void *ud, int argc, const char *
     pend *p = malloc(sizeof(*p));
     if (!p)
         return SH_ENOMEM;
-    *p = (pend){.prev = r->tail, .r = r, .cb = cb, .ud = ud, .t0 = now_ms(r)};
+    *p = (pend){.prev = r->tail, .r = r, .cb = cb, .ud = ud, .t0 = now_ms(r), .wseq = wseq};
     if (redisAsyncCommandArgv(r->ac, on_reply, p, argc, argv, lens) != REDIS_OK) {
         free(p);
         return r->ac->err == REDIS_ERR_OOM ? SH_ENOMEM : SH_ESTATE;
@@ -199,6 +307,44 @@ static int issue(app_redis *r, app_redis_cb cb, void *ud, int argc, const char *
     r->tail = p;
     r->npending++;
     return 0;
+}
+
+static int issue(app_redis *r, app_redis_cb cb, void *ud, int argc, const char **argv,
+                 const size_t *lens)
+{
+    return issue_w(r, cb, ud, argc, argv, lens, 0);
+}
+
+/* WAIT's answer: the writes numbered up to ud are acknowledged when enough
+ * replicas have them. */
+static void on_wait(app_redis *r, redisReply *rep, void *ud)
+{
+    uint64_t upto = (uint64_t)(uintptr_t)ud;
+    long long n = -1;
+    bool ok = app_redis_reply_int(rep, &n) && n >= (long long)r->o.wait_replicas;
+    if (rep && !ok)
+        SH_LOG(SH_LOG_WARN, "redis %s %s:%d: WAIT: %lld of %u replicas within %u ms; "
+               "the writes it covers are answered as not stored",
+               r->name, r->host, r->o.port, n, r->o.wait_replicas, r->o.wait_timeout_ms);
+    release(r, upto, ok);
+}
+
+/* After a turn of the loop that sent writes: one WAIT for all of them. */
+static void on_waiter(uv_check_t *h)
+{
+    app_redis *r = h->data;
+    uv_check_stop(h);
+    r->wait_armed = false;
+    if (!r->ac)
+        return; /* went_down released them */
+    char n[16], t[16];
+    const char *argv[3] = {"WAIT", n, t};
+    size_t lens[3] = {4, (size_t)snprintf(n, sizeof(n), "%u", r->o.wait_replicas),
+                      (size_t)snprintf(t, sizeof(t), "%u", r->o.wait_timeout_ms)};
+    if (issue(r, on_wait, (void *)(uintptr_t)r->wseq, 3, argv, lens) != 0)
+        drop(r, "WAIT could not be sent");
+    else
+        r->tail->wait = true;
 }
 
 static void became_up(app_redis *r);
@@ -377,6 +523,9 @@ app_redis *app_redis_new(uv_loop_t *loop, const app_redis_opts *opts)
     sh_map_init(&r->subs);
     uv_timer_init(loop, &r->tick);
     r->tick.data = r;
+    uv_check_init(loop, &r->waiter);
+    r->waiter.data = r;
+    r->open_handles = 2;
     uv_timer_start(&r->tick, on_tick, TICK_MS, TICK_MS);
     start_connect(r);
     return r;
@@ -385,6 +534,8 @@ app_redis *app_redis_new(uv_loop_t *loop, const app_redis_opts *opts)
 static void on_closed(uv_handle_t *h)
 {
     app_redis *r = h->data;
+    if (--r->open_handles > 0)
+        return;
     free(r->scripts);
     free(r->host);
     free(r->name);
@@ -402,6 +553,7 @@ void app_redis_free(app_redis *r)
         free(s);
     sh_map_cleanup(&r->subs);
     uv_close((uv_handle_t *)&r->tick, on_closed);
+    uv_close((uv_handle_t *)&r->waiter, on_closed);
 }
 
 bool app_redis_up(const app_redis *r)
@@ -451,12 +603,33 @@ int app_redis_eval(app_redis *r, const app_redis_script *s, app_redis_cb cb, voi
     av[2] = nk;
     memcpy(av + 3, argv, (size_t)argc * sizeof(*argv));
     memcpy(al + 3, lens, (size_t)argc * sizeof(*lens));
-    int rc = app_redis_cmd(r, cb, ud, argc + 3, av, al);
+    int rc;
+    if (!s->acks || !r->o.wait_replicas) {
+        rc = app_redis_cmd(r, cb, ud, argc + 3, av, al);
+    } else if (r->st != ST_UP) {
+        rc = SH_ESTATE;
+    } else if ((rc = issue_w(r, cb, ud, argc + 3, av, al, r->wseq + 1)) == 0) {
+        r->wseq++;
+        if (!r->wait_armed) {
+            r->wait_armed = true;
+            uv_check_start(&r->waiter, on_waiter);
+        }
+    }
     if (av != sav) {
         free(av);
         free(al);
     }
     return rc;
+}
+
+bool app_redis_waits(const app_redis *r)
+{
+    return r && r->o.wait_replicas > 0;
+}
+
+uint64_t app_redis_unreplicated(const app_redis *r)
+{
+    return r ? r->unreplicated : 0;
 }
 
 static void on_sub_reply(redisAsyncContext *ac, void *reply, void *priv)

@@ -59,6 +59,10 @@ typedef struct app_redis_script {
     const char *name; /* for logs */
     const char *src;
     char sha1[41];    /* read-only */
+    /* Its answer acknowledges a write (set by the user after init): with
+     * app_redis_opts.wait_replicas, the answer is held until that many
+     * replicas have the write (see there). */
+    bool acks;
 } app_redis_script;
 
 void app_redis_script_init(app_redis_script *s, const char *name, const char *src);
@@ -69,6 +73,16 @@ typedef struct app_redis_opts {
     const char *name;          /* for logs: "cmd", "sub" */
     uint32_t timeout_ms;       /* connect and command time-out; 0 = 2000 */
     uint32_t max_pending;      /* commands in flight; 0 = 65536 */
+    /* Writes acknowledged only once replicas have them: the answers of
+     * scripts marked acks are held until a WAIT wait_replicas
+     * wait_timeout_ms, sent after them (one WAIT covers every such script
+     * sent in the same turn of the loop), says enough replicas have them.
+     * When it says fewer, they get NULL, like a command that got no answer:
+     * the write may still be in Redis, but it was not acknowledged.  Every
+     * answer keeps its order: replies that come behind a held one wait too.
+     * 0 = no WAIT. */
+    uint32_t wait_replicas;
+    uint32_t wait_timeout_ms;
     /* The connection came up (scripts loaded) or went down. */
     void (*on_state)(app_redis *r, bool up, void *ud);
     void *ud;
@@ -87,6 +101,10 @@ int app_redis_add_script(app_redis *r, const app_redis_script *s);
 void app_redis_free(app_redis *r);
 
 bool app_redis_up(const app_redis *r);
+/* True when scripts marked acks wait for replicas (opts.wait_replicas). */
+bool app_redis_waits(const app_redis *r);
+/* Writes answered NULL because WAIT found too few replicas (metrics). */
+uint64_t app_redis_unreplicated(const app_redis *r);
 /* Commands in flight. */
 size_t app_redis_pending(const app_redis *r);
 /* Drops the connection now (tests, and a user that saw a protocol problem);

@@ -142,6 +142,7 @@ int chat_redis_register(app_cluster *c)
     if (!scripts_ready) {
         app_redis_script_init(&s_send, "chat.send", SEND_SRC);
         app_redis_script_init(&s_ack, "chat.ack", ACK_SRC);
+        s_send.acks = s_ack.acks = true;
         app_redis_script_init(&s_page, "chat.page", PAGE_SRC);
         app_redis_script_init(&s_pres_set, "presence.set", PRES_SET_SRC);
         app_redis_script_init(&s_pres_sweep, "presence.sweep", PRES_SWEEP_SRC);

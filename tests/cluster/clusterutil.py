@@ -26,10 +26,11 @@ class Redis:
     use: nothing acknowledged is lost at a crash).  aof=False: no
     persistence at all (a restart starts empty)."""
 
-    def __init__(self, aof=False, workdir=None, port=None):
+    def __init__(self, aof=False, workdir=None, port=None, args=()):
         self.dir = workdir or tempfile.mkdtemp(prefix="sohub-redis-")
         self.port = port or free_port()
         self.aof = aof
+        self.args = list(args)  # more redis-server options ("--replicaof", ...)
         self.proc = None
 
     def start(self, timeout=10.0):
@@ -40,6 +41,7 @@ class Redis:
             args += ["--appendonly", "yes", "--appendfsync", "always"]
         else:
             args += ["--appendonly", "no"]
+        args += self.args
         self.proc = spawn(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         return bool(wait_for(self.ping, timeout))
 
