@@ -182,6 +182,11 @@ typedef struct cso_room {
     uint32_t history;       /* stream length */
     buf_msg *buf, **buf_tail;
     size_t nbuf;            /* bytes buffered */
+    /* [cluster] wait_replicas: this node's write of seq hold_seq is
+     * published but Redis has not answered (its replicas may not have it
+     * yet): the room's updates wait in buf, so the writer gets its Success
+     * with the update, once the answer says it is stored (0 = none) */
+    uint64_t hold_seq;
 } cso_room;
 
 /* A write sent to Redis and not yet settled. */
@@ -196,9 +201,6 @@ typedef struct pending {
     size_t n;
     uint32_t version;       /* the update Redis made (0 = none yet) */
     bool replied, applied;
-    /* applied before Redis answered on a link that waits for replicas
-     * ([cluster] wait_replicas): the writer's Success waits for the answer */
-    bool owed;
 } pending;
 
 struct app_cluster_so {
@@ -250,6 +252,33 @@ static void buf_clear(cso_room *r)
     }
     r->buf_tail = &r->buf;
     r->nbuf = 0;
+    r->hold_seq = 0;
+}
+
+/* Keeps a published message for later (at the end, or first when it goes
+ * back to the front).  Returns false when the room holds too much or memory
+ * ran out: the caller reads the room again. */
+static bool buf_add(cso_room *r, const char *msg, size_t len, bool front)
+{
+    if (r->nbuf + len > MAX_BUFFERED)
+        return false;
+    buf_msg *m = malloc(sizeof(*m) + len);
+    if (!m)
+        return false;
+    m->len = len;
+    memcpy(m->data, msg, len);
+    if (front) {
+        m->next = r->buf;
+        if (!r->buf)
+            r->buf_tail = &m->next;
+        r->buf = m;
+    } else {
+        m->next = NULL;
+        *r->buf_tail = m;
+        r->buf_tail = &m->next;
+    }
+    r->nbuf += len;
+    return true;
 }
 
 
@@ -425,19 +454,26 @@ static void apply_msg(app_cluster_so *cs, cso_room *r, const char *msg, size_t l
         return;
     }
     pending *p = pending_of_tag(cs, u.tag, u.tlen);
-    /* The writer's Success goes with the update, unless Redis has not said
-     * yet that enough replicas have it: then the writer gets the change like
-     * everyone else, and its answer when Redis' does. */
-    bool owe = p && !p->replied && app_redis_waits(app_cluster_cmd(r->link));
+    if (p && !p->replied && app_redis_waits(app_cluster_cmd(r->link))) {
+        /* Our write, published before Redis said its replicas have it: the
+         * room waits for that answer (hold_seq), so that its writer is
+         * answered Success with the update only once it is stored. */
+        free(u.ch);
+        if (!buf_add(r, msg, len, true)) {
+            room_resync(cs, r);
+            return;
+        }
+        r->hold_seq = p->seq;
+        return;
+    }
     rc = so_engine_apply_update(cs->eng, r->name, u.name, u.nlen, u.version, u.ch, u.n,
-                                p && !owe ? p->client : NULL, &cs->fx);
+                                p ? p->client : NULL, &cs->fx);
     free(u.ch);
     deliver(cs);
     if (rc == 0) {
         cs->st.applied++;
         if (p) {
             p->applied = true;
-            p->owed = owe;
             if (p->replied) {
                 pending_unlink(cs, p);
                 pending_free(p);
@@ -735,6 +771,21 @@ static void room_read(app_cluster_so *cs, cso_room *r)
     }
 }
 
+/* Applies the buffered messages of a live room, in order, until one waits
+ * for Redis' answer again (hold_seq). */
+static void room_drain(app_cluster_so *cs, cso_room *r)
+{
+    while (r->buf && r->state == R_LIVE && !r->forget && !r->hold_seq) {
+        buf_msg *m = r->buf;
+        r->buf = m->next;
+        if (!r->buf)
+            r->buf_tail = &r->buf;
+        r->nbuf -= m->len;
+        apply_msg(cs, r, m->data, m->len);
+        free(m);
+    }
+}
+
 static void on_snapshot(app_redis *rd_, redisReply *rep, void *ud)
 {
     (void)rd_;
@@ -758,16 +809,7 @@ static void on_snapshot(app_redis *rd_, redisReply *rep, void *ud)
     r->busy = true;
     int rc = snapshot_apply(cs, r, rep);
     if (rc == 0) {
-        /* what was published after the snapshot, in order */
-        while (r->buf && r->state == R_LIVE && !r->forget) {
-            buf_msg *m = r->buf;
-            r->buf = m->next;
-            r->nbuf -= m->len;
-            apply_msg(cs, r, m->data, m->len);
-            free(m);
-        }
-        if (!r->buf)
-            r->buf_tail = &r->buf;
+        room_drain(cs, r); /* what was published after the snapshot, in order */
         settle_after_sync(cs, r, r->was_reset);
     }
     r->busy = false;
@@ -817,25 +859,15 @@ static void on_sub(app_redis *rd_, app_redis_sub_event ev, const char *msg, size
         buf_clear(r);
         break;
     case APP_REDIS_SUB_MESSAGE:
-        if (r->state == R_LIVE) {
+        if (r->state == R_LIVE && !r->hold_seq) {
             apply_msg(cs, r, msg, len);
-        } else if (r->state == R_SNAPSHOT) {
-            if (r->nbuf + len > MAX_BUFFERED) {
-                /* the read takes too long: read again once more */
+        } else if (r->state == R_SNAPSHOT || r->state == R_LIVE) {
+            /* read, or waiting for our write's answer: kept in order; too
+             * much (the read or the answer takes too long): read again */
+            if (!buf_add(r, msg, len, false)) {
                 room_resync(cs, r);
                 return;
             }
-            buf_msg *m = malloc(sizeof(*m) + len);
-            if (!m) {
-                room_resync(cs, r);
-                return;
-            }
-            m->next = NULL;
-            m->len = len;
-            memcpy(m->data, msg, len);
-            *r->buf_tail = m;
-            r->buf_tail = &m->next;
-            r->nbuf += len;
         }
         break;
     }
@@ -1072,6 +1104,8 @@ int app_cluster_so_propose(app_cluster_so *cs, const so_proposal *p)
     return 0;
 }
 
+static void update_settle(app_cluster_so *cs, pending *p, const redisReply *rep);
+
 static void on_update_reply(app_redis *rd_, redisReply *rep, void *ud)
 {
     (void)rd_;
@@ -1081,6 +1115,20 @@ static void on_update_reply(app_redis *rd_, redisReply *rep, void *ud)
     free(pr);
     if (!p)
         return;
+    cso_room *r = sh_map_get(&cs->rooms, p->room, strlen(p->room));
+    bool held = r && r->hold_seq == p->seq;
+    update_settle(cs, p, rep);
+    if (held && r->hold_seq) {
+        /* the room waited for this answer: its updates go on, this one
+         * first (with the writer's Success when it was stored) */
+        r->hold_seq = 0;
+        room_drain(cs, r);
+    }
+}
+
+/* Answers the writer of p from Redis' answer to its script (NULL: none). */
+static void update_settle(app_cluster_so *cs, pending *p, const redisReply *rep)
+{
     long long v = -1;
     bool ok = rep && rep->type == REDIS_REPLY_ARRAY && rep->elements >= 2 &&
               rep->element[0]->type == REDIS_REPLY_STRING &&
@@ -1098,7 +1146,7 @@ static void on_update_reply(app_redis *rd_, redisReply *rep, void *ud)
             SH_LOG(SH_LOG_WARN, "cluster: so: room %s: update script: %s", p->room, rep->str);
         }
         pending_unlink(cs, p);
-        if (!p->applied || p->owed) {
+        if (!p->applied) {
             /* Not known to be stored.  After a time-out it may have been:
              * then its Change comes later, as any other update. */
             cs->st.failed++;
@@ -1118,20 +1166,6 @@ static void on_update_reply(app_redis *rd_, redisReply *rep, void *ud)
     cs->st.stale += nst;
     if (st)
         answer(cs, p, st, nst, SO_ANSWER_CURRENT);
-    if (p->owed) {
-        /* Success for the keys Redis took (those not stale) */
-        size_t ns = 0;
-        for (size_t i = 0; i < p->n; i++) {
-            bool stale = false;
-            for (size_t j = 0; j < nst && !stale; j++)
-                stale = st && st[j].klen == p->keys[i].klen &&
-                        memcmp(st[j].key, p->keys[i].key, st[j].klen) == 0;
-            if (!stale)
-                p->keys[ns++] = p->keys[i];
-        }
-        answer(cs, p, p->keys, ns, SO_ANSWER_SUCCESS);
-        p->owed = false;
-    }
     free(st);
     p->version = (uint32_t)v;
     p->replied = true;

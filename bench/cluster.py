@@ -138,15 +138,31 @@ def main():
         stderr=rlog))
     if not wait_port(rport):
         sys.exit("cluster.py: redis-server did not start")
+    # a replica of it, for the writes acknowledged with [cluster] wait_replicas = 1
+    qport = free_port()
+    qdir = os.path.join(TMP, "replica")
+    os.makedirs(qdir)
+    qlog = open(os.path.join(qdir, "log"), "ab")
+    procs.append(subprocess.Popen(
+        ["redis-server", "--port", str(qport), "--bind", "127.0.0.1", "--dir", qdir,
+         "--save", "", "--appendonly", "yes", "--appendfsync", FSYNC, "--replicaof",
+         "127.0.0.1", str(rport)], stdout=qlog, stderr=qlog))
+    if not wait_port(qport):
+        sys.exit("cluster.py: the replica did not start")
     common = ("[server]\nmax_connections = 19000\nmax_connections_per_ip = 19000\n"
               "so_max_updates_per_sec = 0\nlog_level = warn\n[app *]\nchat_rate = 0\n")
     clustered = common + "[cluster]\nredis = 127.0.0.1:%d\n" % rport
     single, single_pid, _ = start_server("single", common)
     a, a_pid, a_log = start_server("nodeA", clustered + "node = A\n")
     b, b_pid, b_log = start_server("nodeB", clustered + "node = B\n")
+    w, w_pid, w_log = start_server("nodeW", clustered + "node = W\nwait_replicas = 1\n")
     end = time.monotonic() + 10
     while time.monotonic() < end and not all(
-            "up: clustered" in open(lg, errors="replace").read() for lg in (a_log, b_log)):
+            "up: clustered" in open(lg, errors="replace").read() for lg in (a_log, b_log,
+                                                                             w_log)):
+        time.sleep(0.1)
+    while time.monotonic() < end and "master_link_status:up" not in str(
+            redis_cmd(qport, "INFO", "replication")):
         time.sleep(0.1)
     fan = ["fanout", "-s", str(SUBS), "-w", "1", "--window", "32", "-P", "2", "-d", DUR,
            "--persistent"]
@@ -170,6 +186,11 @@ def main():
         d["_redis_cpu_s"] = c1 - c0
         d["_changes"] = n
         res["persist_%d" % w] = d
+    c0 = redis_cpu(rport)
+    d = bench("persist-wait", w, "persist", "-w", "100", "-d", DUR, "--so-prefix", "pw")
+    d["_redis_cpu_s"] = redis_cpu(rport) - c0
+    d["_changes"] = d.get("acked") or 0
+    res["persist_wait"] = d
     chat = ["chat", "-U", "200", "-d", DUR]
     res["chat_single"] = bench("chat-single", single, *chat)
     res["chat_ab"] = bench("chat-ab", a, *chat, "--sub-ports", "%d,%d" % (a, b))
@@ -197,14 +218,15 @@ def main():
     print("  crossing nodes adds %.2f ms at p50 (B against A); the cluster adds %.2f ms "
           "(A against the single server)" % (p50["lat_cross"] - p50["lat_same"],
                                              p50["lat_same"] - p50["lat_single"]))
-    for w in (8, 100):
-        d = res["persist_%d" % w]
+    for k, label in (("persist_8", "writes, 8 writers on 8 objects"),
+                     ("persist_100", "writes, 100 writers on 100 objects"),
+                     ("persist_wait", "the same, wait_replicas = 1")):
+        d = res[k]
         rate = d.get("acked_per_second") or 0
         n = d["_changes"]
         per = d["_redis_cpu_s"] / n * 1e6 if n else float("nan")
         print("  %-36s %10.0f durable changes/s  p50 %.2f ms  Redis %.1f us CPU per change"
-              % ("writes, %d writers on %d objects" % (w, w), rate,
-                 lat(d, "ack_latency_us", "p50"), per))
+              % (label, rate, lat(d, "ack_latency_us", "p50"), per))
     for k, label in (("chat_single", "private messages, one server"),
                      ("chat_ab", "private messages, users over A and B")):
         d = res[k]

@@ -56,6 +56,7 @@ class Client:
         self.version = 0
         self.state = {}
         self.answers = []  # ("success", key) / ("status", code)
+        self.changed = []  # keys the server sent as Change events
 
     def pump(self, timeout):
         """Reads one message (within timeout) and takes it in."""
@@ -73,6 +74,7 @@ class Client:
                     self.state = {}
                 elif e["t"] == "change":
                     self.state.update({k: v for k, v in e["slots"]})
+                    self.changed += [k for k, _ in e["slots"]]
                 elif e["t"] == "success":
                     self.answers.append(("success", e["key"]))
                 elif e["t"] == "status":
@@ -136,6 +138,8 @@ for i in range(20):
         replica.cmd("HEXISTS", "so:{%s}:s:o" % ROOM, "k%d" % i) == 1
 check(ok, "20 changes answered Success, each already on the replica when answered "
       "(median %.1f ms)" % (sorted(times)[10] * 1000))
+check(not [k for k in a.changed if k.startswith("k")],
+      "the writer got Success for its keys, not Change events (%s)" % a.changed[:5])
 check(b.until(lambda: b.state.get("k19") == 19, 5.0), "and a client on n1 sees them")
 api = Admin(n1.ports["admin"], KEY)
 st, body = api.request("POST", "/api/v1/apps/game/chat/messages",
