@@ -2707,14 +2707,44 @@ static int apply_server(so_engine *e, so_object *o, srv_change *ch, size_t n, so
     return rc ? rc : rc2 ? rc2 : lim;
 }
 
+static bool server_changes_fit(const so_engine *e, const so_object *o, const srv_change *ch,
+                               size_t n);
+
+/* Server changes of a clustered object: one proposal, through the same
+ * hook as a client's accepted changes (the cluster orders it with them;
+ * every node applies it when it comes back).  The server is not held to
+ * rule 3 (last writer wins for it); opts may ask for a compare-and-set
+ * and a completion.  Returns SO_WRITE_PENDING or a negative code (SH_EIO
+ * when the cluster cannot take it now). */
+static int server_propose(so_engine *e, so_object *o, const srv_change *ch, size_t n,
+                          const so_write_opts *opts)
+{
+    if (!e->hooks.propose)
+        return SH_EIO;
+    so_wire_change *wc = calloc(n ? n : 1, sizeof(*wc));
+    if (!wc)
+        return SH_ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        wc[i] = (so_wire_change){.key = ch[i].key, .klen = ch[i].klen, .value = ch[i].wire,
+                                 .vlen = ch[i].v ? ch[i].vbytes : 0, .remove = !ch[i].v};
+    so_proposal p = {.room = o->room->name, .name = o->name, .name_len = o->name_len,
+                     .base_version = o->version, .conflict = SO_CONFLICT_LWW,
+                     .changes = wc, .n = n,
+                     .expect_version = opts ? opts->expect_version : 0,
+                     .done = opts ? opts->done : NULL, .done_ud = opts ? opts->ud : NULL};
+    int rc = e->hooks.propose(e->hooks.ud, &p);
+    free(wc);
+    if (rc < 0)
+        return rc == SH_ENOMEM ? rc : SH_EIO;
+    return SO_WRITE_PENDING;
+}
+
 static int server_change(so_engine *e, so_object *o, const char *key, size_t klen,
                          amf_value *v, so_effects *out)
 {
     srv_change ch = {.key = (char *)key, .klen = klen, .v = v};
     if (klen > UINT16_MAX)
         return SH_EINVAL;
-    if (clustered(o))
-        return SH_EUNSUPPORTED; /* server writes do not go through the cluster yet */
     if (v) {
         sh_buf_reset(&e->scratch);
         if (so_wire_event_value(&e->scratch, e->enc, v) < 0)
@@ -2725,6 +2755,12 @@ static int server_change(so_engine *e, so_object *o, const char *key, size_t kle
         if (ch.vbytes > e->cfg.max_value_bytes ||
             ch.vmem > SO_VALUE_MEM_FACTOR * (size_t)e->cfg.max_value_bytes)
             return SH_ELIMIT;
+    }
+    if (!o->lock && clustered(o)) {
+        if (!server_changes_fit(e, o, &ch, 1))
+            return SH_ELIMIT;
+        int rc = server_propose(e, o, &ch, 1, NULL);
+        return rc < 0 ? rc : 0;
     }
     if (!o->lock)
         return apply_server(e, o, &ch, 1, out);
@@ -2814,8 +2850,20 @@ static bool server_changes_fit(const so_engine *e, const so_object *o, const srv
 
 int so_object_apply(so_engine *e, so_object *o, const so_change *ch, size_t n, so_effects *out)
 {
-    if (clustered(o))
-        return SH_EUNSUPPORTED;
+    int rc = so_object_write(e, o, ch, n, NULL, out);
+    return rc == SO_WRITE_PENDING ? 0 : rc;
+}
+
+bool so_object_clustered(const so_object *o) { return clustered(o); }
+
+int so_object_write(so_engine *e, so_object *o, const so_change *ch, size_t n,
+                    const so_write_opts *opts, so_effects *out)
+{
+    bool waits = opts && (opts->expect_version || opts->done);
+    if (o->lock && waits)
+        return SH_ESTATE;
+    if (opts && opts->expect_version && !clustered(o) && o->version != opts->expect_version)
+        return SH_EEXIST;
     srv_change *arr = n ? calloc(n, sizeof(*arr)) : NULL;
     if (n && !arr)
         return SH_ENOMEM;
@@ -2839,7 +2887,11 @@ int so_object_apply(so_engine *e, so_object *o, const so_change *ch, size_t n, s
     }
     if (rc == 0 && !server_changes_fit(e, o, arr, n))
         rc = SH_ELIMIT;
-    if (rc == 0)
+    if (rc == 0 && clustered(o) && n > 0)
+        rc = server_propose(e, o, arr, n, opts);
+    else if (rc == 0 && clustered(o))
+        rc = 0; /* nothing to propose */
+    else if (rc == 0)
         rc = apply_server(e, o, arr, n, out);
     for (size_t i = 0; i < made; i++)
         srv_change_free(&arr[i]);
@@ -2873,7 +2925,13 @@ int so_object_unlock(so_engine *e, so_object *o, so_effects *out)
         return SH_ESTATE;
     if (--o->lock)
         return 0;
-    int rc = apply_server(e, o, o->pend, o->npend, out);
+    int rc;
+    if (clustered(o)) {
+        rc = o->npend ? server_propose(e, o, o->pend, o->npend, NULL) : 0;
+        rc = rc < 0 ? rc : 0;
+    } else {
+        rc = apply_server(e, o, o->pend, o->npend, out);
+    }
     for (size_t i = 0; i < o->npend; i++)
         srv_change_free(&o->pend[i]);
     o->npend = 0;

@@ -284,8 +284,20 @@ typedef struct so_wire_change {
 /* A client's write to a clustered object that passed the engine's checks
  * (access, caps, update rate, rule 3 against what this node has seen),
  * handed to so_hooks.propose.  Everything is borrowed for the call. */
+/* The end of a server write to a clustered object (so_object_write):
+ * status 0 = stored by the cluster and applied here (version: the update
+ * that holds it); SH_EEXIST = compare-and-set failed, nothing written
+ * (version: the object's version in the cluster); SH_EIO = not known to be
+ * stored (the cluster could not be reached, did not answer in time, or the
+ * room was out of sync): nothing was applied here, though a write that did
+ * reach the cluster may still arrive as an ordinary update; SH_ESTATE = the
+ * server stops (version 0). */
+typedef void (*so_write_fn)(void *ud, int status, uint32_t version);
+
 typedef struct so_proposal {
-    so_client *client;          /* valid until so_client_unregister */
+    so_client *client;          /* valid until so_client_unregister; NULL for
+                                 * a server write (so_object_write and the
+                                 * other server writes of a clustered object) */
     const char *room;
     const char *name;
     size_t name_len;
@@ -293,6 +305,15 @@ typedef struct so_proposal {
     so_conflict conflict;       /* the room's mode */
     const so_wire_change *changes;
     size_t n;
+    /* Server writes only (client NULL): conflict is SO_CONFLICT_LWW (the
+     * server is not held to rule 3); expect_version, when not 0, makes the
+     * write conditional: applied only if the cluster's version of the
+     * object is exactly that (compare-and-set).  done (may be NULL) must
+     * be called exactly once, never from inside the hook, when the hook
+     * returned 0. */
+    uint32_t expect_version;
+    so_write_fn done;
+    void *done_ud;
 } so_proposal;
 
 typedef struct so_hooks {
@@ -310,7 +331,8 @@ typedef struct so_hooks {
      * loaded and empty at once (tests that need no store reads). */
     void (*load_room)(void *ud, const char *room);
     /* Clustered rooms (so_room_settings.clustered): a client's accepted
-     * changes to a persistent object, as one proposed update.  Return 0
+     * changes to a persistent object, or a server write (p->client NULL:
+     * answered through p->done only), as one proposed update.  Return 0
      * when it was sent: the client is answered later, Success per key by
      * so_engine_apply_update (writer = p->client) once the cluster
      * ordered it, or by so_engine_answer (stale, failed).  A negative
@@ -551,7 +573,8 @@ void so_engine_object_close(so_engine *e, so_object *o);
 so_object *so_engine_object_find(so_engine *e, const char *room, const char *name);
 
 /* Sets / removes a slot as the server.  v is borrowed (a reference is
- * kept).  Outside a lock each call is one update (one version); inside
+ * kept).  Outside a lock each call is one update (one version; for a
+ * clustered object, one proposal: see so_object_write); inside
  * lock/unlock the changes are queued and applied together at unlock as
  * one version (reads during the lock show the committed state).
  * SH_ELIMIT when a cap refuses the change (value bytes at set time; slots
@@ -579,6 +602,44 @@ typedef struct so_change {
  * unlock.  SH_EINVAL for a key over 65535 bytes, SH_ENOMEM. */
 int so_object_apply(so_engine *e, so_object *o, const so_change *ch, size_t n,
                     so_effects *out);
+/* Server writes that can wait for the cluster.  In a clustered room
+ * (so_room_settings.clustered) a persistent object's server writes
+ * (so_object_set, _remove, _apply, _unlock and this one) are not applied
+ * here: they are proposed through so_hooks.propose like a client's write
+ * and applied, on every node, when the cluster's update comes back; reads
+ * show the old state until then.  The plain calls return 0 once the write
+ * is proposed (fire and forget).  so_object_write says more:
+ *
+ * Applies ch[0..n) as so_object_apply does, with opts (NULL = none):
+ * expect_version, when not 0, makes the write a compare-and-set on the
+ * object's version (for a clustered object, the cluster's version: the
+ * only way for one node to know that its write is based on the newest
+ * state).  Returns
+ *   0                 applied now (not clustered): effects in out; done
+ *                     is not called
+ *   SO_WRITE_PENDING  proposed to the cluster: done (if any) runs exactly
+ *                     once later (so_write_fn has the outcomes), never
+ *                     from inside this call
+ *   SH_EEXIST         not clustered, and expect_version is not the
+ *                     object's version: nothing applied
+ *   SH_EIO            clustered, and the cluster cannot take it now (not
+ *                     reachable, room out of sync): nothing applied
+ *   SH_ESTATE         o is locked and opts asks for a compare-and-set or
+ *                     a completion (a locked object's changes wait for
+ *                     the unlock)
+ *   or as so_object_apply (SH_ELIMIT, SH_EINVAL, SH_ENOMEM).
+ * When it returns anything but SO_WRITE_PENDING, done is never called. */
+#define SO_WRITE_PENDING 1
+typedef struct so_write_opts {
+    uint32_t expect_version;    /* 0 = write whatever the version */
+    so_write_fn done;           /* NULL = fire and forget */
+    void *ud;
+} so_write_opts;
+int so_object_write(so_engine *e, so_object *o, const so_change *ch, size_t n,
+                    const so_write_opts *opts, so_effects *out);
+/* True when o's writes go through the cluster (see so_object_write). */
+bool so_object_clustered(const so_object *o);
+
 /* SendMessage from the server to every subscriber.  args borrowed. */
 int so_object_send(so_engine *e, so_object *o, const char *handler,
                    size_t nargs, amf_value *const *args, so_effects *out);

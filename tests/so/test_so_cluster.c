@@ -20,6 +20,10 @@ static struct {
     size_t n;
     char key[64];
     bool remove;
+    so_conflict conflict;
+    uint32_t expect;
+    so_write_fn done;
+    void *done_ud;
 } prop;
 
 /* SendMessages handed to the cluster (the last one's event bytes). */
@@ -53,6 +57,10 @@ static int hook_propose(void *ud, const so_proposal *p)
     prop.n = p->n;
     snprintf(prop.key, sizeof(prop.key), "%.*s", (int)p->changes[0].klen, p->changes[0].key);
     prop.remove = p->changes[0].remove;
+    prop.conflict = p->conflict;
+    prop.expect = p->expect_version;
+    prop.done = p->done;
+    prop.done_ud = p->done_ud;
     return prop.result;
 }
 
@@ -254,12 +262,89 @@ Test(so_cluster, temporary_objects_and_server_writes)
     both();
     cr_assert_eq(prop.calls, 0, "a temporary object is not clustered");
     cr_assert_eq(a.success, 1);
+    /* a server write to a persistent object is proposed like a client's:
+     * no client, last writer wins, nothing applied until it comes back */
     amf_value *v = amf_number(1);
-    cr_assert_eq(so_object_set(e, obj(), "k", 1, v, &fx), SH_EUNSUPPORTED);
+    cr_assert_eq(so_object_set(e, obj(), "k", 1, v, &fx), 0);
+    cr_assert_eq(prop.calls, 1);
+    cr_assert_null(prop.client);
+    cr_assert_eq(prop.conflict, SO_CONFLICT_LWW);
+    cr_assert_str_eq(prop.key, "k");
+    cr_assert_eq(prop.expect, 0);
+    cr_assert_null(so_object_get(obj(), "k", 1), "applied only when the cluster answers");
+    cr_assert_eq(fx.len, 0);
     so_change c = {"k", 1, v};
-    cr_assert_eq(so_object_apply(e, obj(), &c, 1, &fx), SH_EUNSUPPORTED);
-    amf_unref(v);
+    cr_assert_eq(so_object_apply(e, obj(), &c, 1, &fx), 0);
+    cr_assert_eq(prop.calls, 2);
     cr_assert_null(so_engine_take_batch(e), "nothing for the node's store");
+    amf_unref(v);
+}
+
+static struct {
+    int calls, status;
+    uint32_t version;
+} wdone;
+
+static void on_wdone(void *ud, int status, uint32_t version)
+{
+    cr_assert_eq(ud, &wdone);
+    wdone.calls++;
+    wdone.status = status;
+    wdone.version = version;
+}
+
+Test(so_cluster, server_write_with_completion_and_compare_and_set)
+{
+    amf_value *v = amf_number(2);
+    so_change c = {"k", 1, v};
+    so_write_opts o = {.expect_version = 1, .done = on_wdone, .ud = &wdone};
+    cr_assert_eq(so_object_write(e, obj(), &c, 1, &o, &fx), SO_WRITE_PENDING);
+    cr_assert_eq(prop.expect, 1);
+    cr_assert_eq(prop.done, on_wdone);
+    cr_assert_eq(prop.done_ud, &wdone);
+    cr_assert_eq(wdone.calls, 0, "never from inside the call");
+    cr_assert(so_object_clustered(obj()));
+    /* the cluster's update: every subscriber gets the Change, nobody Success */
+    so_wire_change ch = set("k", TWO);
+    cr_assert_eq(so_engine_apply_update(e, ROOM, "p", 1, 2, &ch, 1, NULL, &fx), 0);
+    both();
+    cr_assert_eq(a.success + b.success, 0);
+    cr_assert_eq(so_object_version(obj()), 2);
+    cr_assert_not_null(so_object_get(obj(), "k", 1));
+    /* the cluster cannot take it: refused at once, no completion */
+    prop.result = SH_ESTATE;
+    cr_assert_eq(so_object_write(e, obj(), &c, 1, &o, &fx), SH_EIO);
+    cr_assert_eq(so_object_set(e, obj(), "k", 1, v, &fx), SH_EIO);
+    prop.result = 0;
+    /* under a lock: one proposal at the unlock; a compare-and-set waits not */
+    int calls = prop.calls;
+    so_object_lock(e, obj());
+    cr_assert_eq(so_object_write(e, obj(), &c, 1, &o, &fx), SH_ESTATE);
+    cr_assert_eq(so_object_set(e, obj(), "a", 1, v, &fx), 0);
+    cr_assert_eq(so_object_remove(e, obj(), "k", 1, &fx), 0);
+    cr_assert_eq(prop.calls, calls);
+    cr_assert_eq(so_object_unlock(e, obj(), &fx), 0);
+    cr_assert_eq(prop.calls, calls + 1);
+    cr_assert_eq(prop.n, 2, "the lock's changes as one update");
+    amf_unref(v);
+}
+
+Test(so_cluster, compare_and_set_on_a_local_object)
+{
+    /* not clustered (temporary): checked here, applied now */
+    cr_assert_eq(t_use(e, &a, "t", 0, false, &fx), 0);
+    both();
+    so_object *t = so_engine_object_find(e, ROOM, "t");
+    amf_value *v = amf_number(3);
+    so_change c = {"k", 1, v};
+    so_write_opts o = {.expect_version = 5, .done = on_wdone, .ud = &wdone};
+    cr_assert_eq(so_object_write(e, t, &c, 1, &o, &fx), SH_EEXIST);
+    o.expect_version = so_object_version(t);
+    cr_assert_eq(so_object_write(e, t, &c, 1, &o, &fx), 0);
+    cr_assert_eq(so_object_version(t), o.expect_version + 1);
+    cr_assert_eq(wdone.calls, 0, "applied now: no completion");
+    cr_assert_eq(prop.calls, 0);
+    amf_unref(v);
 }
 
 static void send_hello(tclient *t)
