@@ -31,7 +31,10 @@
 
 /* KEYS: epoch, objects, slots, meta, stream.  ARGV: epoch, name, base
  * version, writer, conflict ("r" reject / "l" last writer wins), channel,
- * history depth, tag, n, then n times key, "s" or "r", value. */
+ * history depth, tag, n, expected version (0 = any: a compare-and-set of
+ * a server write otherwise), then n times key, "s" or "r", value.
+ * Answers {'OK', new version or 0, stale keys...}, {'EPOCH', epoch} or
+ * {'CAS', current version}. */
 static const char update_src[] =
     /* A shebang script (Redis 7): refused as a whole, before it writes
      * anything, when Redis is out of memory; Redis does not roll a script
@@ -41,10 +44,13 @@ static const char update_src[] =
     "if ep ~= ARGV[1] then return {'EPOCH', ep or ''} end\n"
     "local name, base, writer = ARGV[2], tonumber(ARGV[3]), ARGV[4]\n"
     "local reject, n = ARGV[5] == 'r', tonumber(ARGV[9])\n"
-    "local newv = tonumber(redis.call('HGET', KEYS[2], name) or '1') + 1\n"
+    "local cur = tonumber(redis.call('HGET', KEYS[2], name) or '1')\n"
+    "local expect = tonumber(ARGV[10])\n"
+    "if expect > 0 and cur ~= expect then return {'CAS', cur} end\n"
+    "local newv = cur + 1\n"
     "local stale, ok = {}, {}\n"
     "for i = 0, n - 1 do\n"
-    "  local k = ARGV[10 + 3 * i]\n"
+    "  local k = ARGV[11 + 3 * i]\n"
     "  local bad = false\n"
     "  if reject then\n"
     "    local m = redis.call('HGET', KEYS[4], k)\n"
@@ -65,7 +71,7 @@ static const char update_src[] =
     "local parts = {struct.pack('>I2', #name) .. name .. struct.pack('>I2', #ARGV[8]) ..\n"
     "               ARGV[8] .. struct.pack('>I4', #ok)}\n"
     "for _, i in ipairs(ok) do\n"
-    "  local k, kind, v = ARGV[10 + 3 * i], ARGV[11 + 3 * i], ARGV[12 + 3 * i]\n"
+    "  local k, kind, v = ARGV[11 + 3 * i], ARGV[12 + 3 * i], ARGV[13 + 3 * i]\n"
     "  if kind == 's' then\n"
     "    parts[#parts + 1] = struct.pack('>I2', #k) .. k .. '\\0' .. struct.pack('>I4', #v) .. v\n"
     "  else\n"
@@ -78,9 +84,9 @@ static const char update_src[] =
     "redis.pcall('XADD', KEYS[5], 'MAXLEN', '~', ARGV[7], newv .. '-1', 'p', upd)\n"
     "local meta = newv .. ' ' .. writer\n"
     "for _, i in ipairs(ok) do\n"
-    "  local k, kind = ARGV[10 + 3 * i], ARGV[11 + 3 * i]\n"
+    "  local k, kind = ARGV[11 + 3 * i], ARGV[12 + 3 * i]\n"
     "  if kind == 's' then\n"
-    "    redis.call('HSET', KEYS[3], k, ARGV[12 + 3 * i])\n"
+    "    redis.call('HSET', KEYS[3], k, ARGV[13 + 3 * i])\n"
     "  else\n"
     "    redis.call('HDEL', KEYS[3], k)\n"
     "  end\n"
@@ -201,6 +207,8 @@ typedef struct pending {
     size_t n;
     uint32_t version;       /* the update Redis made (0 = none yet) */
     bool replied, applied;
+    so_write_fn done;       /* a server write's completion (client NULL); NULL once run */
+    void *done_ud;
 } pending;
 
 struct app_cluster_so {
@@ -317,9 +325,20 @@ static void pending_unlink(app_cluster_so *cs, pending *p)
         }
 }
 
+/* Runs a server write's completion, once. */
+static void finish(pending *p, int status, uint32_t version)
+{
+    so_write_fn fn = p->done;
+    p->done = NULL;
+    if (fn)
+        fn(p->done_ud, status, version);
+}
+
 static void answer(app_cluster_so *cs, pending *p, const so_wire_change *keys, size_t n,
                    so_answer how)
 {
+    if (p->done && how != SO_ANSWER_CURRENT)
+        finish(p, how == SO_ANSWER_SUCCESS ? 0 : SH_EIO, how == SO_ANSWER_SUCCESS ? p->version : 0);
     if (!p->client || n == 0)
         return;
     so_engine_answer(cs->eng, p->client, p->name, p->name_len, keys, n, how, &cs->fx);
@@ -425,6 +444,7 @@ static pending *pending_of_tag(app_cluster_so *cs, const char *tag, size_t tlen)
 }
 
 static void room_resync(app_cluster_so *cs, cso_room *r);
+static void room_forget(app_cluster_so *cs, cso_room *r);
 
 /* "S" u16 name length, name, SendMessage event: to this node's subscribers. */
 static void send_msg(app_cluster_so *cs, cso_room *r, const char *msg, size_t len)
@@ -474,10 +494,18 @@ static void apply_msg(app_cluster_so *cs, cso_room *r, const char *msg, size_t l
         cs->st.applied++;
         if (p) {
             p->applied = true;
+            /* A server write is done once applied here.  Its completion may
+             * drop the room (its last handle closed): busy keeps r. */
+            bool was_busy = r->busy;
+            r->busy = true;
+            finish(p, 0, u.version);
+            r->busy = was_busy;
             if (p->replied) {
                 pending_unlink(cs, p);
                 pending_free(p);
             }
+            if (!was_busy && r->forget)
+                room_forget(cs, r);
         }
     } else if (rc == SO_APPLY_GAP) {
         /* One subscription delivers in publish order: a gap means that
@@ -996,6 +1024,8 @@ static pending *pending_new(app_cluster_so *cs, const so_proposal *p)
         return NULL;
     q->seq = ++cs->next_seq;
     q->client = p->client;
+    q->done = p->client ? NULL : p->done;
+    q->done_ud = p->done_ud;
     q->room = sh_memdup0(p->room, strlen(p->room));
     q->name = sh_memdup0(p->name, p->name_len);
     q->name_len = p->name_len;
@@ -1023,7 +1053,7 @@ int app_cluster_so_propose(app_cluster_so *cs, const so_proposal *p)
         return SH_ELIMIT;
     pending *q = pending_new(cs, p);
     prop_req *pr = malloc(sizeof(*pr));
-    size_t argc = 5 + 9 + 3 * p->n;
+    size_t argc = 5 + 10 + 3 * p->n;
     const char **argv = malloc(argc * sizeof(*argv));
     size_t *lens = malloc(argc * sizeof(*lens));
     /* five keys: PREFIX e, PREFIX o, PREFIX s:NAME, m:NAME, x:NAME */
@@ -1057,19 +1087,22 @@ int app_cluster_so_propose(app_cluster_so *cs, const so_proposal *p)
     }
     (void)at;
     /* ARGV */
-    char base[16], hist[16], tag[64], nstr[16], writer[64];
+    char base[16], hist[16], tag[64], nstr[16], writer[64], expect[16];
     snprintf(base, sizeof(base), "%u", p->base_version);
     snprintf(hist, sizeof(hist), "%u", r->history);
     snprintf(tag, sizeof(tag), "%s:%llu", app_cluster_node_id(cs->cl),
              (unsigned long long)q->seq);
     snprintf(nstr, sizeof(nstr), "%zu", p->n);
+    /* the server writes as client 0 of its node (rule 3: so.h) */
     snprintf(writer, sizeof(writer), "%s:%llu", app_cluster_node_id(cs->cl),
-             (unsigned long long)so_client_id(p->client));
-    const char *a[9] = {r->epoch, p->name, base, writer,
-                        p->conflict == SO_CONFLICT_LWW ? "l" : "r", r->chan, hist, tag, nstr};
-    size_t al[9] = {strlen(r->epoch), p->name_len, strlen(base), strlen(writer), 1,
-                    strlen(r->chan), strlen(hist), strlen(tag), strlen(nstr)};
-    for (int i = 0; i < 9; i++) {
+             (unsigned long long)(p->client ? so_client_id(p->client) : 0));
+    snprintf(expect, sizeof(expect), "%u", p->client ? 0 : p->expect_version);
+    const char *a[10] = {r->epoch, p->name, base, writer,
+                         p->conflict == SO_CONFLICT_LWW ? "l" : "r", r->chan, hist, tag, nstr,
+                         expect};
+    size_t al[10] = {strlen(r->epoch), p->name_len, strlen(base), strlen(writer), 1,
+                     strlen(r->chan), strlen(hist), strlen(tag), strlen(nstr), strlen(expect)};
+    for (int i = 0; i < 10; i++) {
         argv[k] = a[i];
         lens[k++] = al[i];
     }
@@ -1097,7 +1130,7 @@ int app_cluster_so_propose(app_cluster_so *cs, const so_proposal *p)
     free(keys);
     if (rc < 0) {
         free(pr);
-        pending_free(q);
+        pending_free(q); /* its completion is not run: the caller hears rc */
         return rc;
     }
     cs->st.proposals++;
@@ -1134,6 +1167,18 @@ static void update_settle(app_cluster_so *cs, pending *p, const redisReply *rep)
               rep->element[0]->type == REDIS_REPLY_STRING &&
               strcmp(rep->element[0]->str, "OK") == 0 &&
               app_redis_reply_int(rep->element[1], &v) && v >= 0 && v <= UINT32_MAX;
+    long long cur = 0;
+    if (!ok && rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
+        rep->element[0]->type == REDIS_REPLY_STRING &&
+        strcmp(rep->element[0]->str, "CAS") == 0 && app_redis_reply_int(rep->element[1], &cur) &&
+        cur >= 0 && cur <= UINT32_MAX) {
+        /* a compare-and-set that found another version: nothing written */
+        cs->st.cas_failed++;
+        pending_unlink(cs, p);
+        finish(p, SH_EEXIST, (uint32_t)cur);
+        pending_free(p);
+        return;
+    }
     if (!ok) {
         cso_room *r = sh_map_get(&cs->rooms, p->room, strlen(p->room));
         if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements >= 1 &&
@@ -1177,6 +1222,7 @@ static void update_settle(app_cluster_so *cs, pending *p, const redisReply *rep)
     }
     if (v == 0 || p->applied) {
         pending_unlink(cs, p);
+        finish(p, 0, (uint32_t)v); /* v == 0: nothing was left to write */
         pending_free(p);
     }
 }
@@ -1277,6 +1323,7 @@ void app_cluster_so_free(app_cluster_so *cs)
     while (cs->pend) {
         pending *p = cs->pend;
         cs->pend = p->next;
+        finish(p, SH_ESTATE, 0); /* a server write still waiting: the server stops */
         pending_free(p);
     }
     sh_map_cleanup(&cs->pend_by_seq);
