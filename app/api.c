@@ -507,6 +507,7 @@ typedef struct write_wait {
     app_http_later later;
     idem *e;
     uint32_t version;
+    char *room, *name;           /* a clustered write: its object (owned) */
 } write_wait;
 
 static void api_free(api *a);
@@ -523,6 +524,37 @@ static void on_write_durable(void *ud, int status)
     free(w);
     /* the store answers the last waits of a shutdown after the API's own
      * hook ran: the API is freed once nothing waits */
+    if (--a->durable_waits == 0 && a->stopping)
+        api_free(a);
+}
+
+/* The end of a write to a clustered object (so_write_fn): Redis answered,
+ * or could not be reached in time, or the server stops. */
+static void on_cluster_write(void *ud, int status, uint32_t version)
+{
+    write_wait *w = ud;
+    api *a = w->a;
+    if (status == 0) {
+        answer_version(a, NULL, NULL, &w->later, w->e, version);
+    } else if (status == SH_EEXIST) {
+        /* the cluster's version; the slots are this node's copy, which
+         * may still lack the updates that made that version */
+        cJSON *out = error_json("conflict", "the object is at another version in the cluster; "
+                                            "nothing was written");
+        cJSON_AddNumberToObject(out, "version", version);
+        so_engine *e = engine_of(a->srv);
+        so_object *o = e ? so_engine_object_find(e, w->room, w->name) : NULL;
+        cJSON_AddItemToObject(out, "slots", o ? slots_json(o) : cJSON_CreateObject());
+        answer(a, NULL, NULL, &w->later, w->e, 409, out);
+    } else {
+        answer(a, NULL, NULL, &w->later, w->e, 503,
+               error_json("store_failed", "Redis did not confirm the write (unreachable, timed "
+                                          "out, or the server stops): not known to be stored; "
+                                          "nothing was applied on this node"));
+    }
+    free(w->room);
+    free(w->name);
+    free(w);
     if (--a->durable_waits == 0 && a->stopping)
         api_free(a);
 }
@@ -590,6 +622,7 @@ typedef struct post_arg {
     bool persistent;
     amf_value **vals;            /* one per member of "set" */
     size_t nvals;
+    char *room;                  /* owned */
 } post_arg;
 
 static void post_arg_free(void *p)
@@ -597,6 +630,7 @@ static void post_arg_free(void *p)
     post_arg *x = p;
     values_free(x->vals, x->nvals);
     cJSON_Delete(x->j);
+    free(x->room);
     free(x);
 }
 
@@ -609,6 +643,7 @@ static void object_post(api *a, app_conn *c, const app_http_req *r, const app_ht
     bool persistent = x->persistent;
     amf_value **vals = x->vals;
     size_t nvals = x->nvals;
+    char *room = x->room;
     free(x);
     app_so_glue *g = app_so_glue_of(a->srv);
     so_engine *e = app_so_engine(g);
@@ -617,16 +652,21 @@ static void object_post(api *a, app_conn *c, const app_http_req *r, const app_ht
     const cJSON *exp = cJSON_GetObjectItemCaseSensitive(j, "expect_version");
     const cJSON *it;
     if (!o) {
+        free(room);
         values_free(vals, nvals);
         cJSON_Delete(j);
         answer_open_error(a, c, r, later, ie, rc);
         return;
     }
-    if (exp && so_object_version(o) != (uint32_t)exp->valuedouble) {
+    /* locked: queued for the unlock, checked here; clustered: Redis checks
+     * it against the cluster's version */
+    bool cluster = so_object_clustered(o) && !so_object_locked(o);
+    if (exp && !cluster && so_object_version(o) != (uint32_t)exp->valuedouble) {
         cJSON *out = error_json("conflict", "the object is at another version");
         cJSON_AddNumberToObject(out, "version", so_object_version(o));
         cJSON_AddItemToObject(out, "slots", slots_json(o));
         so_engine_object_close(e, o);
+        free(room);
         values_free(vals, nvals);
         cJSON_Delete(j);
         answer(a, c, r, later, ie, 409, out);
@@ -650,7 +690,32 @@ static void object_post(api *a, app_conn *c, const app_http_req *r, const app_ht
     }
     so_effects fx;
     so_effects_init(&fx);
-    rc = nch && !ch ? SH_ENOMEM : so_object_apply(e, o, ch, nch, &fx);
+    write_wait *cw = cluster ? calloc(1, sizeof(*cw)) : NULL;
+    if (cw) {
+        cw->room = room ? strdup(room) : NULL;
+        cw->name = strdup(so_object_name(o));
+        if (!cw->room || !cw->name) {
+            free(cw->room);
+            free(cw->name);
+            free(cw);
+            cw = NULL;
+        }
+    }
+    if (cluster) {
+        /* answered once Redis stored it (or refused it) */
+        so_write_opts wo = {.expect_version = exp ? (uint32_t)exp->valuedouble : 0,
+                            .done = on_cluster_write, .ud = cw};
+        rc = (nch && !ch) || !cw ? SH_ENOMEM : so_object_write(e, o, ch, nch, &wo, &fx);
+    } else {
+        rc = nch && !ch ? SH_ENOMEM : so_object_apply(e, o, ch, nch, &fx);
+    }
+    free(room);
+    if (rc != SO_WRITE_PENDING && cw) {
+        free(cw->room);
+        free(cw->name);
+        free(cw);
+        cw = NULL;
+    }
     app_so_deliver(g, &fx);
     so_effects_cleanup(&fx);
     free(ch);
@@ -665,11 +730,21 @@ static void object_post(api *a, app_conn *c, const app_http_req *r, const app_ht
                                    "persistent quota)"));
         return;
     }
-    if (rc == SH_EUNSUPPORTED) {
-        answer(a, c, r, later, ie, 501,
-               error_json("not_supported", "the object is a persistent object of a clustered "
-                                           "application: server writes to it do not go "
-                                           "through Redis yet (docs/cluster.md)"));
+    if (rc == SO_WRITE_PENDING) {
+        cw->a = a;
+        cw->e = ie;
+        a->durable_waits++;
+        if (later)
+            cw->later = *later;
+        else
+            app_http_defer(c, r, &cw->later);
+        return;
+    }
+    if (rc == SH_EIO) {
+        answer(a, c, r, later, ie, 503,
+               error_json("store_failed", "the cluster's Redis cannot take the write now "
+                                          "(unreachable, or the room is being read again): "
+                                          "nothing was written"));
         return;
     }
     if (rc < 0) {
@@ -775,7 +850,7 @@ static bool object_post_begin(api *a, app_conn *c, const app_http_req *r, idem *
         return true;
     }
     *x = (post_arg){.j = j, .persistent = !pers || cJSON_IsTrue(pers), .vals = vals,
-                    .nvals = nvals};
+                    .nvals = nvals, .room = strdup(room)};
     return with_object(a, c, r, ie, room, name, x->persistent, object_post, x, post_arg_free);
 }
 
@@ -1896,7 +1971,7 @@ static void render_metrics(app_server *s, sh_buf *b)
             app_cluster_so_stats ks;
             app_cluster_so_get_stats(cso, &ks);
             put_counter(b, "sohub_cluster_so_proposals_total",
-                        "Client writes sent to Redis as one update script each.",
+                        "Client and server writes sent to Redis as one update script each.",
                         (double)ks.proposals);
             put_counter(b, "sohub_cluster_so_updates_applied_total",
                         "Updates of clustered objects applied from Redis (every node's).",
@@ -1906,6 +1981,9 @@ static void render_metrics(app_server *s, sh_buf *b)
             put_counter(b, "sohub_cluster_so_failures_total",
                         "Writes answered StoreFailed (Redis down, time-out, lost writes).",
                         (double)ks.failed);
+            put_counter(b, "sohub_cluster_so_cas_conflicts_total",
+                        "Server compare-and-set writes that found another version in Redis.",
+                        (double)ks.cas_failed);
             put_counter(b, "sohub_cluster_so_snapshots_total",
                         "Rooms read from Redis (loads and resyncs).", (double)ks.snapshots);
             put_counter(b, "sohub_cluster_so_resets_total",
