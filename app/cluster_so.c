@@ -682,6 +682,9 @@ static int snapshot_apply(app_cluster_so *cs, cso_room *r, const redisReply *rep
     r->was_reset = false;
     if (r->loading) {
         r->loading = false;
+        /* what waited for the load is replayed in there, and may propose
+         * at once (server opens: API writes, samples): with this epoch */
+        snprintf(r->epoch, sizeof(r->epoch), "%s", epoch);
         cs->seeding = rep;
         cs->seeding_room = r->name;
         rc = so_engine_room_loaded(cs->eng, r->name, 0, img, &cs->fx);
