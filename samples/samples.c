@@ -188,6 +188,216 @@ void *samples_detach(app_conn *c)
     return p;
 }
 
+/* ---- writes every node of a cluster may be making at once ---- */
+
+int samples_changes_add(samples_changes *ch, const char *key, size_t klen, amf_value *v)
+{
+    if (ch->n >= SAMPLES_CHANGES_MAX) {
+        amf_unref(v);
+        return SH_ELIMIT;
+    }
+    char *k = sh_memdup0(key, klen);
+    if (!k) {
+        amf_unref(v);
+        return SH_ENOMEM;
+    }
+    ch->ch[ch->n++] = (so_change){.key = k, .klen = klen, .v = v};
+    return 0;
+}
+
+static void changes_clear(samples_changes *ch)
+{
+    for (size_t i = 0; i < ch->n; i++) {
+        free((char *)ch->ch[i].key);
+        amf_unref(ch->ch[i].v);
+    }
+    ch->n = 0;
+}
+
+typedef struct cas_op {
+    struct cas_op *next;        /* in ctx.waiting while it waits to catch up */
+    app_server *srv;
+    so_object *o;               /* a handle of its own: the object stays */
+    samples_build_fn build;
+    samples_done_fn done;
+    void *ud;
+    uint32_t wait_version;      /* another node wrote this version: build again once here */
+    uint64_t deadline;          /* loop ms: give up catching up then */
+    unsigned tries;
+} cas_op;
+
+typedef struct poll_fn {
+    void (*fn)(void *ud);
+    void *ud;
+} poll_fn;
+
+/* One server per process: the samples' timers and waiting writes. */
+static struct {
+    app_server *srv;
+    uv_timer_t wait_timer;      /* runs while writes wait to catch up */
+    uv_timer_t poll_timer;
+    bool started, stopping;
+    cas_op *waiting;
+    poll_fn polls[8];
+    size_t npolls;
+} ctx;
+
+static so_engine *ctx_engine(app_server *srv) { return app_so_engine(app_so_glue_of(srv)); }
+
+static void cas_finish(cas_op *op, int status)
+{
+    op->done(op->ud, status, op->o);
+    so_engine *e = ctx_engine(op->srv);
+    if (e)
+        so_engine_object_close(e, op->o);
+    free(op);
+}
+
+static void cas_attempt(cas_op *op);
+static void on_wait_timer(uv_timer_t *t);
+
+/* so_write_fn of one attempt. */
+static void cas_written(void *ud, int status, uint32_t version)
+{
+    cas_op *op = ud;
+    if (status != SH_EEXIST || ctx.stopping) {
+        cas_finish(op, status);
+        return;
+    }
+    /* another node wrote first: decide again on what it wrote */
+    if (++op->tries >= SAMPLES_CAS_TRIES) {
+        SH_LOG(SH_LOG_WARN, "samples: %s: gave up after %u conflicting writes",
+               so_object_name(op->o), op->tries);
+        cas_finish(op, SH_EIO);
+        return;
+    }
+    op->wait_version = version;
+    cas_attempt(op);
+}
+
+static void cas_wait(cas_op *op)
+{
+    op->next = ctx.waiting;
+    ctx.waiting = op;
+    if (!uv_is_active((uv_handle_t *)&ctx.wait_timer))
+        uv_timer_start(&ctx.wait_timer, on_wait_timer, 5, 5);
+}
+
+static void cas_attempt(cas_op *op)
+{
+    so_engine *e = ctx_engine(op->srv);
+    if (ctx.stopping) {
+        cas_finish(op, SH_ESTATE);
+        return;
+    }
+    if (so_object_version(op->o) < op->wait_version) {
+        if (uv_now(app_server_loop(op->srv)) >= op->deadline) {
+            SH_LOG(SH_LOG_WARN, "samples: %s: this node did not reach version %u in time",
+                   so_object_name(op->o), op->wait_version);
+            cas_finish(op, SH_EIO);
+            return;
+        }
+        cas_wait(op);
+        return;
+    }
+    samples_changes ch = {.n = 0};
+    int rc = op->build(op->ud, op->o, &ch);
+    if (rc == 0) {
+        so_effects fx;
+        so_effects_init(&fx);
+        so_write_opts w = {.expect_version = so_object_version(op->o), .done = cas_written,
+                           .ud = op};
+        rc = so_object_write(e, op->o, ch.ch, ch.n, &w, &fx);
+        samples_deliver(op->srv, &fx);
+        so_effects_cleanup(&fx);
+    }
+    changes_clear(&ch);
+    if (rc != SO_WRITE_PENDING)
+        cas_finish(op, rc);
+}
+
+static void on_wait_timer(uv_timer_t *t)
+{
+    (void)t;
+    cas_op *list = ctx.waiting;
+    ctx.waiting = NULL;
+    while (list) {
+        cas_op *op = list;
+        list = op->next;
+        cas_attempt(op); /* may wait again */
+    }
+    if (!ctx.waiting)
+        uv_timer_stop(&ctx.wait_timer);
+}
+
+int samples_cas(app_server *srv, const char *room, so_object *o, samples_build_fn build,
+                samples_done_fn done, void *ud)
+{
+    so_engine *e = ctx_engine(srv);
+    cas_op *op = calloc(1, sizeof(*op));
+    if (!op || !e)
+        goto fail;
+    int err = 0;
+    op->o = so_engine_object_open(e, room, so_object_name(o), so_object_persistent(o), &err);
+    if (!op->o)
+        goto fail;
+    op->srv = srv;
+    op->build = build;
+    op->done = done;
+    op->ud = ud;
+    op->deadline = uv_now(app_server_loop(srv)) + SAMPLES_CAS_WAIT_MS;
+    cas_attempt(op);
+    return 0;
+fail:
+    free(op);
+    return SH_ENOMEM;
+}
+
+static void on_poll_timer(uv_timer_t *t)
+{
+    (void)t;
+    for (size_t i = 0; i < ctx.npolls; i++)
+        ctx.polls[i].fn(ctx.polls[i].ud);
+}
+
+int samples_on_poll(void (*fn)(void *ud), void *ud)
+{
+    if (ctx.npolls >= sizeof(ctx.polls) / sizeof(ctx.polls[0]))
+        return SH_ELIMIT;
+    ctx.polls[ctx.npolls++] = (poll_fn){fn, ud};
+    return 0;
+}
+
+/* The server stops: the writes that wait to catch up end with SH_ESTATE
+ * (those in flight get it from the cluster when it is freed). */
+static void ctx_shutdown(app_server *s, void *ud)
+{
+    (void)s;
+    (void)ud;
+    ctx.stopping = true;
+    while (ctx.waiting) {
+        cas_op *op = ctx.waiting;
+        ctx.waiting = op->next;
+        cas_finish(op, SH_ESTATE);
+    }
+    uv_close((uv_handle_t *)&ctx.wait_timer, NULL);
+    uv_close((uv_handle_t *)&ctx.poll_timer, NULL);
+}
+
+static int ctx_start(app_server *srv)
+{
+    if (ctx.started)
+        return 0;
+    ctx.srv = srv;
+    uv_timer_init(app_server_loop(srv), &ctx.wait_timer);
+    uv_timer_init(app_server_loop(srv), &ctx.poll_timer);
+    uv_unref((uv_handle_t *)&ctx.wait_timer);
+    uv_unref((uv_handle_t *)&ctx.poll_timer);
+    uv_timer_start(&ctx.poll_timer, on_poll_timer, SAMPLES_POLL_MS, SAMPLES_POLL_MS);
+    ctx.started = true;
+    return app_server_on_shutdown(srv, ctx_shutdown, NULL);
+}
+
 /* ---- registration ---- */
 
 int samples_register(app_server *srv)
@@ -202,6 +412,10 @@ int samples_register(app_server *srv)
     if (!app_so_glue_of(srv)) {
         SH_LOG(SH_LOG_ERROR, "samples: no shared-object engine; samples not served");
         return SH_ESTATE;
+    }
+    if ((rc = ctx_start(srv)) < 0) {
+        SH_LOG(SH_LOG_ERROR, "samples: %s; samples not served", sh_strerror(rc));
+        return rc;
     }
     int first = 0;
     if ((rc = sample_chat_register(srv, &settings)) < 0) {

@@ -71,4 +71,49 @@ amf_value *samples_str(const char *s);
 void samples_accept(app_conn *c, app_verdict *v, void *p, size_t *nconns, const char *what);
 void *samples_detach(app_conn *c);
 
+/* ---- writes every node of a cluster may be making at once ----
+ *
+ * A sample's server code decides a write from what it reads (is the
+ * auction still open? which message id is next?).  On one node that is
+ * safe: everything runs on the loop thread.  In a clustered application
+ * (docs/cluster.md) another node may have written the object meanwhile,
+ * so samples_cas works the changes out from the object as this node has
+ * it (build), writes them with a compare-and-set on the version it read
+ * (so_object_write), and when another node wrote first, waits until this
+ * node has applied that version and runs build again: of two nodes acting
+ * on the same state, one writes and the other decides again on the new
+ * one.  Without a cluster the write is applied at once and done runs
+ * before samples_cas returns, exactly as a plain so_object_apply.
+ *
+ * build(ud, o, ch) fills ch from o (borrowed) and returns 0 to write it,
+ * SAMPLES_SKIP when there is nothing to write (done gets SAMPLES_SKIP),
+ * or a negative code (done gets it).  done(ud, status, o) runs exactly
+ * once: 0 = written (a clustered object: stored in Redis and applied
+ * here; else applied, durable with the next batch: app_so_when_durable),
+ * SAMPLES_SKIP, SH_EIO (the cluster could not take it, did not confirm it
+ * or this node did not catch up within SAMPLES_CAS_WAIT_MS), SH_ESTATE
+ * (the server stops), or build's or so_object_write's error.  o is the
+ * object (a handle kept by the write; borrowed for the call).  Returns 0,
+ * or SH_ENOMEM and then done never runs. */
+#define SAMPLES_SKIP 2 /* not SO_WRITE_PENDING */
+#define SAMPLES_CHANGES_MAX 64
+#define SAMPLES_CAS_WAIT_MS 5000
+#define SAMPLES_CAS_TRIES 50
+typedef struct samples_changes {
+    so_change ch[SAMPLES_CHANGES_MAX];  /* keys and values owned */
+    size_t n;
+} samples_changes;
+/* Adds key (copied) set to v (taken, also on failure; NULL = remove).
+ * SH_ELIMIT when ch is full, SH_ENOMEM. */
+int samples_changes_add(samples_changes *ch, const char *key, size_t klen, amf_value *v);
+typedef int (*samples_build_fn)(void *ud, so_object *o, samples_changes *ch);
+typedef void (*samples_done_fn)(void *ud, int status, so_object *o);
+int samples_cas(app_server *srv, const char *room, so_object *o, samples_build_fn build,
+                samples_done_fn done, void *ud);
+
+/* Polls run every SAMPLES_POLL_MS while the server runs (samples whose
+ * state may change on another node of a cluster look at it there). */
+#define SAMPLES_POLL_MS 200
+int samples_on_poll(void (*fn)(void *ud), void *ud);
+
 #endif
