@@ -110,6 +110,26 @@ typedef struct auc_pending {
     amf_value *result;   /* owned */
 } auc_pending;
 
+/* A create, bid or close on its way (samples_cas): found again by name
+ * when it ends, since its instance and item may be released meanwhile. */
+typedef struct auc_op {
+    struct auc_op *next;  /* auction.ops */
+    auction *a;
+    app_conn *c;          /* the caller; NULL for the timer, or once it is gone */
+    double txid;
+    char inst[APP_NAME_MAX + 1];
+    char room[2 * APP_NAME_MAX + 2];
+    char id[AUC_ID_MAX + 1];
+    char user[SAMPLES_NAME_MAX];
+    amf_value *title;     /* create: owned */
+    double start, inc;    /* create */
+    double amount;        /* bid */
+    double dur;           /* create: seconds */
+    double bids, ends;    /* create, bid: what the write sets */
+    const char *code;     /* a refusal worked out by build (static) */
+    char desc[96];
+} auc_op;
+
 struct auction {
     app_server *srv;
     const samples_settings *s;
@@ -117,6 +137,7 @@ struct auction {
     so_object *index;
     auc_inst *insts;
     auc_pending *pending;
+    auc_op *ops;
     auc_item *closing;   /* released items waiting for their timer's close */
     so_effects fx;
     bool stopping;
@@ -140,15 +161,6 @@ static const char *str_slot(so_object *o, const char *k)
     return s ? s : "";
 }
 
-static int set_slot(auction *a, so_object *o, const char *k, amf_value *v)
-{
-    if (!v)
-        return SH_ENOMEM;
-    int rc = so_object_set(engine(a), o, k, strlen(k), v, &a->fx);
-    amf_unref(v);
-    return rc;
-}
-
 static bool id_ok(const char *s, size_t n)
 {
     if (n == 0 || n > AUC_ID_MAX)
@@ -167,41 +179,130 @@ static bool id_ok(const char *s, size_t n)
 static void item_arm(auc_item *it);
 static void inst_maybe_release(auction *a, auc_inst *in);
 
-static void item_close(auc_item *it)
+static auc_op *op_new(auction *a, app_conn *c, double txid, const auc_inst *in,
+                      const char *id)
 {
-    auction *a = it->a;
-    so_engine *e = engine(a);
-    so_object *o = it->obj;
+    auc_op *op = calloc(1, sizeof(*op));
+    if (!op)
+        return NULL;
+    op->a = a;
+    op->c = c;
+    op->txid = txid;
+    snprintf(op->inst, sizeof(op->inst), "%s", in->name);
+    snprintf(op->room, sizeof(op->room), "%s", in->room);
+    snprintf(op->id, sizeof(op->id), "%s", id);
+    if (c)
+        snprintf(op->user, sizeof(op->user), "%s", app_conn_user(c));
+    op->next = a->ops;
+    a->ops = op;
+    return op;
+}
+
+static void op_free(auc_op *op)
+{
+    for (auc_op **pp = &op->a->ops; *pp; pp = &(*pp)->next)
+        if (*pp == op) {
+            *pp = op->next;
+            break;
+        }
+    amf_unref(op->title);
+    free(op);
+}
+
+static auc_inst *inst_find(auction *a, const char *name)
+{
+    for (auc_inst *in = a->insts; in; in = in->next)
+        if (!strcmp(in->name, name) && in->catalog)
+            return in;
+    return NULL;
+}
+
+static auc_item *item_find(auc_inst *in, const char *id);
+
+/* The item's close, as samples_cas builds it: only while it is open and
+ * its end has come, from the item as this node has it now.  Every node
+ * with the item has a timer; when two close at once, the compare-and-set
+ * lets one write and the other build again, on the closed item: skip. */
+static int close_build(void *ud, so_object *o, samples_changes *ch)
+{
+    (void)ud;
+    if (strcmp(str_slot(o, "state"), "open") != 0)
+        return SAMPLES_SKIP;
+    if ((double)samples_wall_ms() < num_slot(o, "endsAt"))
+        return SAMPLES_SKIP; /* a bid moved the end */
     const amf_value *leader = so_object_get(o, "leader", 6);
-    so_object_lock(e, o);
-    int rc = set_slot(a, o, "state", samples_str("closed"));
-    if (rc == 0)
-        rc = set_slot(a, o, "winner", leader ? amf_ref((amf_value *)leader) : amf_null());
-    int urc = so_object_unlock(e, o, &a->fx);
-    if (rc == 0)
-        rc = urc;
+    int rc = samples_changes_add(ch, "state", 5, samples_str("closed"));
+    if (!rc)
+        rc = samples_changes_add(ch, "winner", 6,
+                                 leader ? amf_ref((amf_value *)leader) : amf_null());
+    return rc;
+}
+
+/* The item was closed by this node: auctionClosed to its subscribers (on
+ * every node) and the catalog. */
+static void close_announce(auction *a, auc_op *op, so_object *o)
+{
+    so_engine *e = engine(a);
+    int rc = 0;
     amf_value *info = amf_object_new(NULL);
     if (info) {
-        amf_object_set_cstr(info, "item", samples_str(it->id));
-        leader = so_object_get(o, "leader", 6);
-        amf_object_set_cstr(info, "winner", leader ? amf_ref((amf_value *)leader) : amf_null());
+        const amf_value *winner = so_object_get(o, "winner", 6);
+        amf_object_set_cstr(info, "item", samples_str(op->id));
+        amf_object_set_cstr(info, "winner", winner ? amf_ref((amf_value *)winner) : amf_null());
         amf_object_set_cstr(info, "price", amf_number(num_slot(o, "price")));
         amf_object_set_cstr(info, "bids", amf_number(num_slot(o, "bids")));
         if (so_object_send(e, o, "auctionClosed", 1, &info, &a->fx) < 0)
-            rc = rc ? rc : SH_ENOMEM;
+            rc = SH_ENOMEM;
         amf_unref(info);
     }
-    amf_value *cat = amf_object_new(NULL);
+    so_object *catalog = samples_open(a->srv, op->room, AUC_CATALOG, true, true);
+    amf_value *cat = catalog ? amf_object_new(NULL) : NULL;
     if (cat) {
         amf_object_set_cstr(cat, "title", samples_str(str_slot(o, "title")));
         amf_object_set_cstr(cat, "state", samples_str("closed"));
-        so_object_set(e, it->inst->catalog, it->id, strlen(it->id), cat, &a->fx);
-        amf_unref(cat);
+        if (so_object_set(e, catalog, op->id, strlen(op->id), cat, &a->fx) < 0)
+            rc = SH_EIO;
     }
+    amf_unref(cat);
+    if (catalog)
+        so_engine_object_close(e, catalog);
     samples_deliver(a->srv, &a->fx);
-    SH_LOG(SH_LOG_INFO, "auction: %s/%s closed, winner %s at %g%s", it->inst->name, it->id,
+    SH_LOG(SH_LOG_INFO, "auction: %s/%s closed, winner %s at %g%s", op->inst, op->id,
            str_slot(o, "winner")[0] ? str_slot(o, "winner") : "(none)", num_slot(o, "price"),
            rc ? " (some updates failed)" : "");
+}
+
+static void item_arm_in(auc_item *it, uint64_t min_ms);
+
+static void close_done(void *ud, int status, so_object *o)
+{
+    auc_op *op = ud;
+    auction *a = op->a;
+    if (status == 0)
+        close_announce(a, op, o);
+    auc_inst *in = a->stopping ? NULL : inst_find(a, op->inst);
+    auc_item *it = in ? item_find(in, op->id) : NULL;
+    if (status < 0 && status != SH_ESTATE)
+        SH_LOG(SH_LOG_WARN, "auction: %s/%s: the close was not stored (%s): tried again in 1 s",
+               op->inst, op->id, sh_strerror(status));
+    op_free(op);
+    if (it)
+        item_arm_in(it, status < 0 ? 1000 : 0); /* still open: extended, or to try again */
+    if (in)
+        inst_maybe_release(a, in); /* may free it */
+}
+
+static void item_close(auc_item *it)
+{
+    auction *a = it->a;
+    auc_op *op = op_new(a, NULL, 0, it->inst, it->id);
+    if (!op || samples_cas(a->srv, it->inst->room, it->obj, close_build, close_done, op) < 0) {
+        if (op)
+            op_free(op);
+        SH_LOG(SH_LOG_WARN, "auction: %s/%s: cannot close now (out of memory): tried again "
+               "in 1 s", it->inst->name, it->id);
+        item_arm_in(it, 1000);
+    }
 }
 
 static void on_timer(uv_timer_t *t)
@@ -209,15 +310,19 @@ static void on_timer(uv_timer_t *t)
     auc_item *it = t->data;
     if (it->a->stopping || strcmp(str_slot(it->obj, "state"), "open") != 0)
         return;
-    if ((double)samples_wall_ms() < num_slot(it->obj, "endsAt")) {
+    if ((double)samples_wall_ms() < num_slot(it->obj, "endsAt"))
         item_arm(it); /* extended meanwhile, or the clock moved */
-    } else {
-        item_close(it);
-        inst_maybe_release(it->a, it->inst); /* may free it */
-    }
+    else
+        item_close(it); /* its end releases the instance when idle (may free it) */
 }
 
 static void item_arm(auc_item *it)
+{
+    item_arm_in(it, 0);
+}
+
+/* Sets the item's timer for its end, and at least min_ms from now. */
+static void item_arm_in(auc_item *it, uint64_t min_ms)
 {
     if (it->a->stopping || strcmp(str_slot(it->obj, "state"), "open") != 0)
         return;
@@ -228,7 +333,7 @@ static void item_arm(auc_item *it)
     }
     double left = num_slot(it->obj, "endsAt") - (double)samples_wall_ms();
     uint64_t ms = !(left > 0) ? 0 : left > 1e12 ? (uint64_t)1e12 : (uint64_t)ceil(left);
-    uv_timer_start(&it->timer, on_timer, ms, 0);
+    uv_timer_start(&it->timer, on_timer, ms > min_ms ? ms : min_ms, 0);
 }
 
 /* ---- instances and items ---- */
@@ -262,6 +367,64 @@ static auc_item *item_open(auction *a, auc_inst *in, const char *id)
     in->items = it;
     in->nitems++;
     return it;
+}
+
+/* Whether the catalog lists id with state "open". */
+static bool catalog_open_item(auc_inst *in, const char *id)
+{
+    const amf_value *v = so_object_get(in->catalog, id, strlen(id));
+    const amf_value *st = v ? amf_object_get(v, "state") : NULL;
+    size_t n;
+    const char *s = st && amf_type_of(st) == AMF_STRING ? amf_as_string(st, &n) : NULL;
+    return s && n == 4 && !memcmp(s, "open", 4);
+}
+
+/* The item id of an instance, opened (and its timer set) when the catalog
+ * lists it but this node has not seen it yet: another node of a cluster
+ * created it. */
+static auc_item *item_lookup(auction *a, auc_inst *in, const char *id)
+{
+    auc_item *it = item_find(in, id);
+    if (it || !in->catalog)
+        return it;
+    if (!so_object_get(in->catalog, id, strlen(id))) {
+        /* the catalog is written after the item: the item may be here first */
+        char name[AUC_ID_MAX + 16];
+        snprintf(name, sizeof(name), "items/%s", id);
+        so_object *o = so_engine_object_find(engine(a), in->room, name);
+        if (!o || !so_object_persistent(o) || !str_slot(o, "state")[0])
+            return NULL;
+    }
+    if ((it = item_open(a, in, id)) != NULL)
+        item_arm(it);
+    return it;
+}
+
+/* Poll (clustered catalogs only): items that other nodes created are
+ * opened and their timers set, so that every node of the cluster can
+ * close them (whichever is first; the others find them closed). */
+static void on_poll(void *ud)
+{
+    auction *a = ud;
+    if (a->stopping)
+        return;
+    for (auc_inst *in = a->insts; in; in = in->next) {
+        if (!in->catalog || !so_object_clustered(in->catalog) ||
+            so_object_slot_count(in->catalog) == in->nitems)
+            continue;
+        char ids[16][AUC_ID_MAX + 1];
+        size_t n = 0, iter = 0, kl;
+        const char *k;
+        amf_value *v;
+        while (n < 16 && so_object_slot_next(in->catalog, &iter, &k, &kl, &v))
+            if (id_ok(k, kl)) {
+                snprintf(ids[n], AUC_ID_MAX + 1, "%.*s", (int)kl, k);
+                if (!item_find(in, ids[n]) && catalog_open_item(in, ids[n]))
+                    n++;
+            }
+        for (size_t i = 0; i < n; i++)
+            item_lookup(a, in, ids[i]);
+    }
 }
 
 /* The catalog is open (o), or could not be: the items it lists are opened
@@ -425,7 +588,20 @@ static void inst_maybe_release(auction *a, auc_inst *in)
             break;
         }
     so_engine *e = engine(a);
-    if (a->index && so_object_get(a->index, in->name, strlen(in->name))) {
+    /* In a cluster, another node may have items of the instance open that
+     * this one has not opened: the index keeps the instance while the
+     * shared catalog lists an open item. */
+    bool open_left = false;
+    size_t ci = 0, ckl;
+    const char *ck;
+    amf_value *cv;
+    while (!open_left && in->catalog && so_object_clustered(in->catalog) &&
+           so_object_slot_next(in->catalog, &ci, &ck, &ckl, &cv)) {
+        char cid[AUC_ID_MAX + 1];
+        snprintf(cid, sizeof(cid), "%.*s", (int)(ckl < AUC_ID_MAX ? ckl : AUC_ID_MAX), ck);
+        open_left = catalog_open_item(in, cid);
+    }
+    if (!open_left && a->index && so_object_get(a->index, in->name, strlen(in->name))) {
         int rc = so_object_remove(e, a->index, in->name, strlen(in->name), &a->fx);
         if (rc < 0)
             SH_LOG(SH_LOG_WARN, "auction: cannot remove %s from the index: %s", in->name,
@@ -500,6 +676,78 @@ static double arg_num(const rtmp_cmd *cmd, size_t i)
     return t == AMF_NUMBER || t == AMF_INTEGER ? amf_as_number(cmd->args[i]) : NAN;
 }
 
+/* A new item, as samples_cas builds it: refused when the item has a
+ * state already (made by another request, on this node or another). */
+static int create_build(void *ud, so_object *o, samples_changes *ch)
+{
+    auc_op *op = ud;
+    if (str_slot(o, "state")[0]) {
+        op->code = "Auction.Exists";
+        snprintf(op->desc, sizeof(op->desc), "That item exists.");
+        return SAMPLES_SKIP;
+    }
+    int rc = samples_changes_add(ch, "title", 5, amf_ref(op->title));
+    if (!rc) rc = samples_changes_add(ch, "price", 5, amf_number(op->start));
+    if (!rc) rc = samples_changes_add(ch, "increment", 9, amf_number(op->inc));
+    if (!rc) rc = samples_changes_add(ch, "leader", 6, amf_null());
+    if (!rc) rc = samples_changes_add(ch, "bids", 4, amf_number(0));
+    if (!rc) rc = samples_changes_add(ch, "endsAt", 6, amf_number(op->ends));
+    if (!rc) rc = samples_changes_add(ch, "state", 5, samples_str("open"));
+    return rc;
+}
+
+/* The item is written: the catalog names it (so that every node finds
+ * it), the index keeps its instance for a restart, its timer is set and
+ * the creator answered. */
+static void create_done(void *ud, int status, so_object *o)
+{
+    (void)o;
+    auc_op *op = ud;
+    auction *a = op->a;
+    app_conn *c = op->c;
+    auc_inst *in = a->stopping ? NULL : inst_find(a, op->inst);
+    if (status == 0 && in) {
+        so_engine *e = engine(a);
+        auc_item *it = item_find(in, op->id);
+        if (!it)
+            it = item_open(a, in, op->id);
+        amf_value *cat = amf_object_new(NULL);
+        int rc = cat ? 0 : SH_ENOMEM;
+        if (cat) {
+            amf_object_set_cstr(cat, "title", amf_ref(op->title));
+            amf_object_set_cstr(cat, "state", samples_str("open"));
+            rc = so_object_set(e, in->catalog, op->id, strlen(op->id), cat, &a->fx);
+        }
+        amf_unref(cat);
+        samples_deliver(a->srv, &a->fx);
+        /* Before the answer waits for durability, so covered by it. */
+        int irc = index_add(a, in);
+        if (irc < 0)
+            SH_LOG(SH_LOG_WARN, "auction: cannot add %s to the index (its timers are not set "
+                   "again after a restart until somebody connects): %s", in->name,
+                   sh_strerror(irc));
+        if (rc < 0)
+            SH_LOG(SH_LOG_WARN, "auction: %s/%s: catalog: %s", in->name, op->id,
+                   sh_strerror(rc));
+        if (it)
+            item_arm(it);
+        SH_LOG(SH_LOG_INFO, "auction: %s/%s created by %s, %g s", in->name, op->id, op->user,
+               op->dur);
+    }
+    amf_value *res = status == 0 && c ? amf_object_new(NULL) : NULL;
+    if (res) {
+        amf_object_set_cstr(res, "item", samples_str(op->id));
+        amf_object_set_cstr(res, "endsAt", amf_number(op->ends));
+        reply_when_durable(a, c, op->txid, res);
+    } else if (c && status == SAMPLES_SKIP) {
+        app_conn_reply_error(c, op->txid, op->code, op->desc);
+    } else if (c) {
+        app_conn_reply_error(c, op->txid, "Auction.Failed",
+                             sh_strerror(status == 0 ? SH_ENOMEM : status));
+    }
+    op_free(op);
+}
+
 static int method_create(app_conn *c, const rtmp_cmd *cmd, void *ud)
 {
     auction *a = ud;
@@ -525,45 +773,98 @@ static int method_create(app_conn *c, const rtmp_cmd *cmd, void *ud)
         return app_conn_reply_error(c, cmd->txid, "Auction.Exists", "That item exists.");
     if (in->nitems >= a->s->auction_max_items)
         return app_conn_reply_error(c, cmd->txid, "Auction.Full", "Too many items.");
-    auc_item *it = item_open(a, in, idz);
-    if (!it)
-        return app_conn_reply_error(c, cmd->txid, "Auction.Failed", "Item unavailable.");
-    so_engine *e = engine(a);
-    double ends = (double)samples_wall_ms() + ceil(dur * 1000);
-    so_object_lock(e, it->obj);
-    int rc = set_slot(a, it->obj, "title", amf_string(title, tl));
-    if (!rc) rc = set_slot(a, it->obj, "price", amf_number(start));
-    if (!rc) rc = set_slot(a, it->obj, "increment", amf_number(inc));
-    if (!rc) rc = set_slot(a, it->obj, "leader", amf_null());
-    if (!rc) rc = set_slot(a, it->obj, "bids", amf_number(0));
-    if (!rc) rc = set_slot(a, it->obj, "endsAt", amf_number(ends));
-    if (!rc) rc = set_slot(a, it->obj, "state", samples_str("open"));
-    int urc = so_object_unlock(e, it->obj, &a->fx);
-    rc = rc ? rc : urc;
-    amf_value *cat = amf_object_new(NULL);
-    if (cat && !rc) {
-        amf_object_set_cstr(cat, "title", amf_string(title, tl));
-        amf_object_set_cstr(cat, "state", samples_str("open"));
-        rc = so_object_set(e, in->catalog, idz, idl, cat, &a->fx);
+    char name[AUC_ID_MAX + 16];
+    snprintf(name, sizeof(name), "items/%s", idz);
+    so_object *o = samples_open(a->srv, in->room, name, true, true);
+    auc_op *op = o ? op_new(a, c, cmd->txid, in, idz) : NULL;
+    if (op) {
+        op->title = amf_string(title, tl);
+        op->start = start;
+        op->inc = inc;
+        op->ends = (double)samples_wall_ms() + ceil(dur * 1000);
+        op->dur = dur;
     }
-    amf_unref(cat);
-    samples_deliver(a->srv, &a->fx);
-    /* Before the answer waits for durability, so covered by it. */
-    int irc = rc == 0 ? index_add(a, in) : 0;
-    if (irc < 0)
-        SH_LOG(SH_LOG_WARN, "auction: cannot add %s to the index (its timers are not set "
-               "again after a restart until somebody connects): %s", in->name, sh_strerror(irc));
-    if (rc < 0)
-        return app_conn_reply_error(c, cmd->txid, "Auction.Failed", sh_strerror(rc));
-    item_arm(it);
-    SH_LOG(SH_LOG_INFO, "auction: %s/%s created by %s, %g s", in->name, idz, app_conn_user(c),
-           dur);
-    amf_value *res = amf_object_new(NULL);
-    if (!res)
-        return SH_ENOMEM;
-    amf_object_set_cstr(res, "item", samples_str(idz));
-    amf_object_set_cstr(res, "endsAt", amf_number(ends));
-    return reply_when_durable(a, c, cmd->txid, res);
+    int rc = !op || !op->title ? SH_ENOMEM
+                               : samples_cas(a->srv, in->room, o, create_build, create_done, op);
+    if (o)
+        so_engine_object_close(engine(a), o); /* the write holds its own */
+    if (rc < 0) {
+        if (op)
+            op_free(op);
+        return app_conn_reply_error(c, cmd->txid, "Auction.Failed", "Item unavailable.");
+    }
+    return 0;
+}
+
+/* A bid, as samples_cas builds it: the rules checked against the item
+ * as this node has it now; of two bids decided on the same state (on two
+ * nodes), one is written and the other decided again on the new one. */
+static int bid_build(void *ud, so_object *o, samples_changes *ch)
+{
+    auc_op *op = ud;
+    auction *a = op->a;
+    double now = (double)samples_wall_ms();
+    double ends = num_slot(o, "endsAt");
+    if (strcmp(str_slot(o, "state"), "open") != 0 || !(now < ends)) {
+        op->code = "Auction.Closed";
+        snprintf(op->desc, sizeof(op->desc), "The auction has ended.");
+        return SAMPLES_SKIP;
+    }
+    if (!strcmp(str_slot(o, "leader"), op->user)) {
+        op->code = "Auction.AlreadyLeading";
+        snprintf(op->desc, sizeof(op->desc), "You are the highest bidder already.");
+        return SAMPLES_SKIP;
+    }
+    double price = num_slot(o, "price"), bids = num_slot(o, "bids");
+    double inc = num_slot(o, "increment");
+    double min = bids > 0 ? price + (inc > 0 ? inc : a->s->auction_min_increment) : price;
+    if (op->amount < min) {
+        op->code = "Auction.TooLow";
+        snprintf(op->desc, sizeof(op->desc), "The minimum bid is %g.", min);
+        return SAMPLES_SKIP;
+    }
+    if (ends - now < a->s->auction_snipe_window_ms)
+        ends = now + a->s->auction_snipe_extend_ms > ends ? now + a->s->auction_snipe_extend_ms
+                                                          : ends;
+    op->bids = bids + 1;
+    op->ends = ends;
+    int rc = samples_changes_add(ch, "price", 5, amf_number(op->amount));
+    if (!rc)
+        rc = samples_changes_add(ch, "leader", 6, samples_str(op->user));
+    if (!rc)
+        rc = samples_changes_add(ch, "bids", 4, amf_number(op->bids));
+    if (!rc && ends != num_slot(o, "endsAt"))
+        rc = samples_changes_add(ch, "endsAt", 6, amf_number(ends));
+    return rc;
+}
+
+static void bid_done(void *ud, int status, so_object *o)
+{
+    (void)o;
+    auc_op *op = ud;
+    auction *a = op->a;
+    app_conn *c = op->c;
+    auc_inst *in = a->stopping ? NULL : inst_find(a, op->inst);
+    auc_item *it = in ? item_find(in, op->id) : NULL;
+    if (status == 0 && it)
+        item_arm(it);
+    amf_value *res = status == 0 && c ? amf_object_new(NULL) : NULL;
+    if (res) {
+        amf_object_set_cstr(res, "item", samples_str(op->id));
+        amf_object_set_cstr(res, "price", amf_number(op->amount));
+        amf_object_set_cstr(res, "bids", amf_number(op->bids));
+        amf_object_set_cstr(res, "endsAt", amf_number(op->ends));
+        reply_when_durable(a, c, op->txid, res);
+    } else if (c && status == SAMPLES_SKIP) {
+        app_conn_reply_error(c, op->txid, op->code, op->desc);
+    } else if (c && status == SH_EIO) {
+        app_conn_reply_error(c, op->txid, "Auction.StoreFailed",
+                             "The bid was not confirmed as stored; it may still count.");
+    } else if (c) {
+        app_conn_reply_error(c, op->txid, "Auction.Failed",
+                             sh_strerror(status == 0 ? SH_ENOMEM : status));
+    }
+    op_free(op);
 }
 
 static int method_bid(app_conn *c, const rtmp_cmd *cmd, void *ud)
@@ -582,49 +883,18 @@ static int method_bid(app_conn *c, const rtmp_cmd *cmd, void *ud)
     char idz[AUC_ID_MAX + 1];
     snprintf(idz, sizeof(idz), "%.*s", (int)idl, id);
     auc_inst *in = app_conn_get_data(c, APP_SLOT_APP);
-    auc_item *it = in ? item_find(in, idz) : NULL;
+    auc_item *it = in ? item_lookup(a, in, idz) : NULL;
     if (!it)
         return app_conn_reply_error(c, cmd->txid, "Auction.NoSuchItem", "No such item.");
-    so_object *o = it->obj;
-    double now = (double)samples_wall_ms();
-    double ends = num_slot(o, "endsAt");
-    if (strcmp(str_slot(o, "state"), "open") != 0 || !(now < ends))
-        return app_conn_reply_error(c, cmd->txid, "Auction.Closed", "The auction has ended.");
-    if (!strcmp(str_slot(o, "leader"), user))
-        return app_conn_reply_error(c, cmd->txid, "Auction.AlreadyLeading",
-                                    "You are the highest bidder already.");
-    double price = num_slot(o, "price"), bids = num_slot(o, "bids");
-    double inc = num_slot(o, "increment");
-    double min = bids > 0 ? price + (inc > 0 ? inc : a->s->auction_min_increment) : price;
-    if (amount < min) {
-        char d[128];
-        snprintf(d, sizeof(d), "The minimum bid is %g.", min);
-        return app_conn_reply_error(c, cmd->txid, "Auction.TooLow", d);
+    auc_op *op = op_new(a, c, cmd->txid, in, idz);
+    if (op)
+        op->amount = amount;
+    if (!op || samples_cas(a->srv, in->room, it->obj, bid_build, bid_done, op) < 0) {
+        if (op)
+            op_free(op);
+        return app_conn_reply_error(c, cmd->txid, "Auction.Failed", sh_strerror(SH_ENOMEM));
     }
-    if (ends - now < a->s->auction_snipe_window_ms)
-        ends = now + a->s->auction_snipe_extend_ms > ends ? now + a->s->auction_snipe_extend_ms
-                                                          : ends;
-    so_engine *e = engine(a);
-    so_object_lock(e, o);
-    int rc = set_slot(a, o, "price", amf_number(amount));
-    if (!rc) rc = set_slot(a, o, "leader", samples_str(user));
-    if (!rc) rc = set_slot(a, o, "bids", amf_number(bids + 1));
-    if (!rc && ends != num_slot(o, "endsAt"))
-        rc = set_slot(a, o, "endsAt", amf_number(ends));
-    int urc = so_object_unlock(e, o, &a->fx);
-    rc = rc ? rc : urc;
-    samples_deliver(a->srv, &a->fx);
-    if (rc < 0)
-        return app_conn_reply_error(c, cmd->txid, "Auction.Failed", sh_strerror(rc));
-    item_arm(it);
-    amf_value *res = amf_object_new(NULL);
-    if (!res)
-        return SH_ENOMEM;
-    amf_object_set_cstr(res, "item", samples_str(idz));
-    amf_object_set_cstr(res, "price", amf_number(amount));
-    amf_object_set_cstr(res, "bids", amf_number(bids + 1));
-    amf_object_set_cstr(res, "endsAt", amf_number(ends));
-    return reply_when_durable(a, c, cmd->txid, res);
+    return 0;
 }
 
 /* ---- application ---- */
@@ -642,6 +912,23 @@ static void on_connect(app_app *app, app_conn *c, const app_connect_info *info, 
     samples_accept(c, v, v->reject ? NULL : in, in ? &in->nconns : NULL, "auction");
 }
 
+/* After the connect _result.  In a cluster an item another node created
+ * exists here (its updates make it) before this node opens it as
+ * server-only: its clients get no write access at all, since they only
+ * ever call methods. */
+static void obs_connect(app_conn *c, const app_connect_info *info, void *ud)
+{
+    (void)info;
+    auction *a = ud;
+    auc_inst *in = app_conn_app(c) == a->app ? app_conn_get_data(c, APP_SLOT_APP) : NULL;
+    if (!in || !in->catalog || !so_object_clustered(in->catalog))
+        return;
+    int err = 0;
+    so_client *sc = app_so_client_of(app_so_glue_of(a->srv), c, &err);
+    if (sc)
+        so_client_set_access(engine(a), sc, NULL, ";");
+}
+
 static void on_disconnect(app_app *app, app_conn *c, const char *reason, void *ud)
 {
     (void)app;
@@ -650,6 +937,9 @@ static void on_disconnect(app_app *app, app_conn *c, const char *reason, void *u
     for (auc_pending *p = a->pending; p; p = p->next)
         if (p->c == c)
             p->c = NULL;
+    for (auc_op *op = a->ops; op; op = op->next)
+        if (op->c == c)
+            op->c = NULL;
     auc_inst *in = samples_detach(c);
     if (in) {
         samples_wait_forget(&in->waiting, c);
@@ -688,6 +978,12 @@ static void on_free(app_app *app, void *ud)
         auc_item *it = a->closing;
         a->closing = it->next;
         free(it);
+    }
+    while (a->ops) { /* the cluster normally ended them all */
+        auc_op *op = a->ops;
+        a->ops = op->next;
+        amf_unref(op->title);
+        free(op);
     }
     while (a->pending) { /* the glue normally ran them all */
         auc_pending *p = a->pending;
@@ -753,6 +1049,9 @@ int sample_auction_register(app_server *srv, const samples_settings *s)
     int rc = app_method_register(srv, a->app, "auction.create", method_create, a);
     if (!rc) rc = app_method_register(srv, a->app, "auction.bid", method_bid, a);
     if (!rc) rc = app_server_on_shutdown(srv, on_shutdown, a);
+    if (!rc) rc = samples_on_poll(on_poll, a);
+    app_observer obs = {.on_connect = obs_connect};
+    if (!rc) rc = app_server_add_observer(srv, &obs, a);
     if (rc)
         return rc;
     /* Instances known from the last run: their items' timers start once
