@@ -60,11 +60,22 @@ typedef struct room_conn {
     bool present;            /* counted in `presence` by this file */
 } room_conn;
 
+/* A room.post on its way (samples_cas). */
+typedef struct post_op {
+    struct post_op *next;    /* chat_sample.posts */
+    chat_sample *cs;
+    app_conn *c;             /* NULL once it is gone */
+    double txid;
+    amf_value *from, *text;  /* owned */
+    double id, ts;           /* what the write sets */
+} post_op;
+
 struct chat_sample {
     app_server *srv;
     const samples_settings *s;
     app_app *app;
     room_inst *rooms;
+    post_op *posts;
     so_effects fx;
 };
 
@@ -154,6 +165,75 @@ static void inst_free(chat_sample *cs, room_inst *r)
 
 /* ---- room.post ---- */
 
+static void post_free(post_op *op)
+{
+    for (post_op **pp = &op->cs->posts; *pp; pp = &(*pp)->next)
+        if (*pp == op) {
+            *pp = op->next;
+            break;
+        }
+    amf_unref(op->from);
+    amf_unref(op->text);
+    free(op);
+}
+
+/* One post, as samples_cas builds it from the room as this node has it:
+ * the next id after the highest stored, the new message and the removal
+ * of those past the size, as one update.  Two posts on two nodes of a
+ * cluster that picked the same id: one is written, the other gets the
+ * next id when it is built again. */
+static int post_build(void *ud, so_object *o, samples_changes *ch)
+{
+    post_op *op = ud;
+    double top = 0;
+    size_t it = 0;
+    const char *k;
+    size_t kl;
+    amf_value *v;
+    while (so_object_slot_next(o, &it, &k, &kl, &v)) {
+        double id = strtod(k, NULL);
+        if (id > top)
+            top = id;
+    }
+    op->id = top + 1;
+    char key[32];
+    int n = snprintf(key, sizeof(key), "%.0f", op->id);
+    amf_value *m = amf_object_new(NULL);
+    if (!m)
+        return SH_ENOMEM;
+    amf_object_set_cstr(m, "id", amf_number(op->id));
+    amf_object_set_cstr(m, "from", amf_ref(op->from));
+    amf_object_set_cstr(m, "text", amf_ref(op->text));
+    amf_object_set_cstr(m, "ts", amf_number(op->ts));
+    int rc = samples_changes_add(ch, key, (size_t)n, m);
+    double oldest = op->id - op->cs->s->chat_room_size;
+    it = 0;
+    while (rc == 0 && so_object_slot_next(o, &it, &k, &kl, &v))
+        if (strtod(k, NULL) <= oldest && ch->n < SAMPLES_CHANGES_MAX)
+            rc = samples_changes_add(ch, k, kl, NULL);
+    return rc;
+}
+
+static void post_done(void *ud, int status, so_object *o)
+{
+    (void)o;
+    post_op *op = ud;
+    app_conn *c = op->c;
+    if (status < 0 && status != SH_ESTATE)
+        SH_LOG(SH_LOG_WARN, "conn=%llu chat sample: post refused: %s",
+               c ? (unsigned long long)app_conn_id(c) : 0ull, sh_strerror(status));
+    amf_value *res = status == 0 && c ? amf_object_new(NULL) : NULL;
+    if (res) {
+        amf_object_set_cstr(res, "id", amf_number(op->id));
+        amf_object_set_cstr(res, "ts", amf_number(op->ts));
+        app_conn_reply_result(c, op->txid, res);
+        amf_unref(res);
+    } else if (c) {
+        app_conn_reply_error(c, op->txid, "Room.Failed", "The message was not stored.");
+    }
+    post_free(op);
+}
+
 static int method_post(app_conn *c, const rtmp_cmd *cmd, void *ud)
 {
     chat_sample *cs = ud;
@@ -177,47 +257,24 @@ static int method_post(app_conn *c, const rtmp_cmd *cmd, void *ud)
     room_inst *r = conn ? conn->r : NULL;
     if (!r)
         return app_conn_reply_error(c, cmd->txid, "Room.Unavailable", "The room cannot be opened.");
-    so_engine *e = app_so_engine(app_so_glue_of(cs->srv));
-    double id = r->next_id++;
-    double ts = (double)samples_wall_ms();
-    char key[32];
-    snprintf(key, sizeof(key), "%.0f", id);
-    amf_value *m = amf_object_new(NULL);
-    if (!m)
-        return SH_ENOMEM;
-    amf_object_set_cstr(m, "id", amf_number(id));
-    amf_object_set_cstr(m, "from", samples_str(user));
-    amf_object_set_cstr(m, "text", amf_string(text, tlen));
-    amf_object_set_cstr(m, "ts", amf_number(ts));
-    /* One update: the new message and the removal of those past the size. */
-    so_object_lock(e, r->obj);
-    int rc = so_object_set(e, r->obj, key, strlen(key), m, &cs->fx);
-    amf_unref(m);
-    double oldest = id - cs->s->chat_room_size;
-    size_t it = 0;
-    const char *k;
-    size_t kl;
-    amf_value *v;
-    while (rc == 0 && so_object_slot_next(r->obj, &it, &k, &kl, &v))
-        if (strtod(k, NULL) <= oldest)
-            rc = so_object_remove(e, r->obj, k, kl, &cs->fx);
-    int urc = so_object_unlock(e, r->obj, &cs->fx);
-    if (rc == 0)
-        rc = urc;
-    samples_deliver(cs->srv, &cs->fx);
-    if (rc < 0) {
-        SH_LOG(SH_LOG_WARN, "conn=%llu chat sample: post refused: %s",
-               (unsigned long long)app_conn_id(c), sh_strerror(rc));
+    post_op *op = calloc(1, sizeof(*op));
+    if (op) {
+        op->cs = cs;
+        op->c = c;
+        op->txid = cmd->txid;
+        op->from = samples_str(user);
+        op->text = amf_string(text, tlen);
+        op->ts = (double)samples_wall_ms();
+        op->next = cs->posts;
+        cs->posts = op;
+    }
+    if (!op || !op->from || !op->text ||
+        samples_cas(cs->srv, r->room, r->obj, post_build, post_done, op) < 0) {
+        if (op)
+            post_free(op);
         return app_conn_reply_error(c, cmd->txid, "Room.Failed", "The message was not stored.");
     }
-    amf_value *res = amf_object_new(NULL);
-    if (!res)
-        return SH_ENOMEM;
-    amf_object_set_cstr(res, "id", amf_number(id));
-    amf_object_set_cstr(res, "ts", amf_number(ts));
-    rc = app_conn_reply_result(c, cmd->txid, res);
-    amf_unref(res);
-    return rc;
+    return 0;
 }
 
 /* ---- presence (when app/chat does not keep it for us) ---- */
@@ -312,6 +369,10 @@ static void on_disconnect(app_app *a, app_conn *c, const char *reason, void *ud)
 {
     (void)a;
     (void)reason;
+    chat_sample *cs = ud;
+    for (post_op *op = cs->posts; op; op = op->next)
+        if (op->c == c)
+            op->c = NULL;
     room_conn *rc = samples_detach(c);
     room_inst *r = rc ? rc->r : NULL;
     if (r)
@@ -333,6 +394,8 @@ static void on_free(app_app *a, void *ud)
         samples_wait_cleanup(&r->waiting);
         free(r); /* the engine was freed before the server: no close */
     }
+    while (cs->posts) /* the cluster normally ended them all */
+        post_free(cs->posts);
     so_effects_cleanup(&cs->fx);
     free(cs);
 }
