@@ -56,13 +56,27 @@ typedef struct ss_inst {
     struct slideshow *ss;
     bool opening;            /* `show` is being opened */
     samples_waiting waiting; /* connects waiting for the objects */
+    char seen[SAMPLES_NAME_MAX]; /* the presenter the access was last set for */
 } ss_inst;
+
+/* A change of presenter on its way (samples_cas). */
+typedef struct ss_op {
+    struct ss_op *next;      /* slideshow.ops */
+    struct slideshow *ss;
+    app_conn *c;             /* the caller (handoff); NULL once it is gone */
+    double txid;
+    bool handoff;            /* else: the first user to connect */
+    char room[2 * APP_NAME_MAX + 2];
+    char user[SAMPLES_NAME_MAX];  /* who asks */
+    char who[SAMPLES_NAME_MAX];   /* who presents then */
+} ss_op;
 
 typedef struct slideshow {
     app_server *srv;
     const samples_settings *s;
     app_app *app;
     ss_inst *insts;
+    ss_op *ops;
     so_effects fx;
 } slideshow;
 
@@ -189,6 +203,112 @@ static void apply_access(slideshow *ss, ss_inst *in, app_conn *c)
 /* The instance of one of our connections (set in on_connect). */
 static ss_inst *inst_of(const app_conn *c) { return app_conn_get_data(c, APP_SLOT_APP); }
 
+/* Write access of every connection of the instance, for the presenter
+ * the stage names now. */
+static void apply_access_all(slideshow *ss, ss_inst *in)
+{
+    snprintf(in->seen, sizeof(in->seen), "%s", presenter_of(in));
+    for (ss_conn *x = in->conns; x; x = x->next)
+        apply_access(ss, in, x->c);
+}
+
+static ss_inst *inst_by_room(slideshow *ss, const char *room)
+{
+    for (ss_inst *in = ss->insts; in; in = in->next)
+        if (!strcmp(in->room, room) && in->stage)
+            return in;
+    return NULL;
+}
+
+static void op_free(ss_op *op)
+{
+    for (ss_op **pp = &op->ss->ops; *pp; pp = &(*pp)->next)
+        if (*pp == op) {
+            *pp = op->next;
+            break;
+        }
+    free(op);
+}
+
+/* The presenter, as samples_cas builds it from the stage as this node has
+ * it: a hand-off only while the caller still presents, the first user
+ * only while nobody does (two first users on two nodes of a cluster: one
+ * presents). */
+static int presenter_build(void *ud, so_object *o, samples_changes *ch)
+{
+    ss_op *op = ud;
+    const amf_value *v = so_object_get(o, "presenter", 9);
+    size_t n;
+    const char *cur = v && amf_type_of(v) == AMF_STRING ? amf_as_string(v, &n) : NULL;
+    cur = cur ? cur : "";
+    if (op->handoff ? strcmp(cur, op->user) != 0 : cur[0] != '\0')
+        return SAMPLES_SKIP;
+    return samples_changes_add(ch, "presenter", 9, samples_str(op->who));
+}
+
+static void presenter_done(void *ud, int status, so_object *o)
+{
+    (void)o;
+    ss_op *op = ud;
+    slideshow *ss = op->ss;
+    ss_inst *in = inst_by_room(ss, op->room);
+    if (in)
+        apply_access_all(ss, in);
+    char safe_who[SAMPLES_NAME_MAX + 4];
+    sh_log_sanitize(safe_who, sizeof(safe_who), op->who, strlen(op->who));
+    if (status == 0 && op->handoff)
+        SH_LOG(SH_LOG_INFO, "slideshow: %s hands %s over to %s", op->user, op->room, safe_who);
+    else if (status == 0)
+        SH_LOG(SH_LOG_INFO, "slideshow: %s presents %s (first to connect)", op->who, op->room);
+    else if (status < 0 && status != SH_ESTATE)
+        SH_LOG(SH_LOG_WARN, "slideshow: cannot set the presenter of %s: %s", op->room,
+               sh_strerror(status));
+    app_conn *c = op->c;
+    if (c && status == 0) {
+        amf_value *res = amf_object_new(NULL);
+        if (res)
+            amf_object_set_cstr(res, "presenter", samples_str(op->who));
+        app_conn_reply_result(c, op->txid, res);
+        amf_unref(res);
+    } else if (c && status == SAMPLES_SKIP) {
+        app_conn_reply_error(c, op->txid, "Slideshow.Denied", "Only the presenter hands over.");
+    } else if (c) {
+        app_conn_reply_error(c, op->txid, "Slideshow.Failed", "The hand-off was not stored.");
+    }
+    op_free(op);
+}
+
+static int presenter_change(slideshow *ss, ss_inst *in, app_conn *c, double txid,
+                            const char *user, const char *who)
+{
+    ss_op *op = calloc(1, sizeof(*op));
+    if (!op)
+        return SH_ENOMEM;
+    op->ss = ss;
+    op->c = c;
+    op->txid = txid;
+    op->handoff = c != NULL;
+    snprintf(op->room, sizeof(op->room), "%s", in->room);
+    snprintf(op->user, sizeof(op->user), "%s", user);
+    snprintf(op->who, sizeof(op->who), "%s", who);
+    op->next = ss->ops;
+    ss->ops = op;
+    int rc = samples_cas(ss->srv, in->room, in->stage, presenter_build, presenter_done, op);
+    if (rc < 0)
+        op_free(op);
+    return rc;
+}
+
+/* Poll (clustered stages only): a hand-off made on another node changes
+ * the write access of this node's connections too. */
+static void on_poll(void *ud)
+{
+    slideshow *ss = ud;
+    for (ss_inst *in = ss->insts; in; in = in->next)
+        if (in->stage && so_object_clustered(in->stage) && strcmp(in->seen, presenter_of(in)))
+            apply_access_all(ss, in);
+}
+
 /* ---- slideshow.handoff ---- */
 
 static int method_handoff(app_conn *c, const rtmp_cmd *cmd, void *ud)
@@ -210,20 +330,11 @@ static int method_handoff(app_conn *c, const rtmp_cmd *cmd, void *ud)
                                     "slideshow.handoff(user)");
     char who[SAMPLES_NAME_MAX];
     snprintf(who, sizeof(who), "%.*s", (int)n, to);
-    set_presenter(ss, in, who);
-    for (ss_conn *x = in->conns; x; x = x->next)
-        apply_access(ss, in, x->c);
-    /* who is any string the client chose (u was sanitised at connect). */
-    char safe_who[SAMPLES_NAME_MAX + 4];
-    sh_log_sanitize(safe_who, sizeof(safe_who), who, strlen(who));
-    SH_LOG(SH_LOG_INFO, "slideshow: %s hands %s over to %s", u, in->room, safe_who);
-    amf_value *res = amf_object_new(NULL);
-    if (!res)
-        return SH_ENOMEM;
-    amf_object_set_cstr(res, "presenter", samples_str(who));
-    int rc = app_conn_reply_result(c, cmd->txid, res);
-    amf_unref(res);
-    return rc;
+    /* answered by presenter_done (who is any string the client chose: it
+     * is sanitised there before it is logged) */
+    if (presenter_change(ss, in, c, cmd->txid, u, who) < 0)
+        return app_conn_reply_error(c, cmd->txid, "Slideshow.Failed", "Out of memory.");
+    return 0;
 }
 
 /* ---- connections ---- */
@@ -248,6 +359,10 @@ static void on_disconnect(app_app *a, app_conn *c, const char *reason, void *ud)
 {
     (void)a;
     (void)reason;
+    slideshow *ss = ud;
+    for (ss_op *op = ss->ops; op; op = op->next)
+        if (op->c == c)
+            op->c = NULL;
     ss_inst *in = samples_detach(c);
     if (!in)
         return;
@@ -278,10 +393,8 @@ static void obs_connect(app_conn *c, const app_connect_info *info, void *ud)
     x->next = in->conns;
     in->conns = x;
     const char *u = app_conn_user(c);
-    if (!presenter_of(in)[0] && *u) {
-        set_presenter(ss, in, u);
-        SH_LOG(SH_LOG_INFO, "slideshow: %s presents %s (first to connect)", u, in->room);
-    }
+    if (!presenter_of(in)[0] && *u && presenter_change(ss, in, NULL, 0, u, u) < 0)
+        SH_LOG(SH_LOG_WARN, "slideshow: cannot set the presenter of %s", in->room);
     apply_access(ss, in, c);
 }
 
@@ -300,6 +413,8 @@ static void on_free(app_app *a, void *ud)
         samples_wait_cleanup(&in->waiting);
         free(in);
     }
+    while (ss->ops) /* the cluster normally ended them all */
+        op_free(ss->ops);
     so_effects_cleanup(&ss->fx);
     free(ss);
 }
@@ -324,5 +439,7 @@ int sample_slideshow_register(app_server *srv, const samples_settings *s)
     int rc = app_method_register(srv, ss->app, "slideshow.handoff", method_handoff, ss);
     if (!rc)
         rc = app_server_add_observer(srv, &obs, ss);
+    if (!rc)
+        rc = samples_on_poll(on_poll, ss);
     return rc;
 }
