@@ -68,6 +68,8 @@ typedef struct post_op {
     double txid;
     amf_value *from, *text;  /* owned */
     double id, ts;           /* what the write sets */
+    double floor;            /* the instance's next id when it was asked */
+    char room[2 * APP_NAME_MAX + 2];
 } post_op;
 
 struct chat_sample {
@@ -195,7 +197,8 @@ static int post_build(void *ud, so_object *o, samples_changes *ch)
         if (id > top)
             top = id;
     }
-    op->id = top + 1;
+    /* never below this node's next id: a removed newest message keeps its id */
+    op->id = top + 1 > op->floor ? top + 1 : op->floor;
     char key[32];
     int n = snprintf(key, sizeof(key), "%.0f", op->id);
     amf_value *m = amf_object_new(NULL);
@@ -222,6 +225,9 @@ static void post_done(void *ud, int status, so_object *o)
     if (status < 0 && status != SH_ESTATE)
         SH_LOG(SH_LOG_WARN, "conn=%llu chat sample: post refused: %s",
                c ? (unsigned long long)app_conn_id(c) : 0ull, sh_strerror(status));
+    for (room_inst *r = op->cs->rooms; status == 0 && r; r = r->next)
+        if (!strcmp(r->room, op->room) && r->next_id <= op->id)
+            r->next_id = op->id + 1;
     amf_value *res = status == 0 && c ? amf_object_new(NULL) : NULL;
     if (res) {
         amf_object_set_cstr(res, "id", amf_number(op->id));
@@ -265,6 +271,8 @@ static int method_post(app_conn *c, const rtmp_cmd *cmd, void *ud)
         op->from = samples_str(user);
         op->text = amf_string(text, tlen);
         op->ts = (double)samples_wall_ms();
+        op->floor = r->next_id;
+        snprintf(op->room, sizeof(op->room), "%s", r->room);
         op->next = cs->posts;
         cs->posts = op;
     }
