@@ -444,7 +444,6 @@ static pending *pending_of_tag(app_cluster_so *cs, const char *tag, size_t tlen)
 }
 
 static void room_resync(app_cluster_so *cs, cso_room *r);
-static void room_forget(app_cluster_so *cs, cso_room *r);
 
 /* "S" u16 name length, name, SendMessage event: to this node's subscribers. */
 static void send_msg(app_cluster_so *cs, cso_room *r, const char *msg, size_t len)
@@ -495,7 +494,8 @@ static void apply_msg(app_cluster_so *cs, cso_room *r, const char *msg, size_t l
         if (p) {
             p->applied = true;
             /* A server write is done once applied here.  Its completion may
-             * drop the room (its last handle closed): busy keeps r. */
+             * drop the room (its last handle closed): busy keeps r, and the
+             * callback that got the message forgets it (r->forget). */
             bool was_busy = r->busy;
             r->busy = true;
             finish(p, 0, u.version);
@@ -504,8 +504,6 @@ static void apply_msg(app_cluster_so *cs, cso_room *r, const char *msg, size_t l
                 pending_unlink(cs, p);
                 pending_free(p);
             }
-            if (!was_busy && r->forget)
-                room_forget(cs, r);
         }
     } else if (rc == SO_APPLY_GAP) {
         /* One subscription delivers in publish order: a gap means that
@@ -892,6 +890,8 @@ static void on_sub(app_redis *rd_, app_redis_sub_event ev, const char *msg, size
     case APP_REDIS_SUB_MESSAGE:
         if (r->state == R_LIVE && !r->hold_seq) {
             apply_msg(cs, r, msg, len);
+            if (r->forget && !r->busy)
+                room_forget(cs, r); /* a server write's completion dropped it */
         } else if (r->state == R_SNAPSHOT || r->state == R_LIVE) {
             /* read, or waiting for our write's answer: kept in order; too
              * much (the read or the answer takes too long): read again */
@@ -1153,13 +1153,21 @@ static void on_update_reply(app_redis *rd_, redisReply *rep, void *ud)
         return;
     cso_room *r = sh_map_get(&cs->rooms, p->room, strlen(p->room));
     bool held = r && r->hold_seq == p->seq;
+    /* a server write's completion may drop the room: busy keeps r */
+    bool was_busy = r && r->busy;
+    if (r)
+        r->busy = true;
     update_settle(cs, p, rep);
-    if (held && r->hold_seq) {
+    if (held && r->hold_seq && !r->forget) {
         /* the room waited for this answer: its updates go on, this one
          * first (with the writer's Success when it was stored) */
         r->hold_seq = 0;
         room_drain(cs, r);
     }
+    if (r)
+        r->busy = was_busy;
+    if (r && !was_busy && r->forget)
+        room_forget(cs, r);
 }
 
 /* Answers the writer of p from Redis' answer to its script (NULL: none). */
