@@ -112,6 +112,8 @@
  *
  * Server-side writes (so_object_set / _remove / _unlock) count as writer
  * id 0: a client whose header version predates a server write gets rule 3.
+ * In a clustered room they go through the cluster like a client's write
+ * (so_object_write).
  */
 #ifndef SO_H
 #define SO_H
@@ -262,8 +264,9 @@ typedef struct so_room_settings {
     uint64_t max_persistent_objects;
     uint64_t max_persistent_bytes;
     /* The room's persistent objects live in a cluster (a Redis shared by
-     * several nodes; see "Clustered rooms" below): client writes to them
-     * are proposed through so_hooks.propose instead of applied, and
+     * several nodes; see "Clustered rooms" below): client and server
+     * writes to them are proposed through so_hooks.propose instead of
+     * applied (server writes: so_object_write), and
      * applied when the cluster's ordered update comes back
      * (so_engine_apply_update).  They go into no store batch and count
      * in no quota.  Temporary objects of the room stay on this node. */
