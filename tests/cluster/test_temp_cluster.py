@@ -4,7 +4,7 @@ clustered application across three nodes sharing one Redis
 (docs/cluster.md, "Temporary objects").
 
 Checked: clients of one temporary object on three nodes see the same
-changes and versions, and Redis holds one lease per node; the object
+changes, versions and SendMessages, and Redis holds one lease per node; the object
 lives while any node has a subscriber and is dropped (no key left in
 Redis) when the last one anywhere leaves, and made again empty at a
 higher version; kill -9 of the only node holding an object drops it
@@ -169,6 +169,18 @@ check(write_ok(a, {"x": 1}) and
 check(wait_for(lambda: agree([b, c], "tmp", writers=(a,)), 3.0),
       "every client has Redis' version of tmp (%s, redis %s)"
       % ([x.snapshot()[1] for x in (a, b, c)], redis_version("tmp")))
+ns = [len(x.msgs) for x in (a, b, c)]
+a.send([{"t": "send", "handler": "hello", "args": ["from-a", 7]}])
+
+
+def hellos(x, n):
+    return [e.get("args") for m in x.msgs[n:] for e in m["events"]
+            if e["t"] == "send" and e.get("handler") == "hello"]
+
+
+check(wait_for(lambda: all(hellos(x, n) == [["from-a", 7]] for x, n in zip((a, b, c), ns)),
+               5.0), "a SendMessage to tmp from n0 reaches its subscribers on n0, n1 and n2, "
+      "each once")
 v0 = redis_version("tmp")
 for i in range(20):  # writers on every node at once, distinct keys
     for j, x in enumerate((a, b, c)):
