@@ -558,6 +558,7 @@ static void apply_msg(app_cluster_so *cs, cso_room *r, const char *msg, size_t l
 /* ---- temporary objects: leases ---- */
 
 static uint64_t now_ms(const app_cluster_so *cs);
+static void room_forget(app_cluster_so *cs, cso_room *r);
 
 static void on_temp_reply(app_redis *rd_, redisReply *rep, void *ud);
 
@@ -713,6 +714,10 @@ static void temp_msg(app_cluster_so *cs, cso_room *r, const char *msg, size_t le
         free(name);
         return;
     }
+    /* Dropping a copy may empty the engine's room, which then leaves
+     * memory (room_unloaded): busy keeps r until this function is done. */
+    bool was_busy = r->busy, again = false;
+    r->busy = true;
     const so_object *o = so_engine_object_find(cs->eng, r->name, name);
     if (msg[0] == 'N') {
         cs->st.temp_made++;
@@ -729,11 +734,15 @@ static void temp_msg(app_cluster_so *cs, cso_room *r, const char *msg, size_t le
         cs->st.temp_gone++;
         /* Still used here (this node's lease ran out, or it is being
          * taken): take it again, which makes the object again. */
-        if (o && !so_object_persistent(o) &&
-            so_engine_temp_drop(cs->eng, r->name, name) == SH_ESTATE)
-            temp_send(cs, r, NULL);
+        again = o && !so_object_persistent(o) &&
+                so_engine_temp_drop(cs->eng, r->name, name) == SH_ESTATE;
     }
     free(name);
+    r->busy = was_busy;
+    if (!was_busy && r->forget)
+        room_forget(cs, r);
+    else if (again)
+        temp_send(cs, r, NULL);
 }
 
 /* Where the temporary objects start in a snapshot reply (the index of the

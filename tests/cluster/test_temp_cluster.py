@@ -8,12 +8,15 @@ changes, versions and SendMessages, and Redis holds one lease per node; the obje
 lives while any node has a subscriber and is dropped (no key left in
 Redis) when the last one anywhere leaves, and made again empty at a
 higher version; kill -9 of the only node holding an object drops it
-after the lease time while an object another node also holds stays;
+after the lease time while an object another node also holds stays; a
+node stalled past its lease (SIGSTOP) sees its object dropped and made
+again above the versions its client had;
 Redis stopped: writes answered StoreFailed, reads served, and Redis back:
 writes work again and every node catches up."""
 
 import os
 import re
+import signal
 import sys
 import threading
 import time
@@ -248,6 +251,31 @@ i2 = Client(nodes[2], "k2")
 check(i2.use() and wait_for(lambda: redis_version("k2") is not None, 3.0) and
       i2.snapshot()[0] == {}, "a new subscriber of k2 on n2 finds it empty")
 i2.close()
+
+# ---- a node stalled past its lease: the object goes, and comes back above its versions
+zc = Client(nodes[1], "z")
+check(zc.use() and write_ok(zc, {"p": 1, "q": 2, "r": 3}), "z used and written on n1 only")
+z_before = zc.snapshot()[1]
+nz = len(zc.msgs)
+nodes[1].proc.send_signal(signal.SIGSTOP)
+t0 = time.monotonic()
+stopped = wait_for(lambda: gone_from_redis("z"), TTL_MS / 1000.0 * 3 + 3)
+nodes[1].proc.send_signal(signal.SIGCONT)
+check(stopped, "n1 stopped (SIGSTOP): its lease on z ran out and n2's sweep dropped z "
+      "(%.1f s)" % (time.monotonic() - t0))
+check(wait_for(lambda: (redis_version("z") or 0) > z_before and zc.snapshot()[0] == {}, 5.0),
+      "n1 running again still has a subscriber: it makes z again above v%d (v%s), and its "
+      "client sees it emptied" % (z_before, redis_version("z")))
+zv = [m["version"] for m in zc.msgs[nz:]]
+check(all(v >= z_before for v in zv) and zv == sorted(zv),
+      "versions seen by the client that stayed never went back (%r)" % zv)
+zn = Client(nodes[2], "z")
+check(zn.use() and write_ok(zc, {"s": 4}) and
+      wait_for(lambda: zn.snapshot()[0] == {"s": 4} and agree([zn], "z", writers=(zc,)), 3.0),
+      "and the object is shared again: a write on n1 reaches n2 with Redis' version")
+check(wait_for(lambda: leases("k1") == ["n1", "n2"], 3.0), "n1 holds its lease on k1 again")
+zc.close()
+zn.close()
 
 # ---- Redis stopped: writes refused with StoreFailed, reads still served
 redis.stop()
