@@ -12,10 +12,12 @@ after the lease time while an object another node also holds stays; a
 node stalled past its lease (SIGSTOP) sees its object dropped and made
 again above the versions its client had;
 Redis stopped: writes answered StoreFailed, reads served, and Redis back:
-writes work again and every node catches up."""
+writes work again and every node catches up; Redis restarted empty: the
+nodes still using an object make it again, emptied, above their versions."""
 
 import os
 import re
+import shutil
 import signal
 import sys
 import threading
@@ -312,6 +314,26 @@ check(wait_for(lambda: all(x.snapshot()[0].get("back") == 1 for x in (f, reader)
       % ([x.snapshot()[1] for x in (f, h, reader)], redis_version("k1")))
 check(f.snapshot()[0] == {"a": 1, "back": 1}, "k1 kept its state through the outage (%r)"
       % (f.snapshot()[0],))
+
+# ---- Redis restarted empty: the nodes still using k1 make it again, above their versions
+k1_before = max(x.snapshot()[1] for x in (f, h, reader))
+marks = [len(x.msgs) for x in (f, h, reader)]
+redis.kill(signal.SIGKILL)
+shutil.rmtree(redis.dir, ignore_errors=True)
+os.makedirs(redis.dir)
+check(redis.start(), "redis-server restarted empty (its files removed)")
+check(wait_for(lambda: (redis_version("k1") or 0) > k1_before and
+               all(x.snapshot()[0] == {} for x in (f, h, reader)) and
+               agree([f, h, reader], "k1"), 10.0),
+      "k1 made again above v%d (v%s) by the nodes that use it, every client sees it emptied "
+      "with Redis' version (%s)" % (k1_before, redis_version("k1"),
+                                     [x.snapshot()[1] for x in (f, h, reader)]))
+check(all(v >= k1_before for x, m in zip((f, h, reader), marks) for v in
+          [mm["version"] for mm in x.msgs[m:]]), "no client saw a version go back")
+check(leases("k1") == ["n1", "n2"], "n1 and n2 hold their leases again (%r)" % leases("k1"))
+check(write_until_ok(f, {"new": 1}) and
+      wait_for(lambda: all(x.snapshot()[0] == {"new": 1} for x in (h, reader)), 5.0),
+      "and k1 is shared again")
 
 # ---- everyone leaves: Redis keeps nothing of the room's temporary objects
 for x in (f, h, reader):
