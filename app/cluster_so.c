@@ -797,7 +797,8 @@ static void temp_apply(app_cluster_so *cs, cso_room *r, const redisReply *rep, b
     char **gone = NULL;
     while ((o = so_engine_object_next(cs->eng, r->name, &it)) != NULL) {
         const char *nm = so_object_name(o);
-        if (so_object_persistent(o) || sh_map_get(&names, nm, strlen(nm)))
+        if (so_object_persistent(o) || !so_object_clustered(o) ||
+            sh_map_get(&names, nm, strlen(nm)))
             continue;
         char **nx = realloc(gone, (nn + 1) * sizeof(*gone));
         if (nx && (nx[nn] = sh_memdup0(nm, strlen(nm))) != NULL)
@@ -807,7 +808,7 @@ static void temp_apply(app_cluster_so *cs, cso_room *r, const redisReply *rep, b
     }
     sh_map_cleanup(&names);
     for (size_t i = 0; i < nn; i++) {
-        /* not clustered (the local one): SH_EEXIST; used: taken again */
+        /* used here: kept, and taken again (temp_send) */
         (void)so_engine_temp_drop(cs->eng, r->name, gone[i]);
         free(gone[i]);
     }
@@ -1543,7 +1544,7 @@ static void temp_tick(app_cluster_so *cs)
         size_t oi = 0;
         const so_object *o;
         while (!any && (o = so_engine_object_next(cs->eng, r->name, &oi)) != NULL)
-            any = !so_object_persistent(o);
+            any = !so_object_persistent(o) && so_object_clustered(o);
         if (any)
             temp_send(cs, r, NULL);
     }

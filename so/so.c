@@ -937,7 +937,7 @@ static so_room *room_get(so_engine *e, const char *name, int *rc)
         r->set = (so_room_settings){e->cfg.conflict, e->cfg.max_slots_per_object,
                                     e->cfg.max_objects_per_client,
                                     e->cfg.max_persistent_objects,
-                                    e->cfg.max_persistent_bytes, false};
+                                    e->cfg.max_persistent_bytes, false, NULL};
         if (e->hooks.room_settings) {
             e->hooks.room_settings(e->hooks.ud, r->name, &r->set);
             if (r->set.max_slots_per_object > e->cfg.max_slots_per_object)
@@ -2977,6 +2977,7 @@ amf_value *so_object_get(const so_object *o, const char *key, size_t key_len)
 
 uint32_t so_object_version(const so_object *o) { return o->version; }
 bool so_object_persistent(const so_object *o) { return o->persistent; }
+bool so_object_clustered(const so_object *o) { return clustered(o); }
 const char *so_object_name(const so_object *o) { return o->name; }
 size_t so_object_slot_count(const so_object *o) { return o->nlive; }
 size_t so_object_subscriber_count(const so_object *o) { return o->nsubs; }

@@ -616,6 +616,8 @@ void so_object_set_server_only(so_object *o, bool on);
 amf_value *so_object_get(const so_object *o, const char *key, size_t key_len);
 uint32_t so_object_version(const so_object *o);
 bool so_object_persistent(const so_object *o);
+/* Kept in the cluster: an object of a clustered room but its local_name. */
+bool so_object_clustered(const so_object *o);
 const char *so_object_name(const so_object *o);
 size_t so_object_slot_count(const so_object *o);
 /* Memory the object's live slots hold, what max_object_bytes bounds. */
