@@ -572,7 +572,7 @@ typedef struct temp_req {
  * Nothing while the room is not live: it is sent once it is again. */
 static void temp_send(app_cluster_so *cs, cso_room *r, const char *release)
 {
-    if (r->state != R_LIVE || r->busy || !app_cluster_link_up(r->link)) {
+    if (r->state != R_LIVE || !app_cluster_link_up(r->link)) {
         r->temp_due = true;
         return;
     }
@@ -980,6 +980,11 @@ static int snapshot_apply(app_cluster_so *cs, cso_room *r, const redisReply *rep
     }
     cs->st.snapshots++;
     r->was_reset = false;
+    /* The room's epoch from now on: the writes that waited for the load
+     * are proposed from inside so_engine_room_loaded, with it. */
+    char old[sizeof(r->epoch)];
+    snprintf(old, sizeof(old), "%s", r->epoch);
+    snprintf(r->epoch, sizeof(r->epoch), "%s", epoch);
     if (r->loading) {
         r->loading = false;
         cs->seeding = rep;
@@ -988,13 +993,13 @@ static int snapshot_apply(app_cluster_so *cs, cso_room *r, const redisReply *rep
         cs->seeding = NULL;
         r->loaded = rc == 0;
     } else if (so_engine_room_info(cs->eng, r->name, &(so_room_info){0})) {
-        bool reset = *r->epoch && strcmp(r->epoch, epoch) != 0;
+        bool reset = *old && strcmp(old, epoch) != 0;
         r->was_reset = reset;
         if (reset) {
             cs->st.resets++;
             SH_LOG(SH_LOG_WARN, "cluster: so: room %s: epoch %s -> %s: Redis lost the room's "
                    "data (restarted without persistence, or a failover); its clients get "
-                   "the whole state again", r->name, r->epoch, epoch);
+                   "the whole state again", r->name, old, epoch);
         }
         sh_map names; /* objects of the snapshot */
         sh_map_init(&names);
@@ -1054,7 +1059,6 @@ static int snapshot_apply(app_cluster_so *cs, cso_room *r, const redisReply *rep
     }
     deliver(cs);
     so_store_batch_free(img);
-    snprintf(r->epoch, sizeof(r->epoch), "%s", epoch);
     return rc;
 }
 

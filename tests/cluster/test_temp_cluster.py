@@ -254,6 +254,21 @@ check(i2.use() and wait_for(lambda: redis_version("k2") is not None, 3.0) and
       i2.snapshot()[0] == {}, "a new subscriber of k2 on n2 finds it empty")
 i2.close()
 
+# ---- a write sent right behind the Use that loads the room is taken (with the room's epoch)
+for persistent in (False, True):
+    q = Client(nodes[2], "fast", room="game/load%d" % persistent)
+    q.ws.send_json({"op": "so", "name": "fast", "persistent": persistent, "version": 0,
+                    "events": [{"t": "use"}]})
+    q.sent["k"] = [1]
+    q.ws.send_json({"op": "so", "name": "fast", "persistent": persistent, "version": 0,
+                    "events": [{"t": "change", "slots": [["k", 1]]}]})
+    check(wait_for(lambda: q.events_since(0, "success"), 5.0) and
+          not q.events_since(0, "status"),
+          "a %s object: a change sent behind the Use that loads its room is answered Success "
+          "(%r)" % ("persistent" if persistent else "temporary",
+                    [e for m in q.msgs for e in m["events"]]))
+    q.close()
+
 # ---- a node stalled past its lease: the object goes, and comes back above its versions
 zc = Client(nodes[1], "z")
 check(zc.use() and write_ok(zc, {"p": 1, "q": 2, "r": 3}), "z used and written on n1 only")
