@@ -15,10 +15,12 @@ Redis stopped: writes answered StoreFailed, reads served, and Redis back:
 writes work again and every node catches up; Redis restarted empty: the
 nodes still using an object make it again, emptied, above their versions."""
 
+import json
 import os
 import re
 import shutil
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -249,6 +251,12 @@ check(leases("k1") == ["n1"] and redis.cmd("HGET", key("ts", "k1"), "a") is not 
 h = Client(nodes[2], "k1")
 check(h.use() and wait_for(lambda: h.snapshot()[0] == {"a": 1} and agree([f, h], "k1"), 3.0),
       "a new subscriber of k1 on n2 gets its state and version")
+cli_bin = os.path.join(os.path.dirname(server), "cli", "sohub-cli")
+p = subprocess.run([cli_bin, "-u", nodes[2].rtmp_url(ROOM), "--timeout", "5", "so", "get", "k1"],
+                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=20)
+out = p.stdout.decode("utf-8", "replace")
+check(p.returncode == 0 and json.loads(out or "{}") == {"a": 1},
+      "an RTMP client (sohub-cli) on n2 reads the same k1 (%r)" % out.strip())
 i2 = Client(nodes[2], "k2")
 check(i2.use() and wait_for(lambda: redis_version("k2") is not None, 3.0) and
       i2.snapshot()[0] == {}, "a new subscriber of k2 on n2 finds it empty")
