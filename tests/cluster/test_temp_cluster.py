@@ -28,13 +28,16 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "ws"))
 from clusterutil import Cluster, Redis, check, finish, need_redis, note, wait_for  # noqa: E402
+from opsutil import Admin, metric, parse_metrics  # noqa: E402
 from wsutil import connect_app  # noqa: E402
 
 need_redis()
 server = sys.argv[1]
 ROOM = "game/t1"
+KEY = "cluster-temp-test-key-0123456789"
 EXTRA = ("[server]\nhttp_listen = 127.0.0.1:0\nadmin_listen = 127.0.0.1:0\n"
-         "so_max_updates_per_sec = 0\n[app game]\n")
+         "so_max_updates_per_sec = 0\n[api_key t]\nsecret = %s\nscope = write\n[app game]\n"
+         % KEY)
 TTL_MS = 3000  # clusterutil's node_ttl_ms: a lease lasts that long
 
 
@@ -151,6 +154,13 @@ def agree(clients, name, writers=()):
     return same and redis_version(name) == snaps[0][1]
 
 
+def metrics(node):
+    adm = Admin(node.ports["admin"], KEY)
+    st, body = adm.get("/metrics")
+    adm.close()
+    return parse_metrics(body.decode("utf-8", "replace")) if st == 200 else {}
+
+
 def write_ok(cli, slots, timeout=5.0):
     n = len(cli.msgs)
     cli.change(slots)
@@ -230,6 +240,18 @@ check(write_ok(d, {"again": 1}) and d.snapshot()[0] == {"again": 1} and
       wait_for(lambda: agree([d], "tmp"), 3.0), "and it takes writes again")
 d.close()
 check(wait_for(lambda: gone_from_redis("tmp"), 5.0), "and goes again with its subscriber")
+
+
+def temp_counts(node):
+    ms = metrics(node)
+    return (metric(ms, "sohub_cluster_so_temp_made_total"),
+            metric(ms, "sohub_cluster_so_temp_dropped_total"))
+
+
+check(wait_for(lambda: (temp_counts(nodes[1])[0] or 0) >= 1 and
+               (temp_counts(nodes[1])[1] or 0) >= 2, 3.0),
+      "n1's metrics count tmp made again and dropped twice (made, dropped: %r)"
+      % (temp_counts(nodes[1]),))
 
 # ---- kill -9 of a node: what only it held goes after the lease time
 e, f = Client(nodes[0], "k1"), Client(nodes[1], "k1")
