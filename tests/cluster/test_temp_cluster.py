@@ -210,7 +210,6 @@ check(wait_for(lambda: all(x.snapshot()[0] == want for x in (a, b, c)) and
       "(%s, redis %s)" % ([x.snapshot()[1] for x in (a, b, c)], redis_version("tmp")))
 check(redis_version("tmp") == v0 + 60,
       "each write made exactly one version (v%s -> v%s)" % (v0, redis_version("tmp")))
-n_b = len(b.msgs)
 vs = []
 for m in b.msgs:
     if any(e["t"] == "change" for e in m["events"]):
@@ -383,7 +382,14 @@ check(write_until_ok(f, {"new": 1}) and
 # ---- everyone leaves: Redis keeps nothing of the room's temporary objects
 for x in (f, h, reader):
     x.close()
-left = lambda: [k for k in (redis.cmd("KEYS", "so:{%s}:t*" % ROOM) or []) if k != "so:{%s}:tb" % ROOM]  # noqa: E731
+
+
+def left():
+    """The room's temporary-object keys in Redis, but its highest dropped version."""
+    return [k for k in (redis.cmd("KEYS", "so:{%s}:t*" % ROOM) or [])
+            if k != "so:{%s}:tb" % ROOM]
+
+
 check(wait_for(lambda: not left(), 5.0), "every subscriber gone: no temporary key left (%r)"
       % left())
 ttl = redis.cmd("PTTL", "so:{%s}:tb" % ROOM)
