@@ -3,14 +3,15 @@
 clustered application across three nodes sharing one Redis
 (docs/cluster.md, "Temporary objects").
 
-Checked: clients of one temporary object on three nodes see the same
-changes, versions and SendMessages, and Redis holds one lease per node; the object
-lives while any node has a subscriber and is dropped (no key left in
-Redis) when the last one anywhere leaves, and made again empty at a
-higher version; kill -9 of the only node holding an object drops it
-after the lease time while an object another node also holds stays; a
-node stalled past its lease (SIGSTOP) sees its object dropped and made
-again above the versions its client had;
+Checked: clients of one temporary object on three nodes (WebSocket, and an
+RTMP reader) see the same changes, versions and SendMessages, and Redis
+holds one lease per node; the object lives while any node has a
+subscriber and is dropped (no key left in Redis) when the last one
+anywhere leaves, then made again empty at a higher version; kill -9 of
+the only node holding an object drops it after the lease time, while an
+object another node also holds stays; a node stalled past its lease
+(SIGSTOP) sees its object dropped and made again above the versions its
+client had; a write sent behind the Use that loads a room is taken;
 Redis stopped: writes answered StoreFailed, reads served, and Redis back:
 writes work again and every node catches up; Redis restarted empty: the
 nodes still using an object make it again, emptied, above their versions."""
