@@ -567,26 +567,53 @@ typedef struct temp_req {
     char room[];
 } temp_req;
 
-/* Sends the room's lease script: "+" for every temporary object this node
- * uses (taken, or renewed), "-" for release (NULL = none), and the sweep.
- * Nothing while the room is not live: it is sent once it is again. */
-static void temp_send(app_cluster_so *cs, cso_room *r, const char *release)
+#define TEMP_BATCH 16 /* objects per lease script (EVALSHA takes 61 arguments) */
+
+/* One lease script: the 9 arguments of hdr, then n triples of trip. */
+static int temp_eval(app_cluster_so *cs, cso_room *r, const char **hdr, const size_t *hlen,
+                     const char **trip, const size_t *tlen, size_t n)
+{
+    const char *argv[9 + 3 * TEMP_BATCH];
+    size_t lens[9 + 3 * TEMP_BATCH];
+    memcpy(argv, hdr, 9 * sizeof(*argv));
+    memcpy(lens, hlen, 9 * sizeof(*lens));
+    memcpy(argv + 9, trip, 3 * n * sizeof(*argv));
+    memcpy(lens + 9, tlen, 3 * n * sizeof(*lens));
+    size_t rlen = strlen(r->name);
+    temp_req *q = malloc(sizeof(*q) + rlen + 1);
+    if (!q)
+        return SH_ENOMEM;
+    q->cs = cs;
+    memcpy(q->room, r->name, rlen + 1);
+    int rc = app_redis_eval(app_cluster_cmd(r->link), &temp_script, on_temp_reply, q, 3,
+                            (int)(9 + 3 * n), argv, lens);
+    if (rc < 0)
+        free(q);
+    return rc;
+}
+
+/* Sends the room's lease scripts, each followed by the sweep: op ("+"
+ * take, "-" give back) for the temporary object one, or, one NULL, "+" for
+ * every temporary object this node uses (TEMP_BATCH per script).  Nothing
+ * while the room is not live: every lease is sent once it is again (a
+ * lease given back meanwhile ends by itself). */
+static void temp_send(app_cluster_so *cs, cso_room *r, const char *op, const char *one)
 {
     if (r->state != R_LIVE || !app_cluster_link_up(r->link)) {
         r->temp_due = true;
         return;
     }
-    r->temp_due = false;
-    size_t n = r->held.count + (release ? 1 : 0);
-    size_t argc = 3 + 6 + 3 * n;
-    const char **argv = malloc(argc * sizeof(*argv));
-    size_t *lens = malloc(argc * sizeof(*lens));
+    if (!one)
+        r->temp_due = false;
+    size_t n = one ? 1 : r->held.count;
+    const char **trip = malloc((n ? 3 * n : 1) * sizeof(*trip));
+    size_t *tlen = malloc((n ? 3 * n : 1) * sizeof(*tlen));
     char (*vers)[16] = malloc((n ? n : 1) * sizeof(*vers));
     size_t plen = strlen(r->prefix);
     char *keys = malloc(3 * (plen + 3));
-    if (!argv || !lens || !vers || !keys) {
-        free(argv);
-        free(lens);
+    if (!trip || !tlen || !vers || !keys) {
+        free(trip);
+        free(tlen);
         free(vers);
         free(keys);
         r->temp_due = true; /* the next tick tries again */
@@ -596,59 +623,49 @@ static void temp_send(app_cluster_so *cs, cso_room *r, const char *release)
     char lease[16], keep[16];
     snprintf(lease, sizeof(lease), "%u", ttl);
     snprintf(keep, sizeof(keep), "%llu", 3ULL * ttl);
-    size_t k = 0;
+    const char *hdr[9];
+    size_t hlen[9], k = 0;
     const char *kinds[3] = {"e", "t", "tb"};
     for (int i = 0; i < 3; i++) {
         char *kp = keys + i * (plen + 3);
         snprintf(kp, plen + 3, "%s%s", r->prefix, kinds[i]);
-        argv[k] = kp;
-        lens[k++] = strlen(kp);
+        hdr[k] = kp;
+        hlen[k++] = strlen(kp);
     }
     const char *id = app_cluster_node_id(cs->cl);
     const char *a[6] = {r->epoch, r->prefix, r->chan, id, lease, keep};
     for (int i = 0; i < 6; i++) {
-        argv[k] = a[i];
-        lens[k++] = strlen(a[i]);
+        hdr[k] = a[i];
+        hlen[k++] = strlen(a[i]);
     }
+    k = 0;
     size_t it = 0, j = 0;
     const char *name;
-    while ((name = sh_map_next(&r->held, &it)) != NULL) {
+    while ((name = one ? (j ? NULL : one) : sh_map_next(&r->held, &it)) != NULL) {
         /* the version it has here, when it holds something: an object made
          * again starts above it */
         const so_object *o = so_engine_object_find(cs->eng, r->name, name);
         uint32_t v = o && (so_object_version(o) > 1 || so_object_slot_count(o))
                          ? so_object_version(o) : 0;
         snprintf(vers[j], sizeof(vers[j]), "%u", v);
-        argv[k] = "+";
-        lens[k++] = 1;
-        argv[k] = name;
-        lens[k++] = strlen(name);
-        argv[k] = vers[j];
-        lens[k++] = strlen(vers[j++]);
+        trip[k] = one ? op : "+";
+        tlen[k++] = 1;
+        trip[k] = name;
+        tlen[k++] = strlen(name);
+        trip[k] = vers[j];
+        tlen[k++] = strlen(vers[j++]);
     }
-    if (release) {
-        argv[k] = "-";
-        lens[k++] = 1;
-        argv[k] = release;
-        lens[k++] = strlen(release);
-        argv[k] = "0";
-        lens[k++] = 1;
-    }
-    size_t rlen = strlen(r->name);
-    temp_req *q = malloc(sizeof(*q) + rlen + 1);
-    int rc = SH_ENOMEM;
-    if (q) {
-        q->cs = cs;
-        memcpy(q->room, r->name, rlen + 1);
-        rc = app_redis_eval(app_cluster_cmd(r->link), &temp_script, on_temp_reply, q, 3,
-                            (int)k, argv, lens);
-    }
-    if (rc < 0) {
-        free(q);
-        r->temp_due = true;
-    }
-    free(argv);
-    free(lens);
+    size_t done = 0;
+    do { /* n == 0: one script, the sweep alone */
+        size_t m = n - done < TEMP_BATCH ? n - done : TEMP_BATCH;
+        if (temp_eval(cs, r, hdr, hlen, trip + 3 * done, tlen + 3 * done, m) < 0) {
+            r->temp_due = true;
+            break;
+        }
+        done += m;
+    } while (done < n);
+    free(trip);
+    free(tlen);
     free(vers);
     free(keys);
 }
@@ -691,10 +708,10 @@ void app_cluster_so_temp_use(app_cluster_so *cs, const char *room, const char *n
             free(held); /* no lease: the object lives while others hold it */
             return;
         }
-        temp_send(cs, r, NULL);
+        temp_send(cs, r, "+", held);
     } else if (!used && held) {
         sh_map_del(&r->held, name, strlen(name));
-        temp_send(cs, r, held);
+        temp_send(cs, r, "-", held);
         free(held);
     }
 }
@@ -742,7 +759,7 @@ static void temp_msg(app_cluster_so *cs, cso_room *r, const char *msg, size_t le
     if (!was_busy && r->forget)
         room_forget(cs, r);
     else if (again)
-        temp_send(cs, r, NULL);
+        temp_send(cs, r, NULL, NULL);
 }
 
 /* Where the temporary objects start in a snapshot reply (the index of the
@@ -1146,7 +1163,7 @@ static void on_snapshot(app_redis *rd_, redisReply *rep, void *ud)
     else if (rc < 0)
         snapshot_failed(cs, r, sh_strerror(rc));
     else if (r->held.count || r->temp_due)
-        temp_send(cs, r, NULL); /* this node's leases, taken again (or first) */
+        temp_send(cs, r, NULL, NULL); /* this node's leases, taken again (or first) */
 }
 
 /* Reads the room again (now when subscribed, else at READY); meanwhile
@@ -1478,7 +1495,7 @@ static void on_update_reply(app_redis *rd_, redisReply *rep, void *ud)
                    strcmp(rep->element[0]->str, "GONE") == 0 && r) {
             /* a temporary object Redis dropped (this node's lease ran
              * out): taken again, and made again by Redis */
-            temp_send(cs, r, NULL);
+            temp_send(cs, r, NULL, NULL);
         } else if (rep && rep->type == REDIS_REPLY_ERROR) {
             SH_LOG(SH_LOG_WARN, "cluster: so: room %s: update script: %s", p->room, rep->str);
         }
@@ -1550,7 +1567,7 @@ static void temp_tick(app_cluster_so *cs)
         while (!any && (o = so_engine_object_next(cs->eng, r->name, &oi)) != NULL)
             any = !so_object_persistent(o) && so_object_clustered(o);
         if (any)
-            temp_send(cs, r, NULL);
+            temp_send(cs, r, NULL, NULL);
     }
 }
 

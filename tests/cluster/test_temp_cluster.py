@@ -11,7 +11,8 @@ anywhere leaves, then made again empty at a higher version; kill -9 of
 the only node holding an object drops it after the lease time, while an
 object another node also holds stays; a node stalled past its lease
 (SIGSTOP) sees its object dropped and made again above the versions its
-client had; a write sent behind the Use that loads a room is taken;
+client had; a write sent behind the Use that loads a room is taken; 40
+objects used on one node are all leased, and dropped with their client;
 Redis stopped: writes answered StoreFailed, reads served, and Redis back:
 writes work again and every node catches up; Redis restarted empty: the
 nodes still using an object make it again, emptied, above their versions."""
@@ -298,6 +299,20 @@ for persistent in (False, True):
           "(%r)" % ("persistent" if persistent else "temporary",
                     [e for m in q.msgs for e in m["events"]]))
     q.close()
+
+# ---- many temporary objects used on one node: every one leased (several lease scripts)
+many = Client(nodes[1], "m0")
+names = ["m%d" % i for i in range(40)]
+for nm in names:
+    many.ws.send_json({"op": "so", "name": nm, "persistent": False, "version": 0,
+                       "events": [{"t": "use"}]})
+check(wait_for(lambda: all(leases(nm) == ["n1"] for nm in names), 5.0),
+      "40 temporary objects used by one client on n1: each has n1's lease (%d of 40)"
+      % sum(leases(nm) == ["n1"] for nm in names))
+many.close()
+check(wait_for(lambda: all(gone_from_redis(nm) for nm in names), 5.0),
+      "its client gone, all 40 are dropped (%d left)"
+      % sum(not gone_from_redis(nm) for nm in names))
 
 # ---- a node stalled past its lease: the object goes, and comes back above its versions
 zc = Client(nodes[1], "z")
