@@ -739,13 +739,18 @@ static void temp_msg(app_cluster_so *cs, cso_room *r, const char *msg, size_t le
     if (msg[0] == 'N') {
         cs->st.temp_made++;
         /* A copy at this version or above is of an earlier life of the
-         * object (this node missed its drop): forgotten unless in use
-         * here, and then it is the one Redis made the new life above. */
-        if (o && !so_object_persistent(o) && so_object_version(o) >= v)
-            (void)so_engine_temp_drop(cs->eng, r->name, name);
+         * object (this node missed its drop): forgotten when nobody uses
+         * it here.  A used one with something in it: Redis made the new
+         * life without this node's version, which only happens when it
+         * lost the room's data (tb with it); the copy takes Redis' state,
+         * its subscribers start over (Clear), as persistent objects do. */
+        bool reset = false;
+        if (o && !so_object_persistent(o) && so_object_version(o) >= v &&
+            so_engine_temp_drop(cs->eng, r->name, name) == SH_ESTATE)
+            reset = so_object_version(o) > v || so_object_slot_count(o) > 0;
         o = so_engine_object_find(cs->eng, r->name, name);
-        if (!o || (!so_object_persistent(o) && so_object_version(o) < v))
-            so_engine_temp_sync(cs->eng, r->name, name, (uint32_t)v, NULL, false, &cs->fx);
+        if (!o || reset || (!so_object_persistent(o) && so_object_version(o) < v))
+            so_engine_temp_sync(cs->eng, r->name, name, (uint32_t)v, NULL, reset, &cs->fx);
         deliver(cs);
     } else {
         cs->st.temp_gone++;
