@@ -1989,6 +1989,12 @@ static void render_metrics(app_server *s, sh_buf *b)
             put_counter(b, "sohub_cluster_so_resets_total",
                         "Rooms whose clients got the whole state again for a new epoch.",
                         (double)ks.resets);
+            put_counter(b, "sohub_cluster_so_temp_made_total",
+                        "Temporary objects Redis made (every node's leases).",
+                        (double)ks.temp_made);
+            put_counter(b, "sohub_cluster_so_temp_dropped_total",
+                        "Temporary objects Redis dropped (no live lease left).",
+                        (double)ks.temp_gone);
         }
     }
     /* chat */

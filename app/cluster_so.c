@@ -9,7 +9,18 @@
  *                     or removal (rule 3); WRITER = NODE_ID:CLIENT_ID
  *   so:{R}:x:NAME     stream: one entry per update, id VERSION-1, field p =
  *                     the update, trimmed to about history_depth entries
- *   so:{R}            pub/sub channel: "VERSION UPDATE" per update
+ *   so:{R}:t          hash: name -> version of its temporary objects (those
+ *                     some node holds a lease on)
+ *   so:{R}:tb         the highest version a dropped temporary object had: one
+ *                     made again starts above it
+ *   so:{R}:ts:NAME, so:{R}:tm:NAME, so:{R}:tx:NAME   as s, m, x
+ *   so:{R}:tl:NAME    hash: node id -> Unix ms its lease ends (node_ttl_ms
+ *                     after it was last taken or renewed)
+ *   so:{R}            pub/sub channel: "VERSION UPDATE" per update of a
+ *                     persistent object; "TVERSION UPDATE" of a temporary
+ *                     one; "NVERSION NAME" temporary object made (empty),
+ *                     "GVERSION NAME" dropped; "S"/"s" + SendMessage to a
+ *                     persistent / temporary object
  *
  * UPDATE (built by the script): u16 name length, name, u16 tag length, tag
  * ("NODE_ID:SEQ" of the proposal, so the writer's node knows its own),
@@ -29,7 +40,9 @@
 
 /* ---- scripts ---- */
 
-/* KEYS: epoch, objects, slots, meta, stream.  ARGV: epoch, name, base
+/* KEYS: epoch, objects, slots, meta, stream, and for a temporary object its
+ * leases (which makes it a temporary object's update: the object must
+ * exist, its update is published with a "T").  ARGV: epoch, name, base
  * version, writer, conflict ("r" reject / "l" last writer wins), channel,
  * history depth, tag, n, expected version (0 = any: a compare-and-set of
  * a server write otherwise), then n times key, "s" or "r", value.
@@ -44,7 +57,10 @@ static const char update_src[] =
     "if ep ~= ARGV[1] then return {'EPOCH', ep or ''} end\n"
     "local name, base, writer = ARGV[2], tonumber(ARGV[3]), ARGV[4]\n"
     "local reject, n = ARGV[5] == 'r', tonumber(ARGV[9])\n"
-    "local cur = tonumber(redis.call('HGET', KEYS[2], name) or '1')\n"
+    "local temp = #KEYS > 5\n"
+    "local cur = redis.call('HGET', KEYS[2], name)\n"
+    "if temp and not cur then return {'GONE'} end\n"
+    "cur = tonumber(cur or '1')\n"
     "local expect = tonumber(ARGV[10])\n"
     "if expect > 0 and cur ~= expect then return {'CAS', cur} end\n"
     "local newv = cur + 1\n"
@@ -93,15 +109,24 @@ static const char update_src[] =
     "  redis.call('HSET', KEYS[4], k, meta)\n"
     "end\n"
     "redis.call('HSET', KEYS[2], name, newv)\n"
-    "redis.call('PUBLISH', ARGV[6], newv .. ' ' .. upd)\n"
+    "if temp then\n"
+    "  -- the object's keys expire with its leases' (so-temp renews them)\n"
+    "  local ttl = redis.call('PTTL', KEYS[6])\n"
+    "  if ttl > 0 then\n"
+    "    for i = 3, 5 do redis.call('PEXPIRE', KEYS[i], ttl) end\n"
+    "  end\n"
+    "end\n"
+    "redis.call('PUBLISH', ARGV[6], (temp and 'T' or '') .. newv .. ' ' .. upd)\n"
     "table.insert(stale, 1, newv)\n"
     "table.insert(stale, 1, 'OK')\n"
     "return stale\n";
 
-/* KEYS: epoch, objects.  ARGV: an epoch to use when the room has none,
- * the key prefix "so:{R}:", how many updates of history to return per
- * object.  Returns {epoch, name, version, {key, value, slot version, ...},
- * {version, {keys...}, ...} (newest first), name, ...}. */
+/* KEYS: epoch, objects, temporary objects.  ARGV: an epoch to use when the
+ * room has none, the key prefix "so:{R}:", how many updates of history to
+ * return per object.  Returns {epoch, name, version, {key, value, slot
+ * version, ...}, {version, {keys...}, ...} (newest first), name, ...}: the
+ * persistent objects, then a marker entry {"", 0, {}, {}} (no object has
+ * an empty name), then the temporary objects the same way. */
 static const char snapshot_src[] =
     "local function keys_of(p)\n"
     "  local nl, pos = struct.unpack('>I2', p, 1)\n"
@@ -125,33 +150,97 @@ static const char snapshot_src[] =
     "  redis.call('SET', KEYS[1], ep)\n"
     "end\n"
     "local out = {ep}\n"
-    "local objs = redis.call('HGETALL', KEYS[2])\n"
-    "for i = 1, #objs, 2 do\n"
-    "  local name = objs[i]\n"
-    "  local slots = redis.call('HGETALL', ARGV[2] .. 's:' .. name)\n"
-    "  local flat = {}\n"
-    "  for j = 1, #slots, 2 do\n"
-    "    local m = redis.call('HGET', ARGV[2] .. 'm:' .. name, slots[j]) or '0 '\n"
-    "    flat[#flat + 1] = slots[j]\n"
-    "    flat[#flat + 1] = slots[j + 1]\n"
-    "    flat[#flat + 1] = tonumber(string.sub(m, 1, string.find(m, ' ', 1, true) - 1))\n"
-    "  end\n"
-    "  local hist = {}\n"
-    "  if tonumber(ARGV[3]) > 0 then\n"
-    "    local xs = redis.call('XREVRANGE', ARGV[2] .. 'x:' .. name, '+', '-', 'COUNT', ARGV[3])\n"
-    "    for _, x in ipairs(xs) do\n"
-    "      hist[#hist + 1] = tonumber(string.sub(x[1], 1, string.find(x[1], '-', 1, true) - 1))\n"
-    "      hist[#hist + 1] = keys_of(x[2][2])\n"
+    "local function objects(okey, pre)\n"
+    "  local objs = redis.call('HGETALL', okey)\n"
+    "  for i = 1, #objs, 2 do\n"
+    "    local name = objs[i]\n"
+    "    local slots = redis.call('HGETALL', ARGV[2] .. pre .. 's:' .. name)\n"
+    "    local flat = {}\n"
+    "    for j = 1, #slots, 2 do\n"
+    "      local m = redis.call('HGET', ARGV[2] .. pre .. 'm:' .. name, slots[j]) or '0 '\n"
+    "      flat[#flat + 1] = slots[j]\n"
+    "      flat[#flat + 1] = slots[j + 1]\n"
+    "      flat[#flat + 1] = tonumber(string.sub(m, 1, string.find(m, ' ', 1, true) - 1))\n"
     "    end\n"
+    "    local hist = {}\n"
+    "    if tonumber(ARGV[3]) > 0 then\n"
+    "      local xs = redis.call('XREVRANGE', ARGV[2] .. pre .. 'x:' .. name, '+', '-', 'COUNT',\n"
+    "                            ARGV[3])\n"
+    "      for _, x in ipairs(xs) do\n"
+    "        hist[#hist + 1] = tonumber(string.sub(x[1], 1, string.find(x[1], '-', 1, true) - 1))\n"
+    "        hist[#hist + 1] = keys_of(x[2][2])\n"
+    "      end\n"
+    "    end\n"
+    "    out[#out + 1] = name\n"
+    "    out[#out + 1] = tonumber(objs[i + 1])\n"
+    "    out[#out + 1] = flat\n"
+    "    out[#out + 1] = hist\n"
     "  end\n"
-    "  out[#out + 1] = name\n"
-    "  out[#out + 1] = tonumber(objs[i + 1])\n"
-    "  out[#out + 1] = flat\n"
-    "  out[#out + 1] = hist\n"
     "end\n"
+    "objects(KEYS[2], '')\n"
+    "out[#out + 1] = ''\n"
+    "out[#out + 1] = 0\n"
+    "out[#out + 1] = {}\n"
+    "out[#out + 1] = {}\n"
+    "objects(KEYS[3], 't')\n"
     "return out\n";
 
-static app_redis_script update_script, snapshot_script;
+/* Leases on temporary objects, and the sweep.  KEYS: epoch, temporary
+ * objects, highest dropped version.  ARGV: epoch, key prefix "so:{R}:",
+ * channel, node id, lease ms, keep ms (the keys' time to live), then
+ * triples: "+" (take or renew) or "-" (give back), name, the version this
+ * node has of it (0 = nothing worth keeping).  An object that is not there
+ * is made at a version above both that and every dropped one's, so no
+ * client sees versions go back.  Then every lease past its end goes, and
+ * every object left without a lease is dropped.  Returns {"OK"} or
+ * {"EPOCH", epoch}. */
+static const char temp_src[] =
+    "#!lua\n"
+    "local ep = redis.call('GET', KEYS[1])\n"
+    "if ep ~= ARGV[1] then return {'EPOCH', ep or ''} end\n"
+    "local pre, chan, node = ARGV[2], ARGV[3], ARGV[4]\n"
+    "local lease, keep = tonumber(ARGV[5]), tonumber(ARGV[6])\n"
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local kinds = {'ts:', 'tm:', 'tx:', 'tl:'}\n"
+    "for i = 7, #ARGV - 2, 3 do\n"
+    "  local name = ARGV[i + 1]\n"
+    "  local lk = pre .. 'tl:' .. name\n"
+    "  if ARGV[i] == '+' then\n"
+    "    redis.call('HSET', lk, node, now + lease)\n"
+    "    if not redis.call('HGET', KEYS[2], name) then\n"
+    "      local v = math.max(tonumber(redis.call('GET', KEYS[3]) or '0'), tonumber(ARGV[i + 2])) + 1\n"
+    "      redis.call('HSET', KEYS[2], name, v)\n"
+    "      redis.call('PUBLISH', chan, 'N' .. v .. ' ' .. name)\n"
+    "    end\n"
+    "    for _, k in ipairs(kinds) do redis.call('PEXPIRE', pre .. k .. name, keep) end\n"
+    "  else\n"
+    "    redis.call('HDEL', lk, node)\n"
+    "  end\n"
+    "end\n"
+    "local names = redis.call('HKEYS', KEYS[2])\n"
+    "for _, name in ipairs(names) do\n"
+    "  local lk = pre .. 'tl:' .. name\n"
+    "  local ls = redis.call('HGETALL', lk)\n"
+    "  local live = false\n"
+    "  for j = 1, #ls, 2 do\n"
+    "    if tonumber(ls[j + 1]) < now then redis.call('HDEL', lk, ls[j]) else live = true end\n"
+    "  end\n"
+    "  if not live then\n"
+    "    local v = tonumber(redis.call('HGET', KEYS[2], name))\n"
+    "    redis.call('HDEL', KEYS[2], name)\n"
+    "    for _, k in ipairs(kinds) do redis.call('DEL', pre .. k .. name) end\n"
+    "    if v > tonumber(redis.call('GET', KEYS[3]) or '0') then\n"
+    "      redis.call('SET', KEYS[3], v)\n"
+    "    end\n"
+    "    redis.call('PUBLISH', chan, 'G' .. v .. ' ' .. name)\n"
+    "  end\n"
+    "end\n"
+    "redis.call('PEXPIRE', KEYS[2], keep)\n"
+    "redis.call('PEXPIRE', KEYS[3], keep)\n"
+    "return {'OK'}\n";
+
+static app_redis_script update_script, snapshot_script, temp_script;
 static bool scripts_ready;
 
 /* ---- state ---- */
@@ -193,6 +282,8 @@ typedef struct cso_room {
      * yet): the room's updates wait in buf, so the writer gets its Success
      * with the update, once the answer says it is stored (0 = none) */
     uint64_t hold_seq;
+    sh_map held;            /* temporary objects this node uses (leases), by name */
+    bool temp_due;          /* leases to send once the room is live again */
 } cso_room;
 
 /* A write sent to Redis and not yet settled. */
@@ -222,6 +313,7 @@ struct app_cluster_so {
     uint64_t next_seq;
     so_effects fx;
     uv_timer_t retry;       /* reads again the rooms that are stale */
+    uint64_t next_tick;     /* loop ms of the next lease renewal and sweep */
     bool closed;            /* retry closed (app_cluster_so_shutdown) */
     const redisReply *seeding;  /* the snapshot being applied (room_ready) */
     const char *seeding_room;
@@ -293,6 +385,11 @@ static bool buf_add(cso_room *r, const char *msg, size_t len, bool front)
 static void room_free(cso_room *r)
 {
     buf_clear(r);
+    size_t it = 0;
+    char *name;
+    while ((name = sh_map_next(&r->held, &it)) != NULL)
+        free(name);
+    sh_map_cleanup(&r->held);
     free(r->name);
     free(r->prefix);
     free(r->chan);
@@ -458,12 +555,25 @@ static void send_msg(app_cluster_so *cs, cso_room *r, const char *msg, size_t le
     cs->st.messages++;
 }
 
+static void temp_msg(app_cluster_so *cs, cso_room *r, const char *msg, size_t len);
+
 /* Applies one published update (or SendMessage) of a live room. */
 static void apply_msg(app_cluster_so *cs, cso_room *r, const char *msg, size_t len)
 {
-    if (len > 0 && msg[0] == 'S') {
+    if (len > 0 && (msg[0] == 'S' || msg[0] == 's')) {
         send_msg(cs, r, msg, len);
         return;
+    }
+    if (len > 0 && (msg[0] == 'N' || msg[0] == 'G')) {
+        temp_msg(cs, r, msg, len);
+        return;
+    }
+    const char *whole = msg; /* kept as it came when the room waits (hold_seq) */
+    size_t wlen = len;
+    bool temp = len > 0 && msg[0] == 'T';
+    if (temp) {
+        msg++;
+        len--;
     }
     update u;
     int rc = update_parse(msg, len, &u);
@@ -478,15 +588,15 @@ static void apply_msg(app_cluster_so *cs, cso_room *r, const char *msg, size_t l
          * room waits for that answer (hold_seq), so that its writer is
          * answered Success with the update only once it is stored. */
         free(u.ch);
-        if (!buf_add(r, msg, len, true)) {
+        if (!buf_add(r, whole, wlen, true)) {
             room_resync(cs, r);
             return;
         }
         r->hold_seq = p->seq;
         return;
     }
-    rc = so_engine_apply_update(cs->eng, r->name, u.name, u.nlen, u.version, u.ch, u.n,
-                                p ? p->client : NULL, &cs->fx);
+    rc = (temp ? so_engine_apply_temp_update : so_engine_apply_update)(
+        cs->eng, r->name, u.name, u.nlen, u.version, u.ch, u.n, p ? p->client : NULL, &cs->fx);
     free(u.ch);
     deliver(cs);
     if (rc == 0) {
@@ -515,6 +625,289 @@ static void apply_msg(app_cluster_so *cs, cso_room *r, const char *msg, size_t l
         SH_LOG(SH_LOG_WARN, "cluster: so: room %s: update %u not applied: %s", r->name,
                u.version, sh_strerror(rc));
     }
+}
+
+/* ---- temporary objects: leases ---- */
+
+static uint64_t now_ms(const app_cluster_so *cs);
+static void room_forget(app_cluster_so *cs, cso_room *r);
+
+static void on_temp_reply(app_redis *rd_, redisReply *rep, void *ud);
+
+typedef struct temp_req {
+    app_cluster_so *cs;
+    char room[];
+} temp_req;
+
+#define TEMP_BATCH 16 /* objects per lease script (EVALSHA takes 61 arguments) */
+
+/* One lease script: the 9 arguments of hdr, then n triples of trip. */
+static int temp_eval(app_cluster_so *cs, cso_room *r, const char **hdr, const size_t *hlen,
+                     const char **trip, const size_t *tlen, size_t n)
+{
+    const char *argv[9 + 3 * TEMP_BATCH];
+    size_t lens[9 + 3 * TEMP_BATCH];
+    memcpy(argv, hdr, 9 * sizeof(*argv));
+    memcpy(lens, hlen, 9 * sizeof(*lens));
+    memcpy(argv + 9, trip, 3 * n * sizeof(*argv));
+    memcpy(lens + 9, tlen, 3 * n * sizeof(*lens));
+    size_t rlen = strlen(r->name);
+    temp_req *q = malloc(sizeof(*q) + rlen + 1);
+    if (!q)
+        return SH_ENOMEM;
+    q->cs = cs;
+    memcpy(q->room, r->name, rlen + 1);
+    int rc = app_redis_eval(app_cluster_cmd(r->link), &temp_script, on_temp_reply, q, 3,
+                            (int)(9 + 3 * n), argv, lens);
+    if (rc < 0)
+        free(q);
+    return rc;
+}
+
+/* Sends the room's lease scripts, each followed by the sweep: op ("+"
+ * take, "-" give back) for the temporary object one, or, one NULL, "+" for
+ * every temporary object this node uses (TEMP_BATCH per script).  Nothing
+ * while the room is not live: every lease is sent once it is again (a
+ * lease given back meanwhile ends by itself). */
+static void temp_send(app_cluster_so *cs, cso_room *r, const char *op, const char *one)
+{
+    if (r->state != R_LIVE || !app_cluster_link_up(r->link)) {
+        r->temp_due = true;
+        return;
+    }
+    if (!one)
+        r->temp_due = false;
+    size_t n = one ? 1 : r->held.count;
+    const char **trip = malloc((n ? 3 * n : 1) * sizeof(*trip));
+    size_t *tlen = malloc((n ? 3 * n : 1) * sizeof(*tlen));
+    char (*vers)[16] = malloc((n ? n : 1) * sizeof(*vers));
+    size_t plen = strlen(r->prefix);
+    char *keys = malloc(3 * (plen + 3));
+    if (!trip || !tlen || !vers || !keys) {
+        free(trip);
+        free(tlen);
+        free(vers);
+        free(keys);
+        r->temp_due = true; /* the next tick tries again */
+        return;
+    }
+    uint32_t ttl = app_cluster_node_ttl_ms(cs->cl);
+    char lease[16], keep[16];
+    snprintf(lease, sizeof(lease), "%u", ttl);
+    snprintf(keep, sizeof(keep), "%llu", 3ULL * ttl);
+    const char *hdr[9];
+    size_t hlen[9], k = 0;
+    const char *kinds[3] = {"e", "t", "tb"};
+    for (int i = 0; i < 3; i++) {
+        char *kp = keys + i * (plen + 3);
+        snprintf(kp, plen + 3, "%s%s", r->prefix, kinds[i]);
+        hdr[k] = kp;
+        hlen[k++] = strlen(kp);
+    }
+    const char *id = app_cluster_node_id(cs->cl);
+    const char *a[6] = {r->epoch, r->prefix, r->chan, id, lease, keep};
+    for (int i = 0; i < 6; i++) {
+        hdr[k] = a[i];
+        hlen[k++] = strlen(a[i]);
+    }
+    k = 0;
+    size_t it = 0, j = 0;
+    const char *name;
+    while ((name = one ? (j ? NULL : one) : sh_map_next(&r->held, &it)) != NULL) {
+        /* the version it has here, when it holds something: an object made
+         * again starts above it */
+        const so_object *o = so_engine_object_find(cs->eng, r->name, name);
+        uint32_t v = o && (so_object_version(o) > 1 || so_object_slot_count(o))
+                         ? so_object_version(o) : 0;
+        snprintf(vers[j], sizeof(vers[j]), "%u", v);
+        trip[k] = one ? op : "+";
+        tlen[k++] = 1;
+        trip[k] = name;
+        tlen[k++] = strlen(name);
+        trip[k] = vers[j];
+        tlen[k++] = strlen(vers[j++]);
+    }
+    size_t done = 0;
+    do { /* n == 0: one script, the sweep alone */
+        size_t m = n - done < TEMP_BATCH ? n - done : TEMP_BATCH;
+        if (temp_eval(cs, r, hdr, hlen, trip + 3 * done, tlen + 3 * done, m) < 0) {
+            r->temp_due = true;
+            break;
+        }
+        done += m;
+    } while (done < n);
+    free(trip);
+    free(tlen);
+    free(vers);
+    free(keys);
+}
+
+static void on_temp_reply(app_redis *rd_, redisReply *rep, void *ud)
+{
+    (void)rd_;
+    temp_req *q = ud;
+    app_cluster_so *cs = q->cs;
+    cso_room *r = sh_map_get(&cs->rooms, q->room, strlen(q->room));
+    free(q);
+    if (!r)
+        return;
+    if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements >= 1 &&
+        rep->element[0]->type == REDIS_REPLY_STRING &&
+        strcmp(rep->element[0]->str, "EPOCH") == 0) {
+        SH_LOG(SH_LOG_WARN, "cluster: so: room %s: Redis has another epoch, reading the "
+               "room again", r->name);
+        r->temp_due = true;
+        room_resync(cs, r);
+        return;
+    }
+    if (!rep || rep->type == REDIS_REPLY_ERROR) {
+        SH_LOG(SH_LOG_WARN, "cluster: so: room %s: lease script: %s", r->name,
+               rep ? rep->str : "no answer from Redis");
+        r->temp_due = true; /* again at the next tick */
+    }
+}
+
+void app_cluster_so_temp_use(app_cluster_so *cs, const char *room, const char *name,
+                             bool used)
+{
+    cso_room *r = cs ? sh_map_get(&cs->rooms, room, strlen(room)) : NULL;
+    if (!r)
+        return;
+    char *held = sh_map_get(&r->held, name, strlen(name));
+    if (used && !held) {
+        if (!(held = sh_memdup0(name, strlen(name))) ||
+            sh_map_put(&r->held, held, strlen(held), held) < 0) {
+            free(held); /* no lease: the object lives while others hold it */
+            return;
+        }
+        temp_send(cs, r, "+", held);
+    } else if (!used && held) {
+        sh_map_del(&r->held, name, strlen(name));
+        temp_send(cs, r, "-", held);
+        free(held);
+    }
+}
+
+/* "NVERSION NAME" (made, empty) and "GVERSION NAME" (dropped). */
+static void temp_msg(app_cluster_so *cs, cso_room *r, const char *msg, size_t len)
+{
+    const char *sp = memchr(msg, ' ', len);
+    unsigned long long v = 0;
+    for (const char *q = msg + 1; sp && q < sp; q++)
+        v = *q >= '0' && *q <= '9' && v <= UINT32_MAX ? v * 10 + (unsigned)(*q - '0')
+                                                        : UINT64_MAX;
+    if (!sp || v == 0 || v > UINT32_MAX || sp + 1 == msg + len)
+        return;
+    char *name = sh_memdup0(sp + 1, (size_t)(msg + len - sp - 1));
+    if (!name || strlen(name) != (size_t)(msg + len - sp - 1)) {
+        free(name);
+        return;
+    }
+    /* Dropping a copy may empty the engine's room, which then leaves
+     * memory (room_unloaded): busy keeps r until this function is done. */
+    bool was_busy = r->busy, again = false;
+    r->busy = true;
+    const so_object *o = so_engine_object_find(cs->eng, r->name, name);
+    if (msg[0] == 'N') {
+        cs->st.temp_made++;
+        /* A copy at this version or above is of an earlier life of the
+         * object (this node missed its drop): forgotten when nobody uses
+         * it here.  A used one with something in it: Redis made the new
+         * life without this node's version, which only happens when it
+         * lost the room's data (tb with it); the copy takes Redis' state,
+         * its subscribers start over (Clear), as persistent objects do. */
+        bool reset = false;
+        if (o && !so_object_persistent(o) && so_object_version(o) >= v &&
+            so_engine_temp_drop(cs->eng, r->name, name) == SH_ESTATE)
+            reset = so_object_version(o) > v || so_object_slot_count(o) > 0;
+        o = so_engine_object_find(cs->eng, r->name, name);
+        if (!o || reset || (!so_object_persistent(o) && so_object_version(o) < v))
+            so_engine_temp_sync(cs->eng, r->name, name, (uint32_t)v, NULL, reset, &cs->fx);
+        deliver(cs);
+    } else {
+        cs->st.temp_gone++;
+        /* Still used here (this node's lease ran out, or it is being
+         * taken): take it again, which makes the object again. */
+        again = o && !so_object_persistent(o) &&
+                so_engine_temp_drop(cs->eng, r->name, name) == SH_ESTATE;
+    }
+    free(name);
+    r->busy = was_busy;
+    if (!was_busy && r->forget)
+        room_forget(cs, r);
+    else if (again)
+        temp_send(cs, r, NULL, NULL);
+}
+
+/* Where the temporary objects start in a snapshot reply (the index of the
+ * marker entry), or rep->elements. */
+static size_t temp_start(const redisReply *rep)
+{
+    for (size_t i = 1; i + 3 < rep->elements; i += 4) {
+        const redisReply *nm = rep->element[i];
+        if (nm->type == REDIS_REPLY_STRING && nm->len == 0)
+            return i;
+    }
+    return rep->elements;
+}
+
+/* The temporary objects of a snapshot reply: each one made or brought to
+ * Redis' state (reset: its subscribers start over); copies Redis no longer
+ * has are forgotten, or taken again when used here (temp_send). */
+static void temp_apply(app_cluster_so *cs, cso_room *r, const redisReply *rep, bool reset)
+{
+    sh_map names;
+    sh_map_init(&names);
+    for (size_t i = temp_start(rep) + 4; i + 3 < rep->elements; i += 4) {
+        const redisReply *nm = rep->element[i], *ver = rep->element[i + 1],
+                         *slots = rep->element[i + 2];
+        long long v = 0;
+        if (nm->type != REDIS_REPLY_STRING || !app_redis_reply_int(ver, &v) || v < 1 ||
+            v > UINT32_MAX || slots->type != REDIS_REPLY_ARRAY || slots->elements % 3)
+            continue;
+        so_store_batch *img = so_store_batch_new(0);
+        int rc = img ? 0 : SH_ENOMEM;
+        for (size_t j = 0; rc == 0 && j < slots->elements; j += 3) {
+            const redisReply *k = slots->element[j], *val = slots->element[j + 1];
+            long long sv = 0;
+            if (k->type != REDIS_REPLY_STRING || val->type != REDIS_REPLY_STRING ||
+                !app_redis_reply_int(slots->element[j + 2], &sv))
+                rc = SH_EPROTO;
+            else
+                rc = so_store_batch_add(img, SO_STORE_SET, r->name, nm->str, k->str, k->len,
+                                        (uint32_t)sv, (const uint8_t *)val->str, val->len);
+        }
+        const so_object *o = so_engine_object_find(cs->eng, r->name, nm->str);
+        if (rc == 0 && (!o || !so_object_persistent(o))) {
+            bool back = o && so_object_version(o) > (uint32_t)v;
+            so_engine_temp_sync(cs->eng, r->name, nm->str, (uint32_t)v, img, reset || back,
+                                &cs->fx);
+            (void)sh_map_put(&names, nm->str, nm->len, img);
+        }
+        so_store_batch_free(img);
+    }
+    size_t it = 0, nn = 0;
+    so_object *o;
+    char **gone = NULL;
+    while ((o = so_engine_object_next(cs->eng, r->name, &it)) != NULL) {
+        const char *nm = so_object_name(o);
+        if (so_object_persistent(o) || !so_object_clustered(o) ||
+            sh_map_get(&names, nm, strlen(nm)))
+            continue;
+        char **nx = realloc(gone, (nn + 1) * sizeof(*gone));
+        if (nx && (nx[nn] = sh_memdup0(nm, strlen(nm))) != NULL)
+            nn++;
+        if (nx)
+            gone = nx;
+    }
+    sh_map_cleanup(&names);
+    for (size_t i = 0; i < nn; i++) {
+        /* used here: kept, and taken again (temp_send) */
+        (void)so_engine_temp_drop(cs->eng, r->name, gone[i]);
+        free(gone[i]);
+    }
+    free(gone);
+    deliver(cs);
 }
 
 /* ---- snapshots ---- */
@@ -633,9 +1026,11 @@ static void seed_history(app_cluster_so *cs, const cso_room *r, const redisReply
  * being applied; their history is seeded before waiting Uses are answered. */
 void app_cluster_so_room_ready(app_cluster_so *cs, const char *room)
 {
-    const cso_room *r = cs ? sh_map_get(&cs->rooms, room, strlen(room)) : NULL;
-    if (r && cs->seeding && strcmp(cs->seeding_room, room) == 0)
+    cso_room *r = cs ? sh_map_get(&cs->rooms, room, strlen(room)) : NULL;
+    if (r && cs->seeding && strcmp(cs->seeding_room, room) == 0) {
+        temp_apply(cs, r, cs->seeding, false);
         seed_history(cs, r, cs->seeding);
+    }
 }
 
 /* Applies a snapshot reply to a room.  Returns 0 or an error. */
@@ -649,7 +1044,8 @@ static int snapshot_apply(app_cluster_so *cs, cso_room *r, const redisReply *rep
     if (!img)
         return SH_ENOMEM;
     int rc = 0;
-    for (size_t i = 1; rc == 0 && i + 3 < rep->elements; i += 4) {
+    size_t tstart = temp_start(rep);
+    for (size_t i = 1; rc == 0 && i + 3 < tstart; i += 4) {
         const redisReply *nm = rep->element[i], *ver = rep->element[i + 1],
                          *slots = rep->element[i + 2];
         long long v = 0;
@@ -678,6 +1074,11 @@ static int snapshot_apply(app_cluster_so *cs, cso_room *r, const redisReply *rep
     }
     cs->st.snapshots++;
     r->was_reset = false;
+    /* The room's epoch from now on: the writes that waited for the load
+     * are proposed from inside so_engine_room_loaded, with it. */
+    char old[sizeof(r->epoch)];
+    snprintf(old, sizeof(old), "%s", r->epoch);
+    snprintf(r->epoch, sizeof(r->epoch), "%s", epoch);
     if (r->loading) {
         r->loading = false;
         /* what waited for the load is replayed in there, and may propose
@@ -689,13 +1090,13 @@ static int snapshot_apply(app_cluster_so *cs, cso_room *r, const redisReply *rep
         cs->seeding = NULL;
         r->loaded = rc == 0;
     } else if (so_engine_room_info(cs->eng, r->name, &(so_room_info){0})) {
-        bool reset = *r->epoch && strcmp(r->epoch, epoch) != 0;
+        bool reset = *old && strcmp(old, epoch) != 0;
         r->was_reset = reset;
         if (reset) {
             cs->st.resets++;
             SH_LOG(SH_LOG_WARN, "cluster: so: room %s: epoch %s -> %s: Redis lost the room's "
                    "data (restarted without persistence, or a failover); its clients get "
-                   "the whole state again", r->name, r->epoch, epoch);
+                   "the whole state again", r->name, old, epoch);
         }
         sh_map names; /* objects of the snapshot */
         sh_map_init(&names);
@@ -749,12 +1150,12 @@ static int snapshot_apply(app_cluster_so *cs, cso_room *r, const redisReply *rep
             free(gone);
         }
         sh_map_cleanup(&names);
+        temp_apply(cs, r, rep, reset);
         seed_history(cs, r, rep); /* the objects that were reset */
         r->loaded = true;
     }
     deliver(cs);
     so_store_batch_free(img);
-    snprintf(r->epoch, sizeof(r->epoch), "%s", epoch);
     return rc;
 }
 
@@ -772,14 +1173,15 @@ static void room_read(app_cluster_so *cs, cso_room *r)
     r->snap_gen++;
     char epoch[33];
     random_hex(epoch, 16);
-    char ekey[600], okey[600];
+    char ekey[600], okey[600], tkey[600];
     snprintf(ekey, sizeof(ekey), "%se", r->prefix);
     snprintf(okey, sizeof(okey), "%so", r->prefix);
+    snprintf(tkey, sizeof(tkey), "%st", r->prefix);
     char hist[16];
     snprintf(hist, sizeof(hist), "%u", r->history < SEED_MAX ? r->history : SEED_MAX);
-    const char *argv[5] = {ekey, okey, epoch, r->prefix, hist};
-    size_t lens[5] = {strlen(ekey), strlen(okey), strlen(epoch), strlen(r->prefix),
-                      strlen(hist)};
+    const char *argv[6] = {ekey, okey, tkey, epoch, r->prefix, hist};
+    size_t lens[6] = {strlen(ekey), strlen(okey), strlen(tkey), strlen(epoch),
+                      strlen(r->prefix), strlen(hist)};
     snap_req *q = calloc(1, sizeof(*q));
     if (q && !(q->room = sh_memdup0(r->name, strlen(r->name)))) {
         free(q);
@@ -791,7 +1193,7 @@ static void room_read(app_cluster_so *cs, cso_room *r)
     }
     q->cs = cs;
     q->gen = r->snap_gen;
-    int rc = app_redis_eval(app_cluster_cmd(r->link), &snapshot_script, on_snapshot, q, 2, 5,
+    int rc = app_redis_eval(app_cluster_cmd(r->link), &snapshot_script, on_snapshot, q, 3, 6,
                             argv, lens);
     if (rc < 0) {
         free(q->room);
@@ -846,6 +1248,8 @@ static void on_snapshot(app_redis *rd_, redisReply *rep, void *ud)
         room_forget(cs, r);
     else if (rc < 0)
         snapshot_failed(cs, r, sh_strerror(rc));
+    else if (r->held.count || r->temp_due)
+        temp_send(cs, r, NULL, NULL); /* this node's leases, taken again (or first) */
 }
 
 /* Reads the room again (now when subscribed, else at READY); meanwhile
@@ -945,6 +1349,7 @@ static cso_room *room_new(app_cluster_so *cs, const char *room)
     snprintf(r->prefix, n + 7, "so:{%s}:", room);
     snprintf(r->chan, n + 6, "so:{%s}", room);
     r->buf_tail = &r->buf;
+    sh_map_init(&r->held);
     const app_app_config *ac = app_config_find_room_app(app_server_config(cs->srv), room);
     r->history = ac && ac->history_depth ? ac->history_depth : SO_DEFAULT_HISTORY_DEPTH;
     if (sh_map_put(&cs->rooms, r->name, n, r) < 0) {
@@ -999,10 +1404,11 @@ int app_cluster_so_propose_send(app_cluster_so *cs, const char *room, const char
     cso_room *r = sh_map_get(&cs->rooms, room, strlen(room));
     if (!r || r->state != R_LIVE || !app_cluster_link_up(r->link) || nlen > UINT16_MAX)
         return SH_ESTATE; /* this node's subscribers only */
+    const so_object *o = so_engine_object_find(cs->eng, room, name);
     char *msg = malloc(3 + nlen + len);
     if (!msg)
         return SH_ENOMEM;
-    msg[0] = 'S';
+    msg[0] = o && !so_object_persistent(o) ? 's' : 'S';
     msg[1] = (char)(nlen >> 8);
     msg[2] = (char)(nlen & 0xff);
     memcpy(msg + 3, name, nlen);
@@ -1054,13 +1460,16 @@ int app_cluster_so_propose(app_cluster_so *cs, const so_proposal *p)
         return SH_ESTATE; /* out of sync or unreachable: StoreFailed now */
     if (p->n > 20000)
         return SH_ELIMIT;
+    const so_object *obj = so_engine_object_find(cs->eng, p->room, p->name);
+    bool temp = obj && !so_object_persistent(obj);
+    int nkeys = temp ? 6 : 5;
     pending *q = pending_new(cs, p);
     prop_req *pr = malloc(sizeof(*pr));
-    size_t argc = 5 + 10 + 3 * p->n;
+    size_t argc = 6 + 10 + 3 * p->n;
     const char **argv = malloc(argc * sizeof(*argv));
     size_t *lens = malloc(argc * sizeof(*lens));
-    /* five keys: PREFIX e, PREFIX o, PREFIX s:NAME, m:NAME, x:NAME */
-    char *keys = malloc(5 * (strlen(r->prefix) + p->name_len + 2));
+    /* up to six keys of at most PREFIX + "tm:" + NAME each */
+    char *keys = malloc(6 * (strlen(r->prefix) + p->name_len + 4));
     if (!q || !pr || !argv || !lens || !keys) {
         if (q)
             pending_free(q);
@@ -1073,8 +1482,11 @@ int app_cluster_so_propose(app_cluster_so *cs, const so_proposal *p)
     /* KEYS */
     size_t plen = strlen(r->prefix), at = 0, k = 0;
     char *kp = keys;
-    const char *kinds[5] = {"e", "o", "s:", "m:", "x:"};
-    for (int i = 0; i < 5; i++) {
+    const char *kinds[6] = {"e", "o", "s:", "m:", "x:", ""};
+    const char *tkinds[6] = {"e", "t", "ts:", "tm:", "tx:", "tl:"};
+    for (int i = 0; i < nkeys; i++) {
+        if (temp)
+            kinds[i] = tkinds[i];
         size_t kl = strlen(kinds[i]);
         char *start = kp;
         memcpy(kp, r->prefix, plen);
@@ -1123,8 +1535,8 @@ int app_cluster_so_propose(app_cluster_so *cs, const so_proposal *p)
     if (rc == 0) {
         q->next = cs->pend;
         cs->pend = q;
-        rc = app_redis_eval(app_cluster_cmd(r->link), &update_script, on_update_reply, pr, 5,
-                            (int)k, argv, lens);
+        rc = app_redis_eval(app_cluster_cmd(r->link), &update_script, on_update_reply, pr,
+                            nkeys, (int)k, argv, lens);
         if (rc < 0)
             pending_unlink(cs, q);
     }
@@ -1198,6 +1610,12 @@ static void update_settle(app_cluster_so *cs, pending *p, const redisReply *rep)
             SH_LOG(SH_LOG_WARN, "cluster: so: room %s: Redis has another epoch, reading the "
                    "room again", r->name);
             room_resync(cs, r);
+        } else if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements >= 1 &&
+                   rep->element[0]->type == REDIS_REPLY_STRING &&
+                   strcmp(rep->element[0]->str, "GONE") == 0 && r) {
+            /* a temporary object Redis dropped (this node's lease ran
+             * out): taken again, and made again by Redis */
+            temp_send(cs, r, NULL, NULL);
         } else if (rep && rep->type == REDIS_REPLY_ERROR) {
             SH_LOG(SH_LOG_WARN, "cluster: so: room %s: update script: %s", p->room, rep->str);
         }
@@ -1254,6 +1672,26 @@ static void on_link_state(app_cluster_link *l, bool up, void *ud)
         }
 }
 
+/* Every third of node_ttl_ms: the leases of this node are renewed, and
+ * the rooms that have temporary objects are swept (the objects whose
+ * holders all died are dropped). */
+static void temp_tick(app_cluster_so *cs)
+{
+    size_t it = 0;
+    cso_room *r;
+    while ((r = sh_map_next(&cs->rooms, &it)) != NULL) {
+        if (r->state != R_LIVE)
+            continue;
+        bool any = r->held.count || r->temp_due;
+        size_t oi = 0;
+        const so_object *o;
+        while (!any && (o = so_engine_object_next(cs->eng, r->name, &oi)) != NULL)
+            any = !so_object_persistent(o) && so_object_clustered(o);
+        if (any)
+            temp_send(cs, r, NULL, NULL);
+    }
+}
+
 /* Rooms whose read failed while subscribed are read again; loads past
  * their deadline fail.  The rooms are picked first (by name): acting on
  * one may forget it. */
@@ -1278,6 +1716,10 @@ static void on_retry(uv_timer_t *t)
             room_read(cs, r);
         free(todo[i]);
     }
+    if (now >= cs->next_tick) {
+        cs->next_tick = now + app_cluster_node_ttl_ms(cs->cl) / 3;
+        temp_tick(cs);
+    }
 }
 
 /* ---- life ---- */
@@ -1291,6 +1733,7 @@ app_cluster_so *app_cluster_so_new(app_server *srv, so_engine *e, app_so_glue *g
         app_redis_script_init(&update_script, "so-update", update_src);
         update_script.acks = true;
         app_redis_script_init(&snapshot_script, "so-snapshot", snapshot_src);
+        app_redis_script_init(&temp_script, "so-temp", temp_src);
         scripts_ready = true;
     }
     app_cluster_so *cs = calloc(1, sizeof(*cs));
@@ -1303,6 +1746,7 @@ app_cluster_so *app_cluster_so_new(app_server *srv, so_engine *e, app_so_glue *g
     so_effects_init(&cs->fx);
     if (app_cluster_add_script(cl, &update_script) < 0 ||
         app_cluster_add_script(cl, &snapshot_script) < 0 ||
+        app_cluster_add_script(cl, &temp_script) < 0 ||
         app_cluster_on_state(cl, on_link_state, cs) < 0) {
         free(cs);
         return NULL;

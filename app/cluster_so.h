@@ -22,9 +22,10 @@
  *    another epoch: Redis lost its data, every client gets Clear and
  *    everything) before writes are taken again.
  *
- * Only persistent objects are clustered; temporary objects of a clustered
- * room stay on the node that has them (docs/cluster.md, limitations).
- * Loop thread only. */
+ * Temporary objects go the same way under their own keys, and live in
+ * Redis while a node holds a lease on them (it has a local user); the
+ * room's so_room_settings.local_name (chat presence) stays on the node.
+ * docs/cluster.md, "Temporary objects".  Loop thread only. */
 #ifndef APP_CLUSTER_SO_H
 #define APP_CLUSTER_SO_H
 
@@ -61,6 +62,10 @@ int app_cluster_so_propose_send(app_cluster_so *cs, const char *room, const char
 void app_cluster_so_room_ready(app_cluster_so *cs, const char *room);
 /* so_hooks.room_unloaded: the room's subscription is dropped. */
 void app_cluster_so_room_unloaded(app_cluster_so *cs, const char *room);
+/* so_hooks.temp_use: takes or gives back this node's lease on a
+ * temporary object. */
+void app_cluster_so_temp_use(app_cluster_so *cs, const char *room, const char *name,
+                             bool used);
 /* A client is about to be unregistered: its writes in flight are
  * answered to nobody. */
 void app_cluster_so_client_gone(app_cluster_so *cs, so_client *c);
@@ -75,6 +80,8 @@ typedef struct app_cluster_so_stats {
     uint64_t snapshots;     /* room snapshots read */
     uint64_t resets;        /* rooms reset for a new epoch */
     uint64_t messages;      /* SendMessages delivered from the cluster */
+    uint64_t temp_made;     /* temporary objects made (N) seen */
+    uint64_t temp_gone;     /* temporary objects dropped (G) seen */
 } app_cluster_so_stats;
 void app_cluster_so_get_stats(const app_cluster_so *cs, app_cluster_so_stats *st);
 

@@ -355,6 +355,13 @@ static void hook_room_ready(void *ud, const char *room)
         app_cluster_so_room_ready(g->cso, room);
 }
 
+static void hook_temp_use(void *ud, const char *room, const char *name, bool used)
+{
+    app_so_glue *g = ud;
+    if (g->cso)
+        app_cluster_so_temp_use(g->cso, room, name, used);
+}
+
 static void hook_room_unloaded(void *ud, const char *room)
 {
     app_so_glue *g = ud;
@@ -539,6 +546,10 @@ static void room_settings(void *ud, const char *room, so_room_settings *s)
     s->max_objects_per_client = a->max_so_per_conn;
     s->max_persistent_objects = a->max_persistent_objects;
     s->max_persistent_bytes = a->max_persistent_bytes;
+    /* Presence is derived state: each node's server code keeps its own
+     * `presence` object as a mirror of what Redis holds (app/chat), so
+     * that temporary object stays on the node. */
+    s->local_name = a->presence ? "presence" : NULL;
 }
 
 static void reaccess(app_conn *c, void *ud)
@@ -613,7 +624,8 @@ app_so_glue *app_so_glue_new(app_server *srv, char *err, size_t errsz)
     so_hooks hooks = {.room_settings = room_settings, .load_room = hook_load_room,
                       .propose = hook_propose,
                       .propose_send = hook_propose_send, .room_ready = hook_room_ready,
-                      .room_unloaded = hook_room_unloaded, .ud = g};
+                      .room_unloaded = hook_room_unloaded, .temp_use = hook_temp_use,
+                      .ud = g};
     so_engine_set_hooks(g->eng, &hooks);
     uv_timer_init(g->loop, &g->unload_timer);
     g->unload_timer.data = g;

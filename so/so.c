@@ -49,6 +49,8 @@ struct so_object {
     size_t name_len;
     bool persistent;
     bool server_only;
+    bool local;         /* temporary object of a clustered room kept on this node */
+    bool used;          /* clustered temporary: so_hooks.temp_use was told "used" */
     uint32_t version;
     sh_map slots;
     size_t nlive;
@@ -745,6 +747,8 @@ static so_object *object_new(so_engine *e, so_room *r, const char *name, size_t 
     o->room = r;
     o->name_len = nlen;
     o->persistent = persistent;
+    o->local = !persistent && r->set.local_name && strlen(r->set.local_name) == nlen &&
+               memcmp(r->set.local_name, name, nlen) == 0;
     o->version = version;
     o->hist_base = version;
     sh_map_init(&o->slots);
@@ -823,10 +827,32 @@ static void room_maybe_drop(so_engine *e, so_room *r)
     }
 }
 
+static bool clustered(const so_object *o);
+
+/* A clustered temporary object: tells so_hooks.temp_use when this node
+ * starts or stops using it (subscribers and server handles). */
+static void temp_check(so_engine *e, so_object *o)
+{
+    if (o->persistent || !clustered(o))
+        return;
+    bool used = o->nsubs || o->server_refs;
+    if (used != o->used) {
+        o->used = used;
+        if (e->hooks.temp_use)
+            e->hooks.temp_use(e->hooks.ud, o->room->name, o->name, used);
+    }
+}
+
 static void object_maybe_drop(so_engine *e, so_object *o)
 {
     if (o->persistent || o->nsubs || o->server_refs)
         return;
+    if (clustered(o)) {
+        /* a mirror of the cluster's object: it goes when the cluster
+         * says the object is gone (so_engine_temp_drop) */
+        temp_check(e, o);
+        return;
+    }
     so_room *r = o->room;
     sh_map_del(&r->objects, o->name, o->name_len);
     object_free(e, o);
@@ -911,7 +937,7 @@ static so_room *room_get(so_engine *e, const char *name, int *rc)
         r->set = (so_room_settings){e->cfg.conflict, e->cfg.max_slots_per_object,
                                     e->cfg.max_objects_per_client,
                                     e->cfg.max_persistent_objects,
-                                    e->cfg.max_persistent_bytes, false};
+                                    e->cfg.max_persistent_bytes, false, NULL};
         if (e->hooks.room_settings) {
             e->hooks.room_settings(e->hooks.ud, r->name, &r->set);
             if (r->set.max_slots_per_object > e->cfg.max_slots_per_object)
@@ -982,10 +1008,11 @@ static int persist_full(so_engine *e, so_object *o)
     return rc;
 }
 
-/* A persistent object of a clustered room: the cluster stores it. */
+/* An object of a clustered room that the cluster stores: every persistent
+ * one, and every temporary one but the room's node-local one. */
 static bool clustered(const so_object *o)
 {
-    return o->persistent && o->room->set.clustered;
+    return o->room->set.clustered && (o->persistent || !o->local);
 }
 
 static bool persisting(const so_engine *e, const so_object *o)
@@ -1404,6 +1431,7 @@ static int on_use(so_engine *e, so_client *c, const so_msg *m, size_t budget,
             return SH_ENOMEM;
         }
         sub->oidx = o->nsubs - 1;
+        temp_check(e, o);
     }
     if (c->congested || state_bound(e, o, m->version) > budget) {
         /* Answered now, its state later: the client is behind on o, as a
@@ -2289,9 +2317,10 @@ static int cluster_decode(so_engine *e, const uint8_t *b, size_t len, amf_value 
     return 0;
 }
 
-/* The persistent object name of a loaded clustered room, made when missing. */
+/* The object name (persistent or temporary) of a loaded clustered room,
+ * made when missing (and make). */
 static so_object *cluster_object(so_engine *e, const char *room, const char *name,
-                                 size_t nlen, int *rc)
+                                 size_t nlen, bool persistent, bool make, int *rc)
 {
     so_room *r = sh_map_get(&e->rooms, room, strlen(room));
     *rc = 0;
@@ -2300,9 +2329,11 @@ static so_object *cluster_object(so_engine *e, const char *room, const char *nam
         return NULL;
     }
     so_object *o = sh_map_get(&r->objects, name, nlen);
-    if (o && !o->persistent)
+    if (o && (o->persistent != persistent || !clustered(o)))
         *rc = SH_EEXIST;
-    else if (!o && !(o = object_new(e, r, name, nlen, true, 1)))
+    else if (!o && !make)
+        *rc = SO_APPLY_GAP; /* a temporary object this node never saw made */
+    else if (!o && !(o = object_new(e, r, name, nlen, persistent, 1)))
         *rc = SH_ENOMEM;
     return *rc ? NULL : o;
 }
@@ -2344,12 +2375,12 @@ static int cluster_commit(so_engine *e, upd *u, so_client *writer, const sh_buf 
     return commit(e, u, writer, req, NULL, out);
 }
 
-int so_engine_apply_update(so_engine *e, const char *room, const char *name, size_t nlen,
-                           uint32_t version, const so_wire_change *ch, size_t n,
-                           so_client *writer, so_effects *out)
+static int apply_update(so_engine *e, const char *room, const char *name, size_t nlen,
+                        bool persistent, uint32_t version, const so_wire_change *ch,
+                        size_t n, so_client *writer, so_effects *out)
 {
     int rc;
-    so_object *o = cluster_object(e, room, name, nlen, &rc);
+    so_object *o = cluster_object(e, room, name, nlen, persistent, persistent, &rc);
     if (!o)
         return rc;
     if (version <= o->version)
@@ -2374,6 +2405,20 @@ int so_engine_apply_update(so_engine *e, const char *room, const char *name, siz
     return rc ? rc : rc2;
 }
 
+int so_engine_apply_update(so_engine *e, const char *room, const char *name, size_t nlen,
+                           uint32_t version, const so_wire_change *ch, size_t n,
+                           so_client *writer, so_effects *out)
+{
+    return apply_update(e, room, name, nlen, true, version, ch, n, writer, out);
+}
+
+int so_engine_apply_temp_update(so_engine *e, const char *room, const char *name, size_t nlen,
+                                uint32_t version, const so_wire_change *ch, size_t n,
+                                so_client *writer, so_effects *out)
+{
+    return apply_update(e, room, name, nlen, false, version, ch, n, writer, out);
+}
+
 /* Clear and every slot to each subscriber of o (its state was replaced). */
 static int cluster_send_all(so_engine *e, so_object *o, so_effects *out)
 {
@@ -2390,12 +2435,16 @@ static int cluster_send_all(so_engine *e, so_object *o, so_effects *out)
     return rc;
 }
 
-int so_engine_object_sync(so_engine *e, const char *room, const char *name, uint32_t version,
-                          const so_store_batch *img, bool reset, so_effects *out)
+static int object_sync(so_engine *e, const char *room, const char *name, bool persistent,
+                       uint32_t version, const so_store_batch *img, bool reset,
+                       so_effects *out)
 {
     int rc;
     size_t nlen = strlen(name);
-    so_object *o = cluster_object(e, room, name, nlen, &rc);
+    so_room *r = sh_map_get(&e->rooms, room, strlen(room));
+    if (!persistent && r && !sh_map_get(&r->objects, name, nlen))
+        reset = true; /* a temporary object new here: its state, no history */
+    so_object *o = cluster_object(e, room, name, nlen, persistent, true, &rc);
     if (!o)
         return rc;
     if (!reset && version <= o->version)
@@ -2454,6 +2503,36 @@ int so_engine_object_sync(so_engine *e, const char *room, const char *name, uint
     e->st.updates++;
     int rc2 = cluster_send_all(e, o, out);
     return rc ? rc : rc2;
+}
+
+int so_engine_object_sync(so_engine *e, const char *room, const char *name, uint32_t version,
+                          const so_store_batch *img, bool reset, so_effects *out)
+{
+    return object_sync(e, room, name, true, version, img, reset, out);
+}
+
+int so_engine_temp_sync(so_engine *e, const char *room, const char *name, uint32_t version,
+                        const so_store_batch *img, bool reset, so_effects *out)
+{
+    return object_sync(e, room, name, false, version, img, reset, out);
+}
+
+int so_engine_temp_drop(so_engine *e, const char *room, const char *name)
+{
+    so_room *r = sh_map_get(&e->rooms, room, strlen(room));
+    so_object *o = r ? sh_map_get(&r->objects, name, strlen(name)) : NULL;
+    if (!o)
+        return 0;
+    if (o->persistent || !clustered(o))
+        return SH_EEXIST;
+    if (o->nsubs || o->server_refs || o->lock || o->npend)
+        return SH_ESTATE;
+    sh_map_del(&r->objects, o->name, o->name_len);
+    object_free(e, o);
+    e->nobjects--;
+    e->st.object_unloads++;
+    room_maybe_drop(e, r);
+    return 0;
 }
 
 int so_engine_object_seed_history(so_engine *e, const char *room, const char *name,
@@ -2563,8 +2642,10 @@ static so_object *open_now(so_engine *e, so_room *r, const char *name, bool pers
         else if (!(o = object_new(e, r, name, nlen, persistent, 1)))
             rc = SH_ENOMEM; /* stored at its first change, as in on_use */
     }
-    if (o)
+    if (o) {
         o->server_refs++;
+        temp_check(e, o);
+    }
     *err = rc;
     return o;
 }
@@ -2954,6 +3035,7 @@ amf_value *so_object_get(const so_object *o, const char *key, size_t key_len)
 
 uint32_t so_object_version(const so_object *o) { return o->version; }
 bool so_object_persistent(const so_object *o) { return o->persistent; }
+bool so_object_clustered(const so_object *o) { return clustered(o); }
 const char *so_object_name(const so_object *o) { return o->name; }
 size_t so_object_slot_count(const so_object *o) { return o->nlive; }
 size_t so_object_subscriber_count(const so_object *o) { return o->nsubs; }

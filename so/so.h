@@ -269,8 +269,13 @@ typedef struct so_room_settings {
      * applied (server writes: so_object_write), and
      * applied when the cluster's ordered update comes back
      * (so_engine_apply_update).  They go into no store batch and count
-     * in no quota.  Temporary objects of the room stay on this node. */
+     * in no quota.  Its temporary objects are clustered the same way
+     * (so_engine_apply_temp_update), all but local_name. */
     bool clustered;
+    /* Clustered rooms: the name of the one temporary object that stays on
+     * this node (NULL = none; borrowed, must live as long as the engine):
+     * state each node derives itself, such as chat presence. */
+    const char *local_name;
 } so_room_settings;
 
 /* One change of a clustered update: key[0..klen) set to the value whose
@@ -334,15 +339,16 @@ typedef struct so_hooks {
      * loaded and empty at once (tests that need no store reads). */
     void (*load_room)(void *ud, const char *room);
     /* Clustered rooms (so_room_settings.clustered): a client's accepted
-     * changes to a persistent object, or a server write (p->client NULL:
-     * answered through p->done only), as one proposed update.  Return 0
+     * changes to a clustered object (persistent or temporary: the
+     * object's so_object_persistent tells), or a server write (p->client
+     * NULL: answered through p->done only), as one proposed update.  Return 0
      * when it was sent: the client is answered later, Success per key by
      * so_engine_apply_update (writer = p->client) once the cluster
      * ordered it, or by so_engine_answer (stale, failed).  A negative
      * return answers every key at once with SO_STATUS_STORE_FAILED and its
      * current value (the cluster cannot be reached). */
     int (*propose)(void *ud, const so_proposal *p);
-    /* Clustered rooms: a SendMessage to a persistent object (ev: its
+    /* Clustered rooms: a SendMessage to a clustered object (ev: its
      * SendMessage event, wire bytes, borrowed) for every node's
      * subscribers.  Return 0 when it was sent: it reaches this node's
      * subscribers, the sender included, through so_engine_send_event like
@@ -358,6 +364,12 @@ typedef struct so_hooks {
     /* Optional: room (borrowed) left memory (so_engine_unload_idle, or
      * dropped once nothing was left in it). */
     void (*room_unloaded)(void *ud, const char *room);
+    /* Clustered rooms: this node starts (used) or stops (!used) using the
+     * clustered temporary object name of room (subscribers or server
+     * handles; both borrowed for the call).  The object stays in memory
+     * as a mirror of the cluster's after its last local user left, until
+     * so_engine_temp_drop.  Must not call into the engine. */
+    void (*temp_use)(void *ud, const char *room, const char *name, bool used);
     void *ud;
 } so_hooks;
 
@@ -479,7 +491,7 @@ size_t so_engine_unload_idle(so_engine *e);
 
 /* ---- clustered rooms ----
  * The cluster (app/cluster_so.c) is the source of truth of a clustered
- * room's persistent objects and gives each object one order of updates,
+ * room's objects (persistent and temporary) and gives each object one order of updates,
  * numbered without gaps.  The engine applies them in that order and fans
  * them out to its subscribers as if they were local writes.
  *
@@ -508,6 +520,21 @@ int so_engine_apply_update(so_engine *e, const char *room, const char *name, siz
  * so_engine_apply_update. */
 int so_engine_object_sync(so_engine *e, const char *room, const char *name, uint32_t version,
                           const so_store_batch *img, bool reset, so_effects *out);
+
+/* The same for the clustered temporary objects of a room (all but its
+ * so_room_settings.local_name).  so_engine_apply_temp_update returns
+ * SO_APPLY_GAP for an object this node does not have (it missed the
+ * object being made).  so_engine_temp_sync makes a missing object at
+ * version with img's slots and no history (reset or not).
+ * so_engine_temp_drop forgets the object (the cluster dropped it): 0 when
+ * gone or not there, SH_ESTATE while this node still uses it, SH_EEXIST
+ * for an object that is not a clustered temporary one. */
+int so_engine_apply_temp_update(so_engine *e, const char *room, const char *name, size_t nlen,
+                                uint32_t version, const so_wire_change *ch, size_t n,
+                                so_client *writer, so_effects *out);
+int so_engine_temp_sync(so_engine *e, const char *room, const char *name, uint32_t version,
+                        const so_store_batch *img, bool reset, so_effects *out);
+int so_engine_temp_drop(so_engine *e, const char *room, const char *name);
 /* One update of an object's past, for so_engine_object_seed_history: the
  * keys it changed (borrowed). */
 typedef struct so_hist_entry {
@@ -653,6 +680,8 @@ void so_object_set_server_only(so_object *o, bool on);
 amf_value *so_object_get(const so_object *o, const char *key, size_t key_len);
 uint32_t so_object_version(const so_object *o);
 bool so_object_persistent(const so_object *o);
+/* Kept in the cluster: an object of a clustered room but its local_name. */
+bool so_object_clustered(const so_object *o);
 const char *so_object_name(const so_object *o);
 size_t so_object_slot_count(const so_object *o);
 /* Memory the object's live slots hold, what max_object_bytes bounds. */

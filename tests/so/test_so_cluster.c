@@ -1,4 +1,4 @@
-/* Clustered rooms: writes to persistent objects are proposed, not applied;
+/* Clustered rooms: writes to their objects are proposed, not applied;
  * the cluster's ordered updates are applied in version order, the writer
  * answered Success; snapshots are applied as one diff or, on a reset, as
  * Clear and everything. */
@@ -64,11 +64,28 @@ static int hook_propose(void *ud, const so_proposal *p)
     return prop.result;
 }
 
+/* What so_hooks.temp_use was told (the last call). */
+static struct {
+    int calls;
+    bool used;
+    char name[16];
+} tuse;
+
+static void hook_temp_use(void *ud, const char *room, const char *name, bool used)
+{
+    (void)ud;
+    cr_assert_str_eq(room, ROOM);
+    tuse.calls++;
+    tuse.used = used;
+    snprintf(tuse.name, sizeof(tuse.name), "%s", name);
+}
+
 static void settings(void *ud, const char *room, so_room_settings *st)
 {
     (void)ud;
     (void)room;
     st->clustered = true;
+    st->local_name = "loc";
 }
 
 static void setup(void)
@@ -76,7 +93,8 @@ static void setup(void)
     cr_assert_eq(so_store_open(&so_store_memory_ops, NULL, NULL, &s), 0);
     e = t_engine_new(NULL, s);
     t_set_hooks(e, (so_hooks){.room_settings = settings, .propose = hook_propose,
-                              .propose_send = hook_send});
+                              .propose_send = hook_send, .temp_use = hook_temp_use});
+    memset(&tuse, 0, sizeof(tuse));
     memset(&sent, 0, sizeof(sent));
     so_effects_init(&fx);
     memset(&prop, 0, sizeof(prop));
@@ -255,13 +273,61 @@ Test(so_cluster, a_reset_sends_clear_and_everything)
     so_store_batch_free(img);
 }
 
-Test(so_cluster, temporary_objects_and_server_writes)
+Test(so_cluster, temporary_objects_are_clustered)
 {
     cr_assert_eq(t_use(e, &a, "t", 0, false, &fx), 0);
+    cr_assert_eq(tuse.calls, 1, "the node starts using t");
+    cr_assert(tuse.used);
+    cr_assert_str_eq(tuse.name, "t");
+    cr_assert_eq(t_use(e, &b, "t", 0, false, &fx), 0);
+    cr_assert_eq(tuse.calls, 1, "told once per node, not per subscriber");
     cr_assert_eq(t_set1(e, &a, "t", 1, "x", 1, &fx), 0);
     both();
-    cr_assert_eq(prop.calls, 0, "a temporary object is not clustered");
+    cr_assert_eq(prop.calls, 1, "a write is proposed");
+    cr_assert_eq(a.success, 0);
+    so_wire_change ch = set("x", ONE);
+    cr_assert_eq(so_engine_apply_update(e, ROOM, "t", 1, 2, &ch, 1, a.c, &fx), SH_EEXIST,
+                 "not as a persistent object's update");
+    cr_assert_eq(so_engine_apply_temp_update(e, ROOM, "t", 1, 2, &ch, 1, a.c, &fx), 0);
+    both();
     cr_assert_eq(a.success, 1);
+    cr_assert_eq(b.version, 2);
+    cr_assert_not_null(model_find(&b, "x"));
+    /* an object this node never saw made is a gap; made, it follows */
+    cr_assert_eq(so_engine_apply_temp_update(e, ROOM, "u", 1, 5, &ch, 1, NULL, &fx),
+                 SO_APPLY_GAP);
+    cr_assert_eq(so_engine_temp_sync(e, ROOM, "u", 5, NULL, false, &fx), 0);
+    so_object *u = so_engine_object_find(e, ROOM, "u");
+    cr_assert_not_null(u);
+    cr_assert(!so_object_persistent(u));
+    cr_assert_eq(so_object_version(u), 5);
+    cr_assert_eq(so_engine_apply_temp_update(e, ROOM, "u", 1, 6, &ch, 1, NULL, &fx), 0);
+    cr_assert_eq(so_object_slot_count(u), 1);
+    cr_assert_eq(tuse.calls, 1, "a mirror nobody here uses is not used");
+    /* the last local subscriber leaves: told, and the object stays */
+    cr_assert_eq(t_release(e, &a, "t", &fx), 0);
+    cr_assert_eq(tuse.calls, 1);
+    cr_assert_eq(t_release(e, &b, "t", &fx), 0);
+    cr_assert_eq(tuse.calls, 2);
+    cr_assert(!tuse.used);
+    cr_assert_not_null(so_engine_object_find(e, ROOM, "t"), "kept as the cluster's mirror");
+    cr_assert_eq(so_engine_temp_drop(e, ROOM, "t"), 0);
+    cr_assert_null(so_engine_object_find(e, ROOM, "t"));
+    cr_assert_eq(t_use(e, &a, "u", 0, false, &fx), 0);
+    cr_assert_eq(so_engine_temp_drop(e, ROOM, "u"), SH_ESTATE, "not while it is used here");
+    cr_assert_eq(so_engine_temp_drop(e, ROOM, "p"), SH_EEXIST);
+    both();
+}
+
+Test(so_cluster, the_local_temporary_object_and_server_writes)
+{
+    cr_assert_eq(t_use(e, &a, "loc", 0, false, &fx), 0);
+    cr_assert_eq(t_set1(e, &a, "loc", 1, "x", 1, &fx), 0);
+    both();
+    cr_assert_eq(prop.calls, 0, "the room's local temporary object is not clustered");
+    cr_assert_eq(tuse.calls, 0);
+    cr_assert_eq(a.success, 1);
+    cr_assert_eq(so_engine_temp_drop(e, ROOM, "loc"), SH_EEXIST);
     /* a server write to a persistent object is proposed like a client's:
      * no client, last writer wins, nothing applied until it comes back */
     amf_value *v = amf_number(1);
