@@ -2935,8 +2935,6 @@ int so_object_apply(so_engine *e, so_object *o, const so_change *ch, size_t n, s
     return rc == SO_WRITE_PENDING ? 0 : rc;
 }
 
-bool so_object_clustered(const so_object *o) { return clustered(o); }
-
 int so_object_write(so_engine *e, so_object *o, const so_change *ch, size_t n,
                     const so_write_opts *opts, so_effects *out)
 {

@@ -667,8 +667,6 @@ typedef struct so_write_opts {
 } so_write_opts;
 int so_object_write(so_engine *e, so_object *o, const so_change *ch, size_t n,
                     const so_write_opts *opts, so_effects *out);
-/* True when o's writes go through the cluster (see so_object_write). */
-bool so_object_clustered(const so_object *o);
 
 /* SendMessage from the server to every subscriber.  args borrowed. */
 int so_object_send(so_engine *e, so_object *o, const char *handler,

@@ -397,10 +397,10 @@ Test(so_cluster, server_write_with_completion_and_compare_and_set)
 
 Test(so_cluster, compare_and_set_on_a_local_object)
 {
-    /* not clustered (temporary): checked here, applied now */
-    cr_assert_eq(t_use(e, &a, "t", 0, false, &fx), 0);
+    /* not clustered (the room's local temporary object): checked here, applied now */
+    cr_assert_eq(t_use(e, &a, "loc", 0, false, &fx), 0);
     both();
-    so_object *t = so_engine_object_find(e, ROOM, "t");
+    so_object *t = so_engine_object_find(e, ROOM, "loc");
     amf_value *v = amf_number(3);
     so_change c = {"k", 1, v};
     so_write_opts o = {.expect_version = 5, .done = on_wdone, .ud = &wdone};
