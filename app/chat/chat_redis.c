@@ -19,7 +19,16 @@
  * Returns {id, 1 delivered | 0 queued} or {0, -1} when the queue is full.
  * Redis runs it alone: the id, the stored message and the publish happen
  * together, so a subscriber that read `last` after its SUBSCRIBE was
- * confirmed misses nothing above it. */
+ * confirmed misses nothing above it.
+ *
+ * A user without counters starts at Redis' clock in microseconds (`last`
+ * and `acked` both set to it), not at 0: a Redis that lost its data
+ * (restarted without persistence, a failover to a stale replica) then
+ * gives ids above every id it gave before, as long as its clock did not
+ * go back and no user got more than one message per microsecond (one
+ * script takes several).  Clients holding acknowledged ids from before
+ * take the new ones as new.  2^53 (exact in AMF and JSON numbers) is
+ * reached in the year 2255. */
 static const char SEND_SRC[] =
     "local d = KEYS[3]\n"
     "if d then\n"
@@ -30,8 +39,15 @@ static const char SEND_SRC[] =
     "  end\n"
     "end\n"
     "local h = redis.call('HMGET', KEYS[1], 'last', 'acked')\n"
-    "local last = tonumber(h[1]) or 0\n"
+    "local last = tonumber(h[1])\n"
     "local acked = tonumber(h[2]) or 0\n"
+    "if not last then\n"
+    "  local t = redis.call('TIME')\n"
+    "  last = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
+    "  acked = last\n"
+    "  redis.call('HSET', KEYS[1], 'last', string.format('%d', last), 'acked',\n"
+    "             string.format('%d', last))\n"
+    "end\n"
     "if last - acked >= tonumber(ARGV[1]) then return {0, -1} end\n"
     "local id = redis.call('HINCRBY', KEYS[1], 'last', 1)\n"
     "local sid = string.format('%d', id)\n"

@@ -10,6 +10,7 @@ recipient, in strictly increasing id order on each connection, across
 nodes, a kill -9 of the recipient's node and Redis going away."""
 
 import os
+import shutil
 import signal
 import sys
 import time
@@ -194,11 +195,13 @@ alice = Client(n0, "alice")
 bob = Client(n1, "bob")
 check(subscribed("bob") and subscribed("alice"), "n1 subscribed to bob's channel, n0 to alice's")
 r = ok_value(alice.send("bob", "hello bob"))
-check(r and r["id"] == 1 and r["status"] == "delivered",
-      "alice (n0) -> bob (n1): answered id 1, delivered (%s)" % r)
+# a user's first id is Redis' clock in microseconds, plus one
+check(r and abs(r["id"] / 1e6 - time.time()) < 60 and r["status"] == "delivered",
+      "alice (n0) -> bob (n1): answered with an id from Redis' clock, delivered (%s)" % r)
+bob_base = r["id"] - 1 if r else 0
 bob.until(lambda: len(bob.msgs) >= 1, 5.0)
 m = bob.msgs[0] if bob.msgs else {}
-check(m.get("id") == 1 and m.get("from") == "alice" and m.get("to") == "bob" and
+check(m.get("id") == bob_base + 1 and m.get("from") == "alice" and m.get("to") == "bob" and
       m.get("text") == "hello bob", "bob got it on n1 with the same id (%s)" % m)
 r = ok_value(bob.send("alice", "hi alice"))
 alice.until(lambda: len(alice.msgs) >= 1, 5.0)
@@ -220,7 +223,7 @@ check(st == 200 and v.get("status") == "delivered" and bob.msgs[-1]["id"] == v.g
       (st, v))
 st, body = api.request("GET", "/api/v1/apps/%s/chat/users/bob" % APP)
 v = json.loads(body or b"{}")
-check(st == 200 and v.get("last_id") == bob.msgs[-1]["id"] and v.get("acked") == 0,
+check(st == 200 and v.get("last_id") == bob.msgs[-1]["id"] and v.get("acked") == bob_base,
       "GET .../chat/users/bob on n2 reads bob's counters from Redis (%s)" % v)
 api.close()
 r = bob.send("bob", "me")
@@ -233,8 +236,9 @@ res = [alice.wait_result(i) for i in sent]
 vals = [ok_value(x) for x in res]
 check(all(v and v["status"] == "queued" for v in vals),
       "%d messages to carol (offline) answered queued" % N_OFF)
-check([v["id"] for v in vals if v] == list(range(1, N_OFF + 1)),
-      "with ids 1..%d in order" % N_OFF)
+cb = vals[0]["id"] - 1 if vals[0] else 0  # carol's ids start there
+check([v["id"] for v in vals if v] == list(range(cb + 1, cb + N_OFF + 1)),
+      "with ids base+1..base+%d in order" % N_OFF)
 check(redis.cmd("ZCARD", "sohub:chat:{%d:%s:carol}:q" % (len(APP), APP)) == N_OFF,
       "Redis holds carol's %d messages" % N_OFF)
 carol = Client(n2, "carol")
@@ -246,49 +250,49 @@ check(all(v for v in lres), "30 more answered while carol's backlog goes out (%s
 total = N_OFF + 30
 carol.until(lambda: len(carol.msgs) >= total, 10.0)
 ids = carol.ids()
-check(ids == list(range(1, total + 1)),
-      "carol on n2 got 1..%d in order, each once (got %d, first gaps %s)" %
-      (total, len(ids), [x for x in range(1, total + 1) if x not in ids][:5]))
-check(all(m["text"] == ("off %d" % (m["id"] - 1) if m["id"] <= N_OFF else
-                        "live %d" % (m["id"] - N_OFF - 1)) for m in carol.msgs),
+check(ids == list(range(cb + 1, cb + total + 1)),
+      "carol on n2 got base+1..base+%d in order, each once (got %d, first gaps %s)" %
+      (total, len(ids), [x for x in range(cb + 1, cb + total + 1) if x not in ids][:5]))
+check(all(m["text"] == ("off %d" % (m["id"] - cb - 1) if m["id"] <= cb + N_OFF else
+                        "live %d" % (m["id"] - cb - N_OFF - 1)) for m in carol.msgs),
       "every id carries the text it was answered for")
 
 # ---- 3. ack trims; unacked are redelivered after a reconnect elsewhere ----
-a = ok_value(carol.ack(100))
-check(a and a["acked"] == 100, "carol acks 100 (%s)" % a)
+a = ok_value(carol.ack(cb + 100))
+check(a and a["acked"] == cb + 100, "carol acks her 100th (%s)" % a)
 check(redis.cmd("ZCARD", "sohub:chat:{%d:%s:carol}:q" % (len(APP), APP)) == total - 100,
       "Redis trimmed the queue to %d" % (total - 100))
-a = ok_value(carol.ack(10 ** 9))
-check(a and a["acked"] == total, "an ack past the last id stops at it (%s)" % a)
-a = ok_value(carol.ack(120))
-check(a and a["acked"] == total, "acks are cumulative: a lower one changes nothing (%s)" % a)
+a = ok_value(carol.ack(cb + 10 ** 9))
+check(a and a["acked"] == cb + total, "an ack past the last id stops at it (%s)" % a)
+a = ok_value(carol.ack(cb + 120))
+check(a and a["acked"] == cb + total, "acks are cumulative: a lower one changes nothing (%s)" % a)
 carol.close()
 for i in range(5):
     ok_value(alice.send("carol", "later %d" % i))
 carol = Client(n0, "carol")
 carol.until(lambda: len(carol.msgs) >= 5, 5.0)
 carol.pump(0.3)
-check(carol.ids() == list(range(total + 1, total + 6)),
+check(carol.ids() == list(range(cb + total + 1, cb + total + 6)),
       "reconnected on n0: only the 5 unacked ones (%s)" % carol.ids())
 carol.close()
 carol = Client(n1, "carol")
 carol.until(lambda: len(carol.msgs) >= 5, 5.0)
 carol.pump(0.3)
-check(carol.ids() == list(range(total + 1, total + 6)),
+check(carol.ids() == list(range(cb + total + 1, cb + total + 6)),
       "not acked: delivered again on n1 (%s)" % carol.ids())
-carol.ack(total + 5)
+carol.ack(cb + total + 5)
 carol.close()
 
 # ---- 4. two connections of one user on two nodes ----
 dan1 = Client(n0, "dan")
 dan2 = Client(n2, "dan")
 check(subscribed("dan", 2), "two nodes subscribed to dan's channel")
-for i in range(20):
-    ok_value(bob.send("dan", "both %d" % i))
+dan_ids = [(ok_value(bob.send("dan", "both %d" % i)) or {}).get("id") for i in range(20)]
 dan1.until(lambda: len(dan1.msgs) >= 20, 5.0)
 dan2.until(lambda: len(dan2.msgs) >= 20, 5.0)
-check(dan1.ids() == list(range(1, 21)) and dan2.ids() == list(range(1, 21)),
-      "dan's connections on n0 and n2 both got 1..20 in order")
+check(dan_ids[0] and dan_ids == list(range(dan_ids[0], dan_ids[0] + 20)) and
+      dan1.ids() == dan_ids and dan2.ids() == dan_ids,
+      "dan's connections on n0 and n2 both got his 20 ids in order")
 dan1.close()
 dan2.close()
 
@@ -454,7 +458,7 @@ check(all(racing_ok.get(m["id"], m["text"]) == m["text"] for m in hank.msgs),
 # a connection that stays open through the outage gets what was sent meanwhile
 ivy = Client(n0, "ivy")
 subscribed("ivy")
-ok_value(alice.send("ivy", "one"))
+ivy1 = (ok_value(alice.send("ivy", "one")) or {}).get("id")
 ivy.until(lambda: len(ivy.msgs) >= 1, 5.0)
 ups0 = ups()
 redis.kill(signal.SIGKILL)
@@ -463,10 +467,65 @@ check(redis.start(), "Redis killed and restarted again, ivy's connection open on
 check(all_back(ups0), "every node's link is up again (%s)" % ups())
 r = send_when_up(alice, "ivy", "two")
 ivy.until(lambda: len(ivy.msgs) >= 2, 8.0)
-check(ivy.ids() == [1, 2] and ivy.msgs[1]["text"] == "two",
+check(ivy1 and ivy.ids() == [ivy1, ivy1 + 1] and ivy.msgs[1]["text"] == "two",
       "ivy got the message sent after the outage on the same connection (%s)" % ivy.ids())
 
-for c in (alice, bob, eve, eve2, gina, hank, ivy):
+# ---- 8. Redis restarted empty: ids go on above every id given before ----
+# (no persistence, or a failover to a replica that lacked the last writes:
+# the counters are gone; a new one starts at Redis' clock, so no id comes
+# twice and a client's cumulative chat.ack does not hide new messages)
+jon = Client(n1, "jon")
+subscribed("jon")
+old_jon = [(ok_value(alice.send("jon", "old %d" % i)) or {}).get("id") for i in range(10)]
+jon.until(lambda: len(jon.msgs) >= 10, 5.0)
+a = ok_value(jon.ack(old_jon[-1] or 0))
+check(all(old_jon) and jon.ids() == old_jon and a and a["acked"] == old_jon[-1],
+      "jon (n1) got 10 messages and acknowledged them all (up to %s)" % old_jon[-1])
+pam = Client(n2, "pam")
+subscribed("pam")
+old_pam = [(ok_value(alice.send("pam", "old %d" % i)) or {}).get("id") for i in range(5)]
+pam.until(lambda: len(pam.msgs) >= 5, 5.0)
+a = ok_value(pam.ack(old_pam[-1] or 0))
+check(all(old_pam) and pam.ids() == old_pam and a and a["acked"] == old_pam[-1],
+      "pam (n2) got 5 and acknowledged them, then leaves")
+pam.close()
+ups0 = ups()
+redis.kill(signal.SIGKILL)
+shutil.rmtree(redis.dir, ignore_errors=True)
+os.makedirs(redis.dir)
+check(redis.start(), "redis-server restarted empty (its files removed)")
+check(all_back(ups0), "every node's link is up again (%s)" % ups())
+check(redis.cmd("EXISTS", "sohub:chat:{%d:%s:jon}:n" % (len(APP), APP)) == 0,
+      "jon's counters are gone from Redis")
+r = send_when_up(alice, "jon", "new 0")
+new_jon = [r and r["id"]] + [(ok_value(alice.send("jon", "new %d" % i)) or {}).get("id")
+                             for i in range(1, 5)]
+check(all(new_jon) and min(new_jon) > old_jon[-1] and increasing(new_jon),
+      "5 new messages to jon: ids %s.. above every id he was given before (up to %d)" %
+      (new_jon[0], old_jon[-1]))
+jon.until(lambda: len(jon.msgs) >= 15, 8.0)
+check(jon.ids() == old_jon + new_jon and
+      [m["text"] for m in jon.msgs[10:]] == ["new %d" % i for i in range(5)],
+      "jon's connection, open through the loss on n1, got the 5 new ones in order (%d "
+      "messages)" % len(jon.msgs))
+a = ok_value(jon.ack(new_jon[1]))
+check(a and a["acked"] == new_jon[1], "jon acknowledges two of them (%s)" % a)
+jon.close()
+new_pam = [(ok_value(alice.send("pam", "new %d" % i)) or {}).get("id") for i in range(3)]
+check(all(new_pam) and min(new_pam) > old_pam[-1],
+      "3 new messages to pam (offline), ids above her acknowledged %d" % old_pam[-1])
+pam = Client(n0, "pam")
+pam.until(lambda: len(pam.msgs) >= 3, 5.0)
+pam.pump(0.3)
+check(pam.ids() == new_pam and all(i > old_pam[-1] for i in pam.ids()),
+      "pam back on n0 gets them: a client that skips ids up to its last ack loses none")
+jon = Client(n0, "jon")
+jon.until(lambda: len(jon.msgs) >= 3, 5.0)
+jon.pump(0.3)
+check(jon.ids() == new_jon[2:], "jon back on n0 gets the 3 he did not acknowledge (%s)" %
+      jon.ids())
+
+for c in (alice, bob, eve, eve2, gina, hank, ivy, jon, pam):
     try:
         c.close()
     except Exception:
