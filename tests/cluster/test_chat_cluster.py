@@ -17,10 +17,8 @@ import time
 
 import json
 
+from clients import ChatClient
 from clusterutil import Admin, Cluster, Redis, check, finish, need_redis, note, wait_for
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "ws"))
-from wsutil import WS  # noqa: E402
 
 APP = "pm"
 WKEY = "cluster-chat-write-key-0123456789"
@@ -42,102 +40,9 @@ chat_queue = 100000
 """ % (WKEY, APP)
 
 
-class Client:
-    """One WebSocket connection of user `user` to instance `inst` of APP on
-    a node; keeps every chat.onPrivate it got (in arrival order), every
-    result, and the presence object's slots."""
-
-    def __init__(self, node, user, inst="room1", timeout=5.0):
-        self.user = user
-        self.ws = WS(node.ports["http"], timeout=timeout)
-        if self.ws.status != 101:
-            raise RuntimeError("upgrade refused: %s" % self.ws.status)
-        self.next_id = 1
-        self.results = {}
-        self.msgs = []
-        self.presence = {}
-        self.presence_used = False
-        self.closed = False
-        self.ws.send_json({"op": "connect", "id": 1, "app": "%s/%s" % (APP, inst), "user": user})
-        self.next_id = 2
-        r = self.wait_result(1, timeout)
-        if not r or not r.get("ok"):
-            raise RuntimeError("connect refused: %r" % (r,))
-
-    def _take(self, m):
-        op = m.get("op")
-        if op == "result":
-            self.results[m.get("id")] = m
-        elif op == "call" and m.get("method") == "chat.onPrivate":
-            self.msgs.append(m["args"][0])
-        elif op == "so" and m.get("name") == "presence":
-            for ev in m.get("events", []):
-                t = ev.get("t")
-                if t == "clear":
-                    self.presence = {}
-                elif t == "change":
-                    for k, v in ev.get("slots", []):
-                        self.presence[k] = v
-                elif t == "remove":
-                    self.presence.pop(ev.get("key"), None)
-                elif t == "use_success":
-                    self.presence_used = True
-
-    def pump(self, timeout):
-        """Reads what arrives within timeout (at least one read)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return
-            try:
-                self._take(self.ws.recv_json(left))
-            except Exception:  # time-out, or the node went away
-                if self.ws.eof:
-                    self.closed = True
-                return
-
-    def until(self, pred, timeout):
-        deadline = time.monotonic() + timeout
-        while not pred():
-            left = deadline - time.monotonic()
-            if left <= 0 or self.closed:
-                return pred()
-            try:
-                self._take(self.ws.recv_json(min(left, 0.5)))
-            except Exception:
-                if self.ws.eof:
-                    self.closed = True
-        return True
-
-    def call(self, method, *args):
-        i = self.next_id
-        self.next_id += 1
-        self.ws.send_json({"op": "call", "id": i, "method": method, "args": list(args)})
-        return i
-
-    def wait_result(self, i, timeout=5.0):
-        self.until(lambda: i in self.results, timeout)
-        return self.results.get(i)
-
-    def send(self, to, text, cid=None, timeout=5.0):
-        args = [to, text] + ([cid] if cid is not None else [])
-        r = self.wait_result(self.call("chat.sendPrivate", *args), timeout)
-        return r
-
-    def ack(self, i, timeout=5.0):
-        return self.wait_result(self.call("chat.ack", i), timeout)
-
-    def use_presence(self):
-        self.ws.send_json({"op": "so", "name": "presence", "version": 0, "persistent": False,
-                           "events": [{"t": "use"}]})
-        return self.until(lambda: self.presence_used, 5.0)
-
-    def ids(self):
-        return [m["id"] for m in self.msgs]
-
-    def close(self):
-        self.ws.close()
+def Client(node, user, inst="room1", timeout=5.0):
+    """A user's WebSocket connection to instance inst of APP on a node."""
+    return ChatClient(node, APP, user, inst, timeout)
 
 
 def subscribed(user, n=1, timeout=5.0):
