@@ -459,10 +459,15 @@ static bool exact_numbers(cJSON *j, int depth)
             if (!isfinite(d) || (d >= -2147483648.0 && d <= 2147483647.0 && d == (int)d))
                 continue;
             char buf[40];
-            for (int prec = 15; prec <= 17; prec++) {
-                snprintf(buf, sizeof(buf), "%.*g", prec, d);
-                if (strtod(buf, NULL) == d)
-                    break;
+            if (d == trunc(d) && fabs(d) <= 9007199254740992.0) {
+                /* an exact integer (a chat id) as digits, never "1.8e+15" */
+                snprintf(buf, sizeof(buf), "%.0f", d);
+            } else {
+                for (int prec = 15; prec <= 17; prec++) {
+                    snprintf(buf, sizeof(buf), "%.*g", prec, d);
+                    if (strtod(buf, NULL) == d)
+                        break;
+                }
             }
             char *text = strdup(buf);
             if (!text)

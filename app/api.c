@@ -1503,7 +1503,7 @@ typedef struct state_wait {
     char user[APP_NAME_MAX + 1];
 } state_wait;
 
-static void on_user_state(void *ud, int status, uint64_t last, uint64_t acked)
+static void on_user_state(void *ud, int status, uint64_t last, uint64_t acked, uint64_t queued)
 {
     state_wait *w = ud;
     int st = 200;
@@ -1517,7 +1517,7 @@ static void on_user_state(void *ud, int status, uint64_t last, uint64_t acked)
         cJSON_AddStringToObject(j, "user", w->user);
         cJSON_AddNumberToObject(j, "last_id", (double)last);
         cJSON_AddNumberToObject(j, "acked", (double)acked);
-        cJSON_AddNumberToObject(j, "queued", (double)(last > acked ? last - acked : 0));
+        cJSON_AddNumberToObject(j, "queued", (double)queued);
         size_t online = 0;
         for (app_conn *k = w->srv->conns; k; k = k->next)
             online += k->nc_connected && !k->closing && strcmp(k->app_name, w->app) == 0 &&

@@ -1291,7 +1291,7 @@ int chat_user_state(app_server *srv, const char *app, const char *user, chat_sta
 {
     chat *ch = app_server_ext(srv, APP_EXT_CHAT);
     if (!ch) {
-        fn(ud, SH_ESTATE, 0, 0);
+        fn(ud, SH_ESTATE, 0, 0, 0);
         return 0;
     }
     app_cluster_link *link = app_cluster_link_for(ch->cluster, app);
@@ -1299,17 +1299,17 @@ int chat_user_state(app_server *srv, const char *app, const char *user, chat_sta
         /* Redis has the truth; nothing of the user needs to be kept here */
         int rc = chat_redis_user_read(link, app, user, fn, ud);
         if (rc < 0 && rc != SH_ENOMEM)
-            fn(ud, SH_EIO, 0, 0);
+            fn(ud, SH_EIO, 0, 0, 0);
         return rc == SH_ENOMEM ? rc : 0;
     }
     int rc;
     chat_user *u = user_get(ch, app, user, strlen(user), true, &rc);
     if (!u) {
-        fn(ud, rc == SH_ENOMEM ? SH_EIO : rc, 0, 0);
+        fn(ud, rc == SH_ENOMEM ? SH_EIO : rc, 0, 0, 0);
         return 0;
     }
     if (u->loaded) {
-        fn(ud, 0, u->committed, u->acked);
+        fn(ud, 0, u->committed, u->acked, u->committed - u->acked);
         return 0;
     }
     chat_uwait *w = u->nwait < CHAT_USER_WAIT_MAX ? calloc(1, sizeof(*w)) : NULL;
@@ -1442,7 +1442,8 @@ static void user_waits_run(chat *ch, chat_user *u, int status)
                 app_conn_reply_error(c, w->txid, CHAT_E_STORE_FAILED, "Cannot load the user");
             break;
         case UWAIT_STATE:
-            w->fn(w->ud, status < 0 ? SH_EIO : 0, u->committed, u->acked);
+            w->fn(w->ud, status < 0 ? SH_EIO : 0, u->committed, u->acked,
+                  u->committed - u->acked);
             break;
         }
         free(w);
@@ -1499,13 +1500,21 @@ static void on_user_read(void *ud, int status, uint64_t last_id, uint64_t acked)
  *    go back to catching up; once the channel is confirmed again the
  *    counters are read again and each connection goes on from the last id
  *    it was given, so nothing is skipped and nothing is sent twice.
- * A live message whose id is not the one after the last a connection got
- * (a publish missed) sends that connection back to the stored queue. */
+ * A live message whose previous id (published with it) is not the last a
+ * connection got (a publish missed) sends that connection back to the
+ * stored queue. */
 
 static void cluster_pump_user(chat *ch, chat_user *u)
 {
     for (chat_conn *cc = u->conns; cc; cc = cc->next)
         conn_pump(ch, cc);
+}
+
+static void cluster_on_user_read(void *ud, int status, uint64_t last_id, uint64_t acked,
+                                 uint64_t queued)
+{
+    (void)queued;
+    on_user_read(ud, status, last_id, acked);
 }
 
 /* Subscribes (the READY reads the counters) or reads the counters. */
@@ -1528,7 +1537,7 @@ static int cluster_user_load(chat *ch, chat_user *u)
     }
     if (u->loaded || !u->sub_ready)
         return 0;
-    int rc = chat_redis_user_read(u->link, u->app, u->name, on_user_read, u);
+    int rc = chat_redis_user_read(u->link, u->app, u->name, cluster_on_user_read, u);
     if (rc < 0)
         return rc == SH_ESTATE ? 0 : rc; /* down: read again when it is back */
     u->loading = true;
@@ -1558,7 +1567,8 @@ static void cluster_user_read(chat *ch, chat_user *u, int status, uint64_t last_
 }
 
 /* The user's channel (chat_redis_set_handlers). */
-static void cluster_on_live(void *ud, app_redis_sub_event ev, const chat_store_msg *m)
+static void cluster_on_live(void *ud, app_redis_sub_event ev, uint64_t prev,
+                            const chat_store_msg *m)
 {
     chat_user *u = ud;
     chat *ch = u->ch;
@@ -1591,7 +1601,7 @@ static void cluster_on_live(void *ud, app_redis_sub_event ev, const chat_store_m
     for (chat_conn *cc = u->conns; cc; cc = cc->next) {
         if (cc->failed || cc->catching_up || m->id <= cc->sent)
             continue;
-        if (m->id != cc->sent + 1) {
+        if (prev != cc->sent) {
             catch_start(ch, cc); /* something before it was missed */
             continue;
         }
@@ -1710,7 +1720,7 @@ typedef struct cluster_ack_req {
     double txid;
 } cluster_ack_req;
 
-static void cluster_on_acked(void *ud, int status, uint64_t acked)
+static void cluster_on_acked(void *ud, int status, uint64_t acked, uint64_t removed)
 {
     cluster_ack_req *a = ud;
     chat_user *u = a->u;
@@ -1718,10 +1728,10 @@ static void cluster_on_acked(void *ud, int status, uint64_t acked)
     ch->nreads--;
     u->refs--;
     app_conn *c = user_conn_by_id(u, a->conn_id);
-    if (status == 0 && acked > u->acked) {
-        ch->acked += acked - u->acked;
+    if (status == 0 && acked > u->acked)
         u->acked = acked;
-    }
+    if (status == 0)
+        ch->acked += removed; /* ids are not consecutive: Redis counts */
     if (c && status == 0) {
         amf_value *o = amf_object_new(NULL);
         if (o)

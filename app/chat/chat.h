@@ -98,13 +98,16 @@ typedef struct chat_stats {
 } chat_stats;
 void chat_get_stats(const app_server *srv, chat_stats *st);
 
-/* A user's counters: the last stored id and the acknowledged one (their
- * difference is the queue).  fn(ud, status, last_id, acked) runs once:
+/* A user's counters: the last stored id, the acknowledged one and the
+ * number of stored messages not acknowledged (with SQLite the difference of
+ * the two ids; a clustered user's ids are not consecutive, so Redis counts
+ * them).  fn(ud, status, last_id, acked, queued) runs once:
  * before chat_user_state returns when the user is in memory, else once
  * its counters are read from the store (status SH_EIO when they cannot
  * be, SH_ESTATE when chat is not available).  Returns 0, or SH_ENOMEM
  * (fn not called). */
-typedef void (*chat_state_fn)(void *ud, int status, uint64_t last_id, uint64_t acked);
+typedef void (*chat_state_fn)(void *ud, int status, uint64_t last_id, uint64_t acked,
+                              uint64_t queued);
 int chat_user_state(app_server *srv, const char *app, const char *user, chat_state_fn fn,
                     void *ud);
 

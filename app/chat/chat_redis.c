@@ -19,7 +19,19 @@
  * Returns {id, 1 delivered | 0 queued} or {0, -1} when the queue is full.
  * Redis runs it alone: the id, the stored message and the publish happen
  * together, so a subscriber that read `last` after its SUBSCRIBE was
- * confirmed misses nothing above it. */
+ * confirmed misses nothing above it.
+ *
+ * The id is Redis' clock in microseconds (TIME), or last + 1 when that is
+ * not above `last`.  Every id is then at most the clock of the moment it
+ * was given (a user cannot get more than one message per microsecond: a
+ * script takes several), so a Redis that lost writes (restarted empty,
+ * an everysec AOF short of its last second, a failover to a replica that
+ * lacked them) still gives ids above every id it gave before, as long as
+ * its clock did not go back.  Ids are not consecutive: the message is
+ * published as "PREV\nID\nTS\nFROM\nTEXT", PREV being the user's id before
+ * it, so a subscriber can tell a missed publish.  2^53 (exact in AMF and
+ * JSON numbers) is reached in the year 2255.  The queue cap counts the
+ * stored messages (ZCARD: ack removes them). */
 static const char SEND_SRC[] =
     "local d = KEYS[3]\n"
     "if d then\n"
@@ -29,32 +41,42 @@ static const char SEND_SRC[] =
     "    if i then return {tonumber(i), tonumber(s)} end\n"
     "  end\n"
     "end\n"
-    "local h = redis.call('HMGET', KEYS[1], 'last', 'acked')\n"
-    "local last = tonumber(h[1]) or 0\n"
-    "local acked = tonumber(h[2]) or 0\n"
-    "if last - acked >= tonumber(ARGV[1]) then return {0, -1} end\n"
-    "local id = redis.call('HINCRBY', KEYS[1], 'last', 1)\n"
+    "if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[1]) then return {0, -1} end\n"
+    "local last = tonumber(redis.call('HGET', KEYS[1], 'last')) or 0\n"
+    "local t = redis.call('TIME')\n"
+    "local id = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
+    "if id <= last then id = last + 1 end\n"
     "local sid = string.format('%d', id)\n"
+    "redis.call('HSET', KEYS[1], 'last', sid)\n"
     "local p = sid .. '\\n' .. ARGV[2] .. '\\n' .. ARGV[3] .. '\\n' .. ARGV[4]\n"
     "redis.call('ZADD', KEYS[2], id, p)\n"
     "local st = 0\n"
-    "if redis.call('PUBLISH', ARGV[5], p) > 0 then st = 1 end\n"
+    "if redis.call('PUBLISH', ARGV[5], string.format('%d', last) .. '\\n' .. p) > 0 then\n"
+    "  st = 1\n"
+    "end\n"
     "if d then redis.call('SET', d, sid .. ':' .. st, 'PX', ARGV[6]) end\n"
     "return {id, st}\n";
 
-/* KEYS: n, q; ARGV: id.  Acknowledges up to min(id, last); returns acked. */
+/* KEYS: n, q; ARGV: id.  Acknowledges up to min(id, last); returns
+ * {acked, messages removed}. */
 static const char ACK_SRC[] =
     "local h = redis.call('HMGET', KEYS[1], 'last', 'acked')\n"
     "local last = tonumber(h[1]) or 0\n"
     "local acked = tonumber(h[2]) or 0\n"
     "local id = tonumber(ARGV[1])\n"
     "if id > last then id = last end\n"
+    "local removed = 0\n"
     "if id > acked then\n"
-    "  redis.call('HSET', KEYS[1], 'acked', id)\n"
-    "  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', id)\n"
+    "  redis.call('HSET', KEYS[1], 'acked', string.format('%d', id))\n"
+    "  removed = redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', id)\n"
     "  acked = id\n"
     "end\n"
-    "return acked\n";
+    "return {acked, removed}\n";
+
+/* KEYS: n, q.  Returns {last, acked, stored messages}. */
+static const char USER_SRC[] =
+    "local h = redis.call('HMGET', KEYS[1], 'last', 'acked')\n"
+    "return {tonumber(h[1]) or 0, tonumber(h[2]) or 0, redis.call('ZCARD', KEYS[2])}\n";
 
 /* KEYS: n, q; ARGV: after, max.  Returns {acked, message...}: one snapshot. */
 static const char PAGE_SRC[] =
@@ -134,7 +156,7 @@ static const char PRES_READ_SRC[] =
     "table.insert(r, 1, tonumber(redis.call('GET', KEYS[2])) or 0)\n"
     "return r\n";
 
-static app_redis_script s_send, s_ack, s_page, s_pres_set, s_pres_sweep, s_pres_read;
+static app_redis_script s_send, s_ack, s_user, s_page, s_pres_set, s_pres_sweep, s_pres_read;
 static bool scripts_ready;
 
 int chat_redis_register(app_cluster *c)
@@ -142,6 +164,7 @@ int chat_redis_register(app_cluster *c)
     if (!scripts_ready) {
         app_redis_script_init(&s_send, "chat.send", SEND_SRC);
         app_redis_script_init(&s_ack, "chat.ack", ACK_SRC);
+        app_redis_script_init(&s_user, "chat.user", USER_SRC);
         s_send.acks = s_ack.acks = true;
         app_redis_script_init(&s_page, "chat.page", PAGE_SRC);
         app_redis_script_init(&s_pres_set, "presence.set", PRES_SET_SRC);
@@ -149,7 +172,7 @@ int chat_redis_register(app_cluster *c)
         app_redis_script_init(&s_pres_read, "presence.read", PRES_READ_SRC);
         scripts_ready = true;
     }
-    const app_redis_script *all[] = {&s_send, &s_ack, &s_page, &s_pres_set, &s_pres_sweep,
+    const app_redis_script *all[] = {&s_send, &s_ack, &s_user, &s_page, &s_pres_set, &s_pres_sweep,
                                      &s_pres_read};
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
         if (app_cluster_add_script(c, all[i]) != 0)
@@ -287,24 +310,25 @@ static void on_user(app_redis *r, redisReply *rep, void *ud)
     chat_redis_user_fn fn = (chat_redis_user_fn)rq->fn;
     void *fud = rq->ud;
     free(rq);
-    if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2) {
+    if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 3) {
         log_error("read counters", rep);
-        fn(fud, SH_EIO, 0, 0);
+        fn(fud, SH_EIO, 0, 0, 0);
         return;
     }
-    fn(fud, 0, int_or_zero(rep->element[0]), int_or_zero(rep->element[1]));
+    fn(fud, 0, int_or_zero(rep->element[0]), int_or_zero(rep->element[1]),
+       int_or_zero(rep->element[2]));
 }
 
 int chat_redis_user_read(app_cluster_link *l, const char *app, const char *user,
                          chat_redis_user_fn fn, void *ud)
 {
-    char k[KEY_MAX];
-    size_t kl = user_key(k, app, user, ":n");
-    if (!kl)
+    char kn[KEY_MAX], kq[KEY_MAX];
+    size_t ln = user_key(kn, app, user, ":n"), lq = user_key(kq, app, user, ":q");
+    if (!ln || !lq)
         return SH_ELIMIT;
-    const char *argv[4] = {"HMGET", k, "last", "acked"};
-    size_t lens[4] = {5, kl, 4, 5};
-    return issue(l, NULL, on_user, req_new((void (*)(void))fn, ud), 0, 4, argv, lens);
+    const char *argv[2] = {kn, kq};
+    size_t lens[2] = {ln, lq};
+    return issue(l, &s_user, on_user, req_new((void (*)(void))fn, ud), 2, 2, argv, lens);
 }
 
 static void on_page(app_redis *r, redisReply *rep, void *ud)
@@ -418,13 +442,12 @@ static void on_acked(app_redis *r, redisReply *rep, void *ud)
     chat_redis_ack_fn fn = (chat_redis_ack_fn)rq->fn;
     void *fud = rq->ud;
     free(rq);
-    long long v;
-    if (!rep || !app_redis_reply_int(rep, &v) || v < 0) {
+    if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2) {
         log_error("ack", rep);
-        fn(fud, SH_EIO, 0);
+        fn(fud, SH_EIO, 0, 0);
         return;
     }
-    fn(fud, 0, (uint64_t)v);
+    fn(fud, 0, int_or_zero(rep->element[0]), int_or_zero(rep->element[1]));
 }
 
 int chat_redis_ack(app_cluster_link *l, const char *app, const char *user, uint64_t id,
@@ -456,16 +479,20 @@ static void on_live(app_redis *r, app_redis_sub_event ev, const char *msg, size_
 {
     (void)r;
     if (ev != APP_REDIS_SUB_MESSAGE) {
-        live_fn(ud, ev, NULL);
+        live_fn(ud, ev, 0, NULL);
         return;
     }
+    /* "PREV\n" then the stored message */
+    const char *p = msg, *end = msg + len;
+    uint64_t prev;
     chat_store_msg m;
-    if (!parse_msg(msg, len, &m)) {
+    if (!parse_u64(&p, end, &prev) || p == end || *p++ != '\n' ||
+        !parse_msg(p, (size_t)(end - p), &m)) {
         SH_LOG(SH_LOG_ERROR, "chat: redis: a published message cannot be decoded");
-        live_fn(ud, ev, NULL);
+        live_fn(ud, ev, 0, NULL);
         return;
     }
-    live_fn(ud, ev, &m);
+    live_fn(ud, ev, prev, &m);
     free(m.sender);
 }
 

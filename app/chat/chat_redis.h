@@ -46,7 +46,8 @@
 int chat_redis_register(app_cluster *c);
 
 /* A user's counters: fn(ud, status, last_id, acked), status 0 or SH_EIO. */
-typedef void (*chat_redis_user_fn)(void *ud, int status, uint64_t last_id, uint64_t acked);
+typedef void (*chat_redis_user_fn)(void *ud, int status, uint64_t last_id, uint64_t acked,
+                                   uint64_t queued);
 int chat_redis_user_read(app_cluster_link *l, const char *app, const char *user,
                          chat_redis_user_fn fn, void *ud);
 
@@ -70,15 +71,19 @@ int chat_redis_send(app_cluster_link *l, const char *app, const char *to, const 
 
 /* Acknowledges every message of user up to id (never past its last id);
  * fn(ud, status, acked) with the acknowledged id after it. */
-typedef void (*chat_redis_ack_fn)(void *ud, int status, uint64_t acked);
+typedef void (*chat_redis_ack_fn)(void *ud, int status, uint64_t acked, uint64_t removed);
 int chat_redis_ack(app_cluster_link *l, const char *app, const char *user, uint64_t id,
                    chat_redis_ack_fn fn, void *ud);
 
 /* The user's channel: the user handler hears READY (read the counters then), one
- * MESSAGE per new message (m decoded; NULL when it could not be: treat as
- * a gap) and LOST (messages may be missed until the next READY).
+ * MESSAGE per new message (m decoded, prev the user's id before it, so a
+ * message whose prev is not the last id a connection got follows one it
+ * missed; m NULL when it could not be decoded: treat as a gap) and LOST
+ * (messages may be missed until the next READY).  Ids grow but are not
+ * consecutive (Redis' clock, docs/cluster-chat.md).
  * Returns 0 or SH_ENOMEM. */
-typedef void (*chat_redis_live_fn)(void *ud, app_redis_sub_event ev, const chat_store_msg *m);
+typedef void (*chat_redis_live_fn)(void *ud, app_redis_sub_event ev, uint64_t prev,
+                                   const chat_store_msg *m);
 int chat_redis_subscribe(app_cluster_link *l, const char *app, const char *user, void *ud);
 void chat_redis_unsubscribe(app_cluster_link *l, const char *app, const char *user);
 

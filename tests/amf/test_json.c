@@ -23,6 +23,9 @@ Test(json, plain_values)
     print_is(amf_null(), "null");
     print_is(amf_bool(true), "true");
     print_is(amf_number(1.5), "1.5");
+    print_is(amf_number(1796553434155510.0), "1796553434155510");
+    print_is(amf_number(-9007199254740992.0), "-9007199254740992");
+    print_is(amf_number(1e300), "1e+300");
     print_is(amf_string_cstr("h\xc3\xa9"), "\"h\xc3\xa9\"");
     amf_value *o = amf_object_new(NULL);
     amf_object_set_cstr(o, "a", amf_strict_array_new());

@@ -10,16 +10,15 @@ recipient, in strictly increasing id order on each connection, across
 nodes, a kill -9 of the recipient's node and Redis going away."""
 
 import os
+import shutil
 import signal
 import sys
 import time
 
 import json
 
+from clients import ChatClient
 from clusterutil import Admin, Cluster, Redis, check, finish, need_redis, note, wait_for
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "ws"))
-from wsutil import WS  # noqa: E402
 
 APP = "pm"
 WKEY = "cluster-chat-write-key-0123456789"
@@ -41,102 +40,9 @@ chat_queue = 100000
 """ % (WKEY, APP)
 
 
-class Client:
-    """One WebSocket connection of user `user` to instance `inst` of APP on
-    a node; keeps every chat.onPrivate it got (in arrival order), every
-    result, and the presence object's slots."""
-
-    def __init__(self, node, user, inst="room1", timeout=5.0):
-        self.user = user
-        self.ws = WS(node.ports["http"], timeout=timeout)
-        if self.ws.status != 101:
-            raise RuntimeError("upgrade refused: %s" % self.ws.status)
-        self.next_id = 1
-        self.results = {}
-        self.msgs = []
-        self.presence = {}
-        self.presence_used = False
-        self.closed = False
-        self.ws.send_json({"op": "connect", "id": 1, "app": "%s/%s" % (APP, inst), "user": user})
-        self.next_id = 2
-        r = self.wait_result(1, timeout)
-        if not r or not r.get("ok"):
-            raise RuntimeError("connect refused: %r" % (r,))
-
-    def _take(self, m):
-        op = m.get("op")
-        if op == "result":
-            self.results[m.get("id")] = m
-        elif op == "call" and m.get("method") == "chat.onPrivate":
-            self.msgs.append(m["args"][0])
-        elif op == "so" and m.get("name") == "presence":
-            for ev in m.get("events", []):
-                t = ev.get("t")
-                if t == "clear":
-                    self.presence = {}
-                elif t == "change":
-                    for k, v in ev.get("slots", []):
-                        self.presence[k] = v
-                elif t == "remove":
-                    self.presence.pop(ev.get("key"), None)
-                elif t == "use_success":
-                    self.presence_used = True
-
-    def pump(self, timeout):
-        """Reads what arrives within timeout (at least one read)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return
-            try:
-                self._take(self.ws.recv_json(left))
-            except Exception:  # time-out, or the node went away
-                if self.ws.eof:
-                    self.closed = True
-                return
-
-    def until(self, pred, timeout):
-        deadline = time.monotonic() + timeout
-        while not pred():
-            left = deadline - time.monotonic()
-            if left <= 0 or self.closed:
-                return pred()
-            try:
-                self._take(self.ws.recv_json(min(left, 0.5)))
-            except Exception:
-                if self.ws.eof:
-                    self.closed = True
-        return True
-
-    def call(self, method, *args):
-        i = self.next_id
-        self.next_id += 1
-        self.ws.send_json({"op": "call", "id": i, "method": method, "args": list(args)})
-        return i
-
-    def wait_result(self, i, timeout=5.0):
-        self.until(lambda: i in self.results, timeout)
-        return self.results.get(i)
-
-    def send(self, to, text, cid=None, timeout=5.0):
-        args = [to, text] + ([cid] if cid is not None else [])
-        r = self.wait_result(self.call("chat.sendPrivate", *args), timeout)
-        return r
-
-    def ack(self, i, timeout=5.0):
-        return self.wait_result(self.call("chat.ack", i), timeout)
-
-    def use_presence(self):
-        self.ws.send_json({"op": "so", "name": "presence", "version": 0, "persistent": False,
-                           "events": [{"t": "use"}]})
-        return self.until(lambda: self.presence_used, 5.0)
-
-    def ids(self):
-        return [m["id"] for m in self.msgs]
-
-    def close(self):
-        self.ws.close()
+def Client(node, user, inst="room1", timeout=5.0):
+    """A user's WebSocket connection to instance inst of APP on a node."""
+    return ChatClient(node, APP, user, inst, timeout)
 
 
 def subscribed(user, n=1, timeout=5.0):
@@ -194,11 +100,12 @@ alice = Client(n0, "alice")
 bob = Client(n1, "bob")
 check(subscribed("bob") and subscribed("alice"), "n1 subscribed to bob's channel, n0 to alice's")
 r = ok_value(alice.send("bob", "hello bob"))
-check(r and r["id"] == 1 and r["status"] == "delivered",
-      "alice (n0) -> bob (n1): answered id 1, delivered (%s)" % r)
+# an id is Redis' clock in microseconds (docs/cluster-chat.md, Ids)
+check(r and abs(r["id"] / 1e6 - time.time()) < 60 and r["status"] == "delivered",
+      "alice (n0) -> bob (n1): answered with an id from Redis' clock, delivered (%s)" % r)
 bob.until(lambda: len(bob.msgs) >= 1, 5.0)
 m = bob.msgs[0] if bob.msgs else {}
-check(m.get("id") == 1 and m.get("from") == "alice" and m.get("to") == "bob" and
+check(r and m.get("id") == r["id"] and m.get("from") == "alice" and m.get("to") == "bob" and
       m.get("text") == "hello bob", "bob got it on n1 with the same id (%s)" % m)
 r = ok_value(bob.send("alice", "hi alice"))
 alice.until(lambda: len(alice.msgs) >= 1, 5.0)
@@ -220,7 +127,8 @@ check(st == 200 and v.get("status") == "delivered" and bob.msgs[-1]["id"] == v.g
       (st, v))
 st, body = api.request("GET", "/api/v1/apps/%s/chat/users/bob" % APP)
 v = json.loads(body or b"{}")
-check(st == 200 and v.get("last_id") == bob.msgs[-1]["id"] and v.get("acked") == 0,
+check(st == 200 and v.get("last_id") == bob.msgs[-1]["id"] and v.get("acked") == 0 and
+      v.get("queued") == len(bob.msgs) == 3,
       "GET .../chat/users/bob on n2 reads bob's counters from Redis (%s)" % v)
 api.close()
 r = bob.send("bob", "me")
@@ -233,8 +141,8 @@ res = [alice.wait_result(i) for i in sent]
 vals = [ok_value(x) for x in res]
 check(all(v and v["status"] == "queued" for v in vals),
       "%d messages to carol (offline) answered queued" % N_OFF)
-check([v["id"] for v in vals if v] == list(range(1, N_OFF + 1)),
-      "with ids 1..%d in order" % N_OFF)
+cids = [v["id"] for v in vals if v]
+check(len(cids) == N_OFF and increasing(cids), "with ids increasing in the order sent")
 check(redis.cmd("ZCARD", "sohub:chat:{%d:%s:carol}:q" % (len(APP), APP)) == N_OFF,
       "Redis holds carol's %d messages" % N_OFF)
 carol = Client(n2, "carol")
@@ -246,49 +154,49 @@ check(all(v for v in lres), "30 more answered while carol's backlog goes out (%s
 total = N_OFF + 30
 carol.until(lambda: len(carol.msgs) >= total, 10.0)
 ids = carol.ids()
-check(ids == list(range(1, total + 1)),
-      "carol on n2 got 1..%d in order, each once (got %d, first gaps %s)" %
-      (total, len(ids), [x for x in range(1, total + 1) if x not in ids][:5]))
-check(all(m["text"] == ("off %d" % (m["id"] - 1) if m["id"] <= N_OFF else
-                        "live %d" % (m["id"] - N_OFF - 1)) for m in carol.msgs),
+want = cids + [v["id"] for v in lres if v]
+texts = dict(zip(want, ["off %d" % i for i in range(N_OFF)] + ["live %d" % i for i in range(30)]))
+check(ids == want,
+      "carol on n2 got the %d answered ids in order, each once (got %d, first missing %s)" %
+      (total, len(ids), [x for x in want if x not in ids][:5]))
+check(all(m["text"] == texts.get(m["id"]) for m in carol.msgs),
       "every id carries the text it was answered for")
 
 # ---- 3. ack trims; unacked are redelivered after a reconnect elsewhere ----
-a = ok_value(carol.ack(100))
-check(a and a["acked"] == 100, "carol acks 100 (%s)" % a)
+a = ok_value(carol.ack(want[99]))
+check(a and a["acked"] == want[99], "carol acks her 100th (%s)" % a)
 check(redis.cmd("ZCARD", "sohub:chat:{%d:%s:carol}:q" % (len(APP), APP)) == total - 100,
       "Redis trimmed the queue to %d" % (total - 100))
-a = ok_value(carol.ack(10 ** 9))
-check(a and a["acked"] == total, "an ack past the last id stops at it (%s)" % a)
-a = ok_value(carol.ack(120))
-check(a and a["acked"] == total, "acks are cumulative: a lower one changes nothing (%s)" % a)
+a = ok_value(carol.ack(want[-1] + 10 ** 9))
+check(a and a["acked"] == want[-1], "an ack past the last id stops at it (%s)" % a)
+a = ok_value(carol.ack(want[119]))
+check(a and a["acked"] == want[-1], "acks are cumulative: a lower one changes nothing (%s)" % a)
 carol.close()
-for i in range(5):
-    ok_value(alice.send("carol", "later %d" % i))
+later = [(ok_value(alice.send("carol", "later %d" % i)) or {}).get("id") for i in range(5)]
 carol = Client(n0, "carol")
 carol.until(lambda: len(carol.msgs) >= 5, 5.0)
 carol.pump(0.3)
-check(carol.ids() == list(range(total + 1, total + 6)),
+check(carol.ids() == later and increasing(later),
       "reconnected on n0: only the 5 unacked ones (%s)" % carol.ids())
 carol.close()
 carol = Client(n1, "carol")
 carol.until(lambda: len(carol.msgs) >= 5, 5.0)
 carol.pump(0.3)
-check(carol.ids() == list(range(total + 1, total + 6)),
+check(carol.ids() == later,
       "not acked: delivered again on n1 (%s)" % carol.ids())
-carol.ack(total + 5)
+carol.ack(later[-1])
 carol.close()
 
 # ---- 4. two connections of one user on two nodes ----
 dan1 = Client(n0, "dan")
 dan2 = Client(n2, "dan")
 check(subscribed("dan", 2), "two nodes subscribed to dan's channel")
-for i in range(20):
-    ok_value(bob.send("dan", "both %d" % i))
+dan_ids = [(ok_value(bob.send("dan", "both %d" % i)) or {}).get("id") for i in range(20)]
 dan1.until(lambda: len(dan1.msgs) >= 20, 5.0)
 dan2.until(lambda: len(dan2.msgs) >= 20, 5.0)
-check(dan1.ids() == list(range(1, 21)) and dan2.ids() == list(range(1, 21)),
-      "dan's connections on n0 and n2 both got 1..20 in order")
+check(all(dan_ids) and increasing(dan_ids) and
+      dan1.ids() == dan_ids and dan2.ids() == dan_ids,
+      "dan's connections on n0 and n2 both got his 20 ids in order")
 dan1.close()
 dan2.close()
 
@@ -324,7 +232,8 @@ check(len(got_before) >= 10 and increasing(ids) and
 check(all(answered.get(m["id"], m["text"]) == m["text"] for m in eve2.msgs),
       "each id carries the text it was answered for")
 r = ok_value(alice.send("eve", "after the kill"))
-check(r and r["id"] == max(answered) + 1, "the next id follows (%s): none reused" % r)
+check(r and r["id"] > max(answered), "the next id is above every one given (%s): none "
+      "reused" % r)
 eve2.until(lambda: eve2.ids()[-1:] == [r["id"]], 5.0)
 check(eve2.ids()[-1:] == [r["id"]], "and goes out live after the backlog")
 # a retry of a clientId gets its first answer, from any node
@@ -454,7 +363,7 @@ check(all(racing_ok.get(m["id"], m["text"]) == m["text"] for m in hank.msgs),
 # a connection that stays open through the outage gets what was sent meanwhile
 ivy = Client(n0, "ivy")
 subscribed("ivy")
-ok_value(alice.send("ivy", "one"))
+ivy1 = (ok_value(alice.send("ivy", "one")) or {}).get("id")
 ivy.until(lambda: len(ivy.msgs) >= 1, 5.0)
 ups0 = ups()
 redis.kill(signal.SIGKILL)
@@ -463,10 +372,85 @@ check(redis.start(), "Redis killed and restarted again, ivy's connection open on
 check(all_back(ups0), "every node's link is up again (%s)" % ups())
 r = send_when_up(alice, "ivy", "two")
 ivy.until(lambda: len(ivy.msgs) >= 2, 8.0)
-check(ivy.ids() == [1, 2] and ivy.msgs[1]["text"] == "two",
+check(ivy1 and r and ivy.ids() == [ivy1, r["id"]] and r["id"] > ivy1 and ivy.msgs[1]["text"] == "two",
       "ivy got the message sent after the outage on the same connection (%s)" % ivy.ids())
 
-for c in (alice, bob, eve, eve2, gina, hank, ivy):
+# ---- 8. Redis restarted empty: ids go on above every id given before ----
+# (no persistence: the counters are gone; ids come from Redis' clock, so no
+# id comes twice and a client's cumulative chat.ack does not hide new
+# messages)
+jon = Client(n1, "jon")
+subscribed("jon")
+old_jon = [(ok_value(alice.send("jon", "old %d" % i)) or {}).get("id") for i in range(10)]
+jon.until(lambda: len(jon.msgs) >= 10, 5.0)
+a = ok_value(jon.ack(old_jon[-1] or 0))
+check(all(old_jon) and jon.ids() == old_jon and a and a["acked"] == old_jon[-1],
+      "jon (n1) got 10 messages and acknowledged them all (up to %s)" % old_jon[-1])
+pam = Client(n2, "pam")
+subscribed("pam")
+old_pam = [(ok_value(alice.send("pam", "old %d" % i)) or {}).get("id") for i in range(5)]
+pam.until(lambda: len(pam.msgs) >= 5, 5.0)
+a = ok_value(pam.ack(old_pam[-1] or 0))
+check(all(old_pam) and pam.ids() == old_pam and a and a["acked"] == old_pam[-1],
+      "pam (n2) got 5 and acknowledged them, then leaves")
+pam.close()
+ups0 = ups()
+redis.kill(signal.SIGKILL)
+shutil.rmtree(redis.dir, ignore_errors=True)
+os.makedirs(redis.dir)
+check(redis.start(), "redis-server restarted empty (its files removed)")
+check(all_back(ups0), "every node's link is up again (%s)" % ups())
+check(redis.cmd("EXISTS", "sohub:chat:{%d:%s:jon}:n" % (len(APP), APP)) == 0,
+      "jon's counters are gone from Redis")
+r = send_when_up(alice, "jon", "new 0")
+new_jon = [r and r["id"]] + [(ok_value(alice.send("jon", "new %d" % i)) or {}).get("id")
+                             for i in range(1, 5)]
+check(all(new_jon) and min(new_jon) > old_jon[-1] and increasing(new_jon),
+      "5 new messages to jon: ids %s.. above every id he was given before (up to %d)" %
+      (new_jon[0], old_jon[-1]))
+jon.until(lambda: len(jon.msgs) >= 15, 8.0)
+check(jon.ids() == old_jon + new_jon and
+      [m["text"] for m in jon.msgs[10:]] == ["new %d" % i for i in range(5)],
+      "jon's connection, open through the loss on n1, got the 5 new ones in order (%d "
+      "messages)" % len(jon.msgs))
+a = ok_value(jon.ack(new_jon[1]))
+check(a and a["acked"] == new_jon[1], "jon acknowledges two of them (%s)" % a)
+jon.close()
+new_pam = [(ok_value(alice.send("pam", "new %d" % i)) or {}).get("id") for i in range(3)]
+check(all(new_pam) and min(new_pam) > old_pam[-1],
+      "3 new messages to pam (offline), ids above her acknowledged %d" % old_pam[-1])
+pam = Client(n0, "pam")
+pam.until(lambda: len(pam.msgs) >= 3, 5.0)
+pam.pump(0.3)
+check(pam.ids() == new_pam and all(i > old_pam[-1] for i in pam.ids()),
+      "pam back on n0 gets them: a client that skips ids up to its last ack loses none")
+jon = Client(n0, "jon")
+jon.until(lambda: len(jon.msgs) >= 3, 5.0)
+jon.pump(0.3)
+check(jon.ids() == new_jon[2:], "jon back on n0 gets the 3 he did not acknowledge (%s)" %
+      jon.ids())
+
+# ---- 8b. Redis gone back in time for a user (a failover to a replica that
+# lacked the last writes, an everysec AOF short of its last second): the
+# user's keys put back as they were before 5 more messages ----
+kn, kq = ("sohub:chat:{%d:%s:jon}:%s" % (len(APP), APP, x) for x in "nq")
+saved = [(k, redis.cmd("DUMP", k)) for k in (kn, kq)]
+more = [(ok_value(alice.send("jon", "more %d" % i)) or {}).get("id") for i in range(5)]
+jon.until(lambda: len(jon.msgs) >= 8, 5.0)
+a = ok_value(jon.ack(more[-1] or 0))
+check(all(more) and jon.ids()[3:] == more and a and a["acked"] == more[-1],
+      "jon got 5 more and acknowledged them (up to %s)" % more[-1])
+back = [redis.cmd("RESTORE", k, 0, v, "REPLACE") for k, v in saved]
+check(back == ["OK", "OK"] and int(redis.cmd("HGET", kn, "last")) < more[0],
+      "jon's keys put back as they were before those 5 (%s)" % back)
+r = ok_value(alice.send("jon", "after the rollback"))
+check(r and r["id"] > more[-1], "the next id (%s) is still above every id given (%s)" %
+      (r and r["id"], more[-1]))
+jon.until(lambda: jon.ids()[-1:] == [r and r["id"]], 5.0)
+check(jon.ids()[3:] == more + [r and r["id"]],
+      "jon's open connection (acknowledged past the rolled-back counter) gets it")
+
+for c in (alice, bob, eve, eve2, gina, hank, ivy, jon, pam):
     try:
         c.close()
     except Exception:
