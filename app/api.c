@@ -536,6 +536,11 @@ static void on_cluster_write(void *ud, int status, uint32_t version)
     api *a = w->a;
     if (status == 0) {
         answer_version(a, NULL, NULL, &w->later, w->e, version);
+    } else if (status == SH_ELIMIT) {
+        answer(a, NULL, NULL, &w->later, w->e, 422,
+               error_json("limit", "the application's persistent quota (objects or bytes, "
+                                   "counted over the cluster) refused the write, nothing was "
+                                   "applied"));
     } else if (status == SH_EEXIST) {
         /* the cluster's version; the slots are this node's copy, which
          * may still lack the updates that made that version */
@@ -1984,6 +1989,9 @@ static void render_metrics(app_server *s, sh_buf *b)
             put_counter(b, "sohub_cluster_so_cas_conflicts_total",
                         "Server compare-and-set writes that found another version in Redis.",
                         (double)ks.cas_failed);
+            put_counter(b, "sohub_cluster_so_over_quota_total",
+                        "Keys Redis refused for their application's persistent quotas.",
+                        (double)ks.over_quota);
             put_counter(b, "sohub_cluster_so_snapshots_total",
                         "Rooms read from Redis (loads and resyncs).", (double)ks.snapshots);
             put_counter(b, "sohub_cluster_so_resets_total",

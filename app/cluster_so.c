@@ -40,14 +40,18 @@
 
 /* ---- scripts ---- */
 
-/* KEYS: epoch, objects, slots, meta, stream, and for a temporary object its
- * leases (which makes it a temporary object's update: the object must
- * exist, its update is published with a "T").  ARGV: epoch, name, base
- * version, writer, conflict ("r" reject / "l" last writer wins), channel,
- * history depth, tag, n, expected version (0 = any: a compare-and-set of
- * a server write otherwise), then n times key, "s" or "r", value.
- * Answers {'OK', new version or 0, stale keys...}, {'EPOCH', epoch} or
- * {'CAS', current version}. */
+/* KEYS: epoch, objects, slots, meta, stream, then for a temporary object
+ * its leases (the object must exist, its update is published with a "T"),
+ * for a persistent object with quotas its application's usage.  ARGV:
+ * epoch, name, base version, writer, conflict ("r" reject / "l" last
+ * writer wins), channel, history depth, tag, n, expected version (0 = any:
+ * a compare-and-set of a server write otherwise), then n times key, "s" or
+ * "r", value, then the kind ("t" temporary, "p" persistent, "w" a
+ * persistent object's server write: its quotas refuse all or nothing), the
+ * quotas: objects, bytes (0 = none).
+ * Answers {'OK', new version or 0, refused...}: a refused key is its name
+ * (stale, rule 3) or {key, 'o' | 'b'} (past the objects or bytes quota);
+ * {'EPOCH', epoch} or {'CAS', current version}. */
 static const char update_src[] =
     /* A shebang script (Redis 7): refused as a whole, before it writes
      * anything, when Redis is out of memory; Redis does not roll a script
@@ -57,7 +61,9 @@ static const char update_src[] =
     "if ep ~= ARGV[1] then return {'EPOCH', ep or ''} end\n"
     "local name, base, writer = ARGV[2], tonumber(ARGV[3]), ARGV[4]\n"
     "local reject, n = ARGV[5] == 'r', tonumber(ARGV[9])\n"
-    "local temp = #KEYS > 5\n"
+    "local kind = ARGV[11 + 3 * n]\n"
+    "local temp = kind == 't'\n"
+    "local quota = not temp and #KEYS > 5\n"
     "local cur = redis.call('HGET', KEYS[2], name)\n"
     "if temp and not cur then return {'GONE'} end\n"
     "cur = tonumber(cur or '1')\n"
@@ -78,6 +84,38 @@ static const char update_src[] =
     "    end\n"
     "  end\n"
     "  if bad then stale[#stale + 1] = k else ok[#ok + 1] = i end\n"
+    "end\n"
+    "local made, bytes = false, 0\n"
+    "if quota and #ok > 0 then\n"
+    "  -- the application's quotas (so.h): a new object needs room for one\n"
+    "  -- more, a key that grows the stored bytes room for them\n"
+    "  local qo, qb = tonumber(ARGV[12 + 3 * n]), tonumber(ARGV[13 + 3 * n])\n"
+    "  local use = redis.call('HMGET', KEYS[6], 'objects', 'bytes')\n"
+    "  local objs = tonumber(use[1] or '0')\n"
+    "  bytes = tonumber(use[2] or '0')\n"
+    "  made = redis.call('HEXISTS', KEYS[2], name) == 0\n"
+    "  local keep, over = {}, {}\n"
+    "  for _, i in ipairs(ok) do\n"
+    "    local k, kind_, v = ARGV[11 + 3 * i], ARGV[12 + 3 * i], ARGV[13 + 3 * i]\n"
+    "    local had = redis.call('HSTRLEN', KEYS[3], k)\n"
+    "    local grow = (kind_ == 's' and #k + #v or 0) - (had > 0 and #k + had or 0)\n"
+    "    if made and qo > 0 and objs >= qo then\n"
+    "      over[#over + 1] = {k, 'o'}\n"
+    "    elseif grow > 0 and qb > 0 and bytes + grow > qb then\n"
+    "      over[#over + 1] = {k, 'b'}\n"
+    "    else\n"
+    "      bytes = math.max(bytes + grow, 0)\n"
+    "      keep[#keep + 1] = i\n"
+    "    end\n"
+    "  end\n"
+    "  if kind == 'w' and #over > 0 then\n"
+    "    for _, i in ipairs(keep) do\n"
+    "      over[#over + 1] = {ARGV[11 + 3 * i], over[1][2]}\n"
+    "    end\n"
+    "    keep = {}\n"
+    "  end\n"
+    "  ok = keep\n"
+    "  for _, o in ipairs(over) do stale[#stale + 1] = o end\n"
     "end\n"
     "if #ok == 0 then\n"
     "  table.insert(stale, 1, 0)\n"
@@ -109,6 +147,10 @@ static const char update_src[] =
     "  redis.call('HSET', KEYS[4], k, meta)\n"
     "end\n"
     "redis.call('HSET', KEYS[2], name, newv)\n"
+    "if quota then\n"
+    "  redis.call('HSET', KEYS[6], 'bytes', bytes)\n"
+    "  if made then redis.call('HINCRBY', KEYS[6], 'objects', 1) end\n"
+    "end\n"
     "if temp then\n"
     "  -- the object's keys expire with its leases' (so-temp renews them)\n"
     "  local ttl = redis.call('PTTL', KEYS[6])\n"
@@ -435,7 +477,11 @@ static void answer(app_cluster_so *cs, pending *p, const so_wire_change *keys, s
                    so_answer how)
 {
     if (p->done && how != SO_ANSWER_CURRENT)
-        finish(p, how == SO_ANSWER_SUCCESS ? 0 : SH_EIO, how == SO_ANSWER_SUCCESS ? p->version : 0);
+        finish(p,
+               how == SO_ANSWER_SUCCESS         ? 0
+               : how == SO_ANSWER_STORE_FAILED ? SH_EIO
+                                               : SH_ELIMIT,
+               how == SO_ANSWER_SUCCESS ? p->version : 0);
     if (!p->client || n == 0)
         return;
     so_engine_answer(cs->eng, p->client, p->name, p->name_len, keys, n, how, &cs->fx);
@@ -1462,10 +1508,11 @@ int app_cluster_so_propose(app_cluster_so *cs, const so_proposal *p)
         return SH_ELIMIT;
     const so_object *obj = so_engine_object_find(cs->eng, p->room, p->name);
     bool temp = obj && !so_object_persistent(obj);
-    int nkeys = temp ? 6 : 5;
+    bool quota = !temp && (p->max_objects || p->max_bytes);
+    int nkeys = temp || quota ? 6 : 5;
     pending *q = pending_new(cs, p);
     prop_req *pr = malloc(sizeof(*pr));
-    size_t argc = 6 + 10 + 3 * p->n;
+    size_t argc = 6 + 10 + 3 * p->n + 3;
     const char **argv = malloc(argc * sizeof(*argv));
     size_t *lens = malloc(argc * sizeof(*lens));
     /* up to six keys of at most PREFIX + "tm:" + NAME each */
@@ -1484,7 +1531,16 @@ int app_cluster_so_propose(app_cluster_so *cs, const so_proposal *p)
     char *kp = keys;
     const char *kinds[6] = {"e", "o", "s:", "m:", "x:", ""};
     const char *tkinds[6] = {"e", "t", "ts:", "tm:", "tx:", "tl:"};
+    /* the application's usage: "sohub:quota:{LEN:APP}", as chat's user keys */
+    char qkey[APP_NAME_MAX + 40];
+    size_t alen = so_store_app_len(p->room);
+    int ql = snprintf(qkey, sizeof(qkey), "sohub:quota:{%zu:%.*s}", alen, (int)alen, p->room);
     for (int i = 0; i < nkeys; i++) {
+        if (i == 5 && quota) {
+            argv[k] = qkey;
+            lens[k++] = ql > 0 && (size_t)ql < sizeof(qkey) ? (size_t)ql : 0;
+            break;
+        }
         if (temp)
             kinds[i] = tkinds[i];
         size_t kl = strlen(kinds[i]);
@@ -1529,6 +1585,15 @@ int app_cluster_so_propose(app_cluster_so *cs, const so_proposal *p)
         argv[k] = p->changes[i].remove ? "" : (const char *)p->changes[i].value;
         lens[k++] = p->changes[i].remove ? 0 : p->changes[i].vlen;
     }
+    char qo[24], qb[24];
+    snprintf(qo, sizeof(qo), "%llu", (unsigned long long)(quota ? p->max_objects : 0));
+    snprintf(qb, sizeof(qb), "%llu", (unsigned long long)(quota ? p->max_bytes : 0));
+    argv[k] = temp ? "t" : p->client ? "p" : "w";
+    lens[k++] = 1;
+    argv[k] = qo;
+    lens[k++] = strlen(qo);
+    argv[k] = qb;
+    lens[k++] = strlen(qb);
     pr->cs = cs;
     pr->seq = q->seq;
     int rc = sh_map_put(&cs->pend_by_seq, &q->seq, sizeof(q->seq), q);
@@ -1629,17 +1694,37 @@ static void update_settle(app_cluster_so *cs, pending *p, const redisReply *rep)
         pending_free(p);
         return;
     }
-    /* the keys Redis found stale get their current value (rule 3) */
-    size_t nst = rep->elements - 2;
-    so_wire_change *st = nst ? calloc(nst, sizeof(*st)) : NULL;
-    for (size_t i = 0; st && i < nst; i++) {
-        const redisReply *k = rep->element[2 + i];
-        st[i] = (so_wire_change){.key = k->type == REDIS_REPLY_STRING ? k->str : "",
-                                 .klen = k->type == REDIS_REPLY_STRING ? k->len : 0};
+    /* the keys Redis refused get their current value: stale (rule 3),
+     * or past a quota (with its Status) */
+    size_t nref = rep->elements - 2, nst = 0;
+    so_wire_change *st = nref ? calloc(nref, sizeof(*st)) : NULL;
+    for (int pass = 0; pass < 3 && st; pass++) {
+        /* 0: stale keys, 1: objects quota, 2: bytes quota */
+        size_t m = 0;
+        for (size_t i = 0; i < nref; i++) {
+            const redisReply *k = rep->element[2 + i];
+            int kind = k->type == REDIS_REPLY_STRING ? 0
+                       : k->type == REDIS_REPLY_ARRAY && k->elements == 2 &&
+                               k->element[0]->type == REDIS_REPLY_STRING &&
+                               k->element[1]->type == REDIS_REPLY_STRING
+                           ? (k->element[1]->str[0] == 'o' ? 1 : 2)
+                           : -1;
+            if (kind != pass)
+                continue;
+            const redisReply *key = kind ? k->element[0] : k;
+            st[m++] = (so_wire_change){.key = key->str, .klen = key->len};
+        }
+        if (pass == 0)
+            nst = m;
+        else
+            cs->st.over_quota += m;
+        if (m)
+            answer(cs, p, st, m,
+                   pass == 0   ? SO_ANSWER_CURRENT
+                   : pass == 1 ? SO_ANSWER_LIMIT_OBJECTS
+                               : SO_ANSWER_LIMIT_BYTES);
     }
     cs->st.stale += nst;
-    if (st)
-        answer(cs, p, st, nst, SO_ANSWER_CURRENT);
     free(st);
     p->version = (uint32_t)v;
     p->replied = true;

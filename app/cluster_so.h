@@ -77,6 +77,7 @@ typedef struct app_cluster_so_stats {
     uint64_t stale;         /* keys Redis refused (rule 3) */
     uint64_t failed;        /* proposals answered StoreFailed */
     uint64_t cas_failed;    /* server compare-and-sets that found another version */
+    uint64_t over_quota;    /* keys Redis refused for the application's quotas */
     uint64_t snapshots;     /* room snapshots read */
     uint64_t resets;        /* rooms reset for a new epoch */
     uint64_t messages;      /* SendMessages delivered from the cluster */

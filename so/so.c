@@ -1524,6 +1524,16 @@ static void w_prop_free(wctx *w)
     w->nprop = w->capprop = 0;
 }
 
+/* The quotas a proposal of o is held to: its application's, when o is
+ * persistent (the cluster counts the whole cluster's usage). */
+static void proposal_quotas(so_proposal *p, const so_object *o)
+{
+    if (!o->persistent)
+        return;
+    p->max_objects = o->room->set.max_persistent_objects;
+    p->max_bytes = o->room->set.max_persistent_bytes;
+}
+
 /* Hands the accepted changes of a clustered object to the cluster; when
  * it cannot take them, each is answered at once with StoreFailed. */
 static void w_send_proposal(wctx *w, const so_msg *m)
@@ -1535,6 +1545,7 @@ static void w_send_proposal(wctx *w, const so_msg *m)
                          .name_len = w->o->name_len, .base_version = m->version,
                          .conflict = w->o->room->set.conflict, .changes = w->prop,
                          .n = w->nprop};
+        proposal_quotas(&p, w->o);
         rc = e->hooks.propose(e->hooks.ud, &p);
     }
     if (rc < 0)
@@ -2598,7 +2609,10 @@ int so_engine_answer(so_engine *e, so_client *c, const char *name, size_t nlen,
         if (how == SO_ANSWER_SUCCESS)
             w_success(&w, ch[i].key, ch[i].klen);
         else
-            w_refuse(&w, how == SO_ANSWER_STORE_FAILED ? SO_STATUS_STORE_FAILED : NULL,
+            w_refuse(&w, how == SO_ANSWER_STORE_FAILED    ? SO_STATUS_STORE_FAILED
+                         : how == SO_ANSWER_LIMIT_OBJECTS ? SO_STATUS_LIMIT_PERSISTENT_OBJECTS
+                         : how == SO_ANSWER_LIMIT_BYTES   ? SO_STATUS_LIMIT_PERSISTENT_BYTES
+                                                          : NULL,
                      ch[i].key, ch[i].klen);
     }
     hdr h = obj_hdr(o);
@@ -2813,6 +2827,7 @@ static int server_propose(so_engine *e, so_object *o, const srv_change *ch, size
                      .changes = wc, .n = n,
                      .expect_version = opts ? opts->expect_version : 0,
                      .done = opts ? opts->done : NULL, .done_ud = opts ? opts->ud : NULL};
+    proposal_quotas(&p, o);
     int rc = e->hooks.propose(e->hooks.ud, &p);
     free(wc);
     if (rc < 0)

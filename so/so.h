@@ -108,7 +108,8 @@
  * batches; an object counts from its first change.  A client write that
  * would store a new object or grow the stored bytes past a quota gets
  * Status(SO_STATUS_LIMIT_PERSISTENT_*) + the current value; a server
- * write gets SH_ELIMIT.  Shrinking and removing are always allowed.
+ * write gets SH_ELIMIT.  Shrinking and removing are always allowed.  A
+ * clustered object's quotas are the cluster's to check (so_proposal).
  *
  * Server-side writes (so_object_set / _remove / _unlock) count as writer
  * id 0: a client whose header version predates a server write gets rule 3.
@@ -322,6 +323,11 @@ typedef struct so_proposal {
     uint32_t expect_version;
     so_write_fn done;
     void *done_ud;
+    /* A persistent object: its application's quotas (so_room_settings,
+     * 0 = none), which the cluster checks against the whole cluster's
+     * usage, refusing keys with SO_ANSWER_LIMIT_* (a server write: all of
+     * them, with SH_ELIMIT). */
+    uint64_t max_objects, max_bytes;
 } so_proposal;
 
 typedef struct so_hooks {
@@ -562,6 +568,8 @@ typedef enum so_answer {
     SO_ANSWER_SUCCESS = 0,
     SO_ANSWER_CURRENT = 1,
     SO_ANSWER_STORE_FAILED = 2,
+    SO_ANSWER_LIMIT_OBJECTS = 3, /* Status LimitExceeded.PersistentObjects + the current value */
+    SO_ANSWER_LIMIT_BYTES = 4,   /* Status LimitExceeded.PersistentBytes + the current value */
 } so_answer;
 int so_engine_answer(so_engine *e, so_client *c, const char *name, size_t nlen,
                      const so_wire_change *ch, size_t n, so_answer how, so_effects *out);

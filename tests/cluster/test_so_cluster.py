@@ -36,7 +36,8 @@ OBJ = "board"
 KEY = "cluster-so-test-key-0123456789"
 EXTRA = ("[server]\nhttp_listen = 127.0.0.1:0\nadmin_listen = 127.0.0.1:0\n"
          "so_max_updates_per_sec = 0\n[api_key t]\nsecret = %s\nscope = write\n[app game]\n"
-         "[app free]\nconflict = lww\n" % KEY)
+         "[app free]\nconflict = lww\n"
+         "[app quota]\nmax_persistent_objects = 2\nmax_persistent_bytes = 400\n" % KEY)
 
 
 def Client(node, name=OBJ, room=ROOM, state=None, version=0):
@@ -252,6 +253,61 @@ check(wait_for(lambda: len(wide.events_since(n_w, "success")) == 300 and
       "a change of 300 slots in one message is answered Success for each and reaches n2")
 wide.close()
 far.close()
+
+# ---- the application's quotas count the whole cluster: objects and bytes
+# written on other nodes and in other rooms of the application
+def answered(cl, n, timeout=5.0):
+    """The first success or status event cl got after message n."""
+    got = []
+    wait_for(lambda: got.extend(cl.events_since(n, "success") + cl.events_since(n, "status"))
+             or got, timeout)
+    return got[0][1] if got else None
+
+
+q0 = Client(nodes[0], name="o1", room="quota/a")
+q1 = Client(nodes[1], name="o2", room="quota/b")
+q2 = Client(nodes[2], name="o3", room="quota/a")
+check(all(x.use() for x in (q0, q1, q2)), "clients of the application quota on n0, n1, n2")
+n0_, n1_ = len(q0.msgs), len(q1.msgs)
+q0.change({"k": "x" * 100})
+q1.change({"k": "y" * 100})
+e0, e1 = answered(q0, n0_), answered(q1, n1_)
+check(e0 and e0["t"] == "success" and e1 and e1["t"] == "success",
+      "two objects of 104 bytes each, on n0 (quota/a) and n1 (quota/b): stored (%s %s)" % (e0, e1))
+n2_ = len(q2.msgs)
+q2.change({"k": 1})
+e2 = answered(q2, n2_)
+check(e2 and e2.get("code") == "SharedObject.LimitExceeded.PersistentObjects",
+      "a third object, on n2: refused, max_persistent_objects = 2 counts the other nodes' (%s)"
+      % e2)
+n1_ = len(q1.msgs)
+q1.change({"k2": "z" * 250})
+e1 = answered(q1, n1_)
+check(e1 and e1.get("code") == "SharedObject.LimitExceeded.PersistentBytes",
+      "a slot that would take the application past 400 bytes, on n1: refused (%s)" % e1)
+n1_ = len(q1.msgs)
+q1.change({"k": "s"})
+e1 = answered(q1, n1_)
+check(e1 and e1["t"] == "success", "a slot that shrinks is stored (%s)" % e1)
+adm = Admin(nodes[2].ports["admin"], KEY)
+st, body = adm.request("POST", "/api/v1/apps/quota/instances/a/objects/o1",
+                       json.dumps({"persistent": True, "set": {"big": "b" * 300, "k": 2}}))
+check(st == 422 and b'"limit"' in body and
+      redis.cmd("HEXISTS", "so:{quota/a}:s:o1", "k") == 1 and
+      redis.cmd("HGET", "so:{quota/a}:o", "o1") == str(q0.snapshot()[1]),
+      "a server write past the bytes quota, on n2: 422 limit, none of its keys written "
+      "(%s %s)" % (st, body[:80]))
+st, body = adm.request("POST", "/api/v1/apps/quota/instances/a/objects/o1",
+                       json.dumps({"persistent": True, "set": {"k": 3}}))
+check(st == 200 and wait_for(lambda: q0.snapshot()[0].get("k") == 3, 5.0),
+      "a server write within the quota: stored and seen on n0 (%s)" % st)
+use = redis.cmd("HGETALL", "sohub:quota:{5:quota}")
+check(use and dict(zip(use[::2], use[1::2])) == {"objects": "2", "bytes": str((1 + 9) + (1 + 4))},
+      "Redis counts the application's 2 objects and their key + value bytes: o1 k = 3 "
+      "(AMF0 number, 9 bytes), o2 k = \"s\" (4 bytes) (%s)" % use)
+adm.close()
+for x in (q0, q1, q2):
+    x.close()
 
 # ---- conflict = lww: the same old-version write from two nodes is applied both times
 x, y = Client(nodes[0], room="free/r"), Client(nodes[2], room="free/r")
