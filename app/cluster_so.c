@@ -1339,9 +1339,14 @@ static void on_sub(app_redis *rd_, app_redis_sub_event ev, const char *msg, size
         break;
     case APP_REDIS_SUB_MESSAGE:
         if (r->state == R_LIVE && !r->hold_seq) {
+            /* the message may drop the room (a server write's completion,
+             * a temporary object made or dropped): busy keeps r */
+            bool was_busy = r->busy;
+            r->busy = true;
             apply_msg(cs, r, msg, len);
+            r->busy = was_busy;
             if (r->forget && !r->busy)
-                room_forget(cs, r); /* a server write's completion dropped it */
+                room_forget(cs, r);
         } else if (r->state == R_SNAPSHOT || r->state == R_LIVE) {
             /* read, or waiting for our write's answer: kept in order; too
              * much (the read or the answer takes too long): read again */
