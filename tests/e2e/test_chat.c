@@ -294,7 +294,7 @@ static void test_tokens(const e2e_server *srv)
     E2E_CHECK(!c && !strcmp(desc, "Missing user name"), "no user: %s", desc);
     E2E_CHECK(e2e_log_wait(srv, "auth failed", 2000) && e2e_log_contains(srv, "Token expired"),
               "rejections are logged");
-    char *log = e2e_read_file(srv->log_path, NULL);
+    char *log = e2e_log_read(srv);
     E2E_CHECK(log && !strstr(log, strchr(good, '.') + 1) && !strstr(log, strchr(old, '.') + 1) &&
                   !strstr(log, secret),
               "neither tokens nor the secret appear in the log");

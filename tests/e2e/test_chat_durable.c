@@ -24,10 +24,9 @@ static int restart_on(e2e_server *s, const e2e_server *first)
 
 static void kill9(e2e_server *s)
 {
-    kill(s->pid, SIGKILL);
-    int st = e2e_wait(s->pid, 5000);
+    e2e_server_kill(s, SIGKILL);
+    int st = e2e_server_wait(s, 5000);
     E2E_CHECK(st == 128 + SIGKILL, "server killed with SIGKILL (%d)", st);
-    s->pid = 0;
 }
 
 static cc *conn(int port, const char *user)

@@ -438,9 +438,8 @@ static void test_auction_restart(void)
     E2E_CHECK(ok, "bob's bid of 75 was answered _result");
     cc_close(admin);
     cc_close(bob);
-    kill(s1.pid, SIGKILL);
-    e2e_wait(s1.pid, 5000);
-    s1.pid = 0;
+    e2e_server_kill(&s1, SIGKILL);
+    e2e_server_wait(&s1, 5000);
     const char *extra[] = {"--data-dir", s1.data_dir, NULL};
     if (e2e_server_start(&s2, "[app *]\n[sample auction]\nsnipe_window_ms = 0\n", extra) != 0) {
         e2e_server_stop(&s1, false);
@@ -542,7 +541,7 @@ static void test_slideshow_configured(void)
 /* Sum of N over the server's "so: N idle rooms left memory" lines. */
 static size_t unloaded_total(const e2e_server *s)
 {
-    char *log = e2e_read_file(s->log_path, NULL);
+    char *log = e2e_log_read(s);
     size_t total = 0;
     const char *needle = " idle rooms left memory";
     for (const char *p = log ? strstr(log, needle) : NULL; p; p = strstr(p + 1, needle)) {
