@@ -123,9 +123,17 @@ int main(void)
     for (int i = 0; i < 2 && alice; i++)
         fit += cc_send(alice, "carol", "fits", NULL, &r) == 0 && r.ok;
     E2E_CHECK(fit == 2, "2 more messages fit under chat_max_stored=4 (%d)", fit);
-    E2E_CHECK(alice && cc_send(alice, "carol", "too many", NULL, &r) == 0 && !r.ok &&
-                  !strcmp(r.code, "Chat.StoreFull"),
-              "the next one: Chat.StoreFull (%s)", r.code);
+    if (!d.nodes) {
+        E2E_CHECK(alice && cc_send(alice, "carol", "too many", NULL, &r) == 0 && !r.ok &&
+                      !strcmp(r.code, "Chat.StoreFull"),
+                  "the next one: Chat.StoreFull (%s)", r.code);
+    } else {
+        /* docs/cluster-chat.md: the messages are in Redis, whose maxmemory
+         * bounds them; the node's chat_max_stored does not apply */
+        E2E_CHECK(alice && cc_send(alice, "carol", "not capped", NULL, &r) == 0 && r.ok,
+                  "cluster: chat_max_stored does not apply, the next one is queued (%s)",
+                  r.ok ? r.status : r.code);
+    }
     bob = conn(d.port, "bob");
     cc_answer k;
     E2E_CHECK(bob && cc_wait_privates(bob, 2, 5000) && cc_ack(bob, 4, &k) == 0 && k.ok,
