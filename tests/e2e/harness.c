@@ -718,6 +718,41 @@ int e2e_server_stop(e2e_server *s, bool keep)
     return rc;
 }
 
+int e2e_cluster_subscribers(const e2e_server *s, const char *channel)
+{
+    if (!s->nodes || s->redis_port <= 0)
+        return -1;
+    int fd = e2e_tcp_connect(s->redis_port);
+    if (fd < 0)
+        return -1;
+    char req[512];
+    size_t cl = strlen(channel);
+    int n = snprintf(req, sizeof(req), "*3\r\n$6\r\nPUBSUB\r\n$6\r\nNUMSUB\r\n$%zu\r\n%s\r\n",
+                     cl, channel);
+    int count = -1;
+    if (n > 0 && (size_t)n < sizeof(req) && e2e_send_all(fd, req, (size_t)n) == 0) {
+        /* the reply: *2, the channel as a bulk string, then :COUNT */
+        char rep[600];
+        size_t len = 0;
+        int64_t end = e2e_now_ms() + 1000;
+        while (count < 0 && len < sizeof(rep) - 1 && e2e_now_ms() < end) {
+            struct pollfd pf = {fd, POLLIN, 0};
+            if (poll(&pf, 1, 100) <= 0)
+                continue;
+            ssize_t r = recv(fd, rep + len, sizeof(rep) - 1 - len, 0);
+            if (r <= 0)
+                break;
+            len += (size_t)r;
+            rep[len] = '\0';
+            const char *colon = strstr(rep, "\r\n:");
+            if (colon && len >= 2 && rep[len - 2] == '\r' && rep[len - 1] == '\n')
+                count = atoi(colon + 3);
+        }
+    }
+    close(fd);
+    return count;
+}
+
 char *e2e_log_read(const e2e_server *s)
 {
     if (!s->nodes)

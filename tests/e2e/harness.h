@@ -74,6 +74,10 @@ int e2e_server_kill(e2e_server *s, int sig);
  * e2e_wait, the worst status of the nodes in cluster mode.  Processes that
  * exited are forgotten (pid 0), so a later e2e_server_stop leaves them. */
 int e2e_server_wait(e2e_server *s, int timeout_ms);
+/* Cluster mode: how many subscribers Redis has on channel (PUBSUB NUMSUB),
+ * to wait for a node to have told Redis something; -1 on one server or
+ * when Redis does not answer within a second. */
+int e2e_cluster_subscribers(const e2e_server *s, const char *channel);
 /* The server log (every node's, one after the other); caller frees.  NULL
  * when there is none. */
 char *e2e_log_read(const e2e_server *s);
