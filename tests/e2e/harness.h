@@ -22,7 +22,8 @@
  * again from its AOF; the Redis is stopped when the directory holding it
  * is removed (e2e_server_stop with keep false) or when the test exits.
  * Log checks look at every node's log; stop answers the worst status of
- * the nodes.  Tests that signal or wait for the server themselves use
+ * the nodes.  Without redis-server or haproxy the start exits the test
+ * with E2E_SKIP.  Tests that signal or wait for the server themselves use
  * e2e_server_kill() and e2e_server_wait(), which reach every node.
  * Every wait here is bounded in time; tests print TAP-like lines and exit
  * non-zero when a check failed, 77 to be skipped.

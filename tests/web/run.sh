@@ -55,6 +55,17 @@ node)
     exit 2
     ;;
 esac
+case ${SOHUB_E2E_CLUSTER:-0} in
+0) ;;
+*)
+    for p in redis-server "${HAPROXY:-/usr/sbin/haproxy}"; do
+        if ! command -v "$p" >/dev/null 2>&1; then
+            echo "SKIP: cluster mode needs $p (Debian packages redis-server, haproxy)"
+            exit 77
+        fi
+    done
+    ;;
+esac
 
 cd "$here" || exit 1
 # one file at a time: one Chromium and one server set at a time on 2 cores
