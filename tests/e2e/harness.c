@@ -385,7 +385,11 @@ static int lb_start(e2e_server *s)
             if (!up)
                 e2e_sleep_ms(20);
         }
-        if (up && (e2e_sleep_ms(50), !exited(pid))) {
+        if (up) {
+            e2e_sleep_ms(50); /* a listener it could not bind makes it exit */
+            up = !exited(pid);
+        }
+        if (up) {
             s->lb_pid = pid;
             s->port = port;
             return 0;
