@@ -182,6 +182,8 @@ struct chat {
     app_store *st;          /* the server's store module: reads and writes */
     app_cluster *cluster;   /* NULL when no application is clustered */
     sh_map rooms;           /* clustered presence: room -> cluster_room */
+    sh_map watchers;        /* clustered presence: connection without a user
+                             * name (pointer key) -> the cluster_room it holds */
     sh_map pres_dirty;      /* clustered presence: "room\0user" whose last write
                              * Redis did not confirm (written again when up) */
     uv_timer_t psweep;      /* clustered presence: dead nodes' entries */
@@ -864,6 +866,7 @@ static void on_pump(uv_timer_t *t)
 
 static void cluster_conn_gone(chat *ch, chat_user *u, app_conn *c);
 static void cluster_presence(chat *ch, chat_user *u, app_conn *c, bool joined);
+static void cluster_watcher(chat *ch, app_conn *c, bool joined);
 
 static size_t instance_count(const chat_user *u, const app_conn *c)
 {
@@ -879,8 +882,12 @@ static void on_connect(app_conn *c, const app_connect_info *info, void *ud)
     chat *ch = ud;
     (void)info;
     const char *name = app_conn_user(c);
-    if (!*name || ch->stopping)
+    if (ch->stopping)
         return;
+    if (!*name) {
+        cluster_watcher(ch, c, true);
+        return;
+    }
     int rc;
     chat_user *u = user_get(ch, app_conn_app_name(c), name, strlen(name), true, &rc);
     chat_conn *cc = u ? calloc(1, sizeof(*cc)) : NULL;
@@ -916,8 +923,10 @@ static void on_disconnect(app_conn *c, void *ud)
 {
     chat *ch = ud;
     const char *name = app_conn_user(c);
-    if (!*name)
+    if (!*name) {
+        cluster_watcher(ch, c, false);
         return;
+    }
     const char *app = app_conn_app_name(c);
     chat_user *u = user_find(ch, app, name, strlen(name));
     if (!u)
@@ -1770,7 +1779,8 @@ static int cluster_ack(chat *ch, chat_user *u, app_conn *c, double txid, double 
 /* ---- clustered presence ----
  *
  * A room's `presence` object on this node mirrors Redis while this node
- * has named users in the room: it subscribes to the room's channel, reads
+ * has named users in the room, or connections without a name (which may
+ * show it; cluster_watcher): it subscribes to the room's channel, reads
  * the room at one version once the subscription is confirmed, and applies
  * every published change with a higher version (changes heard while the
  * read is in flight wait for it).  This node's own users go to Redis
@@ -1793,7 +1803,8 @@ typedef struct cluster_room {
     app_cluster_link *link;
     char *room;            /* owned; the rooms map's key */
     size_t rlen;
-    size_t users;          /* users with connections in the room here */
+    size_t users;          /* users with connections in the room here, and
+                            * connections without a user name (watchers) */
     uint64_t version;      /* of the last change applied */
     bool need_read;        /* READY heard: read the room */
     bool reading;          /* a read in flight: changes wait in held */
@@ -2079,6 +2090,40 @@ static void cluster_presence(chat *ch, chat_user *u, app_conn *c, bool joined)
         room_release(ch, r);
 }
 
+/* A connection without a user name is no one in presence, but it may show
+ * the room's `presence`: the room is mirrored while it is open too, so an
+ * anonymous page on a node without named users of the room sees everyone
+ * the other nodes have. */
+static void cluster_watcher(chat *ch, app_conn *c, bool joined)
+{
+    if (!joined) {
+        cluster_room *r = sh_map_del_ptr(&ch->watchers, c);
+        if (r && r->users && --r->users == 0)
+            room_release(ch, r);
+        return;
+    }
+    chat_limits l;
+    limits_of(c, &l);
+    app_cluster_link *link = app_cluster_link_for(ch->cluster, app_conn_app_name(c));
+    if (!l.presence || !link)
+        return;
+    char room[2 * APP_NAME_MAX + 2];
+    int n = snprintf(room, sizeof(room), "%s/%s", app_conn_app_name(c), app_conn_instance(c));
+    if (n < 0 || (size_t)n >= sizeof(room))
+        return;
+    cluster_room *r = sh_map_get(&ch->rooms, room, (size_t)n);
+    if (!r)
+        r = room_make(ch, link, room, (size_t)n);
+    if (r && sh_map_put_ptr(&ch->watchers, c, r) == 0) {
+        r->users++;
+        return;
+    }
+    if (r && !r->users)
+        room_release(ch, r);
+    SH_LOG(SH_LOG_WARN, "conn=%llu presence: cannot follow %s",
+           (unsigned long long)app_conn_id(c), room);
+}
+
 /* The link came back: tell Redis again who is here (it may have restarted
  * empty, or missed a change). */
 static bool announce_one(void *val, void *ctx)
@@ -2178,6 +2223,7 @@ static void chat_free(chat *ch)
     sh_map_cleanup(&ch->users);
     sh_map_sweep(&ch->rooms, room_drop_one, ch);
     sh_map_cleanup(&ch->rooms);
+    sh_map_cleanup(&ch->watchers);
     char *k;
     for (size_t i = 0; (k = sh_map_next(&ch->pres_dirty, &i)) != NULL;)
         free(k);

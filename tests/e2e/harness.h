@@ -8,6 +8,23 @@
  * a clean shutdown makes 0 (and which catches sanitizer reports).
  *
  * The server binary comes from $SOHUB_SERVER (set by tests/e2e/meson.build).
+ *
+ * Cluster mode (SOHUB_E2E_CLUSTER=N, 2..E2E_MAX_NODES; issue 15): the same
+ * calls start a redis-server of the test's own (free loopback port,
+ * appendonly with appendfsync always), N sohub-server nodes sharing it
+ * (the test's config text plus a [cluster] section naming that Redis and
+ * the node) and HAProxy in TCP mode with `balance roundrobin` in front of
+ * them: `port` is HAProxy's, so successive connections of one test land
+ * on successive nodes.  The cluster's durable state lives in the data
+ * directory as the SQLite file does on one node: DATA/redis (Redis' files)
+ * and DATA/nK (node K's data directory).  A start given `--data-dir DATA`
+ * of an earlier server reuses that Redis if it still runs, or starts it
+ * again from its AOF; the Redis is stopped when the directory holding it
+ * is removed (e2e_server_stop with keep false) or when the test exits.
+ * Log checks look at every node's log; stop answers the worst status of
+ * the nodes.  Without redis-server or haproxy the start exits the test
+ * with E2E_SKIP.  Tests that signal or wait for the server themselves use
+ * e2e_server_kill() and e2e_server_wait(), which reach every node.
  * Every wait here is bounded in time; tests print TAP-like lines and exit
  * non-zero when a check failed, 77 to be skipped.
  */
@@ -21,15 +38,27 @@
 
 #define E2E_SKIP 77
 
+#define E2E_MAX_NODES 8
+
 typedef struct e2e_server {
-    pid_t pid;
-    int port;
+    pid_t pid;              /* the server; in cluster mode the first node */
+    int port;               /* where clients connect (cluster: HAProxy) */
     char dir[256];
-    char log_path[320];
+    char log_path[320];     /* cluster: the first node's; see e2e_log_read */
     char port_path[320];
-    char config_path[320];
-    char data_dir[320];
+    char config_path[320];  /* the test's own config text */
+    char data_dir[320];     /* cluster: the data directory in use */
+    /* cluster mode only (nodes == 0 on one node) */
+    int nodes;
+    pid_t node_pid[E2E_MAX_NODES];
+    int node_port[E2E_MAX_NODES];
+    char node_log[E2E_MAX_NODES][320];
+    pid_t lb_pid;           /* HAProxy */
+    int redis_port;
 } e2e_server;
+
+/* The number of nodes SOHUB_E2E_CLUSTER asks for; 0 for one server. */
+int e2e_cluster_nodes(void);
 
 /* Starts the server.  config_text: INI text written to a file and passed
  * with --config (NULL = none).  extra: NULL-terminated extra arguments (may
@@ -39,6 +68,20 @@ int e2e_server_start(e2e_server *s, const char *config_text, const char *const *
  * (0..255), 128+signal when killed by a signal, -1 on error.  Removes the
  * temporary directory unless keep is true. */
 int e2e_server_stop(e2e_server *s, bool keep);
+/* Sends sig to the server (every node in cluster mode; not to Redis, which
+ * stands for the disk).  Returns 0 or -1. */
+int e2e_server_kill(e2e_server *s, int sig);
+/* Waits up to timeout_ms for the server (every node) to exit; returns as
+ * e2e_wait, the worst status of the nodes in cluster mode.  Processes that
+ * exited are forgotten (pid 0), so a later e2e_server_stop leaves them. */
+int e2e_server_wait(e2e_server *s, int timeout_ms);
+/* Cluster mode: how many subscribers Redis has on channel (PUBSUB NUMSUB),
+ * to wait for a node to have told Redis something; -1 on one server or
+ * when Redis does not answer within a second. */
+int e2e_cluster_subscribers(const e2e_server *s, const char *channel);
+/* The server log (every node's, one after the other); caller frees.  NULL
+ * when there is none. */
+char *e2e_log_read(const e2e_server *s);
 /* True when the server log contains needle. */
 bool e2e_log_contains(const e2e_server *s, const char *needle);
 /* Waits up to timeout_ms for needle to appear in the log. */

@@ -277,3 +277,16 @@ void cc_clear_privates(cc *c)
     c->npriv = 0;
 }
 size_t cc_other_count(const cc *c) { return c->others; }
+
+bool cc_wait_offline(const e2e_server *s, const char *app, const char *user, int timeout_ms)
+{
+    if (!s->nodes)
+        return true;
+    char chan[300];
+    snprintf(chan, sizeof(chan), "sohub:chat:{%zu:%s:%s}:c", strlen(app), app, user);
+    int64_t end = e2e_now_ms() + timeout_ms;
+    int n;
+    while ((n = e2e_cluster_subscribers(s, chan)) != 0 && e2e_now_ms() < end)
+        e2e_sleep_ms(20);
+    return n == 0;
+}

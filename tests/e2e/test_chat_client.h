@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "amf.h"
+#include "harness.h"
 
 #define CC_MAX_PRIVATES 65536
 
@@ -54,6 +55,12 @@ typedef struct cc_answer {
     double acked;
 } cc_answer;
 
+/* Waits (bounded) until user of app has no connection left as far as the
+ * sender's side can tell: at once on one server; in cluster mode until no
+ * node listens on the user's Redis channel any more (docs/cluster-chat.md),
+ * which a node stops doing in its own time after the last connection
+ * closed.  False when that did not happen within timeout_ms. */
+bool cc_wait_offline(const e2e_server *s, const char *app, const char *user, int timeout_ms);
 /* chat.sendPrivate(to, text [, cid]) and wait for the answer.  cid NULL =
  * two arguments.  Returns 0 with *a, -1 on time-out / closed. */
 int cc_send(cc *c, const char *to, const char *text, const char *cid, cc_answer *a);

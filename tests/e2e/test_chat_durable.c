@@ -24,10 +24,9 @@ static int restart_on(e2e_server *s, const e2e_server *first)
 
 static void kill9(e2e_server *s)
 {
-    kill(s->pid, SIGKILL);
-    int st = e2e_wait(s->pid, 5000);
+    e2e_server_kill(s, SIGKILL);
+    int st = e2e_server_wait(s, 5000);
     E2E_CHECK(st == 128 + SIGKILL, "server killed with SIGKILL (%d)", st);
-    s->pid = 0;
 }
 
 static cc *conn(int port, const char *user)
@@ -87,6 +86,8 @@ int main(void)
     cc_close(bob);
     alice = conn(b.port, "alice");
     cc_answer r;
+    /* bob has just left: in a cluster his node tells Redis in its own time */
+    E2E_CHECK(cc_wait_offline(&b, "chat", "bob", 5000), "bob is offline");
     E2E_CHECK(alice && cc_send(alice, "bob", "after restart", NULL, &r) == 0 && r.ok &&
                   r.id == 4 && !strcmp(r.status, "queued"),
               "the id counter survived: next id is 4 (%g)", r.id);
@@ -124,9 +125,17 @@ int main(void)
     for (int i = 0; i < 2 && alice; i++)
         fit += cc_send(alice, "carol", "fits", NULL, &r) == 0 && r.ok;
     E2E_CHECK(fit == 2, "2 more messages fit under chat_max_stored=4 (%d)", fit);
-    E2E_CHECK(alice && cc_send(alice, "carol", "too many", NULL, &r) == 0 && !r.ok &&
-                  !strcmp(r.code, "Chat.StoreFull"),
-              "the next one: Chat.StoreFull (%s)", r.code);
+    if (!d.nodes) {
+        E2E_CHECK(alice && cc_send(alice, "carol", "too many", NULL, &r) == 0 && !r.ok &&
+                      !strcmp(r.code, "Chat.StoreFull"),
+                  "the next one: Chat.StoreFull (%s)", r.code);
+    } else {
+        /* docs/cluster-chat.md: the messages are in Redis, whose maxmemory
+         * bounds them; the node's chat_max_stored does not apply */
+        E2E_CHECK(alice && cc_send(alice, "carol", "not capped", NULL, &r) == 0 && r.ok,
+                  "cluster: chat_max_stored does not apply, the next one is queued (%s)",
+                  r.ok ? r.status : r.code);
+    }
     bob = conn(d.port, "bob");
     cc_answer k;
     E2E_CHECK(bob && cc_wait_privates(bob, 2, 5000) && cc_ack(bob, 4, &k) == 0 && k.ok,

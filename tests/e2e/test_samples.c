@@ -432,15 +432,17 @@ static void test_auction_restart(void)
         int64_t t0 = e2e_now_ms();
         ok = bid(bob, "clock", 75, &a) == 0 && a.ok;
         int64_t dt = e2e_now_ms() - t0;
-        E2E_CHECK(ok && dt >= 700,
-                  "the bid's _result waited for the grouped commit (%lld ms)", (long long)dt);
+        if (!s1.nodes)
+            E2E_CHECK(ok && dt >= 700,
+                      "the bid's _result waited for the grouped commit (%lld ms)", (long long)dt);
+        else /* commit_interval_ms groups SQLite commits; Redis stores each write at once */
+            printf("# cluster: the bid was answered in %lld ms\n", (long long)dt);
     }
     E2E_CHECK(ok, "bob's bid of 75 was answered _result");
     cc_close(admin);
     cc_close(bob);
-    kill(s1.pid, SIGKILL);
-    e2e_wait(s1.pid, 5000);
-    s1.pid = 0;
+    e2e_server_kill(&s1, SIGKILL);
+    e2e_server_wait(&s1, 5000);
     const char *extra[] = {"--data-dir", s1.data_dir, NULL};
     if (e2e_server_start(&s2, "[app *]\n[sample auction]\nsnipe_window_ms = 0\n", extra) != 0) {
         e2e_server_stop(&s1, false);
@@ -542,7 +544,7 @@ static void test_slideshow_configured(void)
 /* Sum of N over the server's "so: N idle rooms left memory" lines. */
 static size_t unloaded_total(const e2e_server *s)
 {
-    char *log = e2e_read_file(s->log_path, NULL);
+    char *log = e2e_log_read(s);
     size_t total = 0;
     const char *needle = " idle rooms left memory";
     for (const char *p = log ? strstr(log, needle) : NULL; p; p = strstr(p + 1, needle)) {
@@ -706,9 +708,13 @@ static void idle_auction(const e2e_server *s)
     cc_close(bob);
     /* The rug is open for 60 s: its timer keeps auction/lot in memory. */
     e2e_sleep_ms(2500);
-    E2E_CHECK(unloaded_total(s) == before + MANY + 1,
-              "an instance with an open item stays while nobody is connected (%zu unloaded)",
-              unloaded_total(s) - before);
+    /* In a cluster the count is over every node, and a node that had the
+     * instance without the rug's timer may let it go: only one server's
+     * count tells that this instance stayed. */
+    if (!s->nodes)
+        E2E_CHECK(unloaded_total(s) == before + MANY + 1,
+                  "an instance with an open item stays while nobody is connected (%zu unloaded)",
+                  unloaded_total(s) - before);
     bob = caller("auction/lot", "bob");
     cc *dave = caller("auction/lot", "dave");
     E2E_CHECK(bob && dave && bid(dave, "rug", 5, &a) == 0 && !a.ok &&

@@ -163,7 +163,7 @@ static void test_kill9(const char *data_dir)
             killer = fork();
             if (killer == 0) {
                 e2e_sleep_ms(kill_after);
-                kill(srv.pid, SIGKILL);
+                e2e_server_kill(&srv, SIGKILL);
                 _exit(0);
             }
         }
@@ -210,8 +210,7 @@ static void test_kill9(const char *data_dir)
     }
     bool killed = killer > 0 && e2e_wait(killer, 5000) == 0;
     soc_close(w);
-    int st = e2e_wait(srv.pid, 5000);
-    srv.pid = 0;
+    int st = e2e_server_wait(&srv, 5000);
     E2E_CHECK(killed && st == 128 + SIGKILL, "server killed with SIGKILL after %d ms (%d)",
               kill_after, st);
     E2E_CHECK(statuses == 0, "no Status answer under load (%ld)", statuses);

@@ -49,6 +49,11 @@ export async function until(cond, what, timeoutMs = WAIT_MS, every = 25) {
  * and {admin, adminPort} when args turn admin_listen on.
  */
 export async function startServer({ config = '', args = [] } = {}) {
+  const nodes = clusterNodes();
+  return nodes ? startCluster(nodes, { config, args }) : startOne({ config, args });
+}
+
+async function startOne({ config = '', args = [] } = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sohub-web-'));
   const portFile = path.join(dir, 'ports');
   const argv = ['--listen', '127.0.0.1:0', '--port-file', portFile, '--data-dir', path.join(dir, 'data'),
@@ -105,6 +110,191 @@ export async function startServer({ config = '', args = [] } = {}) {
       return exited;
     },
   };
+}
+
+// ---------------------------------------------------------------- cluster mode
+
+/**
+ * SOHUB_E2E_CLUSTER=N (issue 15): startServer starts a redis-server of its
+ * own (free loopback port, AOF with appendfsync always), N nodes sharing
+ * it (the test's config plus a [cluster] section) and HAProxy in front of
+ * them, round robin: RTMP as TCP, the pages and the WebSocket endpoint in
+ * HTTP mode, so the page loads and WebSocket connections of one test are
+ * spread over the nodes.  The object it returns is the one of a single
+ * server: its ports are HAProxy's, log() is every node's log, stop() stops
+ * everything and answers the worst exit of the nodes.
+ */
+export function clusterNodes() {
+  const v = process.env.SOHUB_E2E_CLUSTER;
+  if (!v || v === '0') return 0;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > 8) throw new Error(`SOHUB_E2E_CLUSTER=${v}: 1..8 nodes`);
+  return n;
+}
+
+export const HAPROXY = process.env.HAPROXY || '/usr/sbin/haproxy';
+
+/** A loopback port nobody listens on now (a caller that loses it to someone else retries). */
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** A child with its output in a file; exited (null while it runs) and exit (a promise). */
+function spawnLogged(cmd, argv, logPath) {
+  const out = fs.openSync(logPath, 'a');
+  const proc = spawn(cmd, argv, { stdio: ['ignore', out, out] });
+  fs.closeSync(out);
+  const child = { proc, exited: null };
+  child.exit = new Promise((r) => proc.on('exit', (code, sig) => { child.exited = { code, sig }; r(child.exited); }));
+  child.stop = async (ms = 10000) => {
+    if (!child.exited) {
+      proc.kill('SIGTERM');
+      const t = setTimeout(() => proc.kill('SIGKILL'), ms);
+      await child.exit;
+      clearTimeout(t);
+    }
+    return child.exited;
+  };
+  return child;
+}
+
+function tcpAnswers(port, send, expect) {
+  return new Promise((resolve) => {
+    const sock = net.connect(port, '127.0.0.1');
+    let got = '';
+    const t = setTimeout(() => { sock.destroy(); resolve(false); }, 1000);
+    sock.on('connect', () => { if (send) sock.write(send); else { clearTimeout(t); sock.destroy(); resolve(true); } });
+    sock.on('data', (d) => { got += d; if (got.includes(expect)) { clearTimeout(t); sock.destroy(); resolve(true); } });
+    sock.on('error', () => { clearTimeout(t); resolve(false); });
+  });
+}
+
+/** Starts cmd on a free port (portArgs(port) -> argv) until ready(port) within 10 s; 3 tries. */
+async function startOnFreePort(name, logPath, start, ready) {
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const port = await freePort();
+    const child = start(port);
+    const ok = await until(async () => child.exited || (await ready(port)), `${name} on port ${port}`, 10000, 20)
+      .catch(() => false);
+    if (ok === true && !child.exited) return { child, port };
+    await child.stop(1000);
+  }
+  throw new Error(`${name} did not start: ${fs.existsSync(logPath) ? fs.readFileSync(logPath, 'utf8').slice(-3000) : ''}`);
+}
+
+/** RTMP as TCP and the web listener in HTTP mode, round robin over the nodes. */
+function haproxyConfig(nodes, rtmpPort, httpPort) {
+  return ['global', '    maxconn 4000',
+    'defaults', '    timeout connect 2s', '    timeout client 1h', '    timeout server 1h',
+    '    timeout tunnel 1h', '    timeout client-fin 5s', '    timeout http-request 10s',
+    'frontend rtmp', '    mode tcp', `    bind 127.0.0.1:${rtmpPort}`, '    default_backend rtmp',
+    'backend rtmp', '    mode tcp', '    balance roundrobin',
+    ...nodes.map((x) => `    server n${x.k} 127.0.0.1:${x.ports.rtmp}`),
+    'frontend web', '    mode http', `    bind 127.0.0.1:${httpPort}`, '    default_backend web',
+    'backend web', '    mode http', '    balance roundrobin',
+    ...nodes.map((x) => `    server n${x.k} 127.0.0.1:${x.ports.http}`), ''].join('\n');
+}
+
+async function startCluster(n, { config = '', args = [] } = {}) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sohub-web-'));
+  const children = [];
+  const stopAll = async () => {
+    const st = [];
+    for (const c of children.reverse()) st.push(await c.stop());
+    return st;
+  };
+  try {
+    const redisDir = path.join(dir, 'redis');
+    fs.mkdirSync(redisDir);
+    const redisLog = path.join(redisDir, 'redis.log');
+    const redis = await startOnFreePort('redis-server', redisLog, (port) => {
+      const c = spawnLogged('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', redisDir,
+        '--save', '', '--appendonly', 'yes', '--appendfsync', 'always', '--protected-mode', 'yes'], redisLog);
+      return c;
+    }, (port) => tcpAnswers(port, 'PING\r\n', '+PONG'));
+    children.push(redis.child);
+
+    const nodes = [];
+    for (let k = 1; k <= n; k++) {
+      const ini = path.join(dir, `n${k}.ini`);
+      fs.writeFileSync(ini, `${config}\n[cluster]\nredis = 127.0.0.1:${redis.port}\nnode = n${k}\n`);
+      const data = path.join(dir, `data-n${k}`);
+      fs.mkdirSync(data);
+      const portFile = path.join(dir, `n${k}.ports`);
+      const logPath = path.join(dir, `n${k}.log`);
+      const child = spawnLogged(SERVER, ['--listen', '127.0.0.1:0', '--port-file', portFile, '--data-dir', data,
+        '--set', 'http_listen=127.0.0.1:0', '--set', `web_root=${WEB_ROOT}`, ...args, '--config', ini], logPath);
+      children.push(child);
+      nodes.push({ k, child, portFile, logPath });
+    }
+    for (const node of nodes) {
+      node.ports = await until(() => {
+        if (node.child.exited) throw new Error(`node n${node.k} exited (${JSON.stringify(node.child.exited)}):\n${fs.readFileSync(node.logPath, 'utf8')}`);
+        let text = '';
+        try {
+          text = fs.readFileSync(node.portFile, 'utf8');
+        } catch {
+          return null;
+        }
+        const rtmp = text.match(/^(\d+)\s*$/m);
+        const http = text.match(/^http (\d+)\s*$/m);
+        const admin = text.match(/^admin (\d+)\s*$/m);
+        const up = fs.readFileSync(node.logPath, 'utf8').includes('up: clustered');
+        return rtmp && http && up ? { rtmp: Number(rtmp[1]), http: Number(http[1]), admin: admin && Number(admin[1]) } : null;
+      }, `node n${node.k} up in the cluster`, 15000, 20);
+    }
+
+    const cfgPath = path.join(dir, 'haproxy.cfg');
+    const hpLog = path.join(dir, 'haproxy.log');
+    let lb = null;
+    let rtmpPort = 0;
+    let httpPort = 0;
+    for (let attempt = 0; attempt < 3 && !lb; attempt++) {
+      // a port taken meanwhile makes haproxy exit: draw both again
+      rtmpPort = await freePort();
+      httpPort = await freePort();
+      fs.writeFileSync(cfgPath, haproxyConfig(nodes, rtmpPort, httpPort));
+      const child = spawnLogged(HAPROXY, ['-db', '-f', cfgPath], hpLog);
+      const ok = await until(async () => child.exited || ((await tcpAnswers(rtmpPort)) && (await tcpAnswers(httpPort))),
+        'haproxy', 10000, 20).catch(() => false);
+      if (ok === true && !child.exited) lb = child;
+      else await child.stop(1000);
+    }
+    if (!lb) throw new Error(`haproxy did not start: ${fs.readFileSync(hpLog, 'utf8').slice(-3000)}`);
+    children.push(lb);
+    const logs = () => nodes.map((x) => { try { return fs.readFileSync(x.logPath, 'utf8'); } catch { return ''; } }).join('\n');
+    return {
+      nodes: nodes.length,
+      rtmpPort,
+      httpPort,
+      rtmp: `rtmp://127.0.0.1:${rtmpPort}`,
+      http: `http://127.0.0.1:${httpPort}`,
+      ws: `ws://127.0.0.1:${httpPort}/ws`,
+      // the admin listener describes one node: the first one's
+      adminPort: nodes[0].ports.admin,
+      admin: nodes[0].ports.admin ? `http://127.0.0.1:${nodes[0].ports.admin}` : null,
+      dataDir: dir,
+      log: logs,
+      get exited() { return nodes.map((x) => x.child.exited).find((e) => e) ?? null; },
+      async stop() {
+        const st = await Promise.all(nodes.map((x) => x.child.stop()));
+        await stopAll();
+        fs.rmSync(dir, { recursive: true, force: true });
+        // the worst of the nodes: a signal, else the highest exit code
+        return st.find((e) => e.sig) ?? st.reduce((a, b) => (b.code > a.code ? b : a));
+      },
+    };
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
 }
 
 // ---------------------------------------------------------------- raw HTTP

@@ -40,6 +40,12 @@ browser)
         exit 77
     fi
     files=$(cd "$here" && ls *.browser.test.mjs)
+    # cluster mode (SOHUB_E2E_CLUSTER, harness.mjs): the admin page shows
+    # the server API of one node, which sees that node's clients only
+    case ${SOHUB_E2E_CLUSTER:-0} in
+    0) ;;
+    *) files=$(echo "$files" | grep -v '^admin\.') ;;
+    esac
     ;;
 node)
     files=node.test.mjs
@@ -47,6 +53,17 @@ node)
 *)
     echo "usage: run.sh browser|node" >&2
     exit 2
+    ;;
+esac
+case ${SOHUB_E2E_CLUSTER:-0} in
+0) ;;
+*)
+    for p in redis-server "${HAPROXY:-/usr/sbin/haproxy}"; do
+        if ! command -v "$p" >/dev/null 2>&1; then
+            echo "SKIP: cluster mode needs $p (Debian packages redis-server, haproxy)"
+            exit 77
+        fi
+    done
     ;;
 esac
 
