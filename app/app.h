@@ -279,6 +279,15 @@ int app_conn_call(app_conn *c, const char *method, amf_value *const *args, size_
  * short grace time); reason is logged. */
 void app_conn_close(app_conn *c, const char *reason);
 
+/* Back-pressure from a module whose work the connection's input makes
+ * faster than it can be done (the cluster's writes to Redis): c is not
+ * read any more (what one read already brought is still handled) until
+ * app_server_release_input.  Idempotent; a closing connection is left
+ * alone. */
+void app_conn_hold_input(app_conn *c);
+/* Reads again every connection held by app_conn_hold_input. */
+void app_server_release_input(app_server *s);
+
 /* ---- connection observers ----
  * Server-wide features that follow every accepted connection whatever its
  * application (one-to-one chat, presence).  on_connect runs once the client

@@ -131,6 +131,8 @@ struct app_conn {
     app_conn *prev, *next;      /* all connections */
     app_conn *backlog_next;
     bool in_backlog;
+    app_conn *held_next;        /* app_conn_hold_input: the server's held list */
+    bool input_held;
     uint8_t *backlog;           /* unprocessed input after the budget ran out */
     size_t backlog_len, backlog_off;
 
@@ -265,6 +267,7 @@ struct app_server {
     uint64_t next_id;
     app_conn *dirty_head;
     app_conn *backlog_head;
+    app_conn *held_head;        /* input held (app_conn_hold_input) */
     uint8_t *slab;
     bool slab_busy;
     /* Handshake random bytes: one getrandom per APP_RANDOM_POOL bytes

@@ -353,6 +353,8 @@ struct app_cluster_so {
     pending *pend;          /* writes in flight, newest first */
     sh_map pend_by_seq;     /* the same, by their seq (8 bytes, key in the entry) */
     uint64_t next_seq;
+    size_t inflight, inflight_bytes; /* update scripts sent, not answered */
+    bool holding;                    /* connections held (app_conn_hold_input) */
     so_effects fx;
     uv_timer_t retry;       /* reads again the rooms that are stale */
     uint64_t next_tick;     /* loop ms of the next lease renewal and sweep */
@@ -363,6 +365,11 @@ struct app_cluster_so {
 };
 
 #define MAX_BUFFERED ((size_t)64 << 20) /* bytes held per room while it is read */
+/* Writers are held past this in flight, read again below the low marks. */
+#define INFLIGHT_HIGH_BYTES ((size_t)4 << 20)
+#define INFLIGHT_LOW_BYTES ((size_t)1 << 20)
+#define INFLIGHT_HIGH 8192
+#define INFLIGHT_LOW 2048
 #define RETRY_MS 250
 #define SEED_MAX 256 /* updates of history read per object with a snapshot */
 
@@ -1474,6 +1481,7 @@ int app_cluster_so_propose_send(app_cluster_so *cs, const char *room, const char
 typedef struct prop_req {
     app_cluster_so *cs;
     uint64_t seq;
+    size_t bytes;           /* what the script carries (back-pressure) */
 } prop_req;
 
 /* The pending entry of a proposal: its keys copied for the answers. */
@@ -1601,6 +1609,9 @@ int app_cluster_so_propose(app_cluster_so *cs, const so_proposal *p)
     lens[k++] = strlen(qb);
     pr->cs = cs;
     pr->seq = q->seq;
+    pr->bytes = 0;
+    for (size_t i = 0; i < k; i++)
+        pr->bytes += lens[i];
     int rc = sh_map_put(&cs->pend_by_seq, &q->seq, sizeof(q->seq), q);
     if (rc == 0) {
         q->next = cs->pend;
@@ -1619,6 +1630,17 @@ int app_cluster_so_propose(app_cluster_so *cs, const so_proposal *p)
         return rc;
     }
     cs->st.proposals++;
+    /* Back-pressure: a client that writes faster than Redis takes it would
+     * queue scripts until the oldest waits past timeout_ms, and the link
+     * would be dropped for everyone.  Past a few MB in flight the writer's
+     * connection is not read until Redis caught up. */
+    cs->inflight_bytes += pr->bytes;
+    cs->inflight++;
+    if ((cs->inflight_bytes > INFLIGHT_HIGH_BYTES || cs->inflight > INFLIGHT_HIGH) &&
+        p->client) {
+        app_conn_hold_input(so_client_user(p->client));
+        cs->holding = true;
+    }
     return 0;
 }
 
@@ -1630,7 +1652,14 @@ static void on_update_reply(app_redis *rd_, redisReply *rep, void *ud)
     prop_req *pr = ud;
     app_cluster_so *cs = pr->cs;
     pending *p = pending_find(cs, pr->seq);
+    cs->inflight_bytes -= pr->bytes;
+    cs->inflight--;
     free(pr);
+    if (cs->holding && cs->inflight_bytes <= INFLIGHT_LOW_BYTES &&
+        cs->inflight <= INFLIGHT_LOW) {
+        cs->holding = false;
+        app_server_release_input(cs->srv);
+    }
     if (!p)
         return;
     cso_room *r = sh_map_get(&cs->rooms, p->room, strlen(p->room));

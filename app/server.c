@@ -287,11 +287,14 @@ static void ip_count_del(app_server *s, const char *ip)
     }
 }
 
+static void held_forget(app_conn *c);
+
 static void conn_teardown(app_conn *c)
 {
     app_server *s = c->srv;
     if (c->torn)
         return;
+    held_forget(c);
     c->closing = true;
     mem_update(c);
     c->torn = true;
@@ -558,6 +561,58 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     }
 }
 
+void app_conn_hold_input(app_conn *c)
+{
+    if (c->input_held || c->closing || c->torn)
+        return;
+    c->input_held = true;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->held_next = c->srv->held_head;
+    c->srv->held_head = c;
+}
+
+static void on_idle(uv_idle_t *h);
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
+
+void app_server_release_input(app_server *s)
+{
+    app_conn *list = s->held_head;
+    s->held_head = NULL;
+    while (list) {
+        app_conn *c = list;
+        list = c->held_next;
+        c->held_next = NULL;
+        c->input_held = false;
+        if (c->closing || c->torn)
+            continue;
+        if (c->backlog) {
+            /* input a read brought and the hold left: handled first */
+            if (!c->in_backlog) {
+                c->in_backlog = true;
+                c->backlog_next = s->backlog_head;
+                s->backlog_head = c;
+                uv_idle_start(&s->idle, on_idle);
+            }
+        } else {
+            uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+        }
+    }
+}
+
+/* Takes c out of the held list (it is being torn down). */
+static void held_forget(app_conn *c)
+{
+    if (!c->input_held)
+        return;
+    for (app_conn **pp = &c->srv->held_head; *pp; pp = &(*pp)->held_next)
+        if (*pp == c) {
+            *pp = c->held_next;
+            break;
+        }
+    c->input_held = false;
+}
+
 static void backlog_run(app_server *s)
 {
     app_conn *list = s->backlog_head;
@@ -567,23 +622,26 @@ static void backlog_run(app_server *s)
         list = c->backlog_next;
         c->backlog_next = NULL;
         c->in_backlog = false;
-        if (c->closing || c->torn)
-            continue;
+        if (c->closing || c->torn || c->input_held)
+            continue; /* held: app_server_release_input queues it again */
         size_t used = conn_process(c, c->backlog + c->backlog_off,
                                    c->backlog_len - c->backlog_off);
         c->backlog_off += used;
         if (c->closing)
             continue;
         if (c->backlog_off < c->backlog_len) {
-            c->in_backlog = true;
-            c->backlog_next = s->backlog_head;
-            s->backlog_head = c;
+            if (!c->input_held) {
+                c->in_backlog = true;
+                c->backlog_next = s->backlog_head;
+                s->backlog_head = c;
+            }
         } else {
             free(c->backlog);
             c->backlog = NULL;
             c->backlog_len = c->backlog_off = 0;
             mem_update(c);
-            uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+            if (!c->input_held)
+                uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
         }
     }
     if (!s->backlog_head)
