@@ -168,6 +168,13 @@ typedef struct app_app_ops {
  * otherwise).  ops is copied; ud is borrowed (freed by on_free if needed).
  * Registering a name twice replaces nothing: returns NULL. */
 app_app *app_server_add_app(app_server *s, const char *name, const app_app_ops *ops, void *ud);
+/* The application's instances keep the `presence` object (app/chat, as
+ * with presence = true in its section) whatever its section says: for an
+ * application whose pages show presence (the chat sample). */
+void app_app_keep_presence(app_app *a);
+/* Whether application app_name (section a, NULL = none) keeps `presence`:
+ * its section says presence = true, or the application asked for it. */
+bool app_presence_on(app_server *s, const char *app_name, const app_app_config *a);
 /* Decides a connect that on_connect left pending (v->pending): rejected
  * with v->description when v->reject, else accepted (v NULL = accepted);
  * the client gets its answer now, then the shared-object engine and the

@@ -176,6 +176,7 @@ struct app_app {
     app_app_ops ops;
     void *ud;
     size_t nconns;              /* accepted connections (max_connections of its section) */
+    bool presence;              /* app_app_keep_presence */
 };
 
 typedef struct app_observer_entry {

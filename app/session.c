@@ -667,6 +667,16 @@ app_app *app_server_find_app(app_server *s, const char *name)
 
 const char *app_app_name(const app_app *a) { return a->name; }
 
+void app_app_keep_presence(app_app *a) { a->presence = true; }
+
+bool app_presence_on(app_server *s, const char *app_name, const app_app_config *a)
+{
+    if (a && a->presence)
+        return true;
+    const app_app *r = app_name ? app_server_find_app(s, app_name) : NULL;
+    return r && r->presence;
+}
+
 int app_method_register(app_server *s, app_app *app, const char *name,
                         app_method_fn fn, void *ud)
 {

@@ -539,6 +539,13 @@ static void room_settings(void *ud, const char *room, so_room_settings *s)
     const app_so_glue *g = ud;
     s->clustered = app_cluster_so_room_clustered(g->cso, room);
     const app_app_config *a = app_config_find_room_app(g->cfg, room);
+    /* Presence is derived state: each node's server code keeps its own
+     * `presence` object as a mirror of what Redis holds (app/chat), so
+     * that temporary object stays on the node. */
+    char app[APP_NAME_MAX + 1];
+    size_t alen = so_store_app_len(room);
+    snprintf(app, sizeof(app), "%.*s", (int)(alen < sizeof(app) ? alen : sizeof(app) - 1), room);
+    s->local_name = app_presence_on(g->srv, app, a) ? "presence" : NULL;
     if (!a)
         return;
     s->conflict = a->conflict == APP_CONFLICT_LWW ? SO_CONFLICT_LWW : SO_CONFLICT_REJECT;
@@ -546,10 +553,6 @@ static void room_settings(void *ud, const char *room, so_room_settings *s)
     s->max_objects_per_client = a->max_so_per_conn;
     s->max_persistent_objects = a->max_persistent_objects;
     s->max_persistent_bytes = a->max_persistent_bytes;
-    /* Presence is derived state: each node's server code keeps its own
-     * `presence` object as a mirror of what Redis holds (app/chat), so
-     * that temporary object stays on the node. */
-    s->local_name = a->presence ? "presence" : NULL;
 }
 
 static void reaccess(app_conn *c, void *ud)

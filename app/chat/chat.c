@@ -226,6 +226,7 @@ static void limits_of(const app_conn *c, chat_limits *l)
         *l = (chat_limits){CHAT_DEFAULT_MAX_TEXT, CHAT_DEFAULT_RATE, CHAT_DEFAULT_QUEUE, false,
                            ""};
     }
+    l->presence = app_presence_on(app_conn_server(c), app_conn_app_name(c), a);
 }
 
 static int64_t wall_ms(void)
@@ -1250,6 +1251,7 @@ int chat_send(app_server *srv, const char *app, const char *from, const char *to
                                       a->presence, a->users ? a->users : ""}
                       : (chat_limits){CHAT_DEFAULT_MAX_TEXT, CHAT_DEFAULT_RATE,
                                       CHAT_DEFAULT_QUEUE, false, ""};
+    l.presence = app_presence_on(srv, app, a);
     l.rate = 0; /* server code is not rate-limited */
     if (!app_user_name_ok(from, strlen(from))) {
         fn(ud, CHAT_E_BAD_REQUEST, "Bad sender name", 0, false);

@@ -12,8 +12,9 @@
  *
  * Presence: the `presence` object of app/chat (key = user, value
  * {since, connections}).  app/chat keeps it for applications configured
- * with presence = true; for the chat sample without such a section this
- * file keeps the same object in the same form, so it is always there.
+ * with presence = true, and for this one whatever its section says
+ * (app_app_keep_presence), so it is always there, on one node or over a
+ * cluster (docs/cluster-chat.md).
  *
  * Lifetime: an instance (its room_inst and the server's handles on its
  * objects) exists while at least one connection of it is open or
@@ -47,7 +48,6 @@ typedef struct room_inst {
     chat_sample *cs;
     char room[2 * APP_NAME_MAX + 2];
     so_object *obj;          /* `room`, persistent, server-only; NULL until open */
-    so_object *pres;         /* `presence` while we keep it, else NULL */
     double next_id;
     size_t nconns;           /* accepted or waiting connections of the instance */
     bool opening;            /* `room` is being opened */
@@ -57,7 +57,6 @@ typedef struct room_inst {
 /* Per connection (APP_SLOT_APP), from on_connect to on_disconnect. */
 typedef struct room_conn {
     room_inst *r;            /* borrowed: lives while nconns > 0 */
-    bool present;            /* counted in `presence` by this file */
 } room_conn;
 
 /* A room.post on its way (samples_cas). */
@@ -158,7 +157,6 @@ static void inst_free(chat_sample *cs, room_inst *r)
     if (e) {
         if (r->opening)
             so_engine_object_open_cancel(e, room_opened, r);
-        so_engine_object_close(e, r->pres);
         so_engine_object_close(e, r->obj);
     }
     samples_wait_cleanup(&r->waiting);
@@ -285,69 +283,6 @@ static int method_post(app_conn *c, const rtmp_cmd *cmd, void *ud)
     return 0;
 }
 
-/* ---- presence (when app/chat does not keep it for us) ---- */
-
-static bool we_keep_presence(chat_sample *cs, const app_conn *c)
-{
-    if (app_conn_app(c) != cs->app || !*app_conn_user(c))
-        return false;
-    const app_app_config *ac = app_conn_app_config(c);
-    return !(ac && ac->presence);
-}
-
-static void presence_step(chat_sample *cs, room_inst *r, app_conn *c, int delta)
-{
-    so_engine *e = app_so_engine(app_so_glue_of(cs->srv));
-    if (!r || !e)
-        return;
-    if (!r->pres) {
-        if (delta < 0)
-            return;
-        r->pres = samples_open(cs->srv, r->room, PRESENCE_OBJECT, false, true);
-        if (!r->pres)
-            return;
-    }
-    const char *user = app_conn_user(c);
-    size_t ul = strlen(user);
-    const amf_value *old = so_object_get(r->pres, user, ul);
-    const amf_value *on = old ? amf_object_get(old, "connections") : NULL;
-    const amf_value *os = old ? amf_object_get(old, "since") : NULL;
-    double n = (on ? amf_as_number(on) : 0) + delta;
-    int rc;
-    if (!(n > 0)) {
-        rc = so_object_remove(e, r->pres, user, ul, &cs->fx);
-    } else {
-        amf_value *v = amf_object_new(NULL);
-        if (!v)
-            return;
-        amf_object_set_cstr(v, "since",
-                            amf_number(os ? amf_as_number(os) : (double)samples_wall_ms()));
-        amf_object_set_cstr(v, "connections", amf_number(n));
-        rc = so_object_set(e, r->pres, user, ul, v, &cs->fx);
-        amf_unref(v);
-    }
-    if (rc < 0)
-        SH_LOG(SH_LOG_WARN, "conn=%llu chat sample: presence: %s",
-               (unsigned long long)app_conn_id(c), sh_strerror(rc));
-    samples_deliver(cs->srv, &cs->fx);
-    if (so_object_slot_count(r->pres) == 0) {
-        so_engine_object_close(e, r->pres);
-        r->pres = NULL;
-    }
-}
-
-/* After the connect _result (observers run for every application). */
-static void obs_connect(app_conn *c, const app_connect_info *info, void *ud)
-{
-    (void)info;
-    chat_sample *cs = ud;
-    room_conn *rc = app_conn_app(c) == cs->app ? app_conn_get_data(c, APP_SLOT_APP) : NULL;
-    if (rc && we_keep_presence(cs, c)) {
-        presence_step(cs, rc->r, c, +1);
-        rc->present = true;
-    }
-}
-
 /* ---- application ---- */
 
 static void on_connect(app_app *a, app_conn *c, const app_connect_info *info, app_verdict *v,
@@ -385,8 +320,6 @@ static void on_disconnect(app_app *a, app_conn *c, const char *reason, void *ud)
     room_inst *r = rc ? rc->r : NULL;
     if (r)
         samples_wait_forget(&r->waiting, c);
-    if (r && rc->present)
-        presence_step(ud, r, c, -1);
     free(rc);
     if (r && --r->nconns == 0)
         inst_free(ud, r); /* the store has it all; the next connect reads it again */
@@ -424,9 +357,7 @@ int sample_chat_register(app_server *srv, const samples_settings *s)
         free(cs);
         return SH_EEXIST;
     }
-    app_observer obs = {.on_connect = obs_connect};
+    app_app_keep_presence(cs->app);
     int rc = app_method_register(srv, cs->app, "room.post", method_post, cs);
-    if (rc == 0)
-        rc = app_server_add_observer(srv, &obs, cs);
     return rc;
 }
