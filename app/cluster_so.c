@@ -652,6 +652,8 @@ static void apply_msg(app_cluster_so *cs, cso_room *r, const char *msg, size_t l
         cs->eng, r->name, u.name, u.nlen, u.version, u.ch, u.n, p ? p->client : NULL, &cs->fx);
     free(u.ch);
     deliver(cs);
+    if (rc == 0)
+        app_so_applied(cs->glue, r->name, u.name, u.nlen);
     if (rc == 0) {
         cs->st.applied++;
         if (p) {

@@ -39,6 +39,11 @@ struct app_so_glue {
     struct glue_waiter **waiters_tail;
 
     app_cluster_so *cso;        /* clustered applications' objects; NULL without a cluster */
+    struct {
+        app_so_applied_fn fn;
+        void *ud;
+    } applied[8];               /* app_so_on_applied */
+    size_t napplied;
     app_so_glue_stats st;
     so_wire_limits wire_limits; /* the engine's: JSON messages are decoded under them */
 };
@@ -650,6 +655,21 @@ app_so_glue *app_so_glue_new(app_server *srv, char *err, size_t errsz)
     SH_LOG(SH_LOG_INFO, "so: engine ready (commit_interval_ms=%u, congestion_bytes=%zu, "
            "history_depth=%u)", g->commit_interval_ms, g->congestion_bytes, sc.history_depth);
     return g;
+}
+
+int app_so_on_applied(app_so_glue *g, app_so_applied_fn fn, void *ud)
+{
+    if (g->napplied >= sizeof(g->applied) / sizeof(g->applied[0]))
+        return SH_ELIMIT;
+    g->applied[g->napplied].fn = fn;
+    g->applied[g->napplied++].ud = ud;
+    return 0;
+}
+
+void app_so_applied(app_so_glue *g, const char *room, const char *name, size_t nlen)
+{
+    for (size_t i = 0; i < g->napplied; i++)
+        g->applied[i].fn(g->applied[i].ud, room, name, nlen);
 }
 
 void app_so_glue_free(app_so_glue *g)

@@ -132,6 +132,15 @@ char *app_so_room_of(const app_conn *c, char *buf, size_t bufsz);
  * cluster. */
 struct app_cluster_so *app_so_glue_cluster(const app_so_glue *g);
 
+/* Server code that derives something from an object (a connection's write
+ * access from the presenter a stage names) hears of every update the
+ * cluster applied here, another node's write included, once its effects
+ * were delivered.  At most 8 listeners.  Returns 0 or SH_ELIMIT. */
+typedef void (*app_so_applied_fn)(void *ud, const char *room, const char *name, size_t nlen);
+int app_so_on_applied(app_so_glue *g, app_so_applied_fn fn, void *ud);
+/* Called by the cluster (app/cluster_so.c) after it applied an update. */
+void app_so_applied(app_so_glue *g, const char *room, const char *name, size_t nlen);
+
 /* Counters (for logs and tests). */
 typedef struct app_so_glue_stats {
     app_histo commit_seconds; /* store batch: taken -> handed back (its round) */

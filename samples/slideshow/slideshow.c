@@ -64,6 +64,10 @@ typedef struct ss_op {
     struct ss_op *next;      /* slideshow.ops */
     struct slideshow *ss;
     app_conn *c;             /* the caller (handoff); NULL once it is gone */
+    /* the first user's connection, not read while the cluster decides
+     * whether it presents (its first writes need the access); NULL once
+     * it is gone */
+    app_conn *waiting;
     double txid;
     bool handoff;            /* else: the first user to connect */
     char room[2 * APP_NAME_MAX + 2];
@@ -263,6 +267,8 @@ static void presenter_done(void *ud, int status, so_object *o)
     else if (status < 0 && status != SH_ESTATE)
         SH_LOG(SH_LOG_WARN, "slideshow: cannot set the presenter of %s: %s", op->room,
                sh_strerror(status));
+    if (op->waiting)
+        app_server_release_input(ss->srv); /* its access is set: read it again */
     app_conn *c = op->c;
     if (c && status == 0) {
         amf_value *res = amf_object_new(NULL);
@@ -278,9 +284,13 @@ static void presenter_done(void *ud, int status, so_object *o)
     op_free(op);
 }
 
+/* Starts a change of presenter; *pending (may be NULL) gets the op while
+ * it waits for the cluster (NULL when it was decided at once). */
 static int presenter_change(slideshow *ss, ss_inst *in, app_conn *c, double txid,
-                            const char *user, const char *who)
+                            const char *user, const char *who, ss_op **pending)
 {
+    if (pending)
+        *pending = NULL;
     ss_op *op = calloc(1, sizeof(*op));
     if (!op)
         return SH_ENOMEM;
@@ -294,8 +304,13 @@ static int presenter_change(slideshow *ss, ss_inst *in, app_conn *c, double txid
     op->next = ss->ops;
     ss->ops = op;
     int rc = samples_cas(ss->srv, in->room, in->stage, presenter_build, presenter_done, op);
-    if (rc < 0)
+    if (rc < 0) {
         op_free(op);
+        return rc;
+    }
+    for (ss_op *x = ss->ops; x && pending; x = x->next)
+        if (x == op)
+            *pending = op; /* not done yet */
     return rc;
 }
 
@@ -307,6 +322,19 @@ static void on_poll(void *ud)
     for (ss_inst *in = ss->insts; in; in = in->next)
         if (in->stage && so_object_clustered(in->stage) && strcmp(in->seen, presenter_of(in)))
             apply_access_all(ss, in);
+}
+
+/* An update the cluster applied here: a stage naming another presenter
+ * gives this node's connections their write access at once (on_poll
+ * covers what a room read brings). */
+static void on_applied(void *ud, const char *room, const char *name, size_t nlen)
+{
+    slideshow *ss = ud;
+    if (nlen != strlen(SS_STAGE) || memcmp(name, SS_STAGE, nlen) != 0)
+        return;
+    ss_inst *in = inst_by_room(ss, room);
+    if (in && in->stage && strcmp(in->seen, presenter_of(in)))
+        apply_access_all(ss, in);
 }
 
 /* ---- slideshow.handoff ---- */
@@ -332,7 +360,7 @@ static int method_handoff(app_conn *c, const rtmp_cmd *cmd, void *ud)
     snprintf(who, sizeof(who), "%.*s", (int)n, to);
     /* answered by presenter_done (who is any string the client chose: it
      * is sanitised there before it is logged) */
-    if (presenter_change(ss, in, c, cmd->txid, u, who) < 0)
+    if (presenter_change(ss, in, c, cmd->txid, u, who, NULL) < 0)
         return app_conn_reply_error(c, cmd->txid, "Slideshow.Failed", "Out of memory.");
     return 0;
 }
@@ -360,9 +388,12 @@ static void on_disconnect(app_app *a, app_conn *c, const char *reason, void *ud)
     (void)a;
     (void)reason;
     slideshow *ss = ud;
-    for (ss_op *op = ss->ops; op; op = op->next)
+    for (ss_op *op = ss->ops; op; op = op->next) {
         if (op->c == c)
             op->c = NULL;
+        if (op->waiting == c)
+            op->waiting = NULL;
+    }
     ss_inst *in = samples_detach(c);
     if (!in)
         return;
@@ -393,8 +424,16 @@ static void obs_connect(app_conn *c, const app_connect_info *info, void *ud)
     x->next = in->conns;
     in->conns = x;
     const char *u = app_conn_user(c);
-    if (!presenter_of(in)[0] && *u && presenter_change(ss, in, NULL, 0, u, u) < 0)
+    ss_op *op = NULL;
+    if (!presenter_of(in)[0] && *u && presenter_change(ss, in, NULL, 0, u, u, &op) < 0)
         SH_LOG(SH_LOG_WARN, "slideshow: cannot set the presenter of %s", in->room);
+    if (op) {
+        /* in a cluster the first user learns that it presents once Redis
+         * stored it: its connection is not read until then, so its first
+         * change finds the write access it will have */
+        op->waiting = c;
+        app_conn_hold_input(c);
+    }
     apply_access(ss, in, c);
 }
 
@@ -441,5 +480,8 @@ int sample_slideshow_register(app_server *srv, const samples_settings *s)
         rc = app_server_add_observer(srv, &obs, ss);
     if (!rc)
         rc = samples_on_poll(on_poll, ss);
+    app_so_glue *g = app_so_glue_of(srv);
+    if (!rc && g)
+        rc = app_so_on_applied(g, on_applied, ss);
     return rc;
 }

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import WebSocket from 'ws';
 import { Chat, CallError, NetConnection, Responder, SharedObject, SohubInt, AmfValue } from '../../web/lib/sohub.js';
-import { WAIT_MS, cliOk, runCli, startProxy, startServer, explained, assertCleanStop } from './harness.mjs';
+import { WAIT_MS, cliOk, runCli, startProxy, startServer, explained, assertCleanStop, until } from './harness.mjs';
 
 let server;
 let proxy;
@@ -36,8 +36,12 @@ class RecordingWebSocket extends WebSocket {
   }
 }
 
-/** The socket of nc's current connection. */
-const socketOf = (nc) => sockets.findLast((s) => s.log.received.some((m) => m.op === 'result' && m.value?.code === 'NetConnection.Connect.Success' && m.value.clientId === nc.clientId));
+/** The socket of nc's current connection, whose connect named user (when
+ * given: a clientId is unique on one server only, so over a cluster two
+ * connections on two nodes may have the same). */
+const socketOf = (nc, user) => sockets.findLast((s) =>
+  (user === undefined || s.log.sent.some((m) => m.op === 'connect' && m.user === user)) &&
+  s.log.received.some((m) => m.op === 'result' && m.value?.code === 'NetConnection.Connect.Success' && m.value.clientId === nc.clientId));
 
 const FAST = { initialDelayMs: 50, maxDelayMs: 400 };
 
@@ -336,8 +340,11 @@ test('node: private messages and presence with Chat; no duplicates across drops'
   proxy.drop();
   const r2 = await sending;
   assert.equal(typeof r2.id, 'number');
+  // delivered: at once on one server; over a cluster, once bob's node has
+  // it from Redis (a wait, bounded)
+  await until(() => inbox.some((m) => m.text === 'through the drop'), 'bob gets the message');
   assert.equal(await bob.invoke('echo', 'flush'), 'flush'); // anything sent to bob before is in
-  const copies = new Set(socketOf(bob).log.received
+  const copies = new Set(socketOf(bob, 'bob').log.received
     .filter((m) => m.op === 'call' && m.method === 'chat.onPrivate' && m.args[0].text === 'through the drop')
     .map((m) => m.args[0].id));
   assert.equal(copies.size, 1);
@@ -345,7 +352,7 @@ test('node: private messages and presence with Chat; no duplicates across drops'
 
   // bob never acknowledged: the server sends both again on his next
   // connection, and Chat passes each id on once
-  const bobSocket = socketOf(bob);
+  const bobSocket = socketOf(bob, 'bob');
   const redelivered = new Promise((resolve) => {
     const off = bob.on('netStatus', (e) => {
       if (e.info.code !== 'NetConnection.Connect.Success') return;
@@ -356,8 +363,12 @@ test('node: private messages and presence with Chat; no duplicates across drops'
   bobSocket.terminate(); // a dead socket, no close frame
   await redelivered;
   assert.equal(await bob.invoke('echo', 'flush'), 'flush');
-  assert.notEqual(socketOf(bob), bobSocket);
-  const again = socketOf(bob).log.received.filter((m) => m.op === 'call' && m.method === 'chat.onPrivate');
+  assert.notEqual(socketOf(bob, 'bob'), bobSocket);
+  const redone = () => socketOf(bob, 'bob').log.received.filter((m) => m.op === 'call' && m.method === 'chat.onPrivate');
+  // read from the store (Redis over a cluster) before anything live: a wait, bounded
+  await until(() => redone().length >= 2, 'both messages again');
+  assert.equal(await bob.invoke('echo', 'flush'), 'flush');
+  const again = redone();
   assert.equal(again.length, 2);
   assert.deepEqual(inbox.map((m) => m.text), ['hi bob', 'through the drop']);
   assert.deepEqual(await cb.ack(r2.id), { acked: r2.id });

@@ -967,14 +967,11 @@ export class SharedObject extends Emitter {
           break;
       }
     }
-    if (reply) {
-      // keys the answer did not name were not applied
-      for (const [key, v] of head.writes) {
-        this.#refresh(key);
-        changeList.push({ code: 'reject', name: key, oldValue: v === DELETE ? undefined : v });
-      }
-      this.#inflight.shift();
-    }
+    // The server names every key of a write in its answers: one message on
+    // one node; over a cluster the keys its node refused come at once and
+    // the others once Redis stored them (docs/cluster.md), so a write is
+    // done when all its keys were answered.
+    if (reply && head.writes.size === 0) this.#inflight.shift();
     if (cleared) this.#rebuild(changeList);
     if (isUse) {
       this.#ready = true;
