@@ -69,6 +69,7 @@ struct app_redis {
     uint32_t fails;         /* failed connects since the last success */
     pend *head, *tail;      /* in flight */
     size_t npending;
+    uint64_t last_reply;    /* ms, when an answer last came */
     uv_check_t waiter;      /* sends the WAIT after this turn's writes */
     bool wait_armed;
     uint64_t wseq;          /* writes (acks scripts) sent so far */
@@ -272,6 +273,7 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
     else
         r->tail = p->prev;
     r->npending--;
+    r->last_reply = now_ms(r);
     redisReply *rep = reply;
     bool write_ok = p->wseq && rep && rep->type != REDIS_REPLY_ERROR;
     if (!p->wait && (r->hhead || write_ok)) {
@@ -491,8 +493,13 @@ static void on_tick(uv_timer_t *t)
             drop(r, "connect timed out");
         break;
     case ST_UP:
-        if (r->head && now - r->head->t0 > r->o.timeout_ms)
-            drop(r, "a command timed out");
+        /* Down when the oldest command waited past the time-out and Redis
+         * answered nothing meanwhile: a long pipeline that Redis works
+         * through (one client writing as fast as it can) is not a dead
+         * Redis. */
+        if (r->head && now - r->head->t0 > r->o.timeout_ms &&
+            now - r->last_reply > r->o.timeout_ms)
+            drop(r, "no answer within timeout_ms");
         break;
     }
 }
