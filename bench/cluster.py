@@ -155,7 +155,7 @@ def main():
     single, single_pid, _ = start_server("single", common)
     a, a_pid, a_log = start_server("nodeA", clustered + "node = A\n")
     b, b_pid, b_log = start_server("nodeB", clustered + "node = B\n")
-    w, w_pid, w_log = start_server("nodeW", clustered + "node = W\nwait_replicas = 1\n")
+    wport, w_pid, w_log = start_server("nodeW", clustered + "node = W\nwait_replicas = 1\n")
     end = time.monotonic() + 10
     while time.monotonic() < end and not all(
             "up: clustered" in open(lg, errors="replace").read() for lg in (a_log, b_log,
@@ -187,7 +187,7 @@ def main():
         d["_changes"] = n
         res["persist_%d" % w] = d
     c0 = redis_cpu(rport)
-    d = bench("persist-wait", w, "persist", "-w", "100", "-d", DUR, "--so-prefix", "pw")
+    d = bench("persist-wait", wport, "persist", "-w", "100", "-d", DUR, "--so-prefix", "pw")
     d["_redis_cpu_s"] = redis_cpu(rport) - c0
     d["_changes"] = d.get("acked") or 0
     res["persist_wait"] = d
