@@ -926,8 +926,11 @@ export class SharedObject extends Emitter {
     const before = this.#version;
     const version = typeof m.version === 'number' ? m.version : before;
     this.#version = isUse ? version : Math.max(before, version);
-    const head = !isUse ? this.#inflight[0] : undefined;
-    const reply = head && isReply(events, version <= before, head.writes);
+    // the write this message answers: the oldest in flight it names (over a
+    // cluster a later write's refusals may come before an earlier one's
+    // answer from Redis)
+    const head = !isUse ? this.#inflight.find((b) => isReply(events, version <= before, b.writes)) : undefined;
+    const reply = !!head;
     const changeList = [];
     const statuses = [];
     const sends = [];
@@ -971,7 +974,7 @@ export class SharedObject extends Emitter {
     // one node; over a cluster the keys its node refused come at once and
     // the others once Redis stored them (docs/cluster.md), so a write is
     // done when all its keys were answered.
-    if (reply && head.writes.size === 0) this.#inflight.shift();
+    if (reply && head.writes.size === 0) this.#inflight.splice(this.#inflight.indexOf(head), 1);
     if (cleared) this.#rebuild(changeList);
     if (isUse) {
       this.#ready = true;
@@ -1153,7 +1156,7 @@ export class SharedObject extends Emitter {
 function isReply(events, noNewVersion, writes) {
   let values = 0;
   for (const e of events) {
-    if (e.t === 'success') return true;
+    if (e.t === 'success') return writes.has(keyFromJSON(e.key));
     if (e.t === 'send' || e.t === 'clear' || e.t === 'use_success') return false;
     if (e.t === 'change') {
       for (const [k] of e.slots ?? []) {
