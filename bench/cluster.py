@@ -187,6 +187,12 @@ def main():
         d["_changes"] = n
         res["persist_%d" % w] = d
     c0 = redis_cpu(rport)
+    d = bench("persist-rooms", a, "persist", "-w", "100", "-r", "100", "-d", DUR,
+              "--so-prefix", "pr")
+    d["_redis_cpu_s"] = redis_cpu(rport) - c0
+    d["_changes"] = d.get("acked") or 0
+    res["persist_rooms"] = d
+    c0 = redis_cpu(rport)
     d = bench("persist-wait", wport, "persist", "-w", "100", "-d", DUR, "--so-prefix", "pw")
     d["_redis_cpu_s"] = redis_cpu(rport) - c0
     d["_changes"] = d.get("acked") or 0
@@ -220,6 +226,7 @@ def main():
                                              p50["lat_same"] - p50["lat_single"]))
     for k, label in (("persist_8", "writes, 8 writers on 8 objects"),
                      ("persist_100", "writes, 100 writers on 100 objects"),
+                     ("persist_rooms", "the same, in 100 rooms"),
                      ("persist_wait", "the same, wait_replicas = 1")):
         d = res[k]
         rate = d.get("acked_per_second") or 0

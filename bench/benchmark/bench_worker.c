@@ -464,10 +464,17 @@ static void send_connect(wconn *c)
             conn_fail(c, "cannot send connect%s", NULL);
         return;
     }
+    /* persist with -r R: writer i in instance "APP-(i mod R)", so its
+     * objects are in one of R rooms */
+    char app[600];
+    if (o->scenario == BENCH_PERSIST && o->rooms > 1)
+        snprintf(app, sizeof app, "%s-%u", o->app, c->gidx % o->rooms);
+    else
+        snprintf(app, sizeof app, "%s", o->app);
     char tc[1024];
-    snprintf(tc, sizeof tc, "rtmp://%s:%d/%s", o->host, o->port, o->app);
+    snprintf(tc, sizeof tc, "rtmp://%s:%d/%s", o->host, o->port, app);
     amf_value *obj = amf_object_new(NULL);
-    amf_object_set_cstr(obj, "app", amf_string_cstr(o->app));
+    amf_object_set_cstr(obj, "app", amf_string_cstr(app));
     amf_object_set_cstr(obj, "flashVer", amf_string_cstr("LNX 9,0,124,2"));
     amf_object_set_cstr(obj, "tcUrl", amf_string_cstr(tc));
     amf_object_set_cstr(obj, "fpad", amf_bool(false));
