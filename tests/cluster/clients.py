@@ -16,13 +16,15 @@ from wsutil import WS, connect_app  # noqa: E402
 class SoClient:
     """A WebSocket client of one shared object `name` in `room` on a node; a
     reader thread keeps the object's state as the messages describe it, and
-    every message.  `closed` is set when the node went away."""
+    every message.  `closed` is set when the node went away.  persistent:
+    the object's kind in every message sent."""
 
-    def __init__(self, node, room, name, state=None, version=0, timeout=5.0):
+    def __init__(self, node, room, name, state=None, version=0, timeout=5.0, persistent=True):
         self.ws, res = connect_app(node.ports["http"], room, timeout=timeout)
         if not res.get("ok"):
             raise RuntimeError("connect refused: %r" % res)
         self.name = name
+        self.persistent = persistent
         self.lock = threading.Lock()
         self.msgs = []          # every "so" message, in order
         self.state = dict(state or {})  # a client coming back keeps what it had
@@ -62,7 +64,7 @@ class SoClient:
                 self.version = m["version"]
 
     def send(self, events, version=None):
-        self.ws.send_json({"op": "so", "name": self.name, "persistent": True,
+        self.ws.send_json({"op": "so", "name": self.name, "persistent": self.persistent,
                            "version": self.version if version is None else version,
                            "events": events})
 

@@ -24,14 +24,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "ws"))
+from clients import SoClient  # noqa: E402
 from clusterutil import Cluster, Redis, check, finish, need_redis, note, wait_for  # noqa: E402
 from opsutil import Admin, metric, parse_metrics  # noqa: E402
-from wsutil import connect_app  # noqa: E402
 
 need_redis()
 server = sys.argv[1]
@@ -43,80 +42,9 @@ EXTRA = ("[server]\nhttp_listen = 127.0.0.1:0\nadmin_listen = 127.0.0.1:0\n"
 TTL_MS = 3000  # clusterutil's node_ttl_ms: a lease lasts that long
 
 
-class Client:
-    """A WebSocket client of one temporary object of ROOM on one node; a reader thread keeps the
-    object's state as the messages describe it, and every message."""
-
-    def __init__(self, node, name, room=ROOM, state=None, version=0):
-        self.ws, res = connect_app(node.ports["http"], room)
-        if not res.get("ok"):
-            raise RuntimeError("connect refused: %r" % res)
-        self.name = name
-        self.lock = threading.Lock()
-        self.msgs = []          # every "so" message, in order
-        self.state = dict(state or {})  # a client coming back keeps what it had
-        self.version = version
-        self.sent = {}          # key -> values sent and not answered yet, oldest first
-        self.alive = True
-        self.t = threading.Thread(target=self._read, daemon=True)
-        self.t.start()
-
-    def _read(self):
-        while self.alive:
-            try:
-                m = self.ws.recv_json(timeout=0.2)
-            except Exception as e:  # timeouts, and the close at the end
-                if isinstance(e, TimeoutError) or "timed out" in str(e):
-                    continue
-                return
-            if m.get("op") != "so" or m.get("name") != self.name:
-                continue
-            with self.lock:
-                self.msgs.append(m)
-                for ev in m["events"]:
-                    if ev["t"] == "clear":
-                        self.state = {}
-                    elif ev["t"] == "change":
-                        for k, v in ev["slots"]:
-                            self.state[k] = v
-                    elif ev["t"] == "remove":
-                        self.state.pop(ev["key"], None)
-                    elif ev["t"] == "success":
-                        # our own change was applied: the client's copy takes it
-                        q = self.sent.get(ev["key"])
-                        if q:
-                            self.state[ev["key"]] = q.pop(0)
-                self.version = m["version"]
-
-    def send(self, events, version=None):
-        self.ws.send_json({"op": "so", "name": self.name, "persistent": False,
-                           "version": self.version if version is None else version,
-                           "events": events})
-
-    def use(self, version=0):
-        n = len(self.msgs)
-        self.send([{"t": "use"}], version)
-        return wait_for(lambda: any(e["t"] == "use_success" for m in self.msgs[n:]
-                                    for e in m["events"]), 5.0)
-
-    def change(self, slots, version=None):
-        with self.lock:
-            for k, v in slots.items():
-                self.sent.setdefault(k, []).append(v)
-        self.send([{"t": "change", "slots": [[k, v] for k, v in slots.items()]}], version)
-
-    def events_since(self, n, kind):
-        with self.lock:
-            return [(m, e) for m in self.msgs[n:] for e in m["events"] if e["t"] == kind]
-
-    def snapshot(self):
-        with self.lock:
-            return dict(self.state), self.version
-
-    def close(self):
-        self.alive = False
-        self.t.join(2)
-        self.ws.close()
+def Client(node, name, room=ROOM, state=None, version=0):
+    """A WebSocket client of the temporary object name on a node (clients.py)."""
+    return SoClient(node, room, name, state, version, persistent=False)
 
 
 def key(kind, name):
